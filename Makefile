@@ -1,0 +1,53 @@
+# pg_kafka: `make run` to start Postgres with the Kafka listener, `make test` for the suite.
+
+PG_CONFIG       ?= /usr/lib/postgresql/15/bin/pg_config
+PGKAFKA_DATA    ?= target/pgdata
+PGKAFKA_PG_PORT ?= 5432
+PGKAFKA_PORT    ?= 9092
+
+# The end-to-end tests run their own cluster on other ports, so `make run` can stay up.
+E2E_DATA     ?= target/e2e-pgdata
+E2E_PG_PORT  ?= 55432
+E2E_PORT     ?= 59092
+PGRX_TEST_DATA ?= target/pgrx-test-data
+
+export PATH := $(HOME)/.cargo/bin:$(PATH)
+
+.PHONY: setup install run stop test unit-test pg-test e2e-test bench clean-data
+
+setup:
+	scripts/setup.sh
+
+install: setup
+	cargo pgrx install --release --pg-config $(PG_CONFIG)
+
+run: install
+	scripts/cluster.sh start $(PGKAFKA_DATA) $(PGKAFKA_PG_PORT) $(PGKAFKA_PORT)
+	@echo
+	@echo "pg_kafka is up."
+	@echo "  SQL:    psql -h 127.0.0.1 -p $(PGKAFKA_PG_PORT) -U postgres -c 'SELECT * FROM kafka.topics'"
+	@echo "  Kafka:  kcat -L -b 127.0.0.1:$(PGKAFKA_PORT)"
+	@echo "  Log:    $(PGKAFKA_DATA)/server.log      Stop: make stop"
+
+stop:
+	scripts/cluster.sh stop $(PGKAFKA_DATA)
+
+test: setup unit-test pg-test e2e-test
+
+unit-test:
+	cargo test --lib -- --skip tests::pg_
+
+pg-test:
+	mkdir -p $(PGRX_TEST_DATA) && chown postgres:postgres $(PGRX_TEST_DATA)
+	cargo pgrx test pg15 --runas postgres --pgdata $(abspath $(PGRX_TEST_DATA))
+
+# Installs the release build (pg-test installs its own test build first), starts a
+# cluster on the e2e ports, runs the client tests, and always stops the cluster.
+e2e-test: install
+	scripts/cluster.sh stop $(E2E_DATA)
+	rm -rf $(E2E_DATA)
+	scripts/cluster.sh start $(E2E_DATA) $(E2E_PG_PORT) $(E2E_PORT)
+	PGKAFKA_E2E_BOOTSTRAP=127.0.0.1:$(E2E_PORT) PGKAFKA_E2E_PG_PORT=$(E2E_PG_PORT) \
+	PGKAFKA_E2E_DATA=$(abspath $(E2E_DATA)) \
+	cargo test -p pg_kafka_e2e -- --test-threads=4; \
+	status=$$?; scripts/cluster.sh stop $(E2E_DATA); exit $$status

@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Starts or stops a Postgres cluster with pg_kafka preloaded, owned by the postgres user.
+#
+#   scripts/cluster.sh start DATADIR PG_PORT KAFKA_PORT   # creates the cluster if needed
+#   scripts/cluster.sh stop  DATADIR
+#
+# `start` returns once the Kafka port accepts connections. Used by `make run` and by
+# `make test` (on other ports), so both run the same set-up.
+set -euo pipefail
+
+PG_BIN=/usr/lib/postgresql/15/bin
+cmd=${1:?usage: cluster.sh start|stop DATADIR [PG_PORT KAFKA_PORT]}
+datadir=${2:?datadir required}
+mkdir -p "$datadir"
+datadir=$(cd "$datadir" && pwd)
+
+as_postgres() {
+    if [ "$(id -un)" = postgres ]; then "$@"; else runuser -u postgres -- "$@"; fi
+}
+
+# Postgres refuses to run as root: the cluster belongs to the postgres user, who must be
+# able to reach the data directory through every parent.
+give_to_postgres() {
+    chown postgres:postgres "$datadir"
+    chmod 700 "$datadir"
+    local dir
+    dir=$(dirname "$datadir")
+    while [ "$dir" != / ]; do
+        chmod o+x "$dir" 2>/dev/null || true
+        dir=$(dirname "$dir")
+    done
+}
+
+wait_for_port() {
+    local port=$1
+    for _ in $(seq 1 120); do
+        if (exec 3<>/dev/tcp/127.0.0.1/"$port") 2>/dev/null; then return 0; fi
+        sleep 0.5
+    done
+    echo "cluster: Kafka port $port did not open; last server log lines:" >&2
+    tail -n 30 "$datadir/server.log" >&2 || true
+    return 1
+}
+
+case "$cmd" in
+start)
+    pg_port=${3:?pg port required}
+    kafka_port=${4:?kafka port required}
+    give_to_postgres
+    if [ ! -f "$datadir/PG_VERSION" ]; then
+        as_postgres "$PG_BIN/initdb" -D "$datadir" -U postgres --auth=trust -E UTF8 >/dev/null
+        echo "include_if_exists = 'pg_kafka.conf'" >> "$datadir/postgresql.conf"
+    fi
+    cat > "$datadir/pg_kafka.conf" <<CONF
+# written by scripts/cluster.sh on every start
+port = $pg_port
+listen_addresses = '127.0.0.1'
+unix_socket_directories = '/tmp'
+shared_preload_libraries = 'pg_kafka'
+pg_kafka.host = '127.0.0.1'
+pg_kafka.port = $kafka_port
+CONF
+    chown postgres:postgres "$datadir/pg_kafka.conf"
+    if as_postgres "$PG_BIN/pg_ctl" -D "$datadir" status >/dev/null 2>&1; then
+        echo "cluster: already running in $datadir"
+    else
+        as_postgres "$PG_BIN/pg_ctl" -D "$datadir" -l "$datadir/server.log" -w -t 60 start >/dev/null
+    fi
+    wait_for_port "$kafka_port"
+    ;;
+stop)
+    if [ -f "$datadir/postmaster.pid" ]; then
+        as_postgres "$PG_BIN/pg_ctl" -D "$datadir" -m fast -w stop >/dev/null || true
+    fi
+    ;;
+*)
+    echo "usage: cluster.sh start|stop DATADIR [PG_PORT KAFKA_PORT]" >&2
+    exit 2
+    ;;
+esac

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs what building, running and testing pg_kafka needs, skipping what is present.
+# Safe to run repeatedly; used by `make run`, `make test` and .ci/run.
+set -euo pipefail
+
+PG_MAJOR=15
+PG_CONFIG=/usr/lib/postgresql/$PG_MAJOR/bin/pg_config
+PGRX_VERSION=0.18.0
+APT_PACKAGES=(postgresql-$PG_MAJOR postgresql-server-dev-$PG_MAJOR libclang-dev clang sudo kcat
+              cmake pkg-config libcurl4-openssl-dev libssl-dev zlib1g-dev)
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+missing=()
+for pkg in "${APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "setup: installing ${missing[*]}"
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+if ! cargo pgrx --version 2>/dev/null | grep -q " $PGRX_VERSION\$"; then
+    echo "setup: installing cargo-pgrx $PGRX_VERSION (takes several minutes)"
+    cargo install cargo-pgrx --version "$PGRX_VERSION" --locked
+fi
+
+PGRX_HOME=${PGRX_HOME:-$HOME/.pgrx}
+if ! grep -q "pg$PG_MAJOR = \"$PG_CONFIG\"" "$PGRX_HOME/config.toml" 2>/dev/null; then
+    echo "setup: cargo pgrx init --pg$PG_MAJOR $PG_CONFIG"
+    cargo pgrx init --pg$PG_MAJOR "$PG_CONFIG"
+fi

@@ -1,0 +1,180 @@
+//! GUCs (`pg_kafka.*`) and the owned snapshot of them that the network side uses.
+//!
+//! GUC values may only be read on the Postgres main thread (pgrx checks this), so the
+//! worker reads them once at start-up into [`Config`], a plain `Clone + Send` struct that
+//! the tokio side owns. Every setting here is `PGC_POSTMASTER`: changing one needs a
+//! server restart, which keeps the snapshot honest.
+
+use std::ffi::CString;
+
+use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting};
+
+static HOST: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"127.0.0.1"));
+static PORT: GucSetting<i32> = GucSetting::<i32>::new(9092);
+static ADVERTISED_HOST: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+static DATABASE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"postgres"));
+static LOG_CONNECTIONS: GucSetting<bool> = GucSetting::<bool>::new(false);
+static SHUTDOWN_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(5000);
+static MAX_FRAME_BYTES: GucSetting<i32> = GucSetting::<i32>::new(100 * 1024 * 1024);
+static MAX_CONNECTIONS: GucSetting<i32> = GucSetting::<i32>::new(1000);
+static DEFAULT_PARTITIONS: GucSetting<i32> = GucSetting::<i32>::new(1);
+static AUTO_CREATE_TOPICS: GucSetting<bool> = GucSetting::<bool>::new(true);
+
+/// Everything the network side needs to know, copied off the GUCs on the main thread.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Address to listen on.
+    pub host: String,
+    /// Port to listen on; 0 picks a free port (used by the pgrx test cluster).
+    pub port: u16,
+    /// Host name Metadata tells clients to connect to.
+    pub advertised_host: String,
+    /// Database the worker connects to and keeps its tables in.
+    pub database: String,
+    pub log_connections: bool,
+    pub shutdown_timeout_ms: u64,
+    /// Largest request frame accepted; larger ones close the connection unread.
+    pub max_frame_bytes: usize,
+    pub max_connections: usize,
+    pub default_partitions: i32,
+    pub auto_create_topics: bool,
+}
+
+impl Default for Config {
+    /// The documented defaults; used by tests that run without Postgres.
+    fn default() -> Self {
+        Config {
+            host: "127.0.0.1".into(),
+            port: 9092,
+            advertised_host: "127.0.0.1".into(),
+            database: "postgres".into(),
+            log_connections: false,
+            shutdown_timeout_ms: 5000,
+            max_frame_bytes: 100 * 1024 * 1024,
+            max_connections: 1000,
+            default_partitions: 1,
+            auto_create_topics: true,
+        }
+    }
+}
+
+fn string_setting(setting: &GucSetting<Option<CString>>) -> Option<String> {
+    setting
+        .get()
+        .map(|value| value.to_string_lossy().into_owned())
+        .filter(|value| !value.is_empty())
+}
+
+impl Config {
+    /// Reads the GUCs. Main thread only.
+    pub fn from_gucs() -> Config {
+        let host = string_setting(&HOST).unwrap_or_else(|| "127.0.0.1".into());
+        let advertised_host = string_setting(&ADVERTISED_HOST).unwrap_or_else(|| host.clone());
+        Config {
+            advertised_host,
+            host,
+            port: PORT.get() as u16,
+            database: string_setting(&DATABASE).unwrap_or_else(|| "postgres".into()),
+            log_connections: LOG_CONNECTIONS.get(),
+            shutdown_timeout_ms: SHUTDOWN_TIMEOUT_MS.get() as u64,
+            max_frame_bytes: MAX_FRAME_BYTES.get() as usize,
+            max_connections: MAX_CONNECTIONS.get() as usize,
+            default_partitions: DEFAULT_PARTITIONS.get(),
+            auto_create_topics: AUTO_CREATE_TOPICS.get(),
+        }
+    }
+}
+
+/// Declares every `pg_kafka.*` GUC. Called from `_PG_init` while preloading.
+pub fn init() {
+    GucRegistry::define_string_guc(
+        c"pg_kafka.host",
+        c"Address the Kafka listener binds to.",
+        c"Defaults to 127.0.0.1; set to 0.0.0.0 or a specific address to accept remote clients.",
+        &HOST,
+        GucContext::Postmaster,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"pg_kafka.port",
+        c"TCP port of the Kafka listener.",
+        c"0 picks any free port (useful for tests only: Metadata then advertises that port).",
+        &PORT,
+        0,
+        65535,
+        GucContext::Postmaster,
+        GucFlags::default(),
+    );
+    GucRegistry::define_string_guc(
+        c"pg_kafka.advertised_host",
+        c"Host name that Metadata responses tell clients to connect to.",
+        c"Defaults to pg_kafka.host.",
+        &ADVERTISED_HOST,
+        GucContext::Postmaster,
+        GucFlags::default(),
+    );
+    GucRegistry::define_string_guc(
+        c"pg_kafka.database",
+        c"Database the pg_kafka worker connects to and stores topics in.",
+        c"The worker runs CREATE EXTENSION IF NOT EXISTS pg_kafka there on start-up.",
+        &DATABASE,
+        GucContext::Postmaster,
+        GucFlags::default(),
+    );
+    GucRegistry::define_bool_guc(
+        c"pg_kafka.log_connections",
+        c"Log each Kafka client connection and disconnection.",
+        c"",
+        &LOG_CONNECTIONS,
+        GucContext::Postmaster,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"pg_kafka.shutdown_timeout_ms",
+        c"How long shutdown waits for in-flight Kafka requests to finish.",
+        c"",
+        &SHUTDOWN_TIMEOUT_MS,
+        0,
+        600_000,
+        GucContext::Postmaster,
+        GucFlags::UNIT_MS,
+    );
+    GucRegistry::define_int_guc(
+        c"pg_kafka.max_frame_bytes",
+        c"Largest Kafka request accepted, in bytes.",
+        c"A client announcing a larger request has its connection closed before anything is allocated.",
+        &MAX_FRAME_BYTES,
+        1024,
+        i32::MAX,
+        GucContext::Postmaster,
+        GucFlags::UNIT_BYTE,
+    );
+    GucRegistry::define_int_guc(
+        c"pg_kafka.max_connections",
+        c"Most Kafka client connections served at once.",
+        c"Further connections are accepted and closed at once, with a log line.",
+        &MAX_CONNECTIONS,
+        1,
+        100_000,
+        GucContext::Postmaster,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"pg_kafka.default_partitions",
+        c"Partition count of auto-created topics.",
+        c"",
+        &DEFAULT_PARTITIONS,
+        1,
+        10_000,
+        GucContext::Postmaster,
+        GucFlags::default(),
+    );
+    GucRegistry::define_bool_guc(
+        c"pg_kafka.auto_create_topics",
+        c"Create topics that clients ask for in Metadata requests.",
+        c"Honoured only when the client also allows auto-creation in its request.",
+        &AUTO_CREATE_TOPICS,
+        GucContext::Postmaster,
+        GucFlags::default(),
+    );
+}

@@ -1,0 +1,14 @@
+//! The Kafka wire protocol, with no I/O policy and no Postgres.
+//!
+//! - [`frame`]: the 4-byte size prefix, read without allocating what a client merely announces.
+//! - [`header`]: request headers in, response headers out, for every header version.
+//! - [`versions`]: the one table of APIs and versions we serve; ApiVersions and request
+//!   validation both read it.
+//! - [`shape`]: walks a request body against its schema before `kafka-protocol` decodes it,
+//!   so that no array length read off the wire can make the decoder pre-allocate more than
+//!   the bytes actually present justify.
+
+pub mod frame;
+pub mod header;
+pub mod shape;
+pub mod versions;

@@ -1,0 +1,58 @@
+//! The APIs and versions pg_kafka serves: the single source for ApiVersions responses and
+//! for request validation. An API is listed here only once its handler exists.
+
+use kafka_protocol::messages::ApiKey;
+
+/// One served API: the versions advertised, and the subset actually decoded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ServedApi {
+    pub key: ApiKey,
+    /// Lowest version advertised in ApiVersions.
+    pub min_advertised: i16,
+    /// Lowest version really served; versions below it get UNSUPPORTED_VERSION.
+    /// (Produce is advertised from 0 but served from 3, because librdkafka turns
+    /// compression off when Produce's advertised minimum is above 0.)
+    pub min_served: i16,
+    pub max: i16,
+}
+
+const fn api(key: ApiKey, min: i16, max: i16) -> ServedApi {
+    ServedApi { key, min_advertised: min, min_served: min, max }
+}
+
+pub const SERVED_APIS: &[ServedApi] = &[
+    api(ApiKey::Metadata, 0, 12),
+    api(ApiKey::ApiVersions, 0, 3),
+];
+
+/// The entry for `key`, if we serve that API at all.
+pub fn served(key: ApiKey) -> Option<&'static ServedApi> {
+    SERVED_APIS.iter().find(|api| api.key == key)
+}
+
+/// Whether `version` of `key` is one we decode and answer.
+pub fn is_served(key: ApiKey, version: i16) -> bool {
+    served(key).is_some_and(|api| (api.min_served..=api.max).contains(&version))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_served_range_is_within_what_the_codec_supports() {
+        for api in SERVED_APIS {
+            let codec = api.key.valid_versions();
+            assert!(api.min_advertised <= api.min_served, "{:?}", api.key);
+            assert!(api.min_served >= codec.min && api.max <= codec.max, "{:?}", api.key);
+        }
+    }
+
+    #[test]
+    fn versions_outside_the_table_are_not_served() {
+        assert!(is_served(ApiKey::Metadata, 12));
+        assert!(!is_served(ApiKey::Metadata, 13));
+        assert!(!is_served(ApiKey::ApiVersions, 4));
+        assert!(!is_served(ApiKey::Fetch, 4));
+    }
+}

@@ -1,0 +1,153 @@
+//! The background worker: its registration, and the main thread's loop.
+//!
+//! ```text
+//! pg_kafka_worker_main (main thread: the only one that touches Postgres)
+//!   read GUCs → connect to pg_kafka.database → CREATE EXTENSION IF NOT EXISTS pg_kafka
+//!   bind listener, start the network thread (server::Server)
+//!   loop: WaitLatchOrSocket(latch, wakeup eventfd, 250 ms)
+//!           → run queued storage jobs, each in its own transaction
+//!           → copy queued log lines into the server log
+//!   on SIGTERM: stop accepting, keep serving jobs until connections finish
+//!               (pg_kafka.shutdown_timeout_ms), then fail what is left and exit.
+//! ```
+//! Postmaster death ends the process at once (`WL_EXIT_ON_PM_DEATH`). If start-up fails
+//! (no such database, port in use) the worker logs why and exits; the postmaster starts
+//! it again after `RESTART_SECONDS`.
+
+pub mod wakeup;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, BgWorkerStartTime, SignalWakeFlags};
+use pgrx::prelude::*;
+
+use crate::config::Config;
+use crate::logging::{self, Level};
+use crate::server::Server;
+use crate::storage::bridge::{self, JobQueue};
+use crate::storage::postgres::{ensure_extension, TransactionRunner};
+use wakeup::Wakeup;
+
+const RESTART_SECONDS: u64 = 5;
+/// Longest sleep when idle; bounds how late queued log lines reach the server log.
+const IDLE_WAIT_MS: i64 = 250;
+
+pub fn register() {
+    BackgroundWorkerBuilder::new("pg_kafka")
+        .set_type("pg_kafka")
+        .set_library("pg_kafka")
+        .set_function("pg_kafka_worker_main")
+        .enable_spi_access()
+        .set_start_time(BgWorkerStartTime::RecoveryFinished)
+        .set_restart_time(Some(Duration::from_secs(RESTART_SECONDS)))
+        .load();
+}
+
+#[pg_guard]
+#[unsafe(no_mangle)]
+pub extern "C-unwind" fn pg_kafka_worker_main(_arg: pg_sys::Datum) {
+    BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
+    let config = Arc::new(Config::from_gucs());
+    BackgroundWorker::connect_worker_to_spi(Some(&config.database), None);
+    let log_lines = logging::install();
+
+    if let Err(e) = ensure_extension() {
+        log!("pg_kafka: cannot prepare database \"{}\": {e}; retrying in {RESTART_SECONDS}s", config.database);
+        unsafe { pg_sys::proc_exit(1) };
+    }
+    let wakeup = match Wakeup::new() {
+        Ok(wakeup) => Arc::new(wakeup),
+        Err(e) => {
+            log!("pg_kafka: cannot create eventfd: {e}");
+            unsafe { pg_sys::proc_exit(1) };
+        }
+    };
+    let notify = wakeup.clone();
+    let (client, jobs) = bridge::channel(Arc::new(move || notify.notify()));
+    let server = match Server::start(config.clone(), client) {
+        Ok(server) => server,
+        Err(e) => {
+            log!(
+                "pg_kafka: cannot listen on {}:{}: {e}; retrying in {RESTART_SECONDS}s",
+                config.host,
+                config.port
+            );
+            unsafe { pg_sys::proc_exit(1) };
+        }
+    };
+    log!(
+        "pg_kafka: listening for Kafka clients on {} (database \"{}\", advertised as {}:{})",
+        server.local_addr,
+        config.database,
+        config.advertised_host,
+        server.local_addr.port()
+    );
+
+    let mut main = MainLoop { wakeup, jobs, runner: TransactionRunner::default(), log_lines };
+    while main.wait(IDLE_WAIT_MS) {
+        main.turn();
+    }
+
+    log!("pg_kafka: shutting down");
+    server.begin_shutdown();
+    let deadline = Instant::now() + Duration::from_millis(config.shutdown_timeout_ms) + Duration::from_secs(1);
+    while !server.is_finished() && Instant::now() < deadline {
+        main.wait(10);
+        main.turn();
+    }
+    let finished = server.is_finished();
+    if finished {
+        server.join();
+    }
+    // Dropping the queue fails every job still waiting; their connections are closing.
+    main.forward_logs();
+    log!("pg_kafka: stopped{}", if finished { "" } else { " (network thread did not finish in time)" });
+}
+
+struct MainLoop {
+    wakeup: Arc<Wakeup>,
+    jobs: JobQueue,
+    runner: TransactionRunner,
+    log_lines: Option<flume::Receiver<(Level, String)>>,
+}
+
+impl MainLoop {
+    /// Sleeps until work is queued, the latch is set, or `timeout_ms` passes.
+    /// Returns false once SIGTERM has been received.
+    fn wait(&self, timeout_ms: i64) -> bool {
+        let events = pg_sys::WL_LATCH_SET | pg_sys::WL_SOCKET_READABLE | pg_sys::WL_TIMEOUT | pg_sys::WL_EXIT_ON_PM_DEATH;
+        unsafe {
+            pg_sys::WaitLatchOrSocket(
+                pg_sys::MyLatch,
+                events as i32,
+                self.wakeup.raw_fd(),
+                timeout_ms as _,
+                pg_sys::PG_WAIT_EXTENSION,
+            );
+            pg_sys::ResetLatch(pg_sys::MyLatch);
+        }
+        pg_sys::check_for_interrupts!();
+        !BackgroundWorker::sigterm_received()
+    }
+
+    fn turn(&mut self) {
+        self.wakeup.clear();
+        self.jobs.run_pending(&mut self.runner);
+        self.forward_logs();
+    }
+
+    fn forward_logs(&self) {
+        let Some(lines) = &self.log_lines else { return };
+        for (level, line) in lines.try_iter() {
+            match level {
+                Level::Log => log!("{line}"),
+                Level::Warning => warning!("{line}"),
+            }
+        }
+        let dropped = logging::take_dropped();
+        if dropped > 0 {
+            warning!("pg_kafka: {dropped} log lines from the network thread were dropped (queue full)");
+        }
+    }
+}
