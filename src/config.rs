@@ -19,6 +19,12 @@ static MAX_FRAME_BYTES: GucSetting<i32> = GucSetting::<i32>::new(100 * 1024 * 10
 static MAX_CONNECTIONS: GucSetting<i32> = GucSetting::<i32>::new(1000);
 static DEFAULT_PARTITIONS: GucSetting<i32> = GucSetting::<i32>::new(1);
 static AUTO_CREATE_TOPICS: GucSetting<bool> = GucSetting::<bool>::new(true);
+static FLUSH_INTERVAL_MS: GucSetting<i32> = GucSetting::<i32>::new(2);
+static MAX_BATCH_BYTES: GucSetting<i32> = GucSetting::<i32>::new(16 * 1024 * 1024);
+static MAX_INFLIGHT_BYTES: GucSetting<i32> = GucSetting::<i32>::new(256 * 1024 * 1024);
+static REFRESH_INTERVAL_MS: GucSetting<i32> = GucSetting::<i32>::new(500);
+static MAX_WAIT_MS: GucSetting<i32> = GucSetting::<i32>::new(30_000);
+static SYNCHRONOUS_COMMIT: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"on"));
 
 /// Everything the network side needs to know, copied off the GUCs on the main thread.
 #[derive(Clone, Debug)]
@@ -38,6 +44,18 @@ pub struct Config {
     pub max_connections: usize,
     pub default_partitions: i32,
     pub auto_create_topics: bool,
+    /// The group-commit writer flushes at most this often (0: as soon as anything is queued).
+    pub flush_interval_ms: u64,
+    /// One flush writes at most this many payload bytes; reaching it flushes early.
+    pub max_batch_bytes: usize,
+    /// Request bytes held at once across all connections, from read to response.
+    pub max_inflight_bytes: usize,
+    /// `synchronous_commit` of the writer's session.
+    pub synchronous_commit: String,
+    /// How often partition bounds are re-read, to see rows written by SQL sessions.
+    pub refresh_interval_ms: u64,
+    /// Longest a Fetch is held waiting for data, whatever its `max_wait_ms` asks.
+    pub max_wait_ms: u64,
 }
 
 impl Default for Config {
@@ -54,6 +72,12 @@ impl Default for Config {
             max_connections: 1000,
             default_partitions: 1,
             auto_create_topics: true,
+            flush_interval_ms: 2,
+            max_batch_bytes: 16 * 1024 * 1024,
+            max_inflight_bytes: 256 * 1024 * 1024,
+            synchronous_commit: "on".into(),
+            refresh_interval_ms: 500,
+            max_wait_ms: 30_000,
         }
     }
 }
@@ -81,6 +105,12 @@ impl Config {
             max_connections: MAX_CONNECTIONS.get() as usize,
             default_partitions: DEFAULT_PARTITIONS.get(),
             auto_create_topics: AUTO_CREATE_TOPICS.get(),
+            flush_interval_ms: FLUSH_INTERVAL_MS.get() as u64,
+            max_batch_bytes: MAX_BATCH_BYTES.get() as usize,
+            max_inflight_bytes: MAX_INFLIGHT_BYTES.get() as usize,
+            synchronous_commit: string_setting(&SYNCHRONOUS_COMMIT).unwrap_or_else(|| "on".into()),
+            refresh_interval_ms: REFRESH_INTERVAL_MS.get() as u64,
+            max_wait_ms: MAX_WAIT_MS.get() as u64,
         }
     }
 }
@@ -176,5 +206,63 @@ pub fn init() {
         &AUTO_CREATE_TOPICS,
         GucContext::Postmaster,
         GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"pg_kafka.flush_interval_ms",
+        c"Longest the group-commit writer waits to gather more produce requests.",
+        c"0 writes as soon as anything is queued. Larger values trade produce latency for fewer, larger transactions.",
+        &FLUSH_INTERVAL_MS,
+        0,
+        10_000,
+        GucContext::Postmaster,
+        GucFlags::UNIT_MS,
+    );
+    GucRegistry::define_int_guc(
+        c"pg_kafka.max_batch_bytes",
+        c"Most payload bytes one group commit writes; reaching it flushes early.",
+        c"",
+        &MAX_BATCH_BYTES,
+        1024,
+        i32::MAX,
+        GucContext::Postmaster,
+        GucFlags::UNIT_BYTE,
+    );
+    GucRegistry::define_int_guc(
+        c"pg_kafka.max_inflight_bytes",
+        c"Most request bytes held in memory at once, over all connections.",
+        c"When reached, connections stop reading until earlier requests are answered (back-pressure).",
+        &MAX_INFLIGHT_BYTES,
+        1024 * 1024,
+        i32::MAX,
+        GucContext::Postmaster,
+        GucFlags::UNIT_BYTE,
+    );
+    GucRegistry::define_string_guc(
+        c"pg_kafka.synchronous_commit",
+        c"synchronous_commit of the writer's transactions.",
+        c"on: an acknowledged message survives a crash. off: faster commits, but the last few hundred ms of acknowledged messages can be lost in an OS or Postgres crash (never corrupted).",
+        &SYNCHRONOUS_COMMIT,
+        GucContext::Postmaster,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"pg_kafka.refresh_interval_ms",
+        c"How often the worker re-reads partition bounds to see messages written with SQL.",
+        c"Messages produced through Kafka wake consumers at once; rows inserted or deleted by SQL sessions are seen within this interval (one index probe per partition in use).",
+        &REFRESH_INTERVAL_MS,
+        10,
+        3_600_000,
+        GucContext::Postmaster,
+        GucFlags::UNIT_MS,
+    );
+    GucRegistry::define_int_guc(
+        c"pg_kafka.max_wait_ms",
+        c"Longest a Fetch request is held waiting for data.",
+        c"Caps the client's max_wait_ms.",
+        &MAX_WAIT_MS,
+        0,
+        600_000,
+        GucContext::Postmaster,
+        GucFlags::UNIT_MS,
     );
 }

@@ -43,11 +43,12 @@ mod tests {
     use pgrx::prelude::*;
 
     use crate::storage::postgres::PgStorage;
-    use crate::storage::{Storage, StorageError};
+    use crate::storage::{MessageRows, ReadLimit, Storage, StorageError};
+    use bytes::Bytes;
 
     #[pg_test]
     fn creates_finds_and_refuses_duplicate_topics() {
-        let mut storage = PgStorage;
+        let mut storage = PgStorage::default();
         let created = storage.create_topic("pgtest-topic", 3).unwrap();
         assert_eq!(created.partitions, 3);
         assert_eq!(storage.topic("pgtest-topic").unwrap(), Some(created.clone()));
@@ -55,6 +56,80 @@ mod tests {
         assert!(matches!(storage.create_topic("bad name", 1), Err(StorageError::InvalidTopicName(_))));
         assert!(storage.all_topics().unwrap().contains(&created));
         assert_eq!(storage.topic("nope").unwrap(), None);
+    }
+
+    #[pg_test]
+    fn appends_rows_exactly_and_counts_next_offsets() {
+        let mut storage = PgStorage::default();
+        let topic = storage.create_topic("pgtest-append", 2).unwrap();
+        assert_eq!(storage.next_offset(topic.id, 0), Ok(0));
+        let bytes = |b: &'static [u8]| Some(Bytes::from_static(b));
+        let rows = MessageRows {
+            topic_ids: vec![topic.id; 3],
+            partitions: vec![0, 0, 1],
+            offsets: vec![0, 1, 0],
+            timestamps_ms: vec![1_700_000_000_123, -1, 0],
+            keys: vec![bytes(b"k\x00\xff"), None, None],
+            values: vec![bytes(b"v"), bytes(b""), None],
+            headers: vec![bytes(&[2, 2, b'h', 0]), None, None],
+        };
+        storage.append(&rows).unwrap();
+        // The kept plan is reused for the next append.
+        let more = MessageRows { offsets: vec![2], topic_ids: vec![topic.id], partitions: vec![0], timestamps_ms: vec![5], keys: vec![None], values: vec![None], headers: vec![None] };
+        storage.append(&more).unwrap();
+        assert_eq!(storage.next_offset(topic.id, 0), Ok(3));
+        assert_eq!(storage.next_offset(topic.id, 1), Ok(1));
+        let first = |column: &str| {
+            Spi::get_one::<Vec<u8>>(&format!(
+                "SELECT {column} FROM kafka.messages WHERE topic_id = {} AND partition = 0 AND \"offset\" = 0",
+                topic.id
+            ))
+        };
+        assert_eq!(first("key"), Ok(Some(b"k\x00\xff".to_vec())));
+        assert_eq!(first("headers"), Ok(Some(vec![2, 2, b'h', 0])));
+        let millis = Spi::get_one::<i64>(&format!(
+            "SELECT (extract(epoch FROM \"timestamp\") * 1000)::bigint FROM kafka.messages \
+             WHERE topic_id = {} ORDER BY partition, \"offset\" LIMIT 1",
+            topic.id
+        ));
+        assert_eq!(millis, Ok(Some(1_700_000_000_123)), "timestamps are exact to the millisecond");
+    }
+
+    #[pg_test]
+    fn reads_ranges_within_byte_limits_and_finds_timestamps() {
+        let mut storage = PgStorage::default();
+        let topic = storage.create_topic("pgtest-read", 1).unwrap();
+        let n = 600; // more than one cursor chunk
+        let rows = MessageRows {
+            topic_ids: vec![topic.id; n],
+            partitions: vec![0; n],
+            offsets: (10..10 + n as i64).collect(),
+            timestamps_ms: (0..n as i64).map(|i| 1_700_000_000_000 + i * 10).collect(),
+            keys: vec![None; n],
+            values: (0..n).map(|i| Some(Bytes::from(vec![i as u8; 79]))).collect(),
+            headers: vec![None; n],
+        };
+        storage.append(&rows).unwrap();
+        let per_record = 79 + crate::storage::RECORD_OVERHEAD_BYTES;
+        let limit = |from, below, max_bytes, at_least_one| ReadLimit { from, below, max_bytes, at_least_one };
+
+        let all = storage.read(topic.id, 0, limit(0, i64::MAX, usize::MAX, true)).unwrap();
+        assert_eq!(all.len(), n);
+        assert_eq!(all[599].offset, 609);
+        assert_eq!(all[599].timestamp_ms, 1_700_000_005_990);
+        assert_eq!(all[3].value.as_deref(), Some(&[3u8; 79][..]));
+        let some = storage.read(topic.id, 0, limit(100, 200, per_record * 7 + 1, true)).unwrap();
+        assert_eq!(some.iter().map(|r| r.offset).collect::<Vec<_>>(), (100..107).collect::<Vec<_>>());
+        assert_eq!(storage.read(topic.id, 0, limit(100, 105, usize::MAX, true)).unwrap().len(), 5, "stops below the watermark");
+        assert_eq!(storage.read(topic.id, 0, limit(100, 200, 1, true)).unwrap().len(), 1, "one whatever its size");
+        assert!(storage.read(topic.id, 0, limit(100, 200, 1, false)).unwrap().is_empty());
+
+        assert_eq!(storage.first_offset(topic.id, 0), Ok(Some(10)));
+        assert_eq!(storage.first_offset(topic.id, 1), Ok(None));
+        assert_eq!(storage.offset_for_timestamp(topic.id, 0, 1_700_000_000_015), Ok(Some((12, 1_700_000_000_020))));
+        assert_eq!(storage.offset_for_timestamp(topic.id, 0, i64::MIN), Ok(Some((10, 1_700_000_000_000))));
+        assert_eq!(storage.offset_for_timestamp(topic.id, 0, i64::MAX), Ok(None));
+        assert_eq!(storage.max_timestamp(topic.id, 0), Ok(Some((609, 1_700_000_005_990))));
     }
 
     #[pg_test]

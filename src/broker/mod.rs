@@ -3,7 +3,11 @@
 //! shape, and routes.
 
 pub mod api_versions;
+pub mod fetch;
+pub mod list_offsets;
 pub mod metadata;
+pub mod produce;
+pub mod topics;
 
 use std::sync::Arc;
 
@@ -15,6 +19,9 @@ use crate::config::Config;
 use crate::protocol::header::{encode_response, RequestFrame};
 use crate::protocol::{shape, versions};
 use crate::storage::bridge::StorageClient;
+use crate::storage::watermarks::Watermarks;
+use crate::worker::group_commit::CommitQueue;
+use topics::TopicCache;
 
 /// The single broker pg_kafka presents itself as.
 pub const NODE_ID: i32 = 1;
@@ -39,6 +46,13 @@ pub struct Broker {
     /// The port clients are told to use (the bound port when `pg_kafka.port` is 0).
     pub advertised_port: u16,
     pub storage: StorageClient,
+    /// Where Produce sends records for the group-commit writer.
+    pub commits: CommitQueue,
+    /// Partition bounds the writer publishes; Fetch reads and waits on them.
+    pub watermarks: Watermarks,
+    pub topics: TopicCache,
+    /// Becomes true when the server shuts down: long polls answer at once.
+    pub shutdown: tokio::sync::watch::Receiver<bool>,
 }
 
 impl Broker {
@@ -55,6 +69,9 @@ impl Broker {
         }
         match api_key {
             ApiKey::Metadata => metadata::handle(self, &request).await,
+            ApiKey::Produce => produce::handle(self, &request).await,
+            ApiKey::Fetch => fetch::handle(self, &request).await,
+            ApiKey::ListOffsets => list_offsets::handle(self, &request).await,
             other => Outcome::Close(format!("no handler for {other:?}")),
         }
     }
@@ -86,18 +103,83 @@ pub(crate) mod testing {
 
     use super::*;
     use crate::protocol::header::parse_request;
-    use crate::storage::bridge::spawn_for_tests;
+    use crate::storage::bridge::{self, DirectRunner};
     use crate::storage::memory::MemoryStorage;
+    use crate::storage::Storage;
+    use crate::worker::group_commit::{self, CommitSettings};
     use bytes::{Buf, BytesMut};
     use kafka_protocol::messages::{RequestHeader, ResponseHeader};
     use kafka_protocol::protocol::StrBytes;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
 
+    /// A broker on in-memory storage with no topics.
     pub fn broker() -> Broker {
+        spawn(MemoryStorage::default())
+    }
+
+    /// A broker whose storage holds topic "t" with `partitions` partitions.
+    pub fn broker_with_writer(partitions: i32) -> Broker {
+        broker_counting_jobs(partitions).0
+    }
+
+    /// Like [`broker_with_writer`], with a count of the storage jobs run so far.
+    pub fn broker_counting_jobs(partitions: i32) -> (Broker, Arc<AtomicUsize>) {
+        let mut storage = MemoryStorage::default();
+        storage.create_topic("t", partitions).unwrap();
+        let jobs_run = Arc::new(AtomicUsize::new(0));
+        (spawn_counting(storage, jobs_run.clone()), jobs_run)
+    }
+
+    fn spawn(storage: MemoryStorage) -> Broker {
+        spawn_counting(storage, Arc::new(AtomicUsize::new(0)))
+    }
+
+    /// Runs storage jobs and the group-commit writer on one thread, as the worker does.
+    fn spawn_counting(storage: MemoryStorage, jobs_run: Arc<AtomicUsize>) -> Broker {
+        let (storage_client, jobs) = bridge::channel(Arc::new(|| {}));
+        let settings =
+            CommitSettings { flush_interval: Duration::ZERO, max_batch_bytes: 1 << 20, refresh_interval: Duration::from_secs(60) };
+        let watermarks = Watermarks::default();
+        let (commits, mut committer) = group_commit::channel(settings, Arc::new(|| {}), watermarks.clone());
+        std::thread::spawn(move || {
+            let mut runner = DirectRunner(storage);
+            while !(jobs.is_disconnected() && committer.is_disconnected()) {
+                jobs_run.fetch_add(jobs.run_pending(&mut runner), Ordering::Relaxed);
+                committer.poll(&mut runner);
+                std::thread::sleep(Duration::from_micros(200));
+            }
+        });
+        let (shutdown_sender, shutdown) = tokio::sync::watch::channel(false);
+        // Tests never shut the broker down; a dropped sender would read as shutdown.
+        std::mem::forget(shutdown_sender);
         Broker {
             config: Arc::new(Config::default()),
             advertised_port: 9092,
-            storage: spawn_for_tests(MemoryStorage::default()),
+            storage: storage_client,
+            commits,
+            watermarks,
+            topics: TopicCache::default(),
+            shutdown,
         }
+    }
+
+    /// Appends records with `values` to partition `partition` of topic "t" through the
+    /// group-commit writer, as Produce would; returns the base offset.
+    pub async fn append_values(broker: &Broker, partition: i32, values: &[&'static [u8]]) -> i64 {
+        let records = values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| crate::protocol::records::Record {
+                offset_delta: i as i32,
+                timestamp: 1_700_000_000_000 + i as i64,
+                key: None,
+                value: Some(Bytes::from_static(v)),
+                headers: None,
+            })
+            .collect();
+        let append = group_commit::PartitionAppend { topic: "t".into(), partition, records };
+        broker.commits.submit(vec![append], 1).await.unwrap()[0].clone().unwrap()
     }
 
     pub fn request_frame<M: Encodable>(key: ApiKey, version: i16, body: &M) -> RequestFrame {

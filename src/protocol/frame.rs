@@ -24,14 +24,25 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
     reader: &mut R,
     max_frame_bytes: usize,
 ) -> Result<Option<Bytes>, FrameError> {
+    match read_frame_size(reader, max_frame_bytes).await? {
+        Some(size) => read_frame_body(reader, size).await.map(Some),
+        None => Ok(None),
+    }
+}
+
+/// Reads a frame's size prefix and checks it, so the caller can reserve memory for the
+/// body before reading it. `Ok(None)` is a clean end of stream.
+pub async fn read_frame_size<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    max_frame_bytes: usize,
+) -> Result<Option<usize>, FrameError> {
     let mut size_bytes = [0u8; 4];
     match reader.read_exact(&mut size_bytes).await {
         Ok(_) => {}
         Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
         Err(e) => return Err(e.into()),
     }
-    let size = frame_size(i32::from_be_bytes(size_bytes), max_frame_bytes)?;
-    read_body(reader, size).await.map(Some)
+    frame_size(i32::from_be_bytes(size_bytes), max_frame_bytes).map(Some)
 }
 
 fn frame_size(announced: i32, max_frame_bytes: usize) -> Result<usize, FrameError> {
@@ -43,7 +54,7 @@ fn frame_size(announced: i32, max_frame_bytes: usize) -> Result<usize, FrameErro
 }
 
 /// Reads exactly `size` bytes, growing the buffer only as bytes arrive.
-async fn read_body<R: AsyncRead + Unpin>(reader: &mut R, size: usize) -> Result<Bytes, FrameError> {
+pub async fn read_frame_body<R: AsyncRead + Unpin>(reader: &mut R, size: usize) -> Result<Bytes, FrameError> {
     let mut body = BytesMut::with_capacity(size.min(READ_CHUNK));
     while body.len() < size {
         let want = (size - body.len()).min(READ_CHUNK);

@@ -10,5 +10,6 @@
 
 pub mod frame;
 pub mod header;
+pub mod records;
 pub mod shape;
 pub mod versions;

@@ -25,6 +25,8 @@ pub enum Field {
     Str,
     /// BYTES, NULLABLE_BYTES or RECORDS (compact in flexible versions).
     Bytes,
+    /// An array of INT32 (no tagged fields per element).
+    Int32s,
     /// An array of structs; each element ends with tagged fields in flexible versions.
     Structs(Vec<Field>),
 }
@@ -55,6 +57,53 @@ pub fn request_schema(api_key: ApiKey, version: i16) -> Option<Vec<Field>> {
     let when = |cond: bool, field: Field| cond.then_some(field);
     let fields: Vec<Option<Field>> = match api_key {
         ApiKey::ApiVersions => vec![when(version >= 3, Str), when(version >= 3, Str)],
+        // v3-v12: transactional_id, acks, timeout_ms, topic_data[name, partition_data[index, records]]
+        ApiKey::Produce if version <= 12 => vec![
+            Some(Str),
+            Some(Int16),
+            Some(Int32),
+            Some(Structs(vec![Str, Structs(vec![Int32, Bytes])])),
+        ],
+        ApiKey::Fetch => {
+            let by_id = version >= 13;
+            let topic = if by_id { Uuid } else { Str };
+            vec![
+                when(version <= 14, Int32), // replica_id (a tagged field from v15)
+                Some(Int32),                // max_wait_ms
+                Some(Int32),                // min_bytes
+                Some(Int32),                // max_bytes
+                Some(Int8),                 // isolation_level
+                when(version >= 7, Int32),  // session_id
+                when(version >= 7, Int32),  // session_epoch
+                Some(Structs(vec![
+                    topic.clone(),
+                    Structs(
+                        [
+                            Some(Int32),                // partition
+                            when(version >= 9, Int32),  // current_leader_epoch
+                            Some(Int64),                // fetch_offset
+                            when(version >= 12, Int32), // last_fetched_epoch
+                            when(version >= 5, Int64),  // log_start_offset
+                            Some(Int32),                // partition_max_bytes
+                        ]
+                        .into_iter()
+                        .flatten()
+                        .collect(),
+                    ),
+                ])),
+                when(version >= 7, Structs(vec![topic, Int32s])), // forgotten_topics_data
+                when(version >= 11, Str),                          // rack_id
+            ]
+        }
+        ApiKey::ListOffsets => vec![
+            Some(Int32),               // replica_id
+            when(version >= 2, Int8),  // isolation_level
+            Some(Structs(vec![
+                Str,
+                Structs([Some(Int32), when(version >= 4, Int32), Some(Int64)].into_iter().flatten().collect()),
+            ])),
+            when(version >= 10, Int32), // timeout_ms
+        ],
         ApiKey::Metadata => vec![
             Some(Structs(
                 [when(version >= 10, Uuid), Some(Str)].into_iter().flatten().collect(),
@@ -138,6 +187,10 @@ impl Cursor<'_> {
             Field::Uuid => self.skip(16),
             Field::Str => self.length(2).and_then(|len| self.skip(len.unwrap_or(0))),
             Field::Bytes => self.length(4).and_then(|len| self.skip(len.unwrap_or(0))),
+            Field::Int32s => {
+                let count = self.length(4)?.unwrap_or(0);
+                self.skip(count.checked_mul(4).ok_or(ShapeError::InvalidLength(count as i64))?)
+            }
             Field::Structs(fields) => {
                 let count = self.length(4)?.unwrap_or(0);
                 for _ in 0..count {
@@ -203,6 +256,58 @@ mod tests {
         for version in 0..=3 {
             check(ApiKey::ApiVersions, version, &encode(&api_versions, version)).unwrap();
         }
+    }
+
+    /// Bytes the schema walk consumes: a schema that matches uses the whole body.
+    fn consumed(api_key: ApiKey, version: i16, body: &[u8]) -> usize {
+        let fields = request_schema(api_key, version).unwrap();
+        let mut cursor = Cursor { bytes: body, at: 0, flexible: api_key.request_header_version(version) >= 2 };
+        cursor.walk_struct(&fields).unwrap();
+        cursor.at
+    }
+
+    #[test]
+    fn fetch_and_list_offsets_schemas_match_every_byte() {
+        use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic, ForgottenTopic};
+        use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+        use kafka_protocol::messages::{FetchRequest, ListOffsetsRequest};
+        let name = TopicName(StrBytes::from_static_str("topic"));
+        for version in 4..=18 {
+            let (mut topic, mut forgotten) = (FetchTopic::default(), ForgottenTopic::default().with_partitions(vec![1, 2, 3]));
+            if version < 13 {
+                topic = topic.with_topic(name.clone());
+                forgotten = forgotten.with_topic(name.clone());
+            }
+            let mut fetch = FetchRequest::default()
+                .with_topics(vec![topic.with_partitions(vec![FetchPartition::default(), FetchPartition::default().with_partition(1)])]);
+            if version >= 7 {
+                fetch = fetch.with_forgotten_topics_data(vec![forgotten]);
+            }
+            if version >= 11 {
+                fetch = fetch.with_rack_id(StrBytes::from_static_str("rack"));
+            }
+            let body = encode(&fetch, version);
+            assert_eq!(consumed(ApiKey::Fetch, version, &body), body.len(), "Fetch v{version}");
+        }
+        let list = ListOffsetsRequest::default().with_topics(vec![ListOffsetsTopic::default()
+            .with_name(name)
+            .with_partitions(vec![ListOffsetsPartition::default(), ListOffsetsPartition::default()])]);
+        for version in 1..=10 {
+            let body = encode(&list, version);
+            assert_eq!(consumed(ApiKey::ListOffsets, version, &body), body.len(), "ListOffsets v{version}");
+        }
+    }
+
+    #[test]
+    fn a_lying_int32_array_length_is_caught() {
+        // Fetch v7: replica, wait, min, max, isolation, session id, epoch, no topics, then
+        // one forgotten topic that claims a billion partitions.
+        let mut body = vec![0u8; 4 * 4 + 1 + 4 * 2];
+        body.extend_from_slice(&0i32.to_be_bytes());
+        body.extend_from_slice(&1i32.to_be_bytes());
+        body.extend_from_slice(&[0, 1, b'x']);
+        body.extend_from_slice(&1_000_000_000i32.to_be_bytes());
+        assert!(matches!(check(ApiKey::Fetch, 7, &body), Err(ShapeError::Truncated { .. })));
     }
 
     #[test]

@@ -21,6 +21,10 @@ const fn api(key: ApiKey, min: i16, max: i16) -> ServedApi {
 }
 
 pub const SERVED_APIS: &[ServedApi] = &[
+    // Advertised from 0 though served from 3: see `min_served`.
+    ServedApi { key: ApiKey::Produce, min_advertised: 0, min_served: 3, max: 11 },
+    api(ApiKey::Fetch, 4, 18),
+    api(ApiKey::ListOffsets, 1, 10),
     api(ApiKey::Metadata, 0, 12),
     api(ApiKey::ApiVersions, 0, 3),
 ];
@@ -53,6 +57,9 @@ mod tests {
         assert!(is_served(ApiKey::Metadata, 12));
         assert!(!is_served(ApiKey::Metadata, 13));
         assert!(!is_served(ApiKey::ApiVersions, 4));
-        assert!(!is_served(ApiKey::Fetch, 4));
+        assert!(!is_served(ApiKey::Fetch, 3));
+        assert!(is_served(ApiKey::Fetch, 4));
+        assert!(!is_served(ApiKey::Produce, 2), "advertised but not served");
+        assert!(is_served(ApiKey::Produce, 3));
     }
 }

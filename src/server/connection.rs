@@ -1,81 +1,146 @@
-//! One client connection: read a frame, handle it, write the answer, in order.
+//! One client connection.
+//!
+//! Clients pipeline requests (librdkafka keeps several Produce requests in flight), and
+//! Kafka answers them in order. So a connection is two halves:
+//!
+//! ```text
+//!  reader: size ─▶ reserve bytes from the shared budget ─▶ body ─▶ spawn handler task ─┐
+//!                                                                         (≤ MAX_PIPELINED)
+//!  writer: ◀──────────── await handler tasks in request order, write responses ◀───────┘
+//! ```
+//! The budget (`pg_kafka.max_inflight_bytes`, shared by all connections) is reserved before
+//! a body is read and released once its response is written: when it runs out, connections
+//! stop reading, which is the back-pressure a producer sees. A handler runs in its own task,
+//! so a panic there costs only this connection.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use tokio::io::BufWriter;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinHandle;
 
 use crate::broker::{Broker, Outcome};
 use crate::logging;
-use crate::protocol::frame::{read_frame, write_frame, FrameError};
-use crate::protocol::header::{parse_request, RequestFrame};
+use crate::protocol::frame::{read_frame_body, read_frame_size, write_frame, FrameError};
+use crate::protocol::header::parse_request;
+
+/// Requests read ahead of their responses, per connection.
+const MAX_PIPELINED: usize = 16;
 
 pub struct Connection {
-    reader: OwnedReadHalf,
-    writer: BufWriter<OwnedWriteHalf>,
+    stream: TcpStream,
     peer: SocketAddr,
     broker: Broker,
+    budget: Arc<Semaphore>,
     shutdown: watch::Receiver<bool>,
 }
 
+/// A request being handled, with the bytes it holds from the budget.
+struct InFlight {
+    outcome: JoinHandle<Outcome>,
+    what: String,
+    _bytes: OwnedSemaphorePermit,
+}
+
 impl Connection {
-    pub fn new(stream: TcpStream, peer: SocketAddr, broker: Broker, shutdown: watch::Receiver<bool>) -> Self {
+    pub fn new(
+        stream: TcpStream,
+        peer: SocketAddr,
+        broker: Broker,
+        budget: Arc<Semaphore>,
+        shutdown: watch::Receiver<bool>,
+    ) -> Self {
         let _ = stream.set_nodelay(true);
-        let (reader, writer) = stream.into_split();
-        Connection { reader, writer: BufWriter::new(writer), peer, broker, shutdown }
+        Connection { stream, peer, broker, budget, shutdown }
     }
 
-    pub async fn run(mut self) {
-        if self.broker.config.log_connections {
-            logging::log(format!("pg_kafka: connection from {}", self.peer));
+    pub async fn run(self) {
+        let peer = self.peer;
+        let log_connections = self.broker.config.log_connections;
+        if log_connections {
+            logging::log(format!("pg_kafka: connection from {peer}"));
         }
-        let reason = self.serve().await;
-        match reason {
-            Ok(()) if self.broker.config.log_connections => {
-                logging::log(format!("pg_kafka: {} disconnected", self.peer))
-            }
+        match self.serve().await {
+            Ok(()) if log_connections => logging::log(format!("pg_kafka: {peer} disconnected")),
             Ok(()) => {}
-            Err(reason) => logging::warning(format!("pg_kafka: closing connection from {}: {reason}", self.peer)),
+            Err(reason) => logging::warning(format!("pg_kafka: closing connection from {peer}: {reason}")),
         }
     }
 
-    /// Serves requests until the client leaves (`Ok`) or must be dropped (`Err(reason)`).
-    async fn serve(&mut self) -> Result<(), String> {
-        let max_frame_bytes = self.broker.config.max_frame_bytes;
-        loop {
-            let frame = tokio::select! {
-                biased;
-                _ = self.shutdown.changed() => return Ok(()),
-                frame = read_frame(&mut self.reader, max_frame_bytes) => frame,
-            };
-            let frame = match frame {
-                Ok(Some(frame)) => frame,
-                Ok(None) => return Ok(()),
-                Err(FrameError::Io(e)) if e.kind() == std::io::ErrorKind::ConnectionReset => return Ok(()),
-                Err(e) => return Err(e.to_string()),
-            };
-            let request = parse_request(frame).map_err(|e| e.to_string())?;
-            match handle_guarded(&self.broker, request).await {
-                Outcome::Respond(response) => {
-                    write_frame(&mut self.writer, &response).await.map_err(|e| e.to_string())?
-                }
-                Outcome::Silent => {}
-                Outcome::Close(reason) => return Err(reason),
+    /// Serves until the client leaves (`Ok`) or must be dropped (`Err(reason)`).
+    async fn serve(self) -> Result<(), String> {
+        let (reader, writer) = self.stream.into_split();
+        let (in_flight, answers) = mpsc::channel(MAX_PIPELINED);
+        let reading = read_requests(reader, self.broker, self.budget, self.shutdown, in_flight);
+        let writing = write_responses(BufWriter::new(writer), answers);
+        tokio::pin!(reading, writing);
+        tokio::select! {
+            // The client stopped sending (or must be cut off): answer what was already read.
+            read = &mut reading => {
+                let written = writing.await;
+                read.and(written)
             }
+            // A response could not be written, or a handler asked to close: stop reading.
+            written = &mut writing => written,
         }
     }
 }
 
-/// Runs the handler in its own task so that a panic costs only this connection.
-async fn handle_guarded(broker: &Broker, request: RequestFrame) -> Outcome {
-    let (api_key, version) = (request.api_key, request.version());
-    let broker = broker.clone();
-    match tokio::spawn(async move { broker.handle(request).await }).await {
-        Ok(outcome) => outcome,
-        Err(e) => Outcome::Close(format!("{api_key:?} v{version} handler failed: {}", panic_message(e))),
+async fn read_requests(
+    mut reader: OwnedReadHalf,
+    broker: Broker,
+    budget: Arc<Semaphore>,
+    mut shutdown: watch::Receiver<bool>,
+    in_flight: mpsc::Sender<InFlight>,
+) -> Result<(), String> {
+    let max_frame_bytes = broker.config.max_frame_bytes;
+    let max_reserved = broker.config.max_inflight_bytes.max(1) as u32;
+    loop {
+        let size = tokio::select! {
+            biased;
+            _ = shutdown.changed() => return Ok(()),
+            size = read_frame_size(&mut reader, max_frame_bytes) => size,
+        };
+        let size = match size {
+            Ok(Some(size)) => size,
+            Ok(None) => return Ok(()),
+            Err(FrameError::Io(e)) if e.kind() == std::io::ErrorKind::ConnectionReset => return Ok(()),
+            Err(e) => return Err(e.to_string()),
+        };
+        // A frame larger than the whole budget waits for all of it rather than forever.
+        let reserve = (size as u32).clamp(1, max_reserved);
+        let bytes = budget.clone().acquire_many_owned(reserve).await.map_err(|_| "budget closed".to_owned())?;
+        let frame = match read_frame_body(&mut reader, size).await {
+            Ok(frame) => frame,
+            Err(FrameError::Io(e)) if e.kind() == std::io::ErrorKind::ConnectionReset => return Ok(()),
+            Err(e) => return Err(e.to_string()),
+        };
+        let request = parse_request(frame).map_err(|e| e.to_string())?;
+        let what = format!("{:?} v{}", request.api_key, request.version());
+        let handler = broker.clone();
+        let outcome = tokio::spawn(async move { handler.handle(request).await });
+        if in_flight.send(InFlight { outcome, what, _bytes: bytes }).await.is_err() {
+            return Ok(()); // the writer has stopped; its error is the one to report
+        }
     }
+}
+
+async fn write_responses(mut writer: BufWriter<OwnedWriteHalf>, mut answers: mpsc::Receiver<InFlight>) -> Result<(), String> {
+    while let Some(request) = answers.recv().await {
+        let outcome = request
+            .outcome
+            .await
+            .unwrap_or_else(|e| Outcome::Close(format!("{} handler failed: {}", request.what, panic_message(e))));
+        match outcome {
+            Outcome::Respond(response) => write_frame(&mut writer, &response).await.map_err(|e| e.to_string())?,
+            Outcome::Silent => {}
+            Outcome::Close(reason) => return Err(reason),
+        }
+    }
+    Ok(())
 }
 
 fn panic_message(error: tokio::task::JoinError) -> String {

@@ -23,7 +23,10 @@ use tokio::sync::{watch, Semaphore};
 use crate::broker::Broker;
 use crate::config::Config;
 use crate::logging;
+use crate::broker::topics::TopicCache;
 use crate::storage::bridge::StorageClient;
+use crate::storage::watermarks::Watermarks;
+use crate::worker::group_commit::CommitQueue;
 
 pub struct Server {
     pub local_addr: SocketAddr,
@@ -33,12 +36,25 @@ pub struct Server {
 
 impl Server {
     /// Binds `host:port` and starts serving on a new thread.
-    pub fn start(config: Arc<Config>, storage: StorageClient) -> std::io::Result<Server> {
+    pub fn start(
+        config: Arc<Config>,
+        storage: StorageClient,
+        commits: CommitQueue,
+        watermarks: Watermarks,
+    ) -> std::io::Result<Server> {
         let listener = std::net::TcpListener::bind((config.host.as_str(), config.port))?;
         listener.set_nonblocking(true)?;
         let local_addr = listener.local_addr()?;
-        let broker = Broker { advertised_port: local_addr.port(), config, storage };
         let (shutdown, shutdown_rx) = watch::channel(false);
+        let broker = Broker {
+            advertised_port: local_addr.port(),
+            config,
+            storage,
+            commits,
+            watermarks,
+            topics: TopicCache::default(),
+            shutdown: shutdown_rx.clone(),
+        };
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("pg_kafka-net")
@@ -73,6 +89,7 @@ impl Server {
 async fn serve(listener: tokio::net::TcpListener, broker: Broker, mut shutdown: watch::Receiver<bool>) {
     let max_connections = broker.config.max_connections;
     let slots = Arc::new(Semaphore::new(max_connections));
+    let budget = Arc::new(Semaphore::new(broker.config.max_inflight_bytes));
     loop {
         let (stream, peer) = tokio::select! {
             _ = shutdown.changed() => break,
@@ -92,7 +109,7 @@ async fn serve(listener: tokio::net::TcpListener, broker: Broker, mut shutdown: 
             ));
             continue;
         };
-        let connection = connection::Connection::new(stream, peer, broker.clone(), shutdown.clone());
+        let connection = connection::Connection::new(stream, peer, broker.clone(), budget.clone(), shutdown.clone());
         tokio::spawn(async move {
             connection.run().await;
             drop(slot);

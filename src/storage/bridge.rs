@@ -40,10 +40,11 @@ pub struct JobQueue {
     jobs: flume::Receiver<Job>,
 }
 
-/// How the storage thread runs one job; the worker wraps each in a transaction.
+/// How the storage thread runs a unit of work; the worker wraps each in a transaction.
 pub trait JobRunner {
-    /// Runs `job`; returns false when it failed (the job's caller then sees `Unavailable`).
-    fn run(&mut self, job: &mut dyn FnMut(&mut dyn Storage)) -> bool;
+    /// Runs `job`, committing its effects if it returns `Ok`, rolling them back if it
+    /// returns `Err` or panics. Returns whether it committed.
+    fn run(&mut self, job: &mut dyn FnMut(&mut dyn Storage) -> Result<(), String>) -> bool;
 }
 
 pub fn channel(wake: Waker) -> (StorageClient, JobQueue) {
@@ -73,36 +74,43 @@ impl JobQueue {
     pub fn run_pending(&self, runner: &mut dyn JobRunner) -> usize {
         let mut ran = 0;
         for job in self.jobs.try_iter() {
-            let mut job = Some(job);
-            runner.run(&mut |storage| {
-                if let Some(job) = job.take() {
-                    job(storage)
-                }
-            });
+            run_job(runner, job);
             ran += 1;
         }
         ran
     }
 
+    /// True once every client is gone and nothing is left to run.
+    pub fn is_disconnected(&self) -> bool {
+        self.jobs.is_disconnected() && self.jobs.is_empty()
+    }
+
     /// Serves jobs until every client is dropped. For tests, on a plain thread.
     pub fn serve_blocking(self, runner: &mut dyn JobRunner) {
         while let Ok(job) = self.jobs.recv() {
-            let mut job = Some(job);
-            runner.run(&mut |storage| {
-                if let Some(job) = job.take() {
-                    job(storage)
-                }
-            });
+            run_job(runner, job);
         }
     }
 }
 
+/// A job always commits what it did; a failure inside it is a panic or Postgres ERROR.
+fn run_job(runner: &mut dyn JobRunner, job: Job) {
+    let mut job = Some(job);
+    runner.run(&mut |storage| {
+        if let Some(job) = job.take() {
+            job(storage)
+        }
+        Ok(())
+    });
+}
+
 /// Runs jobs directly against a storage, catching panics (tests and the in-memory engine).
+/// There are no transactions: a failed job's partial effects stay.
 pub struct DirectRunner<S: Storage>(pub S);
 
 impl<S: Storage> JobRunner for DirectRunner<S> {
-    fn run(&mut self, job: &mut dyn FnMut(&mut dyn Storage)) -> bool {
-        catch_unwind(AssertUnwindSafe(|| job(&mut self.0))).is_ok()
+    fn run(&mut self, job: &mut dyn FnMut(&mut dyn Storage) -> Result<(), String>) -> bool {
+        matches!(catch_unwind(AssertUnwindSafe(|| job(&mut self.0))), Ok(Ok(())))
     }
 }
 

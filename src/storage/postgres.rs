@@ -6,18 +6,72 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use pgrx::prelude::*;
-use pgrx::spi::{SpiClient, SpiTupleTable};
+use pgrx::datum::TimestampWithTimeZone;
+use pgrx::spi::{OwnedPreparedStatement, SpiClient, SpiTupleTable};
+use pgrx::{PgBuiltInOids, PgOid};
 
 use super::bridge::JobRunner;
-use super::{is_valid_topic_name, Storage, StorageError, Topic};
+use super::{
+    is_valid_topic_name, kafka_timestamp_ms, postgres_timestamp_us, record_bytes, MessageRows, ReadLimit, Storage,
+    StorageError, StoredRecord, Topic,
+};
 
 const ALL_TOPICS: &str = include_str!("../../sql/queries/all_topics.sql");
 const TOPIC_BY_NAME: &str = include_str!("../../sql/queries/topic_by_name.sql");
 const CREATE_TOPIC: &str = include_str!("../../sql/queries/create_topic.sql");
+const NEXT_OFFSET: &str = include_str!("../../sql/queries/next_offset.sql");
+const APPEND_MESSAGES: &str = include_str!("../../sql/queries/append_messages.sql");
+const READ_MESSAGES: &str = include_str!("../../sql/queries/read_messages.sql");
+const FIRST_OFFSET: &str = include_str!("../../sql/queries/first_offset.sql");
+const OFFSET_FOR_TIMESTAMP: &str = include_str!("../../sql/queries/offset_for_timestamp.sql");
+const MAX_TIMESTAMP: &str = include_str!("../../sql/queries/max_timestamp.sql");
+
+/// Rows a Fetch read asks the cursor for at a time; reading stops at the byte budget.
+const READ_CHUNK_ROWS: i64 = 256;
 
 /// Storage in the `kafka` schema of the connected database.
 #[derive(Default)]
-pub struct PgStorage;
+pub struct PgStorage {
+    /// The group-commit insert, planned once and kept for the session.
+    append_plan: Option<OwnedPreparedStatement>,
+    /// Fetch's index range scan, planned once and kept for the session.
+    read_plan: Option<OwnedPreparedStatement>,
+}
+
+fn oid(o: PgBuiltInOids) -> PgOid {
+    PgOid::BuiltIn(o)
+}
+
+/// The statement in `slot`, planning and keeping it on first use.
+fn prepared<'a>(
+    slot: &'a mut Option<OwnedPreparedStatement>,
+    client: &mut SpiClient<'_>,
+    sql: &str,
+    types: &[PgOid],
+) -> Result<&'a OwnedPreparedStatement, StorageError> {
+    if slot.is_none() {
+        *slot = Some(client.prepare_mut(sql, types).map_err(database_error)?.keep());
+    }
+    Ok(slot.as_ref().expect("prepared above"))
+}
+
+/// A timestamptz column as Kafka milliseconds (sub-millisecond parts of SQL-written rows
+/// are truncated; infinities saturate).
+fn kafka_timestamp(row: &pgrx::spi::SpiHeapTupleData<'_>, ordinal: usize) -> Result<i64, StorageError> {
+    let ts: Option<TimestampWithTimeZone> = row.get(ordinal).map_err(database_error)?;
+    Ok(ts.map_or(-1, |ts| kafka_timestamp_ms(ts.into())))
+}
+
+/// `(offset, timestamp)` from the first row of a one-row query, if any.
+fn offset_and_timestamp(rows: SpiTupleTable<'_>) -> Result<Option<(i64, i64)>, StorageError> {
+    match rows.into_iter().next() {
+        None => Ok(None),
+        Some(row) => {
+            let offset: i64 = row.get(1).map_err(database_error)?.ok_or_else(|| database_error("null offset"))?;
+            Ok(Some((offset, kafka_timestamp(&row, 2)?)))
+        }
+    }
+}
 
 fn database_error(e: impl std::fmt::Display) -> StorageError {
     StorageError::Database(e.to_string())
@@ -36,6 +90,10 @@ fn topics_from(rows: SpiTupleTable<'_>) -> Result<Vec<Topic>, StorageError> {
         });
     }
     Ok(topics)
+}
+
+fn slices(column: &[Option<bytes::Bytes>]) -> Vec<Option<&[u8]>> {
+    column.iter().map(|b| b.as_deref()).collect()
 }
 
 fn with_client<R>(f: impl FnOnce(&mut SpiClient<'_>) -> Result<R, StorageError>) -> Result<R, StorageError> {
@@ -65,6 +123,116 @@ impl Storage for PgStorage {
             topics_from(rows)?.pop().ok_or_else(|| StorageError::TopicExists(name.to_owned()))
         })
     }
+
+    fn next_offset(&mut self, topic_id: i32, partition: i32) -> Result<i64, StorageError> {
+        with_client(|client| {
+            let rows = client.select(NEXT_OFFSET, Some(1), &[topic_id.into(), partition.into()]).map_err(database_error)?;
+            rows.first().get_one::<i64>().map_err(database_error)?.ok_or_else(|| database_error("no next offset"))
+        })
+    }
+
+    fn append(&mut self, rows: &MessageRows) -> Result<(), StorageError> {
+        let timestamps = rows
+            .timestamps_ms
+            .iter()
+            .map(|&ms| {
+                postgres_timestamp_us(ms)
+                    .and_then(|us| TimestampWithTimeZone::try_from(us).ok())
+                    .ok_or(StorageError::TimestampOutOfRange(ms))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let slot = &mut self.append_plan;
+        with_client(|client| {
+            let types = [
+                oid(PgBuiltInOids::INT4ARRAYOID),
+                oid(PgBuiltInOids::INT4ARRAYOID),
+                oid(PgBuiltInOids::INT8ARRAYOID),
+                oid(PgBuiltInOids::TIMESTAMPTZARRAYOID),
+                oid(PgBuiltInOids::BYTEAARRAYOID),
+                oid(PgBuiltInOids::BYTEAARRAYOID),
+                oid(PgBuiltInOids::BYTEAARRAYOID),
+            ];
+            let plan = prepared(slot, client, APPEND_MESSAGES, &types)?;
+            let args = [
+                rows.topic_ids.clone().into(),
+                rows.partitions.clone().into(),
+                rows.offsets.clone().into(),
+                timestamps.into(),
+                slices(&rows.keys).into(),
+                slices(&rows.values).into(),
+                slices(&rows.headers).into(),
+            ];
+            client.update(plan, None, &args).map_err(database_error)?;
+            Ok(())
+        })
+    }
+
+    fn read(&mut self, topic_id: i32, partition: i32, limit: ReadLimit) -> Result<Vec<StoredRecord>, StorageError> {
+        let slot = &mut self.read_plan;
+        with_client(|client| {
+            let types = [
+                oid(PgBuiltInOids::INT4OID),
+                oid(PgBuiltInOids::INT4OID),
+                oid(PgBuiltInOids::INT8OID),
+                oid(PgBuiltInOids::INT8OID),
+            ];
+            let plan = prepared(slot, client, READ_MESSAGES, &types)?;
+            let args = [topic_id.into(), partition.into(), limit.from.into(), limit.below.into()];
+            let mut cursor = client.try_open_cursor(plan, &args).map_err(database_error)?;
+            let mut records = Vec::new();
+            let mut bytes = 0;
+            loop {
+                let rows = cursor.fetch(READ_CHUNK_ROWS as _).map_err(database_error)?;
+                if rows.is_empty() {
+                    return Ok(records);
+                }
+                for row in rows {
+                    let bytea = |i| -> Result<Option<bytes::Bytes>, StorageError> {
+                        Ok(row.get::<&[u8]>(i).map_err(database_error)?.map(bytes::Bytes::copy_from_slice))
+                    };
+                    let record = StoredRecord {
+                        offset: row.get(1).map_err(database_error)?.ok_or_else(|| database_error("null offset"))?,
+                        timestamp_ms: kafka_timestamp(&row, 2)?,
+                        key: bytea(3)?,
+                        value: bytea(4)?,
+                        headers: bytea(5)?,
+                    };
+                    bytes += record_bytes(&record);
+                    if !limit.admits(records.len(), bytes) {
+                        return Ok(records);
+                    }
+                    records.push(record);
+                }
+            }
+        })
+    }
+
+    fn first_offset(&mut self, topic_id: i32, partition: i32) -> Result<Option<i64>, StorageError> {
+        with_client(|client| {
+            let rows = client.select(FIRST_OFFSET, Some(1), &[topic_id.into(), partition.into()]).map_err(database_error)?;
+            rows.first().get_one::<i64>().map_err(database_error)
+        })
+    }
+
+    fn offset_for_timestamp(&mut self, topic_id: i32, partition: i32, timestamp_ms: i64) -> Result<Option<(i64, i64)>, StorageError> {
+        // Targets beyond what Postgres can store: before everything, or after everything.
+        let target = match postgres_timestamp_us(timestamp_ms).map(TimestampWithTimeZone::try_from) {
+            Some(Ok(ts)) => ts,
+            _ if timestamp_ms < 0 => TimestampWithTimeZone::negative_infinity(),
+            _ => return Ok(None),
+        };
+        with_client(|client| {
+            let args = [topic_id.into(), partition.into(), target.into()];
+            offset_and_timestamp(client.select(OFFSET_FOR_TIMESTAMP, Some(1), &args).map_err(database_error)?)
+        })
+    }
+
+    fn max_timestamp(&mut self, topic_id: i32, partition: i32) -> Result<Option<(i64, i64)>, StorageError> {
+        with_client(|client| {
+            let args = [topic_id.into(), partition.into()];
+            offset_and_timestamp(client.select(MAX_TIMESTAMP, Some(1), &args).map_err(database_error)?)
+        })
+    }
 }
 
 /// Runs each bridge job in its own transaction on the worker's main thread.
@@ -78,24 +246,27 @@ pub struct TransactionRunner {
 }
 
 impl JobRunner for TransactionRunner {
-    fn run(&mut self, job: &mut dyn FnMut(&mut dyn Storage)) -> bool {
+    fn run(&mut self, job: &mut dyn FnMut(&mut dyn Storage) -> Result<(), String>) -> bool {
         let storage = &mut self.storage;
         let outcome = catch_unwind(AssertUnwindSafe(|| unsafe {
             pg_sys::SetCurrentStatementStartTimestamp();
             pg_sys::StartTransactionCommand();
             pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot());
-            job(storage);
+            let result = job(storage);
             pg_sys::PopActiveSnapshot();
-            pg_sys::CommitTransactionCommand();
-        }));
-        match outcome {
-            Ok(()) => true,
-            Err(payload) => {
-                unsafe { pg_sys::AbortCurrentTransaction() };
-                pgrx::warning!("pg_kafka: storage request failed and was rolled back: {}", describe_panic(&payload));
-                false
+            if result.is_ok() {
+                pg_sys::CommitTransactionCommand();
             }
-        }
+            result
+        }));
+        let failure = match outcome {
+            Ok(Ok(())) => return true,
+            Ok(Err(message)) => message,
+            Err(payload) => describe_panic(&payload),
+        };
+        unsafe { pg_sys::AbortCurrentTransaction() };
+        pgrx::warning!("pg_kafka: storage work failed and was rolled back: {failure}");
+        false
     }
 }
 
@@ -116,12 +287,18 @@ pub fn describe_panic(payload: &Box<dyn std::any::Any + Send>) -> String {
     }
 }
 
-/// Creates the extension (schema and tables) in the worker's database if it is missing.
-pub fn ensure_extension() -> Result<(), String> {
+/// Prepares the worker's session: creates the extension (schema and tables) in its
+/// database if missing, and sets the writer's `synchronous_commit`.
+pub fn prepare_session(synchronous_commit: &str) -> Result<(), String> {
     let mut runner = TransactionRunner::default();
     let mut result = Err("not run".to_owned());
     let ok = runner.run(&mut |_| {
-        result = Spi::run("CREATE EXTENSION IF NOT EXISTS pg_kafka").map_err(|e| e.to_string());
+        result = Spi::run("CREATE EXTENSION IF NOT EXISTS pg_kafka")
+            .and_then(|_| {
+                Spi::run_with_args("SELECT set_config('synchronous_commit', $1, false)", &[synchronous_commit.into()])
+            })
+            .map_err(|e| e.to_string());
+        Ok(())
     });
-    if ok { result } else { Err("CREATE EXTENSION pg_kafka failed; see the previous log line".to_owned()) }
+    if ok { result } else { Err("preparing the session failed; see the previous log line".to_owned()) }
 }

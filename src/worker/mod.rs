@@ -14,6 +14,7 @@
 //! (no such database, port in use) the worker logs why and exits; the postmaster starts
 //! it again after `RESTART_SECONDS`.
 
+pub mod group_commit;
 pub mod wakeup;
 
 use std::sync::Arc;
@@ -26,7 +27,9 @@ use crate::config::Config;
 use crate::logging::{self, Level};
 use crate::server::Server;
 use crate::storage::bridge::{self, JobQueue};
-use crate::storage::postgres::{ensure_extension, TransactionRunner};
+use crate::storage::postgres::{prepare_session, TransactionRunner};
+use crate::storage::watermarks::Watermarks;
+use group_commit::{CommitSettings, GroupCommitter};
 use wakeup::Wakeup;
 
 const RESTART_SECONDS: u64 = 5;
@@ -52,7 +55,7 @@ pub extern "C-unwind" fn pg_kafka_worker_main(_arg: pg_sys::Datum) {
     BackgroundWorker::connect_worker_to_spi(Some(&config.database), None);
     let log_lines = logging::install();
 
-    if let Err(e) = ensure_extension() {
+    if let Err(e) = prepare_session(&config.synchronous_commit) {
         log!("pg_kafka: cannot prepare database \"{}\": {e}; retrying in {RESTART_SECONDS}s", config.database);
         unsafe { pg_sys::proc_exit(1) };
     }
@@ -64,8 +67,16 @@ pub extern "C-unwind" fn pg_kafka_worker_main(_arg: pg_sys::Datum) {
         }
     };
     let notify = wakeup.clone();
-    let (client, jobs) = bridge::channel(Arc::new(move || notify.notify()));
-    let server = match Server::start(config.clone(), client) {
+    let wake: bridge::Waker = Arc::new(move || notify.notify());
+    let (client, jobs) = bridge::channel(wake.clone());
+    let settings = CommitSettings {
+        flush_interval: Duration::from_millis(config.flush_interval_ms),
+        max_batch_bytes: config.max_batch_bytes,
+        refresh_interval: Duration::from_millis(config.refresh_interval_ms),
+    };
+    let watermarks = Watermarks::default();
+    let (commits, committer) = group_commit::channel(settings, wake, watermarks.clone());
+    let server = match Server::start(config.clone(), client, commits, watermarks) {
         Ok(server) => server,
         Err(e) => {
             log!(
@@ -84,8 +95,8 @@ pub extern "C-unwind" fn pg_kafka_worker_main(_arg: pg_sys::Datum) {
         server.local_addr.port()
     );
 
-    let mut main = MainLoop { wakeup, jobs, runner: TransactionRunner::default(), log_lines };
-    while main.wait(IDLE_WAIT_MS) {
+    let mut main = MainLoop { wakeup, jobs, committer, runner: TransactionRunner::default(), log_lines, next_wake: None };
+    while main.wait() {
         main.turn();
     }
 
@@ -93,14 +104,16 @@ pub extern "C-unwind" fn pg_kafka_worker_main(_arg: pg_sys::Datum) {
     server.begin_shutdown();
     let deadline = Instant::now() + Duration::from_millis(config.shutdown_timeout_ms) + Duration::from_secs(1);
     while !server.is_finished() && Instant::now() < deadline {
-        main.wait(10);
+        main.wait();
         main.turn();
     }
     let finished = server.is_finished();
     if finished {
         server.join();
     }
-    // Dropping the queue fails every job still waiting; their connections are closing.
+    // What is still queued fails now (nothing of it was acknowledged); dropping the bridge
+    // queue fails its jobs too. Their connections are closing.
+    main.committer.fail_pending();
     main.forward_logs();
     log!("pg_kafka: stopped{}", if finished { "" } else { " (network thread did not finish in time)" });
 }
@@ -108,14 +121,20 @@ pub extern "C-unwind" fn pg_kafka_worker_main(_arg: pg_sys::Datum) {
 struct MainLoop {
     wakeup: Arc<Wakeup>,
     jobs: JobQueue,
+    committer: GroupCommitter,
     runner: TransactionRunner,
     log_lines: Option<flume::Receiver<(Level, String)>>,
+    /// When the group-commit writer next has a flush or refresh due.
+    next_wake: Option<Duration>,
 }
 
 impl MainLoop {
-    /// Sleeps until work is queued, the latch is set, or `timeout_ms` passes.
-    /// Returns false once SIGTERM has been received.
-    fn wait(&self, timeout_ms: i64) -> bool {
+    /// Sleeps until work is queued, the latch is set, a flush is due, or the idle time
+    /// passes. Returns false once SIGTERM has been received.
+    fn wait(&self) -> bool {
+        // Rounded up: waking a little late is harmless, waking early only spins.
+        let due_ms = |due: Duration| (due.as_micros().div_ceil(1000) as i64).min(IDLE_WAIT_MS);
+        let timeout_ms = self.next_wake.map_or(IDLE_WAIT_MS, due_ms);
         let events = pg_sys::WL_LATCH_SET | pg_sys::WL_SOCKET_READABLE | pg_sys::WL_TIMEOUT | pg_sys::WL_EXIT_ON_PM_DEATH;
         unsafe {
             pg_sys::WaitLatchOrSocket(
@@ -134,6 +153,13 @@ impl MainLoop {
     fn turn(&mut self) {
         self.wakeup.clear();
         self.jobs.run_pending(&mut self.runner);
+        let next_flush = self.committer.poll(&mut self.runner);
+        let next_refresh = self.committer.refresh_if_due(&mut self.runner);
+        self.next_wake = Some(next_flush.map_or(next_refresh, |flush| flush.min(next_refresh)));
+        // A backend reports its table statistics when it goes idle; a worker must do it
+        // itself, or autovacuum never learns of the rows the writer inserts. Rate-limited
+        // by Postgres to about once a second; called outside any transaction.
+        unsafe { pg_sys::pgstat_report_stat(false) };
         self.forward_logs();
     }
 

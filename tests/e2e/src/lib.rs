@@ -121,3 +121,201 @@ impl RawClient {
         matches!(self.stream.read(&mut byte), Ok(0)) || matches!(self.stream.read(&mut byte), Err(ref e) if e.kind() == std::io::ErrorKind::ConnectionReset)
     }
 }
+
+pub mod produce {
+    //! Producing through rdkafka with every delivery report counted.
+
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use rdkafka::message::{Header, OwnedHeaders};
+    use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+    use rdkafka::{ClientConfig, ClientContext};
+
+    #[derive(Clone, Default)]
+    pub struct Deliveries {
+        pub ok: Arc<AtomicUsize>,
+        pub failed: Arc<AtomicUsize>,
+    }
+
+    impl ClientContext for Deliveries {}
+
+    impl ProducerContext for Deliveries {
+        type DeliveryOpaque = ();
+        fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+            match result {
+                Ok(_) => self.ok.fetch_add(1, Ordering::Relaxed),
+                Err((e, _)) => {
+                    eprintln!("delivery failed: {e}");
+                    self.failed.fetch_add(1, Ordering::Relaxed)
+                }
+            };
+        }
+    }
+
+    /// One message to send (or as received: `consume` fills `offset` and `timestamp`).
+    #[derive(Clone, Debug, PartialEq, Eq, Default)]
+    pub struct Message {
+        pub partition: i32,
+        pub key: Option<Vec<u8>>,
+        pub value: Vec<u8>,
+        pub headers: Vec<(String, Vec<u8>)>,
+        /// CreateTime in ms; `None` lets the client stamp it.
+        pub timestamp: Option<i64>,
+        pub offset: i64,
+    }
+
+    /// Produces every message and waits for all delivery reports; returns (delivered, failed).
+    pub fn produce(topic: &str, settings: &[(&str, &str)], messages: impl IntoIterator<Item = Message>) -> (usize, usize) {
+        let mut config = ClientConfig::new();
+        config.set("bootstrap.servers", super::bootstrap()).set("linger.ms", "5").set("acks", "all");
+        for (key, value) in settings {
+            config.set(*key, *value);
+        }
+        let deliveries = Deliveries::default();
+        let producer: ThreadedProducer<Deliveries> = config.create_with_context(deliveries.clone()).expect("producer");
+        for message in messages {
+            let mut headers = OwnedHeaders::new();
+            for (key, value) in &message.headers {
+                headers = headers.insert(Header { key, value: Some(value) });
+            }
+            let mut record = BaseRecord::to(topic).partition(message.partition).payload(&message.value).headers(headers);
+            if let Some(key) = &message.key {
+                record = record.key(key);
+            }
+            if let Some(timestamp) = message.timestamp {
+                record = record.timestamp(timestamp);
+            }
+            let mut record = record;
+            loop {
+                match producer.send(record) {
+                    Ok(()) => break,
+                    Err((e, returned)) if e.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::QueueFull) => {
+                        std::thread::sleep(Duration::from_millis(5));
+                        record = returned;
+                    }
+                    Err((e, _)) => panic!("send failed: {e}"),
+                }
+            }
+        }
+        producer.flush(Duration::from_secs(120)).expect("flush");
+        (deliveries.ok.load(Ordering::Relaxed), deliveries.failed.load(Ordering::Relaxed))
+    }
+
+    /// Headers as Kafka encodes them in a record, i.e. as `kafka.messages.headers` stores them.
+    pub fn encoded_headers(headers: &[(String, Vec<u8>)]) -> Vec<u8> {
+        fn varint(out: &mut Vec<u8>, value: i64) {
+            let mut raw = ((value << 1) ^ (value >> 63)) as u64;
+            while raw >= 0x80 {
+                out.push((raw as u8) | 0x80);
+                raw >>= 7;
+            }
+            out.push(raw as u8);
+        }
+        let mut out = Vec::new();
+        varint(&mut out, headers.len() as i64);
+        for (key, value) in headers {
+            varint(&mut out, key.len() as i64);
+            out.extend_from_slice(key.as_bytes());
+            varint(&mut out, value.len() as i64);
+            out.extend_from_slice(value);
+        }
+        out
+    }
+}
+
+pub mod consume {
+    //! Consuming through rdkafka without a group: partitions assigned at given offsets.
+
+    use std::time::{Duration, Instant};
+
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::message::{Headers, Message as _};
+    use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+
+    use super::produce::Message;
+
+    /// A consumer of `topic`'s `partitions` from `from`, with extra client `settings`.
+    pub fn consumer(topic: &str, partitions: &[i32], from: Offset, settings: &[(&str, &str)]) -> BaseConsumer {
+        let mut config = ClientConfig::new();
+        // librdkafka wants a group id even for assign(); nothing is committed to it.
+        config
+            .set("bootstrap.servers", super::bootstrap())
+            .set("group.id", "pg-kafka-e2e-assign")
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("enable.partition.eof", "false");
+        for (key, value) in settings {
+            config.set(*key, *value);
+        }
+        let consumer: BaseConsumer = config.create().expect("consumer");
+        let mut assignment = TopicPartitionList::new();
+        for &partition in partitions {
+            assignment.add_partition_offset(topic, partition, from).unwrap();
+        }
+        consumer.assign(&assignment).expect("assign");
+        consumer
+    }
+
+    /// Reads messages until `count` arrived or `timeout` passed; panics on a consumer error.
+    pub fn receive(consumer: &BaseConsumer, count: usize, timeout: Duration) -> Vec<Message> {
+        let deadline = Instant::now() + timeout;
+        let mut received = Vec::new();
+        while received.len() < count && Instant::now() < deadline {
+            let Some(result) = consumer.poll(Duration::from_millis(100)) else { continue };
+            let message = result.expect("no consumer errors");
+            let headers = message
+                .headers()
+                .map(|h| h.iter().map(|h| (h.key.to_owned(), h.value.unwrap_or_default().to_vec())).collect())
+                .unwrap_or_default();
+            received.push(Message {
+                partition: message.partition(),
+                key: message.key().map(<[u8]>::to_vec),
+                value: message.payload().unwrap_or_default().to_vec(),
+                headers,
+                timestamp: message.timestamp().to_millis(),
+                offset: message.offset(),
+            });
+        }
+        received
+    }
+
+    /// Every message of the given partitions from `from` on, `count` expected.
+    pub fn consume(topic: &str, partitions: &[i32], from: Offset, count: usize) -> Vec<Message> {
+        let consumer = consumer(topic, partitions, from, &[]);
+        let received = receive(&consumer, count, Duration::from_secs(60));
+        assert_eq!(received.len(), count, "messages consumed from {topic}");
+        received
+    }
+}
+
+/// Creates a topic through SQL (tests that need a fixed partition count).
+pub fn create_topic(name: &str, partitions: i32) {
+    psql(&format!("INSERT INTO kafka.topics (name, partitions) VALUES ('{name}', {partitions}) ON CONFLICT DO NOTHING"));
+}
+
+/// Per partition of a topic: (partition, row count, min offset, max offset, distinct offsets).
+pub fn partition_summary(topic: &str) -> Vec<(i32, i64, i64, i64, i64)> {
+    psql(&format!(
+        "SELECT partition, count(*), min(\"offset\"), max(\"offset\"), count(DISTINCT \"offset\") \
+         FROM kafka.messages m JOIN kafka.topics t ON t.id = m.topic_id WHERE t.name = '{topic}' \
+         GROUP BY partition ORDER BY partition"
+    ))
+    .lines()
+    .map(|line| {
+        let f: Vec<i64> = line.split('|').map(|v| v.parse().unwrap()).collect();
+        (f[0] as i32, f[1], f[2], f[3], f[4])
+    })
+    .collect()
+}
+
+/// Asserts every partition's offsets run 0..count without a gap or a duplicate.
+pub fn assert_gap_free(topic: &str) -> i64 {
+    let mut total = 0;
+    for (partition, count, min, max, distinct) in partition_summary(topic) {
+        assert_eq!((min, max, distinct), (0, count - 1, count), "partition {partition} of {topic}");
+        total += count;
+    }
+    total
+}

@@ -1,0 +1,201 @@
+//! Produce (v3-v11): decode each partition's RecordBatches, hand them to the group-commit
+//! writer, answer with the base offsets once the writer's transaction has committed.
+//!
+//! `acks=0` gets no response (the protocol says so), but the handler still waits for the
+//! commit so that the connection's in-flight byte budget covers queued data. `acks=1` and
+//! `acks=-1` are the same here: there is one replica, and the answer comes after COMMIT.
+//! Produce v0-v2 is advertised (librdkafka turns compression off if Produce's minimum
+//! version is above 0) but its old message format is not served: such requests close the
+//! connection with a log line.
+
+use bytes::Bytes;
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+use kafka_protocol::ResponseError;
+
+use super::{decode, respond, Broker, Outcome};
+use crate::logging;
+use crate::protocol::header::RequestFrame;
+use crate::protocol::records::{decode_batches, Record, RecordsError};
+use crate::worker::group_commit::{AppendResult, PartitionAppend};
+
+pub async fn handle(broker: &Broker, request: &RequestFrame) -> Outcome {
+    let body: ProduceRequest = match decode(request) {
+        Ok(body) => body,
+        Err(outcome) => return outcome,
+    };
+    if body.transactional_id.is_some() {
+        // Transactions need InitProducerId and friends, which are not served yet.
+        return respond(request, &response(&body, |_| Err(ResponseError::TransactionalIdAuthorizationFailed)));
+    }
+    if !matches!(body.acks, -1..=1) {
+        return respond(request, &response(&body, |_| Err(ResponseError::InvalidRequiredAcks)));
+    }
+
+    let cap = broker.config.max_frame_bytes;
+    let mut appends = Vec::new();
+    let mut bytes = 0;
+    // Per partition, in request order: a decoding error now, or the index of its append.
+    let slots: Vec<Result<usize, ResponseError>> = body
+        .topic_data
+        .iter()
+        .flat_map(|topic| topic.partition_data.iter().map(move |p| (topic, p)))
+        .map(|(topic, partition)| {
+            let records = partition_records(partition.records.clone(), cap, &topic.name.0)?;
+            bytes += records.iter().map(record_bytes).sum::<usize>();
+            appends.push(PartitionAppend { topic: topic.name.0.to_string(), partition: partition.index, records });
+            Ok(appends.len() - 1)
+        })
+        .collect();
+
+    let committed: Vec<AppendResult> = if appends.is_empty() {
+        Vec::new()
+    } else {
+        let count = appends.len();
+        match broker.commits.submit(appends, bytes).await {
+            Ok(results) => results,
+            Err(e) => {
+                logging::warning(format!("pg_kafka: produce failed: {e}"));
+                vec![Err(ResponseError::KafkaStorageError); count]
+            }
+        }
+    };
+    if body.acks == 0 {
+        return Outcome::Silent;
+    }
+    let mut slots = slots.into_iter();
+    respond(request, &response(&body, |_| match slots.next().expect("one slot per partition") {
+        Ok(index) => committed[index].clone(),
+        Err(error) => Err(error),
+    }))
+}
+
+/// The records of one partition's `records` field, or the error code for the partition.
+fn partition_records(data: Option<Bytes>, cap: usize, topic: &str) -> Result<Vec<Record>, ResponseError> {
+    let batches = decode_batches(data.unwrap_or_default(), cap).map_err(|e| {
+        logging::warning(format!("pg_kafka: rejected produce to \"{topic}\": {e}"));
+        records_error_code(&e)
+    })?;
+    if batches.iter().any(|b| b.is_transactional() || b.is_control()) {
+        return Err(ResponseError::InvalidRecord);
+    }
+    Ok(batches.into_iter().flat_map(|b| b.records).collect())
+}
+
+fn records_error_code(error: &RecordsError) -> ResponseError {
+    match error {
+        RecordsError::CrcMismatch { .. } | RecordsError::Corrupt(_) | RecordsError::Decompress(_) => {
+            ResponseError::CorruptMessage
+        }
+        RecordsError::UnsupportedMagic(_) => ResponseError::UnsupportedForMessageFormat,
+        RecordsError::UnknownCodec(_) => ResponseError::UnsupportedCompressionType,
+        RecordsError::TooLarge(_) => ResponseError::MessageTooLarge,
+    }
+}
+
+fn record_bytes(record: &Record) -> usize {
+    let len = |b: &Option<Bytes>| b.as_ref().map_or(0, Bytes::len);
+    len(&record.key) + len(&record.value) + len(&record.headers) + 32
+}
+
+/// A response with one entry per requested partition, in request order.
+fn response(body: &ProduceRequest, mut result_of: impl FnMut(i32) -> AppendResult) -> ProduceResponse {
+    let topics = body
+        .topic_data
+        .iter()
+        .map(|topic| {
+            let partitions = topic
+                .partition_data
+                .iter()
+                .map(|p| {
+                    let answer = PartitionProduceResponse::default().with_index(p.index).with_log_append_time_ms(-1);
+                    match result_of(p.index) {
+                        Ok(base_offset) => answer.with_base_offset(base_offset),
+                        Err(error) => answer.with_error_code(error.code()).with_base_offset(-1),
+                    }
+                })
+                .collect();
+            TopicProduceResponse::default().with_name(topic.name.clone()).with_partition_responses(partitions)
+        })
+        .collect();
+    ProduceResponse::default().with_responses(topics)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::broker::testing::{broker_with_writer, round_trip, request_frame};
+    use crate::protocol::records::encode_batch;
+    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+    use kafka_protocol::messages::{ApiKey, TopicName};
+    use kafka_protocol::protocol::StrBytes;
+
+    fn record(value: &'static [u8]) -> Record {
+        Record { offset_delta: 0, timestamp: 1_700_000_000_000, key: None, value: Some(Bytes::from_static(value)), headers: None }
+    }
+
+    fn produce(acks: i16, partitions: Vec<(i32, Bytes)>) -> ProduceRequest {
+        let partition_data =
+            partitions.into_iter().map(|(index, records)| PartitionProduceData::default().with_index(index).with_records(Some(records))).collect();
+        ProduceRequest::default()
+            .with_acks(acks)
+            .with_timeout_ms(1000)
+            .with_topic_data(vec![TopicProduceData::default()
+                .with_name(TopicName(StrBytes::from_static_str("t")))
+                .with_partition_data(partition_data)])
+    }
+
+    fn codes(response: &ProduceResponse) -> Vec<(i16, i64)> {
+        response.responses[0].partition_responses.iter().map(|p| (p.error_code, p.base_offset)).collect()
+    }
+
+    #[tokio::test]
+    async fn appends_get_base_offsets_after_commit_at_every_version() {
+        let broker = broker_with_writer(2);
+        let mut next = 0;
+        for version in 3..=11 {
+            let batch = encode_batch(0, &[record(b"a"), record(b"b")]);
+            let response: ProduceResponse = round_trip(&broker, ApiKey::Produce, version, &produce(-1, vec![(0, batch.clone()), (1, batch)])).await;
+            assert_eq!(codes(&response), vec![(0, next), (0, next)], "v{version}");
+            next += 2;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_corrupt_partition_fails_alone() {
+        let broker = broker_with_writer(2);
+        let mut corrupt = encode_batch(0, &[record(b"x")]).to_vec();
+        *corrupt.last_mut().unwrap() ^= 0xff;
+        let good = encode_batch(0, &[record(b"y")]);
+        let response: ProduceResponse = round_trip(&broker, ApiKey::Produce, 9, &produce(1, vec![(0, corrupt.into()), (1, good)])).await;
+        assert_eq!(codes(&response), vec![(ResponseError::CorruptMessage.code(), -1), (0, 0)]);
+    }
+
+    #[tokio::test]
+    async fn unknown_partitions_and_bad_acks_get_their_codes() {
+        let broker = broker_with_writer(1);
+        let batch = encode_batch(0, &[record(b"z")]);
+        let response: ProduceResponse = round_trip(&broker, ApiKey::Produce, 7, &produce(1, vec![(5, batch.clone())])).await;
+        assert_eq!(codes(&response), vec![(ResponseError::UnknownTopicOrPartition.code(), -1)]);
+        let response: ProduceResponse = round_trip(&broker, ApiKey::Produce, 7, &produce(2, vec![(0, batch)])).await;
+        assert_eq!(codes(&response), vec![(ResponseError::InvalidRequiredAcks.code(), -1)]);
+    }
+
+    #[tokio::test]
+    async fn acks_zero_gets_no_response_but_is_written() {
+        let broker = broker_with_writer(1);
+        let frame = request_frame(ApiKey::Produce, 8, &produce(0, vec![(0, encode_batch(0, &[record(b"q")]))]));
+        assert!(matches!(broker.handle(frame).await, Outcome::Silent));
+        let batch = encode_batch(0, &[record(b"r")]);
+        let response: ProduceResponse = round_trip(&broker, ApiKey::Produce, 8, &produce(1, vec![(0, batch)])).await;
+        assert_eq!(codes(&response), vec![(0, 1)], "the acks=0 record took offset 0");
+    }
+
+    #[tokio::test]
+    async fn old_versions_are_advertised_but_close_the_connection() {
+        let broker = broker_with_writer(1);
+        let frame = request_frame(ApiKey::Produce, 3, &produce(1, vec![]));
+        let old = RequestFrame { header: frame.header.clone().with_request_api_version(2), ..frame };
+        assert!(matches!(broker.handle(old).await, Outcome::Close(_)));
+    }
+}

@@ -1,0 +1,452 @@
+//! Group commit: many producers' batches, one insert, one transaction, then every ack.
+//!
+//! ```text
+//!  produce handlers (tokio)                 main thread, each loop turn
+//!  ────────────────────────                 ─────────────────────────────────────────
+//!  CommitQueue::submit(appends) ──ProduceJob──▶ flume ──▶ GroupCommitter::poll
+//!        │ wake (eventfd)                                 │ due? (flush interval elapsed,
+//!        ▼                                                │       or max_batch_bytes queued)
+//!  reply.await ◀───────── acknowledge ◀── write ◀── drain ┘
+//!                          (after COMMIT)   │ assign offsets from in-memory counters
+//!                                           │ ONE multi-row insert (unnest arrays)
+//!                                           │ ONE transaction
+//! ```
+//!
+//! Invariants:
+//! - A producer hears success only after the transaction that holds its rows committed.
+//! - Offsets per (topic, partition) are strictly increasing without gaps: counters are
+//!   loaded once from the table (`max(offset)+1`) and advanced in memory; when a write
+//!   fails, the counters it touched are forgotten and reloaded from the table next time,
+//!   so nothing that was rolled back leaves a gap or is handed out twice.
+//! - Nothing here touches Postgres directly: storage goes through [`Storage`] inside a
+//!   [`JobRunner`], so the same code runs on `MemoryStorage` in unit tests.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use kafka_protocol::ResponseError;
+use tokio::sync::oneshot;
+
+use crate::protocol::records::Record;
+use crate::storage::bridge::{JobRunner, Unavailable, Waker};
+use crate::storage::watermarks::Watermarks;
+use crate::storage::{postgres_timestamp_us, MessageRows, Storage, StorageError, Topic};
+
+/// Records for one partition, as one producer sent them.
+#[derive(Clone, Debug)]
+pub struct PartitionAppend {
+    pub topic: String,
+    pub partition: i32,
+    pub records: Vec<Record>,
+}
+
+/// The base offset given to an append, or why it was refused.
+pub type AppendResult = Result<i64, ResponseError>;
+
+/// One Produce request's appends, waiting for the writer.
+pub struct ProduceJob {
+    appends: Vec<PartitionAppend>,
+    bytes: usize,
+    reply: oneshot::Sender<Vec<AppendResult>>,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct CommitSettings {
+    /// Flush at most this often (0: whenever anything is queued).
+    pub flush_interval: Duration,
+    /// Flush early once this many bytes are queued; also caps one flush.
+    pub max_batch_bytes: usize,
+    /// How often to re-read partition bounds from the table, to notice rows that SQL
+    /// sessions wrote (they do not pass through this writer).
+    pub refresh_interval: Duration,
+}
+
+/// The handlers' end: submit appends, await their offsets.
+#[derive(Clone)]
+pub struct CommitQueue {
+    jobs: flume::Sender<ProduceJob>,
+    queued_bytes: Arc<AtomicUsize>,
+    wake: Waker,
+}
+
+impl CommitQueue {
+    /// Queues `appends` for the next group commit and waits until it is committed (or failed).
+    /// `bytes` is the payload size, counted towards `max_batch_bytes`.
+    pub async fn submit(&self, appends: Vec<PartitionAppend>, bytes: usize) -> Result<Vec<AppendResult>, Unavailable> {
+        let (reply, result) = oneshot::channel();
+        self.queued_bytes.fetch_add(bytes, Ordering::Relaxed);
+        let job = ProduceJob { appends, bytes, reply };
+        if self.jobs.send(job).is_err() {
+            self.queued_bytes.fetch_sub(bytes, Ordering::Relaxed);
+            return Err(Unavailable("the writer has stopped"));
+        }
+        (self.wake)();
+        result.await.map_err(|_| Unavailable("the writer stopped before committing"))
+    }
+}
+
+/// The writer's end, driven by the worker's main loop.
+pub struct GroupCommitter {
+    jobs: flume::Receiver<ProduceJob>,
+    queued_bytes: Arc<AtomicUsize>,
+    settings: CommitSettings,
+    last_flush: Option<Instant>,
+    last_refresh: Instant,
+    /// Published after each commit, for Fetch.
+    watermarks: Watermarks,
+    /// Next offset of each (topic id, partition) this writer has written to.
+    next_offsets: HashMap<(i32, i32), i64>,
+    topics: HashMap<String, Topic>,
+}
+
+pub fn channel(settings: CommitSettings, wake: Waker, watermarks: Watermarks) -> (CommitQueue, GroupCommitter) {
+    let (tx, rx) = flume::unbounded();
+    let queued_bytes = Arc::new(AtomicUsize::new(0));
+    let queue = CommitQueue { jobs: tx, queued_bytes: queued_bytes.clone(), wake };
+    let committer = GroupCommitter {
+        jobs: rx,
+        queued_bytes,
+        settings,
+        last_flush: None,
+        last_refresh: Instant::now(),
+        watermarks,
+        next_offsets: HashMap::new(),
+        topics: HashMap::new(),
+    };
+    (queue, committer)
+}
+
+/// Where each append of a flush goes, decided before the insert.
+enum Placement {
+    Rows { base_offset: i64 },
+    Refused(ResponseError),
+}
+
+impl GroupCommitter {
+    /// Flushes if a flush is due. Returns how long until the next one is due while work is
+    /// queued (the main loop sleeps no longer than that), `None` when idle.
+    pub fn poll(&mut self, runner: &mut dyn JobRunner) -> Option<Duration> {
+        if self.jobs.is_empty() {
+            return None;
+        }
+        let now = Instant::now();
+        let since_last = self.last_flush.map_or(Duration::MAX, |t| now.duration_since(t));
+        let full = self.queued_bytes.load(Ordering::Relaxed) >= self.settings.max_batch_bytes;
+        if since_last < self.settings.flush_interval && !full {
+            return Some(self.settings.flush_interval - since_last);
+        }
+        self.last_flush = Some(now);
+        let jobs = self.drain();
+        let results = self.write(runner, &jobs);
+        acknowledge(jobs, results);
+        (!self.jobs.is_empty()).then_some(self.settings.flush_interval)
+    }
+
+    /// Re-reads partition bounds if the refresh interval has passed: watermarks move up to
+    /// rows that SQL sessions committed, and so do this writer's counters, so the next
+    /// produce does not collide with them. Returns the time until the next refresh.
+    pub fn refresh_if_due(&mut self, runner: &mut dyn JobRunner) -> Duration {
+        let since = self.last_refresh.elapsed();
+        if since < self.settings.refresh_interval {
+            return self.settings.refresh_interval - since;
+        }
+        self.last_refresh = Instant::now();
+        let mut moved = Vec::new();
+        let counters: Vec<(i32, i32)> = self.next_offsets.keys().copied().collect();
+        let mut stored = Vec::new();
+        let refreshed = runner.run(&mut |storage| {
+            moved = self.watermarks.refresh(storage).map_err(|e| e.to_string())?;
+            stored = counters
+                .iter()
+                .map(|&(topic_id, partition)| storage.next_offset(topic_id, partition))
+                .collect::<Result<_, _>>()
+                .map_err(|e| e.to_string())?;
+            Ok(())
+        });
+        if refreshed {
+            for (key, next) in counters.into_iter().zip(stored) {
+                self.next_offsets.entry(key).and_modify(|counter| *counter = (*counter).max(next));
+            }
+            if !moved.is_empty() {
+                self.watermarks.notify();
+            }
+        }
+        self.settings.refresh_interval
+    }
+
+    /// True once every queue handle is gone and nothing is left to write.
+    pub fn is_disconnected(&self) -> bool {
+        self.jobs.is_disconnected() && self.jobs.is_empty()
+    }
+
+    /// Stops accepting work: jobs still queued fail with KAFKA_STORAGE_ERROR at once.
+    pub fn fail_pending(&mut self) {
+        let jobs = self.drain_all();
+        let results = jobs.iter().map(|job| vec![Err(ResponseError::KafkaStorageError); job.appends.len()]).collect();
+        acknowledge(jobs, results);
+    }
+
+    fn drain_all(&mut self) -> Vec<ProduceJob> {
+        let jobs: Vec<ProduceJob> = self.jobs.try_iter().collect();
+        self.queued_bytes.fetch_sub(jobs.iter().map(|j| j.bytes).sum(), Ordering::Relaxed);
+        jobs
+    }
+
+    /// Takes queued jobs, up to `max_batch_bytes` (always at least one).
+    fn drain(&mut self) -> Vec<ProduceJob> {
+        let mut jobs = Vec::new();
+        let mut bytes = 0;
+        while bytes < self.settings.max_batch_bytes {
+            let Ok(job) = self.jobs.try_recv() else { break };
+            bytes += job.bytes;
+            jobs.push(job);
+        }
+        self.queued_bytes.fetch_sub(bytes, Ordering::Relaxed);
+        jobs
+    }
+
+    /// Assigns offsets and writes every job's rows in one transaction.
+    fn write(&mut self, runner: &mut dyn JobRunner, jobs: &[ProduceJob]) -> Vec<Vec<AppendResult>> {
+        let before: HashMap<(i32, i32), i64> = self.next_offsets.clone();
+        let mut results = Vec::new();
+        let committed = runner.run(&mut |storage| {
+            let mut rows = MessageRows::default();
+            results = jobs
+                .iter()
+                .map(|job| job.appends.iter().map(|append| self.place(storage, append, &mut rows)).collect())
+                .collect::<Result<Vec<Vec<_>>, StorageError>>()
+                .map_err(|e| e.to_string())?
+                .into_iter()
+                .map(|placements: Vec<Placement>| placements.into_iter().map(placement_result).collect())
+                .collect();
+            if !rows.is_empty() {
+                storage.append(&rows).map_err(|e| e.to_string())?;
+            }
+            Ok(())
+        });
+        if committed {
+            self.publish(&before);
+            return results;
+        }
+        // Rolled back: forget every counter this write moved or loaded, and cached topics
+        // (one may have been dropped); both are re-read from the table next time.
+        self.next_offsets.retain(|key, next| before.get(key) == Some(next));
+        self.topics.clear();
+        jobs.iter()
+            .map(|job| job.appends.iter().map(|_| Err(ResponseError::KafkaStorageError)).collect())
+            .collect()
+    }
+
+    /// Publishes the high watermarks a commit moved, and wakes waiting Fetches.
+    fn publish(&self, before: &HashMap<(i32, i32), i64>) {
+        let mut moved = false;
+        for (&(topic_id, partition), &next) in &self.next_offsets {
+            if before.get(&(topic_id, partition)) != Some(&next) {
+                self.watermarks.advance(topic_id, partition, next);
+                moved = true;
+            }
+        }
+        if moved {
+            self.watermarks.notify();
+        }
+    }
+
+    /// Decides where one append goes and adds its rows.
+    fn place(&mut self, storage: &mut dyn Storage, append: &PartitionAppend, rows: &mut MessageRows) -> Result<Placement, StorageError> {
+        let Some(topic) = self.topic(storage, &append.topic, append.partition)? else {
+            return Ok(Placement::Refused(ResponseError::UnknownTopicOrPartition));
+        };
+        if append.records.iter().any(|r| postgres_timestamp_us(r.timestamp).is_none()) {
+            return Ok(Placement::Refused(ResponseError::InvalidTimestamp));
+        }
+        let key = (topic.id, append.partition);
+        let base_offset = match self.next_offsets.get(&key) {
+            Some(&next) => next,
+            None => storage.next_offset(topic.id, append.partition)?,
+        };
+        let mut offset = base_offset;
+        for record in &append.records {
+            rows.topic_ids.push(topic.id);
+            rows.partitions.push(append.partition);
+            rows.offsets.push(offset);
+            rows.timestamps_ms.push(record.timestamp);
+            rows.keys.push(record.key.clone());
+            rows.values.push(record.value.clone());
+            rows.headers.push(record.headers.clone());
+            offset += 1;
+        }
+        self.next_offsets.insert(key, offset);
+        Ok(Placement::Rows { base_offset })
+    }
+
+    /// The topic, if it exists and has `partition`; asks storage when the cache does not know.
+    fn topic(&mut self, storage: &mut dyn Storage, name: &str, partition: i32) -> Result<Option<Topic>, StorageError> {
+        let has_partition = |t: &Topic| (0..t.partitions).contains(&partition);
+        if let Some(topic) = self.topics.get(name).filter(|t| has_partition(t)) {
+            return Ok(Some(topic.clone()));
+        }
+        // Unknown, or a partition beyond what we cached: the topic may be new or have grown.
+        let Some(topic) = storage.topic(name)? else { return Ok(None) };
+        self.topics.insert(name.to_owned(), topic.clone());
+        Ok(has_partition(&topic).then_some(topic))
+    }
+}
+
+fn placement_result(placement: Placement) -> AppendResult {
+    match placement {
+        Placement::Rows { base_offset } => Ok(base_offset),
+        Placement::Refused(error) => Err(error),
+    }
+}
+
+/// Answers every producer of a flush. Called only after the transaction ended.
+fn acknowledge(jobs: Vec<ProduceJob>, results: Vec<Vec<AppendResult>>) {
+    for (job, result) in jobs.into_iter().zip(results) {
+        // A producer that went away (connection closed) no longer needs its answer.
+        let _ = job.reply.send(result);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::bridge::DirectRunner;
+    use crate::storage::memory::MemoryStorage;
+    use bytes::Bytes;
+
+    fn settings(flush_ms: u64) -> CommitSettings {
+        CommitSettings { flush_interval: Duration::from_millis(flush_ms), max_batch_bytes: 1 << 20, refresh_interval: Duration::from_secs(60) }
+    }
+
+    fn records(n: usize) -> Vec<Record> {
+        (0..n)
+            .map(|i| Record {
+                offset_delta: i as i32,
+                timestamp: 1_700_000_000_000,
+                key: None,
+                value: Some(Bytes::from(format!("v{i}"))),
+                headers: None,
+            })
+            .collect()
+    }
+
+    fn append(topic: &str, partition: i32, n: usize) -> PartitionAppend {
+        PartitionAppend { topic: topic.into(), partition, records: records(n) }
+    }
+
+    fn runner_with_topic(partitions: i32) -> DirectRunner<MemoryStorage> {
+        let mut storage = MemoryStorage::default();
+        storage.create_topic("t", partitions).unwrap();
+        DirectRunner(storage)
+    }
+
+    /// Submits each request from its own task, then flushes once: one group commit.
+    async fn submit_all(queue: &CommitQueue, requests: Vec<Vec<PartitionAppend>>) -> Vec<tokio::task::JoinHandle<Vec<AppendResult>>> {
+        let handles: Vec<_> = requests
+            .into_iter()
+            .map(|appends| {
+                let queue = queue.clone();
+                tokio::spawn(async move { queue.submit(appends, 10).await.unwrap() })
+            })
+            .collect();
+        while queue.jobs.len() < handles.len() {
+            tokio::task::yield_now().await;
+        }
+        handles
+    }
+
+    #[tokio::test]
+    async fn one_flush_commits_every_waiting_producer_with_contiguous_offsets() {
+        let (queue, mut committer) = channel(settings(0), Arc::new(|| {}), Watermarks::default());
+        let mut runner = runner_with_topic(2);
+        let handles = submit_all(&queue, vec![vec![append("t", 0, 3)], vec![append("t", 0, 2), append("t", 1, 4)]]).await;
+        assert_eq!(committer.poll(&mut runner), None);
+        let mut answers = Vec::new();
+        for handle in handles {
+            answers.push(handle.await.unwrap());
+        }
+        assert_eq!(answers, vec![vec![Ok(0)], vec![Ok(3), Ok(0)]]);
+        assert_eq!(runner.0.messages.offsets, vec![0, 1, 2, 3, 4, 0, 1, 2, 3]);
+    }
+
+    #[tokio::test]
+    async fn counters_continue_from_the_table_and_then_from_memory() {
+        let (queue, mut committer) = channel(settings(0), Arc::new(|| {}), Watermarks::default());
+        let mut runner = runner_with_topic(1);
+        runner.0.append(&MessageRows { topic_ids: vec![1], partitions: vec![0], offsets: vec![41], timestamps_ms: vec![0], keys: vec![None], values: vec![None], headers: vec![None] }).unwrap();
+        for expected in [42, 45] {
+            let handles = submit_all(&queue, vec![vec![append("t", 0, 3)]]).await;
+            committer.poll(&mut runner);
+            assert_eq!(handles.into_iter().next().unwrap().await.unwrap(), vec![Ok(expected)]);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failed_write_fails_everyone_and_leaves_no_gap() {
+        let (queue, mut committer) = channel(settings(0), Arc::new(|| {}), Watermarks::default());
+        let mut runner = runner_with_topic(1);
+        let handles = submit_all(&queue, vec![vec![append("t", 0, 2)]]).await;
+        committer.poll(&mut runner);
+        assert_eq!(handles.into_iter().next().unwrap().await.unwrap(), vec![Ok(0)]);
+
+        runner.0.fail_appends = true;
+        let handles = submit_all(&queue, vec![vec![append("t", 0, 5)], vec![append("t", 0, 1)]]).await;
+        committer.poll(&mut runner);
+        for handle in handles {
+            assert_eq!(handle.await.unwrap(), vec![Err(ResponseError::KafkaStorageError)]);
+        }
+
+        runner.0.fail_appends = false;
+        let handles = submit_all(&queue, vec![vec![append("t", 0, 1)]]).await;
+        committer.poll(&mut runner);
+        assert_eq!(handles.into_iter().next().unwrap().await.unwrap(), vec![Ok(2)], "no gap after the failure");
+    }
+
+    #[tokio::test]
+    async fn unknown_topics_and_partitions_are_refused_without_failing_others() {
+        let (queue, mut committer) = channel(settings(0), Arc::new(|| {}), Watermarks::default());
+        let mut runner = runner_with_topic(1);
+        let handles = submit_all(&queue, vec![vec![append("nope", 0, 1), append("t", 1, 1), append("t", 0, 1)]]).await;
+        committer.poll(&mut runner);
+        let results = handles.into_iter().next().unwrap().await.unwrap();
+        let unknown = Err(ResponseError::UnknownTopicOrPartition);
+        assert_eq!(results, vec![unknown.clone(), unknown, Ok(0)]);
+    }
+
+    #[tokio::test]
+    async fn waits_for_the_flush_interval_between_flushes() {
+        let (queue, mut committer) = channel(settings(50), Arc::new(|| {}), Watermarks::default());
+        let mut runner = runner_with_topic(1);
+        let first = submit_all(&queue, vec![vec![append("t", 0, 1)]]).await;
+        assert_eq!(committer.poll(&mut runner), None, "the first flush is immediate");
+        first.into_iter().next().unwrap().await.unwrap();
+        let _second = submit_all(&queue, vec![vec![append("t", 0, 1)]]).await;
+        let wait = committer.poll(&mut runner).expect("not due yet");
+        assert!(wait <= Duration::from_millis(50) && wait > Duration::ZERO);
+        assert_eq!(runner.0.messages.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn commits_publish_watermarks_and_refresh_catches_up_with_sql_writes() {
+        let watermarks = Watermarks::default();
+        let settings = CommitSettings { refresh_interval: Duration::ZERO, ..settings(0) };
+        let (queue, mut committer) = channel(settings, Arc::new(|| {}), watermarks.clone());
+        let mut runner = runner_with_topic(1);
+        watermarks.load(&mut runner.0, &[(1, 0)]).unwrap();
+        let handles = submit_all(&queue, vec![vec![append("t", 0, 2)]]).await;
+        committer.poll(&mut runner);
+        handles.into_iter().next().unwrap().await.unwrap();
+        assert_eq!(watermarks.get(1, 0).map(|b| b.high), Some(2));
+
+        // A row written by a SQL session, not through the writer.
+        let sql_row = MessageRows { topic_ids: vec![1], partitions: vec![0], offsets: vec![2], timestamps_ms: vec![0], keys: vec![None], values: vec![None], headers: vec![None] };
+        runner.0.append(&sql_row).unwrap();
+        committer.refresh_if_due(&mut runner);
+        assert_eq!(watermarks.get(1, 0).map(|b| b.high), Some(3));
+        let handles = submit_all(&queue, vec![vec![append("t", 0, 1)]]).await;
+        committer.poll(&mut runner);
+        assert_eq!(handles.into_iter().next().unwrap().await.unwrap(), vec![Ok(3)], "no collision with the SQL row");
+    }
+}
