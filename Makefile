@@ -11,6 +11,13 @@ E2E_PG_PORT  ?= 55432
 E2E_PORT     ?= 59092
 PGRX_TEST_DATA ?= target/pgrx-test-data
 
+# `make bench` runs on its own fresh cluster too. BENCH_CONF: extra postgresql.conf lines
+# (e.g. tuning/postgresql.conf.sample); BENCH_MESSAGES: messages per run (1,000,000).
+BENCH_DATA    ?= target/bench-pgdata
+BENCH_PG_PORT ?= 55433
+BENCH_PORT    ?= 59093
+BENCH_CONF    ?=
+
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 
 .PHONY: setup install run stop test unit-test pg-test e2e-test bench clean-data
@@ -51,3 +58,11 @@ e2e-test: install
 	PGKAFKA_E2E_DATA=$(abspath $(E2E_DATA)) \
 	cargo test -p pg_kafka_e2e -- --test-threads=4; \
 	status=$$?; scripts/cluster.sh stop $(E2E_DATA); exit $$status
+
+bench: install
+	scripts/cluster.sh stop $(BENCH_DATA)
+	rm -rf $(BENCH_DATA)
+	PGKAFKA_EXTRA_CONF=$(BENCH_CONF) scripts/cluster.sh start $(BENCH_DATA) $(BENCH_PG_PORT) $(BENCH_PORT)
+	PGKAFKA_BENCH_BOOTSTRAP=127.0.0.1:$(BENCH_PORT) PGKAFKA_BENCH_PG_PORT=$(BENCH_PG_PORT) \
+	cargo run --release -p pg_kafka_bench; \
+	status=$$?; scripts/cluster.sh stop $(BENCH_DATA); exit $$status

@@ -4,7 +4,8 @@
 #   scripts/cluster.sh start DATADIR PG_PORT KAFKA_PORT   # creates the cluster if needed
 #   scripts/cluster.sh stop  DATADIR
 #
-# `start` returns once the Kafka port accepts connections. Used by `make run` and by
+# `start` returns once the Kafka port accepts connections. PGKAFKA_EXTRA_CONF names a file of
+# settings appended to the cluster's configuration (used by `make bench`). Used by `make run` and by
 # `make test` (on other ports), so both run the same set-up.
 set -euo pipefail
 
@@ -60,6 +61,10 @@ shared_preload_libraries = 'pg_kafka'
 pg_kafka.host = '127.0.0.1'
 pg_kafka.port = $kafka_port
 CONF
+    # Extra settings (a tuning file, say): PGKAFKA_EXTRA_CONF=tuning/postgresql.conf.sample
+    if [ -n "${PGKAFKA_EXTRA_CONF:-}" ]; then
+        { echo "# from $PGKAFKA_EXTRA_CONF"; cat "$PGKAFKA_EXTRA_CONF"; } >> "$datadir/pg_kafka.conf"
+    fi
     chown postgres:postgres "$datadir/pg_kafka.conf"
     if as_postgres "$PG_BIN/pg_ctl" -D "$datadir" status >/dev/null 2>&1; then
         echo "cluster: already running in $datadir"

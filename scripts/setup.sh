@@ -31,3 +31,10 @@ if ! grep -q "pg$PG_MAJOR = \"$PG_CONFIG\"" "$PGRX_HOME/config.toml" 2>/dev/null
     echo "setup: cargo pgrx init --pg$PG_MAJOR $PG_CONFIG"
     cargo pgrx init --pg$PG_MAJOR "$PG_CONFIG"
 fi
+
+# kafka-python: an independent client implementation the end-to-end tests also consume with.
+KAFKA_PYTHON_VERSION=3.0.12
+if ! python3 -c "import kafka, sys; sys.exit(kafka.__version__ != '$KAFKA_PYTHON_VERSION')" 2>/dev/null; then
+    echo "setup: pip install kafka-python==$KAFKA_PYTHON_VERSION"
+    python3 -m pip install -q --root-user-action=ignore "kafka-python==$KAFKA_PYTHON_VERSION"
+fi

@@ -4,6 +4,7 @@
 
 pub mod api_versions;
 pub mod fetch;
+pub mod in_order;
 pub mod list_offsets;
 pub mod metadata;
 pub mod produce;
@@ -56,7 +57,13 @@ pub struct Broker {
 }
 
 impl Broker {
+    /// Handles a request on its own (no earlier request to keep order with).
     pub async fn handle(&self, request: RequestFrame) -> Outcome {
+        self.handle_in_order(request, in_order::InOrder::first()).await
+    }
+
+    /// Handles a request that holds `order`, its place among its connection's requests.
+    pub async fn handle_in_order(&self, request: RequestFrame, order: in_order::InOrder) -> Outcome {
         let (api_key, version) = (request.api_key, request.version());
         if api_key == ApiKey::ApiVersions {
             return api_versions::handle(&request);
@@ -69,7 +76,7 @@ impl Broker {
         }
         match api_key {
             ApiKey::Metadata => metadata::handle(self, &request).await,
-            ApiKey::Produce => produce::handle(self, &request).await,
+            ApiKey::Produce => produce::handle(self, &request, order).await,
             ApiKey::Fetch => fetch::handle(self, &request).await,
             ApiKey::ListOffsets => list_offsets::handle(self, &request).await,
             other => Outcome::Close(format!("no handler for {other:?}")),
@@ -196,7 +203,12 @@ pub(crate) mod testing {
 
     /// Sends `body` through the broker and decodes the response as `R`.
     pub async fn round_trip<M: Encodable, R: Decodable>(broker: &Broker, key: ApiKey, version: i16, body: &M) -> R {
-        match broker.handle(request_frame(key, version, body)).await {
+        decode_response(broker.handle(request_frame(key, version, body)).await, key, version)
+    }
+
+    /// The response body of an outcome that must be a response.
+    pub fn decode_response<R: Decodable>(outcome: Outcome, key: ApiKey, version: i16) -> R {
+        match outcome {
             Outcome::Respond(mut frame) => {
                 let size = frame.get_i32() as usize;
                 assert_eq!(size, frame.len());

@@ -1,4 +1,4 @@
-//! Produce (v3-v11): decode each partition's RecordBatches, hand them to the group-commit
+//! Produce (v3-v13): decode each partition's RecordBatches, hand them to the group-commit
 //! writer, answer with the base offsets once the writer's transaction has committed.
 //!
 //! `acks=0` gets no response (the protocol says so), but the handler still waits for the
@@ -13,13 +13,17 @@ use kafka_protocol::messages::produce_response::{PartitionProduceResponse, Topic
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use kafka_protocol::ResponseError;
 
+use uuid::Uuid;
+
+use super::in_order::InOrder;
+use super::topics::TopicRef;
 use super::{decode, respond, Broker, Outcome};
 use crate::logging;
 use crate::protocol::header::RequestFrame;
 use crate::protocol::records::{decode_batches, Record, RecordsError};
 use crate::worker::group_commit::{AppendResult, PartitionAppend};
 
-pub async fn handle(broker: &Broker, request: &RequestFrame) -> Outcome {
+pub async fn handle(broker: &Broker, request: &RequestFrame, mut order: InOrder) -> Outcome {
     let body: ProduceRequest = match decode(request) {
         Ok(body) => body,
         Err(outcome) => return outcome,
@@ -32,6 +36,7 @@ pub async fn handle(broker: &Broker, request: &RequestFrame) -> Outcome {
         return respond(request, &response(&body, |_| Err(ResponseError::InvalidRequiredAcks)));
     }
 
+    let names = topic_names(broker, &body, request.version()).await;
     let cap = broker.config.max_frame_bytes;
     let mut appends = Vec::new();
     let mut bytes = 0;
@@ -39,11 +44,13 @@ pub async fn handle(broker: &Broker, request: &RequestFrame) -> Outcome {
     let slots: Vec<Result<usize, ResponseError>> = body
         .topic_data
         .iter()
-        .flat_map(|topic| topic.partition_data.iter().map(move |p| (topic, p)))
-        .map(|(topic, partition)| {
-            let records = partition_records(partition.records.clone(), cap, &topic.name.0)?;
+        .zip(&names)
+        .flat_map(|(topic, name)| topic.partition_data.iter().map(move |p| (name, p)))
+        .map(|(name, partition)| {
+            let name = name.clone()?;
+            let records = partition_records(partition.records.clone(), cap, &name)?;
             bytes += records.iter().map(record_bytes).sum::<usize>();
-            appends.push(PartitionAppend { topic: topic.name.0.to_string(), partition: partition.index, records });
+            appends.push(PartitionAppend { topic: name, partition: partition.index, records });
             Ok(appends.len() - 1)
         })
         .collect();
@@ -52,7 +59,12 @@ pub async fn handle(broker: &Broker, request: &RequestFrame) -> Outcome {
         Vec::new()
     } else {
         let count = appends.len();
-        match broker.commits.submit(appends, bytes).await {
+        // Decoding ran in parallel with the connection's other requests; reaching the
+        // writer happens in request order, so offsets follow send order.
+        order.wait_turn().await;
+        let committed = broker.commits.enqueue(appends, bytes);
+        order.pass();
+        match committed.await {
             Ok(results) => results,
             Err(e) => {
                 logging::warning(format!("pg_kafka: produce failed: {e}"));
@@ -68,6 +80,31 @@ pub async fn handle(broker: &Broker, request: &RequestFrame) -> Outcome {
         Ok(index) => committed[index].clone(),
         Err(error) => Err(error),
     }))
+}
+
+/// Each requested topic's name. Produce v13+ names topics by id: those are looked up
+/// (in the topic cache, storage on a miss), unknown ids answering UNKNOWN_TOPIC_ID.
+async fn topic_names(broker: &Broker, body: &ProduceRequest, version: i16) -> Vec<Result<String, ResponseError>> {
+    if version < 13 {
+        return body.topic_data.iter().map(|t| Ok(t.name.0.to_string())).collect();
+    }
+    let id_of = |t: &kafka_protocol::messages::produce_request::TopicProduceData| TopicRef::Id(Uuid::from_bytes(*t.topic_id.as_bytes()));
+    let wanted: Vec<(TopicRef, i32)> = body
+        .topic_data
+        .iter()
+        .map(|t| (id_of(t), t.partition_data.iter().map(|p| p.index).max().unwrap_or(0)))
+        .collect();
+    match broker.topics.resolve(&broker.storage, &wanted).await {
+        Ok(found) => body
+            .topic_data
+            .iter()
+            .map(|t| found.get(&id_of(t)).cloned().flatten().map(|t| t.name).ok_or(ResponseError::UnknownTopicId))
+            .collect(),
+        Err(e) => {
+            logging::warning(format!("pg_kafka: produce failed: {e}"));
+            vec![Err(ResponseError::KafkaStorageError); body.topic_data.len()]
+        }
+    }
 }
 
 /// The records of one partition's `records` field, or the error code for the partition.
@@ -115,7 +152,11 @@ fn response(body: &ProduceRequest, mut result_of: impl FnMut(i32) -> AppendResul
                     }
                 })
                 .collect();
-            TopicProduceResponse::default().with_name(topic.name.clone()).with_partition_responses(partitions)
+            // One of the two is set, by version: name up to v12, topic id from v13.
+            TopicProduceResponse::default()
+                .with_name(topic.name.clone())
+                .with_topic_id(topic.topic_id)
+                .with_partition_responses(partitions)
         })
         .collect();
     ProduceResponse::default().with_responses(topics)
@@ -153,12 +194,54 @@ mod tests {
     async fn appends_get_base_offsets_after_commit_at_every_version() {
         let broker = broker_with_writer(2);
         let mut next = 0;
-        for version in 3..=11 {
+        for version in 3..=12 {
             let batch = encode_batch(0, &[record(b"a"), record(b"b")]);
             let response: ProduceResponse = round_trip(&broker, ApiKey::Produce, version, &produce(-1, vec![(0, batch.clone()), (1, batch)])).await;
             assert_eq!(codes(&response), vec![(0, next), (0, next)], "v{version}");
             next += 2;
         }
+    }
+
+    #[tokio::test]
+    async fn v13_names_topics_by_id() {
+        let broker = broker_with_writer(1);
+        let uuid = broker.storage.call(|s| s.topic("t")).await.unwrap().unwrap().unwrap().uuid;
+        let by_id = |id: Uuid| {
+            let data = PartitionProduceData::default().with_index(0).with_records(Some(encode_batch(0, &[record(b"a")])));
+            ProduceRequest::default()
+                .with_acks(-1)
+                .with_topic_data(vec![TopicProduceData::default().with_topic_id(id).with_partition_data(vec![data])])
+        };
+        let response: ProduceResponse = round_trip(&broker, ApiKey::Produce, 13, &by_id(uuid)).await;
+        assert_eq!((response.responses[0].topic_id, codes(&response)), (uuid, vec![(0, 0)]));
+        let response: ProduceResponse = round_trip(&broker, ApiKey::Produce, 13, &by_id(Uuid::from_u128(7))).await;
+        assert_eq!(codes(&response), vec![(ResponseError::UnknownTopicId.code(), -1)]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_connections_requests_reach_the_writer_in_request_order() {
+        use crate::broker::in_order::Chain;
+        use crate::broker::testing::decode_response;
+        let broker = broker_with_writer(1);
+        // The first request takes far longer to decode than the second.
+        let big: Vec<Record> =
+            (0..50_000).map(|i| Record { offset_delta: i, ..record(b"0123456789012345678901234567890123456789") }).collect();
+        let requests = [encode_batch(0, &big), encode_batch(0, &[record(b"small")])]
+            .map(|batch| request_frame(ApiKey::Produce, 9, &produce(-1, vec![(0, batch)])));
+        let mut chain = Chain::default();
+        let tasks: Vec<_> = requests
+            .into_iter()
+            .map(|request| {
+                let (broker, link) = (broker.clone(), chain.next_link());
+                tokio::spawn(async move { broker.handle_in_order(request, link).await })
+            })
+            .collect();
+        let mut base_offsets = Vec::new();
+        for task in tasks {
+            let response: ProduceResponse = decode_response(task.await.unwrap(), ApiKey::Produce, 9);
+            base_offsets.push(codes(&response)[0]);
+        }
+        assert_eq!(base_offsets, vec![(0, 0), (0, 50_000)]);
     }
 
     #[tokio::test]

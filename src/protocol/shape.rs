@@ -57,12 +57,13 @@ pub fn request_schema(api_key: ApiKey, version: i16) -> Option<Vec<Field>> {
     let when = |cond: bool, field: Field| cond.then_some(field);
     let fields: Vec<Option<Field>> = match api_key {
         ApiKey::ApiVersions => vec![when(version >= 3, Str), when(version >= 3, Str)],
-        // v3-v12: transactional_id, acks, timeout_ms, topic_data[name, partition_data[index, records]]
-        ApiKey::Produce if version <= 12 => vec![
+        // transactional_id, acks, timeout_ms, topic_data[name (topic id from v13),
+        // partition_data[index, records]]
+        ApiKey::Produce => vec![
             Some(Str),
             Some(Int16),
             Some(Int32),
-            Some(Structs(vec![Str, Structs(vec![Int32, Bytes])])),
+            Some(Structs(vec![if version >= 13 { Uuid } else { Str }, Structs(vec![Int32, Bytes])])),
         ],
         ApiKey::Fetch => {
             let by_id = version >= 13;

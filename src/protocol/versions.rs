@@ -22,7 +22,7 @@ const fn api(key: ApiKey, min: i16, max: i16) -> ServedApi {
 
 pub const SERVED_APIS: &[ServedApi] = &[
     // Advertised from 0 though served from 3: see `min_served`.
-    ServedApi { key: ApiKey::Produce, min_advertised: 0, min_served: 3, max: 11 },
+    ServedApi { key: ApiKey::Produce, min_advertised: 0, min_served: 3, max: 13 },
     api(ApiKey::Fetch, 4, 18),
     api(ApiKey::ListOffsets, 1, 10),
     api(ApiKey::Metadata, 0, 12),

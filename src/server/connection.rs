@@ -22,6 +22,7 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 
+use crate::broker::in_order::Chain;
 use crate::broker::{Broker, Outcome};
 use crate::logging;
 use crate::protocol::frame::{read_frame_body, read_frame_size, write_frame, FrameError};
@@ -97,6 +98,7 @@ async fn read_requests(
     in_flight: mpsc::Sender<InFlight>,
 ) -> Result<(), String> {
     let max_frame_bytes = broker.config.max_frame_bytes;
+    let mut order = Chain::default();
     let max_reserved = broker.config.max_inflight_bytes.max(1) as u32;
     loop {
         let size = tokio::select! {
@@ -121,7 +123,8 @@ async fn read_requests(
         let request = parse_request(frame).map_err(|e| e.to_string())?;
         let what = format!("{:?} v{}", request.api_key, request.version());
         let handler = broker.clone();
-        let outcome = tokio::spawn(async move { handler.handle(request).await });
+        let link = order.next_link();
+        let outcome = tokio::spawn(async move { handler.handle_in_order(request, link).await });
         if in_flight.send(InFlight { outcome, what, _bytes: bytes }).await.is_err() {
             return Ok(()); // the writer has stopped; its error is the one to report
         }

@@ -7,6 +7,7 @@
 //! worker's main thread, in production) and awaits its result.
 
 pub mod bridge;
+pub mod copy_in;
 pub mod memory;
 pub mod postgres;
 pub mod watermarks;

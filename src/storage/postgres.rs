@@ -11,6 +11,7 @@ use pgrx::spi::{OwnedPreparedStatement, SpiClient, SpiTupleTable};
 use pgrx::{PgBuiltInOids, PgOid};
 
 use super::bridge::JobRunner;
+use super::copy_in;
 use super::{
     is_valid_topic_name, kafka_timestamp_ms, postgres_timestamp_us, record_bytes, MessageRows, ReadLimit, Storage,
     StorageError, StoredRecord, Topic,
@@ -20,7 +21,6 @@ const ALL_TOPICS: &str = include_str!("../../sql/queries/all_topics.sql");
 const TOPIC_BY_NAME: &str = include_str!("../../sql/queries/topic_by_name.sql");
 const CREATE_TOPIC: &str = include_str!("../../sql/queries/create_topic.sql");
 const NEXT_OFFSET: &str = include_str!("../../sql/queries/next_offset.sql");
-const APPEND_MESSAGES: &str = include_str!("../../sql/queries/append_messages.sql");
 const READ_MESSAGES: &str = include_str!("../../sql/queries/read_messages.sql");
 const FIRST_OFFSET: &str = include_str!("../../sql/queries/first_offset.sql");
 const OFFSET_FOR_TIMESTAMP: &str = include_str!("../../sql/queries/offset_for_timestamp.sql");
@@ -32,8 +32,6 @@ const READ_CHUNK_ROWS: i64 = 256;
 /// Storage in the `kafka` schema of the connected database.
 #[derive(Default)]
 pub struct PgStorage {
-    /// The group-commit insert, planned once and kept for the session.
-    append_plan: Option<OwnedPreparedStatement>,
     /// Fetch's index range scan, planned once and kept for the session.
     read_plan: Option<OwnedPreparedStatement>,
 }
@@ -92,10 +90,6 @@ fn topics_from(rows: SpiTupleTable<'_>) -> Result<Vec<Topic>, StorageError> {
     Ok(topics)
 }
 
-fn slices(column: &[Option<bytes::Bytes>]) -> Vec<Option<&[u8]>> {
-    column.iter().map(|b| b.as_deref()).collect()
-}
-
 fn with_client<R>(f: impl FnOnce(&mut SpiClient<'_>) -> Result<R, StorageError>) -> Result<R, StorageError> {
     Spi::connect_mut(f)
 }
@@ -132,39 +126,8 @@ impl Storage for PgStorage {
     }
 
     fn append(&mut self, rows: &MessageRows) -> Result<(), StorageError> {
-        let timestamps = rows
-            .timestamps_ms
-            .iter()
-            .map(|&ms| {
-                postgres_timestamp_us(ms)
-                    .and_then(|us| TimestampWithTimeZone::try_from(us).ok())
-                    .ok_or(StorageError::TimestampOutOfRange(ms))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let slot = &mut self.append_plan;
-        with_client(|client| {
-            let types = [
-                oid(PgBuiltInOids::INT4ARRAYOID),
-                oid(PgBuiltInOids::INT4ARRAYOID),
-                oid(PgBuiltInOids::INT8ARRAYOID),
-                oid(PgBuiltInOids::TIMESTAMPTZARRAYOID),
-                oid(PgBuiltInOids::BYTEAARRAYOID),
-                oid(PgBuiltInOids::BYTEAARRAYOID),
-                oid(PgBuiltInOids::BYTEAARRAYOID),
-            ];
-            let plan = prepared(slot, client, APPEND_MESSAGES, &types)?;
-            let args = [
-                rows.topic_ids.clone().into(),
-                rows.partitions.clone().into(),
-                rows.offsets.clone().into(),
-                timestamps.into(),
-                slices(&rows.keys).into(),
-                slices(&rows.values).into(),
-                slices(&rows.headers).into(),
-            ];
-            client.update(plan, None, &args).map_err(database_error)?;
-            Ok(())
-        })
+        copy_in::copy_into_messages(copy_in::encode_binary(rows)?);
+        Ok(())
     }
 
     fn read(&mut self, topic_id: i32, partition: i32, limit: ReadLimit) -> Result<Vec<StoredRecord>, StorageError> {

@@ -75,15 +75,32 @@ impl CommitQueue {
     /// Queues `appends` for the next group commit and waits until it is committed (or failed).
     /// `bytes` is the payload size, counted towards `max_batch_bytes`.
     pub async fn submit(&self, appends: Vec<PartitionAppend>, bytes: usize) -> Result<Vec<AppendResult>, Unavailable> {
+        self.enqueue(appends, bytes).await
+    }
+
+    /// Queues `appends` now (the queue keeps the order of calls) and returns what to await
+    /// for the outcome.
+    pub fn enqueue(
+        &self,
+        appends: Vec<PartitionAppend>,
+        bytes: usize,
+    ) -> impl std::future::Future<Output = Result<Vec<AppendResult>, Unavailable>> + use<> {
         let (reply, result) = oneshot::channel();
         self.queued_bytes.fetch_add(bytes, Ordering::Relaxed);
-        let job = ProduceJob { appends, bytes, reply };
-        if self.jobs.send(job).is_err() {
-            self.queued_bytes.fetch_sub(bytes, Ordering::Relaxed);
-            return Err(Unavailable("the writer has stopped"));
+        let queued = match self.jobs.send(ProduceJob { appends, bytes, reply }) {
+            Ok(()) => {
+                (self.wake)();
+                Ok(())
+            }
+            Err(_) => {
+                self.queued_bytes.fetch_sub(bytes, Ordering::Relaxed);
+                Err(Unavailable("the writer has stopped"))
+            }
+        };
+        async move {
+            queued?;
+            result.await.map_err(|_| Unavailable("the writer stopped before committing"))
         }
-        (self.wake)();
-        result.await.map_err(|_| Unavailable("the writer stopped before committing"))
     }
 }
 

@@ -184,3 +184,31 @@ fn the_writer_reports_table_statistics_for_autovacuum() {
     }
     assert!(inserted() >= before + 100, "inserts by the worker show in pg_stat_user_tables");
 }
+
+#[test]
+fn kafka_python_reads_what_rdkafka_produced_compressed() {
+    for codec in ["gzip", "lz4", "zstd"] {
+        let topic = format!("e2e-consume-python-{codec}");
+        create_topic(&topic, 1);
+        let messages: Vec<Message> = (0..200).map(|i| message(i, 1)).collect();
+        assert_eq!(produce(&topic, &[("compression.codec", codec)], messages.clone()), (200, 0));
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/python/consume.py");
+        let output = std::process::Command::new("python3").args([script, &bootstrap(), &topic, "0", "200"]).output().unwrap();
+        assert!(output.status.success(), "kafka-python: {}", String::from_utf8_lossy(&output.stderr));
+        let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+        let lines: Vec<String> = String::from_utf8(output.stdout).unwrap().lines().map(str::to_owned).collect();
+        assert_eq!(lines.len(), 200);
+        for (i, line) in lines.iter().enumerate() {
+            let m = &messages[i];
+            let key = m.key.as_ref().map_or("null".to_owned(), |k| format!("\"{}\"", hex(k)));
+            let headers: Vec<String> = m.headers.iter().map(|(k, v)| format!("[\"{k}\", \"{}\"]", hex(v))).collect();
+            let want = format!(
+                "{{\"offset\": {i}, \"key\": {key}, \"value\": \"{}\", \"headers\": [{}], \"timestamp\": {}}}",
+                hex(&m.value),
+                headers.join(", "),
+                m.timestamp.unwrap()
+            );
+            assert_eq!(line, &want, "{codec} message {i}");
+        }
+    }
+}

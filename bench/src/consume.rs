@@ -1,0 +1,54 @@
+//! Consume throughput through pg_kafka with rdkafka, from offset 0.
+
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+
+use crate::{Env, Report, Row};
+
+/// A consumer of partitions 0..partitions of `topic`, from `from`, without a group.
+pub fn consumer(env: &Env, topic: &str, partitions: i32, from: Offset, settings: &[(&str, &str)]) -> BaseConsumer {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", &env.bootstrap)
+        .set("group.id", "pg-kafka-bench")
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "false");
+    for (k, v) in settings {
+        config.set(*k, *v);
+    }
+    let consumer: BaseConsumer = config.create().expect("consumer");
+    let mut assignment = TopicPartitionList::new();
+    for p in 0..partitions {
+        assignment.add_partition_offset(topic, p, from).unwrap();
+    }
+    consumer.assign(&assignment).expect("assign");
+    consumer
+}
+
+pub fn throughput(env: &Env, size: usize, copy_out_rate: f64, report: &mut Report) {
+    let topic = crate::produce::topic_name(size, 1, 1);
+    let consumer = consumer(env, &topic, 1, Offset::Beginning, &[]);
+    let started = Instant::now();
+    let (mut count, mut bytes) = (0, 0);
+    while count < env.messages {
+        match consumer.poll(Duration::from_secs(10)) {
+            Some(Ok(message)) => {
+                count += 1;
+                bytes += message.payload_len();
+            }
+            Some(Err(e)) => panic!("consume: {e}"),
+            None => panic!("no message for 10 s after {count}"),
+        }
+    }
+    report.add(Row {
+        section: "consume",
+        method: format!("Kafka fetch (rdkafka), {size} B"),
+        messages: count,
+        bytes,
+        seconds: started.elapsed().as_secs_f64(),
+        baseline_rate: Some(copy_out_rate),
+        latency_ms: None,
+    });
+}

@@ -1,0 +1,115 @@
+//! Produce throughput through pg_kafka with rdkafka, and the latency of each acknowledgement.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{ClientConfig, ClientContext};
+
+use crate::copy::value;
+use crate::report::percentiles_ms;
+use crate::{Env, Report, Row};
+
+pub fn topic_name(size: usize, partitions: i32, producers: usize) -> String {
+    format!("bench-produce-{size}-p{partitions}-c{producers}")
+}
+
+/// Counts deliveries and records send-to-acknowledgement latency (µs).
+#[derive(Clone)]
+pub struct Acks {
+    pub ok: Arc<AtomicUsize>,
+    pub failed: Arc<AtomicUsize>,
+    pub latency_us: Arc<Mutex<Histogram<u64>>>,
+}
+
+impl Acks {
+    pub fn new() -> Acks {
+        Acks {
+            ok: Arc::default(),
+            failed: Arc::default(),
+            latency_us: Arc::new(Mutex::new(Histogram::new_with_bounds(1, 600_000_000, 3).unwrap())),
+        }
+    }
+}
+
+impl ClientContext for Acks {}
+
+impl ProducerContext for Acks {
+    type DeliveryOpaque = Box<Instant>;
+    fn delivery(&self, result: &DeliveryResult<'_>, sent: Box<Instant>) {
+        if result.is_ok() {
+            self.ok.fetch_add(1, Ordering::Relaxed);
+            let _ = self.latency_us.lock().unwrap().record(sent.elapsed().as_micros().max(1) as u64);
+        } else {
+            self.failed.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+pub fn producer(env: &Env, acks: Acks, linger_ms: &str) -> ThreadedProducer<Acks> {
+    ClientConfig::new()
+        .set("bootstrap.servers", &env.bootstrap)
+        .set("acks", "all")
+        .set("linger.ms", linger_ms)
+        .set("queue.buffering.max.messages", "500000")
+        .create_with_context(acks)
+        .expect("producer")
+}
+
+/// Sends one message, waiting while the client's queue is full.
+pub fn send(producer: &ThreadedProducer<Acks>, topic: &str, partition: i32, payload: &[u8]) {
+    let mut record: BaseRecord<'_, [u8], [u8], Box<Instant>> =
+        BaseRecord::with_opaque_to(topic, Box::new(Instant::now())).partition(partition).payload(payload);
+    loop {
+        match producer.send(record) {
+            Ok(()) => return,
+            Err((e, back)) if e.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull) => {
+                producer.poll(Duration::from_millis(1));
+                record = back;
+            }
+            Err((e, _)) => panic!("send: {e}"),
+        }
+    }
+}
+
+pub fn throughput(env: &Env, size: usize, partitions: i32, producers: usize, copy_rate: f64, report: &mut Report) {
+    let topic = topic_name(size, partitions, producers);
+    env.create_topic(&topic, partitions);
+    let acks = Acks::new();
+    let per_producer = env.messages / producers;
+    let started = Instant::now();
+    let threads: Vec<_> = (0..producers)
+        .map(|p| {
+            let producer = producer(env, acks.clone(), "5");
+            let topic = topic.clone();
+            std::thread::spawn(move || {
+                let payloads: Vec<Vec<u8>> = (0..26).map(|i| value(size, i)).collect();
+                for i in 0..per_producer {
+                    let n = p * per_producer + i;
+                    send(&producer, &topic, (n % partitions as usize) as i32, &payloads[n % 26]);
+                }
+                producer.flush(Duration::from_secs(600)).expect("flush");
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().expect("producer thread");
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let sent = per_producer * producers;
+    assert_eq!(acks.failed.load(Ordering::Relaxed), 0, "failed deliveries");
+    assert_eq!(acks.ok.load(Ordering::Relaxed), sent);
+    let latency = percentiles_ms(&acks.latency_us.lock().unwrap());
+    report.add(Row {
+        section: "produce",
+        method: format!("Kafka produce, {size} B, {partitions} partition(s), {producers} producer(s)"),
+        messages: sent,
+        bytes: sent * size,
+        seconds,
+        baseline_rate: Some(copy_rate),
+        latency_ms: Some(latency),
+    });
+}
