@@ -96,11 +96,6 @@ impl Batch {
     pub fn is_control(&self) -> bool {
         self.attributes & 0x20 != 0
     }
-    /// Bytes the records occupy in memory (keys, values, headers): what back-pressure counts.
-    pub fn payload_bytes(&self) -> usize {
-        let len = |b: &Option<Bytes>| b.as_ref().map_or(0, Bytes::len);
-        self.records.iter().map(|r| len(&r.key) + len(&r.value) + len(&r.headers) + 32).sum()
-    }
 }
 
 /// Decodes every batch in a Produce partition's `records` field.

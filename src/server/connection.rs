@@ -156,3 +156,58 @@ fn panic_message(error: tokio::task::JoinError) -> String {
         Err(e) => e.to_string(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::broker::testing::broker;
+    use std::time::Duration;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+
+    /// Serves every connection to a fresh listener with one shared byte budget.
+    async fn serve_with_budget(budget_bytes: usize) -> std::net::SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let budget = Arc::new(Semaphore::new(budget_bytes));
+        let mut broker = broker();
+        broker.config = Arc::new(crate::config::Config { max_inflight_bytes: budget_bytes, ..Default::default() });
+        let (shutdown_sender, shutdown) = watch::channel(false);
+        tokio::spawn(async move {
+            let _keep = shutdown_sender;
+            while let Ok((stream, peer)) = listener.accept().await {
+                let connection = Connection::new(stream, peer, broker.clone(), budget.clone(), shutdown.clone());
+                tokio::spawn(connection.run());
+            }
+        });
+        addr
+    }
+
+    /// An ApiVersions v0 request frame.
+    fn api_versions_frame() -> Vec<u8> {
+        let mut body = vec![0, 18, 0, 0, 0, 0, 0, 5, 0, 0]; // key 18, v0, correlation 5, no client id
+        let mut frame = (body.len() as i32).to_be_bytes().to_vec();
+        frame.append(&mut body);
+        frame
+    }
+
+    #[tokio::test]
+    async fn a_connection_holding_the_budget_stops_others_reading_until_it_lets_go() {
+        let addr = serve_with_budget(1000).await;
+        // A client announces a frame larger than the whole budget and sends it slowly.
+        let mut hog = TcpStream::connect(addr).await.unwrap();
+        hog.write_all(&50_000i32.to_be_bytes()).await.unwrap();
+        hog.write_all(&[0; 10]).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+
+        let mut other = TcpStream::connect(addr).await.unwrap();
+        other.write_all(&api_versions_frame()).await.unwrap();
+        let mut size = [0u8; 4];
+        let waited = tokio::time::timeout(Duration::from_millis(300), other.read_exact(&mut size)).await;
+        assert!(waited.is_err(), "answered while the budget was taken");
+
+        drop(hog); // its reservation goes back to the budget
+        tokio::time::timeout(Duration::from_secs(5), other.read_exact(&mut size)).await.expect("answered").unwrap();
+        assert!(i32::from_be_bytes(size) > 0);
+    }
+}
