@@ -20,7 +20,6 @@ use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, Partition
 use kafka_protocol::messages::{FetchRequest, FetchResponse};
 use kafka_protocol::ResponseError;
 use tokio::time::Instant;
-use uuid::Uuid;
 
 use super::topics::TopicRef;
 use super::{decode, respond, Broker, Outcome};
@@ -101,7 +100,7 @@ struct Wanted {
 async fn resolve(broker: &Broker, body: &FetchRequest, version: i16) -> Result<Vec<Wanted>, String> {
     let topic_ref = |t: &kafka_protocol::messages::fetch_request::FetchTopic| {
         if version >= TOPIC_IDS_FROM {
-            TopicRef::Id(Uuid::from_bytes(*t.topic_id.as_bytes()))
+            TopicRef::Id(t.topic_id)
         } else {
             TopicRef::Name(t.topic.0.to_string())
         }

@@ -13,8 +13,6 @@ use kafka_protocol::messages::produce_response::{PartitionProduceResponse, Topic
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use kafka_protocol::ResponseError;
 
-use uuid::Uuid;
-
 use super::in_order::InOrder;
 use super::topics::TopicRef;
 use super::{decode, respond, Broker, Outcome};
@@ -88,7 +86,7 @@ async fn topic_names(broker: &Broker, body: &ProduceRequest, version: i16) -> Ve
     if version < 13 {
         return body.topic_data.iter().map(|t| Ok(t.name.0.to_string())).collect();
     }
-    let id_of = |t: &kafka_protocol::messages::produce_request::TopicProduceData| TopicRef::Id(Uuid::from_bytes(*t.topic_id.as_bytes()));
+    let id_of = |t: &kafka_protocol::messages::produce_request::TopicProduceData| TopicRef::Id(t.topic_id);
     let wanted: Vec<(TopicRef, i32)> = body
         .topic_data
         .iter()
@@ -170,6 +168,7 @@ mod tests {
     use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
     use kafka_protocol::messages::{ApiKey, TopicName};
     use kafka_protocol::protocol::StrBytes;
+    use uuid::Uuid;
 
     fn record(value: &'static [u8]) -> Record {
         Record { offset_delta: 0, timestamp: 1_700_000_000_000, key: None, value: Some(Bytes::from_static(value)), headers: None }
