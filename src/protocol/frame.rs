@@ -19,17 +19,6 @@ pub enum FrameError {
     Io(#[from] std::io::Error),
 }
 
-/// Reads one frame. `Ok(None)` is a clean end of stream between frames.
-pub async fn read_frame<R: AsyncRead + Unpin>(
-    reader: &mut R,
-    max_frame_bytes: usize,
-) -> Result<Option<Bytes>, FrameError> {
-    match read_frame_size(reader, max_frame_bytes).await? {
-        Some(size) => read_frame_body(reader, size).await.map(Some),
-        None => Ok(None),
-    }
-}
-
 /// Reads a frame's size prefix and checks it, so the caller can reserve memory for the
 /// body before reading it. `Ok(None)` is a clean end of stream.
 pub async fn read_frame_size<R: AsyncRead + Unpin>(
@@ -76,6 +65,15 @@ pub async fn write_frame<W: AsyncWrite + Unpin>(writer: &mut W, frame: &[u8]) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// One whole frame: the two reads the connection makes, without the budget reservation
+    /// it makes between them.
+    async fn read_frame<R: AsyncRead + Unpin>(reader: &mut R, max_frame_bytes: usize) -> Result<Option<Bytes>, FrameError> {
+        match read_frame_size(reader, max_frame_bytes).await? {
+            Some(size) => read_frame_body(reader, size).await.map(Some),
+            None => Ok(None),
+        }
+    }
 
     #[tokio::test]
     async fn reads_frames_back_to_back_then_clean_eof() {

@@ -21,7 +21,7 @@
 //! - Nothing here touches Postgres directly: storage goes through [`Storage`] inside a
 //!   [`JobRunner`], so the same code runs on `MemoryStorage` in unit tests.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -74,6 +74,7 @@ pub struct CommitQueue {
 impl CommitQueue {
     /// Queues `appends` for the next group commit and waits until it is committed (or failed).
     /// `bytes` is the payload size, counted towards `max_batch_bytes`.
+    #[cfg(test)]
     pub async fn submit(&self, appends: Vec<PartitionAppend>, bytes: usize) -> Result<Vec<AppendResult>, Unavailable> {
         self.enqueue(appends, bytes).await
     }
@@ -175,9 +176,14 @@ impl GroupCommitter {
         let mut stored = Vec::new();
         let refreshed = runner.run(&mut |storage| {
             moved = self.watermarks.refresh(storage).map_err(|e| e.to_string())?;
+            // A partition that Fetch also reads was just re-read into its watermark; only
+            // the others need a query of their own.
             stored = counters
                 .iter()
-                .map(|&(topic_id, partition)| storage.next_offset(topic_id, partition))
+                .map(|&(topic_id, partition)| match self.watermarks.get(topic_id, partition) {
+                    Some(bounds) => Ok(bounds.high),
+                    None => storage.next_offset(topic_id, partition),
+                })
                 .collect::<Result<_, _>>()
                 .map_err(|e| e.to_string())?;
             Ok(())
@@ -201,7 +207,7 @@ impl GroupCommitter {
     /// Stops accepting work: jobs still queued fail with KAFKA_STORAGE_ERROR at once.
     pub fn fail_pending(&mut self) {
         let jobs = self.drain_all();
-        let results = jobs.iter().map(|job| vec![Err(ResponseError::KafkaStorageError); job.appends.len()]).collect();
+        let results = all_failed(&jobs);
         acknowledge(jobs, results);
     }
 
@@ -226,13 +232,14 @@ impl GroupCommitter {
 
     /// Assigns offsets and writes every job's rows in one transaction.
     fn write(&mut self, runner: &mut dyn JobRunner, jobs: &[ProduceJob]) -> Vec<Vec<AppendResult>> {
-        let before: HashMap<(i32, i32), i64> = self.next_offsets.clone();
+        // Partitions whose counter this write loaded or moved.
+        let mut touched = HashSet::new();
         let mut results = Vec::new();
         let committed = runner.run(&mut |storage| {
             let mut rows = MessageRows::default();
             results = jobs
                 .iter()
-                .map(|job| job.appends.iter().map(|append| self.place(storage, append, &mut rows)).collect())
+                .map(|job| job.appends.iter().map(|append| self.place(storage, append, &mut rows, &mut touched)).collect())
                 .collect::<Result<Vec<Vec<_>>, StorageError>>()
                 .map_err(|e| e.to_string())?
                 .into_iter()
@@ -244,34 +251,35 @@ impl GroupCommitter {
             Ok(())
         });
         if committed {
-            self.publish(&before);
+            self.publish(&touched);
             return results;
         }
         // Rolled back: forget every counter this write moved or loaded, and cached topics
         // (one may have been dropped); both are re-read from the table next time.
-        self.next_offsets.retain(|key, next| before.get(key) == Some(next));
+        self.next_offsets.retain(|key, _| !touched.contains(key));
         self.topics.clear();
-        jobs.iter()
-            .map(|job| job.appends.iter().map(|_| Err(ResponseError::KafkaStorageError)).collect())
-            .collect()
+        all_failed(jobs)
     }
 
-    /// Publishes the high watermarks a commit moved, and wakes waiting Fetches.
-    fn publish(&self, before: &HashMap<(i32, i32), i64>) {
-        let mut moved = false;
-        for (&(topic_id, partition), &next) in &self.next_offsets {
-            if before.get(&(topic_id, partition)) != Some(&next) {
-                self.watermarks.advance(topic_id, partition, next);
-                moved = true;
-            }
+    /// Publishes the high watermarks of the partitions a commit wrote, and wakes waiting
+    /// Fetches.
+    fn publish(&self, touched: &HashSet<(i32, i32)>) {
+        for &(topic_id, partition) in touched {
+            self.watermarks.advance(topic_id, partition, self.next_offsets[&(topic_id, partition)]);
         }
-        if moved {
+        if !touched.is_empty() {
             self.watermarks.notify();
         }
     }
 
     /// Decides where one append goes and adds its rows.
-    fn place(&mut self, storage: &mut dyn Storage, append: &PartitionAppend, rows: &mut MessageRows) -> Result<Placement, StorageError> {
+    fn place(
+        &mut self,
+        storage: &mut dyn Storage,
+        append: &PartitionAppend,
+        rows: &mut MessageRows,
+        touched: &mut HashSet<(i32, i32)>,
+    ) -> Result<Placement, StorageError> {
         let Some(topic) = self.topic(storage, &append.topic, append.partition)? else {
             return Ok(Placement::Refused(ResponseError::UnknownTopicOrPartition));
         };
@@ -295,6 +303,7 @@ impl GroupCommitter {
             offset += 1;
         }
         self.next_offsets.insert(key, offset);
+        touched.insert(key);
         Ok(Placement::Rows { base_offset })
     }
 
@@ -316,6 +325,11 @@ fn placement_result(placement: Placement) -> AppendResult {
         Placement::Rows { base_offset } => Ok(base_offset),
         Placement::Refused(error) => Err(error),
     }
+}
+
+/// Every append of every job failed with KAFKA_STORAGE_ERROR (nothing was written).
+fn all_failed(jobs: &[ProduceJob]) -> Vec<Vec<AppendResult>> {
+    jobs.iter().map(|job| vec![Err(ResponseError::KafkaStorageError); job.appends.len()]).collect()
 }
 
 /// Answers every producer of a flush. Called only after the transaction ended.
