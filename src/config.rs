@@ -24,6 +24,11 @@ static MAX_BATCH_BYTES: GucSetting<i32> = GucSetting::<i32>::new(16 * 1024 * 102
 static MAX_INFLIGHT_BYTES: GucSetting<i32> = GucSetting::<i32>::new(256 * 1024 * 1024);
 static REFRESH_INTERVAL_MS: GucSetting<i32> = GucSetting::<i32>::new(500);
 static MAX_WAIT_MS: GucSetting<i32> = GucSetting::<i32>::new(30_000);
+static GROUP_MIN_SESSION_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(6000);
+static GROUP_MAX_SESSION_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(1_800_000);
+static GROUP_INITIAL_REBALANCE_DELAY_MS: GucSetting<i32> = GucSetting::<i32>::new(3000);
+static GROUP_MAX_SIZE: GucSetting<i32> = GucSetting::<i32>::new(1000);
+static RETENTION_CHECK_INTERVAL_MS: GucSetting<i32> = GucSetting::<i32>::new(60_000);
 static SYNCHRONOUS_COMMIT: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"on"));
 
 /// Everything the network side needs to know, copied off the GUCs on the main thread.
@@ -56,6 +61,15 @@ pub struct Config {
     pub refresh_interval_ms: u64,
     /// Longest a Fetch is held waiting for data, whatever its `max_wait_ms` asks.
     pub max_wait_ms: u64,
+    /// Session timeouts a JoinGroup may ask for (Kafka's `group.min/max.session.timeout.ms`).
+    pub group_min_session_timeout_ms: u64,
+    pub group_max_session_timeout_ms: u64,
+    /// How long the first rebalance of an empty group waits for more members.
+    pub group_initial_rebalance_delay_ms: u64,
+    /// Most members (and members awaiting their id) one group may have.
+    pub group_max_size: usize,
+    /// How often `retention.ms` / `retention.bytes` are applied.
+    pub retention_check_interval_ms: u64,
 }
 
 impl Default for Config {
@@ -78,6 +92,11 @@ impl Default for Config {
             synchronous_commit: "on".into(),
             refresh_interval_ms: 500,
             max_wait_ms: 30_000,
+            group_min_session_timeout_ms: 6000,
+            group_max_session_timeout_ms: 1_800_000,
+            group_initial_rebalance_delay_ms: 3000,
+            group_max_size: 1000,
+            retention_check_interval_ms: 60_000,
         }
     }
 }
@@ -111,6 +130,11 @@ impl Config {
             synchronous_commit: string_setting(&SYNCHRONOUS_COMMIT).unwrap_or_else(|| "on".into()),
             refresh_interval_ms: REFRESH_INTERVAL_MS.get() as u64,
             max_wait_ms: MAX_WAIT_MS.get() as u64,
+            group_min_session_timeout_ms: GROUP_MIN_SESSION_TIMEOUT_MS.get() as u64,
+            group_max_session_timeout_ms: GROUP_MAX_SESSION_TIMEOUT_MS.get() as u64,
+            group_initial_rebalance_delay_ms: GROUP_INITIAL_REBALANCE_DELAY_MS.get() as u64,
+            group_max_size: GROUP_MAX_SIZE.get() as usize,
+            retention_check_interval_ms: RETENTION_CHECK_INTERVAL_MS.get() as u64,
         }
     }
 }
@@ -262,6 +286,56 @@ pub fn init() {
         &MAX_WAIT_MS,
         0,
         600_000,
+        GucContext::Postmaster,
+        GucFlags::UNIT_MS,
+    );
+    GucRegistry::define_int_guc(
+        c"pg_kafka.group_min_session_timeout_ms",
+        c"Shortest consumer group session timeout a member may ask for.",
+        c"Kafka's group.min.session.timeout.ms; JoinGroup below it gets INVALID_SESSION_TIMEOUT.",
+        &GROUP_MIN_SESSION_TIMEOUT_MS,
+        1,
+        3_600_000,
+        GucContext::Postmaster,
+        GucFlags::UNIT_MS,
+    );
+    GucRegistry::define_int_guc(
+        c"pg_kafka.group_max_session_timeout_ms",
+        c"Longest consumer group session timeout a member may ask for.",
+        c"Kafka's group.max.session.timeout.ms.",
+        &GROUP_MAX_SESSION_TIMEOUT_MS,
+        1,
+        86_400_000,
+        GucContext::Postmaster,
+        GucFlags::UNIT_MS,
+    );
+    GucRegistry::define_int_guc(
+        c"pg_kafka.group_initial_rebalance_delay_ms",
+        c"How long the first rebalance of an empty consumer group waits for more members.",
+        c"Kafka's group.initial.rebalance.delay.ms.",
+        &GROUP_INITIAL_REBALANCE_DELAY_MS,
+        0,
+        300_000,
+        GucContext::Postmaster,
+        GucFlags::UNIT_MS,
+    );
+    GucRegistry::define_int_guc(
+        c"pg_kafka.group_max_size",
+        c"Most members one consumer group may have.",
+        c"Further JoinGroups get GROUP_MAX_SIZE_REACHED.",
+        &GROUP_MAX_SIZE,
+        1,
+        100_000,
+        GucContext::Postmaster,
+        GucFlags::empty(),
+    );
+    GucRegistry::define_int_guc(
+        c"pg_kafka.retention_check_interval_ms",
+        c"How often topics' retention.ms and retention.bytes are applied.",
+        c"Each check deletes the messages that fell out of retention and moves the log start offset.",
+        &RETENTION_CHECK_INTERVAL_MS,
+        100,
+        86_400_000,
         GucContext::Postmaster,
         GucFlags::UNIT_MS,
     );

@@ -95,6 +95,74 @@ mod tests {
         assert_eq!(millis, Ok(Some(1_700_000_000_123)), "timestamps are exact to the millisecond");
     }
 
+    fn one_row(topic_id: i32, partition: i32, offset: i64) -> MessageRows {
+        MessageRows {
+            topic_ids: vec![topic_id],
+            partitions: vec![partition],
+            offsets: vec![offset],
+            timestamps_ms: vec![0],
+            keys: vec![None],
+            values: vec![None],
+            headers: vec![None],
+        }
+    }
+
+    #[pg_test]
+    fn deleted_records_move_the_log_start_and_offsets_are_never_reused() {
+        let mut storage = PgStorage::default();
+        let topic = storage.create_topic("pgtest-delete-records", 1).unwrap();
+        for offset in 0..4 {
+            storage.append(&one_row(topic.id, 0, offset)).unwrap();
+        }
+        storage.delete_records_before(topic.id, 0, 2).unwrap();
+        assert_eq!((storage.first_offset(topic.id, 0), storage.next_offset(topic.id, 0)), (Ok(Some(2)), Ok(4)));
+        storage.delete_records_before(topic.id, 0, 1).unwrap();
+        assert_eq!(storage.first_offset(topic.id, 0), Ok(Some(2)), "the log start never moves back");
+        storage.delete_records_before(topic.id, 0, 4).unwrap();
+        assert_eq!((storage.first_offset(topic.id, 0), storage.next_offset(topic.id, 0)), (Ok(Some(4)), Ok(4)), "emptied, not reset");
+    }
+
+    #[pg_test]
+    fn offsets_configs_and_producer_state_round_trip_and_go_with_their_topic() {
+        use crate::storage::{OffsetCommit, ProducerState, SequencedBatch};
+        let mut storage = PgStorage::default();
+        let topic = storage.create_topic("pgtest-groups", 2).unwrap();
+        let commit = |partition, offset, metadata: Option<&str>| OffsetCommit {
+            topic_id: topic.id,
+            partition,
+            offset,
+            leader_epoch: -1,
+            metadata: metadata.map(str::to_owned),
+        };
+        storage.commit_offsets("g1", &[commit(0, 5, Some("m")), commit(1, 7, None)]).unwrap();
+        storage.commit_offsets("g1", &[commit(0, 6, None)]).unwrap();
+        let stored = storage.committed_offsets("g1").unwrap();
+        assert_eq!(stored.iter().map(|c| (c.partition, c.offset, c.metadata.clone())).collect::<Vec<_>>(), vec![(0, 6, None), (1, 7, None)]);
+        storage.append(&one_row(topic.id, 0, 9)).unwrap();
+        let lag = Spi::get_one::<i64>("SELECT lag FROM kafka.consumer_lag WHERE group_id = 'g1' AND partition = 0");
+        assert_eq!(lag, Ok(Some(4)), "high watermark 10 minus committed 6");
+
+        storage.replace_topic_configs(topic.id, &[("max.message.bytes".into(), "100".into())]).unwrap();
+        assert_eq!(storage.topic("pgtest-groups").unwrap().unwrap().max_message_bytes, 100);
+
+        let id = storage.next_producer_id().unwrap();
+        assert!(storage.next_producer_id().unwrap() > id);
+        let batch = |first, last, base| SequencedBatch { first_sequence: first, last_sequence: last, base_offset: base };
+        let state = ProducerState { epoch: 3, batches: [batch(0, 4, 0), batch(5, 9, 5)].into_iter().collect() };
+        storage.save_producer_states(&[((id, topic.id, 0), state.clone())]).unwrap();
+        let updated = ProducerState { epoch: 3, batches: [batch(10, 10, 10)].into_iter().collect() };
+        storage.save_producer_states(&[((id, topic.id, 0), updated.clone())]).unwrap();
+        assert_eq!(storage.producer_state((id, topic.id, 0)).unwrap(), Some(updated));
+        assert_eq!(storage.producer_state((id, topic.id, 1)).unwrap(), None);
+
+        storage.delete_topic(topic.id).unwrap();
+        assert_eq!(storage.topic("pgtest-groups").unwrap(), None);
+        assert!(storage.committed_offsets("g1").unwrap().is_empty());
+        assert_eq!(storage.producer_state((id, topic.id, 0)).unwrap(), None);
+        let rows = Spi::get_one::<i64>(&format!("SELECT count(*) FROM kafka.messages WHERE topic_id = {}", topic.id));
+        assert_eq!(rows, Ok(Some(0)));
+    }
+
     #[pg_test]
     fn reads_ranges_within_byte_limits_and_finds_timestamps() {
         let mut storage = PgStorage::default();

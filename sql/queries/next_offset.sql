@@ -1,1 +1,1 @@
-SELECT coalesce(max("offset"), -1) + 1 FROM kafka.messages WHERE topic_id = $1 AND partition = $2
+SELECT kafka.high_watermark($1, $2)

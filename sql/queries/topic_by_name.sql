@@ -1,1 +1,4 @@
-SELECT id, name, topic_uuid, partitions FROM kafka.topics WHERE name = $1
+SELECT t.id, t.name, t.topic_uuid, t.partitions,
+       (SELECT c.value FROM kafka.topic_configs c WHERE c.topic_id = t.id AND c.name = 'max.message.bytes')
+FROM kafka.topics t
+WHERE t.name = $1

@@ -2,12 +2,33 @@
 //! checks the version against [`versions`](crate::protocol::versions), checks the body's
 //! shape, and routes.
 
+pub mod alter_configs;
 pub mod api_versions;
+pub mod create_partitions;
+pub mod create_topics;
+pub mod delete_groups;
+pub mod delete_records;
+pub mod delete_topics;
+pub mod describe_cluster;
+pub mod describe_configs;
+pub mod describe_groups;
 pub mod fetch;
+pub mod find_coordinator;
+pub mod group_coordinator;
+pub mod heartbeat;
 pub mod in_order;
+pub mod incremental_alter_configs;
+pub mod init_producer_id;
+pub mod join_group;
+pub mod leave_group;
+pub mod list_groups;
 pub mod list_offsets;
 pub mod metadata;
+pub mod offset_commit;
+pub mod offset_fetch;
 pub mod produce;
+pub mod sync_group;
+pub mod topic_configs;
 pub mod topics;
 
 use std::sync::Arc;
@@ -21,7 +42,9 @@ use crate::protocol::header::{encode_response, RequestFrame};
 use crate::protocol::{shape, versions};
 use crate::storage::bridge::StorageClient;
 use crate::storage::watermarks::Watermarks;
+use crate::storage::TopicChanges;
 use crate::worker::group_commit::CommitQueue;
+use group_coordinator::GroupCoordinator;
 use topics::TopicCache;
 
 /// The single broker pg_kafka presents itself as.
@@ -52,6 +75,10 @@ pub struct Broker {
     /// Partition bounds the writer publishes; Fetch reads and waits on them.
     pub watermarks: Watermarks,
     pub topics: TopicCache,
+    /// Bumped by storage jobs that delete topics or change their configs.
+    pub topic_changes: TopicChanges,
+    /// Consumer group membership (in memory).
+    pub groups: GroupCoordinator,
     /// Becomes true when the server shuts down: long polls answer at once.
     pub shutdown: tokio::sync::watch::Receiver<bool>,
 }
@@ -79,8 +106,66 @@ impl Broker {
             ApiKey::Produce => produce::handle(self, &request, order).await,
             ApiKey::Fetch => fetch::handle(self, &request).await,
             ApiKey::ListOffsets => list_offsets::handle(self, &request).await,
+            ApiKey::FindCoordinator => find_coordinator::handle(self, &request).await,
+            ApiKey::JoinGroup => join_group::handle(self, &request).await,
+            ApiKey::SyncGroup => sync_group::handle(self, &request).await,
+            ApiKey::Heartbeat => heartbeat::handle(self, &request).await,
+            ApiKey::LeaveGroup => leave_group::handle(self, &request).await,
+            ApiKey::OffsetCommit => offset_commit::handle(self, &request).await,
+            ApiKey::OffsetFetch => offset_fetch::handle(self, &request).await,
+            ApiKey::DescribeGroups => describe_groups::handle(self, &request).await,
+            ApiKey::ListGroups => list_groups::handle(self, &request).await,
+            ApiKey::DeleteGroups => delete_groups::handle(self, &request).await,
+            ApiKey::InitProducerId => init_producer_id::handle(self, &request).await,
+            ApiKey::CreateTopics => create_topics::handle(self, &request).await,
+            ApiKey::DeleteTopics => delete_topics::handle(self, &request).await,
+            ApiKey::CreatePartitions => create_partitions::handle(self, &request).await,
+            ApiKey::DescribeConfigs => describe_configs::handle(self, &request).await,
+            ApiKey::AlterConfigs => alter_configs::handle(self, &request).await,
+            ApiKey::IncrementalAlterConfigs => incremental_alter_configs::handle(self, &request).await,
+            ApiKey::DescribeCluster => describe_cluster::handle(self, &request).await,
+            ApiKey::DeleteRecords => delete_records::handle(self, &request).await,
             other => Outcome::Close(format!("no handler for {other:?}")),
         }
+    }
+}
+
+/// A group operation's answer, awaited if the rebalance is still going on. When the wait
+/// ends without one (the member was removed, or the server is shutting down), `gone`
+/// makes the reply.
+pub async fn await_pending<T>(broker: &Broker, pending: group_coordinator::Pending<T>, gone: impl FnOnce() -> T) -> T {
+    match pending {
+        group_coordinator::Pending::Ready(answer) => answer,
+        group_coordinator::Pending::Wait(answer) => {
+            let mut shutdown = broker.shutdown.clone();
+            tokio::select! {
+                answer = answer => answer.unwrap_or_else(|_| gone()),
+                _ = shutdown.wait_for(|down| *down) => gone(),
+            }
+        }
+    }
+}
+
+/// The groups that have committed offsets (ListGroups, DescribeGroups).
+pub async fn offset_groups(broker: &Broker) -> Result<Vec<String>, String> {
+    match broker.storage.call(|s| s.offset_groups()).await {
+        Ok(Ok(groups)) => Ok(groups),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Runs `f` on the storage thread, flattening "storage unreachable" and "storage said no"
+/// into one error message.
+pub async fn storage_call<R, F>(broker: &Broker, f: F) -> Result<R, String>
+where
+    R: Send + 'static,
+    F: FnOnce(&mut dyn crate::storage::Storage) -> Result<R, crate::storage::StorageError> + Send + 'static,
+{
+    match broker.storage.call(f).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(e) => Err(e.to_string()),
     }
 }
 
@@ -148,7 +233,9 @@ pub(crate) mod testing {
         let settings =
             CommitSettings { flush_interval: Duration::ZERO, max_batch_bytes: 1 << 20, refresh_interval: Duration::from_secs(60) };
         let watermarks = Watermarks::default();
-        let (commits, mut committer) = group_commit::channel(settings, Arc::new(|| {}), watermarks.clone());
+        let topic_changes = TopicChanges::default();
+        let (commits, mut committer) =
+            group_commit::channel(settings, Arc::new(|| {}), watermarks.clone(), topic_changes.clone());
         std::thread::spawn(move || {
             let mut runner = DirectRunner(storage);
             while !(jobs.is_disconnected() && committer.is_disconnected()) {
@@ -167,6 +254,8 @@ pub(crate) mod testing {
             commits,
             watermarks,
             topics: TopicCache::default(),
+            topic_changes,
+            groups: GroupCoordinator::new(group_coordinator::GroupSettings::from_config(&Config::default())),
             shutdown,
         }
     }
@@ -185,7 +274,7 @@ pub(crate) mod testing {
                 headers: None,
             })
             .collect();
-        let append = group_commit::PartitionAppend { topic: "t".into(), partition, records };
+        let append = group_commit::PartitionAppend { topic: "t".into(), partition, records, batch_bytes: 0, producer: None };
         broker.commits.submit(vec![append], 1).await.unwrap()[0].clone().unwrap()
     }
 

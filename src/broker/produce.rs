@@ -18,8 +18,9 @@ use super::topics::TopicRef;
 use super::{decode, respond, Broker, Outcome};
 use crate::logging;
 use crate::protocol::header::RequestFrame;
-use crate::protocol::records::{decode_batches, Record, RecordsError};
+use crate::protocol::records::{decode_batches, Batch, Record, RecordsError};
 use crate::worker::group_commit::{AppendResult, PartitionAppend};
+use crate::worker::sequences::{add_sequence, ProducerBatch};
 
 pub async fn handle(broker: &Broker, request: &RequestFrame, mut order: InOrder) -> Outcome {
     let body: ProduceRequest = match decode(request) {
@@ -46,9 +47,9 @@ pub async fn handle(broker: &Broker, request: &RequestFrame, mut order: InOrder)
         .flat_map(|(topic, name)| topic.partition_data.iter().map(move |p| (name, p)))
         .map(|(name, partition)| {
             let name = name.clone()?;
-            let records = partition_records(partition.records.clone(), cap, &name)?;
-            bytes += records.iter().map(record_bytes).sum::<usize>();
-            appends.push(PartitionAppend { topic: name, partition: partition.index, records });
+            let append = partition_append(name, partition.index, partition.records.clone(), cap)?;
+            bytes += append.records.iter().map(record_bytes).sum::<usize>();
+            appends.push(append);
             Ok(appends.len() - 1)
         })
         .collect();
@@ -105,16 +106,39 @@ async fn topic_names(broker: &Broker, body: &ProduceRequest, version: i16) -> Ve
     }
 }
 
-/// The records of one partition's `records` field, or the error code for the partition.
-fn partition_records(data: Option<Bytes>, cap: usize, topic: &str) -> Result<Vec<Record>, ResponseError> {
-    let batches = decode_batches(data.unwrap_or_default(), cap).map_err(|e| {
+/// One partition's `records` field as an append, or the error code for the partition.
+/// As in Kafka, Produce v3+ carries exactly one record batch per partition.
+fn partition_append(topic: String, partition: i32, data: Option<Bytes>, cap: usize) -> Result<PartitionAppend, ResponseError> {
+    let data = data.unwrap_or_default();
+    let batch_bytes = data.len();
+    let mut batches = decode_batches(data, cap).map_err(|e| {
         logging::warning(format!("pg_kafka: rejected produce to \"{topic}\": {e}"));
         records_error_code(&e)
     })?;
-    if batches.iter().any(|b| b.is_transactional() || b.is_control()) {
+    let (Some(batch), None) = (batches.pop(), batches.pop()) else {
+        logging::warning(format!("pg_kafka: rejected produce to \"{topic}\": not exactly one record batch"));
+        return Err(ResponseError::InvalidRecord);
+    };
+    if batch.is_transactional() || batch.is_control() {
         return Err(ResponseError::InvalidRecord);
     }
-    Ok(batches.into_iter().flat_map(|b| b.records).collect())
+    let producer = producer_batch(&batch)?;
+    Ok(PartitionAppend { topic, partition, records: batch.records, batch_bytes, producer })
+}
+
+/// What an idempotent batch claims (`None` for producer id -1, the non-idempotent case).
+/// Negative sequences or epochs with a producer id are malformed, not silently accepted.
+fn producer_batch(batch: &Batch) -> Result<Option<ProducerBatch>, ResponseError> {
+    match batch.producer_id {
+        -1 => Ok(None),
+        id if id < 0 || batch.producer_epoch < 0 || batch.base_sequence < 0 => Err(ResponseError::InvalidRecord),
+        producer_id => Ok(Some(ProducerBatch {
+            producer_id,
+            epoch: batch.producer_epoch,
+            first_sequence: batch.base_sequence,
+            last_sequence: add_sequence(batch.base_sequence, batch.last_offset_delta.max(0)),
+        })),
+    }
 }
 
 fn records_error_code(error: &RecordsError) -> ResponseError {
@@ -224,7 +248,7 @@ mod tests {
         let broker = broker_with_writer(1);
         // The first request takes far longer to decode than the second.
         let big: Vec<Record> =
-            (0..50_000).map(|i| Record { offset_delta: i, ..record(b"0123456789012345678901234567890123456789") }).collect();
+            (0..20_000).map(|i| Record { offset_delta: i, ..record(b"0123456789012345678901234567890123456789") }).collect();
         let requests = [encode_batch(0, &big), encode_batch(0, &[record(b"small")])]
             .map(|batch| request_frame(ApiKey::Produce, 9, &produce(-1, vec![(0, batch)])));
         let mut chain = Chain::default();
@@ -240,7 +264,7 @@ mod tests {
             let response: ProduceResponse = decode_response(task.await.unwrap(), ApiKey::Produce, 9);
             base_offsets.push(codes(&response)[0]);
         }
-        assert_eq!(base_offsets, vec![(0, 0), (0, 50_000)]);
+        assert_eq!(base_offsets, vec![(0, 0), (0, 20_000)]);
     }
 
     #[tokio::test]
@@ -279,5 +303,56 @@ mod tests {
         let frame = request_frame(ApiKey::Produce, 3, &produce(1, vec![]));
         let old = RequestFrame { header: frame.header.clone().with_request_api_version(2), ..frame };
         assert!(matches!(broker.handle(old).await, Outcome::Close(_)));
+    }
+}
+
+#[cfg(test)]
+mod idempotence_tests {
+    use super::*;
+    use crate::broker::testing::{broker_with_writer, round_trip};
+    use crate::protocol::records::{encode_batch, encode_producer_batch};
+    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+    use kafka_protocol::messages::{ApiKey, TopicName};
+    use kafka_protocol::protocol::StrBytes;
+
+    fn records(n: usize) -> Vec<Record> {
+        (0..n)
+            .map(|i| Record { offset_delta: i as i32, timestamp: 1_700_000_000_000, key: None, value: Some(Bytes::from_static(b"v")), headers: None })
+            .collect()
+    }
+
+    async fn send(broker: &Broker, data: Bytes) -> (i16, i64) {
+        let partition = PartitionProduceData::default().with_index(0).with_records(Some(data));
+        let request = ProduceRequest::default().with_acks(-1).with_topic_data(vec![TopicProduceData::default()
+            .with_name(TopicName(StrBytes::from_static_str("t")))
+            .with_partition_data(vec![partition])]);
+        let response: ProduceResponse = round_trip(broker, ApiKey::Produce, 9, &request).await;
+        let p = &response.responses[0].partition_responses[0];
+        (p.error_code, p.base_offset)
+    }
+
+    #[tokio::test]
+    async fn duplicates_gaps_and_stale_epochs_get_kafkas_answers() {
+        let broker = broker_with_writer(1);
+        let batch = |epoch: i16, sequence: i32, n: usize| encode_producer_batch(0, &records(n), 5, epoch, sequence);
+        assert_eq!(send(&broker, batch(0, 0, 2)).await, (0, 0));
+        assert_eq!(send(&broker, batch(0, 0, 2)).await, (0, 0), "a retry gets the original offset");
+        assert_eq!(send(&broker, batch(0, 5, 1)).await, (ResponseError::OutOfOrderSequenceNumber.code(), -1));
+        assert_eq!(send(&broker, batch(0, 2, 1)).await, (0, 2));
+        assert_eq!(send(&broker, batch(1, 0, 1)).await, (0, 3), "a new epoch starts over");
+        assert_eq!(send(&broker, batch(0, 3, 1)).await, (ResponseError::InvalidProducerEpoch.code(), -1));
+        let stored = broker.storage.call(|s| s.next_offset(1, 0)).await.unwrap().unwrap();
+        assert_eq!(stored, 4, "no duplicate rows");
+    }
+
+    #[tokio::test]
+    async fn malformed_producer_fields_and_extra_batches_are_invalid_records() {
+        let broker = broker_with_writer(1);
+        let negative = encode_producer_batch(0, &records(1), 5, 0, -3);
+        assert_eq!(send(&broker, negative).await, (ResponseError::InvalidRecord.code(), -1));
+        let mut two = encode_batch(0, &records(1)).to_vec();
+        two.extend_from_slice(&encode_batch(1, &records(1)));
+        assert_eq!(send(&broker, two.into()).await, (ResponseError::InvalidRecord.code(), -1));
+        assert_eq!(send(&broker, Bytes::new()).await, (ResponseError::InvalidRecord.code(), -1));
     }
 }

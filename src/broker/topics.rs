@@ -84,6 +84,11 @@ impl TopicCache {
         Ok(found)
     }
 
+    /// Drops a topic from the cache (deleted, or its configs changed).
+    pub fn forget(&self, name: &str) {
+        self.by_name.write().remove(name);
+    }
+
     fn cached(&self, topic: &TopicRef) -> Option<Topic> {
         let map = self.by_name.read();
         match topic {

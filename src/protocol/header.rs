@@ -31,6 +31,8 @@ pub struct RequestFrame {
     pub api_key: ApiKey,
     pub header: RequestHeader,
     pub body: Bytes,
+    /// The client's address as Kafka shows it (`/127.0.0.1`); set by the connection.
+    pub client_host: String,
 }
 
 impl RequestFrame {
@@ -53,7 +55,7 @@ pub fn parse_request(mut frame: Bytes) -> Result<RequestFrame, HeaderError> {
     let header_version = api_key.request_header_version(version);
     let header = RequestHeader::decode(&mut frame, header_version)
         .map_err(|e| HeaderError::Malformed { api_key, version, reason: e.to_string() })?;
-    Ok(RequestFrame { api_key, header, body: frame })
+    Ok(RequestFrame { api_key, header, body: frame, client_host: String::new() })
 }
 
 /// Encodes a whole response frame: size prefix, response header, body.

@@ -303,6 +303,12 @@ fn snappy_decompress(data: &[u8], cap: usize) -> Result<Bytes, RecordsError> {
 
 /// Encodes records as one uncompressed v2 batch starting at `base_offset` (Fetch, tests).
 pub fn encode_batch(base_offset: i64, records: &[Record]) -> Bytes {
+    encode_producer_batch(base_offset, records, -1, -1, -1)
+}
+
+/// Like [`encode_batch`], from an idempotent producer: its id, epoch and the batch's
+/// first sequence number.
+pub fn encode_producer_batch(base_offset: i64, records: &[Record], producer_id: i64, epoch: i16, base_sequence: i32) -> Bytes {
     let base_timestamp = records.iter().map(|r| r.timestamp).min().unwrap_or(-1);
     let max_timestamp = records.iter().map(|r| r.timestamp).max().unwrap_or(-1);
     let mut body = BytesMut::new();
@@ -338,9 +344,9 @@ pub fn encode_batch(base_offset: i64, records: &[Record]) -> Bytes {
     out.put_i32(records.last().map_or(0, |r| r.offset_delta)); // last offset delta
     out.put_i64(base_timestamp);
     out.put_i64(max_timestamp);
-    out.put_i64(-1); // producer id
-    out.put_i16(-1); // producer epoch
-    out.put_i32(-1); // base sequence
+    out.put_i64(producer_id);
+    out.put_i16(epoch);
+    out.put_i32(base_sequence);
     out.put_i32(records.len() as i32);
     out.put_slice(&body);
     let crc = crc32c::crc32c(&out[CRC_START..]);

@@ -27,6 +27,8 @@ pub enum Field {
     Bytes,
     /// An array of INT32 (no tagged fields per element).
     Int32s,
+    /// An array of STRING (no tagged fields per element).
+    Strs,
     /// An array of structs; each element ends with tagged fields in flexible versions.
     Structs(Vec<Field>),
 }
@@ -113,6 +115,91 @@ pub fn request_schema(api_key: ApiKey, version: i16) -> Option<Vec<Field>> {
             when((8..=10).contains(&version), Bool),
             when(version >= 8, Bool),
         ],
+        _ => return group_or_admin_schema(api_key, version),
+    };
+    Some(fields.into_iter().flatten().collect())
+}
+
+/// Schemas of the consumer-group, producer-id and admin APIs.
+fn group_or_admin_schema(api_key: ApiKey, version: i16) -> Option<Vec<Field>> {
+    use Field::*;
+    let when = |cond: bool, field: Field| cond.then_some(field);
+    let fields: Vec<Option<Field>> = match api_key {
+        // key (v0-3) and key_type (v1-3), then key_type and coordinator_keys (v4+)
+        ApiKey::FindCoordinator if version >= 4 => vec![Some(Int8), Some(Strs)],
+        ApiKey::FindCoordinator => vec![Some(Str), when(version >= 1, Int8)],
+        // group_id, session_timeout, rebalance_timeout, member_id, group_instance_id,
+        // protocol_type, protocols[name, metadata], reason
+        ApiKey::JoinGroup => vec![
+            Some(Str),
+            Some(Int32),
+            when(version >= 1, Int32),
+            Some(Str),
+            when(version >= 5, Str),
+            Some(Str),
+            Some(Structs(vec![Str, Bytes])),
+            when(version >= 8, Str),
+        ],
+        // group_id, generation, member_id, group_instance_id, protocol_type, protocol_name,
+        // assignments[member_id, assignment]
+        ApiKey::SyncGroup => vec![
+            Some(Str),
+            Some(Int32),
+            Some(Str),
+            when(version >= 3, Str),
+            when(version >= 5, Str),
+            when(version >= 5, Str),
+            Some(Structs(vec![Str, Bytes])),
+        ],
+        ApiKey::Heartbeat => vec![Some(Str), Some(Int32), Some(Str), when(version >= 3, Str)],
+        // group_id, then member_id (v0-2) or members[member_id, group_instance_id, reason]
+        ApiKey::LeaveGroup if version >= 3 => {
+            vec![Some(Str), Some(Structs([Some(Str), Some(Str), when(version >= 5, Str)].into_iter().flatten().collect()))]
+        }
+        ApiKey::LeaveGroup => vec![Some(Str), Some(Str)],
+        // group_id, generation, member_id, retention_time (v2-4), group_instance_id (v7+),
+        // topics[name, partitions[index, offset, leader_epoch (v6+), metadata]]
+        ApiKey::OffsetCommit => vec![
+            Some(Str),
+            Some(Int32),
+            Some(Str),
+            when(version <= 4, Int64),
+            when(version >= 7, Str),
+            Some(Structs(vec![
+                Str,
+                Structs([Some(Int32), Some(Int64), when(version >= 6, Int32), Some(Str)].into_iter().flatten().collect()),
+            ])),
+        ],
+        // v1-7: group_id, topics[name, partitions]; v8+: groups[group_id, member_id and
+        // member_epoch (v9+), topics[name, partitions]]; require_stable (v7+)
+        ApiKey::OffsetFetch if version >= 8 => {
+            let group = [Some(Str), when(version >= 9, Str), when(version >= 9, Int32), Some(Structs(vec![Str, Int32s]))];
+            vec![Some(Structs(group.into_iter().flatten().collect())), Some(Bool)]
+        }
+        ApiKey::OffsetFetch => vec![Some(Str), Some(Structs(vec![Str, Int32s])), when(version >= 7, Bool)],
+        ApiKey::DescribeGroups => vec![Some(Strs), when(version >= 3, Bool)],
+        ApiKey::ListGroups => vec![when(version >= 4, Strs), when(version >= 5, Strs)],
+        ApiKey::DeleteGroups => vec![Some(Strs)],
+        // transactional_id, transaction_timeout, producer_id and epoch (v3+)
+        ApiKey::InitProducerId => vec![Some(Str), Some(Int32), when(version >= 3, Int64), when(version >= 3, Int16)],
+        // topics[name, partitions, replication, assignments[index, brokers], configs[name,
+        // value]], timeout, validate_only
+        ApiKey::CreateTopics => vec![
+            Some(Structs(vec![Str, Int32, Int16, Structs(vec![Int32, Int32s]), Structs(vec![Str, Str])])),
+            Some(Int32),
+            Some(Bool),
+        ],
+        // topic names (v1-5) or topics[name, topic_id] (v6+), timeout
+        ApiKey::DeleteTopics => vec![Some(if version >= 6 { Structs(vec![Str, Uuid]) } else { Strs }), Some(Int32)],
+        // topics[name, count, assignments[brokers]], timeout, validate_only
+        ApiKey::CreatePartitions => vec![Some(Structs(vec![Str, Int32, Structs(vec![Int32s])])), Some(Int32), Some(Bool)],
+        // resources[type, name, keys], include_synonyms, include_documentation (v3+)
+        ApiKey::DescribeConfigs => vec![Some(Structs(vec![Int8, Str, Strs])), Some(Bool), when(version >= 3, Bool)],
+        ApiKey::AlterConfigs => vec![Some(Structs(vec![Int8, Str, Structs(vec![Str, Str])])), Some(Bool)],
+        ApiKey::IncrementalAlterConfigs => vec![Some(Structs(vec![Int8, Str, Structs(vec![Str, Int8, Str])])), Some(Bool)],
+        ApiKey::DescribeCluster => vec![Some(Bool), when(version >= 1, Int8), when(version >= 2, Bool)],
+        // topics[name, partitions[index, offset]], timeout
+        ApiKey::DeleteRecords => vec![Some(Structs(vec![Str, Structs(vec![Int32, Int64])])), Some(Int32)],
         _ => return None,
     };
     Some(fields.into_iter().flatten().collect())
@@ -192,6 +279,13 @@ impl Cursor<'_> {
                 let count = self.length(4)?.unwrap_or(0);
                 self.skip(count.checked_mul(4).ok_or(ShapeError::InvalidLength(count as i64))?)
             }
+            Field::Strs => {
+                let count = self.length(4)?.unwrap_or(0);
+                for _ in 0..count {
+                    self.walk_field(&Field::Str)?;
+                }
+                Ok(())
+            }
             Field::Structs(fields) => {
                 let count = self.length(4)?.unwrap_or(0);
                 for _ in 0..count {
@@ -225,6 +319,7 @@ mod tests {
     use bytes::BytesMut;
     use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
     use kafka_protocol::messages::{ApiVersionsRequest, MetadataRequest, TopicName};
+    use bytes::Bytes;
     use kafka_protocol::protocol::{Encodable, StrBytes};
 
     fn encode<M: Encodable>(message: &M, version: i16) -> Vec<u8> {
@@ -297,6 +392,103 @@ mod tests {
             let body = encode(&list, version);
             assert_eq!(consumed(ApiKey::ListOffsets, version, &body), body.len(), "ListOffsets v{version}");
         }
+    }
+
+    /// Every group and admin request, with every array holding elements, at every served
+    /// version: the schema must consume exactly the bytes the codec wrote.
+    #[test]
+    fn group_and_admin_schemas_match_every_byte() {
+        use kafka_protocol::messages::*;
+        let s = |v: &'static str| StrBytes::from_static_str(v);
+        let topic = || TopicName(s("topic"));
+        let group = || GroupId(s("group"));
+        let check_all = |key: ApiKey, encode_at: &dyn Fn(i16) -> Vec<u8>| {
+            let api = crate::protocol::versions::served(key).unwrap();
+            for version in api.min_served..=api.max {
+                let body = encode_at(version);
+                assert_eq!(consumed(key, version, &body), body.len(), "{key:?} v{version}");
+            }
+        };
+        check_all(ApiKey::FindCoordinator, &|v| {
+            let r = FindCoordinatorRequest::default();
+            encode(&if v >= 4 { r.with_coordinator_keys(vec![s("a"), s("bc")]) } else { r.with_key(s("g")) }, v)
+        });
+        check_all(ApiKey::JoinGroup, &|v| {
+            let protocol = join_group_request::JoinGroupRequestProtocol::default().with_name(s("range")).with_metadata(Bytes::from_static(b"m"));
+            encode(&JoinGroupRequest::default().with_group_id(group()).with_protocols(vec![protocol.clone(), protocol]), v)
+        });
+        check_all(ApiKey::SyncGroup, &|v| {
+            let assignment = sync_group_request::SyncGroupRequestAssignment::default().with_member_id(s("m")).with_assignment(Bytes::from_static(b"a"));
+            encode(&SyncGroupRequest::default().with_group_id(group()).with_assignments(vec![assignment.clone(), assignment]), v)
+        });
+        check_all(ApiKey::Heartbeat, &|v| encode(&HeartbeatRequest::default().with_group_id(group()), v));
+        check_all(ApiKey::LeaveGroup, &|v| {
+            let r = LeaveGroupRequest::default().with_group_id(group());
+            let member = leave_group_request::MemberIdentity::default().with_member_id(s("m"));
+            encode(&if v >= 3 { r.with_members(vec![member.clone(), member]) } else { r.with_member_id(s("m")) }, v)
+        });
+        check_all(ApiKey::OffsetCommit, &|v| {
+            let partition = offset_commit_request::OffsetCommitRequestPartition::default().with_committed_offset(5);
+            let t = offset_commit_request::OffsetCommitRequestTopic::default().with_name(topic()).with_partitions(vec![partition.clone(), partition]);
+            encode(&OffsetCommitRequest::default().with_group_id(group()).with_topics(vec![t.clone(), t]), v)
+        });
+        check_all(ApiKey::OffsetFetch, &|v| {
+            if v >= 8 {
+                let t = offset_fetch_request::OffsetFetchRequestTopics::default().with_name(topic()).with_partition_indexes(vec![0, 1]);
+                let g = offset_fetch_request::OffsetFetchRequestGroup::default().with_group_id(group()).with_topics(Some(vec![t.clone(), t]));
+                encode(&OffsetFetchRequest::default().with_groups(vec![g.clone(), g]), v)
+            } else {
+                let t = offset_fetch_request::OffsetFetchRequestTopic::default().with_name(topic()).with_partition_indexes(vec![0, 1]);
+                encode(&OffsetFetchRequest::default().with_group_id(group()).with_topics(Some(vec![t.clone(), t])), v)
+            }
+        });
+        check_all(ApiKey::DescribeGroups, &|v| encode(&DescribeGroupsRequest::default().with_groups(vec![group(), group()]), v));
+        check_all(ApiKey::ListGroups, &|v| {
+            let r = ListGroupsRequest::default();
+            let r = if v >= 4 { r.with_states_filter(vec![s("Stable"), s("Empty")]) } else { r };
+            encode(&if v >= 5 { r.with_types_filter(vec![s("classic")]) } else { r }, v)
+        });
+        check_all(ApiKey::DeleteGroups, &|v| encode(&DeleteGroupsRequest::default().with_groups_names(vec![group(), group()]), v));
+        check_all(ApiKey::InitProducerId, &|v| encode(&InitProducerIdRequest::default().with_transaction_timeout_ms(5), v));
+        check_all(ApiKey::CreateTopics, &|v| {
+            let assignment = create_topics_request::CreatableReplicaAssignment::default().with_broker_ids(vec![BrokerId(1), BrokerId(1)]);
+            let config = create_topics_request::CreatableTopicConfig::default().with_name(s("retention.ms")).with_value(Some(s("1")));
+            let t = create_topics_request::CreatableTopic::default()
+                .with_name(topic())
+                .with_assignments(vec![assignment.clone(), assignment])
+                .with_configs(vec![config.clone(), config]);
+            encode(&CreateTopicsRequest::default().with_topics(vec![t.clone(), t]), v)
+        });
+        check_all(ApiKey::DeleteTopics, &|v| {
+            let r = DeleteTopicsRequest::default();
+            let state = delete_topics_request::DeleteTopicState::default().with_name(Some(topic()));
+            encode(&if v >= 6 { r.with_topics(vec![state.clone(), state]) } else { r.with_topic_names(vec![topic(), topic()]) }, v)
+        });
+        check_all(ApiKey::CreatePartitions, &|v| {
+            let assignment = create_partitions_request::CreatePartitionsAssignment::default().with_broker_ids(vec![BrokerId(1)]);
+            let t = create_partitions_request::CreatePartitionsTopic::default().with_name(topic()).with_assignments(Some(vec![assignment.clone(), assignment]));
+            encode(&CreatePartitionsRequest::default().with_topics(vec![t.clone(), t]), v)
+        });
+        check_all(ApiKey::DescribeConfigs, &|v| {
+            let resource = describe_configs_request::DescribeConfigsResource::default().with_resource_type(2).with_configuration_keys(Some(vec![s("a"), s("b")]));
+            encode(&DescribeConfigsRequest::default().with_resources(vec![resource.clone(), resource]), v)
+        });
+        check_all(ApiKey::AlterConfigs, &|v| {
+            let config = alter_configs_request::AlterableConfig::default().with_name(s("a")).with_value(Some(s("1")));
+            let resource = alter_configs_request::AlterConfigsResource::default().with_configs(vec![config.clone(), config]);
+            encode(&AlterConfigsRequest::default().with_resources(vec![resource.clone(), resource]), v)
+        });
+        check_all(ApiKey::IncrementalAlterConfigs, &|v| {
+            let config = incremental_alter_configs_request::AlterableConfig::default().with_name(s("a")).with_value(Some(s("1")));
+            let resource = incremental_alter_configs_request::AlterConfigsResource::default().with_configs(vec![config.clone(), config]);
+            encode(&IncrementalAlterConfigsRequest::default().with_resources(vec![resource.clone(), resource]), v)
+        });
+        check_all(ApiKey::DescribeCluster, &|v| encode(&DescribeClusterRequest::default(), v));
+        check_all(ApiKey::DeleteRecords, &|v| {
+            let partition = delete_records_request::DeleteRecordsPartition::default().with_offset(3);
+            let t = delete_records_request::DeleteRecordsTopic::default().with_name(topic()).with_partitions(vec![partition.clone(), partition]);
+            encode(&DeleteRecordsRequest::default().with_topics(vec![t.clone(), t]), v)
+        });
     }
 
     #[test]

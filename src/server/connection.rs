@@ -98,6 +98,7 @@ async fn read_requests(
     in_flight: mpsc::Sender<InFlight>,
 ) -> Result<(), String> {
     let max_frame_bytes = broker.config.max_frame_bytes;
+    let client_host = reader.peer_addr().map(|a| format!("/{}", a.ip())).unwrap_or_default();
     let mut order = Chain::default();
     let max_reserved = broker.config.max_inflight_bytes.max(1) as u32;
     loop {
@@ -120,7 +121,8 @@ async fn read_requests(
             Err(FrameError::Io(e)) if e.kind() == std::io::ErrorKind::ConnectionReset => return Ok(()),
             Err(e) => return Err(e.to_string()),
         };
-        let request = parse_request(frame).map_err(|e| e.to_string())?;
+        let mut request = parse_request(frame).map_err(|e| e.to_string())?;
+        request.client_host = client_host.clone();
         let what = format!("{:?} v{}", request.api_key, request.version());
         let handler = broker.clone();
         let link = order.next_link();

@@ -26,6 +26,8 @@ use crate::logging;
 use crate::broker::topics::TopicCache;
 use crate::storage::bridge::StorageClient;
 use crate::storage::watermarks::Watermarks;
+use crate::storage::TopicChanges;
+use crate::broker::group_coordinator::{GroupCoordinator, GroupSettings};
 use crate::worker::group_commit::CommitQueue;
 
 pub struct Server {
@@ -41,6 +43,7 @@ impl Server {
         storage: StorageClient,
         commits: CommitQueue,
         watermarks: Watermarks,
+        topic_changes: TopicChanges,
     ) -> std::io::Result<Server> {
         let listener = std::net::TcpListener::bind((config.host.as_str(), config.port))?;
         listener.set_nonblocking(true)?;
@@ -48,11 +51,13 @@ impl Server {
         let (shutdown, shutdown_rx) = watch::channel(false);
         let broker = Broker {
             advertised_port: local_addr.port(),
-            config,
+            config: config.clone(),
             storage,
             commits,
             watermarks,
             topics: TopicCache::default(),
+            topic_changes,
+            groups: GroupCoordinator::new(GroupSettings::from_config(&config)),
             shutdown: shutdown_rx.clone(),
         };
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -62,6 +67,7 @@ impl Server {
             .build()?;
         let thread = spawn_without_signals("pg_kafka-net", move || {
             runtime.block_on(async move {
+                tokio::spawn(broker.groups.clone().run_expiry(shutdown_rx.clone()));
                 match tokio::net::TcpListener::from_std(listener) {
                     Ok(listener) => serve(listener, broker, shutdown_rx).await,
                     Err(e) => logging::warning(format!("pg_kafka: cannot use listener: {e}")),

@@ -1,11 +1,24 @@
 //! An in-memory [`Storage`], for tests of handlers and of the bridge without Postgres.
 
-use super::{is_valid_topic_name, record_bytes, MessageRows, ReadLimit, Storage, StorageError, StoredRecord, Topic};
+use std::collections::{BTreeMap, HashMap};
+
+use super::{
+    is_valid_topic_name, record_bytes, CommittedOffset, MessageRows, OffsetCommit, ProducerKey, ProducerState,
+    ReadLimit, Storage, StorageError, StoredRecord, Topic, DEFAULT_MAX_MESSAGE_BYTES,
+};
 use uuid::Uuid;
 
 #[derive(Default)]
 pub struct MemoryStorage {
     topics: Vec<Topic>,
+    /// Topic ids handed out so far (ids are never reused, as with an identity column).
+    last_topic_id: i32,
+    configs: BTreeMap<i32, Vec<(String, String)>>,
+    log_starts: HashMap<(i32, i32), i64>,
+    /// group → (topic id, partition) → commit.
+    offsets: BTreeMap<String, BTreeMap<(i32, i32), OffsetCommit>>,
+    last_producer_id: i64,
+    producers: HashMap<ProducerKey, ProducerState>,
     /// Every appended row, in insertion order.
     pub messages: MessageRows,
     /// When set, `append` fails: lets tests exercise the writer's failure path.
@@ -30,11 +43,13 @@ impl Storage for MemoryStorage {
         if self.topic(name)?.is_some() {
             return Err(StorageError::TopicExists(name.to_owned()));
         }
+        self.last_topic_id += 1;
         let topic = Topic {
-            id: self.topics.len() as i32 + 1,
+            id: self.last_topic_id,
             name: name.to_owned(),
             uuid: Uuid::new_v4(),
             partitions,
+            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
         };
         self.topics.push(topic.clone());
         Ok(topic)
@@ -46,7 +61,8 @@ impl Storage for MemoryStorage {
             .filter(|&i| m.topic_ids[i] == topic_id && m.partitions[i] == partition)
             .map(|i| m.offsets[i])
             .max();
-        Ok(last.map_or(0, |offset| offset + 1))
+        let log_start = self.log_starts.get(&(topic_id, partition)).copied().unwrap_or(0);
+        Ok(last.map_or(0, |offset| offset + 1).max(log_start))
     }
 
     fn append(&mut self, rows: &MessageRows) -> Result<(), StorageError> {
@@ -89,7 +105,8 @@ impl Storage for MemoryStorage {
     }
 
     fn first_offset(&mut self, topic_id: i32, partition: i32) -> Result<Option<i64>, StorageError> {
-        Ok(self.rows_of(topic_id, partition).map(|r| r.offset).min())
+        let first = self.rows_of(topic_id, partition).map(|r| r.offset).min();
+        Ok(first.max(self.log_starts.get(&(topic_id, partition)).copied()))
     }
 
     fn offset_for_timestamp(&mut self, topic_id: i32, partition: i32, timestamp_ms: i64) -> Result<Option<(i64, i64)>, StorageError> {
@@ -107,9 +124,118 @@ impl Storage for MemoryStorage {
             .max()
             .map(|(timestamp, negated)| (-negated, timestamp)))
     }
+
+    fn delete_topic(&mut self, topic_id: i32) -> Result<(), StorageError> {
+        self.topics.retain(|t| t.id != topic_id);
+        self.retain_rows(|topic, _, _| topic != topic_id);
+        self.configs.remove(&topic_id);
+        self.log_starts.retain(|&(topic, _), _| topic != topic_id);
+        for group in self.offsets.values_mut() {
+            group.retain(|&(topic, _), _| topic != topic_id);
+        }
+        self.offsets.retain(|_, group| !group.is_empty());
+        self.producers.retain(|&(_, topic, _), _| topic != topic_id);
+        Ok(())
+    }
+
+    fn set_partition_count(&mut self, topic_id: i32, partitions: i32) -> Result<(), StorageError> {
+        self.topics.iter_mut().filter(|t| t.id == topic_id).for_each(|t| t.partitions = partitions);
+        Ok(())
+    }
+
+    fn topic_configs(&mut self, topic_id: i32) -> Result<Vec<(String, String)>, StorageError> {
+        Ok(self.configs.get(&topic_id).cloned().unwrap_or_default())
+    }
+
+    fn replace_topic_configs(&mut self, topic_id: i32, configs: &[(String, String)]) -> Result<(), StorageError> {
+        let mut configs = configs.to_vec();
+        configs.sort();
+        let max_bytes = configs.iter().find(|(n, _)| n == "max.message.bytes").and_then(|(_, v)| v.parse().ok());
+        self.topics
+            .iter_mut()
+            .filter(|t| t.id == topic_id)
+            .for_each(|t| t.max_message_bytes = max_bytes.unwrap_or(DEFAULT_MAX_MESSAGE_BYTES));
+        self.configs.insert(topic_id, configs);
+        Ok(())
+    }
+
+    fn delete_records_before(&mut self, topic_id: i32, partition: i32, offset: i64) -> Result<(), StorageError> {
+        let start = self.log_starts.entry((topic_id, partition)).or_insert(0);
+        *start = (*start).max(offset);
+        let start = *start;
+        self.retain_rows(|topic, p, o| !(topic == topic_id && p == partition && o < start));
+        Ok(())
+    }
+
+    fn commit_offsets(&mut self, group: &str, offsets: &[OffsetCommit]) -> Result<(), StorageError> {
+        let stored = self.offsets.entry(group.to_owned()).or_default();
+        for commit in offsets {
+            stored.insert((commit.topic_id, commit.partition), commit.clone());
+        }
+        Ok(())
+    }
+
+    fn committed_offsets(&mut self, group: &str) -> Result<Vec<CommittedOffset>, StorageError> {
+        let Some(stored) = self.offsets.get(group) else { return Ok(Vec::new()) };
+        let mut offsets: Vec<CommittedOffset> = stored
+            .values()
+            .filter_map(|c| {
+                let topic = self.topics.iter().find(|t| t.id == c.topic_id)?;
+                Some(CommittedOffset {
+                    topic: topic.name.clone(),
+                    partition: c.partition,
+                    offset: c.offset,
+                    leader_epoch: c.leader_epoch,
+                    metadata: c.metadata.clone(),
+                })
+            })
+            .collect();
+        offsets.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
+        Ok(offsets)
+    }
+
+    fn offset_groups(&mut self) -> Result<Vec<String>, StorageError> {
+        Ok(self.offsets.keys().cloned().collect())
+    }
+
+    fn delete_group_offsets(&mut self, groups: &[String]) -> Result<Vec<String>, StorageError> {
+        Ok(groups.iter().filter(|g| self.offsets.remove(g.as_str()).is_some()).cloned().collect())
+    }
+
+    fn next_producer_id(&mut self) -> Result<i64, StorageError> {
+        self.last_producer_id += 1;
+        Ok(self.last_producer_id)
+    }
+
+    fn producer_state(&mut self, key: ProducerKey) -> Result<Option<ProducerState>, StorageError> {
+        Ok(self.producers.get(&key).cloned())
+    }
+
+    fn save_producer_states(&mut self, states: &[(ProducerKey, ProducerState)]) -> Result<(), StorageError> {
+        for (key, state) in states {
+            self.producers.insert(*key, state.clone());
+        }
+        Ok(())
+    }
 }
 
 impl MemoryStorage {
+    /// Keeps the message rows for which `keep(topic id, partition, offset)` holds.
+    fn retain_rows(&mut self, keep: impl Fn(i32, i32, i64) -> bool) {
+        let m = std::mem::take(&mut self.messages);
+        for i in 0..m.len() {
+            if keep(m.topic_ids[i], m.partitions[i], m.offsets[i]) {
+                self.messages.topic_ids.push(m.topic_ids[i]);
+                self.messages.partitions.push(m.partitions[i]);
+                self.messages.offsets.push(m.offsets[i]);
+                self.messages.timestamps_ms.push(m.timestamps_ms[i]);
+                self.messages.keys.push(m.keys[i].clone());
+                self.messages.values.push(m.values[i].clone());
+                self.messages.headers.push(m.headers[i].clone());
+            }
+        }
+    }
+
     fn rows_of(&self, topic_id: i32, partition: i32) -> impl Iterator<Item = StoredRecord> + '_ {
         let m = &self.messages;
         (0..m.len()).filter(move |&i| m.topic_ids[i] == topic_id && m.partitions[i] == partition).map(move |i| StoredRecord {

@@ -12,8 +12,28 @@ pub mod memory;
 pub mod postgres;
 pub mod watermarks;
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
 use bytes::Bytes;
 use uuid::Uuid;
+
+/// Counts changes that make cached topics stale (deletions, config changes), so the
+/// group-commit writer knows when to drop its cache. A change is counted inside the
+/// storage job that makes it, on the storage thread, so the writer's next flush (same
+/// thread, later) already sees it: it can never write rows for a deleted topic id.
+#[derive(Clone, Debug, Default)]
+pub struct TopicChanges(Arc<AtomicU64>);
+
+impl TopicChanges {
+    pub fn bump(&self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+
+    pub fn current(&self) -> u64 {
+        self.0.load(Ordering::SeqCst)
+    }
+}
 
 /// A topic as clients see it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -24,6 +44,54 @@ pub struct Topic {
     /// The Kafka topic id (Metadata v10+).
     pub uuid: Uuid,
     pub partitions: i32,
+    /// The topic's `max.message.bytes`: the largest record batch Produce accepts.
+    pub max_message_bytes: i32,
+}
+
+/// Kafka's default `max.message.bytes` (1 MiB plus batch overhead).
+pub const DEFAULT_MAX_MESSAGE_BYTES: i32 = 1_048_588;
+
+/// An offset a consumer group commits, for a topic already resolved to its id.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OffsetCommit {
+    pub topic_id: i32,
+    pub partition: i32,
+    pub offset: i64,
+    pub leader_epoch: i32,
+    pub metadata: Option<String>,
+}
+
+/// An offset a consumer group has committed, as OffsetFetch returns it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CommittedOffset {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub leader_epoch: i32,
+    pub metadata: Option<String>,
+}
+
+/// (producer id, topic id, partition): whose sequence numbers a [`ProducerState`] tracks.
+pub type ProducerKey = (i64, i32, i32);
+
+/// An idempotent producer's state on one partition: its epoch and its last batches.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ProducerState {
+    pub epoch: i16,
+    /// The most recent batches appended, oldest first (at most [`RECENT_BATCHES`]).
+    pub batches: std::collections::VecDeque<SequencedBatch>,
+}
+
+/// How many recent batches per producer and partition are remembered for deduplication
+/// (Kafka's `max.in.flight.requests.per.connection` limit for idempotence).
+pub const RECENT_BATCHES: usize = 5;
+
+/// One appended batch of an idempotent producer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SequencedBatch {
+    pub first_sequence: i32,
+    pub last_sequence: i32,
+    pub base_offset: i64,
 }
 
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
@@ -125,6 +193,35 @@ pub trait Storage {
     fn offset_for_timestamp(&mut self, topic_id: i32, partition: i32, timestamp_ms: i64) -> Result<Option<(i64, i64)>, StorageError>;
     /// The message with the largest timestamp (the earliest such on ties): (offset, timestamp).
     fn max_timestamp(&mut self, topic_id: i32, partition: i32) -> Result<Option<(i64, i64)>, StorageError>;
+
+    /// Deletes a topic, its messages, configs, committed offsets and producer state.
+    fn delete_topic(&mut self, topic_id: i32) -> Result<(), StorageError>;
+    /// Sets a topic's partition count (CreatePartitions only ever raises it).
+    fn set_partition_count(&mut self, topic_id: i32, partitions: i32) -> Result<(), StorageError>;
+    /// The configs set on a topic, sorted by name.
+    fn topic_configs(&mut self, topic_id: i32) -> Result<Vec<(String, String)>, StorageError>;
+    /// Replaces every config set on a topic.
+    fn replace_topic_configs(&mut self, topic_id: i32, configs: &[(String, String)]) -> Result<(), StorageError>;
+    /// Moves a partition's log start offset up to `offset` (never down) and deletes the
+    /// messages below it.
+    fn delete_records_before(&mut self, topic_id: i32, partition: i32, offset: i64) -> Result<(), StorageError>;
+
+    /// Stores a group's committed offsets (one per partition), replacing earlier ones.
+    fn commit_offsets(&mut self, group: &str, offsets: &[OffsetCommit]) -> Result<(), StorageError>;
+    /// Every offset a group has committed, sorted by topic and partition.
+    fn committed_offsets(&mut self, group: &str) -> Result<Vec<CommittedOffset>, StorageError>;
+    /// The groups that have committed offsets, sorted.
+    fn offset_groups(&mut self) -> Result<Vec<String>, StorageError>;
+    /// Deletes the committed offsets of `groups`; returns the groups that had any.
+    fn delete_group_offsets(&mut self, groups: &[String]) -> Result<Vec<String>, StorageError>;
+
+    /// A producer id never handed out before, even across restarts.
+    fn next_producer_id(&mut self) -> Result<i64, StorageError>;
+    /// The stored state of an idempotent producer on a partition.
+    fn producer_state(&mut self, key: ProducerKey) -> Result<Option<ProducerState>, StorageError>;
+    /// Stores producer states, in the caller's transaction (the writer's, with the rows
+    /// they describe).
+    fn save_producer_states(&mut self, states: &[(ProducerKey, ProducerState)]) -> Result<(), StorageError>;
 }
 
 /// A Postgres timestamptz value (µs since 2000-01-01) as Kafka milliseconds since the Unix

@@ -13,8 +13,9 @@ use pgrx::{PgBuiltInOids, PgOid};
 use super::bridge::JobRunner;
 use super::copy_in;
 use super::{
-    is_valid_topic_name, kafka_timestamp_ms, postgres_timestamp_us, record_bytes, MessageRows, ReadLimit, Storage,
-    StorageError, StoredRecord, Topic,
+    is_valid_topic_name, kafka_timestamp_ms, postgres_timestamp_us, record_bytes, CommittedOffset, MessageRows,
+    OffsetCommit, ProducerKey, ProducerState, ReadLimit, SequencedBatch, Storage, StorageError, StoredRecord, Topic,
+    DEFAULT_MAX_MESSAGE_BYTES,
 };
 
 const ALL_TOPICS: &str = include_str!("../../sql/queries/all_topics.sql");
@@ -25,6 +26,19 @@ const READ_MESSAGES: &str = include_str!("../../sql/queries/read_messages.sql");
 const FIRST_OFFSET: &str = include_str!("../../sql/queries/first_offset.sql");
 const OFFSET_FOR_TIMESTAMP: &str = include_str!("../../sql/queries/offset_for_timestamp.sql");
 const MAX_TIMESTAMP: &str = include_str!("../../sql/queries/max_timestamp.sql");
+const DELETE_TOPIC: &str = include_str!("../../sql/queries/delete_topic.sql");
+const SET_PARTITION_COUNT: &str = include_str!("../../sql/queries/set_partition_count.sql");
+const TOPIC_CONFIGS: &str = include_str!("../../sql/queries/topic_configs.sql");
+const CLEAR_TOPIC_CONFIGS: &str = include_str!("../../sql/queries/clear_topic_configs.sql");
+const INSERT_TOPIC_CONFIGS: &str = include_str!("../../sql/queries/insert_topic_configs.sql");
+const DELETE_RECORDS: &str = include_str!("../../sql/queries/delete_records.sql");
+const COMMIT_OFFSETS: &str = include_str!("../../sql/queries/commit_offsets.sql");
+const COMMITTED_OFFSETS: &str = include_str!("../../sql/queries/committed_offsets.sql");
+const OFFSET_GROUPS: &str = include_str!("../../sql/queries/offset_groups.sql");
+const DELETE_GROUP_OFFSETS: &str = include_str!("../../sql/queries/delete_group_offsets.sql");
+const NEXT_PRODUCER_ID: &str = include_str!("../../sql/queries/next_producer_id.sql");
+const PRODUCER_STATE: &str = include_str!("../../sql/queries/producer_state.sql");
+const SAVE_PRODUCER_STATES: &str = include_str!("../../sql/queries/save_producer_states.sql");
 
 /// Rows a Fetch read asks the cursor for at a time; reading stops at the byte budget.
 const READ_CHUNK_ROWS: i64 = 256;
@@ -75,19 +89,51 @@ fn database_error(e: impl std::fmt::Display) -> StorageError {
     StorageError::Database(e.to_string())
 }
 
-/// Rows of `(id, name, topic_uuid, partitions)` as topics.
+/// Rows of `(id, name, topic_uuid, partitions, max.message.bytes config)` as topics.
 fn topics_from(rows: SpiTupleTable<'_>) -> Result<Vec<Topic>, StorageError> {
     let mut topics = Vec::with_capacity(rows.len());
     for row in rows {
         let uuid: pgrx::Uuid = row.get(3).map_err(database_error)?.ok_or_else(|| database_error("null topic_uuid"))?;
+        let max_message_bytes: Option<String> = row.get(5).map_err(database_error)?;
         topics.push(Topic {
             id: row.get(1).map_err(database_error)?.unwrap_or_default(),
             name: row.get(2).map_err(database_error)?.unwrap_or_default(),
             uuid: uuid::Uuid::from_bytes(*uuid.as_bytes()),
             partitions: row.get(4).map_err(database_error)?.unwrap_or_default(),
+            max_message_bytes: max_message_bytes.and_then(|v| v.parse().ok()).unwrap_or(DEFAULT_MAX_MESSAGE_BYTES),
         });
     }
     Ok(topics)
+}
+
+/// Runs a statement that returns no rows the caller needs.
+fn execute(sql: &str, args: &[pgrx::datum::DatumWithOid<'_>]) -> Result<(), StorageError> {
+    with_client(|client| client.update(sql, None, args).map(drop).map_err(database_error))
+}
+
+/// Parses `array_to_string(recent_batches, ',')`: triples of first sequence, last sequence
+/// and base offset.
+fn parse_batches(flat: &str) -> Result<std::collections::VecDeque<SequencedBatch>, StorageError> {
+    let numbers: Vec<i64> = flat
+        .split(',')
+        .filter(|n| !n.is_empty())
+        .map(|n| n.parse().map_err(|_| database_error(format!("bad recent_batches value {n:?}"))))
+        .collect::<Result<_, _>>()?;
+    if numbers.len() % 3 != 0 {
+        return Err(database_error("recent_batches is not made of triples"));
+    }
+    let sequence = |n: i64| i32::try_from(n).map_err(|_| database_error("sequence out of range"));
+    numbers
+        .chunks(3)
+        .map(|c| Ok(SequencedBatch { first_sequence: sequence(c[0])?, last_sequence: sequence(c[1])?, base_offset: c[2] }))
+        .collect()
+}
+
+/// Batches as a 2-D array literal, `{{first,last,base},...}` (`{}` when none).
+fn batches_literal(state: &ProducerState) -> String {
+    let rows: Vec<String> =
+        state.batches.iter().map(|b| format!("{{{},{},{}}}", b.first_sequence, b.last_sequence, b.base_offset)).collect();
+    format!("{{{}}}", rows.join(","))
 }
 
 fn with_client<R>(f: impl FnOnce(&mut SpiClient<'_>) -> Result<R, StorageError>) -> Result<R, StorageError> {
@@ -195,6 +241,117 @@ impl Storage for PgStorage {
             let args = [topic_id.into(), partition.into()];
             offset_and_timestamp(client.select(MAX_TIMESTAMP, Some(1), &args).map_err(database_error)?)
         })
+    }
+
+    fn delete_topic(&mut self, topic_id: i32) -> Result<(), StorageError> {
+        execute(DELETE_TOPIC, &[topic_id.into()])
+    }
+
+    fn set_partition_count(&mut self, topic_id: i32, partitions: i32) -> Result<(), StorageError> {
+        execute(SET_PARTITION_COUNT, &[topic_id.into(), partitions.into()])
+    }
+
+    fn topic_configs(&mut self, topic_id: i32) -> Result<Vec<(String, String)>, StorageError> {
+        with_client(|client| {
+            let rows = client.select(TOPIC_CONFIGS, None, &[topic_id.into()]).map_err(database_error)?;
+            rows.into_iter()
+                .map(|row| {
+                    let name: Option<String> = row.get(1).map_err(database_error)?;
+                    let value: Option<String> = row.get(2).map_err(database_error)?;
+                    Ok((name.unwrap_or_default(), value.unwrap_or_default()))
+                })
+                .collect()
+        })
+    }
+
+    fn replace_topic_configs(&mut self, topic_id: i32, configs: &[(String, String)]) -> Result<(), StorageError> {
+        execute(CLEAR_TOPIC_CONFIGS, &[topic_id.into()])?;
+        if configs.is_empty() {
+            return Ok(());
+        }
+        let names: Vec<String> = configs.iter().map(|(n, _)| n.clone()).collect();
+        let values: Vec<String> = configs.iter().map(|(_, v)| v.clone()).collect();
+        execute(INSERT_TOPIC_CONFIGS, &[topic_id.into(), names.into(), values.into()])
+    }
+
+    fn delete_records_before(&mut self, topic_id: i32, partition: i32, offset: i64) -> Result<(), StorageError> {
+        execute(DELETE_RECORDS, &[topic_id.into(), partition.into(), offset.into()])
+    }
+
+    fn commit_offsets(&mut self, group: &str, offsets: &[OffsetCommit]) -> Result<(), StorageError> {
+        let column = |f: fn(&OffsetCommit) -> i32| -> Vec<i32> { offsets.iter().map(f).collect() };
+        let (topic_ids, partitions, epochs) = (column(|o| o.topic_id), column(|o| o.partition), column(|o| o.leader_epoch));
+        let committed: Vec<i64> = offsets.iter().map(|o| o.offset).collect();
+        let metadata: Vec<Option<String>> = offsets.iter().map(|o| o.metadata.clone()).collect();
+        let args = [group.into(), topic_ids.into(), partitions.into(), committed.into(), epochs.into(), metadata.into()];
+        execute(COMMIT_OFFSETS, &args)
+    }
+
+    fn committed_offsets(&mut self, group: &str) -> Result<Vec<CommittedOffset>, StorageError> {
+        with_client(|client| {
+            let rows = client.select(COMMITTED_OFFSETS, None, &[group.into()]).map_err(database_error)?;
+            rows.into_iter()
+                .map(|row| {
+                    Ok(CommittedOffset {
+                        topic: row.get(1).map_err(database_error)?.unwrap_or_default(),
+                        partition: row.get(2).map_err(database_error)?.unwrap_or_default(),
+                        offset: row.get(3).map_err(database_error)?.unwrap_or(-1),
+                        leader_epoch: row.get(4).map_err(database_error)?.unwrap_or(-1),
+                        metadata: row.get(5).map_err(database_error)?,
+                    })
+                })
+                .collect()
+        })
+    }
+
+    fn offset_groups(&mut self) -> Result<Vec<String>, StorageError> {
+        with_client(|client| {
+            let rows = client.select(OFFSET_GROUPS, None, &[]).map_err(database_error)?;
+            rows.into_iter().map(|row| Ok(row.get(1).map_err(database_error)?.unwrap_or_default())).collect()
+        })
+    }
+
+    fn delete_group_offsets(&mut self, groups: &[String]) -> Result<Vec<String>, StorageError> {
+        with_client(|client| {
+            let rows = client.update(DELETE_GROUP_OFFSETS, None, &[groups.to_vec().into()]).map_err(database_error)?;
+            let mut deleted: Vec<String> =
+                rows.into_iter().map(|row| Ok(row.get(1).map_err(database_error)?.unwrap_or_default())).collect::<Result<_, StorageError>>()?;
+            deleted.sort();
+            deleted.dedup();
+            Ok(deleted)
+        })
+    }
+
+    fn next_producer_id(&mut self) -> Result<i64, StorageError> {
+        with_client(|client| {
+            let rows = client.update(NEXT_PRODUCER_ID, None, &[]).map_err(database_error)?;
+            rows.first().get_one::<i64>().map_err(database_error)?.ok_or_else(|| database_error("no producer id"))
+        })
+    }
+
+    fn producer_state(&mut self, (producer_id, topic_id, partition): ProducerKey) -> Result<Option<ProducerState>, StorageError> {
+        with_client(|client| {
+            let rows = client
+                .select(PRODUCER_STATE, Some(1), &[producer_id.into(), topic_id.into(), partition.into()])
+                .map_err(database_error)?;
+            let Some(row) = rows.into_iter().next() else { return Ok(None) };
+            let epoch: i16 = row.get(1).map_err(database_error)?.unwrap_or_default();
+            let flat: String = row.get(2).map_err(database_error)?.unwrap_or_default();
+            Ok(Some(ProducerState { epoch, batches: parse_batches(&flat)? }))
+        })
+    }
+
+    fn save_producer_states(&mut self, states: &[(ProducerKey, ProducerState)]) -> Result<(), StorageError> {
+        if states.is_empty() {
+            return Ok(());
+        }
+        let producer_ids: Vec<i64> = states.iter().map(|((p, _, _), _)| *p).collect();
+        let topic_ids: Vec<i32> = states.iter().map(|((_, t, _), _)| *t).collect();
+        let partitions: Vec<i32> = states.iter().map(|((_, _, n), _)| *n).collect();
+        let epochs: Vec<i16> = states.iter().map(|(_, s)| s.epoch).collect();
+        let batches: Vec<String> = states.iter().map(|(_, s)| batches_literal(s)).collect();
+        let args = [producer_ids.into(), topic_ids.into(), partitions.into(), epochs.into(), batches.into()];
+        execute(SAVE_PRODUCER_STATES, &args)
     }
 }
 

@@ -30,9 +30,10 @@ use kafka_protocol::ResponseError;
 use tokio::sync::oneshot;
 
 use crate::protocol::records::Record;
+use super::sequences::{ProducerBatch, SequenceCheck, Sequences};
 use crate::storage::bridge::{JobRunner, Unavailable, Waker};
 use crate::storage::watermarks::Watermarks;
-use crate::storage::{postgres_timestamp_us, MessageRows, Storage, StorageError, Topic};
+use crate::storage::{postgres_timestamp_us, MessageRows, Storage, StorageError, Topic, TopicChanges};
 
 /// Records for one partition, as one producer sent them.
 #[derive(Clone, Debug)]
@@ -40,6 +41,10 @@ pub struct PartitionAppend {
     pub topic: String,
     pub partition: i32,
     pub records: Vec<Record>,
+    /// The record batch's size as sent, checked against the topic's `max.message.bytes`.
+    pub batch_bytes: usize,
+    /// Set for an idempotent producer's batch: what its sequence check needs.
+    pub producer: Option<ProducerBatch>,
 }
 
 /// The base offset given to an append, or why it was refused.
@@ -117,9 +122,19 @@ pub struct GroupCommitter {
     /// Next offset of each (topic id, partition) this writer has written to.
     next_offsets: HashMap<(i32, i32), i64>,
     topics: HashMap<String, Topic>,
+    /// Topic deletions and config changes; `topics` is dropped when this moves.
+    topic_changes: TopicChanges,
+    topic_changes_seen: u64,
+    /// Idempotent producers' sequence state.
+    sequences: Sequences,
 }
 
-pub fn channel(settings: CommitSettings, wake: Waker, watermarks: Watermarks) -> (CommitQueue, GroupCommitter) {
+pub fn channel(
+    settings: CommitSettings,
+    wake: Waker,
+    watermarks: Watermarks,
+    topic_changes: TopicChanges,
+) -> (CommitQueue, GroupCommitter) {
     let (tx, rx) = flume::unbounded();
     let queued_bytes = Arc::new(AtomicUsize::new(0));
     let queue = CommitQueue { jobs: tx, queued_bytes: queued_bytes.clone(), wake };
@@ -132,6 +147,9 @@ pub fn channel(settings: CommitSettings, wake: Waker, watermarks: Watermarks) ->
         watermarks,
         next_offsets: HashMap::new(),
         topics: HashMap::new(),
+        topic_changes_seen: topic_changes.current(),
+        topic_changes,
+        sequences: Sequences::default(),
     };
     (queue, committer)
 }
@@ -232,6 +250,7 @@ impl GroupCommitter {
 
     /// Assigns offsets and writes every job's rows in one transaction.
     fn write(&mut self, runner: &mut dyn JobRunner, jobs: &[ProduceJob]) -> Vec<Vec<AppendResult>> {
+        self.forget_changed_topics();
         // Partitions whose counter this write loaded or moved.
         let mut touched = HashSet::new();
         let mut results = Vec::new();
@@ -248,17 +267,33 @@ impl GroupCommitter {
             if !rows.is_empty() {
                 storage.append(&rows).map_err(|e| e.to_string())?;
             }
+            // Sequence state goes in with the rows it describes, or not at all.
+            self.sequences.save(storage).map_err(|e| e.to_string())?;
             Ok(())
         });
         if committed {
+            self.sequences.committed();
             self.publish(&touched);
             return results;
         }
-        // Rolled back: forget every counter this write moved or loaded, and cached topics
-        // (one may have been dropped); both are re-read from the table next time.
+        // Rolled back: forget every counter and producer state this write moved or loaded,
+        // and cached topics (one may have been dropped); all are re-read from the table.
         self.next_offsets.retain(|key, _| !touched.contains(key));
+        self.sequences.rolled_back();
         self.topics.clear();
         all_failed(jobs)
+    }
+
+    /// Drops cached topics (and what hangs off their ids) after a topic was deleted or
+    /// its configs changed, so no row is written for a topic id that is gone.
+    fn forget_changed_topics(&mut self) {
+        let now = self.topic_changes.current();
+        if now != self.topic_changes_seen {
+            self.topic_changes_seen = now;
+            self.topics.clear();
+            self.next_offsets.clear();
+            self.sequences.clear();
+        }
     }
 
     /// Publishes the high watermarks of the partitions a commit wrote, and wakes waiting
@@ -283,14 +318,28 @@ impl GroupCommitter {
         let Some(topic) = self.topic(storage, &append.topic, append.partition)? else {
             return Ok(Placement::Refused(ResponseError::UnknownTopicOrPartition));
         };
+        if append.batch_bytes > usize::try_from(topic.max_message_bytes).unwrap_or(0) {
+            return Ok(Placement::Refused(ResponseError::MessageTooLarge));
+        }
         if append.records.iter().any(|r| postgres_timestamp_us(r.timestamp).is_none()) {
             return Ok(Placement::Refused(ResponseError::InvalidTimestamp));
+        }
+        let producer = append.producer.map(|p| ((p.producer_id, topic.id, append.partition), p));
+        if let Some((producer_key, batch)) = &producer {
+            match self.sequences.check(storage, *producer_key, batch)? {
+                SequenceCheck::Append => {}
+                SequenceCheck::Duplicate(base_offset) => return Ok(Placement::Rows { base_offset }),
+                SequenceCheck::Refused(error) => return Ok(Placement::Refused(error)),
+            }
         }
         let key = (topic.id, append.partition);
         let base_offset = match self.next_offsets.get(&key) {
             Some(&next) => next,
             None => storage.next_offset(topic.id, append.partition)?,
         };
+        if let Some((producer_key, batch)) = &producer {
+            self.sequences.record(*producer_key, batch, base_offset);
+        }
         let mut offset = base_offset;
         for record in &append.records {
             rows.topic_ids.push(topic.id);
@@ -364,7 +413,7 @@ mod tests {
     }
 
     fn append(topic: &str, partition: i32, n: usize) -> PartitionAppend {
-        PartitionAppend { topic: topic.into(), partition, records: records(n) }
+        PartitionAppend { topic: topic.into(), partition, records: records(n), batch_bytes: 0, producer: None }
     }
 
     fn runner_with_topic(partitions: i32) -> DirectRunner<MemoryStorage> {
@@ -390,7 +439,7 @@ mod tests {
 
     #[tokio::test]
     async fn one_flush_commits_every_waiting_producer_with_contiguous_offsets() {
-        let (queue, mut committer) = channel(settings(0), Arc::new(|| {}), Watermarks::default());
+        let (queue, mut committer) = channel(settings(0), Arc::new(|| {}), Watermarks::default(), TopicChanges::default());
         let mut runner = runner_with_topic(2);
         let handles = submit_all(&queue, vec![vec![append("t", 0, 3)], vec![append("t", 0, 2), append("t", 1, 4)]]).await;
         assert_eq!(committer.poll(&mut runner), None);
@@ -404,7 +453,7 @@ mod tests {
 
     #[tokio::test]
     async fn counters_continue_from_the_table_and_then_from_memory() {
-        let (queue, mut committer) = channel(settings(0), Arc::new(|| {}), Watermarks::default());
+        let (queue, mut committer) = channel(settings(0), Arc::new(|| {}), Watermarks::default(), TopicChanges::default());
         let mut runner = runner_with_topic(1);
         runner.0.append(&MessageRows { topic_ids: vec![1], partitions: vec![0], offsets: vec![41], timestamps_ms: vec![0], keys: vec![None], values: vec![None], headers: vec![None] }).unwrap();
         for expected in [42, 45] {
@@ -414,9 +463,62 @@ mod tests {
         }
     }
 
+    fn idempotent(first_sequence: i32, n: usize) -> PartitionAppend {
+        let producer = ProducerBatch { producer_id: 9, epoch: 0, first_sequence, last_sequence: first_sequence + n as i32 - 1 };
+        PartitionAppend { producer: Some(producer), ..append("t", 0, n) }
+    }
+
+    #[tokio::test]
+    async fn a_retried_idempotent_batch_is_stored_once_even_within_one_flush() {
+        let (queue, mut committer) = channel(settings(0), Arc::new(|| {}), Watermarks::default(), TopicChanges::default());
+        let mut runner = runner_with_topic(1);
+        let handles = submit_all(&queue, vec![vec![idempotent(0, 3)], vec![idempotent(0, 3)], vec![idempotent(3, 1)]]).await;
+        committer.poll(&mut runner);
+        let mut answers = Vec::new();
+        for handle in handles {
+            answers.push(handle.await.unwrap());
+        }
+        assert_eq!(answers, vec![vec![Ok(0)], vec![Ok(0)], vec![Ok(3)]]);
+        assert_eq!(runner.0.messages.offsets, vec![0, 1, 2, 3]);
+        let stored = runner.0.producer_state((9, 1, 0)).unwrap().unwrap();
+        assert_eq!(stored.batches.iter().map(|b| (b.first_sequence, b.base_offset)).collect::<Vec<_>>(), vec![(0, 0), (3, 3)]);
+    }
+
+    #[tokio::test]
+    async fn a_batch_whose_write_failed_is_appended_when_retried() {
+        let (queue, mut committer) = channel(settings(0), Arc::new(|| {}), Watermarks::default(), TopicChanges::default());
+        let mut runner = runner_with_topic(1);
+        runner.0.fail_appends = true;
+        let handles = submit_all(&queue, vec![vec![idempotent(0, 2)]]).await;
+        committer.poll(&mut runner);
+        assert_eq!(handles.into_iter().next().unwrap().await.unwrap(), vec![Err(ResponseError::KafkaStorageError)]);
+        runner.0.fail_appends = false;
+        let handles = submit_all(&queue, vec![vec![idempotent(0, 2)]]).await;
+        committer.poll(&mut runner);
+        assert_eq!(handles.into_iter().next().unwrap().await.unwrap(), vec![Ok(0)], "not mistaken for a duplicate");
+        assert_eq!(runner.0.messages.offsets, vec![0, 1]);
+    }
+
+    #[tokio::test]
+    async fn a_deleted_topic_is_never_written_under_its_old_id() {
+        let changes = TopicChanges::default();
+        let (queue, mut committer) = channel(settings(0), Arc::new(|| {}), Watermarks::default(), changes.clone());
+        let mut runner = runner_with_topic(1);
+        let handles = submit_all(&queue, vec![vec![append("t", 0, 1)]]).await;
+        committer.poll(&mut runner);
+        assert_eq!(handles.into_iter().next().unwrap().await.unwrap(), vec![Ok(0)]);
+        runner.0.delete_topic(1).unwrap();
+        let recreated = runner.0.create_topic("t", 1).unwrap();
+        changes.bump();
+        let handles = submit_all(&queue, vec![vec![append("t", 0, 1)]]).await;
+        committer.poll(&mut runner);
+        assert_eq!(handles.into_iter().next().unwrap().await.unwrap(), vec![Ok(0)], "the new topic starts at 0");
+        assert_eq!(runner.0.messages.topic_ids, vec![recreated.id]);
+    }
+
     #[tokio::test]
     async fn a_failed_write_fails_everyone_and_leaves_no_gap() {
-        let (queue, mut committer) = channel(settings(0), Arc::new(|| {}), Watermarks::default());
+        let (queue, mut committer) = channel(settings(0), Arc::new(|| {}), Watermarks::default(), TopicChanges::default());
         let mut runner = runner_with_topic(1);
         let handles = submit_all(&queue, vec![vec![append("t", 0, 2)]]).await;
         committer.poll(&mut runner);
@@ -437,7 +539,7 @@ mod tests {
 
     #[tokio::test]
     async fn unknown_topics_and_partitions_are_refused_without_failing_others() {
-        let (queue, mut committer) = channel(settings(0), Arc::new(|| {}), Watermarks::default());
+        let (queue, mut committer) = channel(settings(0), Arc::new(|| {}), Watermarks::default(), TopicChanges::default());
         let mut runner = runner_with_topic(1);
         let handles = submit_all(&queue, vec![vec![append("nope", 0, 1), append("t", 1, 1), append("t", 0, 1)]]).await;
         committer.poll(&mut runner);
@@ -448,7 +550,7 @@ mod tests {
 
     #[tokio::test]
     async fn waits_for_the_flush_interval_between_flushes() {
-        let (queue, mut committer) = channel(settings(50), Arc::new(|| {}), Watermarks::default());
+        let (queue, mut committer) = channel(settings(50), Arc::new(|| {}), Watermarks::default(), TopicChanges::default());
         let mut runner = runner_with_topic(1);
         let first = submit_all(&queue, vec![vec![append("t", 0, 1)]]).await;
         assert_eq!(committer.poll(&mut runner), None, "the first flush is immediate");
@@ -463,7 +565,7 @@ mod tests {
     async fn commits_publish_watermarks_and_refresh_catches_up_with_sql_writes() {
         let watermarks = Watermarks::default();
         let settings = CommitSettings { refresh_interval: Duration::ZERO, ..settings(0) };
-        let (queue, mut committer) = channel(settings, Arc::new(|| {}), watermarks.clone());
+        let (queue, mut committer) = channel(settings, Arc::new(|| {}), watermarks.clone(), TopicChanges::default());
         let mut runner = runner_with_topic(1);
         watermarks.load(&mut runner.0, &[(1, 0)]).unwrap();
         let handles = submit_all(&queue, vec![vec![append("t", 0, 2)]]).await;

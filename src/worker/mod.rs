@@ -15,6 +15,7 @@
 //! it again after `RESTART_SECONDS`.
 
 pub mod group_commit;
+pub mod sequences;
 pub mod wakeup;
 
 use std::sync::Arc;
@@ -29,6 +30,7 @@ use crate::server::Server;
 use crate::storage::bridge::{self, JobQueue};
 use crate::storage::postgres::{prepare_session, TransactionRunner};
 use crate::storage::watermarks::Watermarks;
+use crate::storage::TopicChanges;
 use group_commit::{CommitSettings, GroupCommitter};
 use wakeup::Wakeup;
 
@@ -75,8 +77,9 @@ pub extern "C-unwind" fn pg_kafka_worker_main(_arg: pg_sys::Datum) {
         refresh_interval: Duration::from_millis(config.refresh_interval_ms),
     };
     let watermarks = Watermarks::default();
-    let (commits, committer) = group_commit::channel(settings, wake, watermarks.clone());
-    let server = match Server::start(config.clone(), client, commits, watermarks) {
+    let topic_changes = TopicChanges::default();
+    let (commits, committer) = group_commit::channel(settings, wake, watermarks.clone(), topic_changes.clone());
+    let server = match Server::start(config.clone(), client, commits, watermarks, topic_changes) {
         Ok(server) => server,
         Err(e) => {
             log!(

@@ -1,0 +1,1 @@
+DELETE FROM kafka.topic_configs WHERE topic_id = $1

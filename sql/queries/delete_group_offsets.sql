@@ -1,0 +1,1 @@
+DELETE FROM kafka.consumer_offsets WHERE group_id = ANY($1) RETURNING group_id

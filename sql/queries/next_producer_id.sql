@@ -1,0 +1,1 @@
+SELECT nextval('kafka.producer_ids')

@@ -1,0 +1,1 @@
+UPDATE kafka.topics SET partitions = $2 WHERE id = $1

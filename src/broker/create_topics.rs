@@ -1,0 +1,179 @@
+//! CreateTopics (v2-v7): checks every topic (name, partitions, replication, replica
+//! assignment, configs), then creates each with its configs in one transaction, unless
+//! `validate_only`. There is one broker: replication factor 1 (or -1, the default) only.
+
+use std::collections::HashMap;
+
+use kafka_protocol::messages::create_topics_request::CreatableTopic;
+use kafka_protocol::messages::create_topics_response::{CreatableTopicConfigs, CreatableTopicResult};
+use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::ResponseError;
+
+use super::topic_configs::{effective, invalid, is_stored};
+use super::{decode, respond, storage_call, Broker, Outcome, NODE_ID};
+use crate::protocol::header::RequestFrame;
+use crate::storage::{is_valid_topic_name, StorageError, Topic};
+
+/// The most partitions a topic may have (also checked by `kafka.topics`).
+pub const MAX_PARTITIONS: i32 = 100_000;
+
+/// Config sources in the v5+ response.
+const DYNAMIC_TOPIC_CONFIG: i8 = 1;
+const DEFAULT_CONFIG: i8 = 5;
+
+type Refusal = (ResponseError, String);
+
+/// A topic that passed the checks: what to create.
+struct Plan {
+    partitions: i32,
+    configs: Vec<(String, String)>,
+}
+
+pub async fn handle(broker: &Broker, request: &RequestFrame) -> Outcome {
+    let body: CreateTopicsRequest = match decode(request) {
+        Ok(body) => body,
+        Err(outcome) => return outcome,
+    };
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    for topic in &body.topics {
+        *seen.entry(topic.name.as_str()).or_default() += 1;
+    }
+    let plans: Vec<Result<Plan, Refusal>> = body
+        .topics
+        .iter()
+        .map(|t| match seen[t.name.as_str()] {
+            1 => plan(t, broker.config.default_partitions),
+            _ => Err((ResponseError::InvalidRequest, "topic named more than once in the request".into())),
+        })
+        .collect();
+    let to_create: Vec<(String, i32, Vec<(String, String)>)> = body
+        .topics
+        .iter()
+        .zip(&plans)
+        .filter_map(|(t, p)| p.as_ref().ok().map(|p| (t.name.to_string(), p.partitions, p.configs.clone())))
+        .collect();
+    let validate_only = body.validate_only;
+    let created = storage_call(broker, move |s| {
+        let mut outcomes = Vec::new();
+        for (name, partitions, configs) in to_create {
+            let outcome = if validate_only {
+                match s.topic(&name)? {
+                    Some(_) => Err(StorageError::TopicExists(name.clone())),
+                    None => Ok(None),
+                }
+            } else {
+                match s.create_topic(&name, partitions) {
+                    Ok(topic) => {
+                        s.replace_topic_configs(topic.id, &configs)?;
+                        Ok(Some(topic))
+                    }
+                    Err(e @ (StorageError::TopicExists(_) | StorageError::InvalidTopicName(_))) => Err(e),
+                    Err(e) => return Err(e),
+                }
+            };
+            outcomes.push((name, outcome));
+        }
+        Ok(outcomes)
+    })
+    .await;
+    let created: HashMap<String, Result<Option<Topic>, Refusal>> = match created {
+        Ok(outcomes) => outcomes
+            .into_iter()
+            .map(|(name, outcome)| {
+                let outcome = outcome.map_err(|e| match e {
+                    StorageError::TopicExists(_) => (ResponseError::TopicAlreadyExists, format!("topic \"{name}\" already exists")),
+                    other => (ResponseError::InvalidTopicException, other.to_string()),
+                });
+                (name, outcome)
+            })
+            .collect(),
+        Err(e) => {
+            let failed = body.topics.iter().map(|t| (t.name.to_string(), Err((ResponseError::KafkaStorageError, e.clone()))));
+            failed.collect()
+        }
+    };
+    let results = body
+        .topics
+        .iter()
+        .zip(plans)
+        .map(|(t, plan)| {
+            let outcome = plan.and_then(|plan| created[t.name.as_str()].clone().map(|topic| (plan, topic)));
+            result(t, outcome)
+        })
+        .collect();
+    respond(request, &CreateTopicsResponse::default().with_topics(results))
+}
+
+/// Checks one requested topic.
+fn plan(topic: &CreatableTopic, default_partitions: i32) -> Result<Plan, Refusal> {
+    if !is_valid_topic_name(&topic.name) {
+        return Err((ResponseError::InvalidTopicException, format!("invalid topic name \"{}\"", topic.name.as_str())));
+    }
+    if !matches!(topic.replication_factor, -1 | 1) {
+        return Err((
+            ResponseError::InvalidReplicationFactor,
+            format!("replication factor {} is impossible: pg_kafka is one broker", topic.replication_factor),
+        ));
+    }
+    let partitions = if topic.assignments.is_empty() {
+        if topic.num_partitions == -1 { default_partitions } else { topic.num_partitions }
+    } else {
+        if topic.num_partitions != -1 || topic.replication_factor != -1 {
+            return Err((ResponseError::InvalidRequest, "give either assignments or partitions and replication".into()));
+        }
+        let mut indexes: Vec<i32> = topic.assignments.iter().map(|a| a.partition_index).collect();
+        indexes.sort_unstable();
+        let consecutive = indexes.iter().enumerate().all(|(i, &p)| p == i as i32);
+        let on_this_broker = topic.assignments.iter().all(|a| a.broker_ids.len() == 1 && a.broker_ids[0].0 == NODE_ID);
+        if !consecutive || !on_this_broker {
+            return Err((ResponseError::InvalidReplicaAssignment, format!("every partition must be on broker {NODE_ID} alone")));
+        }
+        i32::try_from(indexes.len()).unwrap_or(i32::MAX)
+    };
+    if !(1..=MAX_PARTITIONS).contains(&partitions) {
+        return Err((ResponseError::InvalidPartitions, format!("partitions must be between 1 and {MAX_PARTITIONS}")));
+    }
+    let mut configs = Vec::new();
+    for config in &topic.configs {
+        let (name, value) = (config.name.to_string(), config.value.as_ref().map(ToString::to_string));
+        let Some(value) = value else { continue };
+        if let Some(problem) = invalid(&name, &value) {
+            return Err((ResponseError::InvalidConfig, problem));
+        }
+        if is_stored(&name) {
+            configs.retain(|(n, _): &(String, String)| *n != name);
+            configs.push((name, value));
+        }
+    }
+    configs.sort();
+    Ok(Plan { partitions, configs })
+}
+
+fn result(topic: &CreatableTopic, outcome: Result<(Plan, Option<Topic>), Refusal>) -> CreatableTopicResult {
+    let answer = CreatableTopicResult::default().with_name(topic.name.clone());
+    match outcome {
+        Err((error, message)) => answer
+            .with_error_code(error.code())
+            .with_error_message(Some(StrBytes::from_string(message)))
+            .with_num_partitions(-1)
+            .with_replication_factor(-1),
+        Ok((plan, created)) => {
+            let configs = effective(&plan.configs)
+                .into_iter()
+                .map(|c| {
+                    CreatableTopicConfigs::default()
+                        .with_name(StrBytes::from_static_str(c.def.name))
+                        .with_value(Some(StrBytes::from_string(c.value)))
+                        .with_read_only(!c.def.enforced)
+                        .with_config_source(if c.is_set { DYNAMIC_TOPIC_CONFIG } else { DEFAULT_CONFIG })
+                })
+                .collect();
+            answer
+                .with_topic_id(created.map(|t| t.uuid).unwrap_or_default())
+                .with_num_partitions(plan.partitions)
+                .with_replication_factor(1)
+                .with_configs(Some(configs))
+        }
+    }
+}

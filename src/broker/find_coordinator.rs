@@ -1,0 +1,69 @@
+//! FindCoordinator (v0-v6): this broker coordinates every group (and would every
+//! transactional id). v4+ asks for many keys at once.
+
+use kafka_protocol::messages::find_coordinator_response::Coordinator;
+use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinatorResponse};
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::ResponseError;
+
+use super::{decode, respond, Broker, Outcome, NODE_ID};
+use crate::protocol::header::RequestFrame;
+
+/// Key types: 0 a consumer group, 1 a transactional id.
+fn known_key_type(key_type: i8) -> bool {
+    matches!(key_type, 0 | 1)
+}
+
+pub async fn handle(broker: &Broker, request: &RequestFrame) -> Outcome {
+    let body: FindCoordinatorRequest = match decode(request) {
+        Ok(body) => body,
+        Err(outcome) => return outcome,
+    };
+    let host = StrBytes::from_string(broker.config.advertised_host.clone());
+    let port = i32::from(broker.advertised_port);
+    let error = (!known_key_type(body.key_type)).then_some(ResponseError::InvalidRequest);
+    let code = error.map_or(0, |e| e.code());
+    let (node, host, port) = if error.is_some() { (-1, StrBytes::default(), -1) } else { (NODE_ID, host, port) };
+    let response = if request.version() >= 4 {
+        let coordinators = body
+            .coordinator_keys
+            .iter()
+            .map(|key| {
+                Coordinator::default()
+                    .with_key(key.clone())
+                    .with_node_id(BrokerId(node))
+                    .with_host(host.clone())
+                    .with_port(port)
+                    .with_error_code(code)
+            })
+            .collect();
+        FindCoordinatorResponse::default().with_coordinators(coordinators)
+    } else {
+        FindCoordinatorResponse::default().with_error_code(code).with_node_id(BrokerId(node)).with_host(host).with_port(port)
+    };
+    respond(request, &response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::broker::testing::{broker, round_trip};
+    use kafka_protocol::messages::ApiKey;
+
+    #[tokio::test]
+    async fn answers_with_this_broker_for_single_and_batched_keys() {
+        let broker = broker();
+        for version in 0..=3 {
+            let r: FindCoordinatorResponse =
+                round_trip(&broker, ApiKey::FindCoordinator, version, &FindCoordinatorRequest::default().with_key("g".into())).await;
+            assert_eq!((r.error_code, r.node_id, r.port), (0, BrokerId(NODE_ID), 9092), "v{version}");
+        }
+        let batched = FindCoordinatorRequest::default().with_key_type(1).with_coordinator_keys(vec!["a".into(), "b".into()]);
+        let r: FindCoordinatorResponse = round_trip(&broker, ApiKey::FindCoordinator, 4, &batched).await;
+        let keys: Vec<(&str, i32, i16)> = r.coordinators.iter().map(|c| (c.key.as_str(), c.node_id.0, c.error_code)).collect();
+        assert_eq!(keys, vec![("a", NODE_ID, 0), ("b", NODE_ID, 0)]);
+        let bad = FindCoordinatorRequest::default().with_key_type(7).with_key("g".into());
+        let r: FindCoordinatorResponse = round_trip(&broker, ApiKey::FindCoordinator, 3, &bad).await;
+        assert_eq!(r.error_code, ResponseError::InvalidRequest.code());
+    }
+}
