@@ -123,6 +123,29 @@ mod tests {
     }
 
     #[pg_test]
+    fn retention_finds_the_first_offset_to_keep_by_time_and_by_size() {
+        let mut storage = PgStorage::default();
+        let topic = storage.create_topic("pgtest-retention", 2).unwrap();
+        let now = 1_800_000_000_000;
+        let n = 10;
+        let rows = MessageRows {
+            topic_ids: vec![topic.id; 2 * n],
+            partitions: [vec![0; n], vec![1; n]].concat(),
+            offsets: [(0..n as i64).collect::<Vec<_>>(), (0..n as i64).collect()].concat(),
+            timestamps_ms: [(0..n as i64).map(|i| now - (n as i64 - 1 - i) * 60_000).collect::<Vec<_>>(), vec![now; n]].concat(),
+            keys: vec![None; 2 * n],
+            values: vec![Some(Bytes::from_static(b"0123456789")); 2 * n],
+            headers: vec![None; 2 * n],
+        };
+        storage.append(&rows).unwrap();
+        assert_eq!(storage.retention_starts(now), Ok(vec![]), "no limits set");
+        storage.replace_topic_configs(topic.id, &[("retention.ms".into(), "150000".into())]).unwrap();
+        assert_eq!(storage.retention_starts(now), Ok(vec![(topic.id, 0, 7)]));
+        storage.replace_topic_configs(topic.id, &[("retention.bytes".into(), "45".into())]).unwrap();
+        assert_eq!(storage.retention_starts(now), Ok(vec![(topic.id, 0, 6), (topic.id, 1, 6)]));
+    }
+
+    #[pg_test]
     fn offsets_configs_and_producer_state_round_trip_and_go_with_their_topic() {
         use crate::storage::{OffsetCommit, ProducerState, SequencedBatch};
         let mut storage = PgStorage::default();

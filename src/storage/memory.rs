@@ -202,6 +202,40 @@ impl Storage for MemoryStorage {
         Ok(groups.iter().filter(|g| self.offsets.remove(g.as_str()).is_some()).cloned().collect())
     }
 
+    fn retention_starts(&mut self, now_ms: i64) -> Result<Vec<(i32, i32, i64)>, StorageError> {
+        let mut starts = Vec::new();
+        for topic in self.topics.clone() {
+            let configs = self.configs.get(&topic.id).cloned().unwrap_or_default();
+            let limit = |name: &str| configs.iter().find(|(n, _)| n == name).and_then(|(_, v)| v.parse::<i64>().ok()).unwrap_or(-1);
+            let (retention_ms, retention_bytes) = (limit("retention.ms"), limit("retention.bytes"));
+            for partition in 0..topic.partitions {
+                let Some(start) = self.first_offset(topic.id, partition)? else { continue };
+                let high = self.next_offset(topic.id, partition)?;
+                let mut rows: Vec<StoredRecord> = self.rows_of(topic.id, partition).collect();
+                rows.sort_by_key(|r| r.offset);
+                let mut target = start;
+                if retention_ms >= 0 {
+                    let oldest_kept = now_ms.saturating_sub(retention_ms);
+                    target = target.max(rows.iter().find(|r| r.timestamp_ms >= oldest_kept).map_or(high, |r| r.offset));
+                }
+                if retention_bytes >= 0 {
+                    let mut kept = 0;
+                    for row in rows.iter().rev() {
+                        kept += record_bytes(row) - crate::storage::RECORD_OVERHEAD_BYTES;
+                        if kept as i64 > retention_bytes {
+                            target = target.max(row.offset + 1);
+                            break;
+                        }
+                    }
+                }
+                if target > start {
+                    starts.push((topic.id, partition, target));
+                }
+            }
+        }
+        Ok(starts)
+    }
+
     fn next_producer_id(&mut self) -> Result<i64, StorageError> {
         self.last_producer_id += 1;
         Ok(self.last_producer_id)

@@ -215,6 +215,11 @@ pub trait Storage {
     /// Deletes the committed offsets of `groups`; returns the groups that had any.
     fn delete_group_offsets(&mut self, groups: &[String]) -> Result<Vec<String>, StorageError>;
 
+    /// Where each partition with `retention.ms` or `retention.bytes` set should start now
+    /// (`now_ms` is the current Kafka time): `(topic id, partition, offset)` for the
+    /// partitions that have messages to delete.
+    fn retention_starts(&mut self, now_ms: i64) -> Result<Vec<(i32, i32, i64)>, StorageError>;
+
     /// A producer id never handed out before, even across restarts.
     fn next_producer_id(&mut self) -> Result<i64, StorageError>;
     /// The stored state of an idempotent producer on a partition.

@@ -38,6 +38,9 @@ const OFFSET_GROUPS: &str = include_str!("../../sql/queries/offset_groups.sql");
 const DELETE_GROUP_OFFSETS: &str = include_str!("../../sql/queries/delete_group_offsets.sql");
 const NEXT_PRODUCER_ID: &str = include_str!("../../sql/queries/next_producer_id.sql");
 const PRODUCER_STATE: &str = include_str!("../../sql/queries/producer_state.sql");
+const RETENTION_TOPICS: &str = include_str!("../../sql/queries/retention_topics.sql");
+const RETENTION_BY_TIME: &str = include_str!("../../sql/queries/retention_by_time.sql");
+const RETENTION_BY_SIZE: &str = include_str!("../../sql/queries/retention_by_size.sql");
 const SAVE_PRODUCER_STATES: &str = include_str!("../../sql/queries/save_producer_states.sql");
 
 /// Rows a Fetch read asks the cursor for at a time; reading stops at the byte budget.
@@ -320,6 +323,51 @@ impl Storage for PgStorage {
             deleted.dedup();
             Ok(deleted)
         })
+    }
+
+    fn retention_starts(&mut self, now_ms: i64) -> Result<Vec<(i32, i32, i64)>, StorageError> {
+        let limits: Vec<(i32, i32, i64, i64)> = with_client(|client| {
+            let rows = client.select(RETENTION_TOPICS, None, &[]).map_err(database_error)?;
+            rows.into_iter()
+                .map(|row| {
+                    let get = |i| row.get::<i64>(i).map_err(database_error).map(|v| v.unwrap_or(-1));
+                    let id: i32 = row.get(1).map_err(database_error)?.unwrap_or_default();
+                    let partitions: i32 = row.get(2).map_err(database_error)?.unwrap_or_default();
+                    Ok((id, partitions, get(3)?, get(4)?))
+                })
+                .collect()
+        })?;
+        let mut starts = Vec::new();
+        for (topic_id, partitions, retention_ms, retention_bytes) in limits {
+            for partition in 0..partitions {
+                let high = self.next_offset(topic_id, partition)?;
+                let Some(start) = self.first_offset(topic_id, partition)? else { continue };
+                let mut target = start;
+                if retention_ms >= 0 {
+                    let oldest_kept = now_ms.saturating_sub(retention_ms);
+                    let oldest = match postgres_timestamp_us(oldest_kept).map(TimestampWithTimeZone::try_from) {
+                        Some(Ok(ts)) => ts,
+                        _ => continue,
+                    };
+                    let first_kept = with_client(|client| {
+                        let args = [topic_id.into(), partition.into(), oldest.into()];
+                        client.select(RETENTION_BY_TIME, Some(1), &args).map_err(database_error)?.first().get_one::<i64>().map_err(database_error)
+                    })?;
+                    target = target.max(first_kept.unwrap_or(high));
+                }
+                if retention_bytes >= 0 {
+                    let first_kept = with_client(|client| {
+                        let args = [topic_id.into(), partition.into(), retention_bytes.into()];
+                        client.select(RETENTION_BY_SIZE, Some(1), &args).map_err(database_error)?.first().get_one::<i64>().map_err(database_error)
+                    })?;
+                    target = target.max(first_kept.unwrap_or(start));
+                }
+                if target > start {
+                    starts.push((topic_id, partition, target));
+                }
+            }
+        }
+        Ok(starts)
     }
 
     fn next_producer_id(&mut self) -> Result<i64, StorageError> {

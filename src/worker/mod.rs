@@ -15,6 +15,7 @@
 //! it again after `RESTART_SECONDS`.
 
 pub mod group_commit;
+pub mod retention;
 pub mod sequences;
 pub mod wakeup;
 
@@ -31,6 +32,7 @@ use crate::storage::bridge::{self, JobQueue};
 use crate::storage::postgres::{prepare_session, TransactionRunner};
 use crate::storage::watermarks::Watermarks;
 use crate::storage::TopicChanges;
+use retention::Retention;
 use group_commit::{CommitSettings, GroupCommitter};
 use wakeup::Wakeup;
 
@@ -79,6 +81,7 @@ pub extern "C-unwind" fn pg_kafka_worker_main(_arg: pg_sys::Datum) {
     let watermarks = Watermarks::default();
     let topic_changes = TopicChanges::default();
     let (commits, committer) = group_commit::channel(settings, wake, watermarks.clone(), topic_changes.clone());
+    let retention = Retention::new(Duration::from_millis(config.retention_check_interval_ms), watermarks.clone());
     let server = match Server::start(config.clone(), client, commits, watermarks, topic_changes) {
         Ok(server) => server,
         Err(e) => {
@@ -98,7 +101,8 @@ pub extern "C-unwind" fn pg_kafka_worker_main(_arg: pg_sys::Datum) {
         server.local_addr.port()
     );
 
-    let mut main = MainLoop { wakeup, jobs, committer, runner: TransactionRunner::default(), log_lines, next_wake: None };
+    let mut main =
+        MainLoop { wakeup, jobs, committer, retention, runner: TransactionRunner::default(), log_lines, next_wake: None };
     while main.wait() {
         main.turn();
     }
@@ -125,6 +129,7 @@ struct MainLoop {
     wakeup: Arc<Wakeup>,
     jobs: JobQueue,
     committer: GroupCommitter,
+    retention: Retention,
     runner: TransactionRunner,
     log_lines: Option<flume::Receiver<(Level, String)>>,
     /// When the group-commit writer next has a flush or refresh due.
@@ -158,7 +163,9 @@ impl MainLoop {
         self.jobs.run_pending(&mut self.runner);
         let next_flush = self.committer.poll(&mut self.runner);
         let next_refresh = self.committer.refresh_if_due(&mut self.runner);
-        self.next_wake = Some(next_flush.map_or(next_refresh, |flush| flush.min(next_refresh)));
+        let next_retention = self.retention.run_if_due(&mut self.runner);
+        let next_periodic = next_refresh.min(next_retention);
+        self.next_wake = Some(next_flush.map_or(next_periodic, |flush| flush.min(next_periodic)));
         // A backend reports its table statistics when it goes idle; a worker must do it
         // itself, or autovacuum never learns of the rows the writer inserts. Rate-limited
         // by Postgres to about once a second; called outside any transaction.
