@@ -84,3 +84,37 @@ pub async fn alter(
     }
     outcome
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::broker::testing::{broker_with_writer, round_trip};
+    use kafka_protocol::messages::alter_configs_request::{AlterConfigsResource, AlterableConfig};
+    use kafka_protocol::messages::ApiKey;
+
+    fn request(topic: &'static str, configs: &[(&'static str, &'static str)]) -> AlterConfigsRequest {
+        let configs = configs
+            .iter()
+            .map(|(n, v)| AlterableConfig::default().with_name(StrBytes::from_static_str(n)).with_value(Some(StrBytes::from_static_str(v))))
+            .collect();
+        AlterConfigsRequest::default().with_resources(vec![AlterConfigsResource::default()
+            .with_resource_type(TOPIC_RESOURCE)
+            .with_resource_name(StrBytes::from_static_str(topic))
+            .with_configs(configs)])
+    }
+
+    #[tokio::test]
+    async fn replaces_configs_and_refuses_what_cannot_be_applied() {
+        let broker = broker_with_writer(1);
+        for version in 0..=2 {
+            let ok: AlterConfigsResponse = round_trip(&broker, ApiKey::AlterConfigs, version, &request("t", &[("retention.ms", "1000")])).await;
+            assert_eq!(ok.responses[0].error_code, 0, "v{version}");
+        }
+        let compact: AlterConfigsResponse = round_trip(&broker, ApiKey::AlterConfigs, 1, &request("t", &[("cleanup.policy", "compact")])).await;
+        assert_eq!(compact.responses[0].error_code, ResponseError::InvalidConfig.code());
+        let unknown: AlterConfigsResponse = round_trip(&broker, ApiKey::AlterConfigs, 1, &request("nope", &[("retention.ms", "1")])).await;
+        assert_eq!(unknown.responses[0].error_code, ResponseError::UnknownTopicOrPartition.code());
+        let stored = broker.storage.call(|s| s.topic_configs(1)).await.unwrap().unwrap();
+        assert_eq!(stored, vec![("retention.ms".to_owned(), "1000".to_owned())]);
+    }
+}

@@ -177,3 +177,47 @@ fn result(topic: &CreatableTopic, outcome: Result<(Plan, Option<Topic>), Refusal
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::broker::testing::{broker, round_trip};
+    use kafka_protocol::messages::create_topics_request::CreatableTopicConfig;
+    use kafka_protocol::messages::{ApiKey, TopicName};
+
+    fn topic(name: &'static str, partitions: i32, replication: i16) -> CreatableTopic {
+        CreatableTopic::default()
+            .with_name(TopicName(StrBytes::from_static_str(name)))
+            .with_num_partitions(partitions)
+            .with_replication_factor(replication)
+    }
+
+    #[tokio::test]
+    async fn creates_valid_topics_and_names_what_is_wrong_with_the_rest() {
+        let broker = broker();
+        let config = |n: &'static str, v: &'static str| CreatableTopicConfig::default().with_name(StrBytes::from_static_str(n)).with_value(Some(StrBytes::from_static_str(v)));
+        let request = CreateTopicsRequest::default().with_topics(vec![
+            topic("a", 3, 1).with_configs(vec![config("retention.ms", "1000")]),
+            topic("b", -1, -1),
+            topic("bad name", 1, 1),
+            topic("c", 0, 1),
+            topic("d", 1, 3),
+            topic("e", 1, 1).with_configs(vec![config("cleanup.policy", "compact")]),
+        ]);
+        let response: CreateTopicsResponse = round_trip(&broker, ApiKey::CreateTopics, 7, &request).await;
+        let codes: Vec<(i16, i32)> = response.topics.iter().map(|t| (t.error_code, t.num_partitions)).collect();
+        assert_eq!(codes, vec![(0, 3), (0, 1), (17, -1), (37, -1), (38, -1), (40, -1)]);
+        assert_ne!(response.topics[0].topic_id, uuid::Uuid::nil());
+        let stored = broker.storage.call(|s| s.all_topics()).await.unwrap().unwrap();
+        assert_eq!(stored.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(), vec!["a", "b"]);
+        let configs = broker.storage.call(|s| s.topic_configs(1)).await.unwrap().unwrap();
+        assert_eq!(configs, vec![("retention.ms".to_owned(), "1000".to_owned())]);
+
+        let again: CreateTopicsResponse = round_trip(&broker, ApiKey::CreateTopics, 2, &CreateTopicsRequest::default().with_topics(vec![topic("a", 1, 1)])).await;
+        assert_eq!(again.topics[0].error_code, ResponseError::TopicAlreadyExists.code());
+        let dry = CreateTopicsRequest::default().with_validate_only(true).with_topics(vec![topic("f", 2, 1)]);
+        let dry: CreateTopicsResponse = round_trip(&broker, ApiKey::CreateTopics, 5, &dry).await;
+        assert_eq!(dry.topics[0].error_code, 0);
+        assert_eq!(broker.storage.call(|s| s.topic("f")).await.unwrap().unwrap(), None, "validate-only creates nothing");
+    }
+}

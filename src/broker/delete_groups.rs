@@ -5,7 +5,7 @@ use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
 use kafka_protocol::messages::{DeleteGroupsRequest, DeleteGroupsResponse};
 use kafka_protocol::ResponseError;
 
-use super::{decode, respond, Broker, Outcome};
+use super::{decode, respond, storage_call, Broker, Outcome};
 use crate::logging;
 use crate::protocol::header::RequestFrame;
 
@@ -22,11 +22,7 @@ pub async fn handle(broker: &Broker, request: &RequestFrame) -> Outcome {
         .filter(|(_, r)| r.is_ok())
         .map(|(g, _)| g.to_string())
         .collect();
-    let had_offsets = match broker.storage.call(move |s| s.delete_group_offsets(&deletable)).await {
-        Ok(Ok(deleted)) => Ok(deleted),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(e) => Err(e.to_string()),
-    };
+    let had_offsets = storage_call(broker, move |s| s.delete_group_offsets(&deletable)).await;
     if let Err(e) = &had_offsets {
         logging::warning(format!("pg_kafka: deleting group offsets failed: {e}"));
     }

@@ -89,3 +89,33 @@ pub async fn handle(broker: &Broker, request: &RequestFrame) -> Outcome {
         .collect();
     respond(request, &DeleteRecordsResponse::default().with_topics(topics))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::broker::testing::{append_values, broker_with_writer, round_trip};
+    use kafka_protocol::messages::delete_records_request::{DeleteRecordsPartition, DeleteRecordsTopic};
+    use kafka_protocol::messages::{ApiKey, TopicName};
+    use kafka_protocol::protocol::StrBytes;
+
+    async fn delete(broker: &Broker, partitions: &[(i32, i64)]) -> Vec<(i16, i64)> {
+        let partitions = partitions.iter().map(|&(i, o)| DeleteRecordsPartition::default().with_partition_index(i).with_offset(o)).collect();
+        let request = DeleteRecordsRequest::default()
+            .with_topics(vec![DeleteRecordsTopic::default().with_name(TopicName(StrBytes::from_static_str("t"))).with_partitions(partitions)]);
+        let response: DeleteRecordsResponse = round_trip(broker, ApiKey::DeleteRecords, 2, &request).await;
+        response.topics[0].partitions.iter().map(|p| (p.error_code, p.low_watermark)).collect()
+    }
+
+    #[tokio::test]
+    async fn moves_the_log_start_and_never_reuses_offsets() {
+        let broker = broker_with_writer(2);
+        append_values(&broker, 0, &[b"a", b"b", b"c", b"d"]).await;
+        let watermarks = broker.watermarks.clone();
+        broker.storage.call(move |s| watermarks.load(s, &[(1, 0)])).await.unwrap().unwrap();
+        assert_eq!(delete(&broker, &[(0, 2), (1, 5), (9, 0)]).await, vec![(0, 2), (1, -1), (3, -1)]);
+        assert_eq!(broker.watermarks.get(1, 0).map(|b| b.log_start), Some(2), "Fetch sees the new log start");
+        assert_eq!(delete(&broker, &[(0, 1)]).await, vec![(0, 2)], "the log start never moves back");
+        assert_eq!(delete(&broker, &[(0, HIGH_WATERMARK)]).await, vec![(0, 4)]);
+        assert_eq!(append_values(&broker, 0, &[b"e"]).await, 4, "an emptied partition goes on from its high watermark");
+    }
+}

@@ -9,7 +9,7 @@
 use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
 use kafka_protocol::ResponseError;
 
-use super::{decode, respond, Broker, Outcome};
+use super::{decode, respond, storage_call, Broker, Outcome};
 use crate::logging;
 use crate::protocol::header::RequestFrame;
 
@@ -26,14 +26,9 @@ pub async fn handle(broker: &Broker, request: &RequestFrame) -> Outcome {
         Some(id) if id.is_empty() => return respond(request, &refused(ResponseError::InvalidRequest)),
         Some(_) => return respond(request, &refused(ResponseError::TransactionalIdAuthorizationFailed)),
     }
-    let response = match broker.storage.call(|s| s.next_producer_id()).await {
-        Ok(Ok(id)) => InitProducerIdResponse::default().with_producer_id(ProducerId(id)).with_producer_epoch(0),
-        failed => {
-            let reason = match failed {
-                Ok(Err(e)) => e.to_string(),
-                Err(e) => e.to_string(),
-                Ok(Ok(_)) => unreachable!(),
-            };
+    let response = match storage_call(broker, |s| s.next_producer_id()).await {
+        Ok(id) => InitProducerIdResponse::default().with_producer_id(ProducerId(id)).with_producer_epoch(0),
+        Err(reason) => {
             logging::warning(format!("pg_kafka: cannot allocate a producer id: {reason}"));
             refused(ResponseError::CoordinatorNotAvailable)
         }

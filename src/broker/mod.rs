@@ -148,11 +148,7 @@ pub async fn await_pending<T>(broker: &Broker, pending: group_coordinator::Pendi
 
 /// The groups that have committed offsets (ListGroups, DescribeGroups).
 pub async fn offset_groups(broker: &Broker) -> Result<Vec<String>, String> {
-    match broker.storage.call(|s| s.offset_groups()).await {
-        Ok(Ok(groups)) => Ok(groups),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(e) => Err(e.to_string()),
-    }
+    storage_call(broker, |s| s.offset_groups()).await
 }
 
 /// Runs `f` on the storage thread, flattening "storage unreachable" and "storage said no"

@@ -10,7 +10,7 @@ use kafka_protocol::ResponseError;
 
 use super::group_coordinator::MemberRef;
 use super::topics::TopicRef;
-use super::{decode, respond, Broker, Outcome};
+use super::{decode, respond, storage_call, Broker, Outcome};
 use crate::logging;
 use crate::protocol::header::RequestFrame;
 use crate::storage::OffsetCommit;
@@ -86,11 +86,7 @@ pub async fn handle(broker: &Broker, request: &RequestFrame) -> Outcome {
         Ok(())
     } else {
         let group = group_id.clone();
-        match broker.storage.call(move |s| s.commit_offsets(&group, &rows)).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(e.to_string()),
-            Err(e) => Err(e.to_string()),
-        }
+        storage_call(broker, move |s| s.commit_offsets(&group, &rows)).await
     };
     if let Err(e) = &stored {
         logging::warning(format!("pg_kafka: storing offsets of group \"{group_id}\" failed: {e}"));

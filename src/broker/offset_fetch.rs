@@ -12,7 +12,7 @@ use kafka_protocol::messages::{GroupId, OffsetFetchRequest, OffsetFetchResponse,
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
-use super::{decode, respond, Broker, Outcome};
+use super::{decode, respond, storage_call, Broker, Outcome};
 use crate::logging;
 use crate::protocol::header::RequestFrame;
 use crate::storage::CommittedOffset;
@@ -46,12 +46,7 @@ pub async fn handle(broker: &Broker, request: &RequestFrame) -> Outcome {
         }]
     };
     let groups: Vec<String> = asked.iter().map(|a| a.group_id.to_string()).collect();
-    let stored = broker
-        .storage
-        .call(move |s| groups.iter().map(|g| s.committed_offsets(g)).collect::<Result<Vec<_>, _>>())
-        .await
-        .map_err(|e| e.to_string())
-        .and_then(|r| r.map_err(|e| e.to_string()));
+    let stored = storage_call(broker, move |s| groups.iter().map(|g| s.committed_offsets(g)).collect::<Result<Vec<_>, _>>()).await;
     let (answers, error): (Vec<Answer>, _) = match stored {
         Ok(stored) => (asked.iter().zip(stored).map(|(a, s)| answer(a, s)).collect(), None),
         Err(e) => {
@@ -138,4 +133,52 @@ fn group_response(group_id: GroupId, answer: Answer, code: i16) -> OffsetFetchRe
         })
         .collect();
     OffsetFetchResponseGroup::default().with_group_id(group_id).with_topics(topics).with_error_code(code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::broker::testing::{broker_with_writer, round_trip};
+    use kafka_protocol::messages::offset_commit_request::{OffsetCommitRequestPartition, OffsetCommitRequestTopic};
+    use kafka_protocol::messages::offset_fetch_request::{OffsetFetchRequestGroup, OffsetFetchRequestTopic, OffsetFetchRequestTopics};
+    use kafka_protocol::messages::{ApiKey, OffsetCommitRequest, OffsetCommitResponse};
+
+    fn name(s: &'static str) -> TopicName {
+        TopicName(StrBytes::from_static_str(s))
+    }
+
+    #[tokio::test]
+    async fn commits_from_outside_a_group_are_stored_and_fetched_in_both_forms() {
+        let broker = broker_with_writer(2);
+        let partition = |index, offset| OffsetCommitRequestPartition::default().with_partition_index(index).with_committed_offset(offset);
+        let commit = OffsetCommitRequest::default()
+            .with_group_id(GroupId(StrBytes::from_static_str("g")))
+            .with_generation_id_or_member_epoch(-1)
+            .with_topics(vec![
+                OffsetCommitRequestTopic::default().with_name(name("t")).with_partitions(vec![partition(0, 5), partition(7, 1)]),
+                OffsetCommitRequestTopic::default().with_name(name("nope")).with_partitions(vec![partition(0, 1)]),
+            ]);
+        let committed: OffsetCommitResponse = round_trip(&broker, ApiKey::OffsetCommit, 8, &commit).await;
+        let codes: Vec<i16> = committed.topics.iter().flat_map(|t| t.partitions.iter().map(|p| p.error_code)).collect();
+        assert_eq!(codes, vec![0, 3, 3], "unknown partitions and topics are refused, the rest stored");
+
+        let asked = OffsetFetchRequestTopic::default().with_name(name("t")).with_partition_indexes(vec![0, 1]);
+        let single = OffsetFetchRequest::default().with_group_id(GroupId(StrBytes::from_static_str("g"))).with_topics(Some(vec![asked]));
+        let fetched: OffsetFetchResponse = round_trip(&broker, ApiKey::OffsetFetch, 5, &single).await;
+        let offsets: Vec<(i32, i64)> = fetched.topics[0].partitions.iter().map(|p| (p.partition_index, p.committed_offset)).collect();
+        assert_eq!(offsets, vec![(0, 5), (1, -1)]);
+
+        let group = |id: &'static str, topics| OffsetFetchRequestGroup::default().with_group_id(GroupId(StrBytes::from_static_str(id))).with_topics(topics);
+        let all = OffsetFetchRequest::default().with_groups(vec![
+            group("g", None),
+            group("other", Some(vec![OffsetFetchRequestTopics::default().with_name(name("t")).with_partition_indexes(vec![0])])),
+        ]);
+        let fetched: OffsetFetchResponse = round_trip(&broker, ApiKey::OffsetFetch, 8, &all).await;
+        let per_group: Vec<Vec<(i32, i64)>> = fetched
+            .groups
+            .iter()
+            .map(|g| g.topics.iter().flat_map(|t| t.partitions.iter().map(|p| (p.partition_index, p.committed_offset))).collect())
+            .collect();
+        assert_eq!(per_group, vec![vec![(0, 5)], vec![(0, -1)]]);
+    }
 }

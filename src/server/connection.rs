@@ -140,7 +140,12 @@ async fn write_responses(mut writer: BufWriter<OwnedWriteHalf>, mut answers: mps
             .await
             .unwrap_or_else(|e| Outcome::Close(format!("{} handler failed: {}", request.what, panic_message(e))));
         match outcome {
-            Outcome::Respond(response) => write_frame(&mut writer, &response).await.map_err(|e| e.to_string())?,
+            Outcome::Respond(response) => match write_frame(&mut writer, &response).await {
+                Ok(()) => {}
+                // The client went away (closed, or was killed): a disconnect, not a fault.
+                Err(e) if matches!(e.kind(), std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset) => return Ok(()),
+                Err(e) => return Err(e.to_string()),
+            },
             Outcome::Silent => {}
             Outcome::Close(reason) => return Err(reason),
         }

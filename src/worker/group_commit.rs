@@ -189,6 +189,8 @@ impl GroupCommitter {
             return self.settings.refresh_interval - since;
         }
         self.last_refresh = Instant::now();
+        // Topics are re-read on next use too, so configs changed with SQL take effect.
+        self.topics.clear();
         let mut moved = Vec::new();
         let counters: Vec<(i32, i32)> = self.next_offsets.keys().copied().collect();
         let mut stored = Vec::new();

@@ -319,3 +319,92 @@ pub fn assert_gap_free(topic: &str) -> i64 {
     }
     total
 }
+
+/// Runs a future to completion (rdkafka's admin calls are futures).
+pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime").block_on(future)
+}
+
+/// Restarts the test cluster (fast shutdown, start, wait for the Kafka port).
+pub fn restart_postgres() {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/cluster.sh");
+    let data = env("PGKAFKA_E2E_DATA");
+    let kafka_port = bootstrap().rsplit(':').next().unwrap().to_owned();
+    for args in [vec!["stop", &data], vec!["start", &data, &env("PGKAFKA_E2E_PG_PORT"), &kafka_port]] {
+        let status = Command::new("bash").arg(script).args(&args).status().expect("cluster.sh runs");
+        assert!(status.success(), "cluster.sh {args:?} failed");
+    }
+}
+
+pub mod groups {
+    //! Consumers in a consumer group (subscribe, commit), through rdkafka.
+
+    use std::collections::BTreeSet;
+    use std::time::{Duration, Instant};
+
+    use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+    use rdkafka::message::Message as _;
+    use rdkafka::ClientConfig;
+
+    /// A member of `group` subscribed to `topic`, committing by hand.
+    pub fn member(group: &str, topic: &str) -> BaseConsumer {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", super::bootstrap())
+            .set("group.id", group)
+            .set("enable.auto.commit", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("session.timeout.ms", "6000")
+            .set("heartbeat.interval.ms", "500")
+            .set("enable.partition.eof", "false")
+            .create()
+            .expect("consumer");
+        consumer.subscribe(&[topic]).expect("subscribe");
+        consumer
+    }
+
+    /// The partitions a member holds now.
+    pub fn assigned(consumer: &BaseConsumer) -> BTreeSet<i32> {
+        consumer.assignment().map(|a| a.elements().iter().map(|e| e.partition()).collect()).unwrap_or_default()
+    }
+
+    /// What a set of members consumed: (partition, offset, value) of every message whose
+    /// offset commit succeeded, in order.
+    #[derive(Default)]
+    pub struct Ledger {
+        pub committed: Vec<(i32, i64, Vec<u8>)>,
+    }
+
+    impl Ledger {
+        /// Polls each member once; every message received must not be one already
+        /// committed (that would be a message consumed twice after its commit), and is
+        /// committed synchronously before the next.
+        pub fn poll_all(&mut self, members: &[&BaseConsumer]) {
+            for consumer in members {
+                let Some(result) = consumer.poll(Duration::from_millis(50)) else { continue };
+                let Ok(message) = result else { continue };
+                let key = (message.partition(), message.offset());
+                assert!(
+                    !self.committed.iter().any(|(p, o, _)| (*p, *o) == key),
+                    "partition {} offset {} consumed again after its commit",
+                    key.0,
+                    key.1
+                );
+                if consumer.commit_message(&message, CommitMode::Sync).is_ok() {
+                    self.committed.push((key.0, key.1, message.payload().unwrap_or_default().to_vec()));
+                }
+            }
+        }
+
+        /// Polls until `done` holds (checked between rounds) or `timeout` passes.
+        pub fn poll_until(&mut self, members: &[&BaseConsumer], timeout: Duration, mut done: impl FnMut(&Ledger) -> bool) -> bool {
+            let deadline = Instant::now() + timeout;
+            while Instant::now() < deadline {
+                self.poll_all(members);
+                if done(self) {
+                    return true;
+                }
+            }
+            false
+        }
+    }
+}

@@ -162,6 +162,11 @@ fn rows_inserted_with_sql_are_consumed_and_produce_continues_after_them() {
 fn one_mebibyte_messages_round_trip() {
     let topic = "e2e-consume-large";
     create_topic(topic, 1);
+    // As with Kafka, batches above 1 MiB need the topic's max.message.bytes raised.
+    psql(&format!(
+        "INSERT INTO kafka.topic_configs SELECT id, 'max.message.bytes', '3000000' FROM kafka.topics WHERE name = '{topic}' \
+         ON CONFLICT DO NOTHING"
+    ));
     let big = |i: u8| Message { value: (0..1 << 20).map(|b: u32| (b as u8) ^ i).collect(), ..Message::default() };
     let (ok, failed) = produce(topic, &[("message.max.bytes", "3000000")], (0..3).map(big));
     assert_eq!((ok, failed), (3, 0));

@@ -142,7 +142,9 @@ fn raw_batch(values: &[&'static str]) -> BytesMut {
             producer_epoch: -1,
             timestamp_type: TimestampType::Creation,
             offset: i as i64,
-            sequence: -1,
+            // The encoder starts a new batch when offset - sequence changes; Produce v3+
+            // carries exactly one batch per partition. Base sequence -1: not idempotent.
+            sequence: i as i32 - 1,
             timestamp: 1_700_000_000_000,
             key: None,
             value: Some(Bytes::from_static(v.as_bytes())),
