@@ -38,10 +38,10 @@ pub async fn handle(broker: &Broker, request: &RequestFrame) -> Outcome {
         ..JoinResponse::default()
     })
     .await;
-    respond(request, &response(joined))
+    respond(request, &response(joined, version))
 }
 
-fn response(joined: JoinResponse) -> JoinGroupResponse {
+fn response(joined: JoinResponse, version: i16) -> JoinGroupResponse {
     let text = |s: String| StrBytes::from_string(s);
     let members = joined
         .members
@@ -57,8 +57,33 @@ fn response(joined: JoinResponse) -> JoinGroupResponse {
         .with_error_code(joined.error.map_or(0, |e| e.code()))
         .with_generation_id(joined.generation)
         .with_protocol_type(joined.protocol_type.map(text))
-        .with_protocol_name(joined.protocol_name.map(text))
+        // Nullable only from v7: older clients (the Java one among them) reject a null.
+        .with_protocol_name(joined.protocol_name.map(text).or_else(|| (version < 7).then(StrBytes::default)))
         .with_leader(text(joined.leader))
         .with_member_id(text(joined.member_id))
         .with_members(members)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::broker::testing::{broker, round_trip};
+    use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
+    use kafka_protocol::messages::{ApiKey, GroupId};
+
+    #[tokio::test]
+    async fn error_answers_decode_at_every_version() {
+        let broker = broker();
+        for version in 0..=9 {
+            let protocol = JoinGroupRequestProtocol::default().with_name(StrBytes::from_static_str("range"));
+            let request = JoinGroupRequest::default()
+                .with_group_id(GroupId(StrBytes::from_static_str("g")))
+                .with_session_timeout_ms(10) // below the minimum: refused at once
+                .with_protocol_type(StrBytes::from_static_str("consumer"))
+                .with_protocols(vec![protocol]);
+            let response: JoinGroupResponse = round_trip(&broker, ApiKey::JoinGroup, version, &request).await;
+            assert_eq!(response.error_code, ResponseError::InvalidSessionTimeout.code(), "v{version}");
+            assert_eq!(response.protocol_name.is_none(), version >= 7, "v{version}");
+        }
+    }
 }
