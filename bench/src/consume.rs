@@ -28,7 +28,7 @@ pub fn consumer(env: &Env, topic: &str, partitions: i32, from: Offset, settings:
 }
 
 pub fn throughput(env: &Env, size: usize, copy_out_rate: f64, report: &mut Report) {
-    let topic = crate::produce::topic_name(size, 1, 1);
+    let topic = crate::produce::topic_name(size, 1, 1, false);
     let consumer = consumer(env, &topic, 1, Offset::Beginning, &[]);
     let started = Instant::now();
     let (mut count, mut bytes) = (0, 0);

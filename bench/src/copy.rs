@@ -72,7 +72,7 @@ pub fn insert_loop(env: &Env, size: usize, copy_rate: f64, report: &mut Report) 
 
 /// `COPY (SELECT ...) TO STDOUT (FORMAT binary)` of the rows the consume benchmark reads.
 pub fn copy_out(env: &Env, size: usize, report: &mut Report) -> f64 {
-    let topic = crate::produce::topic_name(size, 1, 1);
+    let topic = crate::produce::topic_name(size, 1, 1, false);
     let mut sql = env.sql();
     let topic_id: i32 = sql.query_one("SELECT id FROM kafka.topics WHERE name = $1", &[&topic]).expect("topic").get(0);
     let started = Instant::now();

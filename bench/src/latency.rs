@@ -32,7 +32,7 @@ pub fn produce_at_fixed_rate(env: &Env, rate: usize, duration: Duration, report:
     let topic = format!("bench-latency-{rate}");
     env.create_topic(&topic, 1);
     let acks = Acks::new();
-    let producer = producer(env, acks.clone(), "5");
+    let producer = producer(env, acks.clone(), "5", false);
     let payload = value(100, 0);
     let sent = paced(duration, rate, |_| send(&producer, &topic, 0, &payload));
     producer.flush(Duration::from_secs(60)).expect("flush");
@@ -73,7 +73,7 @@ pub fn end_to_end(env: &Env, rate: usize, duration: Duration, report: &mut Repor
     });
     std::thread::sleep(Duration::from_secs(1)); // the consumer is assigned and polling
     let acks = Acks::new();
-    let producer = producer(env, acks.clone(), "0");
+    let producer = producer(env, acks.clone(), "0", false);
     let payload = value(100, 0);
     let sent = paced(duration, rate, |_| send(&producer, &topic, 0, &payload));
     producer.flush(Duration::from_secs(60)).expect("flush");

@@ -55,7 +55,12 @@ fn main() {
         let copy_rate = copy::copy_in(&env, size, &mut report);
         copy::insert_loop(&env, size, copy_rate, &mut report);
         for (partitions, producers) in [(1, 1), (1, 4), (8, 1), (8, 4)] {
-            produce::throughput(&env, size, partitions, producers, copy_rate, &mut report);
+            produce::throughput(&env, size, partitions, producers, false, copy_rate, &mut report);
+        }
+        if size == 100 {
+            for (partitions, producers) in [(1, 1), (8, 4)] {
+                produce::throughput(&env, size, partitions, producers, true, copy_rate, &mut report);
+            }
         }
         let copy_out_rate = copy::copy_out(&env, size, &mut report);
         consume::throughput(&env, size, copy_out_rate, &mut report);

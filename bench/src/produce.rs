@@ -13,8 +13,8 @@ use crate::copy::value;
 use crate::report::percentiles_ms;
 use crate::{Env, Report, Row};
 
-pub fn topic_name(size: usize, partitions: i32, producers: usize) -> String {
-    format!("bench-produce-{size}-p{partitions}-c{producers}")
+pub fn topic_name(size: usize, partitions: i32, producers: usize, idempotent: bool) -> String {
+    format!("bench-produce-{size}-p{partitions}-c{producers}{}", if idempotent { "-idempotent" } else { "" })
 }
 
 /// Counts deliveries and records send-to-acknowledgement latency (µs).
@@ -49,9 +49,10 @@ impl ProducerContext for Acks {
     }
 }
 
-pub fn producer(env: &Env, acks: Acks, linger_ms: &str) -> ThreadedProducer<Acks> {
+pub fn producer(env: &Env, acks: Acks, linger_ms: &str, idempotent: bool) -> ThreadedProducer<Acks> {
     ClientConfig::new()
         .set("bootstrap.servers", &env.bootstrap)
+        .set("enable.idempotence", if idempotent { "true" } else { "false" })
         .set("acks", "all")
         .set("linger.ms", linger_ms)
         .set("queue.buffering.max.messages", "500000")
@@ -75,15 +76,17 @@ pub fn send(producer: &ThreadedProducer<Acks>, topic: &str, partition: i32, payl
     }
 }
 
-pub fn throughput(env: &Env, size: usize, partitions: i32, producers: usize, copy_rate: f64, report: &mut Report) {
-    let topic = topic_name(size, partitions, producers);
+/// Produces `env.messages` of `size` bytes over `partitions` from `producers` clients
+/// (idempotent ones: sequence checks and state upserts on every group commit).
+pub fn throughput(env: &Env, size: usize, partitions: i32, producers: usize, idempotent: bool, copy_rate: f64, report: &mut Report) {
+    let topic = topic_name(size, partitions, producers, idempotent);
     env.create_topic(&topic, partitions);
     let acks = Acks::new();
     let per_producer = env.messages / producers;
     let started = Instant::now();
     let threads: Vec<_> = (0..producers)
         .map(|p| {
-            let producer = producer(env, acks.clone(), "5");
+            let producer = producer(env, acks.clone(), "5", idempotent);
             let topic = topic.clone();
             std::thread::spawn(move || {
                 let payloads: Vec<Vec<u8>> = (0..26).map(|i| value(size, i)).collect();
@@ -105,7 +108,10 @@ pub fn throughput(env: &Env, size: usize, partitions: i32, producers: usize, cop
     let latency = percentiles_ms(&acks.latency_us.lock().unwrap());
     report.add(Row {
         section: "produce",
-        method: format!("Kafka produce, {size} B, {partitions} partition(s), {producers} producer(s)"),
+        method: format!(
+            "Kafka produce, {size} B, {partitions} partition(s), {producers} producer(s){}",
+            if idempotent { ", idempotent" } else { "" }
+        ),
         messages: sent,
         bytes: sent * size,
         seconds,
