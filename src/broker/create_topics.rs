@@ -10,17 +10,13 @@ use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
-use super::topic_configs::{effective, invalid, is_stored};
+use super::topic_configs::{effective, invalid, is_stored, DEFAULT_CONFIG, DYNAMIC_TOPIC_CONFIG};
 use super::{decode, respond, storage_call, Broker, Outcome, NODE_ID};
 use crate::protocol::header::RequestFrame;
 use crate::storage::{is_valid_topic_name, StorageError, Topic};
 
 /// The most partitions a topic may have (also checked by `kafka.topics`).
 pub const MAX_PARTITIONS: i32 = 100_000;
-
-/// Config sources in the v5+ response.
-const DYNAMIC_TOPIC_CONFIG: i8 = 1;
-const DEFAULT_CONFIG: i8 = 5;
 
 type Refusal = (ResponseError, String);
 

@@ -9,14 +9,9 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
 use super::alter_configs::{BROKER_RESOURCE, TOPIC_RESOURCE};
-use super::topic_configs::{effective, ConfigType};
+use super::topic_configs::{effective, ConfigType, DEFAULT_CONFIG, DYNAMIC_TOPIC_CONFIG, STATIC_BROKER_CONFIG};
 use super::{decode, respond, storage_call, Broker, Outcome, NODE_ID};
 use crate::protocol::header::RequestFrame;
-
-/// Config sources, as DescribeConfigs v1+ reports them.
-const DYNAMIC_TOPIC_CONFIG: i8 = 1;
-const STATIC_BROKER_CONFIG: i8 = 4;
-const DEFAULT_CONFIG: i8 = 5;
 
 /// One config line before encoding.
 struct Line {

@@ -6,6 +6,11 @@
 //! Kafka topic config is listed read-only with Kafka's default, so tools that describe
 //! configs work; setting one to anything but its default is INVALID_CONFIG.
 
+/// Where a config value comes from, as DescribeConfigs and CreateTopics (v5+) report it.
+pub const DYNAMIC_TOPIC_CONFIG: i8 = 1;
+pub const STATIC_BROKER_CONFIG: i8 = 4;
+pub const DEFAULT_CONFIG: i8 = 5;
+
 /// DescribeConfigs `config_type` values.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ConfigType {
