@@ -127,17 +127,7 @@ mod tests {
         let mut storage = PgStorage::default();
         let topic = storage.create_topic("pgtest-retention", 2).unwrap();
         let now = 1_800_000_000_000;
-        let n = 10;
-        let rows = MessageRows {
-            topic_ids: vec![topic.id; 2 * n],
-            partitions: [vec![0; n], vec![1; n]].concat(),
-            offsets: [(0..n as i64).collect::<Vec<_>>(), (0..n as i64).collect()].concat(),
-            timestamps_ms: [(0..n as i64).map(|i| now - (n as i64 - 1 - i) * 60_000).collect::<Vec<_>>(), vec![now; n]].concat(),
-            keys: vec![None; 2 * n],
-            values: vec![Some(Bytes::from_static(b"0123456789")); 2 * n],
-            headers: vec![None; 2 * n],
-        };
-        storage.append(&rows).unwrap();
+        storage.append(&crate::storage::retention_scenario_rows(topic.id, now)).unwrap();
         assert_eq!(storage.retention_starts(now), Ok(vec![]), "no limits set");
         storage.replace_topic_configs(topic.id, &[("retention.ms".into(), "150000".into())]).unwrap();
         assert_eq!(storage.retention_starts(now), Ok(vec![(topic.id, 0, 7)]));

@@ -1,34 +1,24 @@
 //! CreatePartitions (v0-v3): raises a topic's partition count. The count never goes
 //! down; new partitions start empty at offset 0.
 
-use std::collections::HashMap;
-
 use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
 use kafka_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
-use super::create_topics::MAX_PARTITIONS;
-use super::{decode, respond, storage_call, Broker, Outcome, NODE_ID};
+use super::create_topics::{named_twice, not_on_this_broker, on_this_broker_alone, repeated_names, Refusal, MAX_PARTITIONS};
+use super::{decode, respond, storage_call, Broker, Outcome};
 use crate::protocol::header::RequestFrame;
-
-type Refusal = (ResponseError, String);
 
 pub async fn handle(broker: &Broker, request: &RequestFrame) -> Outcome {
     let body: CreatePartitionsRequest = match decode(request) {
         Ok(body) => body,
         Err(outcome) => return outcome,
     };
-    let mut seen: HashMap<String, usize> = HashMap::new();
-    for topic in &body.topics {
-        *seen.entry(topic.name.to_string()).or_default() += 1;
-    }
-    let checked: Vec<Result<(), Refusal>> = body
-        .topics
-        .iter()
-        .map(|t| if seen[t.name.as_str()] > 1 { Err((ResponseError::InvalidRequest, "topic named more than once".into())) } else { check(t) })
-        .collect();
+    let repeated = repeated_names(body.topics.iter().map(|t| t.name.as_str()));
+    let checked: Vec<Result<(), Refusal>> =
+        body.topics.iter().map(|t| if repeated.contains(t.name.as_str()) { Err(named_twice()) } else { check(t) }).collect();
     let asked: Vec<Option<(String, i32, usize)>> = body
         .topics
         .iter()
@@ -89,11 +79,8 @@ fn check(topic: &CreatePartitionsTopic) -> Result<(), Refusal> {
     if !(1..=MAX_PARTITIONS).contains(&topic.count) {
         return Err((ResponseError::InvalidPartitions, format!("partitions must be between 1 and {MAX_PARTITIONS}")));
     }
-    let on_this_broker = |a: &kafka_protocol::messages::create_partitions_request::CreatePartitionsAssignment| {
-        a.broker_ids.len() == 1 && a.broker_ids[0].0 == NODE_ID
-    };
-    if topic.assignments.as_ref().is_some_and(|all| !all.iter().all(on_this_broker)) {
-        return Err((ResponseError::InvalidReplicaAssignment, format!("every partition must be on broker {NODE_ID} alone")));
+    if topic.assignments.as_ref().is_some_and(|all| !all.iter().all(|a| on_this_broker_alone(&a.broker_ids))) {
+        return Err(not_on_this_broker());
     }
     Ok(())
 }

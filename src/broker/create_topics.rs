@@ -2,11 +2,11 @@
 //! assignment, configs), then creates each with its configs in one transaction, unless
 //! `validate_only`. There is one broker: replication factor 1 (or -1, the default) only.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::create_topics_response::{CreatableTopicConfigs, CreatableTopicResult};
-use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
+use kafka_protocol::messages::{BrokerId, CreateTopicsRequest, CreateTopicsResponse};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
@@ -18,7 +18,7 @@ use crate::storage::{is_valid_topic_name, StorageError, Topic};
 /// The most partitions a topic may have (also checked by `kafka.topics`).
 pub const MAX_PARTITIONS: i32 = 100_000;
 
-type Refusal = (ResponseError, String);
+pub type Refusal = (ResponseError, String);
 
 /// A topic that passed the checks: what to create.
 struct Plan {
@@ -31,16 +31,13 @@ pub async fn handle(broker: &Broker, request: &RequestFrame) -> Outcome {
         Ok(body) => body,
         Err(outcome) => return outcome,
     };
-    let mut seen: HashMap<&str, usize> = HashMap::new();
-    for topic in &body.topics {
-        *seen.entry(topic.name.as_str()).or_default() += 1;
-    }
+    let repeated = repeated_names(body.topics.iter().map(|t| t.name.as_str()));
     let plans: Vec<Result<Plan, Refusal>> = body
         .topics
         .iter()
-        .map(|t| match seen[t.name.as_str()] {
-            1 => plan(t, broker.config.default_partitions),
-            _ => Err((ResponseError::InvalidRequest, "topic named more than once in the request".into())),
+        .map(|t| match repeated.contains(t.name.as_str()) {
+            false => plan(t, broker.config.default_partitions),
+            true => Err(named_twice()),
         })
         .collect();
     let to_create: Vec<(String, i32, Vec<(String, String)>)> = body
@@ -101,6 +98,25 @@ pub async fn handle(broker: &Broker, request: &RequestFrame) -> Outcome {
     respond(request, &CreateTopicsResponse::default().with_topics(results))
 }
 
+/// Names that appear more than once in a request (Kafka refuses all of their entries).
+pub fn repeated_names<'a>(names: impl Iterator<Item = &'a str>) -> HashSet<&'a str> {
+    let mut seen = HashSet::new();
+    names.filter(|name| !seen.insert(*name)).collect()
+}
+
+pub fn named_twice() -> Refusal {
+    (ResponseError::InvalidRequest, "topic named more than once in the request".into())
+}
+
+/// Whether a partition's replica list is this broker and nothing else.
+pub fn on_this_broker_alone(broker_ids: &[BrokerId]) -> bool {
+    matches!(broker_ids, [only] if only.0 == NODE_ID)
+}
+
+pub fn not_on_this_broker() -> Refusal {
+    (ResponseError::InvalidReplicaAssignment, format!("every partition must be on broker {NODE_ID} alone"))
+}
+
 /// Checks one requested topic.
 fn plan(topic: &CreatableTopic, default_partitions: i32) -> Result<Plan, Refusal> {
     if !is_valid_topic_name(&topic.name) {
@@ -121,9 +137,8 @@ fn plan(topic: &CreatableTopic, default_partitions: i32) -> Result<Plan, Refusal
         let mut indexes: Vec<i32> = topic.assignments.iter().map(|a| a.partition_index).collect();
         indexes.sort_unstable();
         let consecutive = indexes.iter().enumerate().all(|(i, &p)| p == i as i32);
-        let on_this_broker = topic.assignments.iter().all(|a| a.broker_ids.len() == 1 && a.broker_ids[0].0 == NODE_ID);
-        if !consecutive || !on_this_broker {
-            return Err((ResponseError::InvalidReplicaAssignment, format!("every partition must be on broker {NODE_ID} alone")));
+        if !consecutive || !topic.assignments.iter().all(|a| on_this_broker_alone(&a.broker_ids)) {
+            return Err(not_on_this_broker());
         }
         i32::try_from(indexes.len()).unwrap_or(i32::MAX)
     };

@@ -53,7 +53,9 @@ pub async fn handle(broker: &Broker, request: &RequestFrame) -> Outcome {
             }
             outcomes.push(found);
         }
-        changed.bump();
+        if outcomes.iter().any(Option::is_some) {
+            changed.bump();
+        }
         Ok(outcomes)
     })
     .await;

@@ -7,6 +7,7 @@ use kafka_protocol::messages::{DescribeGroupsRequest, DescribeGroupsResponse};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
+use super::group_coordinator::OFFSETS_ONLY_PROTOCOL_TYPE;
 use super::{decode, offset_groups, respond, Broker, Outcome};
 use crate::protocol::header::RequestFrame;
 
@@ -50,7 +51,7 @@ pub async fn handle(broker: &Broker, request: &RequestFrame) -> Outcome {
                 }
                 (None, Ok(known)) if known.iter().any(|g| g.as_str() == group_id.as_str()) => group
                     .with_group_state(StrBytes::from_static_str("Empty"))
-                    .with_protocol_type(StrBytes::from_static_str("consumer")),
+                    .with_protocol_type(StrBytes::from_static_str(OFFSETS_ONLY_PROTOCOL_TYPE)),
                 (None, Ok(_)) => group.with_group_state(StrBytes::from_static_str("Dead")),
                 (None, Err(_)) => group.with_error_code(ResponseError::CoordinatorNotAvailable.code()),
             }

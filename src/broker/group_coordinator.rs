@@ -33,6 +33,10 @@ use tokio::time::Instant;
 
 use crate::config::Config;
 
+/// The protocol type shown for groups known only by their committed offsets (after a
+/// restart, before any member rejoins): offsets are committed by consumers.
+pub const OFFSETS_ONLY_PROTOCOL_TYPE: &str = "consumer";
+
 /// Limits taken from the `pg_kafka.group_*` settings.
 #[derive(Clone, Copy, Debug)]
 pub struct GroupSettings {

@@ -7,7 +7,7 @@ use kafka_protocol::messages::{GroupId, ListGroupsRequest, ListGroupsResponse};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
-use super::group_coordinator::GroupState;
+use super::group_coordinator::{GroupState, OFFSETS_ONLY_PROTOCOL_TYPE};
 use super::{decode, offset_groups, respond, Broker, Outcome};
 use crate::protocol::header::RequestFrame;
 
@@ -21,7 +21,7 @@ pub async fn handle(broker: &Broker, request: &RequestFrame) -> Outcome {
     if let Ok(stored) = &stored {
         for group_id in stored {
             if !groups.iter().any(|(id, _, _)| id == group_id) {
-                groups.push((group_id.clone(), "consumer".into(), GroupState::Empty));
+                groups.push((group_id.clone(), OFFSETS_ONLY_PROTOCOL_TYPE.into(), GroupState::Empty));
             }
         }
     }

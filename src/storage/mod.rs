@@ -229,6 +229,22 @@ pub trait Storage {
     fn save_producer_states(&mut self, states: &[(ProducerKey, ProducerState)]) -> Result<(), StorageError>;
 }
 
+/// The retention scenario both engines are tested with: topic `topic_id`, partition 0 has
+/// ten 10-byte messages a minute apart (the newest at `now_ms`), partition 1 ten at `now_ms`.
+#[cfg(any(test, feature = "pg_test"))]
+pub fn retention_scenario_rows(topic_id: i32, now_ms: i64) -> MessageRows {
+    let n = 10;
+    MessageRows {
+        topic_ids: vec![topic_id; 2 * n],
+        partitions: [vec![0; n], vec![1; n]].concat(),
+        offsets: [(0..n as i64).collect::<Vec<_>>(), (0..n as i64).collect()].concat(),
+        timestamps_ms: [(0..n as i64).map(|i| now_ms - (n as i64 - 1 - i) * 60_000).collect::<Vec<_>>(), vec![now_ms; n]].concat(),
+        keys: vec![None; 2 * n],
+        values: vec![Some(Bytes::from_static(b"0123456789")); 2 * n],
+        headers: vec![None; 2 * n],
+    }
+}
+
 /// A Postgres timestamptz value (µs since 2000-01-01) as Kafka milliseconds since the Unix
 /// epoch, rounding towards the past; infinities saturate.
 pub fn kafka_timestamp_ms(us: i64) -> i64 {

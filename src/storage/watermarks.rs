@@ -83,7 +83,7 @@ impl Watermarks {
     /// Moves a known partition's log start up to `log_start` (DeleteRecords, retention).
     pub fn raise_log_start(&self, topic_id: i32, partition: i32, log_start: i64) {
         if let Some(bounds) = self.inner.bounds.write().get_mut(&(topic_id, partition)) {
-            bounds.log_start = bounds.log_start.max(log_start).min(bounds.high.max(log_start));
+            bounds.log_start = bounds.log_start.max(log_start);
             bounds.high = bounds.high.max(log_start);
         }
     }

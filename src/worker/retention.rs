@@ -57,26 +57,14 @@ mod tests {
     use super::*;
     use crate::storage::bridge::DirectRunner;
     use crate::storage::memory::MemoryStorage;
-    use crate::storage::{MessageRows, Storage};
-    use bytes::Bytes;
+    use crate::storage::{retention_scenario_rows, Storage};
 
     #[test]
     fn old_and_oversized_prefixes_are_deleted_and_the_log_start_moves() {
         let mut storage = MemoryStorage::default();
         let topic = storage.create_topic("t", 2).unwrap();
         let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64;
-        let n = 10;
-        let rows = MessageRows {
-            topic_ids: vec![topic.id; 2 * n],
-            partitions: [vec![0; n], vec![1; n]].concat(),
-            offsets: [(0..n as i64).collect::<Vec<_>>(), (0..n as i64).collect()].concat(),
-            // Partition 0: one message a minute, the newest now. Partition 1: all new.
-            timestamps_ms: [(0..n as i64).map(|i| now - (n as i64 - 1 - i) * 60_000).collect::<Vec<_>>(), vec![now; n]].concat(),
-            keys: vec![None; 2 * n],
-            values: vec![Some(Bytes::from_static(b"0123456789")); 2 * n],
-            headers: vec![None; 2 * n],
-        };
-        storage.append(&rows).unwrap();
+        storage.append(&retention_scenario_rows(topic.id, now)).unwrap();
         storage
             .replace_topic_configs(topic.id, &[("retention.bytes".into(), "35".into()), ("retention.ms".into(), "150000".into())])
             .unwrap();
