@@ -1,24 +1,17 @@
 //! pg_kafka: a PostgreSQL extension whose background worker speaks the Kafka protocol.
 //!
-//! Layout, outermost first:
-//! - [`worker`]: the background worker's lifecycle and main-thread loop (pgrx).
-//! - [`server`]: the tokio listener and one task per connection (no Postgres).
-//! - [`broker`]: one handler module per Kafka API (no Postgres).
-//! - [`protocol`]: framing, headers, versions, request-shape checks (pure).
-//! - [`storage`]: the [`storage::Storage`] trait, the bridge the network side reaches it
-//!   through, and its Postgres (SPI) and in-memory implementations.
-//! - [`config`]: GUCs. [`logging`]: log lines from network threads to the server log.
+//! This crate is the Postgres glue, the only code that links pgrx; the broker itself
+//! (protocol, handlers, groups, group-commit writer, tokio server) is `pg_kafka_core`.
+//! - [`worker`]: the background worker's registration and main-thread loop.
+//! - [`gucs`]: the `pg_kafka.*` settings, copied into the core's `Config`.
+//! - [`pg`]: the SPI/COPY storage engine and the transaction runner.
 //!
 //! See docs/architecture.md for how a request flows.
 
 use pgrx::prelude::*;
 
-pub mod broker;
-pub mod config;
-pub mod logging;
-pub mod protocol;
-pub mod server;
-pub mod storage;
+pub mod gucs;
+pub mod pg;
 pub mod worker;
 
 ::pgrx::pg_module_magic!();
@@ -33,7 +26,7 @@ pub extern "C-unwind" fn _PG_init() {
         warning!("pg_kafka is not in shared_preload_libraries: no Kafka listener will run");
         return;
     }
-    config::init();
+    gucs::init();
     worker::register();
 }
 
@@ -42,9 +35,9 @@ pub extern "C-unwind" fn _PG_init() {
 mod tests {
     use pgrx::prelude::*;
 
-    use crate::storage::postgres::PgStorage;
-    use crate::storage::{MessageRows, ReadLimit, Storage, StorageError};
+    use crate::pg::storage::PgStorage;
     use bytes::Bytes;
+    use pg_kafka_core::storage::{MessageRows, ReadLimit, Storage, StorageError};
 
     #[pg_test]
     fn creates_finds_and_refuses_duplicate_topics() {
@@ -75,7 +68,15 @@ mod tests {
         };
         storage.append(&rows).unwrap();
         // The kept plan is reused for the next append.
-        let more = MessageRows { offsets: vec![2], topic_ids: vec![topic.id], partitions: vec![0], timestamps_ms: vec![5], keys: vec![None], values: vec![None], headers: vec![None] };
+        let more = MessageRows {
+            offsets: vec![2],
+            topic_ids: vec![topic.id],
+            partitions: vec![0],
+            timestamps_ms: vec![5],
+            keys: vec![None],
+            values: vec![None],
+            headers: vec![None],
+        };
         storage.append(&more).unwrap();
         assert_eq!(storage.next_offset(topic.id, 0), Ok(3));
         assert_eq!(storage.next_offset(topic.id, 1), Ok(1));
@@ -127,7 +128,7 @@ mod tests {
         let mut storage = PgStorage::default();
         let topic = storage.create_topic("pgtest-retention", 2).unwrap();
         let now = 1_800_000_000_000;
-        storage.append(&crate::storage::retention_scenario_rows(topic.id, now)).unwrap();
+        storage.append(&pg_kafka_core::storage::retention_scenario_rows(topic.id, now)).unwrap();
         assert_eq!(storage.retention_starts(now), Ok(vec![]), "no limits set");
         storage.replace_topic_configs(topic.id, &[("retention.ms".into(), "150000".into())]).unwrap();
         assert_eq!(storage.retention_starts(now), Ok(vec![(topic.id, 0, 7)]));
@@ -137,7 +138,7 @@ mod tests {
 
     #[pg_test]
     fn offsets_configs_and_producer_state_round_trip_and_go_with_their_topic() {
-        use crate::storage::{OffsetCommit, ProducerState, SequencedBatch};
+        use pg_kafka_core::storage::{OffsetCommit, ProducerState, SequencedBatch};
         let mut storage = PgStorage::default();
         let topic = storage.create_topic("pgtest-groups", 2).unwrap();
         let commit = |partition, offset, metadata: Option<&str>| OffsetCommit {
@@ -150,7 +151,10 @@ mod tests {
         storage.commit_offsets("g1", &[commit(0, 5, Some("m")), commit(1, 7, None)]).unwrap();
         storage.commit_offsets("g1", &[commit(0, 6, None)]).unwrap();
         let stored = storage.committed_offsets("g1").unwrap();
-        assert_eq!(stored.iter().map(|c| (c.partition, c.offset, c.metadata.clone())).collect::<Vec<_>>(), vec![(0, 6, None), (1, 7, None)]);
+        assert_eq!(
+            stored.iter().map(|c| (c.partition, c.offset, c.metadata.clone())).collect::<Vec<_>>(),
+            vec![(0, 6, None), (1, 7, None)]
+        );
         storage.append(&one_row(topic.id, 0, 9)).unwrap();
         let lag = Spi::get_one::<i64>("SELECT lag FROM kafka.consumer_lag WHERE group_id = 'g1' AND partition = 0");
         assert_eq!(lag, Ok(Some(4)), "high watermark 10 minus committed 6");
@@ -191,7 +195,7 @@ mod tests {
             headers: vec![None; n],
         };
         storage.append(&rows).unwrap();
-        let per_record = 79 + crate::storage::RECORD_OVERHEAD_BYTES;
+        let per_record = 79 + pg_kafka_core::storage::RECORD_OVERHEAD_BYTES;
         let limit = |from, below, max_bytes, at_least_one| ReadLimit { from, below, max_bytes, at_least_one };
 
         let all = storage.read(topic.id, 0, limit(0, i64::MAX, usize::MAX, true)).unwrap();

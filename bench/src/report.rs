@@ -64,7 +64,8 @@ impl Report {
 }
 
 fn line(row: &Row) -> String {
-    let mut s = format!("{:<8} {:<44} {:>10.0} msgs/s {:>7.1} MB/s", row.section, row.method, row.rate(), row.bytes as f64 / row.seconds / 1e6);
+    let mut s =
+        format!("{:<8} {:<44} {:>10.0} msgs/s {:>7.1} MB/s", row.section, row.method, row.rate(), row.bytes as f64 / row.seconds / 1e6);
     if let Some(b) = row.baseline_rate {
         let _ = write!(s, "  {:.2}x", row.rate() / b);
     }

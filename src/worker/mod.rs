@@ -3,9 +3,10 @@
 //! ```text
 //! pg_kafka_worker_main (main thread: the only one that touches Postgres)
 //!   read GUCs → connect to pg_kafka.database → CREATE EXTENSION IF NOT EXISTS pg_kafka
-//!   bind listener, start the network thread (server::Server)
+//!   pg_kafka_core::service::start: bind, assemble the broker, start the network thread
 //!   loop: WaitLatchOrSocket(latch, wakeup eventfd, 250 ms)
-//!           → run queued storage jobs, each in its own transaction
+//!           → StorageSide::turn: queued storage jobs, group commit, refresh, retention,
+//!             each in its own transaction (TransactionRunner)
 //!           → copy queued log lines into the server log
 //!   on SIGTERM: stop accepting, keep serving jobs until connections finish
 //!               (pg_kafka.shutdown_timeout_ms), then fail what is left and exit.
@@ -14,26 +15,19 @@
 //! (no such database, port in use) the worker logs why and exits; the postmaster starts
 //! it again after `RESTART_SECONDS`.
 
-pub mod group_commit;
-pub mod retention;
-pub mod sequences;
 pub mod wakeup;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use pg_kafka_core::logging::{self, Level};
+use pg_kafka_core::service::{self, StorageSide};
+use pg_kafka_core::storage::bridge::Waker;
 use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, BgWorkerStartTime, SignalWakeFlags};
 use pgrx::prelude::*;
 
-use crate::config::Config;
-use crate::logging::{self, Level};
-use crate::server::Server;
-use crate::storage::bridge::{self, JobQueue};
-use crate::storage::postgres::{prepare_session, TransactionRunner};
-use crate::storage::watermarks::Watermarks;
-use crate::storage::TopicChanges;
-use retention::Retention;
-use group_commit::{CommitSettings, GroupCommitter};
+use crate::gucs;
+use crate::pg::storage::{prepare_session, TransactionRunner};
 use wakeup::Wakeup;
 
 const RESTART_SECONDS: u64 = 5;
@@ -55,11 +49,11 @@ pub fn register() {
 #[unsafe(no_mangle)]
 pub extern "C-unwind" fn pg_kafka_worker_main(_arg: pg_sys::Datum) {
     BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
-    let config = Arc::new(Config::from_gucs());
+    let config = Arc::new(gucs::config());
     BackgroundWorker::connect_worker_to_spi(Some(&config.database), None);
     let log_lines = logging::install();
 
-    if let Err(e) = prepare_session(&config.synchronous_commit) {
+    if let Err(e) = prepare_session(config.synchronous_commit) {
         log!("pg_kafka: cannot prepare database \"{}\": {e}; retrying in {RESTART_SECONDS}s", config.database);
         unsafe { pg_sys::proc_exit(1) };
     }
@@ -71,25 +65,11 @@ pub extern "C-unwind" fn pg_kafka_worker_main(_arg: pg_sys::Datum) {
         }
     };
     let notify = wakeup.clone();
-    let wake: bridge::Waker = Arc::new(move || notify.notify());
-    let (client, jobs) = bridge::channel(wake.clone());
-    let settings = CommitSettings {
-        flush_interval: Duration::from_millis(config.flush_interval_ms),
-        max_batch_bytes: config.max_batch_bytes,
-        refresh_interval: Duration::from_millis(config.refresh_interval_ms),
-    };
-    let watermarks = Watermarks::default();
-    let topic_changes = TopicChanges::default();
-    let (commits, committer) = group_commit::channel(settings, wake, watermarks.clone(), topic_changes.clone());
-    let retention = Retention::new(Duration::from_millis(config.retention_check_interval_ms), watermarks.clone());
-    let server = match Server::start(config.clone(), client, commits, watermarks, topic_changes) {
-        Ok(server) => server,
+    let wake: Waker = Arc::new(move || notify.notify());
+    let (server, storage_side) = match service::start(config.clone(), wake) {
+        Ok(started) => started,
         Err(e) => {
-            log!(
-                "pg_kafka: cannot listen on {}:{}: {e}; retrying in {RESTART_SECONDS}s",
-                config.host,
-                config.port
-            );
+            log!("pg_kafka: cannot listen on {}:{}: {e}; retrying in {RESTART_SECONDS}s", config.host, config.port);
             unsafe { pg_sys::proc_exit(1) };
         }
     };
@@ -101,8 +81,7 @@ pub extern "C-unwind" fn pg_kafka_worker_main(_arg: pg_sys::Datum) {
         server.local_addr.port()
     );
 
-    let mut main =
-        MainLoop { wakeup, jobs, committer, retention, runner: TransactionRunner::default(), log_lines, next_wake: None };
+    let mut main = MainLoop { wakeup, storage_side, runner: TransactionRunner::default(), log_lines, next_wake: None };
     while main.wait() {
         main.turn();
     }
@@ -120,16 +99,14 @@ pub extern "C-unwind" fn pg_kafka_worker_main(_arg: pg_sys::Datum) {
     }
     // What is still queued fails now (nothing of it was acknowledged); dropping the bridge
     // queue fails its jobs too. Their connections are closing.
-    main.committer.fail_pending();
+    main.storage_side.fail_pending();
     main.forward_logs();
     log!("pg_kafka: stopped{}", if finished { "" } else { " (network thread did not finish in time)" });
 }
 
 struct MainLoop {
     wakeup: Arc<Wakeup>,
-    jobs: JobQueue,
-    committer: GroupCommitter,
-    retention: Retention,
+    storage_side: StorageSide,
     runner: TransactionRunner,
     log_lines: Option<flume::Receiver<(Level, String)>>,
     /// When the group-commit writer next has a flush or refresh due.
@@ -145,13 +122,7 @@ impl MainLoop {
         let timeout_ms = self.next_wake.map_or(IDLE_WAIT_MS, due_ms);
         let events = pg_sys::WL_LATCH_SET | pg_sys::WL_SOCKET_READABLE | pg_sys::WL_TIMEOUT | pg_sys::WL_EXIT_ON_PM_DEATH;
         unsafe {
-            pg_sys::WaitLatchOrSocket(
-                pg_sys::MyLatch,
-                events as i32,
-                self.wakeup.raw_fd(),
-                timeout_ms as _,
-                pg_sys::PG_WAIT_EXTENSION,
-            );
+            pg_sys::WaitLatchOrSocket(pg_sys::MyLatch, events as i32, self.wakeup.raw_fd(), timeout_ms as _, pg_sys::PG_WAIT_EXTENSION);
             pg_sys::ResetLatch(pg_sys::MyLatch);
         }
         pg_sys::check_for_interrupts!();
@@ -160,12 +131,7 @@ impl MainLoop {
 
     fn turn(&mut self) {
         self.wakeup.clear();
-        self.jobs.run_pending(&mut self.runner);
-        let next_flush = self.committer.poll(&mut self.runner);
-        let next_refresh = self.committer.refresh_if_due(&mut self.runner);
-        let next_retention = self.retention.run_if_due(&mut self.runner);
-        let next_periodic = next_refresh.min(next_retention);
-        self.next_wake = Some(next_flush.map_or(next_periodic, |flush| flush.min(next_periodic)));
+        self.next_wake = Some(self.storage_side.turn(&mut self.runner));
         // A backend reports its table statistics when it goes idle; a worker must do it
         // itself, or autovacuum never learns of the rows the writer inserts. Rate-limited
         // by Postgres to about once a second; called outside any transaction.

@@ -9,9 +9,7 @@ use kafka_protocol::messages::{
     ApiKey, DescribeClusterRequest, DescribeClusterResponse, IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse,
 };
 use kafka_protocol::protocol::StrBytes;
-use rdkafka::admin::{
-    AdminClient, AdminOptions, AlterConfig, ConfigSource, NewPartitions, NewTopic, ResourceSpecifier, TopicReplication,
-};
+use rdkafka::admin::{AdminClient, AdminOptions, AlterConfig, ConfigSource, NewPartitions, NewTopic, ResourceSpecifier, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
@@ -25,7 +23,12 @@ fn admin() -> (AdminClient<DefaultClientContext>, AdminOptions) {
     (client, AdminOptions::new().request_timeout(Some(Duration::from_secs(10))))
 }
 
-fn config_of(admin: &AdminClient<DefaultClientContext>, options: &AdminOptions, topic: &str, name: &str) -> (Option<String>, ConfigSource, bool) {
+fn config_of(
+    admin: &AdminClient<DefaultClientContext>,
+    options: &AdminOptions,
+    topic: &str,
+    name: &str,
+) -> (Option<String>, ConfigSource, bool) {
     let described = block_on(admin.describe_configs(&[ResourceSpecifier::Topic(topic)], options)).expect("describe_configs");
     let resource = described.into_iter().next().unwrap().expect("topic described");
     let entry = resource.entries.into_iter().find(|e| e.name == name).unwrap_or_else(|| panic!("{name} listed"));

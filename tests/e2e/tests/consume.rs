@@ -15,7 +15,7 @@ use rdkafka::Offset;
 fn message(i: usize, partitions: i32) -> Message {
     Message {
         partition: (i % partitions as usize) as i32,
-        key: (i % 7 != 0).then(|| format!("key-{i}").into_bytes()),
+        key: (!i.is_multiple_of(7)).then(|| format!("key-{i}").into_bytes()),
         value: format!("value {i} {}", "y".repeat(i % 40)).into_bytes(),
         headers: vec![("i".into(), i.to_string().into_bytes()), ("bin".into(), vec![0, 1, 255]), ("empty".into(), vec![])],
         timestamp: Some(1_600_000_000_000 + i as i64 * 1000),
@@ -43,9 +43,8 @@ fn rdkafka_reads_back_exactly_what_was_produced_with_every_codec() {
         assert_eq!((ok, failed), (count, 0));
         let received = by_partition_and_offset(consume(&topic, &[0, 1], Offset::Beginning, count));
         // Partition p holds messages p, p+2, p+4, ... at offsets 0, 1, 2, ...
-        let wanted: Vec<Message> = (0..2)
-            .flat_map(|p| (p..count).step_by(2).enumerate().map(move |(offset, i)| expected(i, 2, offset as i64)))
-            .collect();
+        let wanted: Vec<Message> =
+            (0..2).flat_map(|p| (p..count).step_by(2).enumerate().map(move |(offset, i)| expected(i, 2, offset as i64))).collect();
         assert_eq!(received.len(), wanted.len());
         for (got, want) in received.iter().zip(&wanted) {
             assert_eq!(got, want, "{codec}");

@@ -29,11 +29,8 @@ fn kcat_lists_the_broker_and_an_auto_created_topic() {
 #[test]
 fn rdkafka_fetches_metadata() {
     psql("INSERT INTO kafka.topics (name, partitions) VALUES ('e2e-rdkafka', 4) ON CONFLICT DO NOTHING");
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap())
-        .set("group.id", "e2e-metadata")
-        .create()
-        .unwrap();
+    let consumer: BaseConsumer =
+        ClientConfig::new().set("bootstrap.servers", bootstrap()).set("group.id", "e2e-metadata").create().unwrap();
     let metadata = consumer.fetch_metadata(Some("e2e-rdkafka"), Duration::from_secs(10)).unwrap();
     assert_eq!(metadata.brokers().len(), 1);
     assert_eq!(metadata.brokers()[0].id(), 1);
@@ -117,10 +114,10 @@ fn array_lengths_from_the_wire_never_reach_the_allocator() {
 fn garbage_and_truncated_requests_close_the_connection_and_nothing_else() {
     let before = worker_identity();
     for bytes in [
-        &[0, 0, 0, 3, 1, 2, 3][..],                         // shorter than a header
-        &[0, 0, 0, 8, 0x7f, 0, 0, 0, 0, 0, 0, 1][..],       // unknown API key
-        &[0, 0, 0, 10, 0, 3, 0, 1, 0, 0, 0, 1, 0, 99][..],  // client id longer than the frame
-        &[0, 0, 0, 20, 0, 3][..],                           // frame cut short by the client
+        &[0, 0, 0, 3, 1, 2, 3][..],                        // shorter than a header
+        &[0, 0, 0, 8, 0x7f, 0, 0, 0, 0, 0, 0, 1][..],      // unknown API key
+        &[0, 0, 0, 10, 0, 3, 0, 1, 0, 0, 0, 1, 0, 99][..], // client id longer than the frame
+        &[0, 0, 0, 20, 0, 3][..],                          // frame cut short by the client
     ] {
         let mut client = RawClient::connect();
         client.send_raw(bytes);

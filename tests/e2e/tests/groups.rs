@@ -29,9 +29,8 @@ fn members_split_partitions_rebalance_when_one_joins_and_never_reread_committed_
 
     let (a, b) = (member(group, topic), member(group, topic));
     let mut ledger = Ledger::default();
-    let split = ledger.poll_until(&[&a, &b], Duration::from_secs(60), |l| {
-        l.committed.len() == 400 && assigned(&a).len() == 2 && assigned(&b).len() == 2
-    });
+    let split = ledger
+        .poll_until(&[&a, &b], Duration::from_secs(60), |l| l.committed.len() == 400 && assigned(&a).len() == 2 && assigned(&b).len() == 2);
     assert!(split, "two members hold 2 partitions each and read all 400 (got {})", ledger.committed.len());
     assert!(assigned(&a).is_disjoint(&assigned(&b)));
 

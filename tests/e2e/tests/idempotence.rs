@@ -91,12 +91,14 @@ impl Proxy {
     }
 }
 
+/// Requests relayed upstream: correlation id → (api key, version, drop the answer?).
+type Pending = HashMap<i32, (i16, i16, bool)>;
+
 fn relay(mut client: TcpStream, port: u16, seen: Arc<Mutex<Seen>>, produces: Arc<AtomicUsize>, drop_produce: &[usize]) {
     let mut upstream = TcpStream::connect(bootstrap()).unwrap();
     let mut client_side = client.try_clone().unwrap();
     let mut upstream_reader = upstream.try_clone().unwrap();
-    // correlation id → (api key, version, drop the answer?)
-    let pending: Arc<Mutex<HashMap<i32, (i16, i16, bool)>>> = Arc::default();
+    let pending: Arc<Mutex<Pending>> = Arc::default();
     let answers = pending.clone();
     let responder = thread::spawn(move || {
         while let Some(response) = read_frame(&mut upstream_reader) {
@@ -164,9 +166,8 @@ fn an_idempotent_producer_retrying_after_a_cut_connection_leaves_no_duplicates()
         "SELECT count(DISTINCT value) FROM kafka.messages m JOIN kafka.topics t ON t.id = m.topic_id WHERE t.name = '{topic}'"
     ));
     assert_eq!(distinct, n.to_string());
-    let state = psql(&format!(
-        "SELECT count(*) FROM kafka.producer_state s JOIN kafka.topics t ON t.id = s.topic_id WHERE t.name = '{topic}'"
-    ));
+    let state =
+        psql(&format!("SELECT count(*) FROM kafka.producer_state s JOIN kafka.topics t ON t.id = s.topic_id WHERE t.name = '{topic}'"));
     assert_eq!(state, "1", "one producer's sequence state, stored with the rows");
 }
 
@@ -189,10 +190,9 @@ fn without_idempotence_the_same_cut_stores_duplicates() {
     ];
     assert_eq!(produce(topic, &settings, messages), (n, 0));
     assert!(!proxy.seen.lock().unwrap().dropped.is_empty());
-    let stored: i64 = psql(&format!(
-        "SELECT count(*) FROM kafka.messages m JOIN kafka.topics t ON t.id = m.topic_id WHERE t.name = '{topic}'"
-    ))
-    .parse()
-    .unwrap();
+    let stored: i64 =
+        psql(&format!("SELECT count(*) FROM kafka.messages m JOIN kafka.topics t ON t.id = m.topic_id WHERE t.name = '{topic}'"))
+            .parse()
+            .unwrap();
     assert!(stored > n as i64, "the retried batch was stored twice ({stored} rows for {n} messages)");
 }

@@ -97,12 +97,16 @@ fn concurrent_producers_to_one_partition_never_share_or_skip_an_offset() {
     let producers: Vec<_> = (0..4)
         .map(|p| {
             std::thread::spawn(move || {
-                produce(topic, &[("linger.ms", "1")], (0..5000).map(move |i| Message {
-                    partition: 0,
-                    key: Some(format!("p{p}-{i}").into_bytes()),
-                    value: vec![p as u8; 10],
-                    ..Message::default()
-                }))
+                produce(
+                    topic,
+                    &[("linger.ms", "1")],
+                    (0..5000).map(move |i| Message {
+                        partition: 0,
+                        key: Some(format!("p{p}-{i}").into_bytes()),
+                        value: vec![p as u8; 10],
+                        ..Message::default()
+                    }),
+                )
             })
         })
         .collect();

@@ -1,0 +1,384 @@
+//! Fetch (v4-v18): read committed messages back as uncompressed RecordBatch v2, waiting
+//! (long polling) when there is nothing new.
+//!
+//! ```text
+//!  resolve topics (cache) ─▶ bounds from Watermarks ─▶ readable partitions?
+//!        ─ yes ─▶ ONE storage job: an index range scan per partition, within byte limits
+//!        ─ no ──▶ wait for the writer's notify, max_wait_ms or shutdown, then look again
+//! ```
+//! A poll that finds nothing costs no database work: partition bounds live in memory
+//! ([`Watermarks`](crate::storage::watermarks::Watermarks)), loaded once per partition and
+//! advanced by the group-commit writer after each commit.
+//!
+//! Fetch sessions (KIP-227) are not kept: every response carries session id 0, which tells
+//! clients to send full requests, as Kafka does when it declines a session.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::{FetchRequest, FetchResponse};
+use kafka_protocol::ResponseError;
+use tokio::time::Instant;
+
+use super::{decode, respond, Broker, Outcome};
+use crate::logging;
+use crate::protocol::header::RequestFrame;
+use crate::protocol::records::{encode_batch, Record};
+use crate::storage::topics::TopicRef;
+use crate::storage::watermarks::Bounds;
+use crate::storage::{record_bytes, ReadLimit, StoredRecord, Topic};
+
+/// First version that names topics by id instead of by name.
+const TOPIC_IDS_FROM: i16 = 13;
+
+pub async fn handle(broker: &Broker, request: &RequestFrame) -> Outcome {
+    let body: FetchRequest = match decode(request) {
+        Ok(body) => body,
+        Err(outcome) => return outcome,
+    };
+    let version = request.version();
+    if body.session_id != 0 {
+        // We never hand out a session id, so a client cannot hold a valid one.
+        let response = FetchResponse::default().with_error_code(ResponseError::FetchSessionIdNotFound.code());
+        return respond(request, &response);
+    }
+    let wanted = match resolve(broker, &body, version).await {
+        Ok(wanted) => wanted,
+        Err(reason) => {
+            logging::warning(format!("pg_kafka: fetch failed: {reason}"));
+            return respond(request, &error_response(&body, version, ResponseError::KafkaStorageError));
+        }
+    };
+    let max_wait = Duration::from_millis(body.max_wait_ms.max(0) as u64).min(Duration::from_millis(broker.config.max_wait_ms));
+    let deadline = Instant::now() + max_wait;
+    let limits = Limits {
+        response_bytes: (body.max_bytes.max(0) as usize).min(broker.config.max_frame_bytes),
+        min_bytes: body.min_bytes.max(0) as usize,
+    };
+    let mut shutdown = broker.shutdown.clone();
+    loop {
+        // Registered before looking, so that a commit in between still wakes us.
+        let changed = broker.watermarks.changed();
+        tokio::pin!(changed);
+        changed.as_mut().enable();
+        let gathered = match gather(broker, &wanted, limits).await {
+            Ok(gathered) => gathered,
+            Err(reason) => {
+                logging::warning(format!("pg_kafka: fetch failed: {reason}"));
+                return respond(request, &error_response(&body, version, ResponseError::KafkaStorageError));
+            }
+        };
+        let stopping = *shutdown.borrow();
+        if gathered.bytes >= limits.min_bytes || gathered.has_error || stopping || Instant::now() >= deadline {
+            return respond(request, &response(&body, version, gathered.partitions));
+        }
+        tokio::select! {
+            _ = &mut changed => {}
+            _ = tokio::time::sleep_until(deadline) => {}
+            // A dropped sender also means the server is going away.
+            _ = shutdown.changed() => {}
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Limits {
+    response_bytes: usize,
+    min_bytes: usize,
+}
+
+/// One requested partition, with what the request asked of it.
+struct Wanted {
+    topic: Result<Topic, ResponseError>,
+    partition: i32,
+    fetch_offset: i64,
+    max_bytes: usize,
+}
+
+/// Every requested partition in request order, topics resolved.
+async fn resolve(broker: &Broker, body: &FetchRequest, version: i16) -> Result<Vec<Wanted>, String> {
+    let topic_ref = |t: &kafka_protocol::messages::fetch_request::FetchTopic| {
+        if version >= TOPIC_IDS_FROM {
+            TopicRef::Id(t.topic_id)
+        } else {
+            TopicRef::Name(t.topic.0.to_string())
+        }
+    };
+    let refs: Vec<(TopicRef, i32)> =
+        body.topics.iter().flat_map(|t| t.partitions.iter().map(move |p| (topic_ref(t), p.partition))).collect();
+    let found = broker.topics.resolve(&broker.storage, &refs).await.map_err(|e| e.to_string())?;
+    let unknown = if version >= TOPIC_IDS_FROM { ResponseError::UnknownTopicId } else { ResponseError::UnknownTopicOrPartition };
+    let wanted = body
+        .topics
+        .iter()
+        .flat_map(|t| t.partitions.iter().map(move |p| (t, p)))
+        .map(|(t, p)| {
+            let topic = match found.get(&topic_ref(t)).cloned().flatten() {
+                None => Err(unknown),
+                Some(topic) if !(0..topic.partitions).contains(&p.partition) => Err(ResponseError::UnknownTopicOrPartition),
+                Some(topic) => Ok(topic),
+            };
+            Wanted { topic, partition: p.partition, fetch_offset: p.fetch_offset, max_bytes: p.partition_max_bytes.max(0) as usize }
+        })
+        .collect();
+    Ok(wanted)
+}
+
+/// What one look at the partitions found.
+struct Gathered {
+    partitions: Vec<PartitionData>,
+    bytes: usize,
+    has_error: bool,
+}
+
+/// Looks at every wanted partition once: errors and bounds from memory, then one storage
+/// job that reads every partition with data, if there is any.
+async fn gather(broker: &Broker, wanted: &[Wanted], limits: Limits) -> Result<Gathered, String> {
+    let bounds = bounds_of(broker, wanted).await?;
+    let mut has_error = false;
+    let mut partitions = Vec::with_capacity(wanted.len());
+    let mut reads = Vec::new();
+    for (index, (w, bounds)) in wanted.iter().zip(&bounds).enumerate() {
+        let mut data = PartitionData::default().with_partition_index(w.partition).with_records(Some(Bytes::new()));
+        let status = match (&w.topic, bounds) {
+            (Err(error), _) => Err(*error),
+            (Ok(_), None) => Err(ResponseError::UnknownTopicOrPartition),
+            (Ok(_), Some(b)) if !(b.log_start..=b.high).contains(&w.fetch_offset) => {
+                data = with_bounds(data, b);
+                Err(ResponseError::OffsetOutOfRange)
+            }
+            (Ok(topic), Some(b)) => {
+                data = with_bounds(data, b);
+                if w.fetch_offset < b.high {
+                    reads.push((index, topic.id, w.partition, w.fetch_offset, b.high, w.max_bytes));
+                }
+                Ok(())
+            }
+        };
+        if let Err(error) = status {
+            has_error = true;
+            data = data.with_error_code(error.code());
+            if !matches!(error, ResponseError::OffsetOutOfRange) {
+                data = data.with_high_watermark(-1);
+            }
+        }
+        partitions.push(data);
+    }
+    let mut bytes = 0;
+    if !reads.is_empty() {
+        let response_bytes = limits.response_bytes;
+        let records = broker
+            .storage
+            .call(move |storage| {
+                let mut left = response_bytes;
+                let mut read = Vec::with_capacity(reads.len());
+                for (index, topic_id, partition, from, below, max_bytes) in reads {
+                    // KIP-74: the first message of the response comes whatever its size.
+                    let limit = ReadLimit { from, below, max_bytes: max_bytes.min(left), at_least_one: left == response_bytes };
+                    let records = storage.read(topic_id, partition, limit)?;
+                    left = left.saturating_sub(records.iter().map(record_bytes).sum());
+                    read.push((index, records));
+                }
+                Ok::<_, crate::storage::StorageError>(read)
+            })
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+        for (index, records) in records {
+            if let Some(batch) = batch_of(&records) {
+                bytes += batch.len();
+                partitions[index].records = Some(batch);
+            }
+        }
+    }
+    Ok(Gathered { partitions, bytes, has_error })
+}
+
+/// Bounds of each wanted partition that exists; loads the ones not yet in memory (once).
+async fn bounds_of(broker: &Broker, wanted: &[Wanted]) -> Result<Vec<Option<Bounds>>, String> {
+    let key = |w: &Wanted| w.topic.as_ref().ok().map(|t| (t.id, w.partition));
+    let missing: Vec<(i32, i32)> = wanted.iter().filter_map(key).filter(|&(t, p)| broker.watermarks.get(t, p).is_none()).collect();
+    if !missing.is_empty() {
+        let watermarks = broker.watermarks.clone();
+        broker
+            .storage
+            .call(move |storage| watermarks.load(storage, &missing))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(wanted.iter().map(|w| key(w).and_then(|(t, p)| broker.watermarks.get(t, p))).collect())
+}
+
+fn with_bounds(data: PartitionData, bounds: &Bounds) -> PartitionData {
+    // No transactions: everything committed is stable.
+    data.with_high_watermark(bounds.high).with_last_stable_offset(bounds.high).with_log_start_offset(bounds.log_start)
+}
+
+/// Stored messages as one batch, offsets kept as stored (gaps stay gaps).
+fn batch_of(records: &[StoredRecord]) -> Option<Bytes> {
+    let base_offset = records.first()?.offset;
+    let records: Vec<Record> = records
+        .iter()
+        .map(|r| Record {
+            offset_delta: (r.offset - base_offset) as i32,
+            timestamp: r.timestamp_ms,
+            key: r.key.clone(),
+            value: r.value.clone(),
+            headers: r.headers.clone(),
+        })
+        .collect();
+    Some(encode_batch(base_offset, &records))
+}
+
+/// The response: one entry per requested topic, partitions in request order.
+fn response(body: &FetchRequest, version: i16, partitions: Vec<PartitionData>) -> FetchResponse {
+    let mut partitions = partitions.into_iter();
+    let topics = body
+        .topics
+        .iter()
+        .map(|t| {
+            let answers = t.partitions.iter().map(|_| partitions.next().expect("one answer per partition")).collect();
+            let answer = FetchableTopicResponse::default().with_partitions(answers);
+            if version >= TOPIC_IDS_FROM {
+                answer.with_topic_id(t.topic_id)
+            } else {
+                answer.with_topic(t.topic.clone())
+            }
+        })
+        .collect();
+    FetchResponse::default().with_session_id(0).with_responses(topics)
+}
+
+/// Every partition answered with `error`.
+fn error_response(body: &FetchRequest, version: i16, error: ResponseError) -> FetchResponse {
+    let partitions = body
+        .topics
+        .iter()
+        .flat_map(|t| t.partitions.iter())
+        .map(|p| PartitionData::default().with_partition_index(p.partition).with_error_code(error.code()).with_high_watermark(-1))
+        .collect();
+    response(body, version, partitions)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::broker::testing::{append_values, broker_counting_jobs, broker_with_writer, round_trip};
+    use crate::protocol::records::decode_batches;
+    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+    use kafka_protocol::messages::ApiKey;
+    use kafka_protocol::protocol::StrBytes;
+    use std::time::Duration;
+
+    fn fetch(topic: FetchTopic, max_wait_ms: i32) -> FetchRequest {
+        FetchRequest::default()
+            .with_max_wait_ms(max_wait_ms)
+            .with_min_bytes(1)
+            .with_max_bytes(1 << 20)
+            .with_session_epoch(-1)
+            .with_topics(vec![topic])
+    }
+
+    fn topic(name: &'static str, partitions: &[(i32, i64)], partition_max_bytes: i32) -> FetchTopic {
+        let partitions = partitions
+            .iter()
+            .map(|&(p, offset)| {
+                FetchPartition::default().with_partition(p).with_fetch_offset(offset).with_partition_max_bytes(partition_max_bytes)
+            })
+            .collect();
+        FetchTopic::default().with_topic(kafka_protocol::messages::TopicName(StrBytes::from_static_str(name))).with_partitions(partitions)
+    }
+
+    /// (offset, value) of every record of a partition's answer.
+    fn records_of(data: &PartitionData) -> Vec<(i64, Bytes)> {
+        decode_batches(data.records.clone().unwrap_or_default(), 1 << 20)
+            .unwrap()
+            .into_iter()
+            .flat_map(|b| b.records.into_iter().map(move |r| (b.base_offset + i64::from(r.offset_delta), r.value.unwrap())))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn reads_back_what_was_committed_at_every_version() {
+        let broker = broker_with_writer(2);
+        append_values(&broker, 1, &[b"a", b"b", b"c"]).await;
+        let uuid = broker.storage.call(|s| s.topic("t")).await.unwrap().unwrap().unwrap().uuid;
+        for version in 4..=18 {
+            let mut t = topic("t", &[(1, 1), (0, 0)], 1 << 20);
+            if version >= TOPIC_IDS_FROM {
+                t = t.with_topic_id(uuid);
+            }
+            let response: FetchResponse = round_trip(&broker, ApiKey::Fetch, version, &fetch(t, 0)).await;
+            let partitions = &response.responses[0].partitions;
+            assert_eq!(partitions[0].error_code, 0, "v{version}");
+            assert_eq!(partitions[0].high_watermark, 3);
+            let values: Vec<(i64, Bytes)> = records_of(&partitions[0]);
+            assert_eq!(values, vec![(1, Bytes::from_static(b"b")), (2, Bytes::from_static(b"c"))], "v{version}");
+            assert_eq!((partitions[1].high_watermark, records_of(&partitions[1]).len()), (0, 0));
+        }
+    }
+
+    #[tokio::test]
+    async fn offsets_outside_the_log_and_unknown_partitions_are_errors() {
+        let broker = broker_with_writer(1);
+        append_values(&broker, 0, &[b"a"]).await;
+        let request = fetch(topic("t", &[(0, 2), (0, -1), (3, 0)], 1 << 20), 5000);
+        let response: FetchResponse = round_trip(&broker, ApiKey::Fetch, 11, &request).await;
+        let codes: Vec<(i16, i64)> = response.responses[0].partitions.iter().map(|p| (p.error_code, p.high_watermark)).collect();
+        let out_of_range = ResponseError::OffsetOutOfRange.code();
+        assert_eq!(codes, vec![(out_of_range, 1), (out_of_range, 1), (ResponseError::UnknownTopicOrPartition.code(), -1)]);
+        let response: FetchResponse = round_trip(&broker, ApiKey::Fetch, 11, &fetch(topic("nope", &[(0, 0)], 100), 5000)).await;
+        assert_eq!(response.responses[0].partitions[0].error_code, ResponseError::UnknownTopicOrPartition.code());
+    }
+
+    #[tokio::test]
+    async fn a_message_larger_than_the_limits_still_comes_alone() {
+        let broker = broker_with_writer(1);
+        append_values(&broker, 0, &[&[7; 4000], b"small"]).await;
+        let response: FetchResponse = round_trip(&broker, ApiKey::Fetch, 12, &fetch(topic("t", &[(0, 0)], 100), 0)).await;
+        let records = records_of(&response.responses[0].partitions[0]);
+        assert_eq!(records.len(), 1);
+        assert_eq!(records[0].1.len(), 4000);
+    }
+
+    #[tokio::test]
+    async fn a_long_poll_wakes_on_commit_and_an_idle_one_times_out() {
+        let broker = broker_with_writer(1);
+        let waiting = broker.clone();
+        let started = std::time::Instant::now();
+        let poll = tokio::spawn(async move {
+            round_trip::<_, FetchResponse>(&waiting, ApiKey::Fetch, 11, &fetch(topic("t", &[(0, 0)], 1 << 20), 10_000)).await
+        });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        append_values(&broker, 0, &[b"late"]).await;
+        let response = tokio::time::timeout(Duration::from_secs(5), poll).await.expect("woken before max_wait").unwrap();
+        assert_eq!(records_of(&response.responses[0].partitions[0]), vec![(0, Bytes::from_static(b"late"))]);
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
+    #[tokio::test]
+    async fn idle_polls_wait_out_max_wait_without_storage_work() {
+        let (broker, jobs_run) = broker_counting_jobs(1);
+        append_values(&broker, 0, &[b"a"]).await;
+        let request = fetch(topic("t", &[(0, 1)], 1 << 20), 300);
+        let _: FetchResponse = round_trip(&broker, ApiKey::Fetch, 11, &request).await; // loads bounds
+        let jobs_before = jobs_run.load(std::sync::atomic::Ordering::Relaxed);
+        let started = std::time::Instant::now();
+        for _ in 0..3 {
+            let response: FetchResponse = round_trip(&broker, ApiKey::Fetch, 11, &request).await;
+            assert!(records_of(&response.responses[0].partitions[0]).is_empty());
+        }
+        assert!(started.elapsed() >= Duration::from_millis(900), "each poll held for max_wait_ms");
+        assert_eq!(jobs_run.load(std::sync::atomic::Ordering::Relaxed), jobs_before, "idle polls ran storage jobs");
+    }
+
+    #[tokio::test]
+    async fn sessions_are_declined() {
+        let broker = broker_with_writer(1);
+        let request = fetch(topic("t", &[(0, 0)], 100), 0).with_session_id(42);
+        let response: FetchResponse = round_trip(&broker, ApiKey::Fetch, 11, &request).await;
+        assert_eq!(response.error_code, ResponseError::FetchSessionIdNotFound.code());
+    }
+}

@@ -1,0 +1,17 @@
+//! Heartbeat (v0-v4): keeps a member's session alive and tells it when to rejoin.
+
+use kafka_protocol::messages::{HeartbeatRequest, HeartbeatResponse};
+
+use super::groups::MemberRef;
+use super::{decode, respond, Broker, Outcome};
+use crate::protocol::header::RequestFrame;
+
+pub async fn handle(broker: &Broker, request: &RequestFrame) -> Outcome {
+    let body: HeartbeatRequest = match decode(request) {
+        Ok(body) => body,
+        Err(outcome) => return outcome,
+    };
+    let member = MemberRef { member_id: body.member_id.to_string(), instance_id: body.group_instance_id.as_ref().map(ToString::to_string) };
+    let result = broker.groups.heartbeat(&body.group_id, body.generation_id, &member);
+    respond(request, &HeartbeatResponse::default().with_error_code(result.err().map_or(0, |e| e.code())))
+}

@@ -1,0 +1,228 @@
+//! Metadata (v0-v12): the broker, and the topics asked for.
+//!
+//! Which topics: v0 treats an empty list as "all topics"; from v1 a null list means all and
+//! an empty list means none. Unknown topics are created when both `pg_kafka.auto_create_topics`
+//! and the request (v4+; implicitly before) allow it. From v10 a topic may be named by id.
+
+use kafka_protocol::messages::metadata_response::{MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic};
+use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, TopicName};
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::ResponseError;
+use uuid::Uuid;
+
+use super::{decode, respond, Broker, Outcome, NODE_ID};
+use crate::protocol::header::RequestFrame;
+use crate::storage::{is_valid_topic_name, Storage, StorageError, Topic};
+
+/// The cluster id every Metadata response carries (v2+).
+pub const CLUSTER_ID: &str = "pg_kafka";
+
+/// A topic as a request names it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TopicRef {
+    Name(String),
+    Id(Uuid),
+}
+
+/// Which topics a request asks about.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Wanted {
+    All,
+    Some(Vec<TopicRef>),
+}
+
+/// The answer for one topic.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Resolved {
+    Found(Topic),
+    Failed(TopicRef, ResponseError),
+}
+
+pub async fn handle(broker: &Broker, request: &RequestFrame) -> Outcome {
+    let body: MetadataRequest = match decode(request) {
+        Ok(body) => body,
+        Err(outcome) => return outcome,
+    };
+    let version = request.version();
+    let wanted = wanted_topics(&body, version);
+    let auto_create =
+        (broker.config.auto_create_topics && (version < 4 || body.allow_auto_topic_creation)).then_some(broker.config.default_partitions);
+    let lookup = wanted.clone();
+    let resolved = match broker.storage.call(move |storage| resolve(storage, &lookup, auto_create)).await {
+        Ok(Ok(resolved)) => resolved,
+        // Storage failed: say so per topic (retriable), so the client backs off and retries.
+        _ => unavailable(&wanted),
+    };
+    respond(request, &response(broker, resolved))
+}
+
+fn wanted_topics(body: &MetadataRequest, version: i16) -> Wanted {
+    match &body.topics {
+        None => Wanted::All,
+        Some(topics) if topics.is_empty() && version == 0 => Wanted::All,
+        Some(topics) => Wanted::Some(
+            topics
+                .iter()
+                .map(|t| match &t.name {
+                    // v10+: a topic named only by id carries a null (or empty) name.
+                    Some(name) if !name.0.is_empty() || t.topic_id.is_nil() => TopicRef::Name(name.0.to_string()),
+                    _ => TopicRef::Id(t.topic_id),
+                })
+                .collect(),
+        ),
+    }
+}
+
+/// Looks up (and, with `auto_create = Some(partitions)`, creates) the wanted topics.
+/// Runs on the storage thread.
+pub fn resolve(storage: &mut dyn Storage, wanted: &Wanted, auto_create: Option<i32>) -> Result<Vec<Resolved>, StorageError> {
+    let refs = match wanted {
+        Wanted::All => return Ok(storage.all_topics()?.into_iter().map(Resolved::Found).collect()),
+        Wanted::Some(refs) => refs,
+    };
+    let mut resolved = Vec::with_capacity(refs.len());
+    for topic_ref in refs {
+        let found = match topic_ref {
+            TopicRef::Name(name) => resolve_name(storage, name, auto_create)?,
+            TopicRef::Id(id) => storage
+                .all_topics()?
+                .into_iter()
+                .find(|t| t.uuid == *id)
+                .map(Resolved::Found)
+                .unwrap_or(Resolved::Failed(topic_ref.clone(), ResponseError::UnknownTopicId)),
+        };
+        resolved.push(found);
+    }
+    Ok(resolved)
+}
+
+fn resolve_name(storage: &mut dyn Storage, name: &str, auto_create: Option<i32>) -> Result<Resolved, StorageError> {
+    let failed = |error| Ok(Resolved::Failed(TopicRef::Name(name.to_owned()), error));
+    if !is_valid_topic_name(name) {
+        return failed(ResponseError::InvalidTopicException);
+    }
+    if let Some(topic) = storage.topic(name)? {
+        return Ok(Resolved::Found(topic));
+    }
+    let Some(partitions) = auto_create else {
+        return failed(ResponseError::UnknownTopicOrPartition);
+    };
+    match storage.create_topic(name, partitions) {
+        Ok(topic) => Ok(Resolved::Found(topic)),
+        // Created meanwhile by someone else (SQL, another database session): use theirs.
+        Err(StorageError::TopicExists(_)) => Ok(storage
+            .topic(name)?
+            .map(Resolved::Found)
+            .unwrap_or(Resolved::Failed(TopicRef::Name(name.to_owned()), ResponseError::UnknownTopicOrPartition))),
+        Err(e) => Err(e),
+    }
+}
+
+fn unavailable(wanted: &Wanted) -> Vec<Resolved> {
+    match wanted {
+        Wanted::All => Vec::new(),
+        Wanted::Some(refs) => refs.iter().map(|r| Resolved::Failed(r.clone(), ResponseError::LeaderNotAvailable)).collect(),
+    }
+}
+
+fn response(broker: &Broker, resolved: Vec<Resolved>) -> MetadataResponse {
+    let this_broker = MetadataResponseBroker::default()
+        .with_node_id(BrokerId(NODE_ID))
+        .with_host(StrBytes::from_string(broker.config.advertised_host.clone()))
+        .with_port(i32::from(broker.advertised_port));
+    MetadataResponse::default()
+        .with_brokers(vec![this_broker])
+        .with_cluster_id(Some(StrBytes::from_static_str(CLUSTER_ID)))
+        .with_controller_id(BrokerId(NODE_ID))
+        .with_topics(resolved.into_iter().map(topic_metadata).collect())
+}
+
+fn topic_metadata(resolved: Resolved) -> MetadataResponseTopic {
+    let name = |n: &str| Some(TopicName(StrBytes::from_string(n.to_owned())));
+    match resolved {
+        Resolved::Found(topic) => MetadataResponseTopic::default()
+            .with_name(name(&topic.name))
+            .with_topic_id(topic.uuid)
+            .with_partitions((0..topic.partitions).map(partition_metadata).collect()),
+        Resolved::Failed(TopicRef::Name(n), error) => MetadataResponseTopic::default().with_name(name(&n)).with_error_code(error.code()),
+        Resolved::Failed(TopicRef::Id(id), error) => MetadataResponseTopic::default().with_topic_id(id).with_error_code(error.code()),
+    }
+}
+
+/// One replica, this broker, leads every partition. There is no leader epoch to offer
+/// (no OffsetForLeaderEpoch), so it is -1, which clients read as "unknown".
+fn partition_metadata(index: i32) -> MetadataResponsePartition {
+    MetadataResponsePartition::default()
+        .with_partition_index(index)
+        .with_leader_id(BrokerId(NODE_ID))
+        .with_leader_epoch(-1)
+        .with_replica_nodes(vec![BrokerId(NODE_ID)])
+        .with_isr_nodes(vec![BrokerId(NODE_ID)])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::broker::testing::{broker, round_trip};
+    use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+    use kafka_protocol::messages::ApiKey;
+
+    fn request(names: Option<&[&'static str]>) -> MetadataRequest {
+        MetadataRequest::default().with_allow_auto_topic_creation(true).with_topics(names.map(|names| {
+            names.iter().map(|n| MetadataRequestTopic::default().with_name(Some(TopicName(StrBytes::from_static_str(n))))).collect()
+        }))
+    }
+
+    async fn metadata(b: &Broker, version: i16, body: &MetadataRequest) -> MetadataResponse {
+        round_trip(b, ApiKey::Metadata, version, body).await
+    }
+
+    #[tokio::test]
+    async fn auto_creates_requested_topics_at_every_version() {
+        let b = broker();
+        for version in 0..=12 {
+            let response = metadata(&b, version, &request(Some(&["demo"]))).await;
+            assert_eq!(response.brokers.len(), 1);
+            assert_eq!(response.brokers[0].node_id.0, NODE_ID);
+            assert_eq!(response.brokers[0].port, 9092);
+            let topic = &response.topics[0];
+            assert_eq!(topic.error_code, 0, "v{version}");
+            assert_eq!(topic.partitions.len(), 1);
+            assert_eq!(topic.partitions[0].isr_nodes, vec![BrokerId(NODE_ID)]);
+        }
+        let all = b.storage.call(|s| s.all_topics()).await.unwrap().unwrap();
+        assert_eq!(all.len(), 1, "created once, found afterwards");
+    }
+
+    #[tokio::test]
+    async fn null_means_all_empty_means_none_except_in_v0() {
+        let b = broker();
+        metadata(&b, 4, &request(Some(&["a", "b"]))).await;
+        assert_eq!(metadata(&b, 4, &request(None)).await.topics.len(), 2);
+        assert_eq!(metadata(&b, 4, &request(Some(&[]))).await.topics.len(), 0);
+        assert_eq!(metadata(&b, 0, &request(Some(&[]))).await.topics.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn unknown_and_invalid_topics_get_their_error_codes() {
+        let b = broker();
+        let no_create = request(Some(&["missing"])).with_allow_auto_topic_creation(false);
+        let response = metadata(&b, 4, &no_create).await;
+        assert_eq!(response.topics[0].error_code, ResponseError::UnknownTopicOrPartition.code());
+        let response = metadata(&b, 4, &request(Some(&["bad name!"]))).await;
+        assert_eq!(response.topics[0].error_code, ResponseError::InvalidTopicException.code());
+        assert!(b.storage.call(|s| s.all_topics()).await.unwrap().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn topic_ids_are_served_and_resolved_from_v10() {
+        let b = broker();
+        let created = metadata(&b, 12, &request(Some(&["t"]))).await.topics[0].topic_id;
+        assert_ne!(created, Uuid::nil());
+        let by_id = MetadataRequest::default().with_topics(Some(vec![MetadataRequestTopic::default().with_topic_id(created)]));
+        let response = metadata(&b, 12, &by_id).await;
+        assert_eq!(response.topics[0].name.as_ref().unwrap().0.as_str(), "t");
+        let unknown = MetadataRequest::default().with_topics(Some(vec![MetadataRequestTopic::default().with_topic_id(Uuid::from_u128(7))]));
+        assert_eq!(metadata(&b, 12, &unknown).await.topics[0].error_code, ResponseError::UnknownTopicId.code());
+    }
+}

@@ -1,0 +1,336 @@
+//! Request handling: one module per Kafka API, named after it. The dispatcher here only
+//! checks the version against [`versions`](crate::protocol::versions), checks the body's
+//! shape, and routes.
+
+pub mod alter_configs;
+pub mod api_versions;
+pub mod create_partitions;
+pub mod create_topics;
+pub mod delete_groups;
+pub mod delete_records;
+pub mod delete_topics;
+pub mod describe_cluster;
+pub mod describe_configs;
+pub mod describe_groups;
+pub mod fetch;
+pub mod find_coordinator;
+pub mod groups;
+pub mod heartbeat;
+pub mod in_order;
+pub mod incremental_alter_configs;
+pub mod init_producer_id;
+pub mod join_group;
+pub mod leave_group;
+pub mod list_groups;
+pub mod list_offsets;
+pub mod metadata;
+pub mod offset_commit;
+pub mod offset_fetch;
+pub mod produce;
+pub mod sync_group;
+pub mod topic_configs;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use kafka_protocol::messages::ApiKey;
+use kafka_protocol::protocol::{Decodable, Encodable};
+
+use crate::config::Config;
+use crate::protocol::header::{encode_response, RequestFrame};
+use crate::protocol::{shape, versions};
+use crate::storage::bridge::{StorageCallError, StorageClient};
+use crate::storage::topics::TopicCache;
+use crate::storage::watermarks::Watermarks;
+use crate::storage::{Storage, StorageError};
+use crate::writer::group_commit::CommitQueue;
+use groups::GroupCoordinator;
+
+/// The single broker pg_kafka presents itself as.
+pub const NODE_ID: i32 = 1;
+
+/// What the connection should do after a request.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Send this frame (already size-prefixed).
+    Respond(Bytes),
+    /// Send nothing (Produce with acks=0).
+    Silent,
+    /// Close the connection; the reason goes to the server log. This is what Kafka does
+    /// with requests it cannot answer in their own format (unknown or unsupported versions
+    /// of APIs other than ApiVersions, malformed bodies).
+    Close(String),
+}
+
+/// Everything a handler may use: settings, where clients should connect, and storage.
+/// Built only by the composition root ([`crate::service::assemble`]); the fields are
+/// private to the handlers below this module.
+#[derive(Clone)]
+pub struct Broker {
+    config: Arc<Config>,
+    /// The port clients are told to use (the bound port when `pg_kafka.port` is 0).
+    advertised_port: u16,
+    storage: StorageClient,
+    /// Where Produce sends records for the group-commit writer.
+    commits: CommitQueue,
+    /// Partition bounds the writer publishes; Fetch reads and waits on them.
+    watermarks: Watermarks,
+    /// The one cache of topics; invalidated by the storage jobs that delete or change one.
+    topics: TopicCache,
+    /// Consumer group membership (in memory).
+    groups: GroupCoordinator,
+    /// Becomes true when the server shuts down: long polls answer at once.
+    shutdown: tokio::sync::watch::Receiver<bool>,
+}
+
+impl Broker {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        config: Arc<Config>,
+        advertised_port: u16,
+        storage: StorageClient,
+        commits: CommitQueue,
+        watermarks: Watermarks,
+        topics: TopicCache,
+        groups: GroupCoordinator,
+        shutdown: tokio::sync::watch::Receiver<bool>,
+    ) -> Broker {
+        Broker { config, advertised_port, storage, commits, watermarks, topics, groups, shutdown }
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Consumer-group membership, whose session expiry the server drives.
+    pub fn groups(&self) -> &GroupCoordinator {
+        &self.groups
+    }
+
+    /// Handles a request on its own (no earlier request to keep order with).
+    pub async fn handle(&self, request: RequestFrame) -> Outcome {
+        self.handle_in_order(request, in_order::InOrder::first()).await
+    }
+
+    /// Handles a request that holds `order`, its place among its connection's requests.
+    pub async fn handle_in_order(&self, request: RequestFrame, order: in_order::InOrder) -> Outcome {
+        let (api_key, version) = (request.api_key, request.version());
+        if api_key == ApiKey::ApiVersions {
+            return api_versions::handle(&request);
+        }
+        if !versions::is_served(api_key, version) {
+            return Outcome::Close(format!("unsupported request {api_key:?} v{version}"));
+        }
+        if let Err(e) = shape::check(api_key, version, &request.body) {
+            return Outcome::Close(format!("malformed {api_key:?} v{version} request: {e}"));
+        }
+        match api_key {
+            ApiKey::Metadata => metadata::handle(self, &request).await,
+            ApiKey::Produce => produce::handle(self, &request, order).await,
+            ApiKey::Fetch => fetch::handle(self, &request).await,
+            ApiKey::ListOffsets => list_offsets::handle(self, &request).await,
+            ApiKey::FindCoordinator => find_coordinator::handle(self, &request).await,
+            ApiKey::JoinGroup => join_group::handle(self, &request).await,
+            ApiKey::SyncGroup => sync_group::handle(self, &request).await,
+            ApiKey::Heartbeat => heartbeat::handle(self, &request).await,
+            ApiKey::LeaveGroup => leave_group::handle(self, &request).await,
+            ApiKey::OffsetCommit => offset_commit::handle(self, &request).await,
+            ApiKey::OffsetFetch => offset_fetch::handle(self, &request).await,
+            ApiKey::DescribeGroups => describe_groups::handle(self, &request).await,
+            ApiKey::ListGroups => list_groups::handle(self, &request).await,
+            ApiKey::DeleteGroups => delete_groups::handle(self, &request).await,
+            ApiKey::InitProducerId => init_producer_id::handle(self, &request).await,
+            ApiKey::CreateTopics => create_topics::handle(self, &request).await,
+            ApiKey::DeleteTopics => delete_topics::handle(self, &request).await,
+            ApiKey::CreatePartitions => create_partitions::handle(self, &request).await,
+            ApiKey::DescribeConfigs => describe_configs::handle(self, &request).await,
+            ApiKey::AlterConfigs => alter_configs::handle(self, &request).await,
+            ApiKey::IncrementalAlterConfigs => incremental_alter_configs::handle(self, &request).await,
+            ApiKey::DescribeCluster => describe_cluster::handle(self, &request).await,
+            ApiKey::DeleteRecords => delete_records::handle(self, &request).await,
+            other => Outcome::Close(format!("no handler for {other:?}")),
+        }
+    }
+}
+
+/// A group operation's answer, awaited if the rebalance is still going on. When the wait
+/// ends without one (the member was removed, or the server is shutting down), `gone`
+/// makes the reply.
+pub async fn await_pending<T>(broker: &Broker, pending: groups::Pending<T>, gone: impl FnOnce() -> T) -> T {
+    match pending {
+        groups::Pending::Ready(answer) => answer,
+        groups::Pending::Wait(answer) => {
+            let mut shutdown = broker.shutdown.clone();
+            tokio::select! {
+                answer = answer => answer.unwrap_or_else(|_| gone()),
+                _ = shutdown.wait_for(|down| *down) => gone(),
+            }
+        }
+    }
+}
+
+/// The groups that have committed offsets (ListGroups, DescribeGroups).
+pub async fn offset_groups(broker: &Broker) -> Result<Vec<String>, StorageCallError> {
+    storage_call(broker, |s| s.offset_groups()).await
+}
+
+/// Runs `f` on the storage thread; "storage unreachable" and "storage said no" as one error.
+pub async fn storage_call<R, F>(broker: &Broker, f: F) -> Result<R, StorageCallError>
+where
+    R: Send + 'static,
+    F: FnOnce(&mut dyn Storage) -> Result<R, StorageError> + Send + 'static,
+{
+    broker.storage.try_call(f).await
+}
+
+/// Decodes a request body whose shape has been checked.
+pub fn decode<M: Decodable>(request: &RequestFrame) -> Result<M, Outcome> {
+    M::decode(&mut request.body.clone(), request.version())
+        .map_err(|e| Outcome::Close(format!("malformed {:?} v{} request: {e}", request.api_key, request.version())))
+}
+
+/// Encodes `body` as the response to `request`.
+pub fn respond<M: Encodable>(request: &RequestFrame, body: &M) -> Outcome {
+    respond_at(request, request.version(), body)
+}
+
+/// Encodes `body` at `version`, which may differ from the request's (ApiVersions fallback).
+pub fn respond_at<M: Encodable>(request: &RequestFrame, version: i16, body: &M) -> Outcome {
+    match encode_response(request.api_key, version, request.header.correlation_id, body) {
+        Ok(frame) => Outcome::Respond(frame),
+        Err(e) => Outcome::Close(e.to_string()),
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod testing {
+    //! Drives handlers with real encoded requests against in-memory storage.
+
+    use super::*;
+    use crate::protocol::header::parse_request;
+    use crate::service;
+    use crate::storage::bridge::DirectRunner;
+    use crate::storage::memory::MemoryStorage;
+    use crate::writer::group_commit;
+    use bytes::{Buf, BytesMut};
+    use kafka_protocol::messages::{RequestHeader, ResponseHeader};
+    use kafka_protocol::protocol::StrBytes;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    /// A broker on in-memory storage with no topics.
+    pub fn broker() -> Broker {
+        broker_with_config(Config::default())
+    }
+
+    /// Like [`broker`], with other settings.
+    pub fn broker_with_config(config: Config) -> Broker {
+        spawn_counting(MemoryStorage::default(), config, Arc::new(AtomicUsize::new(0)))
+    }
+
+    /// A broker whose storage holds topic "t" with `partitions` partitions.
+    pub fn broker_with_writer(partitions: i32) -> Broker {
+        broker_counting_jobs(partitions).0
+    }
+
+    /// Like [`broker_with_writer`], with a count of the storage jobs and writer turns run so far.
+    pub fn broker_counting_jobs(partitions: i32) -> (Broker, Arc<AtomicUsize>) {
+        let mut storage = MemoryStorage::default();
+        storage.create_topic("t", partitions).unwrap();
+        let jobs_run = Arc::new(AtomicUsize::new(0));
+        (spawn_counting(storage, Config::default(), jobs_run.clone()), jobs_run)
+    }
+
+    /// Runs the storage side on one thread, as the worker does, with no flush delay.
+    fn spawn_counting(storage: MemoryStorage, config: Config, jobs_run: Arc<AtomicUsize>) -> Broker {
+        let config = Config { flush_interval_ms: 0, max_batch_bytes: 1 << 20, refresh_interval_ms: 60_000, ..config };
+        let (shutdown_sender, shutdown) = tokio::sync::watch::channel(false);
+        // Tests never shut the broker down; a dropped sender would read as shutdown.
+        std::mem::forget(shutdown_sender);
+        let (broker, mut side) = service::assemble(Arc::new(config), Arc::new(|| {}), 9092, shutdown);
+        std::thread::spawn(move || {
+            let mut runner = CountingRunner { inner: DirectRunner(storage), runs: jobs_run };
+            while !side.is_disconnected() {
+                side.turn(&mut runner);
+                std::thread::sleep(Duration::from_micros(200));
+            }
+        });
+        broker
+    }
+
+    /// Counts the storage jobs that touched storage.
+    struct CountingRunner {
+        inner: DirectRunner<MemoryStorage>,
+        runs: Arc<AtomicUsize>,
+    }
+
+    impl crate::storage::bridge::JobRunner for CountingRunner {
+        fn run(&mut self, job: &mut dyn FnMut(&mut dyn Storage) -> Result<(), StorageError>) -> Result<(), StorageError> {
+            self.runs.fetch_add(1, Ordering::Relaxed);
+            self.inner.run(job)
+        }
+    }
+
+    /// Runs `f` on the broker's storage thread (test set-up and inspection).
+    pub async fn with_storage<R: Send + 'static>(broker: &Broker, f: impl FnOnce(&mut dyn Storage) -> R + Send + 'static) -> R {
+        broker.storage.call(f).await.expect("storage thread running")
+    }
+
+    /// Appends records with `values` to partition `partition` of topic "t" through the
+    /// group-commit writer, as Produce would; returns the base offset.
+    pub async fn append_values(broker: &Broker, partition: i32, values: &[&'static [u8]]) -> i64 {
+        let records = values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| crate::protocol::records::Record {
+                offset_delta: i as i32,
+                timestamp: 1_700_000_000_000 + i as i64,
+                key: None,
+                value: Some(Bytes::from_static(v)),
+                headers: None,
+            })
+            .collect();
+        let topic = with_storage(broker, |s| s.topic("t")).await.unwrap().expect("topic t");
+        let append = group_commit::PartitionAppend {
+            topic,
+            topics_generation: broker.topics.generation(),
+            partition,
+            records,
+            batch_bytes: 0,
+            producer: None,
+        };
+        broker.commits.submit(vec![append], 1).await.unwrap()[0].unwrap()
+    }
+
+    pub fn request_frame<M: Encodable>(key: ApiKey, version: i16, body: &M) -> RequestFrame {
+        let header = RequestHeader::default()
+            .with_request_api_key(key as i16)
+            .with_request_api_version(version)
+            .with_correlation_id(11)
+            .with_client_id(Some(StrBytes::from_static_str("unit")));
+        let mut buf = BytesMut::new();
+        header.encode(&mut buf, key.request_header_version(version)).unwrap();
+        body.encode(&mut buf, version).unwrap();
+        parse_request(buf.freeze()).unwrap()
+    }
+
+    /// Sends `body` through the broker and decodes the response as `R`.
+    pub async fn round_trip<M: Encodable, R: Decodable>(broker: &Broker, key: ApiKey, version: i16, body: &M) -> R {
+        decode_response(broker.handle(request_frame(key, version, body)).await, key, version)
+    }
+
+    /// The response body of an outcome that must be a response.
+    pub fn decode_response<R: Decodable>(outcome: Outcome, key: ApiKey, version: i16) -> R {
+        match outcome {
+            Outcome::Respond(mut frame) => {
+                let size = frame.get_i32() as usize;
+                assert_eq!(size, frame.len());
+                let header_version = if key == ApiKey::ApiVersions { 0 } else { key.response_header_version(version) };
+                let header = ResponseHeader::decode(&mut frame, header_version).unwrap();
+                assert_eq!(header.correlation_id, 11);
+                R::decode(&mut frame, version).unwrap()
+            }
+            other => panic!("expected a response, got {other:?}"),
+        }
+    }
+}

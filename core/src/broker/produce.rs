@@ -1,0 +1,371 @@
+//! Produce (v3-v13): decode each partition's RecordBatches, hand them to the group-commit
+//! writer, answer with the base offsets once the writer's transaction has committed.
+//!
+//! `acks=0` gets no response (the protocol says so), but the handler still waits for the
+//! commit so that the connection's in-flight byte budget covers queued data. `acks=1` and
+//! `acks=-1` are the same here: there is one replica, and the answer comes after COMMIT.
+//! Produce v0-v2 is advertised (librdkafka turns compression off if Produce's minimum
+//! version is above 0) but its old message format is not served: such requests close the
+//! connection with a log line.
+
+use bytes::Bytes;
+use kafka_protocol::messages::produce_request::TopicProduceData;
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+use kafka_protocol::ResponseError;
+
+use super::in_order::InOrder;
+use super::{decode, respond, Broker, Outcome};
+use crate::logging;
+use crate::protocol::header::RequestFrame;
+use crate::protocol::records::{decode_batches, Batch, Record, RecordsError};
+use crate::storage::topics::TopicRef;
+use crate::storage::Topic;
+use crate::writer::group_commit::{AppendResult, PartitionAppend};
+use crate::writer::sequences::{add_sequence, ProducerBatch};
+
+pub async fn handle(broker: &Broker, request: &RequestFrame, mut order: InOrder) -> Outcome {
+    let body: ProduceRequest = match decode(request) {
+        Ok(body) => body,
+        Err(outcome) => return outcome,
+    };
+    if body.transactional_id.is_some() {
+        // Transactions need InitProducerId and friends, which are not served yet.
+        return respond(request, &response(&body, |_| Err(ResponseError::TransactionalIdAuthorizationFailed)));
+    }
+    if !matches!(body.acks, -1..=1) {
+        return respond(request, &response(&body, |_| Err(ResponseError::InvalidRequiredAcks)));
+    }
+
+    let (topics, generation) = resolve_topics(broker, &body, request.version()).await;
+    let cap = broker.config.max_frame_bytes;
+    let mut appends = Vec::new();
+    let mut bytes = 0;
+    // Per partition, in request order: a decoding error now, or the index of its append.
+    let slots: Vec<Result<usize, ResponseError>> = body
+        .topic_data
+        .iter()
+        .zip(&topics)
+        .flat_map(|(data, topic)| data.partition_data.iter().map(move |p| (topic, p)))
+        .map(|(topic, partition)| {
+            let topic = topic.clone()?;
+            if !(0..topic.partitions).contains(&partition.index) {
+                return Err(ResponseError::UnknownTopicOrPartition);
+            }
+            let append = partition_append(topic, generation, partition.index, partition.records.clone(), cap)?;
+            bytes += append.records.iter().map(record_bytes).sum::<usize>();
+            appends.push(append);
+            Ok(appends.len() - 1)
+        })
+        .collect();
+
+    let committed: Vec<AppendResult> = if appends.is_empty() {
+        Vec::new()
+    } else {
+        let count = appends.len();
+        // Decoding ran in parallel with the connection's other requests; reaching the
+        // writer happens in request order, so offsets follow send order.
+        order.wait_turn().await;
+        let committed = broker.commits.enqueue(appends, bytes);
+        order.pass();
+        match committed.await {
+            Ok(results) => results,
+            Err(e) => {
+                logging::warning(format!("pg_kafka: produce failed: {e}"));
+                vec![Err(ResponseError::KafkaStorageError); count]
+            }
+        }
+    };
+    if body.acks == 0 {
+        return Outcome::Silent;
+    }
+    let mut slots = slots.into_iter();
+    respond(
+        request,
+        &response(&body, |_| match slots.next().expect("one slot per partition") {
+            Ok(index) => committed[index],
+            Err(error) => Err(error),
+        }),
+    )
+}
+
+/// Each requested topic, resolved once through the topic cache (by name up to v12, by
+/// id from v13), and the cache generation the answers belong to. Unknown topics answer
+/// UNKNOWN_TOPIC_OR_PARTITION (by name) or UNKNOWN_TOPIC_ID (by id).
+async fn resolve_topics(broker: &Broker, body: &ProduceRequest, version: i16) -> (Vec<Result<Topic, ResponseError>>, u64) {
+    let (reference, unknown): (fn(&TopicProduceData) -> TopicRef, _) = if version < 13 {
+        (|t| TopicRef::Name(t.name.0.to_string()), ResponseError::UnknownTopicOrPartition)
+    } else {
+        (|t| TopicRef::Id(t.topic_id), ResponseError::UnknownTopicId)
+    };
+    let wanted: Vec<(TopicRef, i32)> =
+        body.topic_data.iter().map(|t| (reference(t), t.partition_data.iter().map(|p| p.index).max().unwrap_or(0))).collect();
+    match broker.topics.resolve(&broker.storage, &wanted).await {
+        Ok(found) => {
+            let topic = |t| found.topics.get(&reference(t)).cloned().flatten().ok_or(unknown);
+            (body.topic_data.iter().map(topic).collect(), found.generation)
+        }
+        Err(e) => {
+            logging::warning(format!("pg_kafka: produce failed: {e}"));
+            (vec![Err(ResponseError::KafkaStorageError); body.topic_data.len()], 0)
+        }
+    }
+}
+
+/// One partition's `records` field as an append, or the error code for the partition.
+/// As in Kafka, Produce v3+ carries exactly one record batch per partition.
+fn partition_append(
+    topic: Topic,
+    topics_generation: u64,
+    partition: i32,
+    data: Option<Bytes>,
+    cap: usize,
+) -> Result<PartitionAppend, ResponseError> {
+    let data = data.unwrap_or_default();
+    let batch_bytes = data.len();
+    let mut batches = decode_batches(data, cap).map_err(|e| {
+        logging::warning(format!("pg_kafka: rejected produce to \"{}\": {e}", topic.name));
+        records_error_code(&e)
+    })?;
+    let (Some(batch), None) = (batches.pop(), batches.pop()) else {
+        logging::warning(format!("pg_kafka: rejected produce to \"{}\": not exactly one record batch", topic.name));
+        return Err(ResponseError::InvalidRecord);
+    };
+    if batch.is_transactional() || batch.is_control() {
+        return Err(ResponseError::InvalidRecord);
+    }
+    let producer = producer_batch(&batch)?;
+    Ok(PartitionAppend { topic, topics_generation, partition, records: batch.records, batch_bytes, producer })
+}
+
+/// What an idempotent batch claims (`None` for producer id -1, the non-idempotent case).
+/// Negative sequences or epochs with a producer id are malformed, not silently accepted.
+fn producer_batch(batch: &Batch) -> Result<Option<ProducerBatch>, ResponseError> {
+    match batch.producer_id {
+        -1 => Ok(None),
+        id if id < 0 || batch.producer_epoch < 0 || batch.base_sequence < 0 => Err(ResponseError::InvalidRecord),
+        producer_id => Ok(Some(ProducerBatch {
+            producer_id,
+            epoch: batch.producer_epoch,
+            first_sequence: batch.base_sequence,
+            last_sequence: add_sequence(batch.base_sequence, batch.last_offset_delta.max(0)),
+        })),
+    }
+}
+
+fn records_error_code(error: &RecordsError) -> ResponseError {
+    match error {
+        RecordsError::CrcMismatch { .. } | RecordsError::Corrupt(_) | RecordsError::Decompress(_) => ResponseError::CorruptMessage,
+        RecordsError::UnsupportedMagic(_) => ResponseError::UnsupportedForMessageFormat,
+        RecordsError::UnknownCodec(_) => ResponseError::UnsupportedCompressionType,
+        RecordsError::TooLarge(_) => ResponseError::MessageTooLarge,
+    }
+}
+
+fn record_bytes(record: &Record) -> usize {
+    let len = |b: &Option<Bytes>| b.as_ref().map_or(0, Bytes::len);
+    len(&record.key) + len(&record.value) + len(&record.headers) + 32
+}
+
+/// A response with one entry per requested partition, in request order.
+fn response(body: &ProduceRequest, mut result_of: impl FnMut(i32) -> AppendResult) -> ProduceResponse {
+    let topics = body
+        .topic_data
+        .iter()
+        .map(|topic| {
+            let partitions = topic
+                .partition_data
+                .iter()
+                .map(|p| {
+                    let answer = PartitionProduceResponse::default().with_index(p.index).with_log_append_time_ms(-1);
+                    match result_of(p.index) {
+                        Ok(base_offset) => answer.with_base_offset(base_offset),
+                        Err(error) => answer.with_error_code(error.code()).with_base_offset(-1),
+                    }
+                })
+                .collect();
+            // One of the two is set, by version: name up to v12, topic id from v13.
+            TopicProduceResponse::default().with_name(topic.name.clone()).with_topic_id(topic.topic_id).with_partition_responses(partitions)
+        })
+        .collect();
+    ProduceResponse::default().with_responses(topics)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::broker::testing::{broker_with_writer, request_frame, round_trip, with_storage};
+    use crate::protocol::records::encode_batch;
+    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+    use kafka_protocol::messages::{ApiKey, TopicName};
+    use kafka_protocol::protocol::StrBytes;
+    use uuid::Uuid;
+
+    fn record(value: &'static [u8]) -> Record {
+        Record { offset_delta: 0, timestamp: 1_700_000_000_000, key: None, value: Some(Bytes::from_static(value)), headers: None }
+    }
+
+    fn produce(acks: i16, partitions: Vec<(i32, Bytes)>) -> ProduceRequest {
+        let partition_data = partitions
+            .into_iter()
+            .map(|(index, records)| PartitionProduceData::default().with_index(index).with_records(Some(records)))
+            .collect();
+        ProduceRequest::default().with_acks(acks).with_timeout_ms(1000).with_topic_data(vec![TopicProduceData::default()
+            .with_name(TopicName(StrBytes::from_static_str("t")))
+            .with_partition_data(partition_data)])
+    }
+
+    fn codes(response: &ProduceResponse) -> Vec<(i16, i64)> {
+        response.responses[0].partition_responses.iter().map(|p| (p.error_code, p.base_offset)).collect()
+    }
+
+    #[tokio::test]
+    async fn appends_get_base_offsets_after_commit_at_every_version() {
+        let broker = broker_with_writer(2);
+        let mut next = 0;
+        for version in 3..=12 {
+            let batch = encode_batch(0, &[record(b"a"), record(b"b")]);
+            let response: ProduceResponse =
+                round_trip(&broker, ApiKey::Produce, version, &produce(-1, vec![(0, batch.clone()), (1, batch)])).await;
+            assert_eq!(codes(&response), vec![(0, next), (0, next)], "v{version}");
+            next += 2;
+        }
+    }
+
+    #[tokio::test]
+    async fn v13_names_topics_by_id() {
+        let broker = broker_with_writer(1);
+        let uuid = with_storage(&broker, |s| s.topic("t")).await.unwrap().unwrap().uuid;
+        let by_id = |id: Uuid| {
+            let data = PartitionProduceData::default().with_index(0).with_records(Some(encode_batch(0, &[record(b"a")])));
+            ProduceRequest::default()
+                .with_acks(-1)
+                .with_topic_data(vec![TopicProduceData::default().with_topic_id(id).with_partition_data(vec![data])])
+        };
+        let response: ProduceResponse = round_trip(&broker, ApiKey::Produce, 13, &by_id(uuid)).await;
+        assert_eq!((response.responses[0].topic_id, codes(&response)), (uuid, vec![(0, 0)]));
+        let response: ProduceResponse = round_trip(&broker, ApiKey::Produce, 13, &by_id(Uuid::from_u128(7))).await;
+        assert_eq!(codes(&response), vec![(ResponseError::UnknownTopicId.code(), -1)]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_connections_requests_reach_the_writer_in_request_order() {
+        use crate::broker::in_order::Chain;
+        use crate::broker::testing::decode_response;
+        let broker = broker_with_writer(1);
+        // The first request takes far longer to decode than the second.
+        let big: Vec<Record> =
+            (0..20_000).map(|i| Record { offset_delta: i, ..record(b"0123456789012345678901234567890123456789") }).collect();
+        let requests = [encode_batch(0, &big), encode_batch(0, &[record(b"small")])]
+            .map(|batch| request_frame(ApiKey::Produce, 9, &produce(-1, vec![(0, batch)])));
+        let mut chain = Chain::default();
+        let tasks: Vec<_> = requests
+            .into_iter()
+            .map(|request| {
+                let (broker, link) = (broker.clone(), chain.next_link());
+                tokio::spawn(async move { broker.handle_in_order(request, link).await })
+            })
+            .collect();
+        let mut base_offsets = Vec::new();
+        for task in tasks {
+            let response: ProduceResponse = decode_response(task.await.unwrap(), ApiKey::Produce, 9);
+            base_offsets.push(codes(&response)[0]);
+        }
+        assert_eq!(base_offsets, vec![(0, 0), (0, 20_000)]);
+    }
+
+    #[tokio::test]
+    async fn a_corrupt_partition_fails_alone() {
+        let broker = broker_with_writer(2);
+        let mut corrupt = encode_batch(0, &[record(b"x")]).to_vec();
+        *corrupt.last_mut().unwrap() ^= 0xff;
+        let good = encode_batch(0, &[record(b"y")]);
+        let response: ProduceResponse = round_trip(&broker, ApiKey::Produce, 9, &produce(1, vec![(0, corrupt.into()), (1, good)])).await;
+        assert_eq!(codes(&response), vec![(ResponseError::CorruptMessage.code(), -1), (0, 0)]);
+    }
+
+    #[tokio::test]
+    async fn unknown_partitions_and_bad_acks_get_their_codes() {
+        let broker = broker_with_writer(1);
+        let batch = encode_batch(0, &[record(b"z")]);
+        let response: ProduceResponse = round_trip(&broker, ApiKey::Produce, 7, &produce(1, vec![(5, batch.clone())])).await;
+        assert_eq!(codes(&response), vec![(ResponseError::UnknownTopicOrPartition.code(), -1)]);
+        let response: ProduceResponse = round_trip(&broker, ApiKey::Produce, 7, &produce(2, vec![(0, batch)])).await;
+        assert_eq!(codes(&response), vec![(ResponseError::InvalidRequiredAcks.code(), -1)]);
+    }
+
+    #[tokio::test]
+    async fn acks_zero_gets_no_response_but_is_written() {
+        let broker = broker_with_writer(1);
+        let frame = request_frame(ApiKey::Produce, 8, &produce(0, vec![(0, encode_batch(0, &[record(b"q")]))]));
+        assert!(matches!(broker.handle(frame).await, Outcome::Silent));
+        let batch = encode_batch(0, &[record(b"r")]);
+        let response: ProduceResponse = round_trip(&broker, ApiKey::Produce, 8, &produce(1, vec![(0, batch)])).await;
+        assert_eq!(codes(&response), vec![(0, 1)], "the acks=0 record took offset 0");
+    }
+
+    #[tokio::test]
+    async fn old_versions_are_advertised_but_close_the_connection() {
+        let broker = broker_with_writer(1);
+        let frame = request_frame(ApiKey::Produce, 3, &produce(1, vec![]));
+        let old = RequestFrame { header: frame.header.clone().with_request_api_version(2), ..frame };
+        assert!(matches!(broker.handle(old).await, Outcome::Close(_)));
+    }
+}
+
+#[cfg(test)]
+mod idempotence_tests {
+    use super::*;
+    use crate::broker::testing::{broker_with_writer, round_trip, with_storage};
+    use crate::protocol::records::{encode_batch, encode_producer_batch};
+    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+    use kafka_protocol::messages::{ApiKey, TopicName};
+    use kafka_protocol::protocol::StrBytes;
+
+    fn records(n: usize) -> Vec<Record> {
+        (0..n)
+            .map(|i| Record {
+                offset_delta: i as i32,
+                timestamp: 1_700_000_000_000,
+                key: None,
+                value: Some(Bytes::from_static(b"v")),
+                headers: None,
+            })
+            .collect()
+    }
+
+    async fn send(broker: &Broker, data: Bytes) -> (i16, i64) {
+        let partition = PartitionProduceData::default().with_index(0).with_records(Some(data));
+        let request = ProduceRequest::default().with_acks(-1).with_topic_data(vec![TopicProduceData::default()
+            .with_name(TopicName(StrBytes::from_static_str("t")))
+            .with_partition_data(vec![partition])]);
+        let response: ProduceResponse = round_trip(broker, ApiKey::Produce, 9, &request).await;
+        let p = &response.responses[0].partition_responses[0];
+        (p.error_code, p.base_offset)
+    }
+
+    #[tokio::test]
+    async fn duplicates_gaps_and_stale_epochs_get_kafkas_answers() {
+        let broker = broker_with_writer(1);
+        let batch = |epoch: i16, sequence: i32, n: usize| encode_producer_batch(0, &records(n), 5, epoch, sequence);
+        assert_eq!(send(&broker, batch(0, 0, 2)).await, (0, 0));
+        assert_eq!(send(&broker, batch(0, 0, 2)).await, (0, 0), "a retry gets the original offset");
+        assert_eq!(send(&broker, batch(0, 5, 1)).await, (ResponseError::OutOfOrderSequenceNumber.code(), -1));
+        assert_eq!(send(&broker, batch(0, 2, 1)).await, (0, 2));
+        assert_eq!(send(&broker, batch(1, 0, 1)).await, (0, 3), "a new epoch starts over");
+        assert_eq!(send(&broker, batch(0, 3, 1)).await, (ResponseError::InvalidProducerEpoch.code(), -1));
+        let stored = with_storage(&broker, |s| s.next_offset(1, 0)).await.unwrap();
+        assert_eq!(stored, 4, "no duplicate rows");
+    }
+
+    #[tokio::test]
+    async fn malformed_producer_fields_and_extra_batches_are_invalid_records() {
+        let broker = broker_with_writer(1);
+        let negative = encode_producer_batch(0, &records(1), 5, 0, -3);
+        assert_eq!(send(&broker, negative).await, (ResponseError::InvalidRecord.code(), -1));
+        let mut two = encode_batch(0, &records(1)).to_vec();
+        two.extend_from_slice(&encode_batch(1, &records(1)));
+        assert_eq!(send(&broker, two.into()).await, (ResponseError::InvalidRecord.code(), -1));
+        assert_eq!(send(&broker, Bytes::new()).await, (ResponseError::InvalidRecord.code(), -1));
+    }
+}

@@ -1,0 +1,137 @@
+//! The broker's settings as plain data, and the one table of their defaults.
+//!
+//! The glue crate registers a `pg_kafka.*` GUC for each field, initialised from
+//! [`defaults`], and copies the GUC values into a [`Config`] on the main thread; the
+//! network side owns that snapshot. Tests build a `Config` with `Config::default()`, which
+//! reads the same table, so a default is written down exactly once.
+
+use std::ffi::CStr;
+
+/// Every setting's default. The GUC declarations and [`Config::default`] both read these.
+pub mod defaults {
+    use std::ffi::CStr;
+
+    pub const HOST: &CStr = c"127.0.0.1";
+    pub const PORT: i32 = 9092;
+    pub const DATABASE: &CStr = c"postgres";
+    pub const LOG_CONNECTIONS: bool = false;
+    pub const SHUTDOWN_TIMEOUT_MS: i32 = 5000;
+    pub const MAX_FRAME_BYTES: i32 = 100 * 1024 * 1024;
+    pub const MAX_CONNECTIONS: i32 = 1000;
+    pub const DEFAULT_PARTITIONS: i32 = 1;
+    pub const AUTO_CREATE_TOPICS: bool = true;
+    pub const FLUSH_INTERVAL_MS: i32 = 2;
+    pub const MAX_BATCH_BYTES: i32 = 16 * 1024 * 1024;
+    pub const MAX_INFLIGHT_BYTES: i32 = 256 * 1024 * 1024;
+    pub const SYNCHRONOUS_COMMIT: super::SynchronousCommit = super::SynchronousCommit::On;
+    pub const REFRESH_INTERVAL_MS: i32 = 500;
+    pub const MAX_WAIT_MS: i32 = 30_000;
+    pub const GROUP_MIN_SESSION_TIMEOUT_MS: i32 = 6000;
+    pub const GROUP_MAX_SESSION_TIMEOUT_MS: i32 = 1_800_000;
+    pub const GROUP_INITIAL_REBALANCE_DELAY_MS: i32 = 3000;
+    pub const GROUP_MAX_SIZE: i32 = 1000;
+    pub const RETENTION_CHECK_INTERVAL_MS: i32 = 60_000;
+}
+
+/// `synchronous_commit` of the writer's transactions: Postgres's own values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SynchronousCommit {
+    On,
+    Off,
+    Local,
+    RemoteWrite,
+    RemoteApply,
+}
+
+impl SynchronousCommit {
+    /// The value as Postgres's `synchronous_commit` setting spells it.
+    pub fn as_setting(self) -> &'static str {
+        match self {
+            SynchronousCommit::On => "on",
+            SynchronousCommit::Off => "off",
+            SynchronousCommit::Local => "local",
+            SynchronousCommit::RemoteWrite => "remote_write",
+            SynchronousCommit::RemoteApply => "remote_apply",
+        }
+    }
+}
+
+/// Everything the network side needs to know, copied off the GUCs on the main thread.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Address to listen on.
+    pub host: String,
+    /// Port to listen on; 0 picks a free port (used by the pgrx test cluster).
+    pub port: u16,
+    /// Host name Metadata tells clients to connect to.
+    pub advertised_host: String,
+    /// Database the worker connects to and keeps its tables in.
+    pub database: String,
+    pub log_connections: bool,
+    pub shutdown_timeout_ms: u64,
+    /// Largest request frame accepted; larger ones close the connection unread.
+    pub max_frame_bytes: usize,
+    pub max_connections: usize,
+    pub default_partitions: i32,
+    pub auto_create_topics: bool,
+    /// The group-commit writer flushes at most this often (0: as soon as anything is queued).
+    pub flush_interval_ms: u64,
+    /// One flush writes at most this many payload bytes; reaching it flushes early.
+    pub max_batch_bytes: usize,
+    /// Request bytes held at once across all connections, from read to response.
+    pub max_inflight_bytes: usize,
+    /// `synchronous_commit` of the writer's session.
+    pub synchronous_commit: SynchronousCommit,
+    /// How often partition bounds are re-read, to see rows written by SQL sessions.
+    pub refresh_interval_ms: u64,
+    /// Longest a Fetch is held waiting for data, whatever its `max_wait_ms` asks.
+    pub max_wait_ms: u64,
+    /// Session timeouts a JoinGroup may ask for (Kafka's `group.min/max.session.timeout.ms`).
+    pub group_min_session_timeout_ms: u64,
+    pub group_max_session_timeout_ms: u64,
+    /// How long the first rebalance of an empty group waits for more members.
+    pub group_initial_rebalance_delay_ms: u64,
+    /// Most members (and members awaiting their id) one group may have.
+    pub group_max_size: usize,
+    /// How often `retention.ms` / `retention.bytes` are applied.
+    pub retention_check_interval_ms: u64,
+}
+
+fn text(value: &CStr) -> String {
+    value.to_string_lossy().into_owned()
+}
+
+/// A non-negative default as the unsigned type a field holds.
+fn count(value: i32) -> u64 {
+    u64::try_from(value).expect("defaults are non-negative")
+}
+
+impl Default for Config {
+    /// The documented defaults, from [`defaults`].
+    fn default() -> Self {
+        use defaults as d;
+        Config {
+            host: text(d::HOST),
+            port: u16::try_from(d::PORT).expect("a port"),
+            advertised_host: text(d::HOST),
+            database: text(d::DATABASE),
+            log_connections: d::LOG_CONNECTIONS,
+            shutdown_timeout_ms: count(d::SHUTDOWN_TIMEOUT_MS),
+            max_frame_bytes: count(d::MAX_FRAME_BYTES) as usize,
+            max_connections: count(d::MAX_CONNECTIONS) as usize,
+            default_partitions: d::DEFAULT_PARTITIONS,
+            auto_create_topics: d::AUTO_CREATE_TOPICS,
+            flush_interval_ms: count(d::FLUSH_INTERVAL_MS),
+            max_batch_bytes: count(d::MAX_BATCH_BYTES) as usize,
+            max_inflight_bytes: count(d::MAX_INFLIGHT_BYTES) as usize,
+            synchronous_commit: d::SYNCHRONOUS_COMMIT,
+            refresh_interval_ms: count(d::REFRESH_INTERVAL_MS),
+            max_wait_ms: count(d::MAX_WAIT_MS),
+            group_min_session_timeout_ms: count(d::GROUP_MIN_SESSION_TIMEOUT_MS),
+            group_max_session_timeout_ms: count(d::GROUP_MAX_SESSION_TIMEOUT_MS),
+            group_initial_rebalance_delay_ms: count(d::GROUP_INITIAL_REBALANCE_DELAY_MS),
+            group_max_size: count(d::GROUP_MAX_SIZE) as usize,
+            retention_check_interval_ms: count(d::RETENTION_CHECK_INTERVAL_MS),
+        }
+    }
+}

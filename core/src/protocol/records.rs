@@ -1,0 +1,462 @@
+//! RecordBatch v2 (magic 2), the only record format Produce v3+ carries.
+//!
+//! Our own decoder rather than `kafka-protocol`'s: that one reserves `record_count` slots
+//! read off the wire and decompresses without a limit. Here every count is checked against
+//! the bytes present, decompression stops at a cap, and the CRC32C is verified first.
+//!
+//! ```text
+//! baseOffset i64 | batchLength i32 | partitionLeaderEpoch i32 | magic i8 | crc u32
+//! | attributes i16 | lastOffsetDelta i32 | baseTimestamp i64 | maxTimestamp i64
+//! | producerId i64 | producerEpoch i16 | baseSequence i32 | recordCount i32 | records…
+//! record: length varint | attributes i8 | timestampDelta varlong | offsetDelta varint
+//!         | key (varint len, -1 null) | value (same) | headers (varint count, key/value pairs)
+//! ```
+//! The CRC covers everything from `attributes` to the end of the batch.
+
+use std::io::Read;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+
+/// Bytes before the records: the fixed batch header.
+pub const BATCH_HEADER_BYTES: usize = 61;
+/// Offset of `attributes`, where the CRC-covered part starts.
+const CRC_START: usize = 21;
+/// `baseOffset` and `batchLength` are not counted in `batchLength`.
+const LOG_OVERHEAD: usize = 12;
+/// The smallest possible record: length, attributes, three varints, null key, null value, 0 headers.
+const MIN_RECORD_BYTES: usize = 7;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum RecordsError {
+    #[error("CRC mismatch: batch says {expected:#010x}, bytes give {actual:#010x}")]
+    CrcMismatch { expected: u32, actual: u32 },
+    #[error("unsupported record batch magic {0} (only v2 is accepted)")]
+    UnsupportedMagic(i8),
+    #[error("corrupt record batch: {0}")]
+    Corrupt(&'static str),
+    #[error("unknown compression codec {0}")]
+    UnknownCodec(i16),
+    #[error("records decompress to more than {0} bytes")]
+    TooLarge(usize),
+    #[error("decompression failed: {0}")]
+    Decompress(String),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Compression {
+    None = 0,
+    Gzip = 1,
+    Snappy = 2,
+    Lz4 = 3,
+    Zstd = 4,
+}
+
+impl Compression {
+    fn from_attributes(attributes: i16) -> Result<Compression, RecordsError> {
+        Ok(match attributes & 0x07 {
+            0 => Compression::None,
+            1 => Compression::Gzip,
+            2 => Compression::Snappy,
+            3 => Compression::Lz4,
+            4 => Compression::Zstd,
+            other => return Err(RecordsError::UnknownCodec(other)),
+        })
+    }
+}
+
+/// One record, with the batch's base values applied. Bytes are slices of the request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Record {
+    pub offset_delta: i32,
+    /// Milliseconds since the epoch (CreateTime, or LogAppendTime if the batch says so).
+    pub timestamp: i64,
+    pub key: Option<Bytes>,
+    pub value: Option<Bytes>,
+    /// The record's headers exactly as encoded (count then pairs); `None` when there are none.
+    pub headers: Option<Bytes>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Batch {
+    pub base_offset: i64,
+    pub attributes: i16,
+    pub last_offset_delta: i32,
+    pub base_timestamp: i64,
+    pub max_timestamp: i64,
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub base_sequence: i32,
+    pub records: Vec<Record>,
+}
+
+impl Batch {
+    pub fn is_transactional(&self) -> bool {
+        self.attributes & 0x10 != 0
+    }
+    pub fn is_control(&self) -> bool {
+        self.attributes & 0x20 != 0
+    }
+}
+
+/// Decodes every batch in a Produce partition's `records` field.
+/// `max_decompressed` caps what one compressed batch may inflate to.
+pub fn decode_batches(mut data: Bytes, max_decompressed: usize) -> Result<Vec<Batch>, RecordsError> {
+    let mut batches = Vec::new();
+    while data.has_remaining() {
+        if data.len() < BATCH_HEADER_BYTES {
+            return Err(RecordsError::Corrupt("batch shorter than its header"));
+        }
+        let batch_length = i32::from_be_bytes(data[8..12].try_into().unwrap());
+        let total = usize::try_from(batch_length)
+            .ok()
+            .and_then(|len| len.checked_add(LOG_OVERHEAD))
+            .filter(|total| (BATCH_HEADER_BYTES..=data.len()).contains(total))
+            .ok_or(RecordsError::Corrupt("batch length does not match the bytes present"))?;
+        batches.push(decode_batch(data.split_to(total), max_decompressed)?);
+    }
+    Ok(batches)
+}
+
+fn decode_batch(mut batch: Bytes, max_decompressed: usize) -> Result<Batch, RecordsError> {
+    let magic = batch[16] as i8;
+    if magic != 2 {
+        return Err(RecordsError::UnsupportedMagic(magic));
+    }
+    let expected = u32::from_be_bytes(batch[17..21].try_into().unwrap());
+    let actual = crc32c::crc32c(&batch[CRC_START..]);
+    if expected != actual {
+        return Err(RecordsError::CrcMismatch { expected, actual });
+    }
+    let base_offset = batch.get_i64();
+    batch.advance(4 + 4 + 1 + 4); // batchLength, partitionLeaderEpoch, magic, crc
+    let attributes = batch.get_i16();
+    let last_offset_delta = batch.get_i32();
+    let base_timestamp = batch.get_i64();
+    let max_timestamp = batch.get_i64();
+    let producer_id = batch.get_i64();
+    let producer_epoch = batch.get_i16();
+    let base_sequence = batch.get_i32();
+    let record_count = batch.get_i32();
+    let record_count = usize::try_from(record_count).map_err(|_| RecordsError::Corrupt("negative record count"))?;
+    let log_append_time = attributes & 0x08 != 0;
+
+    let body = decompress(Compression::from_attributes(attributes)?, batch, max_decompressed)?;
+    if record_count > body.len() / MIN_RECORD_BYTES {
+        return Err(RecordsError::Corrupt("record count exceeds the bytes present"));
+    }
+    let mut records = Vec::with_capacity(record_count);
+    let mut cursor = body;
+    for _ in 0..record_count {
+        let mut record = read_record(&mut cursor, base_timestamp)?;
+        if log_append_time {
+            record.timestamp = max_timestamp;
+        }
+        records.push(record);
+    }
+    if cursor.has_remaining() {
+        return Err(RecordsError::Corrupt("bytes left after the last record"));
+    }
+    Ok(Batch {
+        base_offset,
+        attributes,
+        last_offset_delta,
+        base_timestamp,
+        max_timestamp,
+        producer_id,
+        producer_epoch,
+        base_sequence,
+        records,
+    })
+}
+
+fn read_record(cursor: &mut Bytes, base_timestamp: i64) -> Result<Record, RecordsError> {
+    let length = usize::try_from(read_varlong(cursor)?).map_err(|_| RecordsError::Corrupt("negative record length"))?;
+    if length > cursor.len() {
+        return Err(RecordsError::Corrupt("record longer than the batch"));
+    }
+    let mut record = cursor.split_to(length);
+    need(&record, 1)?;
+    record.advance(1); // attributes: unused in v2
+    let timestamp_delta = read_varlong(&mut record)?;
+    let offset_delta = i32::try_from(read_varlong(&mut record)?).map_err(|_| RecordsError::Corrupt("offset delta"))?;
+    let key = read_nullable_bytes(&mut record)?;
+    let value = read_nullable_bytes(&mut record)?;
+    let headers = read_headers(&mut record)?;
+    if record.has_remaining() {
+        return Err(RecordsError::Corrupt("bytes left inside a record"));
+    }
+    Ok(Record { offset_delta, timestamp: base_timestamp.wrapping_add(timestamp_delta), key, value, headers })
+}
+
+/// Checks the header section's structure and returns it as encoded (None when empty).
+fn read_headers(record: &mut Bytes) -> Result<Option<Bytes>, RecordsError> {
+    let start = record.clone();
+    let count = read_varlong(record)?;
+    if count < 0 || count as usize > record.len() / 2 {
+        return Err(RecordsError::Corrupt("header count"));
+    }
+    for _ in 0..count {
+        read_nullable_bytes(record)?.ok_or(RecordsError::Corrupt("null header key"))?;
+        read_nullable_bytes(record)?;
+    }
+    let used = start.len() - record.len();
+    Ok((count > 0).then(|| start.slice(..used)))
+}
+
+fn need(buf: &Bytes, n: usize) -> Result<(), RecordsError> {
+    if buf.len() < n {
+        Err(RecordsError::Corrupt("record truncated"))
+    } else {
+        Ok(())
+    }
+}
+
+fn read_nullable_bytes(buf: &mut Bytes) -> Result<Option<Bytes>, RecordsError> {
+    match read_varlong(buf)? {
+        -1 => Ok(None),
+        n if n >= 0 && (n as usize) <= buf.len() => Ok(Some(buf.split_to(n as usize))),
+        _ => Err(RecordsError::Corrupt("field length")),
+    }
+}
+
+/// A zig-zag varint of up to 10 bytes.
+fn read_varlong(buf: &mut Bytes) -> Result<i64, RecordsError> {
+    let mut raw: u64 = 0;
+    for shift in (0..70).step_by(7) {
+        need(buf, 1)?;
+        let byte = buf.get_u8();
+        raw |= u64::from(byte & 0x7f) << shift;
+        if byte & 0x80 == 0 {
+            return Ok(((raw >> 1) as i64) ^ -((raw & 1) as i64));
+        }
+    }
+    Err(RecordsError::Corrupt("varint too long"))
+}
+
+fn write_varlong(out: &mut BytesMut, value: i64) {
+    let mut raw = ((value << 1) ^ (value >> 63)) as u64;
+    while raw >= 0x80 {
+        out.put_u8((raw as u8) | 0x80);
+        raw >>= 7;
+    }
+    out.put_u8(raw as u8);
+}
+
+/// Inflates `data`, refusing to produce more than `cap` bytes.
+fn decompress(codec: Compression, data: Bytes, cap: usize) -> Result<Bytes, RecordsError> {
+    let reader: Box<dyn Read + '_> = match codec {
+        Compression::None => return Ok(data),
+        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(&data[..])),
+        Compression::Snappy => return snappy_decompress(&data, cap),
+        Compression::Lz4 => Box::new(lz4_flex::frame::FrameDecoder::new(&data[..])),
+        Compression::Zstd => Box::new(zstd::stream::read::Decoder::new(&data[..]).map_err(|e| RecordsError::Decompress(e.to_string()))?),
+    };
+    read_capped(reader, cap)
+}
+
+fn read_capped(reader: impl Read, cap: usize) -> Result<Bytes, RecordsError> {
+    let mut out = Vec::new();
+    reader.take(cap as u64 + 1).read_to_end(&mut out).map_err(|e| RecordsError::Decompress(e.to_string()))?;
+    if out.len() > cap {
+        return Err(RecordsError::TooLarge(cap));
+    }
+    Ok(Bytes::from(out))
+}
+
+/// Snappy as Kafka clients send it: either xerial's framing (the Java client: magic header,
+/// then length-prefixed blocks) or one raw block (librdkafka).
+fn snappy_decompress(data: &[u8], cap: usize) -> Result<Bytes, RecordsError> {
+    const XERIAL_MAGIC: &[u8] = b"\x82SNAPPY\x00";
+    let block = |block: &[u8], out: &mut Vec<u8>| -> Result<(), RecordsError> {
+        let len = snap::raw::decompress_len(block).map_err(|e| RecordsError::Decompress(e.to_string()))?;
+        if out.len() + len > cap {
+            return Err(RecordsError::TooLarge(cap));
+        }
+        let start = out.len();
+        out.resize(start + len, 0);
+        snap::raw::Decoder::new().decompress(block, &mut out[start..]).map_err(|e| RecordsError::Decompress(e.to_string()))?;
+        Ok(())
+    };
+    let mut out = Vec::new();
+    if data.len() >= 16 && data.starts_with(XERIAL_MAGIC) {
+        let mut rest = &data[16..]; // magic, version, compatible version
+        while !rest.is_empty() {
+            if rest.len() < 4 {
+                return Err(RecordsError::Corrupt("snappy chunk header"));
+            }
+            let len = u32::from_be_bytes(rest[..4].try_into().unwrap()) as usize;
+            rest = &rest[4..];
+            if len > rest.len() {
+                return Err(RecordsError::Corrupt("snappy chunk length"));
+            }
+            block(&rest[..len], &mut out)?;
+            rest = &rest[len..];
+        }
+    } else {
+        block(data, &mut out)?;
+    }
+    Ok(Bytes::from(out))
+}
+
+/// Encodes records as one uncompressed v2 batch starting at `base_offset` (Fetch, tests).
+pub fn encode_batch(base_offset: i64, records: &[Record]) -> Bytes {
+    encode_producer_batch(base_offset, records, -1, -1, -1)
+}
+
+/// Like [`encode_batch`], from an idempotent producer: its id, epoch and the batch's
+/// first sequence number.
+pub fn encode_producer_batch(base_offset: i64, records: &[Record], producer_id: i64, epoch: i16, base_sequence: i32) -> Bytes {
+    let base_timestamp = records.iter().map(|r| r.timestamp).min().unwrap_or(-1);
+    let max_timestamp = records.iter().map(|r| r.timestamp).max().unwrap_or(-1);
+    let mut body = BytesMut::new();
+    let mut record_bytes = BytesMut::new();
+    for record in records {
+        record_bytes.clear();
+        record_bytes.put_i8(0);
+        write_varlong(&mut record_bytes, record.timestamp - base_timestamp);
+        write_varlong(&mut record_bytes, i64::from(record.offset_delta));
+        for field in [&record.key, &record.value] {
+            match field {
+                Some(bytes) => {
+                    write_varlong(&mut record_bytes, bytes.len() as i64);
+                    record_bytes.put_slice(bytes);
+                }
+                None => write_varlong(&mut record_bytes, -1),
+            }
+        }
+        match &record.headers {
+            Some(headers) => record_bytes.put_slice(headers),
+            None => write_varlong(&mut record_bytes, 0),
+        }
+        write_varlong(&mut body, record_bytes.len() as i64);
+        body.put_slice(&record_bytes);
+    }
+    let mut out = BytesMut::with_capacity(BATCH_HEADER_BYTES + body.len());
+    out.put_i64(base_offset);
+    out.put_i32((BATCH_HEADER_BYTES - LOG_OVERHEAD + body.len()) as i32);
+    out.put_i32(-1); // partition leader epoch
+    out.put_i8(2);
+    out.put_u32(0); // CRC, filled in below
+    out.put_i16(0); // attributes: no compression, CreateTime
+    out.put_i32(records.last().map_or(0, |r| r.offset_delta)); // last offset delta
+    out.put_i64(base_timestamp);
+    out.put_i64(max_timestamp);
+    out.put_i64(producer_id);
+    out.put_i16(epoch);
+    out.put_i32(base_sequence);
+    out.put_i32(records.len() as i32);
+    out.put_slice(&body);
+    let crc = crc32c::crc32c(&out[CRC_START..]);
+    out[17..21].copy_from_slice(&crc.to_be_bytes());
+    out.freeze()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kafka_protocol::records::{
+        Compression as KpCompression, Record as KpRecord, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+    };
+
+    const CAP: usize = 1 << 20;
+
+    /// Batches written by an independent encoder (kafka-protocol's), one per codec.
+    fn foreign_batch(compression: KpCompression, count: i64) -> Bytes {
+        let records: Vec<KpRecord> = (0..count)
+            .map(|i| KpRecord {
+                transactional: false,
+                control: false,
+                delete_horizon: false,
+                partition_leader_epoch: 0,
+                producer_id: 7,
+                producer_epoch: 1,
+                timestamp_type: TimestampType::Creation,
+                offset: i,
+                sequence: i as i32,
+                timestamp: 1_700_000_000_000 + i,
+                key: (i % 2 == 0).then(|| Bytes::from(format!("key-{i}"))),
+                value: Some(Bytes::from(vec![i as u8; 100])),
+                headers: [(kafka_protocol::protocol::StrBytes::from_static_str("h"), Some(Bytes::from_static(b"v")))].into_iter().collect(),
+            })
+            .collect();
+        let mut buf = BytesMut::new();
+        let options = RecordEncodeOptions { version: 2, compression };
+        RecordBatchEncoder::encode(&mut buf, &records, &options).unwrap();
+        buf.freeze()
+    }
+
+    #[test]
+    fn decodes_every_codec_from_an_independent_encoder() {
+        for codec in [KpCompression::None, KpCompression::Gzip, KpCompression::Snappy, KpCompression::Lz4, KpCompression::Zstd] {
+            let batches = decode_batches(foreign_batch(codec, 50), CAP).unwrap();
+            assert_eq!(batches.len(), 1, "{codec:?}");
+            let batch = &batches[0];
+            assert_eq!((batch.producer_id, batch.producer_epoch, batch.base_sequence), (7, 1, 0));
+            assert_eq!(batch.records.len(), 50);
+            let r = &batch.records[4];
+            assert_eq!(r.key.as_deref(), Some(&b"key-4"[..]));
+            assert_eq!(r.value.as_deref(), Some(&[4u8; 100][..]));
+            assert_eq!(r.timestamp, 1_700_000_000_004);
+            assert_eq!(r.headers.as_deref(), Some(&[2, 2, b'h', 2, b'v'][..]), "{codec:?}");
+            assert_eq!(batch.records[5].key, None);
+        }
+    }
+
+    #[test]
+    fn round_trips_through_our_encoder() {
+        let records = vec![
+            Record { offset_delta: 0, timestamp: 5, key: None, value: Some(Bytes::from_static(b"a")), headers: None },
+            Record {
+                offset_delta: 1,
+                timestamp: 9,
+                key: Some(Bytes::from_static(b"k")),
+                value: None,
+                headers: Some(Bytes::from_static(&[2, 2, b'x', 0])),
+            },
+        ];
+        let encoded = encode_batch(40, &records);
+        let decoded = decode_batches(encoded, CAP).unwrap().remove(0);
+        assert_eq!(decoded.base_offset, 40);
+        assert_eq!(decoded.records, records);
+    }
+
+    #[test]
+    fn a_flipped_bit_fails_the_crc() {
+        let mut bytes = foreign_batch(KpCompression::None, 3).to_vec();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 1;
+        assert!(matches!(decode_batches(Bytes::from(bytes), CAP), Err(RecordsError::CrcMismatch { .. })));
+    }
+
+    #[test]
+    fn decompression_stops_at_the_cap() {
+        let batch = foreign_batch(KpCompression::Gzip, 50);
+        assert_eq!(decode_batches(batch, 1000), Err(RecordsError::TooLarge(1000)));
+    }
+
+    #[test]
+    fn lying_counts_and_lengths_are_corrupt_not_allocations() {
+        let mut bytes = encode_batch(0, &[]).to_vec();
+        bytes[57..61].copy_from_slice(&i32::MAX.to_be_bytes()); // record count
+        let crc = crc32c::crc32c(&bytes[CRC_START..]);
+        bytes[17..21].copy_from_slice(&crc.to_be_bytes());
+        assert!(matches!(decode_batches(Bytes::from(bytes.clone()), CAP), Err(RecordsError::Corrupt(_))));
+        bytes[8..12].copy_from_slice(&i32::MAX.to_be_bytes()); // batch length
+        assert!(matches!(decode_batches(Bytes::from(bytes), CAP), Err(RecordsError::Corrupt(_))));
+    }
+
+    #[test]
+    fn every_truncation_is_an_error() {
+        let batch = foreign_batch(KpCompression::None, 3);
+        for cut in 1..batch.len() {
+            assert!(decode_batches(batch.slice(..cut), CAP).is_err(), "cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn old_magic_is_refused() {
+        let mut bytes = encode_batch(0, &[]).to_vec();
+        bytes[16] = 1;
+        assert_eq!(decode_batches(Bytes::from(bytes), CAP), Err(RecordsError::UnsupportedMagic(1)));
+    }
+}

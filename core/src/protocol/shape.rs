@@ -1,0 +1,537 @@
+//! Request shapes: a walk over a request body, done before `kafka-protocol` decodes it.
+//!
+//! The codec trusts lengths read off the wire: `Array` calls `Vec::with_capacity(n)` on the
+//! `n` it reads, so a 60-byte request can ask for gigabytes, and a failed allocation aborts
+//! the process (no unwinding, so nothing can catch it) and Postgres restarts every backend.
+//! [`check`] walks the same bytes against the API's schema and fails as soon as a length
+//! claims more than is present. A body that passes holds every element of every array it
+//! declares, so what the codec then allocates is bounded by the bytes really received.
+//!
+//! Each served API has its request schema here, per version, in the field order of Kafka's
+//! message definitions (`clients/src/main/resources/common/message/*Request.json`).
+
+use kafka_protocol::messages::ApiKey;
+
+/// One field of a request schema.
+#[derive(Clone, Debug)]
+pub enum Field {
+    Int8,
+    Int16,
+    Int32,
+    Int64,
+    Uuid,
+    Bool,
+    /// STRING or NULLABLE_STRING (compact in flexible versions).
+    Str,
+    /// BYTES, NULLABLE_BYTES or RECORDS (compact in flexible versions).
+    Bytes,
+    /// An array of INT32 (no tagged fields per element).
+    Int32s,
+    /// An array of STRING (no tagged fields per element).
+    Strs,
+    /// An array of structs; each element ends with tagged fields in flexible versions.
+    Structs(Vec<Field>),
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ShapeError {
+    #[error("request body ends at byte {at} where {needed} more bytes are declared")]
+    Truncated { at: usize, needed: usize },
+    #[error("invalid length {0}")]
+    InvalidLength(i64),
+    #[error("varint longer than 5 bytes at byte {0}")]
+    BadVarint(usize),
+    #[error("no request schema for {0:?} v{1}")]
+    NoSchema(ApiKey, i16),
+}
+
+/// Checks that `body` holds everything the schema of `api_key` v`version` declares.
+pub fn check(api_key: ApiKey, version: i16, body: &[u8]) -> Result<(), ShapeError> {
+    let fields = request_schema(api_key, version).ok_or(ShapeError::NoSchema(api_key, version))?;
+    let flexible = api_key.request_header_version(version) >= 2;
+    let mut cursor = Cursor { bytes: body, at: 0, flexible };
+    cursor.walk_struct(&fields)
+}
+
+/// The request schema of a served API version, `None` for APIs we do not decode.
+pub fn request_schema(api_key: ApiKey, version: i16) -> Option<Vec<Field>> {
+    use Field::*;
+    let when = |cond: bool, field: Field| cond.then_some(field);
+    let fields: Vec<Option<Field>> = match api_key {
+        ApiKey::ApiVersions => vec![when(version >= 3, Str), when(version >= 3, Str)],
+        // transactional_id, acks, timeout_ms, topic_data[name (topic id from v13),
+        // partition_data[index, records]]
+        ApiKey::Produce => vec![
+            Some(Str),
+            Some(Int16),
+            Some(Int32),
+            Some(Structs(vec![if version >= 13 { Uuid } else { Str }, Structs(vec![Int32, Bytes])])),
+        ],
+        ApiKey::Fetch => {
+            let by_id = version >= 13;
+            let topic = if by_id { Uuid } else { Str };
+            vec![
+                when(version <= 14, Int32), // replica_id (a tagged field from v15)
+                Some(Int32),                // max_wait_ms
+                Some(Int32),                // min_bytes
+                Some(Int32),                // max_bytes
+                Some(Int8),                 // isolation_level
+                when(version >= 7, Int32),  // session_id
+                when(version >= 7, Int32),  // session_epoch
+                Some(Structs(vec![
+                    topic.clone(),
+                    Structs(
+                        [
+                            Some(Int32),                // partition
+                            when(version >= 9, Int32),  // current_leader_epoch
+                            Some(Int64),                // fetch_offset
+                            when(version >= 12, Int32), // last_fetched_epoch
+                            when(version >= 5, Int64),  // log_start_offset
+                            Some(Int32),                // partition_max_bytes
+                        ]
+                        .into_iter()
+                        .flatten()
+                        .collect(),
+                    ),
+                ])),
+                when(version >= 7, Structs(vec![topic, Int32s])), // forgotten_topics_data
+                when(version >= 11, Str),                         // rack_id
+            ]
+        }
+        ApiKey::ListOffsets => vec![
+            Some(Int32),              // replica_id
+            when(version >= 2, Int8), // isolation_level
+            Some(Structs(vec![Str, Structs([Some(Int32), when(version >= 4, Int32), Some(Int64)].into_iter().flatten().collect())])),
+            when(version >= 10, Int32), // timeout_ms
+        ],
+        ApiKey::Metadata => vec![
+            Some(Structs([when(version >= 10, Uuid), Some(Str)].into_iter().flatten().collect())),
+            when(version >= 4, Bool),
+            when((8..=10).contains(&version), Bool),
+            when(version >= 8, Bool),
+        ],
+        _ => return group_or_admin_schema(api_key, version),
+    };
+    Some(fields.into_iter().flatten().collect())
+}
+
+/// Schemas of the consumer-group, producer-id and admin APIs.
+fn group_or_admin_schema(api_key: ApiKey, version: i16) -> Option<Vec<Field>> {
+    use Field::*;
+    let when = |cond: bool, field: Field| cond.then_some(field);
+    let fields: Vec<Option<Field>> = match api_key {
+        // key (v0-3) and key_type (v1-3), then key_type and coordinator_keys (v4+)
+        ApiKey::FindCoordinator if version >= 4 => vec![Some(Int8), Some(Strs)],
+        ApiKey::FindCoordinator => vec![Some(Str), when(version >= 1, Int8)],
+        // group_id, session_timeout, rebalance_timeout, member_id, group_instance_id,
+        // protocol_type, protocols[name, metadata], reason
+        ApiKey::JoinGroup => vec![
+            Some(Str),
+            Some(Int32),
+            when(version >= 1, Int32),
+            Some(Str),
+            when(version >= 5, Str),
+            Some(Str),
+            Some(Structs(vec![Str, Bytes])),
+            when(version >= 8, Str),
+        ],
+        // group_id, generation, member_id, group_instance_id, protocol_type, protocol_name,
+        // assignments[member_id, assignment]
+        ApiKey::SyncGroup => vec![
+            Some(Str),
+            Some(Int32),
+            Some(Str),
+            when(version >= 3, Str),
+            when(version >= 5, Str),
+            when(version >= 5, Str),
+            Some(Structs(vec![Str, Bytes])),
+        ],
+        ApiKey::Heartbeat => vec![Some(Str), Some(Int32), Some(Str), when(version >= 3, Str)],
+        // group_id, then member_id (v0-2) or members[member_id, group_instance_id, reason]
+        ApiKey::LeaveGroup if version >= 3 => {
+            vec![Some(Str), Some(Structs([Some(Str), Some(Str), when(version >= 5, Str)].into_iter().flatten().collect()))]
+        }
+        ApiKey::LeaveGroup => vec![Some(Str), Some(Str)],
+        // group_id, generation, member_id, retention_time (v2-4), group_instance_id (v7+),
+        // topics[name, partitions[index, offset, leader_epoch (v6+), metadata]]
+        ApiKey::OffsetCommit => vec![
+            Some(Str),
+            Some(Int32),
+            Some(Str),
+            when(version <= 4, Int64),
+            when(version >= 7, Str),
+            Some(Structs(vec![
+                Str,
+                Structs([Some(Int32), Some(Int64), when(version >= 6, Int32), Some(Str)].into_iter().flatten().collect()),
+            ])),
+        ],
+        // v1-7: group_id, topics[name, partitions]; v8+: groups[group_id, member_id and
+        // member_epoch (v9+), topics[name, partitions]]; require_stable (v7+)
+        ApiKey::OffsetFetch if version >= 8 => {
+            let group = [Some(Str), when(version >= 9, Str), when(version >= 9, Int32), Some(Structs(vec![Str, Int32s]))];
+            vec![Some(Structs(group.into_iter().flatten().collect())), Some(Bool)]
+        }
+        ApiKey::OffsetFetch => vec![Some(Str), Some(Structs(vec![Str, Int32s])), when(version >= 7, Bool)],
+        ApiKey::DescribeGroups => vec![Some(Strs), when(version >= 3, Bool)],
+        ApiKey::ListGroups => vec![when(version >= 4, Strs), when(version >= 5, Strs)],
+        ApiKey::DeleteGroups => vec![Some(Strs)],
+        // transactional_id, transaction_timeout, producer_id and epoch (v3+)
+        ApiKey::InitProducerId => vec![Some(Str), Some(Int32), when(version >= 3, Int64), when(version >= 3, Int16)],
+        // topics[name, partitions, replication, assignments[index, brokers], configs[name,
+        // value]], timeout, validate_only
+        ApiKey::CreateTopics => {
+            vec![Some(Structs(vec![Str, Int32, Int16, Structs(vec![Int32, Int32s]), Structs(vec![Str, Str])])), Some(Int32), Some(Bool)]
+        }
+        // topic names (v1-5) or topics[name, topic_id] (v6+), timeout
+        ApiKey::DeleteTopics => vec![Some(if version >= 6 { Structs(vec![Str, Uuid]) } else { Strs }), Some(Int32)],
+        // topics[name, count, assignments[brokers]], timeout, validate_only
+        ApiKey::CreatePartitions => vec![Some(Structs(vec![Str, Int32, Structs(vec![Int32s])])), Some(Int32), Some(Bool)],
+        // resources[type, name, keys], include_synonyms, include_documentation (v3+)
+        ApiKey::DescribeConfigs => vec![Some(Structs(vec![Int8, Str, Strs])), Some(Bool), when(version >= 3, Bool)],
+        ApiKey::AlterConfigs => vec![Some(Structs(vec![Int8, Str, Structs(vec![Str, Str])])), Some(Bool)],
+        ApiKey::IncrementalAlterConfigs => vec![Some(Structs(vec![Int8, Str, Structs(vec![Str, Int8, Str])])), Some(Bool)],
+        ApiKey::DescribeCluster => vec![Some(Bool), when(version >= 1, Int8), when(version >= 2, Bool)],
+        // topics[name, partitions[index, offset]], timeout
+        ApiKey::DeleteRecords => vec![Some(Structs(vec![Str, Structs(vec![Int32, Int64])])), Some(Int32)],
+        _ => return None,
+    };
+    Some(fields.into_iter().flatten().collect())
+}
+
+struct Cursor<'a> {
+    bytes: &'a [u8],
+    at: usize,
+    flexible: bool,
+}
+
+impl Cursor<'_> {
+    fn skip(&mut self, count: usize) -> Result<(), ShapeError> {
+        let left = self.bytes.len() - self.at;
+        if count > left {
+            return Err(ShapeError::Truncated { at: self.at, needed: count - left });
+        }
+        self.at += count;
+        Ok(())
+    }
+
+    fn take<const N: usize>(&mut self) -> Result<[u8; N], ShapeError> {
+        let start = self.at;
+        self.skip(N)?;
+        Ok(self.bytes[start..self.at].try_into().expect("N bytes"))
+    }
+
+    fn unsigned_varint(&mut self) -> Result<u32, ShapeError> {
+        let start = self.at;
+        let mut value: u32 = 0;
+        for shift in (0..35).step_by(7) {
+            let [byte] = self.take::<1>()?;
+            value |= u32::from(byte & 0x7f) << shift;
+            if byte & 0x80 == 0 {
+                return Ok(value);
+            }
+        }
+        Err(ShapeError::BadVarint(start))
+    }
+
+    /// A length that may be null (-1). Compact forms encode `length + 1`, 0 meaning null.
+    fn length(&mut self, classic_width: usize) -> Result<Option<usize>, ShapeError> {
+        let raw: i64 = if self.flexible {
+            i64::from(self.unsigned_varint()?) - 1
+        } else if classic_width == 2 {
+            i64::from(i16::from_be_bytes(self.take::<2>()?))
+        } else {
+            i64::from(i32::from_be_bytes(self.take::<4>()?))
+        };
+        match raw {
+            -1 => Ok(None),
+            n if n >= 0 => Ok(Some(n as usize)),
+            n => Err(ShapeError::InvalidLength(n)),
+        }
+    }
+
+    fn walk_struct(&mut self, fields: &[Field]) -> Result<(), ShapeError> {
+        for field in fields {
+            self.walk_field(field)?;
+        }
+        if self.flexible {
+            self.skip_tagged_fields()?;
+        }
+        Ok(())
+    }
+
+    fn walk_field(&mut self, field: &Field) -> Result<(), ShapeError> {
+        match field {
+            Field::Int8 | Field::Bool => self.skip(1),
+            Field::Int16 => self.skip(2),
+            Field::Int32 => self.skip(4),
+            Field::Int64 => self.skip(8),
+            Field::Uuid => self.skip(16),
+            Field::Str => self.length(2).and_then(|len| self.skip(len.unwrap_or(0))),
+            Field::Bytes => self.length(4).and_then(|len| self.skip(len.unwrap_or(0))),
+            Field::Int32s => {
+                let count = self.length(4)?.unwrap_or(0);
+                self.skip(count.checked_mul(4).ok_or(ShapeError::InvalidLength(count as i64))?)
+            }
+            Field::Strs => {
+                let count = self.length(4)?.unwrap_or(0);
+                for _ in 0..count {
+                    self.walk_field(&Field::Str)?;
+                }
+                Ok(())
+            }
+            Field::Structs(fields) => {
+                let count = self.length(4)?.unwrap_or(0);
+                for _ in 0..count {
+                    let start = self.at;
+                    self.walk_struct(fields)?;
+                    if self.at == start {
+                        // Cannot happen for Kafka's schemas; guards the loop bound regardless.
+                        return Err(ShapeError::InvalidLength(count as i64));
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn skip_tagged_fields(&mut self) -> Result<(), ShapeError> {
+        let count = self.unsigned_varint()?;
+        for _ in 0..count {
+            self.unsigned_varint()?;
+            let size = self.unsigned_varint()? as usize;
+            self.skip(size)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::versions::SERVED_APIS;
+    use bytes::Bytes;
+    use bytes::BytesMut;
+    use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+    use kafka_protocol::messages::{ApiVersionsRequest, MetadataRequest, TopicName};
+    use kafka_protocol::protocol::{Encodable, StrBytes};
+
+    fn encode<M: Encodable>(message: &M, version: i16) -> Vec<u8> {
+        let mut buf = BytesMut::new();
+        message.encode(&mut buf, version).unwrap();
+        buf.to_vec()
+    }
+
+    #[test]
+    fn every_served_version_has_a_schema() {
+        for api in SERVED_APIS {
+            for version in api.min_served..=api.max {
+                assert!(request_schema(api.key, version).is_some(), "{:?} v{version}", api.key);
+            }
+        }
+    }
+
+    #[test]
+    fn real_requests_pass_at_every_version() {
+        let topic = |name: &'static str| MetadataRequestTopic::default().with_name(Some(TopicName(StrBytes::from_static_str(name))));
+        let metadata = MetadataRequest::default().with_topics(Some(vec![topic("a"), topic("bb")]));
+        for version in 1..=12 {
+            check(ApiKey::Metadata, version, &encode(&metadata, version)).unwrap();
+        }
+        let api_versions = ApiVersionsRequest::default()
+            .with_client_software_name(StrBytes::from_static_str("t"))
+            .with_client_software_version(StrBytes::from_static_str("1"));
+        for version in 0..=3 {
+            check(ApiKey::ApiVersions, version, &encode(&api_versions, version)).unwrap();
+        }
+    }
+
+    /// Bytes the schema walk consumes: a schema that matches uses the whole body.
+    fn consumed(api_key: ApiKey, version: i16, body: &[u8]) -> usize {
+        let fields = request_schema(api_key, version).unwrap();
+        let mut cursor = Cursor { bytes: body, at: 0, flexible: api_key.request_header_version(version) >= 2 };
+        cursor.walk_struct(&fields).unwrap();
+        cursor.at
+    }
+
+    #[test]
+    fn fetch_and_list_offsets_schemas_match_every_byte() {
+        use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic, ForgottenTopic};
+        use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+        use kafka_protocol::messages::{FetchRequest, ListOffsetsRequest};
+        let name = TopicName(StrBytes::from_static_str("topic"));
+        for version in 4..=18 {
+            let (mut topic, mut forgotten) = (FetchTopic::default(), ForgottenTopic::default().with_partitions(vec![1, 2, 3]));
+            if version < 13 {
+                topic = topic.with_topic(name.clone());
+                forgotten = forgotten.with_topic(name.clone());
+            }
+            let mut fetch = FetchRequest::default()
+                .with_topics(vec![topic.with_partitions(vec![FetchPartition::default(), FetchPartition::default().with_partition(1)])]);
+            if version >= 7 {
+                fetch = fetch.with_forgotten_topics_data(vec![forgotten]);
+            }
+            if version >= 11 {
+                fetch = fetch.with_rack_id(StrBytes::from_static_str("rack"));
+            }
+            let body = encode(&fetch, version);
+            assert_eq!(consumed(ApiKey::Fetch, version, &body), body.len(), "Fetch v{version}");
+        }
+        let list = ListOffsetsRequest::default().with_topics(vec![ListOffsetsTopic::default()
+            .with_name(name)
+            .with_partitions(vec![ListOffsetsPartition::default(), ListOffsetsPartition::default()])]);
+        for version in 1..=10 {
+            let body = encode(&list, version);
+            assert_eq!(consumed(ApiKey::ListOffsets, version, &body), body.len(), "ListOffsets v{version}");
+        }
+    }
+
+    /// Every group and admin request, with every array holding elements, at every served
+    /// version: the schema must consume exactly the bytes the codec wrote.
+    #[test]
+    fn group_and_admin_schemas_match_every_byte() {
+        use kafka_protocol::messages::*;
+        let s = |v: &'static str| StrBytes::from_static_str(v);
+        let topic = || TopicName(s("topic"));
+        let group = || GroupId(s("group"));
+        let check_all = |key: ApiKey, encode_at: &dyn Fn(i16) -> Vec<u8>| {
+            let api = crate::protocol::versions::served(key).unwrap();
+            for version in api.min_served..=api.max {
+                let body = encode_at(version);
+                assert_eq!(consumed(key, version, &body), body.len(), "{key:?} v{version}");
+            }
+        };
+        check_all(ApiKey::FindCoordinator, &|v| {
+            let r = FindCoordinatorRequest::default();
+            encode(&if v >= 4 { r.with_coordinator_keys(vec![s("a"), s("bc")]) } else { r.with_key(s("g")) }, v)
+        });
+        check_all(ApiKey::JoinGroup, &|v| {
+            let protocol =
+                join_group_request::JoinGroupRequestProtocol::default().with_name(s("range")).with_metadata(Bytes::from_static(b"m"));
+            encode(&JoinGroupRequest::default().with_group_id(group()).with_protocols(vec![protocol.clone(), protocol]), v)
+        });
+        check_all(ApiKey::SyncGroup, &|v| {
+            let assignment =
+                sync_group_request::SyncGroupRequestAssignment::default().with_member_id(s("m")).with_assignment(Bytes::from_static(b"a"));
+            encode(&SyncGroupRequest::default().with_group_id(group()).with_assignments(vec![assignment.clone(), assignment]), v)
+        });
+        check_all(ApiKey::Heartbeat, &|v| encode(&HeartbeatRequest::default().with_group_id(group()), v));
+        check_all(ApiKey::LeaveGroup, &|v| {
+            let r = LeaveGroupRequest::default().with_group_id(group());
+            let member = leave_group_request::MemberIdentity::default().with_member_id(s("m"));
+            encode(&if v >= 3 { r.with_members(vec![member.clone(), member]) } else { r.with_member_id(s("m")) }, v)
+        });
+        check_all(ApiKey::OffsetCommit, &|v| {
+            let partition = offset_commit_request::OffsetCommitRequestPartition::default().with_committed_offset(5);
+            let t = offset_commit_request::OffsetCommitRequestTopic::default()
+                .with_name(topic())
+                .with_partitions(vec![partition.clone(), partition]);
+            encode(&OffsetCommitRequest::default().with_group_id(group()).with_topics(vec![t.clone(), t]), v)
+        });
+        check_all(ApiKey::OffsetFetch, &|v| {
+            if v >= 8 {
+                let t = offset_fetch_request::OffsetFetchRequestTopics::default().with_name(topic()).with_partition_indexes(vec![0, 1]);
+                let g =
+                    offset_fetch_request::OffsetFetchRequestGroup::default().with_group_id(group()).with_topics(Some(vec![t.clone(), t]));
+                encode(&OffsetFetchRequest::default().with_groups(vec![g.clone(), g]), v)
+            } else {
+                let t = offset_fetch_request::OffsetFetchRequestTopic::default().with_name(topic()).with_partition_indexes(vec![0, 1]);
+                encode(&OffsetFetchRequest::default().with_group_id(group()).with_topics(Some(vec![t.clone(), t])), v)
+            }
+        });
+        check_all(ApiKey::DescribeGroups, &|v| encode(&DescribeGroupsRequest::default().with_groups(vec![group(), group()]), v));
+        check_all(ApiKey::ListGroups, &|v| {
+            let r = ListGroupsRequest::default();
+            let r = if v >= 4 { r.with_states_filter(vec![s("Stable"), s("Empty")]) } else { r };
+            encode(&if v >= 5 { r.with_types_filter(vec![s("classic")]) } else { r }, v)
+        });
+        check_all(ApiKey::DeleteGroups, &|v| encode(&DeleteGroupsRequest::default().with_groups_names(vec![group(), group()]), v));
+        check_all(ApiKey::InitProducerId, &|v| encode(&InitProducerIdRequest::default().with_transaction_timeout_ms(5), v));
+        check_all(ApiKey::CreateTopics, &|v| {
+            let assignment = create_topics_request::CreatableReplicaAssignment::default().with_broker_ids(vec![BrokerId(1), BrokerId(1)]);
+            let config = create_topics_request::CreatableTopicConfig::default().with_name(s("retention.ms")).with_value(Some(s("1")));
+            let t = create_topics_request::CreatableTopic::default()
+                .with_name(topic())
+                .with_assignments(vec![assignment.clone(), assignment])
+                .with_configs(vec![config.clone(), config]);
+            encode(&CreateTopicsRequest::default().with_topics(vec![t.clone(), t]), v)
+        });
+        check_all(ApiKey::DeleteTopics, &|v| {
+            let r = DeleteTopicsRequest::default();
+            let state = delete_topics_request::DeleteTopicState::default().with_name(Some(topic()));
+            encode(&if v >= 6 { r.with_topics(vec![state.clone(), state]) } else { r.with_topic_names(vec![topic(), topic()]) }, v)
+        });
+        check_all(ApiKey::CreatePartitions, &|v| {
+            let assignment = create_partitions_request::CreatePartitionsAssignment::default().with_broker_ids(vec![BrokerId(1)]);
+            let t = create_partitions_request::CreatePartitionsTopic::default()
+                .with_name(topic())
+                .with_assignments(Some(vec![assignment.clone(), assignment]));
+            encode(&CreatePartitionsRequest::default().with_topics(vec![t.clone(), t]), v)
+        });
+        check_all(ApiKey::DescribeConfigs, &|v| {
+            let resource = describe_configs_request::DescribeConfigsResource::default()
+                .with_resource_type(2)
+                .with_configuration_keys(Some(vec![s("a"), s("b")]));
+            encode(&DescribeConfigsRequest::default().with_resources(vec![resource.clone(), resource]), v)
+        });
+        check_all(ApiKey::AlterConfigs, &|v| {
+            let config = alter_configs_request::AlterableConfig::default().with_name(s("a")).with_value(Some(s("1")));
+            let resource = alter_configs_request::AlterConfigsResource::default().with_configs(vec![config.clone(), config]);
+            encode(&AlterConfigsRequest::default().with_resources(vec![resource.clone(), resource]), v)
+        });
+        check_all(ApiKey::IncrementalAlterConfigs, &|v| {
+            let config = incremental_alter_configs_request::AlterableConfig::default().with_name(s("a")).with_value(Some(s("1")));
+            let resource = incremental_alter_configs_request::AlterConfigsResource::default().with_configs(vec![config.clone(), config]);
+            encode(&IncrementalAlterConfigsRequest::default().with_resources(vec![resource.clone(), resource]), v)
+        });
+        check_all(ApiKey::DescribeCluster, &|v| encode(&DescribeClusterRequest::default(), v));
+        check_all(ApiKey::DeleteRecords, &|v| {
+            let partition = delete_records_request::DeleteRecordsPartition::default().with_offset(3);
+            let t = delete_records_request::DeleteRecordsTopic::default()
+                .with_name(topic())
+                .with_partitions(vec![partition.clone(), partition]);
+            encode(&DeleteRecordsRequest::default().with_topics(vec![t.clone(), t]), v)
+        });
+    }
+
+    #[test]
+    fn a_lying_int32_array_length_is_caught() {
+        // Fetch v7: replica, wait, min, max, isolation, session id, epoch, no topics, then
+        // one forgotten topic that claims a billion partitions.
+        let mut body = vec![0u8; 4 * 4 + 1 + 4 * 2];
+        body.extend_from_slice(&0i32.to_be_bytes());
+        body.extend_from_slice(&1i32.to_be_bytes());
+        body.extend_from_slice(&[0, 1, b'x']);
+        body.extend_from_slice(&1_000_000_000i32.to_be_bytes());
+        assert!(matches!(check(ApiKey::Fetch, 7, &body), Err(ShapeError::Truncated { .. })));
+    }
+
+    #[test]
+    fn huge_array_counts_fail_before_decoding() {
+        // Metadata v1: topics array of i32::MAX elements, then nothing.
+        let body = i32::MAX.to_be_bytes();
+        assert!(matches!(check(ApiKey::Metadata, 1, &body), Err(ShapeError::Truncated { .. })));
+        // Metadata v12 (flexible): compact array of 2^32-2 elements, one element present.
+        let mut body = vec![0xff, 0xff, 0xff, 0xff, 0x0f];
+        body.extend_from_slice(&[0; 16]);
+        body.extend_from_slice(&[2, b'a', 0]);
+        assert!(matches!(check(ApiKey::Metadata, 12, &body), Err(ShapeError::Truncated { .. })));
+    }
+
+    #[test]
+    fn every_truncation_of_a_valid_request_is_rejected() {
+        let topic = MetadataRequestTopic::default().with_name(Some(TopicName(StrBytes::from_static_str("abc"))));
+        let request = MetadataRequest::default().with_topics(Some(vec![topic]));
+        for version in [1, 4, 9, 12] {
+            let body = encode(&request, version);
+            for cut in 0..body.len() {
+                assert!(check(ApiKey::Metadata, version, &body[..cut]).is_err(), "v{version} cut at {cut}");
+            }
+        }
+    }
+
+    #[test]
+    fn overlong_varints_and_negative_lengths_are_rejected() {
+        assert_eq!(check(ApiKey::Metadata, 12, &[0xff; 8]), Err(ShapeError::BadVarint(0)));
+        assert_eq!(check(ApiKey::Metadata, 1, &(-5i32).to_be_bytes()), Err(ShapeError::InvalidLength(-5)));
+    }
+}

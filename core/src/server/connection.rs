@@ -1,0 +1,211 @@
+//! One client connection.
+//!
+//! Clients pipeline requests (librdkafka keeps several Produce requests in flight), and
+//! Kafka answers them in order. So a connection is two halves:
+//!
+//! ```text
+//!  reader: size ─▶ reserve bytes from the shared budget ─▶ body ─▶ spawn handler task ─┐
+//!                                                                         (≤ MAX_PIPELINED)
+//!  writer: ◀──────────── await handler tasks in request order, write responses ◀───────┘
+//! ```
+//! The budget (`pg_kafka.max_inflight_bytes`, shared by all connections) is reserved before
+//! a body is read and released once its response is written: when it runs out, connections
+//! stop reading, which is the back-pressure a producer sees. A handler runs in its own task,
+//! so a panic there costs only this connection.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::io::BufWriter;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinHandle;
+
+use crate::broker::in_order::Chain;
+use crate::broker::{Broker, Outcome};
+use crate::logging;
+use crate::protocol::frame::{read_frame_body, read_frame_size, write_frame, FrameError};
+use crate::protocol::header::parse_request;
+
+/// Requests read ahead of their responses, per connection.
+const MAX_PIPELINED: usize = 16;
+
+pub struct Connection {
+    stream: TcpStream,
+    peer: SocketAddr,
+    broker: Broker,
+    budget: Arc<Semaphore>,
+    shutdown: watch::Receiver<bool>,
+}
+
+/// A request being handled, with the bytes it holds from the budget.
+struct InFlight {
+    outcome: JoinHandle<Outcome>,
+    what: String,
+    _bytes: OwnedSemaphorePermit,
+}
+
+impl Connection {
+    pub fn new(stream: TcpStream, peer: SocketAddr, broker: Broker, budget: Arc<Semaphore>, shutdown: watch::Receiver<bool>) -> Self {
+        let _ = stream.set_nodelay(true);
+        Connection { stream, peer, broker, budget, shutdown }
+    }
+
+    pub async fn run(self) {
+        let peer = self.peer;
+        let log_connections = self.broker.config().log_connections;
+        if log_connections {
+            logging::log(format!("pg_kafka: connection from {peer}"));
+        }
+        match self.serve().await {
+            Ok(()) if log_connections => logging::log(format!("pg_kafka: {peer} disconnected")),
+            Ok(()) => {}
+            Err(reason) => logging::warning(format!("pg_kafka: closing connection from {peer}: {reason}")),
+        }
+    }
+
+    /// Serves until the client leaves (`Ok`) or must be dropped (`Err(reason)`).
+    async fn serve(self) -> Result<(), String> {
+        let (reader, writer) = self.stream.into_split();
+        let (in_flight, answers) = mpsc::channel(MAX_PIPELINED);
+        let reading = read_requests(reader, self.broker, self.budget, self.shutdown, in_flight);
+        let writing = write_responses(BufWriter::new(writer), answers);
+        tokio::pin!(reading, writing);
+        tokio::select! {
+            // The client stopped sending (or must be cut off): answer what was already read.
+            read = &mut reading => {
+                let written = writing.await;
+                read.and(written)
+            }
+            // A response could not be written, or a handler asked to close: stop reading.
+            written = &mut writing => written,
+        }
+    }
+}
+
+async fn read_requests(
+    mut reader: OwnedReadHalf,
+    broker: Broker,
+    budget: Arc<Semaphore>,
+    mut shutdown: watch::Receiver<bool>,
+    in_flight: mpsc::Sender<InFlight>,
+) -> Result<(), String> {
+    let max_frame_bytes = broker.config().max_frame_bytes;
+    let client_host = reader.peer_addr().map(|a| format!("/{}", a.ip())).unwrap_or_default();
+    let mut order = Chain::default();
+    let max_reserved = broker.config().max_inflight_bytes.max(1) as u32;
+    loop {
+        let size = tokio::select! {
+            biased;
+            _ = shutdown.changed() => return Ok(()),
+            size = read_frame_size(&mut reader, max_frame_bytes) => size,
+        };
+        let size = match size {
+            Ok(Some(size)) => size,
+            Ok(None) => return Ok(()),
+            Err(FrameError::Io(e)) if e.kind() == std::io::ErrorKind::ConnectionReset => return Ok(()),
+            Err(e) => return Err(e.to_string()),
+        };
+        // A frame larger than the whole budget waits for all of it rather than forever.
+        let reserve = (size as u32).clamp(1, max_reserved);
+        let bytes = budget.clone().acquire_many_owned(reserve).await.map_err(|_| "budget closed".to_owned())?;
+        let frame = match read_frame_body(&mut reader, size).await {
+            Ok(frame) => frame,
+            Err(FrameError::Io(e)) if e.kind() == std::io::ErrorKind::ConnectionReset => return Ok(()),
+            Err(e) => return Err(e.to_string()),
+        };
+        let mut request = parse_request(frame).map_err(|e| e.to_string())?;
+        request.client_host = client_host.clone();
+        let what = format!("{:?} v{}", request.api_key, request.version());
+        let handler = broker.clone();
+        let link = order.next_link();
+        let outcome = tokio::spawn(async move { handler.handle_in_order(request, link).await });
+        if in_flight.send(InFlight { outcome, what, _bytes: bytes }).await.is_err() {
+            return Ok(()); // the writer has stopped; its error is the one to report
+        }
+    }
+}
+
+async fn write_responses(mut writer: BufWriter<OwnedWriteHalf>, mut answers: mpsc::Receiver<InFlight>) -> Result<(), String> {
+    while let Some(request) = answers.recv().await {
+        let outcome =
+            request.outcome.await.unwrap_or_else(|e| Outcome::Close(format!("{} handler failed: {}", request.what, panic_message(e))));
+        match outcome {
+            Outcome::Respond(response) => match write_frame(&mut writer, &response).await {
+                Ok(()) => {}
+                // The client went away (closed, or was killed): a disconnect, not a fault.
+                Err(e) if matches!(e.kind(), std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset) => return Ok(()),
+                Err(e) => return Err(e.to_string()),
+            },
+            Outcome::Silent => {}
+            Outcome::Close(reason) => return Err(reason),
+        }
+    }
+    Ok(())
+}
+
+fn panic_message(error: tokio::task::JoinError) -> String {
+    match error.try_into_panic() {
+        Ok(payload) => payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "panic".into()),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::broker::testing::broker_with_config;
+    use std::time::Duration;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+
+    /// Serves every connection to a fresh listener with one shared byte budget.
+    async fn serve_with_budget(budget_bytes: usize) -> std::net::SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let budget = Arc::new(Semaphore::new(budget_bytes));
+        let broker = broker_with_config(crate::config::Config { max_inflight_bytes: budget_bytes, ..Default::default() });
+        let (shutdown_sender, shutdown) = watch::channel(false);
+        tokio::spawn(async move {
+            let _keep = shutdown_sender;
+            while let Ok((stream, peer)) = listener.accept().await {
+                let connection = Connection::new(stream, peer, broker.clone(), budget.clone(), shutdown.clone());
+                tokio::spawn(connection.run());
+            }
+        });
+        addr
+    }
+
+    /// An ApiVersions v0 request frame.
+    fn api_versions_frame() -> Vec<u8> {
+        let mut body = vec![0, 18, 0, 0, 0, 0, 0, 5, 0, 0]; // key 18, v0, correlation 5, no client id
+        let mut frame = (body.len() as i32).to_be_bytes().to_vec();
+        frame.append(&mut body);
+        frame
+    }
+
+    #[tokio::test]
+    async fn a_connection_holding_the_budget_stops_others_reading_until_it_lets_go() {
+        let addr = serve_with_budget(1000).await;
+        // A client announces a frame larger than the whole budget and sends it slowly.
+        let mut hog = TcpStream::connect(addr).await.unwrap();
+        hog.write_all(&50_000i32.to_be_bytes()).await.unwrap();
+        hog.write_all(&[0; 10]).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+
+        let mut other = TcpStream::connect(addr).await.unwrap();
+        other.write_all(&api_versions_frame()).await.unwrap();
+        let mut size = [0u8; 4];
+        let waited = tokio::time::timeout(Duration::from_millis(300), other.read_exact(&mut size)).await;
+        assert!(waited.is_err(), "answered while the budget was taken");
+
+        drop(hog); // its reservation goes back to the budget
+        tokio::time::timeout(Duration::from_secs(5), other.read_exact(&mut size)).await.expect("answered").unwrap();
+        assert!(i32::from_be_bytes(size) > 0);
+    }
+}

@@ -1,0 +1,274 @@
+//! An in-memory [`Storage`], for tests of handlers and of the bridge without Postgres.
+
+use std::collections::{BTreeMap, HashMap};
+
+use super::{
+    is_valid_topic_name, record_bytes, CommittedOffset, MessageRows, OffsetCommit, ProducerKey, ProducerState, ReadLimit, Storage,
+    StorageError, StoredRecord, Topic, DEFAULT_MAX_MESSAGE_BYTES,
+};
+use uuid::Uuid;
+
+#[derive(Default)]
+pub struct MemoryStorage {
+    topics: Vec<Topic>,
+    /// Topic ids handed out so far (ids are never reused, as with an identity column).
+    last_topic_id: i32,
+    configs: BTreeMap<i32, Vec<(String, String)>>,
+    log_starts: HashMap<(i32, i32), i64>,
+    /// group → (topic id, partition) → commit.
+    offsets: BTreeMap<String, BTreeMap<(i32, i32), OffsetCommit>>,
+    last_producer_id: i64,
+    producers: HashMap<ProducerKey, ProducerState>,
+    /// Every appended row, in insertion order.
+    pub messages: MessageRows,
+    /// When set, `append` fails: lets tests exercise the writer's failure path.
+    pub fail_appends: bool,
+}
+
+impl Storage for MemoryStorage {
+    fn all_topics(&mut self) -> Result<Vec<Topic>, StorageError> {
+        let mut topics = self.topics.clone();
+        topics.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(topics)
+    }
+
+    fn topic(&mut self, name: &str) -> Result<Option<Topic>, StorageError> {
+        Ok(self.topics.iter().find(|t| t.name == name).cloned())
+    }
+
+    fn create_topic(&mut self, name: &str, partitions: i32) -> Result<Topic, StorageError> {
+        if !is_valid_topic_name(name) {
+            return Err(StorageError::InvalidTopicName(name.to_owned()));
+        }
+        if self.topic(name)?.is_some() {
+            return Err(StorageError::TopicExists(name.to_owned()));
+        }
+        self.last_topic_id += 1;
+        let topic = Topic {
+            id: self.last_topic_id,
+            name: name.to_owned(),
+            uuid: Uuid::new_v4(),
+            partitions,
+            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+        };
+        self.topics.push(topic.clone());
+        Ok(topic)
+    }
+
+    fn next_offset(&mut self, topic_id: i32, partition: i32) -> Result<i64, StorageError> {
+        let m = &self.messages;
+        let last = (0..m.len()).filter(|&i| m.topic_ids[i] == topic_id && m.partitions[i] == partition).map(|i| m.offsets[i]).max();
+        let log_start = self.log_starts.get(&(topic_id, partition)).copied().unwrap_or(0);
+        Ok(last.map_or(0, |offset| offset + 1).max(log_start))
+    }
+
+    fn append(&mut self, rows: &MessageRows) -> Result<(), StorageError> {
+        if self.fail_appends {
+            return Err(StorageError::Database { sqlstate: None, message: "appends are failing (test)".into() });
+        }
+        let m = &mut self.messages;
+        for i in 0..rows.len() {
+            let duplicate = (0..m.len())
+                .any(|j| (m.topic_ids[j], m.partitions[j], m.offsets[j]) == (rows.topic_ids[i], rows.partitions[i], rows.offsets[i]));
+            if duplicate {
+                return Err(StorageError::Database {
+                    sqlstate: Some("23505".into()),
+                    message: "duplicate key (topic_id, partition, offset)".into(),
+                });
+            }
+        }
+        m.topic_ids.extend_from_slice(&rows.topic_ids);
+        m.partitions.extend_from_slice(&rows.partitions);
+        m.offsets.extend_from_slice(&rows.offsets);
+        m.timestamps_ms.extend_from_slice(&rows.timestamps_ms);
+        m.keys.extend(rows.keys.iter().cloned());
+        m.values.extend(rows.values.iter().cloned());
+        m.headers.extend(rows.headers.iter().cloned());
+        Ok(())
+    }
+
+    fn read(&mut self, topic_id: i32, partition: i32, limit: ReadLimit) -> Result<Vec<StoredRecord>, StorageError> {
+        let mut candidates: Vec<StoredRecord> =
+            self.rows_of(topic_id, partition).filter(|r| (limit.from..limit.below).contains(&r.offset)).collect();
+        candidates.sort_by_key(|r| r.offset);
+        let mut records = Vec::new();
+        let mut bytes = 0;
+        for record in candidates {
+            bytes += record_bytes(&record);
+            if !limit.admits(records.len(), bytes) {
+                break;
+            }
+            records.push(record);
+        }
+        Ok(records)
+    }
+
+    fn first_offset(&mut self, topic_id: i32, partition: i32) -> Result<Option<i64>, StorageError> {
+        let first = self.rows_of(topic_id, partition).map(|r| r.offset).min();
+        Ok(first.max(self.log_starts.get(&(topic_id, partition)).copied()))
+    }
+
+    fn offset_for_timestamp(&mut self, topic_id: i32, partition: i32, timestamp_ms: i64) -> Result<Option<(i64, i64)>, StorageError> {
+        Ok(self.rows_of(topic_id, partition).filter(|r| r.timestamp_ms >= timestamp_ms).map(|r| (r.offset, r.timestamp_ms)).min())
+    }
+
+    fn max_timestamp(&mut self, topic_id: i32, partition: i32) -> Result<Option<(i64, i64)>, StorageError> {
+        Ok(self.rows_of(topic_id, partition).map(|r| (r.timestamp_ms, -r.offset)).max().map(|(timestamp, negated)| (-negated, timestamp)))
+    }
+
+    fn delete_topic(&mut self, topic_id: i32) -> Result<(), StorageError> {
+        self.topics.retain(|t| t.id != topic_id);
+        self.retain_rows(|topic, _, _| topic != topic_id);
+        self.configs.remove(&topic_id);
+        self.log_starts.retain(|&(topic, _), _| topic != topic_id);
+        for group in self.offsets.values_mut() {
+            group.retain(|&(topic, _), _| topic != topic_id);
+        }
+        self.offsets.retain(|_, group| !group.is_empty());
+        self.producers.retain(|&(_, topic, _), _| topic != topic_id);
+        Ok(())
+    }
+
+    fn set_partition_count(&mut self, topic_id: i32, partitions: i32) -> Result<(), StorageError> {
+        self.topics.iter_mut().filter(|t| t.id == topic_id).for_each(|t| t.partitions = partitions);
+        Ok(())
+    }
+
+    fn topic_configs(&mut self, topic_id: i32) -> Result<Vec<(String, String)>, StorageError> {
+        Ok(self.configs.get(&topic_id).cloned().unwrap_or_default())
+    }
+
+    fn replace_topic_configs(&mut self, topic_id: i32, configs: &[(String, String)]) -> Result<(), StorageError> {
+        let mut configs = configs.to_vec();
+        configs.sort();
+        let max_bytes = configs.iter().find(|(n, _)| n == "max.message.bytes").and_then(|(_, v)| v.parse().ok());
+        self.topics
+            .iter_mut()
+            .filter(|t| t.id == topic_id)
+            .for_each(|t| t.max_message_bytes = max_bytes.unwrap_or(DEFAULT_MAX_MESSAGE_BYTES));
+        self.configs.insert(topic_id, configs);
+        Ok(())
+    }
+
+    fn delete_records_before(&mut self, topic_id: i32, partition: i32, offset: i64) -> Result<(), StorageError> {
+        let start = self.log_starts.entry((topic_id, partition)).or_insert(0);
+        *start = (*start).max(offset);
+        let start = *start;
+        self.retain_rows(|topic, p, o| !(topic == topic_id && p == partition && o < start));
+        Ok(())
+    }
+
+    fn commit_offsets(&mut self, group: &str, offsets: &[OffsetCommit]) -> Result<(), StorageError> {
+        let stored = self.offsets.entry(group.to_owned()).or_default();
+        for commit in offsets {
+            stored.insert((commit.topic_id, commit.partition), commit.clone());
+        }
+        Ok(())
+    }
+
+    fn committed_offsets(&mut self, group: &str) -> Result<Vec<CommittedOffset>, StorageError> {
+        let Some(stored) = self.offsets.get(group) else { return Ok(Vec::new()) };
+        let mut offsets: Vec<CommittedOffset> = stored
+            .values()
+            .filter_map(|c| {
+                let topic = self.topics.iter().find(|t| t.id == c.topic_id)?;
+                Some(CommittedOffset {
+                    topic: topic.name.clone(),
+                    partition: c.partition,
+                    offset: c.offset,
+                    leader_epoch: c.leader_epoch,
+                    metadata: c.metadata.clone(),
+                })
+            })
+            .collect();
+        offsets.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
+        Ok(offsets)
+    }
+
+    fn offset_groups(&mut self) -> Result<Vec<String>, StorageError> {
+        Ok(self.offsets.keys().cloned().collect())
+    }
+
+    fn delete_group_offsets(&mut self, groups: &[String]) -> Result<Vec<String>, StorageError> {
+        Ok(groups.iter().filter(|g| self.offsets.remove(g.as_str()).is_some()).cloned().collect())
+    }
+
+    fn retention_starts(&mut self, now_ms: i64) -> Result<Vec<(i32, i32, i64)>, StorageError> {
+        let mut starts = Vec::new();
+        for topic in self.topics.clone() {
+            let configs = self.configs.get(&topic.id).cloned().unwrap_or_default();
+            let limit = |name: &str| configs.iter().find(|(n, _)| n == name).and_then(|(_, v)| v.parse::<i64>().ok()).unwrap_or(-1);
+            let (retention_ms, retention_bytes) = (limit("retention.ms"), limit("retention.bytes"));
+            for partition in 0..topic.partitions {
+                let Some(start) = self.first_offset(topic.id, partition)? else { continue };
+                let high = self.next_offset(topic.id, partition)?;
+                let mut rows: Vec<StoredRecord> = self.rows_of(topic.id, partition).collect();
+                rows.sort_by_key(|r| r.offset);
+                let mut target = start;
+                if retention_ms >= 0 {
+                    let oldest_kept = now_ms.saturating_sub(retention_ms);
+                    target = target.max(rows.iter().find(|r| r.timestamp_ms >= oldest_kept).map_or(high, |r| r.offset));
+                }
+                if retention_bytes >= 0 {
+                    let mut kept = 0;
+                    for row in rows.iter().rev() {
+                        kept += record_bytes(row) - crate::storage::RECORD_OVERHEAD_BYTES;
+                        if kept as i64 > retention_bytes {
+                            target = target.max(row.offset + 1);
+                            break;
+                        }
+                    }
+                }
+                if target > start {
+                    starts.push((topic.id, partition, target));
+                }
+            }
+        }
+        Ok(starts)
+    }
+
+    fn next_producer_id(&mut self) -> Result<i64, StorageError> {
+        self.last_producer_id += 1;
+        Ok(self.last_producer_id)
+    }
+
+    fn producer_state(&mut self, key: ProducerKey) -> Result<Option<ProducerState>, StorageError> {
+        Ok(self.producers.get(&key).cloned())
+    }
+
+    fn save_producer_states(&mut self, states: &[(ProducerKey, ProducerState)]) -> Result<(), StorageError> {
+        for (key, state) in states {
+            self.producers.insert(*key, state.clone());
+        }
+        Ok(())
+    }
+}
+
+impl MemoryStorage {
+    /// Keeps the message rows for which `keep(topic id, partition, offset)` holds.
+    fn retain_rows(&mut self, keep: impl Fn(i32, i32, i64) -> bool) {
+        let m = std::mem::take(&mut self.messages);
+        for i in 0..m.len() {
+            if keep(m.topic_ids[i], m.partitions[i], m.offsets[i]) {
+                self.messages.topic_ids.push(m.topic_ids[i]);
+                self.messages.partitions.push(m.partitions[i]);
+                self.messages.offsets.push(m.offsets[i]);
+                self.messages.timestamps_ms.push(m.timestamps_ms[i]);
+                self.messages.keys.push(m.keys[i].clone());
+                self.messages.values.push(m.values[i].clone());
+                self.messages.headers.push(m.headers[i].clone());
+            }
+        }
+    }
+
+    fn rows_of(&self, topic_id: i32, partition: i32) -> impl Iterator<Item = StoredRecord> + '_ {
+        let m = &self.messages;
+        (0..m.len()).filter(move |&i| m.topic_ids[i] == topic_id && m.partitions[i] == partition).map(move |i| StoredRecord {
+            offset: m.offsets[i],
+            timestamp_ms: m.timestamps_ms[i],
+            key: m.keys[i].clone(),
+            value: m.values[i].clone(),
+            headers: m.headers[i].clone(),
+        })
+    }
+}

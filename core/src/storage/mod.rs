@@ -1,0 +1,284 @@
+//! Storage, in Kafka terms.
+//!
+//! [`Storage`] is what handlers need from the database. The Postgres engine (SPI and COPY)
+//! lives in the glue crate, the only code that links pgrx; `memory::MemoryStorage` (feature
+//! `testing`) stands in for it in tests that run without Postgres. Handlers never hold a
+//! `Storage`: they reach it through [`bridge::StorageClient`], which runs a closure on the
+//! thread that owns the storage (the worker's main thread, in production) and awaits its
+//! result.
+//!
+//! - [`bridge`]: jobs to the storage thread, answered after their commit.
+//! - [`topics`]: the one cache of topics, with its invalidation.
+//! - [`watermarks`]: partition bounds in memory, for Fetch.
+//! - [`copy_binary`]: rows in COPY's binary format, as the Postgres engine inserts them.
+
+pub mod bridge;
+pub mod copy_binary;
+#[cfg(any(test, feature = "testing"))]
+pub mod memory;
+pub mod topics;
+pub mod watermarks;
+
+use bytes::Bytes;
+use uuid::Uuid;
+
+/// A topic as clients see it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Topic {
+    /// Internal id: `kafka.topics.id`, the key `kafka.messages` rows refer to.
+    pub id: i32,
+    pub name: String,
+    /// The Kafka topic id (Metadata v10+).
+    pub uuid: Uuid,
+    pub partitions: i32,
+    /// The topic's `max.message.bytes`: the largest record batch Produce accepts.
+    pub max_message_bytes: i32,
+}
+
+/// Kafka's default `max.message.bytes` (1 MiB plus batch overhead).
+pub const DEFAULT_MAX_MESSAGE_BYTES: i32 = 1_048_588;
+
+/// An offset a consumer group commits, for a topic already resolved to its id.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OffsetCommit {
+    pub topic_id: i32,
+    pub partition: i32,
+    pub offset: i64,
+    pub leader_epoch: i32,
+    pub metadata: Option<String>,
+}
+
+/// An offset a consumer group has committed, as OffsetFetch returns it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CommittedOffset {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub leader_epoch: i32,
+    pub metadata: Option<String>,
+}
+
+/// (producer id, topic id, partition): whose sequence numbers a [`ProducerState`] tracks.
+pub type ProducerKey = (i64, i32, i32);
+
+/// An idempotent producer's state on one partition: its epoch and its last batches.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ProducerState {
+    pub epoch: i16,
+    /// The most recent batches appended, oldest first (at most [`RECENT_BATCHES`]).
+    pub batches: std::collections::VecDeque<SequencedBatch>,
+}
+
+/// How many recent batches per producer and partition are remembered for deduplication
+/// (Kafka's `max.in.flight.requests.per.connection` limit for idempotence).
+pub const RECENT_BATCHES: usize = 5;
+
+/// One appended batch of an idempotent producer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SequencedBatch {
+    pub first_sequence: i32,
+    pub last_sequence: i32,
+    pub base_offset: i64,
+}
+
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum StorageError {
+    #[error("topic \"{0}\" already exists")]
+    TopicExists(String),
+    #[error("invalid topic name \"{0}\"")]
+    InvalidTopicName(String),
+    #[error("timestamp {0} ms is outside the range Postgres can store")]
+    TimestampOutOfRange(i64),
+    /// A database error, with Postgres's SQLSTATE when it came from an ERROR.
+    #[error("database error{}: {message}", sqlstate.as_ref().map(|code| format!(" (SQLSTATE {code})")).unwrap_or_default())]
+    Database { sqlstate: Option<String>, message: String },
+}
+
+/// Rows for `kafka.messages`, column by column, offsets already assigned: the shape of
+/// the group-commit writer's single multi-row insert.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MessageRows {
+    pub topic_ids: Vec<i32>,
+    pub partitions: Vec<i32>,
+    pub offsets: Vec<i64>,
+    /// Milliseconds since the Unix epoch.
+    pub timestamps_ms: Vec<i64>,
+    pub keys: Vec<Option<Bytes>>,
+    pub values: Vec<Option<Bytes>>,
+    pub headers: Vec<Option<Bytes>>,
+}
+
+impl MessageRows {
+    pub fn len(&self) -> usize {
+        self.offsets.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.offsets.is_empty()
+    }
+
+    pub fn clear(&mut self) {
+        *self = MessageRows::default();
+    }
+}
+
+/// A stored message, as Fetch reads it back.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredRecord {
+    pub offset: i64,
+    pub timestamp_ms: i64,
+    pub key: Option<Bytes>,
+    pub value: Option<Bytes>,
+    pub headers: Option<Bytes>,
+}
+
+/// Which messages a read returns: offsets in `from..below`, in order, while their
+/// [`record_bytes`] add up to at most `max_bytes`, except that with `at_least_one` the first
+/// message is returned whatever its size (so a consumer can get past a large message).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReadLimit {
+    pub from: i64,
+    pub below: i64,
+    pub max_bytes: usize,
+    pub at_least_one: bool,
+}
+
+impl ReadLimit {
+    /// Whether a message may join `count` messages already taken, making `bytes` in all.
+    pub fn admits(&self, count: usize, bytes: usize) -> bool {
+        bytes <= self.max_bytes || (count == 0 && self.at_least_one)
+    }
+}
+
+/// What a message costs against Fetch byte limits: its payload plus the per-record framing.
+pub fn record_bytes(record: &StoredRecord) -> usize {
+    let len = |b: &Option<Bytes>| b.as_ref().map_or(0, Bytes::len);
+    len(&record.key) + len(&record.value) + len(&record.headers) + RECORD_OVERHEAD_BYTES
+}
+
+/// An upper bound for a record's varint framing inside a batch (length, attributes,
+/// timestamp and offset deltas, key and value lengths).
+pub const RECORD_OVERHEAD_BYTES: usize = 21;
+
+/// The database, as the broker uses it. Implementations run on one thread only.
+pub trait Storage {
+    /// Every topic, sorted by name.
+    fn all_topics(&mut self) -> Result<Vec<Topic>, StorageError>;
+    /// The topic called `name`, if it exists.
+    fn topic(&mut self, name: &str) -> Result<Option<Topic>, StorageError>;
+    /// Creates a topic; fails with [`StorageError::TopicExists`] if the name is taken.
+    fn create_topic(&mut self, name: &str, partitions: i32) -> Result<Topic, StorageError>;
+    /// The offset after the last message of a partition (0 when empty), read from the table.
+    /// The writer calls this once per partition and counts in memory afterwards.
+    fn next_offset(&mut self, topic_id: i32, partition: i32) -> Result<i64, StorageError>;
+    /// Inserts the rows, all in the caller's transaction.
+    fn append(&mut self, rows: &MessageRows) -> Result<(), StorageError>;
+    /// Messages in offset order within `limit` (one index range scan).
+    fn read(&mut self, topic_id: i32, partition: i32, limit: ReadLimit) -> Result<Vec<StoredRecord>, StorageError>;
+    /// The first offset still stored, or `None` when the partition is empty.
+    fn first_offset(&mut self, topic_id: i32, partition: i32) -> Result<Option<i64>, StorageError>;
+    /// The first message whose timestamp is at or after `timestamp_ms`: (offset, timestamp).
+    fn offset_for_timestamp(&mut self, topic_id: i32, partition: i32, timestamp_ms: i64) -> Result<Option<(i64, i64)>, StorageError>;
+    /// The message with the largest timestamp (the earliest such on ties): (offset, timestamp).
+    fn max_timestamp(&mut self, topic_id: i32, partition: i32) -> Result<Option<(i64, i64)>, StorageError>;
+
+    /// Deletes a topic, its messages, configs, committed offsets and producer state.
+    fn delete_topic(&mut self, topic_id: i32) -> Result<(), StorageError>;
+    /// Sets a topic's partition count (CreatePartitions only ever raises it).
+    fn set_partition_count(&mut self, topic_id: i32, partitions: i32) -> Result<(), StorageError>;
+    /// The configs set on a topic, sorted by name.
+    fn topic_configs(&mut self, topic_id: i32) -> Result<Vec<(String, String)>, StorageError>;
+    /// Replaces every config set on a topic.
+    fn replace_topic_configs(&mut self, topic_id: i32, configs: &[(String, String)]) -> Result<(), StorageError>;
+    /// Moves a partition's log start offset up to `offset` (never down) and deletes the
+    /// messages below it.
+    fn delete_records_before(&mut self, topic_id: i32, partition: i32, offset: i64) -> Result<(), StorageError>;
+
+    /// Stores a group's committed offsets (one per partition), replacing earlier ones.
+    fn commit_offsets(&mut self, group: &str, offsets: &[OffsetCommit]) -> Result<(), StorageError>;
+    /// Every offset a group has committed, sorted by topic and partition.
+    fn committed_offsets(&mut self, group: &str) -> Result<Vec<CommittedOffset>, StorageError>;
+    /// The groups that have committed offsets, sorted.
+    fn offset_groups(&mut self) -> Result<Vec<String>, StorageError>;
+    /// Deletes the committed offsets of `groups`; returns the groups that had any.
+    fn delete_group_offsets(&mut self, groups: &[String]) -> Result<Vec<String>, StorageError>;
+
+    /// Where each partition with `retention.ms` or `retention.bytes` set should start now
+    /// (`now_ms` is the current Kafka time): `(topic id, partition, offset)` for the
+    /// partitions that have messages to delete.
+    fn retention_starts(&mut self, now_ms: i64) -> Result<Vec<(i32, i32, i64)>, StorageError>;
+
+    /// A producer id never handed out before, even across restarts.
+    fn next_producer_id(&mut self) -> Result<i64, StorageError>;
+    /// The stored state of an idempotent producer on a partition.
+    fn producer_state(&mut self, key: ProducerKey) -> Result<Option<ProducerState>, StorageError>;
+    /// Stores producer states, in the caller's transaction (the writer's, with the rows
+    /// they describe).
+    fn save_producer_states(&mut self, states: &[(ProducerKey, ProducerState)]) -> Result<(), StorageError>;
+}
+
+/// The retention scenario both engines are tested with: topic `topic_id`, partition 0 has
+/// ten 10-byte messages a minute apart (the newest at `now_ms`), partition 1 ten at `now_ms`.
+#[cfg(any(test, feature = "testing"))]
+pub fn retention_scenario_rows(topic_id: i32, now_ms: i64) -> MessageRows {
+    let n = 10;
+    MessageRows {
+        topic_ids: vec![topic_id; 2 * n],
+        partitions: [vec![0; n], vec![1; n]].concat(),
+        offsets: [(0..n as i64).collect::<Vec<_>>(), (0..n as i64).collect()].concat(),
+        timestamps_ms: [(0..n as i64).map(|i| now_ms - (n as i64 - 1 - i) * 60_000).collect::<Vec<_>>(), vec![now_ms; n]].concat(),
+        keys: vec![None; 2 * n],
+        values: vec![Some(Bytes::from_static(b"0123456789")); 2 * n],
+        headers: vec![None; 2 * n],
+    }
+}
+
+/// A Postgres timestamptz value (µs since 2000-01-01) as Kafka milliseconds since the Unix
+/// epoch, rounding towards the past; infinities saturate.
+pub fn kafka_timestamp_ms(us: i64) -> i64 {
+    us.div_euclid(1000).saturating_add(POSTGRES_EPOCH_MS)
+}
+
+/// Milliseconds between the Unix epoch and Postgres's epoch (2000-01-01).
+const POSTGRES_EPOCH_MS: i64 = 946_684_800_000;
+/// Postgres's timestamptz range, in microseconds since its epoch (4714 BC to 294276 AD).
+const MIN_TIMESTAMP_US: i64 = -211_813_488_000_000_000;
+const END_TIMESTAMP_US: i64 = 9_223_371_331_200_000_000;
+
+/// A Kafka timestamp (ms since the Unix epoch) as a Postgres timestamptz value
+/// (µs since 2000-01-01), or `None` if Postgres cannot store it. Exact both ways.
+pub fn postgres_timestamp_us(ms: i64) -> Option<i64> {
+    ms.checked_sub(POSTGRES_EPOCH_MS).and_then(|ms| ms.checked_mul(1000)).filter(|us| (MIN_TIMESTAMP_US..END_TIMESTAMP_US).contains(us))
+}
+
+/// Kafka's topic name rule: 1-249 characters of `[a-zA-Z0-9._-]`, and not `.` or `..`.
+pub fn is_valid_topic_name(name: &str) -> bool {
+    (1..=249).contains(&name.len())
+        && name != "."
+        && name != ".."
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_valid_topic_name;
+
+    #[test]
+    fn kafka_timestamps_map_exactly_into_postgres_range() {
+        use super::postgres_timestamp_us;
+        assert_eq!(postgres_timestamp_us(946_684_800_000), Some(0));
+        assert_eq!(postgres_timestamp_us(-1), Some(-946_684_800_001_000));
+        assert_eq!(postgres_timestamp_us(i64::MAX), None);
+        assert_eq!(postgres_timestamp_us(i64::MIN), None);
+    }
+
+    #[test]
+    fn topic_names_follow_kafka_rules() {
+        for ok in ["a", "demo", "my.topic_1-x", &"x".repeat(249)] {
+            assert!(is_valid_topic_name(ok), "{ok}");
+        }
+        for bad in ["", ".", "..", "a b", "é", "a/b", &"x".repeat(250)] {
+            assert!(!is_valid_topic_name(bad), "{bad}");
+        }
+    }
+}

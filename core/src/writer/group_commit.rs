@@ -1,0 +1,639 @@
+//! Group commit: many producers' batches, one insert, one transaction, then every ack.
+//!
+//! ```text
+//!  produce handlers (tokio)                 main thread, each loop turn
+//!  ────────────────────────                 ─────────────────────────────────────────
+//!  CommitQueue::submit(appends) ──ProduceJob──▶ flume ──▶ GroupCommitter::poll
+//!        │ wake (eventfd)                                 │ due? (flush interval elapsed,
+//!        ▼                                                │       or max_batch_bytes queued)
+//!  reply.await ◀───────── acknowledge ◀── write ◀── drain ┘
+//!                          (after COMMIT)   │ assign offsets from in-memory counters
+//!                                           │ ONE COPY of every row (Storage::append)
+//!                                           │ ONE transaction
+//! ```
+//!
+//! Invariants:
+//! - A producer hears success only after the transaction that holds its rows committed.
+//! - Offsets per (topic, partition) are strictly increasing without gaps: counters are
+//!   loaded once from the table (`max(offset)+1`) and advanced in memory; when a write
+//!   fails, the counters it touched are forgotten and reloaded from the table next time,
+//!   so nothing that was rolled back leaves a gap or is handed out twice.
+//! - Topics arrive resolved (id, partitions, settings) by the Produce handler through the
+//!   [`TopicCache`]; an append resolved before the cache was invalidated (a topic deleted
+//!   or its configs changed) is checked against storage again, so no row is written under
+//!   a deleted topic id.
+//! - Nothing here touches Postgres directly: storage goes through [`Storage`] inside a
+//!   [`JobRunner`], so the same code runs on `MemoryStorage` in unit tests.
+
+use std::collections::hash_map::Entry;
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use kafka_protocol::ResponseError;
+use tokio::sync::oneshot;
+
+use super::sequences::{ProducerBatch, SequenceCheck, Sequences};
+use crate::protocol::records::Record;
+use crate::storage::bridge::{JobRunner, Unavailable, Waker};
+use crate::storage::topics::TopicCache;
+use crate::storage::watermarks::Watermarks;
+use crate::storage::{postgres_timestamp_us, MessageRows, Storage, StorageError, Topic};
+
+/// Records for one partition, as one producer sent them.
+#[derive(Clone, Debug)]
+pub struct PartitionAppend {
+    /// The topic as the handler resolved it.
+    pub topic: Topic,
+    /// The [`TopicCache`] generation `topic` was resolved at.
+    pub topics_generation: u64,
+    /// A partition of `topic` (the handler checked the range).
+    pub partition: i32,
+    pub records: Vec<Record>,
+    /// The record batch's size as sent, checked against the topic's `max.message.bytes`.
+    pub batch_bytes: usize,
+    /// Set for an idempotent producer's batch: what its sequence check needs.
+    pub producer: Option<ProducerBatch>,
+}
+
+/// The base offset given to an append, or why it was refused.
+pub type AppendResult = Result<i64, ResponseError>;
+
+/// One Produce request's appends, waiting for the writer.
+pub struct ProduceJob {
+    appends: Vec<PartitionAppend>,
+    bytes: usize,
+    reply: oneshot::Sender<Vec<AppendResult>>,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct CommitSettings {
+    /// Flush at most this often (0: whenever anything is queued).
+    pub flush_interval: Duration,
+    /// Flush early once this many bytes are queued; also caps one flush.
+    pub max_batch_bytes: usize,
+    /// How often to re-read partition bounds from the table, to notice rows that SQL
+    /// sessions wrote (they do not pass through this writer).
+    pub refresh_interval: Duration,
+}
+
+/// The handlers' end: submit appends, await their offsets.
+#[derive(Clone)]
+pub struct CommitQueue {
+    jobs: flume::Sender<ProduceJob>,
+    queued_bytes: Arc<AtomicUsize>,
+    wake: Waker,
+}
+
+impl CommitQueue {
+    /// Queues `appends` for the next group commit and waits until it is committed (or failed).
+    /// `bytes` is the payload size, counted towards `max_batch_bytes`.
+    #[cfg(test)]
+    pub async fn submit(&self, appends: Vec<PartitionAppend>, bytes: usize) -> Result<Vec<AppendResult>, Unavailable> {
+        self.enqueue(appends, bytes).await
+    }
+
+    /// Queues `appends` now (the queue keeps the order of calls) and returns what to await
+    /// for the outcome.
+    pub fn enqueue(
+        &self,
+        appends: Vec<PartitionAppend>,
+        bytes: usize,
+    ) -> impl std::future::Future<Output = Result<Vec<AppendResult>, Unavailable>> + use<> {
+        let (reply, result) = oneshot::channel();
+        self.queued_bytes.fetch_add(bytes, Ordering::Relaxed);
+        let queued = match self.jobs.send(ProduceJob { appends, bytes, reply }) {
+            Ok(()) => {
+                (self.wake)();
+                Ok(())
+            }
+            Err(_) => {
+                self.queued_bytes.fetch_sub(bytes, Ordering::Relaxed);
+                Err(Unavailable("the writer has stopped"))
+            }
+        };
+        async move {
+            queued?;
+            result.await.map_err(|_| Unavailable("the writer stopped before committing"))
+        }
+    }
+}
+
+/// The writer's end, driven by the worker's main loop.
+pub struct GroupCommitter {
+    jobs: flume::Receiver<ProduceJob>,
+    queued_bytes: Arc<AtomicUsize>,
+    settings: CommitSettings,
+    last_flush: Option<Instant>,
+    last_refresh: Instant,
+    /// Published after each commit, for Fetch.
+    watermarks: Watermarks,
+    /// Next offset of each (topic id, partition) this writer has written to.
+    next_offsets: HashMap<(i32, i32), i64>,
+    /// Where topics are cached; its generation moves when one is deleted or changed.
+    topics: TopicCache,
+    /// The generation this writer's counters and producer states belong to.
+    topics_generation_seen: u64,
+    /// Topics re-read during the current write, for appends resolved before the cache
+    /// was last invalidated (topic id → the topic now, if it still exists).
+    rechecked: HashMap<i32, Option<Topic>>,
+    /// Idempotent producers' sequence state.
+    sequences: Sequences,
+}
+
+pub fn channel(settings: CommitSettings, wake: Waker, watermarks: Watermarks, topics: TopicCache) -> (CommitQueue, GroupCommitter) {
+    let (tx, rx) = flume::unbounded();
+    let queued_bytes = Arc::new(AtomicUsize::new(0));
+    let queue = CommitQueue { jobs: tx, queued_bytes: queued_bytes.clone(), wake };
+    let committer = GroupCommitter {
+        jobs: rx,
+        queued_bytes,
+        settings,
+        last_flush: None,
+        last_refresh: Instant::now(),
+        watermarks,
+        next_offsets: HashMap::new(),
+        topics_generation_seen: topics.generation(),
+        topics,
+        rechecked: HashMap::new(),
+        sequences: Sequences::default(),
+    };
+    (queue, committer)
+}
+
+/// Where each append of a flush goes, decided before the insert.
+enum Placement {
+    Rows { base_offset: i64 },
+    Refused(ResponseError),
+}
+
+impl GroupCommitter {
+    /// Flushes if a flush is due. Returns how long until the next one is due while work is
+    /// queued (the main loop sleeps no longer than that), `None` when idle.
+    pub fn poll(&mut self, runner: &mut dyn JobRunner) -> Option<Duration> {
+        if self.jobs.is_empty() {
+            return None;
+        }
+        let now = Instant::now();
+        let since_last = self.last_flush.map_or(Duration::MAX, |t| now.duration_since(t));
+        let full = self.queued_bytes.load(Ordering::Relaxed) >= self.settings.max_batch_bytes;
+        if since_last < self.settings.flush_interval && !full {
+            return Some(self.settings.flush_interval - since_last);
+        }
+        self.last_flush = Some(now);
+        let jobs = self.drain();
+        let results = self.write(runner, &jobs);
+        acknowledge(jobs, results);
+        (!self.jobs.is_empty()).then_some(self.settings.flush_interval)
+    }
+
+    /// Re-reads partition bounds if the refresh interval has passed: watermarks move up to
+    /// rows that SQL sessions committed, and so do this writer's counters, so the next
+    /// produce does not collide with them. Returns the time until the next refresh.
+    pub fn refresh_if_due(&mut self, runner: &mut dyn JobRunner) -> Duration {
+        let since = self.last_refresh.elapsed();
+        if since < self.settings.refresh_interval {
+            return self.settings.refresh_interval - since;
+        }
+        self.last_refresh = Instant::now();
+        // Topics are re-read on next use too, so configs changed with SQL take effect.
+        self.topics.expire();
+        let mut moved = Vec::new();
+        let counters: Vec<(i32, i32)> = self.next_offsets.keys().copied().collect();
+        let mut stored = Vec::new();
+        let refreshed = runner.run(&mut |storage| {
+            moved = self.watermarks.refresh(storage)?;
+            // A partition that Fetch also reads was just re-read into its watermark; only
+            // the others need a query of their own.
+            stored = counters
+                .iter()
+                .map(|&(topic_id, partition)| match self.watermarks.get(topic_id, partition) {
+                    Some(bounds) => Ok(bounds.high),
+                    None => storage.next_offset(topic_id, partition),
+                })
+                .collect::<Result<_, _>>()?;
+            Ok(())
+        });
+        if refreshed.is_ok() {
+            for (key, next) in counters.into_iter().zip(stored) {
+                self.next_offsets.entry(key).and_modify(|counter| *counter = (*counter).max(next));
+            }
+            if !moved.is_empty() {
+                self.watermarks.notify();
+            }
+        }
+        self.settings.refresh_interval
+    }
+
+    /// True once every queue handle is gone and nothing is left to write.
+    pub fn is_disconnected(&self) -> bool {
+        self.jobs.is_disconnected() && self.jobs.is_empty()
+    }
+
+    /// Stops accepting work: jobs still queued fail with KAFKA_STORAGE_ERROR at once.
+    pub fn fail_pending(&mut self) {
+        let jobs = self.drain_all();
+        let results = all_failed(&jobs);
+        acknowledge(jobs, results);
+    }
+
+    fn drain_all(&mut self) -> Vec<ProduceJob> {
+        let jobs: Vec<ProduceJob> = self.jobs.try_iter().collect();
+        self.queued_bytes.fetch_sub(jobs.iter().map(|j| j.bytes).sum(), Ordering::Relaxed);
+        jobs
+    }
+
+    /// Takes queued jobs, up to `max_batch_bytes` (always at least one).
+    fn drain(&mut self) -> Vec<ProduceJob> {
+        let mut jobs = Vec::new();
+        let mut bytes = 0;
+        while bytes < self.settings.max_batch_bytes {
+            let Ok(job) = self.jobs.try_recv() else { break };
+            bytes += job.bytes;
+            jobs.push(job);
+        }
+        self.queued_bytes.fetch_sub(bytes, Ordering::Relaxed);
+        jobs
+    }
+
+    /// Assigns offsets and writes every job's rows in one transaction.
+    fn write(&mut self, runner: &mut dyn JobRunner, jobs: &[ProduceJob]) -> Vec<Vec<AppendResult>> {
+        self.forget_changed_topics();
+        // Partitions whose counter this write loaded or moved.
+        let mut touched = HashSet::new();
+        let mut results = Vec::new();
+        let committed = runner.run(&mut |storage| {
+            let mut rows = MessageRows::default();
+            results = jobs
+                .iter()
+                .map(|job| job.appends.iter().map(|append| self.place(storage, append, &mut rows, &mut touched)).collect())
+                .collect::<Result<Vec<Vec<_>>, StorageError>>()?
+                .into_iter()
+                .map(|placements: Vec<Placement>| placements.into_iter().map(placement_result).collect())
+                .collect();
+            if !rows.is_empty() {
+                storage.append(&rows)?;
+            }
+            // Sequence state goes in with the rows it describes, or not at all.
+            self.sequences.save(storage)?;
+            Ok(())
+        });
+        self.rechecked.clear();
+        if committed.is_ok() {
+            self.sequences.committed();
+            self.publish(&touched);
+            return results;
+        }
+        // Rolled back: forget every counter and producer state this write moved or loaded;
+        // they are re-read from the table.
+        self.next_offsets.retain(|key, _| !touched.contains(key));
+        self.sequences.rolled_back();
+        all_failed(jobs)
+    }
+
+    /// Drops cached topics (and what hangs off their ids) after a topic was deleted or
+    /// its configs changed, so no row is written for a topic id that is gone.
+    fn forget_changed_topics(&mut self) {
+        let now = self.topics.generation();
+        if now != self.topics_generation_seen {
+            self.topics_generation_seen = now;
+            self.next_offsets.clear();
+            self.sequences.clear();
+        }
+    }
+
+    /// Publishes the high watermarks of the partitions a commit wrote, and wakes waiting
+    /// Fetches.
+    fn publish(&self, touched: &HashSet<(i32, i32)>) {
+        for &(topic_id, partition) in touched {
+            self.watermarks.advance(topic_id, partition, self.next_offsets[&(topic_id, partition)]);
+        }
+        if !touched.is_empty() {
+            self.watermarks.notify();
+        }
+    }
+
+    /// Decides where one append goes and adds its rows.
+    fn place(
+        &mut self,
+        storage: &mut dyn Storage,
+        append: &PartitionAppend,
+        rows: &mut MessageRows,
+        touched: &mut HashSet<(i32, i32)>,
+    ) -> Result<Placement, StorageError> {
+        let Some(topic) = self.current_topic(storage, append)? else {
+            return Ok(Placement::Refused(ResponseError::UnknownTopicOrPartition));
+        };
+        if append.batch_bytes > usize::try_from(topic.max_message_bytes).unwrap_or(0) {
+            return Ok(Placement::Refused(ResponseError::MessageTooLarge));
+        }
+        if append.records.iter().any(|r| postgres_timestamp_us(r.timestamp).is_none()) {
+            return Ok(Placement::Refused(ResponseError::InvalidTimestamp));
+        }
+        let producer = append.producer.map(|p| ((p.producer_id, topic.id, append.partition), p));
+        if let Some((producer_key, batch)) = &producer {
+            match self.sequences.check(storage, *producer_key, batch)? {
+                SequenceCheck::Append => {}
+                SequenceCheck::Duplicate(base_offset) => return Ok(Placement::Rows { base_offset }),
+                SequenceCheck::Refused(error) => return Ok(Placement::Refused(error)),
+            }
+        }
+        let key = (topic.id, append.partition);
+        let base_offset = match self.next_offsets.get(&key) {
+            Some(&next) => next,
+            None => storage.next_offset(topic.id, append.partition)?,
+        };
+        if let Some((producer_key, batch)) = &producer {
+            self.sequences.record(*producer_key, batch, base_offset);
+        }
+        let mut offset = base_offset;
+        for record in &append.records {
+            rows.topic_ids.push(topic.id);
+            rows.partitions.push(append.partition);
+            rows.offsets.push(offset);
+            rows.timestamps_ms.push(record.timestamp);
+            rows.keys.push(record.key.clone());
+            rows.values.push(record.value.clone());
+            rows.headers.push(record.headers.clone());
+            offset += 1;
+        }
+        self.next_offsets.insert(key, offset);
+        touched.insert(key);
+        Ok(Placement::Rows { base_offset })
+    }
+
+    /// The append's topic as it is now: as resolved, unless the topic cache was
+    /// invalidated since, in which case storage is asked (once per topic per write)
+    /// whether the topic still exists under that id and has the partition.
+    fn current_topic(&mut self, storage: &mut dyn Storage, append: &PartitionAppend) -> Result<Option<Topic>, StorageError> {
+        let topic = if append.topics_generation == self.topics_generation_seen {
+            Some(append.topic.clone())
+        } else {
+            let id = append.topic.id;
+            match self.rechecked.entry(id) {
+                Entry::Occupied(known) => known.get().clone(),
+                Entry::Vacant(slot) => slot.insert(storage.topic(&append.topic.name)?.filter(|t| t.id == id)).clone(),
+            }
+        };
+        Ok(topic.filter(|t| (0..t.partitions).contains(&append.partition)))
+    }
+}
+
+fn placement_result(placement: Placement) -> AppendResult {
+    match placement {
+        Placement::Rows { base_offset } => Ok(base_offset),
+        Placement::Refused(error) => Err(error),
+    }
+}
+
+/// Every append of every job failed with KAFKA_STORAGE_ERROR (nothing was written).
+fn all_failed(jobs: &[ProduceJob]) -> Vec<Vec<AppendResult>> {
+    jobs.iter().map(|job| vec![Err(ResponseError::KafkaStorageError); job.appends.len()]).collect()
+}
+
+/// Answers every producer of a flush. Called only after the transaction ended.
+fn acknowledge(jobs: Vec<ProduceJob>, results: Vec<Vec<AppendResult>>) {
+    for (job, result) in jobs.into_iter().zip(results) {
+        // A producer that went away (connection closed) no longer needs its answer.
+        let _ = job.reply.send(result);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::bridge::DirectRunner;
+    use crate::storage::memory::MemoryStorage;
+    use bytes::Bytes;
+
+    fn settings(flush_ms: u64) -> CommitSettings {
+        CommitSettings {
+            flush_interval: Duration::from_millis(flush_ms),
+            max_batch_bytes: 1 << 20,
+            refresh_interval: Duration::from_secs(60),
+        }
+    }
+
+    fn records(n: usize) -> Vec<Record> {
+        (0..n)
+            .map(|i| Record {
+                offset_delta: i as i32,
+                timestamp: 1_700_000_000_000,
+                key: None,
+                value: Some(Bytes::from(format!("v{i}"))),
+                headers: None,
+            })
+            .collect()
+    }
+
+    /// Topic "t" with two partitions, as [`runner_with_topic`] creates it (id 1), as a
+    /// handler would have resolved it; any other name is a topic that storage never had.
+    fn resolved(name: &str) -> Topic {
+        let id = if name == "t" { 1 } else { 99 };
+        Topic {
+            id,
+            name: name.into(),
+            uuid: uuid::Uuid::nil(),
+            partitions: 2,
+            max_message_bytes: crate::storage::DEFAULT_MAX_MESSAGE_BYTES,
+        }
+    }
+
+    fn append(topic: &str, partition: i32, n: usize) -> PartitionAppend {
+        PartitionAppend { topic: resolved(topic), topics_generation: 0, partition, records: records(n), batch_bytes: 0, producer: None }
+    }
+
+    fn runner_with_topic(partitions: i32) -> DirectRunner<MemoryStorage> {
+        let mut storage = MemoryStorage::default();
+        storage.create_topic("t", partitions).unwrap();
+        DirectRunner(storage)
+    }
+
+    /// Submits each request from its own task, then flushes once: one group commit.
+    async fn submit_all(queue: &CommitQueue, requests: Vec<Vec<PartitionAppend>>) -> Vec<tokio::task::JoinHandle<Vec<AppendResult>>> {
+        let handles: Vec<_> = requests
+            .into_iter()
+            .map(|appends| {
+                let queue = queue.clone();
+                tokio::spawn(async move { queue.submit(appends, 10).await.unwrap() })
+            })
+            .collect();
+        while queue.jobs.len() < handles.len() {
+            tokio::task::yield_now().await;
+        }
+        handles
+    }
+
+    #[tokio::test]
+    async fn one_flush_commits_every_waiting_producer_with_contiguous_offsets() {
+        let (queue, mut committer) = channel(settings(0), Arc::new(|| {}), Watermarks::default(), TopicCache::default());
+        let mut runner = runner_with_topic(2);
+        let handles = submit_all(&queue, vec![vec![append("t", 0, 3)], vec![append("t", 0, 2), append("t", 1, 4)]]).await;
+        assert_eq!(committer.poll(&mut runner), None);
+        let mut answers = Vec::new();
+        for handle in handles {
+            answers.push(handle.await.unwrap());
+        }
+        assert_eq!(answers, vec![vec![Ok(0)], vec![Ok(3), Ok(0)]]);
+        assert_eq!(runner.0.messages.offsets, vec![0, 1, 2, 3, 4, 0, 1, 2, 3]);
+    }
+
+    #[tokio::test]
+    async fn counters_continue_from_the_table_and_then_from_memory() {
+        let (queue, mut committer) = channel(settings(0), Arc::new(|| {}), Watermarks::default(), TopicCache::default());
+        let mut runner = runner_with_topic(1);
+        runner
+            .0
+            .append(&MessageRows {
+                topic_ids: vec![1],
+                partitions: vec![0],
+                offsets: vec![41],
+                timestamps_ms: vec![0],
+                keys: vec![None],
+                values: vec![None],
+                headers: vec![None],
+            })
+            .unwrap();
+        for expected in [42, 45] {
+            let handles = submit_all(&queue, vec![vec![append("t", 0, 3)]]).await;
+            committer.poll(&mut runner);
+            assert_eq!(handles.into_iter().next().unwrap().await.unwrap(), vec![Ok(expected)]);
+        }
+    }
+
+    fn idempotent(first_sequence: i32, n: usize) -> PartitionAppend {
+        let producer = ProducerBatch { producer_id: 9, epoch: 0, first_sequence, last_sequence: first_sequence + n as i32 - 1 };
+        PartitionAppend { producer: Some(producer), ..append("t", 0, n) }
+    }
+
+    #[tokio::test]
+    async fn a_retried_idempotent_batch_is_stored_once_even_within_one_flush() {
+        let (queue, mut committer) = channel(settings(0), Arc::new(|| {}), Watermarks::default(), TopicCache::default());
+        let mut runner = runner_with_topic(1);
+        let handles = submit_all(&queue, vec![vec![idempotent(0, 3)], vec![idempotent(0, 3)], vec![idempotent(3, 1)]]).await;
+        committer.poll(&mut runner);
+        let mut answers = Vec::new();
+        for handle in handles {
+            answers.push(handle.await.unwrap());
+        }
+        assert_eq!(answers, vec![vec![Ok(0)], vec![Ok(0)], vec![Ok(3)]]);
+        assert_eq!(runner.0.messages.offsets, vec![0, 1, 2, 3]);
+        let stored = runner.0.producer_state((9, 1, 0)).unwrap().unwrap();
+        assert_eq!(stored.batches.iter().map(|b| (b.first_sequence, b.base_offset)).collect::<Vec<_>>(), vec![(0, 0), (3, 3)]);
+    }
+
+    #[tokio::test]
+    async fn a_batch_whose_write_failed_is_appended_when_retried() {
+        let (queue, mut committer) = channel(settings(0), Arc::new(|| {}), Watermarks::default(), TopicCache::default());
+        let mut runner = runner_with_topic(1);
+        runner.0.fail_appends = true;
+        let handles = submit_all(&queue, vec![vec![idempotent(0, 2)]]).await;
+        committer.poll(&mut runner);
+        assert_eq!(handles.into_iter().next().unwrap().await.unwrap(), vec![Err(ResponseError::KafkaStorageError)]);
+        runner.0.fail_appends = false;
+        let handles = submit_all(&queue, vec![vec![idempotent(0, 2)]]).await;
+        committer.poll(&mut runner);
+        assert_eq!(handles.into_iter().next().unwrap().await.unwrap(), vec![Ok(0)], "not mistaken for a duplicate");
+        assert_eq!(runner.0.messages.offsets, vec![0, 1]);
+    }
+
+    #[tokio::test]
+    async fn a_deleted_topic_is_never_written_under_its_old_id() {
+        let topics = TopicCache::default();
+        let (queue, mut committer) = channel(settings(0), Arc::new(|| {}), Watermarks::default(), topics.clone());
+        let mut runner = runner_with_topic(1);
+        let handles = submit_all(&queue, vec![vec![append("t", 0, 1)]]).await;
+        committer.poll(&mut runner);
+        assert_eq!(handles.into_iter().next().unwrap().await.unwrap(), vec![Ok(0)]);
+        // DeleteTopics and CreateTopics ran (in storage jobs) while a produce resolved
+        // before them was still queued.
+        runner.0.delete_topic(1).unwrap();
+        let recreated = runner.0.create_topic("t", 1).unwrap();
+        topics.invalidate();
+        let fresh = PartitionAppend { topic: recreated.clone(), topics_generation: topics.generation(), ..append("t", 0, 1) };
+        let handles = submit_all(&queue, vec![vec![append("t", 0, 1)], vec![fresh]]).await;
+        committer.poll(&mut runner);
+        let mut answers = Vec::new();
+        for handle in handles {
+            answers.push(handle.await.unwrap());
+        }
+        assert_eq!(answers, vec![vec![Err(ResponseError::UnknownTopicOrPartition)], vec![Ok(0)]], "the new topic starts at 0");
+        assert_eq!(runner.0.messages.topic_ids, vec![recreated.id], "nothing under the deleted id");
+    }
+
+    #[tokio::test]
+    async fn a_failed_write_fails_everyone_and_leaves_no_gap() {
+        let (queue, mut committer) = channel(settings(0), Arc::new(|| {}), Watermarks::default(), TopicCache::default());
+        let mut runner = runner_with_topic(1);
+        let handles = submit_all(&queue, vec![vec![append("t", 0, 2)]]).await;
+        committer.poll(&mut runner);
+        assert_eq!(handles.into_iter().next().unwrap().await.unwrap(), vec![Ok(0)]);
+
+        runner.0.fail_appends = true;
+        let handles = submit_all(&queue, vec![vec![append("t", 0, 5)], vec![append("t", 0, 1)]]).await;
+        committer.poll(&mut runner);
+        for handle in handles {
+            assert_eq!(handle.await.unwrap(), vec![Err(ResponseError::KafkaStorageError)]);
+        }
+
+        runner.0.fail_appends = false;
+        let handles = submit_all(&queue, vec![vec![append("t", 0, 1)]]).await;
+        committer.poll(&mut runner);
+        assert_eq!(handles.into_iter().next().unwrap().await.unwrap(), vec![Ok(2)], "no gap after the failure");
+    }
+
+    #[tokio::test]
+    async fn partitions_beyond_the_topic_are_refused_without_failing_others() {
+        let (queue, mut committer) = channel(settings(0), Arc::new(|| {}), Watermarks::default(), TopicCache::default());
+        let mut runner = runner_with_topic(1);
+        let beyond = PartitionAppend { topic: Topic { partitions: 1, ..resolved("t") }, ..append("t", 1, 1) };
+        let handles = submit_all(&queue, vec![vec![beyond, append("t", 0, 1)]]).await;
+        committer.poll(&mut runner);
+        let results = handles.into_iter().next().unwrap().await.unwrap();
+        assert_eq!(results, vec![Err(ResponseError::UnknownTopicOrPartition), Ok(0)]);
+    }
+
+    #[tokio::test]
+    async fn waits_for_the_flush_interval_between_flushes() {
+        let (queue, mut committer) = channel(settings(50), Arc::new(|| {}), Watermarks::default(), TopicCache::default());
+        let mut runner = runner_with_topic(1);
+        let first = submit_all(&queue, vec![vec![append("t", 0, 1)]]).await;
+        assert_eq!(committer.poll(&mut runner), None, "the first flush is immediate");
+        first.into_iter().next().unwrap().await.unwrap();
+        let _second = submit_all(&queue, vec![vec![append("t", 0, 1)]]).await;
+        let wait = committer.poll(&mut runner).expect("not due yet");
+        assert!(wait <= Duration::from_millis(50) && wait > Duration::ZERO);
+        assert_eq!(runner.0.messages.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn commits_publish_watermarks_and_refresh_catches_up_with_sql_writes() {
+        let watermarks = Watermarks::default();
+        let settings = CommitSettings { refresh_interval: Duration::ZERO, ..settings(0) };
+        let (queue, mut committer) = channel(settings, Arc::new(|| {}), watermarks.clone(), TopicCache::default());
+        let mut runner = runner_with_topic(1);
+        watermarks.load(&mut runner.0, &[(1, 0)]).unwrap();
+        let handles = submit_all(&queue, vec![vec![append("t", 0, 2)]]).await;
+        committer.poll(&mut runner);
+        handles.into_iter().next().unwrap().await.unwrap();
+        assert_eq!(watermarks.get(1, 0).map(|b| b.high), Some(2));
+
+        // A row written by a SQL session, not through the writer.
+        let sql_row = MessageRows {
+            topic_ids: vec![1],
+            partitions: vec![0],
+            offsets: vec![2],
+            timestamps_ms: vec![0],
+            keys: vec![None],
+            values: vec![None],
+            headers: vec![None],
+        };
+        runner.0.append(&sql_row).unwrap();
+        committer.refresh_if_due(&mut runner);
+        assert_eq!(watermarks.get(1, 0).map(|b| b.high), Some(3));
+        let handles = submit_all(&queue, vec![vec![append("t", 0, 1)]]).await;
+        committer.poll(&mut runner);
+        assert_eq!(handles.into_iter().next().unwrap().await.unwrap(), vec![Ok(3)], "no collision with the SQL row");
+    }
+}

@@ -1,0 +1,7 @@
+//! Work the storage thread does on its own schedule, not per request: the group-commit
+//! writer that turns queued Produce batches into one transaction, the idempotent
+//! producers' sequence checks it applies, and the periodic retention pass.
+
+pub mod group_commit;
+pub mod retention;
+pub mod sequences;

@@ -1,0 +1,316 @@
+//! The `pg_kafka.*` GUCs: declared here, read here, and copied into the core's plain
+//! [`Config`] for the network side.
+//!
+//! GUC values may only be read on the Postgres main thread (pgrx checks this), so the
+//! worker reads them once at start-up into a `Config`, a plain `Clone + Send` struct that
+//! the tokio side owns. Every default comes from `pg_kafka_core::config::defaults`, the
+//! one table of them. Every setting here is `PGC_POSTMASTER`: changing one needs a server
+//! restart, which keeps the snapshot honest.
+
+use std::ffi::CString;
+
+use pg_kafka_core::config::{defaults, Config, SynchronousCommit};
+use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting, PostgresGucEnum};
+
+static HOST: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(defaults::HOST));
+static PORT: GucSetting<i32> = GucSetting::<i32>::new(defaults::PORT);
+static ADVERTISED_HOST: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+static DATABASE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(defaults::DATABASE));
+static LOG_CONNECTIONS: GucSetting<bool> = GucSetting::<bool>::new(defaults::LOG_CONNECTIONS);
+static SHUTDOWN_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(defaults::SHUTDOWN_TIMEOUT_MS);
+static MAX_FRAME_BYTES: GucSetting<i32> = GucSetting::<i32>::new(defaults::MAX_FRAME_BYTES);
+static MAX_CONNECTIONS: GucSetting<i32> = GucSetting::<i32>::new(defaults::MAX_CONNECTIONS);
+static DEFAULT_PARTITIONS: GucSetting<i32> = GucSetting::<i32>::new(defaults::DEFAULT_PARTITIONS);
+static AUTO_CREATE_TOPICS: GucSetting<bool> = GucSetting::<bool>::new(defaults::AUTO_CREATE_TOPICS);
+static FLUSH_INTERVAL_MS: GucSetting<i32> = GucSetting::<i32>::new(defaults::FLUSH_INTERVAL_MS);
+static MAX_BATCH_BYTES: GucSetting<i32> = GucSetting::<i32>::new(defaults::MAX_BATCH_BYTES);
+static MAX_INFLIGHT_BYTES: GucSetting<i32> = GucSetting::<i32>::new(defaults::MAX_INFLIGHT_BYTES);
+static REFRESH_INTERVAL_MS: GucSetting<i32> = GucSetting::<i32>::new(defaults::REFRESH_INTERVAL_MS);
+static MAX_WAIT_MS: GucSetting<i32> = GucSetting::<i32>::new(defaults::MAX_WAIT_MS);
+static GROUP_MIN_SESSION_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(defaults::GROUP_MIN_SESSION_TIMEOUT_MS);
+static GROUP_MAX_SESSION_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(defaults::GROUP_MAX_SESSION_TIMEOUT_MS);
+static GROUP_INITIAL_REBALANCE_DELAY_MS: GucSetting<i32> = GucSetting::<i32>::new(defaults::GROUP_INITIAL_REBALANCE_DELAY_MS);
+static GROUP_MAX_SIZE: GucSetting<i32> = GucSetting::<i32>::new(defaults::GROUP_MAX_SIZE);
+static RETENTION_CHECK_INTERVAL_MS: GucSetting<i32> = GucSetting::<i32>::new(defaults::RETENTION_CHECK_INTERVAL_MS);
+static SYNCHRONOUS_COMMIT: GucSetting<SynchronousCommitGuc> =
+    GucSetting::<SynchronousCommitGuc>::new(SynchronousCommitGuc::from_core(defaults::SYNCHRONOUS_COMMIT));
+
+/// `pg_kafka.synchronous_commit` as an enum GUC: Postgres refuses a value that is not one
+/// of these when the configuration is loaded, with its own message listing the choices,
+/// instead of the worker failing on it later.
+#[derive(Clone, Copy, Debug, PostgresGucEnum)]
+enum SynchronousCommitGuc {
+    #[name = c"on"]
+    On,
+    #[name = c"off"]
+    Off,
+    #[name = c"local"]
+    Local,
+    #[name = c"remote_write"]
+    RemoteWrite,
+    #[name = c"remote_apply"]
+    RemoteApply,
+}
+
+impl SynchronousCommitGuc {
+    const fn from_core(value: SynchronousCommit) -> Self {
+        match value {
+            SynchronousCommit::On => Self::On,
+            SynchronousCommit::Off => Self::Off,
+            SynchronousCommit::Local => Self::Local,
+            SynchronousCommit::RemoteWrite => Self::RemoteWrite,
+            SynchronousCommit::RemoteApply => Self::RemoteApply,
+        }
+    }
+
+    fn to_core(self) -> SynchronousCommit {
+        match self {
+            Self::On => SynchronousCommit::On,
+            Self::Off => SynchronousCommit::Off,
+            Self::Local => SynchronousCommit::Local,
+            Self::RemoteWrite => SynchronousCommit::RemoteWrite,
+            Self::RemoteApply => SynchronousCommit::RemoteApply,
+        }
+    }
+}
+
+fn string_setting(setting: &GucSetting<Option<CString>>) -> Option<String> {
+    setting.get().map(|value| value.to_string_lossy().into_owned()).filter(|value| !value.is_empty())
+}
+
+/// A non-negative integer GUC (every range below starts at 0 or more).
+fn unsigned(setting: &GucSetting<i32>) -> u64 {
+    u64::try_from(setting.get()).unwrap_or(0)
+}
+
+/// Reads the GUCs into the core's settings. Main thread only.
+pub fn config() -> Config {
+    let default = Config::default();
+    let host = string_setting(&HOST).unwrap_or(default.host);
+    let advertised_host = string_setting(&ADVERTISED_HOST).unwrap_or_else(|| host.clone());
+    Config {
+        advertised_host,
+        host,
+        port: u16::try_from(PORT.get()).unwrap_or(0),
+        database: string_setting(&DATABASE).unwrap_or(default.database),
+        log_connections: LOG_CONNECTIONS.get(),
+        shutdown_timeout_ms: unsigned(&SHUTDOWN_TIMEOUT_MS),
+        max_frame_bytes: unsigned(&MAX_FRAME_BYTES) as usize,
+        max_connections: unsigned(&MAX_CONNECTIONS) as usize,
+        default_partitions: DEFAULT_PARTITIONS.get(),
+        auto_create_topics: AUTO_CREATE_TOPICS.get(),
+        flush_interval_ms: unsigned(&FLUSH_INTERVAL_MS),
+        max_batch_bytes: unsigned(&MAX_BATCH_BYTES) as usize,
+        max_inflight_bytes: unsigned(&MAX_INFLIGHT_BYTES) as usize,
+        synchronous_commit: SYNCHRONOUS_COMMIT.get().to_core(),
+        refresh_interval_ms: unsigned(&REFRESH_INTERVAL_MS),
+        max_wait_ms: unsigned(&MAX_WAIT_MS),
+        group_min_session_timeout_ms: unsigned(&GROUP_MIN_SESSION_TIMEOUT_MS),
+        group_max_session_timeout_ms: unsigned(&GROUP_MAX_SESSION_TIMEOUT_MS),
+        group_initial_rebalance_delay_ms: unsigned(&GROUP_INITIAL_REBALANCE_DELAY_MS),
+        group_max_size: unsigned(&GROUP_MAX_SIZE) as usize,
+        retention_check_interval_ms: unsigned(&RETENTION_CHECK_INTERVAL_MS),
+    }
+}
+
+/// Declares every `pg_kafka.*` GUC. Called from `_PG_init` while preloading.
+pub fn init() {
+    GucRegistry::define_string_guc(
+        c"pg_kafka.host",
+        c"Address the Kafka listener binds to.",
+        c"Defaults to 127.0.0.1; set to 0.0.0.0 or a specific address to accept remote clients.",
+        &HOST,
+        GucContext::Postmaster,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"pg_kafka.port",
+        c"TCP port of the Kafka listener.",
+        c"0 picks any free port (useful for tests only: Metadata then advertises that port).",
+        &PORT,
+        0,
+        65535,
+        GucContext::Postmaster,
+        GucFlags::default(),
+    );
+    GucRegistry::define_string_guc(
+        c"pg_kafka.advertised_host",
+        c"Host name that Metadata responses tell clients to connect to.",
+        c"Defaults to pg_kafka.host.",
+        &ADVERTISED_HOST,
+        GucContext::Postmaster,
+        GucFlags::default(),
+    );
+    GucRegistry::define_string_guc(
+        c"pg_kafka.database",
+        c"Database the pg_kafka worker connects to and stores topics in.",
+        c"The worker runs CREATE EXTENSION IF NOT EXISTS pg_kafka there on start-up.",
+        &DATABASE,
+        GucContext::Postmaster,
+        GucFlags::default(),
+    );
+    GucRegistry::define_bool_guc(
+        c"pg_kafka.log_connections",
+        c"Log each Kafka client connection and disconnection.",
+        c"",
+        &LOG_CONNECTIONS,
+        GucContext::Postmaster,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"pg_kafka.shutdown_timeout_ms",
+        c"How long shutdown waits for in-flight Kafka requests to finish.",
+        c"",
+        &SHUTDOWN_TIMEOUT_MS,
+        0,
+        600_000,
+        GucContext::Postmaster,
+        GucFlags::UNIT_MS,
+    );
+    GucRegistry::define_int_guc(
+        c"pg_kafka.max_frame_bytes",
+        c"Largest Kafka request accepted, in bytes.",
+        c"A client announcing a larger request has its connection closed before anything is allocated.",
+        &MAX_FRAME_BYTES,
+        1024,
+        i32::MAX,
+        GucContext::Postmaster,
+        GucFlags::UNIT_BYTE,
+    );
+    GucRegistry::define_int_guc(
+        c"pg_kafka.max_connections",
+        c"Most Kafka client connections served at once.",
+        c"Further connections are accepted and closed at once, with a log line.",
+        &MAX_CONNECTIONS,
+        1,
+        100_000,
+        GucContext::Postmaster,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"pg_kafka.default_partitions",
+        c"Partition count of auto-created topics.",
+        c"",
+        &DEFAULT_PARTITIONS,
+        1,
+        10_000,
+        GucContext::Postmaster,
+        GucFlags::default(),
+    );
+    GucRegistry::define_bool_guc(
+        c"pg_kafka.auto_create_topics",
+        c"Create topics that clients ask for in Metadata requests.",
+        c"Honoured only when the client also allows auto-creation in its request.",
+        &AUTO_CREATE_TOPICS,
+        GucContext::Postmaster,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"pg_kafka.flush_interval_ms",
+        c"Longest the group-commit writer waits to gather more produce requests.",
+        c"0 writes as soon as anything is queued. Larger values trade produce latency for fewer, larger transactions.",
+        &FLUSH_INTERVAL_MS,
+        0,
+        10_000,
+        GucContext::Postmaster,
+        GucFlags::UNIT_MS,
+    );
+    GucRegistry::define_int_guc(
+        c"pg_kafka.max_batch_bytes",
+        c"Most payload bytes one group commit writes; reaching it flushes early.",
+        c"",
+        &MAX_BATCH_BYTES,
+        1024,
+        i32::MAX,
+        GucContext::Postmaster,
+        GucFlags::UNIT_BYTE,
+    );
+    GucRegistry::define_int_guc(
+        c"pg_kafka.max_inflight_bytes",
+        c"Most request bytes held in memory at once, over all connections.",
+        c"When reached, connections stop reading until earlier requests are answered (back-pressure).",
+        &MAX_INFLIGHT_BYTES,
+        1024 * 1024,
+        i32::MAX,
+        GucContext::Postmaster,
+        GucFlags::UNIT_BYTE,
+    );
+    GucRegistry::define_enum_guc(
+        c"pg_kafka.synchronous_commit",
+        c"synchronous_commit of the writer's transactions.",
+        c"on: an acknowledged message survives a crash. off: faster commits, but the last few hundred ms of acknowledged messages can be lost in an OS or Postgres crash (never corrupted).",
+        &SYNCHRONOUS_COMMIT,
+        GucContext::Postmaster,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"pg_kafka.refresh_interval_ms",
+        c"How often the worker re-reads partition bounds to see messages written with SQL.",
+        c"Messages produced through Kafka wake consumers at once; rows inserted or deleted by SQL sessions are seen within this interval (one index probe per partition in use).",
+        &REFRESH_INTERVAL_MS,
+        10,
+        3_600_000,
+        GucContext::Postmaster,
+        GucFlags::UNIT_MS,
+    );
+    GucRegistry::define_int_guc(
+        c"pg_kafka.max_wait_ms",
+        c"Longest a Fetch request is held waiting for data.",
+        c"Caps the client's max_wait_ms.",
+        &MAX_WAIT_MS,
+        0,
+        600_000,
+        GucContext::Postmaster,
+        GucFlags::UNIT_MS,
+    );
+    GucRegistry::define_int_guc(
+        c"pg_kafka.group_min_session_timeout_ms",
+        c"Shortest consumer group session timeout a member may ask for.",
+        c"Kafka's group.min.session.timeout.ms; JoinGroup below it gets INVALID_SESSION_TIMEOUT.",
+        &GROUP_MIN_SESSION_TIMEOUT_MS,
+        1,
+        3_600_000,
+        GucContext::Postmaster,
+        GucFlags::UNIT_MS,
+    );
+    GucRegistry::define_int_guc(
+        c"pg_kafka.group_max_session_timeout_ms",
+        c"Longest consumer group session timeout a member may ask for.",
+        c"Kafka's group.max.session.timeout.ms.",
+        &GROUP_MAX_SESSION_TIMEOUT_MS,
+        1,
+        86_400_000,
+        GucContext::Postmaster,
+        GucFlags::UNIT_MS,
+    );
+    GucRegistry::define_int_guc(
+        c"pg_kafka.group_initial_rebalance_delay_ms",
+        c"How long the first rebalance of an empty consumer group waits for more members.",
+        c"Kafka's group.initial.rebalance.delay.ms.",
+        &GROUP_INITIAL_REBALANCE_DELAY_MS,
+        0,
+        300_000,
+        GucContext::Postmaster,
+        GucFlags::UNIT_MS,
+    );
+    GucRegistry::define_int_guc(
+        c"pg_kafka.group_max_size",
+        c"Most members one consumer group may have.",
+        c"Further JoinGroups get GROUP_MAX_SIZE_REACHED.",
+        &GROUP_MAX_SIZE,
+        1,
+        100_000,
+        GucContext::Postmaster,
+        GucFlags::empty(),
+    );
+    GucRegistry::define_int_guc(
+        c"pg_kafka.retention_check_interval_ms",
+        c"How often topics' retention.ms and retention.bytes are applied.",
+        c"Each check deletes the messages that fell out of retention and moves the log start offset.",
+        &RETENTION_CHECK_INTERVAL_MS,
+        100,
+        86_400_000,
+        GucContext::Postmaster,
+        GucFlags::UNIT_MS,
+    );
+}

@@ -1,0 +1,501 @@
+//! [`Storage`] on Postgres through SPI: the only module that runs SQL (with `copy_in`,
+//! which runs COPY).
+//!
+//! Methods assume a transaction is open; [`TransactionRunner`] opens one per bridge job on
+//! the worker's main thread, and `#[pg_test]`s run inside the test's own transaction.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use pgrx::datum::TimestampWithTimeZone;
+use pgrx::prelude::*;
+use pgrx::spi::{OwnedPreparedStatement, SpiClient, SpiTupleTable};
+use pgrx::{PgBuiltInOids, PgOid};
+
+use pg_kafka_core::config::SynchronousCommit;
+use pg_kafka_core::storage::bridge::JobRunner;
+use pg_kafka_core::storage::copy_binary::encode_binary;
+use pg_kafka_core::storage::{
+    is_valid_topic_name, kafka_timestamp_ms, postgres_timestamp_us, record_bytes, CommittedOffset, MessageRows, OffsetCommit, ProducerKey,
+    ProducerState, ReadLimit, SequencedBatch, Storage, StorageError, StoredRecord, Topic, DEFAULT_MAX_MESSAGE_BYTES,
+};
+
+use super::copy_in;
+
+const ALL_TOPICS: &str = include_str!("../../sql/queries/all_topics.sql");
+const TOPIC_BY_NAME: &str = include_str!("../../sql/queries/topic_by_name.sql");
+const CREATE_TOPIC: &str = include_str!("../../sql/queries/create_topic.sql");
+const NEXT_OFFSET: &str = include_str!("../../sql/queries/next_offset.sql");
+const READ_MESSAGES: &str = include_str!("../../sql/queries/read_messages.sql");
+const FIRST_OFFSET: &str = include_str!("../../sql/queries/first_offset.sql");
+const OFFSET_FOR_TIMESTAMP: &str = include_str!("../../sql/queries/offset_for_timestamp.sql");
+const MAX_TIMESTAMP: &str = include_str!("../../sql/queries/max_timestamp.sql");
+const DELETE_TOPIC: &str = include_str!("../../sql/queries/delete_topic.sql");
+const SET_PARTITION_COUNT: &str = include_str!("../../sql/queries/set_partition_count.sql");
+const TOPIC_CONFIGS: &str = include_str!("../../sql/queries/topic_configs.sql");
+const CLEAR_TOPIC_CONFIGS: &str = include_str!("../../sql/queries/clear_topic_configs.sql");
+const INSERT_TOPIC_CONFIGS: &str = include_str!("../../sql/queries/insert_topic_configs.sql");
+const DELETE_RECORDS: &str = include_str!("../../sql/queries/delete_records.sql");
+const COMMIT_OFFSETS: &str = include_str!("../../sql/queries/commit_offsets.sql");
+const COMMITTED_OFFSETS: &str = include_str!("../../sql/queries/committed_offsets.sql");
+const OFFSET_GROUPS: &str = include_str!("../../sql/queries/offset_groups.sql");
+const DELETE_GROUP_OFFSETS: &str = include_str!("../../sql/queries/delete_group_offsets.sql");
+const NEXT_PRODUCER_ID: &str = include_str!("../../sql/queries/next_producer_id.sql");
+const PRODUCER_STATE: &str = include_str!("../../sql/queries/producer_state.sql");
+const RETENTION_TOPICS: &str = include_str!("../../sql/queries/retention_topics.sql");
+const RETENTION_BY_TIME: &str = include_str!("../../sql/queries/retention_by_time.sql");
+const RETENTION_BY_SIZE: &str = include_str!("../../sql/queries/retention_by_size.sql");
+const SAVE_PRODUCER_STATES: &str = include_str!("../../sql/queries/save_producer_states.sql");
+
+/// Rows a Fetch read asks the cursor for at a time; reading stops at the byte budget.
+const READ_CHUNK_ROWS: i64 = 256;
+
+/// Storage in the `kafka` schema of the connected database.
+#[derive(Default)]
+pub struct PgStorage {
+    /// Fetch's index range scan, planned once and kept for the session.
+    read_plan: Option<OwnedPreparedStatement>,
+}
+
+fn oid(o: PgBuiltInOids) -> PgOid {
+    PgOid::BuiltIn(o)
+}
+
+/// The statement in `slot`, planning and keeping it on first use.
+fn prepared<'a>(
+    slot: &'a mut Option<OwnedPreparedStatement>,
+    client: &mut SpiClient<'_>,
+    sql: &str,
+    types: &[PgOid],
+) -> Result<&'a OwnedPreparedStatement, StorageError> {
+    if slot.is_none() {
+        *slot = Some(client.prepare_mut(sql, types).map_err(database_error)?.keep());
+    }
+    Ok(slot.as_ref().expect("prepared above"))
+}
+
+/// A timestamptz column as Kafka milliseconds (sub-millisecond parts of SQL-written rows
+/// are truncated; infinities saturate).
+fn kafka_timestamp(row: &pgrx::spi::SpiHeapTupleData<'_>, ordinal: usize) -> Result<i64, StorageError> {
+    let ts: Option<TimestampWithTimeZone> = row.get(ordinal).map_err(database_error)?;
+    Ok(ts.map_or(-1, |ts| kafka_timestamp_ms(ts.into())))
+}
+
+/// `(offset, timestamp)` from the first row of a one-row query, if any.
+fn offset_and_timestamp(rows: SpiTupleTable<'_>) -> Result<Option<(i64, i64)>, StorageError> {
+    match rows.into_iter().next() {
+        None => Ok(None),
+        Some(row) => {
+            let offset: i64 = row.get(1).map_err(database_error)?.ok_or_else(|| database_error("null offset"))?;
+            Ok(Some((offset, kafka_timestamp(&row, 2)?)))
+        }
+    }
+}
+
+/// An SPI failure reported as a value (no SQLSTATE: Postgres ERRORs arrive as panics and
+/// are described by [`TransactionRunner`]).
+fn database_error(e: impl std::fmt::Display) -> StorageError {
+    StorageError::Database { sqlstate: None, message: e.to_string() }
+}
+
+/// Rows of `(id, name, topic_uuid, partitions, max.message.bytes config)` as topics.
+fn topics_from(rows: SpiTupleTable<'_>) -> Result<Vec<Topic>, StorageError> {
+    let mut topics = Vec::with_capacity(rows.len());
+    for row in rows {
+        let uuid: pgrx::Uuid = row.get(3).map_err(database_error)?.ok_or_else(|| database_error("null topic_uuid"))?;
+        let max_message_bytes: Option<String> = row.get(5).map_err(database_error)?;
+        topics.push(Topic {
+            id: row.get(1).map_err(database_error)?.unwrap_or_default(),
+            name: row.get(2).map_err(database_error)?.unwrap_or_default(),
+            uuid: uuid::Uuid::from_bytes(*uuid.as_bytes()),
+            partitions: row.get(4).map_err(database_error)?.unwrap_or_default(),
+            max_message_bytes: max_message_bytes.and_then(|v| v.parse().ok()).unwrap_or(DEFAULT_MAX_MESSAGE_BYTES),
+        });
+    }
+    Ok(topics)
+}
+
+/// Runs a statement that returns no rows the caller needs.
+fn execute(sql: &str, args: &[pgrx::datum::DatumWithOid<'_>]) -> Result<(), StorageError> {
+    with_client(|client| client.update(sql, None, args).map(drop).map_err(database_error))
+}
+
+/// Parses `array_to_string(recent_batches, ',')`: triples of first sequence, last sequence
+/// and base offset.
+fn parse_batches(flat: &str) -> Result<std::collections::VecDeque<SequencedBatch>, StorageError> {
+    let numbers: Vec<i64> = flat
+        .split(',')
+        .filter(|n| !n.is_empty())
+        .map(|n| n.parse().map_err(|_| database_error(format!("bad recent_batches value {n:?}"))))
+        .collect::<Result<_, _>>()?;
+    if !numbers.len().is_multiple_of(3) {
+        return Err(database_error("recent_batches is not made of triples"));
+    }
+    let sequence = |n: i64| i32::try_from(n).map_err(|_| database_error("sequence out of range"));
+    numbers
+        .chunks(3)
+        .map(|c| Ok(SequencedBatch { first_sequence: sequence(c[0])?, last_sequence: sequence(c[1])?, base_offset: c[2] }))
+        .collect()
+}
+
+/// Batches as a 2-D array literal, `{{first,last,base},...}` (`{}` when none).
+fn batches_literal(state: &ProducerState) -> String {
+    let rows: Vec<String> =
+        state.batches.iter().map(|b| format!("{{{},{},{}}}", b.first_sequence, b.last_sequence, b.base_offset)).collect();
+    format!("{{{}}}", rows.join(","))
+}
+
+fn with_client<R>(f: impl FnOnce(&mut SpiClient<'_>) -> Result<R, StorageError>) -> Result<R, StorageError> {
+    Spi::connect_mut(f)
+}
+
+impl Storage for PgStorage {
+    fn all_topics(&mut self) -> Result<Vec<Topic>, StorageError> {
+        with_client(|client| topics_from(client.select(ALL_TOPICS, None, &[]).map_err(database_error)?))
+    }
+
+    fn topic(&mut self, name: &str) -> Result<Option<Topic>, StorageError> {
+        with_client(|client| {
+            let rows = client.select(TOPIC_BY_NAME, None, &[name.into()]).map_err(database_error)?;
+            Ok(topics_from(rows)?.pop())
+        })
+    }
+
+    fn create_topic(&mut self, name: &str, partitions: i32) -> Result<Topic, StorageError> {
+        if !is_valid_topic_name(name) {
+            return Err(StorageError::InvalidTopicName(name.to_owned()));
+        }
+        with_client(|client| {
+            let rows = client.update(CREATE_TOPIC, None, &[name.into(), partitions.into()]).map_err(database_error)?;
+            topics_from(rows)?.pop().ok_or_else(|| StorageError::TopicExists(name.to_owned()))
+        })
+    }
+
+    fn next_offset(&mut self, topic_id: i32, partition: i32) -> Result<i64, StorageError> {
+        with_client(|client| {
+            let rows = client.select(NEXT_OFFSET, Some(1), &[topic_id.into(), partition.into()]).map_err(database_error)?;
+            rows.first().get_one::<i64>().map_err(database_error)?.ok_or_else(|| database_error("no next offset"))
+        })
+    }
+
+    fn append(&mut self, rows: &MessageRows) -> Result<(), StorageError> {
+        copy_in::copy_into_messages(encode_binary(rows)?);
+        Ok(())
+    }
+
+    fn read(&mut self, topic_id: i32, partition: i32, limit: ReadLimit) -> Result<Vec<StoredRecord>, StorageError> {
+        let slot = &mut self.read_plan;
+        with_client(|client| {
+            let types =
+                [oid(PgBuiltInOids::INT4OID), oid(PgBuiltInOids::INT4OID), oid(PgBuiltInOids::INT8OID), oid(PgBuiltInOids::INT8OID)];
+            let plan = prepared(slot, client, READ_MESSAGES, &types)?;
+            let args = [topic_id.into(), partition.into(), limit.from.into(), limit.below.into()];
+            let mut cursor = client.try_open_cursor(plan, &args).map_err(database_error)?;
+            let mut records = Vec::new();
+            let mut bytes = 0;
+            loop {
+                let rows = cursor.fetch(READ_CHUNK_ROWS as _).map_err(database_error)?;
+                if rows.is_empty() {
+                    return Ok(records);
+                }
+                for row in rows {
+                    let bytea = |i| -> Result<Option<bytes::Bytes>, StorageError> {
+                        Ok(row.get::<&[u8]>(i).map_err(database_error)?.map(bytes::Bytes::copy_from_slice))
+                    };
+                    let record = StoredRecord {
+                        offset: row.get(1).map_err(database_error)?.ok_or_else(|| database_error("null offset"))?,
+                        timestamp_ms: kafka_timestamp(&row, 2)?,
+                        key: bytea(3)?,
+                        value: bytea(4)?,
+                        headers: bytea(5)?,
+                    };
+                    bytes += record_bytes(&record);
+                    if !limit.admits(records.len(), bytes) {
+                        return Ok(records);
+                    }
+                    records.push(record);
+                }
+            }
+        })
+    }
+
+    fn first_offset(&mut self, topic_id: i32, partition: i32) -> Result<Option<i64>, StorageError> {
+        with_client(|client| {
+            let rows = client.select(FIRST_OFFSET, Some(1), &[topic_id.into(), partition.into()]).map_err(database_error)?;
+            rows.first().get_one::<i64>().map_err(database_error)
+        })
+    }
+
+    fn offset_for_timestamp(&mut self, topic_id: i32, partition: i32, timestamp_ms: i64) -> Result<Option<(i64, i64)>, StorageError> {
+        // Targets beyond what Postgres can store: before everything, or after everything.
+        let target = match postgres_timestamp_us(timestamp_ms).map(TimestampWithTimeZone::try_from) {
+            Some(Ok(ts)) => ts,
+            _ if timestamp_ms < 0 => TimestampWithTimeZone::negative_infinity(),
+            _ => return Ok(None),
+        };
+        with_client(|client| {
+            let args = [topic_id.into(), partition.into(), target.into()];
+            offset_and_timestamp(client.select(OFFSET_FOR_TIMESTAMP, Some(1), &args).map_err(database_error)?)
+        })
+    }
+
+    fn max_timestamp(&mut self, topic_id: i32, partition: i32) -> Result<Option<(i64, i64)>, StorageError> {
+        with_client(|client| {
+            let args = [topic_id.into(), partition.into()];
+            offset_and_timestamp(client.select(MAX_TIMESTAMP, Some(1), &args).map_err(database_error)?)
+        })
+    }
+
+    fn delete_topic(&mut self, topic_id: i32) -> Result<(), StorageError> {
+        execute(DELETE_TOPIC, &[topic_id.into()])
+    }
+
+    fn set_partition_count(&mut self, topic_id: i32, partitions: i32) -> Result<(), StorageError> {
+        execute(SET_PARTITION_COUNT, &[topic_id.into(), partitions.into()])
+    }
+
+    fn topic_configs(&mut self, topic_id: i32) -> Result<Vec<(String, String)>, StorageError> {
+        with_client(|client| {
+            let rows = client.select(TOPIC_CONFIGS, None, &[topic_id.into()]).map_err(database_error)?;
+            rows.into_iter()
+                .map(|row| {
+                    let name: Option<String> = row.get(1).map_err(database_error)?;
+                    let value: Option<String> = row.get(2).map_err(database_error)?;
+                    Ok((name.unwrap_or_default(), value.unwrap_or_default()))
+                })
+                .collect()
+        })
+    }
+
+    fn replace_topic_configs(&mut self, topic_id: i32, configs: &[(String, String)]) -> Result<(), StorageError> {
+        execute(CLEAR_TOPIC_CONFIGS, &[topic_id.into()])?;
+        if configs.is_empty() {
+            return Ok(());
+        }
+        let names: Vec<String> = configs.iter().map(|(n, _)| n.clone()).collect();
+        let values: Vec<String> = configs.iter().map(|(_, v)| v.clone()).collect();
+        execute(INSERT_TOPIC_CONFIGS, &[topic_id.into(), names.into(), values.into()])
+    }
+
+    fn delete_records_before(&mut self, topic_id: i32, partition: i32, offset: i64) -> Result<(), StorageError> {
+        execute(DELETE_RECORDS, &[topic_id.into(), partition.into(), offset.into()])
+    }
+
+    fn commit_offsets(&mut self, group: &str, offsets: &[OffsetCommit]) -> Result<(), StorageError> {
+        let column = |f: fn(&OffsetCommit) -> i32| -> Vec<i32> { offsets.iter().map(f).collect() };
+        let (topic_ids, partitions, epochs) = (column(|o| o.topic_id), column(|o| o.partition), column(|o| o.leader_epoch));
+        let committed: Vec<i64> = offsets.iter().map(|o| o.offset).collect();
+        let metadata: Vec<Option<String>> = offsets.iter().map(|o| o.metadata.clone()).collect();
+        let args = [group.into(), topic_ids.into(), partitions.into(), committed.into(), epochs.into(), metadata.into()];
+        execute(COMMIT_OFFSETS, &args)
+    }
+
+    fn committed_offsets(&mut self, group: &str) -> Result<Vec<CommittedOffset>, StorageError> {
+        with_client(|client| {
+            let rows = client.select(COMMITTED_OFFSETS, None, &[group.into()]).map_err(database_error)?;
+            rows.into_iter()
+                .map(|row| {
+                    Ok(CommittedOffset {
+                        topic: row.get(1).map_err(database_error)?.unwrap_or_default(),
+                        partition: row.get(2).map_err(database_error)?.unwrap_or_default(),
+                        offset: row.get(3).map_err(database_error)?.unwrap_or(-1),
+                        leader_epoch: row.get(4).map_err(database_error)?.unwrap_or(-1),
+                        metadata: row.get(5).map_err(database_error)?,
+                    })
+                })
+                .collect()
+        })
+    }
+
+    fn offset_groups(&mut self) -> Result<Vec<String>, StorageError> {
+        with_client(|client| {
+            let rows = client.select(OFFSET_GROUPS, None, &[]).map_err(database_error)?;
+            rows.into_iter().map(|row| Ok(row.get(1).map_err(database_error)?.unwrap_or_default())).collect()
+        })
+    }
+
+    fn delete_group_offsets(&mut self, groups: &[String]) -> Result<Vec<String>, StorageError> {
+        with_client(|client| {
+            let rows = client.update(DELETE_GROUP_OFFSETS, None, &[groups.to_vec().into()]).map_err(database_error)?;
+            let mut deleted: Vec<String> = rows
+                .into_iter()
+                .map(|row| Ok(row.get(1).map_err(database_error)?.unwrap_or_default()))
+                .collect::<Result<_, StorageError>>()?;
+            deleted.sort();
+            deleted.dedup();
+            Ok(deleted)
+        })
+    }
+
+    fn retention_starts(&mut self, now_ms: i64) -> Result<Vec<(i32, i32, i64)>, StorageError> {
+        let limits: Vec<(i32, i32, i64, i64)> = with_client(|client| {
+            let rows = client.select(RETENTION_TOPICS, None, &[]).map_err(database_error)?;
+            rows.into_iter()
+                .map(|row| {
+                    let get = |i| row.get::<i64>(i).map_err(database_error).map(|v| v.unwrap_or(-1));
+                    let id: i32 = row.get(1).map_err(database_error)?.unwrap_or_default();
+                    let partitions: i32 = row.get(2).map_err(database_error)?.unwrap_or_default();
+                    Ok((id, partitions, get(3)?, get(4)?))
+                })
+                .collect()
+        })?;
+        let mut starts = Vec::new();
+        for (topic_id, partitions, retention_ms, retention_bytes) in limits {
+            for partition in 0..partitions {
+                let high = self.next_offset(topic_id, partition)?;
+                let Some(start) = self.first_offset(topic_id, partition)? else { continue };
+                let mut target = start;
+                if retention_ms >= 0 {
+                    let oldest_kept = now_ms.saturating_sub(retention_ms);
+                    let oldest = match postgres_timestamp_us(oldest_kept).map(TimestampWithTimeZone::try_from) {
+                        Some(Ok(ts)) => ts,
+                        _ => continue,
+                    };
+                    let first_kept = with_client(|client| {
+                        let args = [topic_id.into(), partition.into(), oldest.into()];
+                        client
+                            .select(RETENTION_BY_TIME, Some(1), &args)
+                            .map_err(database_error)?
+                            .first()
+                            .get_one::<i64>()
+                            .map_err(database_error)
+                    })?;
+                    target = target.max(first_kept.unwrap_or(high));
+                }
+                if retention_bytes >= 0 {
+                    let first_kept = with_client(|client| {
+                        let args = [topic_id.into(), partition.into(), retention_bytes.into()];
+                        client
+                            .select(RETENTION_BY_SIZE, Some(1), &args)
+                            .map_err(database_error)?
+                            .first()
+                            .get_one::<i64>()
+                            .map_err(database_error)
+                    })?;
+                    target = target.max(first_kept.unwrap_or(start));
+                }
+                if target > start {
+                    starts.push((topic_id, partition, target));
+                }
+            }
+        }
+        Ok(starts)
+    }
+
+    fn next_producer_id(&mut self) -> Result<i64, StorageError> {
+        with_client(|client| {
+            let rows = client.update(NEXT_PRODUCER_ID, None, &[]).map_err(database_error)?;
+            rows.first().get_one::<i64>().map_err(database_error)?.ok_or_else(|| database_error("no producer id"))
+        })
+    }
+
+    fn producer_state(&mut self, (producer_id, topic_id, partition): ProducerKey) -> Result<Option<ProducerState>, StorageError> {
+        with_client(|client| {
+            let rows =
+                client.select(PRODUCER_STATE, Some(1), &[producer_id.into(), topic_id.into(), partition.into()]).map_err(database_error)?;
+            let Some(row) = rows.into_iter().next() else { return Ok(None) };
+            let epoch: i16 = row.get(1).map_err(database_error)?.unwrap_or_default();
+            let flat: String = row.get(2).map_err(database_error)?.unwrap_or_default();
+            Ok(Some(ProducerState { epoch, batches: parse_batches(&flat)? }))
+        })
+    }
+
+    fn save_producer_states(&mut self, states: &[(ProducerKey, ProducerState)]) -> Result<(), StorageError> {
+        if states.is_empty() {
+            return Ok(());
+        }
+        let producer_ids: Vec<i64> = states.iter().map(|((p, _, _), _)| *p).collect();
+        let topic_ids: Vec<i32> = states.iter().map(|((_, t, _), _)| *t).collect();
+        let partitions: Vec<i32> = states.iter().map(|((_, _, n), _)| *n).collect();
+        let epochs: Vec<i16> = states.iter().map(|(_, s)| s.epoch).collect();
+        let batches: Vec<String> = states.iter().map(|(_, s)| batches_literal(s)).collect();
+        let args = [producer_ids.into(), topic_ids.into(), partitions.into(), epochs.into(), batches.into()];
+        execute(SAVE_PRODUCER_STATES, &args)
+    }
+}
+
+/// Runs each bridge job in its own transaction on the worker's main thread.
+///
+/// A Postgres ERROR inside a job arrives here as a Rust panic (pgrx converts the longjmp and
+/// flushes the error state); the transaction is then aborted, the error logged with its
+/// SQLSTATE, and returned. The job's caller sees the bridge's `Unavailable` error; the
+/// worker itself carries on.
+#[derive(Default)]
+pub struct TransactionRunner {
+    storage: PgStorage,
+}
+
+impl JobRunner for TransactionRunner {
+    fn run(&mut self, job: &mut dyn FnMut(&mut dyn Storage) -> Result<(), StorageError>) -> Result<(), StorageError> {
+        let storage = &mut self.storage;
+        let outcome = catch_unwind(AssertUnwindSafe(|| unsafe {
+            pg_sys::SetCurrentStatementStartTimestamp();
+            pg_sys::StartTransactionCommand();
+            pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot());
+            let result = job(storage);
+            pg_sys::PopActiveSnapshot();
+            if result.is_ok() {
+                pg_sys::CommitTransactionCommand();
+            }
+            result
+        }));
+        let failure = match outcome {
+            Ok(Ok(())) => return Ok(()),
+            Ok(Err(error)) => error,
+            Err(payload) => describe_panic(&payload),
+        };
+        unsafe { pg_sys::AbortCurrentTransaction() };
+        pgrx::warning!("pg_kafka: storage work failed and was rolled back: {failure}");
+        Err(failure)
+    }
+}
+
+/// A panic payload as a storage error: pgrx's caught Postgres errors (with their SQLSTATE),
+/// or a plain Rust panic message.
+pub fn describe_panic(payload: &Box<dyn std::any::Any + Send>) -> StorageError {
+    let plain = |message: String| StorageError::Database { sqlstate: None, message };
+    if let Some(message) = payload.downcast_ref::<&str>() {
+        plain((*message).to_owned())
+    } else if let Some(message) = payload.downcast_ref::<String>() {
+        plain(message.clone())
+    } else if let Some(caught) = payload.downcast_ref::<pg_sys::panic::CaughtError>() {
+        match caught {
+            pg_sys::panic::CaughtError::PostgresError(report)
+            | pg_sys::panic::CaughtError::ErrorReport(report)
+            | pg_sys::panic::CaughtError::RustPanic { ereport: report, .. } => {
+                StorageError::Database { sqlstate: Some(sqlstate(report.sql_error_code() as i32)), message: report.message().to_owned() }
+            }
+        }
+    } else {
+        plain("unknown panic".to_owned())
+    }
+}
+
+/// Postgres's five-character SQLSTATE from its packed form (`MAKE_SQLSTATE`: six bits per
+/// character, offset from '0').
+fn sqlstate(packed: i32) -> String {
+    (0..5).map(|i| char::from(b'0' + ((packed >> (6 * i)) & 0x3f) as u8)).collect()
+}
+
+/// Prepares the worker's session: creates the extension (schema and tables) in its
+/// database if missing, and sets the writer's `synchronous_commit`.
+pub fn prepare_session(synchronous_commit: SynchronousCommit) -> Result<(), StorageError> {
+    let mut runner = TransactionRunner::default();
+    runner.run(&mut |_| {
+        Spi::run("CREATE EXTENSION IF NOT EXISTS pg_kafka")
+            .and_then(|_| {
+                Spi::run_with_args("SELECT set_config('synchronous_commit', $1, false)", &[synchronous_commit.as_setting().into()])
+            })
+            .map_err(database_error)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn sqlstates_unpack_as_postgres_spells_them() {
+        // ERRCODE_LOCK_NOT_AVAILABLE is MAKE_SQLSTATE('5','5','P','0','3').
+        let pack = |code: &str| code.bytes().enumerate().map(|(i, c)| i32::from(c - b'0') << (6 * i)).sum::<i32>();
+        assert_eq!(super::sqlstate(pack("55P03")), "55P03");
+        assert_eq!(super::sqlstate(pack("23505")), "23505");
+    }
+}
