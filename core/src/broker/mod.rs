@@ -113,7 +113,7 @@ impl Broker {
     }
 
     /// Handles a request that holds `order`, its place among its connection's requests.
-    pub async fn handle_in_order(&self, request: RequestFrame, order: in_order::InOrder) -> Outcome {
+    pub async fn handle_in_order(&self, mut request: RequestFrame, order: in_order::InOrder) -> Outcome {
         let (api_key, version) = (request.api_key, request.version());
         if api_key == ApiKey::ApiVersions {
             return api_versions::handle(&request);
@@ -121,8 +121,10 @@ impl Broker {
         if !versions::is_served(api_key, version) {
             return Outcome::Close(format!("unsupported request {api_key:?} v{version}"));
         }
-        if let Err(e) = shape::check(api_key, version, &request.body) {
-            return Outcome::Close(format!("malformed {api_key:?} v{version} request: {e}"));
+        // Only bytes the shape walk has proven consistent reach kafka-protocol's decoders.
+        match shape::canonical(api_key, version, &request.body) {
+            Ok(body) => request.body = body,
+            Err(e) => return Outcome::Close(format!("malformed {api_key:?} v{version} request: {e}")),
         }
         match api_key {
             ApiKey::Metadata => metadata::handle(self, &request).await,
@@ -332,5 +334,38 @@ pub(crate) mod testing {
             }
             other => panic!("expected a response, got {other:?}"),
         }
+    }
+}
+
+#[cfg(test)]
+mod hostile_frames {
+    use super::testing::broker_with_writer;
+    use super::*;
+    use crate::protocol::header::parse_request;
+
+    fn hex(text: &str) -> Vec<u8> {
+        let digits: Vec<u8> = text.bytes().filter(u8::is_ascii_hexdigit).collect();
+        digits.chunks(2).map(|pair| u8::from_str_radix(std::str::from_utf8(pair).unwrap(), 16).unwrap()).collect()
+    }
+
+    /// Fetch v17 whose partition carries tag 0 (replica_directory_id) with a declared size
+    /// of 0: the codec reads the tag's 16 bytes from what follows and then a 2^32-2 array
+    /// length the shape walk never saw. Before the walk's tagged sections were removed
+    /// from what the codec sees, this aborted the process (`memory allocation of
+    /// 412316860224 bytes failed`) and Postgres reinitialized.
+    const FETCH_V17_SIZE_ZERO_TAG: &str = "000000710001001100001092000673612d72656c00000001f400000001001000000000000000ffffffff02\
+         000000000000000000000000000000000200000000ffffffff0000000000000000ffffffffffffffffffff\
+         ffff001000000100000001000105100000000000000000000000ffffffff0f";
+
+    #[tokio::test]
+    async fn a_known_tag_with_a_false_size_is_not_decoded_from_the_wrong_bytes() {
+        let frame = hex(FETCH_V17_SIZE_ZERO_TAG);
+        assert_eq!(u32::from_be_bytes(frame[..4].try_into().unwrap()) as usize, frame.len() - 4);
+        let request = parse_request(bytes::Bytes::from(frame[4..].to_vec())).unwrap();
+        assert_eq!((request.api_key, request.version()), (ApiKey::Fetch, 17));
+        let broker = broker_with_writer(1);
+        // Reaching any outcome at all means the process survived the decode.
+        let outcome = broker.handle(request).await;
+        assert!(matches!(outcome, Outcome::Respond(_) | Outcome::Close(_)), "{outcome:?}");
     }
 }

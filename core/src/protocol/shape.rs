@@ -7,6 +7,14 @@
 //! claims more than is present. A body that passes holds every element of every array it
 //! declares, so what the codec then allocates is bounded by the bytes really received.
 //!
+//! Tagged fields are where a walk and the codec could read different bytes: the codec
+//! decodes a *known* tag's value straight from the buffer whatever size the tag declares,
+//! so a tag declared with size 0 makes the codec read the next field's bytes as its value
+//! and go on misaligned, trusting lengths the walk never saw. No request field we serve
+//! needs a tagged value, so [`canonical`] removes them: it returns the body with every
+//! tagged-field section replaced by "no tagged fields", and only those bytes reach the
+//! codec. The walk and the decode then read the same bytes by construction.
+//!
 //! Each served API has its request schema here, per version, in the field order of Kafka's
 //! message definitions (`clients/src/main/resources/common/message/*Request.json`).
 
@@ -47,10 +55,34 @@ pub enum ShapeError {
 
 /// Checks that `body` holds everything the schema of `api_key` v`version` declares.
 pub fn check(api_key: ApiKey, version: i16, body: &[u8]) -> Result<(), ShapeError> {
+    walk(api_key, version, body).map(drop)
+}
+
+/// Checks `body` as [`check`] does and returns the bytes the codec may decode: `body`
+/// itself, or a copy (never longer) in which every tagged-field section is empty.
+pub fn canonical(api_key: ApiKey, version: i16, body: &bytes::Bytes) -> Result<bytes::Bytes, ShapeError> {
+    let tagged = walk(api_key, version, body)?;
+    if tagged.is_empty() {
+        return Ok(body.clone());
+    }
+    let mut out = Vec::with_capacity(body.len());
+    let mut at = 0;
+    for section in tagged {
+        out.extend_from_slice(&body[at..section.start]);
+        out.push(0); // an unsigned varint 0: no tagged fields
+        at = section.end;
+    }
+    out.extend_from_slice(&body[at..]);
+    Ok(out.into())
+}
+
+/// Walks `body`; returns the byte ranges of the tagged-field sections that hold any field.
+fn walk(api_key: ApiKey, version: i16, body: &[u8]) -> Result<Vec<std::ops::Range<usize>>, ShapeError> {
     let fields = request_schema(api_key, version).ok_or(ShapeError::NoSchema(api_key, version))?;
     let flexible = api_key.request_header_version(version) >= 2;
-    let mut cursor = Cursor { bytes: body, at: 0, flexible };
-    cursor.walk_struct(&fields)
+    let mut cursor = Cursor { bytes: body, at: 0, flexible, tagged: Vec::new() };
+    cursor.walk_struct(&fields)?;
+    Ok(cursor.tagged)
 }
 
 /// The request schema of a served API version, `None` for APIs we do not decode.
@@ -202,6 +234,8 @@ struct Cursor<'a> {
     bytes: &'a [u8],
     at: usize,
     flexible: bool,
+    /// Tagged-field sections with at least one field, in order.
+    tagged: Vec<std::ops::Range<usize>>,
 }
 
 impl Cursor<'_> {
@@ -295,11 +329,15 @@ impl Cursor<'_> {
     }
 
     fn skip_tagged_fields(&mut self) -> Result<(), ShapeError> {
+        let start = self.at;
         let count = self.unsigned_varint()?;
         for _ in 0..count {
             self.unsigned_varint()?;
             let size = self.unsigned_varint()? as usize;
             self.skip(size)?;
+        }
+        if count > 0 {
+            self.tagged.push(start..self.at);
         }
         Ok(())
     }
@@ -348,7 +386,7 @@ mod tests {
     /// Bytes the schema walk consumes: a schema that matches uses the whole body.
     fn consumed(api_key: ApiKey, version: i16, body: &[u8]) -> usize {
         let fields = request_schema(api_key, version).unwrap();
-        let mut cursor = Cursor { bytes: body, at: 0, flexible: api_key.request_header_version(version) >= 2 };
+        let mut cursor = Cursor { bytes: body, at: 0, flexible: api_key.request_header_version(version) >= 2, tagged: Vec::new() };
         cursor.walk_struct(&fields).unwrap();
         cursor.at
     }
@@ -383,6 +421,33 @@ mod tests {
             let body = encode(&list, version);
             assert_eq!(consumed(ApiKey::ListOffsets, version, &body), body.len(), "ListOffsets v{version}");
         }
+    }
+
+    #[test]
+    fn canonical_bodies_drop_tagged_fields_and_decode_exactly() {
+        use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+        use kafka_protocol::messages::FetchRequest;
+        use kafka_protocol::protocol::Decodable;
+        // Real known tags (cluster_id at the top, replica_directory_id per partition) and
+        // an unknown one: all are removed, and the codec consumes exactly what is left.
+        let mut partition = FetchPartition::default().with_replica_directory_id(uuid::Uuid::from_u128(7));
+        partition.unknown_tagged_fields.insert(99, Bytes::from_static(b"xyz"));
+        let fetch = FetchRequest::default()
+            .with_cluster_id(Some(StrBytes::from_static_str("cluster")))
+            .with_topics(vec![FetchTopic::default().with_partitions(vec![partition, FetchPartition::default()])]);
+        let body = Bytes::from(encode(&fetch, 17));
+        let stripped = canonical(ApiKey::Fetch, 17, &body).unwrap();
+        assert!(stripped.len() < body.len());
+        assert!(check(ApiKey::Fetch, 17, &stripped).is_ok());
+        let mut rest = stripped.clone();
+        let decoded = FetchRequest::decode(&mut rest, 17).unwrap();
+        assert!(rest.is_empty(), "the codec read {} bytes fewer than the walk", rest.len());
+        assert_eq!(decoded.cluster_id, None);
+        assert_eq!(decoded.topics[0].partitions.len(), 2);
+        assert!(decoded.topics[0].partitions[0].unknown_tagged_fields.is_empty());
+        // A body without tagged fields is passed on as it is.
+        let plain = Bytes::from(encode(&FetchRequest::default(), 17));
+        assert_eq!(canonical(ApiKey::Fetch, 17, &plain).unwrap().as_ptr(), plain.as_ptr());
     }
 
     /// Every group and admin request, with every array holding elements, at every served
