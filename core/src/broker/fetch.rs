@@ -25,6 +25,7 @@ use super::{decode, respond, Broker, Outcome};
 use crate::logging;
 use crate::protocol::header::RequestFrame;
 use crate::protocol::records::{encode_batch, Record};
+use crate::storage::bridge::StorageCallError;
 use crate::storage::topics::TopicRef;
 use crate::storage::watermarks::Bounds;
 use crate::storage::{record_bytes, ReadLimit, StoredRecord, Topic};
@@ -97,7 +98,7 @@ struct Wanted {
 }
 
 /// Every requested partition in request order, topics resolved.
-async fn resolve(broker: &Broker, body: &FetchRequest, version: i16) -> Result<Vec<Wanted>, String> {
+async fn resolve(broker: &Broker, body: &FetchRequest, version: i16) -> Result<Vec<Wanted>, StorageCallError> {
     let topic_ref = |t: &kafka_protocol::messages::fetch_request::FetchTopic| {
         if version >= TOPIC_IDS_FROM {
             TopicRef::Id(t.topic_id)
@@ -107,7 +108,7 @@ async fn resolve(broker: &Broker, body: &FetchRequest, version: i16) -> Result<V
     };
     let refs: Vec<(TopicRef, i32)> =
         body.topics.iter().flat_map(|t| t.partitions.iter().map(move |p| (topic_ref(t), p.partition))).collect();
-    let found = broker.topics.resolve(&broker.storage, &refs).await.map_err(|e| e.to_string())?;
+    let found = broker.topics.resolve(&broker.storage, &refs).await?;
     let unknown = if version >= TOPIC_IDS_FROM { ResponseError::UnknownTopicId } else { ResponseError::UnknownTopicOrPartition };
     let wanted = body
         .topics
@@ -134,7 +135,7 @@ struct Gathered {
 
 /// Looks at every wanted partition once: errors and bounds from memory, then one storage
 /// job that reads every partition with data, if there is any.
-async fn gather(broker: &Broker, wanted: &[Wanted], limits: Limits) -> Result<Gathered, String> {
+async fn gather(broker: &Broker, wanted: &[Wanted], limits: Limits) -> Result<Gathered, StorageCallError> {
     let bounds = bounds_of(broker, wanted).await?;
     let mut has_error = false;
     let mut partitions = Vec::with_capacity(wanted.len());
@@ -170,7 +171,7 @@ async fn gather(broker: &Broker, wanted: &[Wanted], limits: Limits) -> Result<Ga
         let response_bytes = limits.response_bytes;
         let records = broker
             .storage
-            .call(move |storage| {
+            .try_call(move |storage| {
                 let mut left = response_bytes;
                 let mut read = Vec::with_capacity(reads.len());
                 for (index, topic_id, partition, from, below, max_bytes) in reads {
@@ -180,11 +181,9 @@ async fn gather(broker: &Broker, wanted: &[Wanted], limits: Limits) -> Result<Ga
                     left = left.saturating_sub(records.iter().map(record_bytes).sum());
                     read.push((index, records));
                 }
-                Ok::<_, crate::storage::StorageError>(read)
+                Ok(read)
             })
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())?;
+            .await?;
         for (index, records) in records {
             if let Some(batch) = batch_of(&records) {
                 bytes += batch.len();
@@ -196,17 +195,12 @@ async fn gather(broker: &Broker, wanted: &[Wanted], limits: Limits) -> Result<Ga
 }
 
 /// Bounds of each wanted partition that exists; loads the ones not yet in memory (once).
-async fn bounds_of(broker: &Broker, wanted: &[Wanted]) -> Result<Vec<Option<Bounds>>, String> {
+async fn bounds_of(broker: &Broker, wanted: &[Wanted]) -> Result<Vec<Option<Bounds>>, StorageCallError> {
     let key = |w: &Wanted| w.topic.as_ref().ok().map(|t| (t.id, w.partition));
     let missing: Vec<(i32, i32)> = wanted.iter().filter_map(key).filter(|&(t, p)| broker.watermarks.get(t, p).is_none()).collect();
     if !missing.is_empty() {
         let watermarks = broker.watermarks.clone();
-        broker
-            .storage
-            .call(move |storage| watermarks.load(storage, &missing))
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())?;
+        broker.storage.try_call(move |storage| watermarks.load(storage, &missing)).await?;
     }
     Ok(wanted.iter().map(|w| key(w).and_then(|(t, p)| broker.watermarks.get(t, p))).collect())
 }

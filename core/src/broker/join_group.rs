@@ -1,5 +1,5 @@
 //! JoinGroup (v0-v9): joins the group and waits until the rebalance completes; see
-//! [`group_coordinator`](super::group_coordinator) for the rules.
+//! [`groups`](super::groups) for the rules.
 
 use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
 use kafka_protocol::messages::{JoinGroupRequest, JoinGroupResponse};

@@ -15,6 +15,7 @@ use kafka_protocol::ResponseError;
 use super::{decode, respond, Broker, Outcome};
 use crate::logging;
 use crate::protocol::header::RequestFrame;
+use crate::storage::bridge::StorageCallError;
 use crate::storage::topics::TopicRef;
 use crate::storage::watermarks::Bounds;
 use crate::storage::{Storage, StorageError};
@@ -65,14 +66,14 @@ pub async fn handle(broker: &Broker, request: &RequestFrame) -> Outcome {
 /// A partition whose answer needs the table: (index in the request, topic id, partition, target).
 type Search = (usize, i32, i32, i64);
 
-async fn answer_all(broker: &Broker, body: &ListOffsetsRequest) -> Result<Vec<Answer>, String> {
+async fn answer_all(broker: &Broker, body: &ListOffsetsRequest) -> Result<Vec<Answer>, StorageCallError> {
     let requested: Vec<(TopicRef, i32, i64)> = body
         .topics
         .iter()
         .flat_map(|t| t.partitions.iter().map(move |p| (TopicRef::Name(t.name.0.to_string()), p.partition_index, p.timestamp)))
         .collect();
     let refs: Vec<(TopicRef, i32)> = requested.iter().map(|(t, p, _)| (t.clone(), *p)).collect();
-    let found = broker.topics.resolve(&broker.storage, &refs).await.map_err(|e| e.to_string())?;
+    let found = broker.topics.resolve(&broker.storage, &refs).await?;
 
     let mut answers: Vec<Answer> = Vec::with_capacity(requested.len());
     let mut known = Vec::new();
@@ -95,20 +96,21 @@ async fn answer_all(broker: &Broker, body: &ListOffsetsRequest) -> Result<Vec<An
         let partitions: Vec<(i32, i32)> = known.iter().map(|&(_, t, p, _)| (t, p)).collect();
         let found = broker
             .storage
-            .call(move |storage| {
+            .try_call(move |storage| {
                 watermarks.load(storage, &partitions)?;
                 search(storage, searches)
             })
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())?;
+            .await?;
         for (index, answer) in found {
             answers[index] = Ok(answer);
         }
     }
     for (index, topic_id, partition, target) in known {
-        let bounds = broker.watermarks.get(topic_id, partition).ok_or("partition bounds vanished")?;
-        answers[index] = Ok((bound_for(target, bounds), -1));
+        // Bounds vanish only when the topic was deleted meanwhile.
+        answers[index] = match broker.watermarks.get(topic_id, partition) {
+            Some(bounds) => Ok((bound_for(target, bounds), -1)),
+            None => Err(ResponseError::UnknownTopicOrPartition),
+        };
     }
     Ok(answers)
 }

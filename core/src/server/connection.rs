@@ -26,7 +26,23 @@ use crate::broker::in_order::Chain;
 use crate::broker::{Broker, Outcome};
 use crate::logging;
 use crate::protocol::frame::{read_frame_body, read_frame_size, write_frame, FrameError};
-use crate::protocol::header::parse_request;
+use crate::protocol::header::{parse_request, HeaderError};
+
+/// Why a connection was closed by the broker (a client that simply leaves is not an error).
+#[derive(Debug, thiserror::Error)]
+enum ConnectionError {
+    #[error(transparent)]
+    Frame(#[from] FrameError),
+    #[error("bad request header: {0}")]
+    Header(#[from] HeaderError),
+    /// A handler asked to close (unsupported version, malformed body, handler panic).
+    #[error("{0}")]
+    Refused(String),
+    #[error("writing a response failed: {0}")]
+    Write(std::io::Error),
+    #[error("the in-flight byte budget was closed")]
+    BudgetClosed,
+}
 
 /// Requests read ahead of their responses, per connection.
 const MAX_PIPELINED: usize = 16;
@@ -66,7 +82,7 @@ impl Connection {
     }
 
     /// Serves until the client leaves (`Ok`) or must be dropped (`Err(reason)`).
-    async fn serve(self) -> Result<(), String> {
+    async fn serve(self) -> Result<(), ConnectionError> {
         let (reader, writer) = self.stream.into_split();
         let (in_flight, answers) = mpsc::channel(MAX_PIPELINED);
         let reading = read_requests(reader, self.broker, self.budget, self.shutdown, in_flight);
@@ -90,7 +106,7 @@ async fn read_requests(
     budget: Arc<Semaphore>,
     mut shutdown: watch::Receiver<bool>,
     in_flight: mpsc::Sender<InFlight>,
-) -> Result<(), String> {
+) -> Result<(), ConnectionError> {
     let max_frame_bytes = broker.config().max_frame_bytes;
     let client_host = reader.peer_addr().map(|a| format!("/{}", a.ip())).unwrap_or_default();
     let mut order = Chain::default();
@@ -105,17 +121,17 @@ async fn read_requests(
             Ok(Some(size)) => size,
             Ok(None) => return Ok(()),
             Err(FrameError::Io(e)) if e.kind() == std::io::ErrorKind::ConnectionReset => return Ok(()),
-            Err(e) => return Err(e.to_string()),
+            Err(e) => return Err(e.into()),
         };
         // A frame larger than the whole budget waits for all of it rather than forever.
         let reserve = (size as u32).clamp(1, max_reserved);
-        let bytes = budget.clone().acquire_many_owned(reserve).await.map_err(|_| "budget closed".to_owned())?;
+        let bytes = budget.clone().acquire_many_owned(reserve).await.map_err(|_| ConnectionError::BudgetClosed)?;
         let frame = match read_frame_body(&mut reader, size).await {
             Ok(frame) => frame,
             Err(FrameError::Io(e)) if e.kind() == std::io::ErrorKind::ConnectionReset => return Ok(()),
-            Err(e) => return Err(e.to_string()),
+            Err(e) => return Err(e.into()),
         };
-        let mut request = parse_request(frame).map_err(|e| e.to_string())?;
+        let mut request = parse_request(frame)?;
         request.client_host = client_host.clone();
         let what = format!("{:?} v{}", request.api_key, request.version());
         let handler = broker.clone();
@@ -127,7 +143,7 @@ async fn read_requests(
     }
 }
 
-async fn write_responses(mut writer: BufWriter<OwnedWriteHalf>, mut answers: mpsc::Receiver<InFlight>) -> Result<(), String> {
+async fn write_responses(mut writer: BufWriter<OwnedWriteHalf>, mut answers: mpsc::Receiver<InFlight>) -> Result<(), ConnectionError> {
     while let Some(request) = answers.recv().await {
         let outcome =
             request.outcome.await.unwrap_or_else(|e| Outcome::Close(format!("{} handler failed: {}", request.what, panic_message(e))));
@@ -136,10 +152,10 @@ async fn write_responses(mut writer: BufWriter<OwnedWriteHalf>, mut answers: mps
                 Ok(()) => {}
                 // The client went away (closed, or was killed): a disconnect, not a fault.
                 Err(e) if matches!(e.kind(), std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset) => return Ok(()),
-                Err(e) => return Err(e.to_string()),
+                Err(e) => return Err(ConnectionError::Write(e)),
             },
             Outcome::Silent => {}
-            Outcome::Close(reason) => return Err(reason),
+            Outcome::Close(reason) => return Err(ConnectionError::Refused(reason)),
         }
     }
     Ok(())

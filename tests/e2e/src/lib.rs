@@ -37,6 +37,55 @@ pub fn worker_identity() -> String {
     psql("SELECT pid || ' ' || pg_postmaster_start_time() FROM pg_stat_activity WHERE backend_type = 'pg_kafka'")
 }
 
+/// A psql session held open across an attack. A crash of the worker makes Postgres
+/// terminate every session and reinitialize (while `pg_postmaster_start_time()` stays the
+/// same), so [`HeldSession::assert_survived`] failing is the one symptom a DBA would see.
+pub struct HeldSession {
+    child: std::process::Child,
+    output: std::io::BufReader<std::process::ChildStdout>,
+    pid: String,
+}
+
+impl HeldSession {
+    pub fn open() -> HeldSession {
+        let mut child = Command::new("psql")
+            .args(["-X", "-q", "-A", "-t", "-h", "127.0.0.1", "-U", "postgres", "-d", "postgres"])
+            .args(["-p", &env("PGKAFKA_E2E_PG_PORT")])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("psql runs");
+        let output = std::io::BufReader::new(child.stdout.take().expect("piped"));
+        let mut session = HeldSession { child, output, pid: String::new() };
+        session.pid = session.backend_pid();
+        session
+    }
+
+    fn backend_pid(&mut self) -> String {
+        use std::io::BufRead;
+        let stdin = self.child.stdin.as_mut().expect("piped");
+        stdin.write_all(b"SELECT 'pid ' || pg_backend_pid();\n").expect("psql reads");
+        stdin.flush().expect("psql reads");
+        let mut line = String::new();
+        while !line.starts_with("pid ") {
+            line.clear();
+            if self.output.read_line(&mut line).expect("psql answers") == 0 {
+                return "session lost".into();
+            }
+        }
+        line.trim().to_owned()
+    }
+
+    /// The same backend still answers: Postgres did not reinitialize during the attack.
+    pub fn assert_survived(mut self) {
+        let now = self.backend_pid();
+        assert_eq!(now, self.pid, "the psql session held across the attack was lost");
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 pub fn server_log() -> String {
     std::fs::read_to_string(format!("{}/server.log", env("PGKAFKA_E2E_DATA"))).unwrap_or_default()
 }

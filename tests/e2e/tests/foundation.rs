@@ -69,6 +69,7 @@ fn unsupported_api_versions_version_gets_error_35_not_a_hang() {
 
 #[test]
 fn unsupported_versions_of_other_apis_close_the_connection_not_hang() {
+    let session = HeldSession::open();
     let before = worker_identity();
     let mut client = RawClient::connect();
     client.send(ApiKey::Metadata, 13, &[0, 0, 0]);
@@ -79,10 +80,12 @@ fn unsupported_versions_of_other_apis_close_the_connection_not_hang() {
     assert!(wait_for_log("unsupported request Metadata v13"));
     assert!(wait_for_log("unsupported request SaslHandshake v0"));
     assert_eq!(worker_identity(), before);
+    session.assert_survived();
 }
 
 #[test]
 fn oversized_frame_closes_only_that_connection() {
+    let session = HeldSession::open();
     let before = worker_identity();
     let mut bystander = RawClient::connect();
     let mut attacker = RawClient::connect();
@@ -93,10 +96,12 @@ fn oversized_frame_closes_only_that_connection() {
     assert_eq!(response.error_code, 0);
     assert!(wait_for_log("exceeds pg_kafka.max_frame_bytes"));
     assert_eq!(worker_identity(), before);
+    session.assert_survived();
 }
 
 #[test]
 fn array_lengths_from_the_wire_never_reach_the_allocator() {
+    let session = HeldSession::open();
     let before = worker_identity();
     // Metadata v1 claiming i32::MAX topics, and v12 claiming 2^32-2 in compact form.
     let mut client = RawClient::connect();
@@ -108,10 +113,33 @@ fn array_lengths_from_the_wire_never_reach_the_allocator() {
     assert!(wait_for_log("malformed Metadata v1 request"));
     assert_eq!(worker_identity(), before);
     assert_listener_answers();
+    session.assert_survived();
+}
+
+/// Fetch v17 whose partition carries tag 0 (replica_directory_id) declared with size 0:
+/// the codec used to read the tag from the following bytes, then a 2^32-2 array length,
+/// and the worker aborted on a 412 GB allocation (Postgres reinitialized).
+#[test]
+fn a_known_tag_with_a_false_size_cannot_misalign_the_decoder() {
+    let session = HeldSession::open();
+    let before = worker_identity();
+    let frame = "000000710001001100001092000673612d72656c00000001f400000001001000000000000000ffffffff02\
+                 000000000000000000000000000000000200000000ffffffff0000000000000000ffffffffffffffffffff\
+                 ffff001000000100000001000105100000000000000000000000ffffffff0f";
+    let digits: Vec<u8> = frame.bytes().filter(u8::is_ascii_hexdigit).collect();
+    let bytes: Vec<u8> = digits.chunks(2).map(|pair| u8::from_str_radix(std::str::from_utf8(pair).unwrap(), 16).unwrap()).collect();
+    let mut client = RawClient::connect();
+    client.send_raw(&bytes);
+    // Answered or closed, either is fine; what matters is that the worker is still there.
+    let _ = client.read_frame();
+    assert_eq!(worker_identity(), before);
+    assert_listener_answers();
+    session.assert_survived();
 }
 
 #[test]
 fn garbage_and_truncated_requests_close_the_connection_and_nothing_else() {
+    let session = HeldSession::open();
     let before = worker_identity();
     for bytes in [
         &[0, 0, 0, 3, 1, 2, 3][..],                        // shorter than a header
@@ -129,4 +157,5 @@ fn garbage_and_truncated_requests_close_the_connection_and_nothing_else() {
     }
     assert_eq!(worker_identity(), before);
     assert_listener_answers();
+    session.assert_survived();
 }
