@@ -20,7 +20,7 @@ BENCH_CONF    ?=
 
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 
-.PHONY: setup install run stop test lint unit-test pg-test e2e-test bench clean-data
+.PHONY: setup install run stop test lint unit-test pg-test e2e-test fuzz fuzz-seeds bench clean-data
 
 setup:
 	scripts/setup.sh
@@ -58,6 +58,28 @@ unit-test:
 pg-test:
 	mkdir -p $(PGRX_TEST_DATA) && chown postgres:postgres $(PGRX_TEST_DATA)
 	cargo pgrx test pg15 --runas postgres --pgdata $(abspath $(PGRX_TEST_DATA))
+
+# Every fuzz target for FUZZ_SECONDS each (libFuzzer, no sanitizer on stable). New inputs
+# go to target/fuzz-corpus; the checked-in seeds in fuzz/corpus are read, never written.
+# A finding fails the run and leaves its input in fuzz/artifacts/<target>/.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := request record_batch
+fuzz: setup
+	@command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --version 0.13.2 --locked
+	cd fuzz && cargo fuzz build -s none
+	@for target in $(FUZZ_TARGETS); do \
+		mkdir -p target/fuzz-corpus/$$target; \
+		echo "fuzz: $$target for $(FUZZ_SECONDS) s"; \
+		if ! (cd fuzz && cargo fuzz run -s none $$target ../target/fuzz-corpus/$$target corpus/$$target -- \
+			-max_total_time=$(FUZZ_SECONDS) -timeout=1 > ../target/fuzz-$$target.log 2>&1); then \
+			tail -n 60 target/fuzz-$$target.log; echo "fuzz: $$target found a crash (input in fuzz/artifacts/$$target)"; exit 1; \
+		fi; \
+		grep -E "DONE|Done" target/fuzz-$$target.log | tail -n 2; \
+	done
+
+# Rewrites the seed corpus from the core's sample requests and batches in every codec.
+fuzz-seeds:
+	PGKAFKA_FUZZ_SEEDS=$(abspath fuzz/corpus) cargo test -p pg_kafka_core -- samples_are_admitted decodes_every_codec
 
 # Installs the release build (pg-test installs its own test build first), starts a
 # cluster on the e2e ports, runs the client tests, and always stops the cluster.

@@ -222,6 +222,17 @@ mod tests {
         let workers = Spi::get_one::<i64>("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pg_kafka'");
         assert_eq!(workers, Ok(Some(1)));
     }
+
+    #[pg_test]
+    fn a_misspelt_synchronous_commit_is_refused_and_the_default_kept() {
+        let value = Spi::get_one::<String>("SELECT current_setting('pg_kafka.synchronous_commit')");
+        assert_eq!(value, Ok(Some("on".to_owned())));
+        // Its worker came up: it has a pid, and has been running for more than a restart delay.
+        let running = Spi::get_one::<bool>(
+            "SELECT backend_start < now() - interval '1 second' FROM pg_stat_activity WHERE backend_type = 'pg_kafka'",
+        );
+        assert!(matches!(running, Ok(Some(_))), "{running:?}");
+    }
 }
 
 /// Required by `cargo pgrx test`.
@@ -233,6 +244,9 @@ pub mod pg_test {
     pub fn postgresql_conf_options() -> Vec<&'static str> {
         // Preload, as production does (postmaster GUCs cannot be declared later), and let
         // the worker pick a free port so the test cluster never clashes with `make run`.
-        vec!["shared_preload_libraries = 'pg_kafka'", "pg_kafka.port = 0"]
+        // The misspelt synchronous_commit is on purpose: an enum GUC, Postgres refuses it
+        // with a WARNING and keeps the default, so the worker must still come up (a string
+        // setting used to pass it on to set_config and the worker restarted forever).
+        vec!["shared_preload_libraries = 'pg_kafka'", "pg_kafka.port = 0", "pg_kafka.synchronous_commit = 'offf'"]
     }
 }

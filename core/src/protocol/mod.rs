@@ -11,5 +11,7 @@
 pub mod frame;
 pub mod header;
 pub mod records;
+#[cfg(any(test, feature = "testing"))]
+pub mod samples;
 pub mod shape;
 pub mod versions;

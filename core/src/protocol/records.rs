@@ -249,9 +249,20 @@ fn decompress(codec: Compression, data: Bytes, cap: usize) -> Result<Bytes, Reco
         Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(&data[..])),
         Compression::Snappy => return snappy_decompress(&data, cap),
         Compression::Lz4 => Box::new(lz4_flex::frame::FrameDecoder::new(&data[..])),
-        Compression::Zstd => Box::new(zstd::stream::read::Decoder::new(&data[..]).map_err(|e| RecordsError::Decompress(e.to_string()))?),
+        Compression::Zstd => Box::new(zstd_decoder(&data)?),
     };
     read_capped(reader, cap)
+}
+
+/// Largest zstd window a batch may declare (2^23 = 8 MiB, what Kafka clients' encoders use
+/// at most). The decoder allocates the window a frame declares; zstd's own limit is 128 MiB,
+/// which a 20-byte frame could claim.
+const ZSTD_MAX_WINDOW_LOG: u32 = 23;
+
+fn zstd_decoder(data: &[u8]) -> Result<impl Read + '_, RecordsError> {
+    let mut decoder = zstd::stream::read::Decoder::with_buffer(data).map_err(|e| RecordsError::Decompress(e.to_string()))?;
+    decoder.window_log_max(ZSTD_MAX_WINDOW_LOG).map_err(|e| RecordsError::Decompress(e.to_string()))?;
+    Ok(decoder)
 }
 
 fn read_capped(reader: impl Read, cap: usize) -> Result<Bytes, RecordsError> {
@@ -263,6 +274,10 @@ fn read_capped(reader: impl Read, cap: usize) -> Result<Bytes, RecordsError> {
     Ok(Bytes::from(out))
 }
 
+/// The most a snappy block can inflate per input byte (a 3-byte copy of 64 bytes is 21x),
+/// rounded up.
+const SNAPPY_MAX_EXPANSION: usize = 32;
+
 /// Snappy as Kafka clients send it: either xerial's framing (the Java client: magic header,
 /// then length-prefixed blocks) or one raw block (librdkafka).
 fn snappy_decompress(data: &[u8], cap: usize) -> Result<Bytes, RecordsError> {
@@ -271,6 +286,11 @@ fn snappy_decompress(data: &[u8], cap: usize) -> Result<Bytes, RecordsError> {
         let len = snap::raw::decompress_len(block).map_err(|e| RecordsError::Decompress(e.to_string()))?;
         if out.len() + len > cap {
             return Err(RecordsError::TooLarge(cap));
+        }
+        // No snappy element yields more than 22 bytes per byte of input: a larger declared
+        // length is a lie, refused before the output is zero-filled to that length.
+        if len > block.len().saturating_mul(SNAPPY_MAX_EXPANSION) {
+            return Err(RecordsError::Corrupt("snappy length exceeds what the block can inflate to"));
         }
         let start = out.len();
         out.resize(start + len, 0);
@@ -399,6 +419,7 @@ mod tests {
             assert_eq!(r.timestamp, 1_700_000_000_004);
             assert_eq!(r.headers.as_deref(), Some(&[2, 2, b'h', 2, b'v'][..]), "{codec:?}");
             assert_eq!(batch.records[5].key, None);
+            crate::protocol::samples::write_seed("record_batch", &format!("{codec:?}"), &foreign_batch(codec, 5));
         }
     }
 
@@ -432,6 +453,38 @@ mod tests {
     fn decompression_stops_at_the_cap() {
         let batch = foreign_batch(KpCompression::Gzip, 50);
         assert_eq!(decode_batches(batch, 1000), Err(RecordsError::TooLarge(1000)));
+    }
+
+    /// A batch of `count` records whose body is `body`, compressed with attribute `codec`.
+    fn batch_with_body(codec: i16, count: i32, body: &[u8]) -> Bytes {
+        let mut bytes = encode_batch(0, &[]).to_vec();
+        bytes[21..23].copy_from_slice(&codec.to_be_bytes());
+        bytes[57..61].copy_from_slice(&count.to_be_bytes());
+        bytes.extend_from_slice(body);
+        let length = (bytes.len() - 12) as i32;
+        bytes[8..12].copy_from_slice(&length.to_be_bytes());
+        let crc = crc32c::crc32c(&bytes[CRC_START..]);
+        bytes[17..21].copy_from_slice(&crc.to_be_bytes());
+        bytes.into()
+    }
+
+    #[test]
+    fn a_snappy_block_that_lies_about_its_length_is_refused_before_allocating() {
+        // Varint 94,371,840 (90 MiB), then four bytes: no snappy block inflates that far.
+        let lie = [0x80, 0x80, 0x80, 0x2d, 0, 1, 2, 3];
+        let refused = decode_batches(batch_with_body(2, 1, &lie), 100 << 20);
+        assert_eq!(refused, Err(RecordsError::Corrupt("snappy length exceeds what the block can inflate to")));
+    }
+
+    #[test]
+    fn a_zstd_frame_wanting_a_window_over_8_mib_is_refused() {
+        let mut encoder = zstd::stream::Encoder::new(Vec::new(), 1).unwrap();
+        encoder.window_log(24).unwrap();
+        encoder.include_contentsize(false).unwrap();
+        std::io::Write::write_all(&mut encoder, &vec![7u8; 9 << 20]).unwrap();
+        let frame = encoder.finish().unwrap();
+        let refused = decode_batches(batch_with_body(4, 1, &frame), 100 << 20);
+        assert!(matches!(refused, Err(RecordsError::Decompress(_))), "{refused:?}");
     }
 
     #[test]
