@@ -114,3 +114,15 @@ FROM kafka.consumer_offsets o
 JOIN kafka.topics t ON t.id = o.topic_id;
 
 COMMENT ON VIEW kafka.consumer_lag IS 'Consumer group lag per partition (high watermark minus committed offset)';
+
+-- pg_dump dumps the contents of these tables and sequences, not only CREATE EXTENSION:
+-- without this, a dump and restore of the database would silently lose every topic,
+-- message, committed offset and producer id.
+SELECT pg_catalog.pg_extension_config_dump('kafka.topics', '');
+SELECT pg_catalog.pg_extension_config_dump('kafka.topics_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('kafka.messages', '');
+SELECT pg_catalog.pg_extension_config_dump('kafka.partition_starts', '');
+SELECT pg_catalog.pg_extension_config_dump('kafka.topic_configs', '');
+SELECT pg_catalog.pg_extension_config_dump('kafka.consumer_offsets', '');
+SELECT pg_catalog.pg_extension_config_dump('kafka.producer_ids', '');
+SELECT pg_catalog.pg_extension_config_dump('kafka.producer_state', '');

@@ -32,6 +32,7 @@ static GROUP_MAX_SESSION_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(de
 static GROUP_INITIAL_REBALANCE_DELAY_MS: GucSetting<i32> = GucSetting::<i32>::new(defaults::GROUP_INITIAL_REBALANCE_DELAY_MS);
 static GROUP_MAX_SIZE: GucSetting<i32> = GucSetting::<i32>::new(defaults::GROUP_MAX_SIZE);
 static RETENTION_CHECK_INTERVAL_MS: GucSetting<i32> = GucSetting::<i32>::new(defaults::RETENTION_CHECK_INTERVAL_MS);
+static LOCK_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(defaults::LOCK_TIMEOUT_MS);
 static SYNCHRONOUS_COMMIT: GucSetting<SynchronousCommitGuc> =
     GucSetting::<SynchronousCommitGuc>::new(SynchronousCommitGuc::from_core(defaults::SYNCHRONOUS_COMMIT));
 
@@ -110,6 +111,7 @@ pub fn config() -> Config {
         group_initial_rebalance_delay_ms: unsigned(&GROUP_INITIAL_REBALANCE_DELAY_MS),
         group_max_size: unsigned(&GROUP_MAX_SIZE) as usize,
         retention_check_interval_ms: unsigned(&RETENTION_CHECK_INTERVAL_MS),
+        lock_timeout_ms: unsigned(&LOCK_TIMEOUT_MS),
     }
 }
 
@@ -310,6 +312,16 @@ pub fn init() {
         &RETENTION_CHECK_INTERVAL_MS,
         100,
         86_400_000,
+        GucContext::Postmaster,
+        GucFlags::UNIT_MS,
+    );
+    GucRegistry::define_int_guc(
+        c"pg_kafka.lock_timeout_ms",
+        c"lock_timeout of the worker's transactions.",
+        c"A table lock held by another session (LOCK TABLE kafka.messages, say) fails the worker's transaction after this long: producers get a retriable KAFKA_STORAGE_ERROR and other clients keep being served. 0 waits forever.",
+        &LOCK_TIMEOUT_MS,
+        0,
+        3_600_000,
         GucContext::Postmaster,
         GucFlags::UNIT_MS,
     );

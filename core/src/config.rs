@@ -31,6 +31,7 @@ pub mod defaults {
     pub const GROUP_INITIAL_REBALANCE_DELAY_MS: i32 = 3000;
     pub const GROUP_MAX_SIZE: i32 = 1000;
     pub const RETENTION_CHECK_INTERVAL_MS: i32 = 60_000;
+    pub const LOCK_TIMEOUT_MS: i32 = 1000;
 }
 
 /// `synchronous_commit` of the writer's transactions: Postgres's own values.
@@ -95,6 +96,9 @@ pub struct Config {
     pub group_max_size: usize,
     /// How often `retention.ms` / `retention.bytes` are applied.
     pub retention_check_interval_ms: u64,
+    /// `lock_timeout` of the worker's session: a lock held by a user's session fails the
+    /// worker's transaction (producers get a retriable error) instead of freezing it.
+    pub lock_timeout_ms: u64,
 }
 
 fn text(value: &CStr) -> String {
@@ -132,6 +136,7 @@ impl Default for Config {
             group_initial_rebalance_delay_ms: count(d::GROUP_INITIAL_REBALANCE_DELAY_MS),
             group_max_size: count(d::GROUP_MAX_SIZE) as usize,
             retention_check_interval_ms: count(d::RETENTION_CHECK_INTERVAL_MS),
+            lock_timeout_ms: count(d::LOCK_TIMEOUT_MS),
         }
     }
 }

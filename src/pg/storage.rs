@@ -477,14 +477,17 @@ fn sqlstate(packed: i32) -> String {
 }
 
 /// Prepares the worker's session: creates the extension (schema and tables) in its
-/// database if missing, and sets the writer's `synchronous_commit`.
-pub fn prepare_session(synchronous_commit: SynchronousCommit) -> Result<(), StorageError> {
+/// database if missing, and sets the writer's `synchronous_commit` and the session's
+/// `lock_timeout`.
+pub fn prepare_session(synchronous_commit: SynchronousCommit, lock_timeout_ms: u64) -> Result<(), StorageError> {
     let mut runner = TransactionRunner::default();
+    let lock_timeout = format!("{lock_timeout_ms}ms");
     runner.run(&mut |_| {
         Spi::run("CREATE EXTENSION IF NOT EXISTS pg_kafka")
             .and_then(|_| {
                 Spi::run_with_args("SELECT set_config('synchronous_commit', $1, false)", &[synchronous_commit.as_setting().into()])
             })
+            .and_then(|_| Spi::run_with_args("SELECT set_config('lock_timeout', $1, false)", &[lock_timeout.as_str().into()]))
             .map_err(database_error)
     })
 }

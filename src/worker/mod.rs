@@ -53,7 +53,7 @@ pub extern "C-unwind" fn pg_kafka_worker_main(_arg: pg_sys::Datum) {
     BackgroundWorker::connect_worker_to_spi(Some(&config.database), None);
     let log_lines = logging::install();
 
-    if let Err(e) = prepare_session(config.synchronous_commit) {
+    if let Err(e) = prepare_session(config.synchronous_commit, config.lock_timeout_ms) {
         log!("pg_kafka: cannot prepare database \"{}\": {e}; retrying in {RESTART_SECONDS}s", config.database);
         unsafe { pg_sys::proc_exit(1) };
     }
@@ -102,6 +102,10 @@ pub extern "C-unwind" fn pg_kafka_worker_main(_arg: pg_sys::Datum) {
     main.storage_side.fail_pending();
     main.forward_logs();
     log!("pg_kafka: stopped{}", if finished { "" } else { " (network thread did not finish in time)" });
+    // Exit code 1, never 0: the postmaster restarts a worker that exits with 1 after
+    // RESTART_SECONDS (pg_terminate_backend, say), and restarts nothing while it shuts
+    // down itself. An exit with 0 would unregister the worker and leave the port closed.
+    unsafe { pg_sys::proc_exit(1) };
 }
 
 struct MainLoop {

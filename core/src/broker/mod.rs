@@ -127,32 +127,72 @@ impl Broker {
             Err(e) => return Outcome::Close(format!("malformed {api_key:?} v{version} request: {e}")),
         }
         match api_key {
-            ApiKey::Metadata => metadata::handle(self, &request).await,
+            // Produce takes its turn itself: after decoding (in parallel with the
+            // connection's other requests), before handing its batches to the writer.
             ApiKey::Produce => produce::handle(self, &request, order).await,
-            ApiKey::Fetch => fetch::handle(self, &request).await,
-            ApiKey::ListOffsets => list_offsets::handle(self, &request).await,
-            ApiKey::FindCoordinator => find_coordinator::handle(self, &request).await,
-            ApiKey::JoinGroup => join_group::handle(self, &request).await,
-            ApiKey::SyncGroup => sync_group::handle(self, &request).await,
-            ApiKey::Heartbeat => heartbeat::handle(self, &request).await,
-            ApiKey::LeaveGroup => leave_group::handle(self, &request).await,
-            ApiKey::OffsetCommit => offset_commit::handle(self, &request).await,
-            ApiKey::OffsetFetch => offset_fetch::handle(self, &request).await,
-            ApiKey::DescribeGroups => describe_groups::handle(self, &request).await,
-            ApiKey::ListGroups => list_groups::handle(self, &request).await,
-            ApiKey::DeleteGroups => delete_groups::handle(self, &request).await,
-            ApiKey::InitProducerId => init_producer_id::handle(self, &request).await,
-            ApiKey::CreateTopics => create_topics::handle(self, &request).await,
-            ApiKey::DeleteTopics => delete_topics::handle(self, &request).await,
-            ApiKey::CreatePartitions => create_partitions::handle(self, &request).await,
-            ApiKey::DescribeConfigs => describe_configs::handle(self, &request).await,
-            ApiKey::AlterConfigs => alter_configs::handle(self, &request).await,
-            ApiKey::IncrementalAlterConfigs => incremental_alter_configs::handle(self, &request).await,
-            ApiKey::DescribeCluster => describe_cluster::handle(self, &request).await,
-            ApiKey::DeleteRecords => delete_records::handle(self, &request).await,
+            key if changes_state(key) => {
+                let mut order = order;
+                order.wait_turn().await;
+                let outcome = self.route(&request).await;
+                order.pass();
+                outcome
+            }
+            _ => {
+                // A read keeps no later request waiting (a long-poll Fetch, say).
+                drop(order);
+                self.route(&request).await
+            }
+        }
+    }
+
+    /// The handler of every API but ApiVersions and Produce.
+    async fn route(&self, request: &RequestFrame) -> Outcome {
+        match request.api_key {
+            ApiKey::Metadata => metadata::handle(self, request).await,
+            ApiKey::Fetch => fetch::handle(self, request).await,
+            ApiKey::ListOffsets => list_offsets::handle(self, request).await,
+            ApiKey::FindCoordinator => find_coordinator::handle(self, request).await,
+            ApiKey::JoinGroup => join_group::handle(self, request).await,
+            ApiKey::SyncGroup => sync_group::handle(self, request).await,
+            ApiKey::Heartbeat => heartbeat::handle(self, request).await,
+            ApiKey::LeaveGroup => leave_group::handle(self, request).await,
+            ApiKey::OffsetCommit => offset_commit::handle(self, request).await,
+            ApiKey::OffsetFetch => offset_fetch::handle(self, request).await,
+            ApiKey::DescribeGroups => describe_groups::handle(self, request).await,
+            ApiKey::ListGroups => list_groups::handle(self, request).await,
+            ApiKey::DeleteGroups => delete_groups::handle(self, request).await,
+            ApiKey::InitProducerId => init_producer_id::handle(self, request).await,
+            ApiKey::CreateTopics => create_topics::handle(self, request).await,
+            ApiKey::DeleteTopics => delete_topics::handle(self, request).await,
+            ApiKey::CreatePartitions => create_partitions::handle(self, request).await,
+            ApiKey::DescribeConfigs => describe_configs::handle(self, request).await,
+            ApiKey::AlterConfigs => alter_configs::handle(self, request).await,
+            ApiKey::IncrementalAlterConfigs => incremental_alter_configs::handle(self, request).await,
+            ApiKey::DescribeCluster => describe_cluster::handle(self, request).await,
+            ApiKey::DeleteRecords => delete_records::handle(self, request).await,
             other => Outcome::Close(format!("no handler for {other:?}")),
         }
     }
+}
+
+/// Requests whose effects must follow the connection's request order, as a Kafka broker
+/// applies one connection's requests one after another: each waits until every earlier
+/// state-changing request of its connection has finished (committed) before it starts.
+/// Reads do not wait and keep no one waiting.
+fn changes_state(api_key: ApiKey) -> bool {
+    matches!(
+        api_key,
+        ApiKey::Metadata // may create topics
+            | ApiKey::OffsetCommit
+            | ApiKey::InitProducerId
+            | ApiKey::CreateTopics
+            | ApiKey::DeleteTopics
+            | ApiKey::CreatePartitions
+            | ApiKey::AlterConfigs
+            | ApiKey::IncrementalAlterConfigs
+            | ApiKey::DeleteRecords
+            | ApiKey::DeleteGroups
+    )
 }
 
 /// A group operation's answer, awaited if the rebalance is still going on. When the wait

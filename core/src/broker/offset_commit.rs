@@ -115,3 +115,44 @@ fn response(body: &OffsetCommitRequest, error_of: impl Fn(&str, i32) -> Option<R
         .collect();
     OffsetCommitResponse::default().with_topics(topics)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::broker::in_order::Chain;
+    use crate::broker::testing::{broker_with_writer, request_frame, with_storage};
+    use kafka_protocol::messages::offset_commit_request::{OffsetCommitRequestPartition, OffsetCommitRequestTopic};
+    use kafka_protocol::messages::{ApiKey, GroupId, TopicName};
+    use kafka_protocol::protocol::StrBytes;
+
+    fn commit(offset: i64) -> RequestFrame {
+        let partition = OffsetCommitRequestPartition::default().with_partition_index(0).with_committed_offset(offset);
+        let body = OffsetCommitRequest::default()
+            .with_group_id(GroupId(StrBytes::from_static_str("g")))
+            .with_generation_id_or_member_epoch(-1)
+            .with_topics(vec![OffsetCommitRequestTopic::default()
+                .with_name(TopicName(StrBytes::from_static_str("t")))
+                .with_partitions(vec![partition])]);
+        request_frame(ApiKey::OffsetCommit, 8, &body)
+    }
+
+    /// Two commits pipelined on one connection take effect in request order, whichever
+    /// task gets to run first: the committed offset never goes backwards.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_connections_commits_apply_in_request_order() {
+        for _ in 0..20 {
+            let broker = broker_with_writer(1);
+            let mut chain = Chain::default();
+            let (first, second) = (chain.next_link(), chain.next_link());
+            let later = {
+                let broker = broker.clone();
+                tokio::spawn(async move { broker.handle_in_order(commit(50), second).await })
+            };
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            broker.handle_in_order(commit(49), first).await;
+            later.await.unwrap();
+            let stored = with_storage(&broker, |s| s.committed_offsets("g")).await.unwrap();
+            assert_eq!(stored.iter().map(|c| c.offset).collect::<Vec<_>>(), vec![50]);
+        }
+    }
+}

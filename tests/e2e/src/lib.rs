@@ -62,6 +62,14 @@ impl HeldSession {
         session
     }
 
+    /// Sends `sql` (statements ending in `;`) and waits until psql has run them.
+    pub fn run(&mut self, sql: &str) {
+        let stdin = self.child.stdin.as_mut().expect("piped");
+        stdin.write_all(sql.as_bytes()).and_then(|_| stdin.write_all(b"\n")).expect("psql reads");
+        let pid = self.backend_pid();
+        assert_eq!(pid, self.pid, "the session was lost running {sql}");
+    }
+
     fn backend_pid(&mut self) -> String {
         use std::io::BufRead;
         let stdin = self.child.stdin.as_mut().expect("piped");

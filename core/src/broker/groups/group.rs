@@ -201,9 +201,10 @@ impl Group {
         self.initial_delay_until = None;
         self.generation = self.generation.wrapping_add(1).max(1);
         if self.members.is_empty() {
+            // The protocol type stays, as in Kafka: an empty consumer group is still a
+            // consumer group (librdkafka takes one without a type for a simple group).
             self.state = GroupState::Empty;
             self.protocol = None;
-            self.protocol_type = None;
             self.leader = None;
             return;
         }

@@ -220,3 +220,13 @@ async fn the_first_rebalance_waits_for_the_initial_delay() {
     c.expire(Instant::now());
     assert_eq!(join.await.unwrap().generation, 1);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_group_whose_members_all_left_is_still_a_consumer_group() {
+    let c = coordinator(100);
+    let (a, b, _) = stable_pair(&c).await;
+    assert_eq!(c.leave("g", &[member(&a), member(&b)]), vec![Ok(()), Ok(())]);
+    let described = c.describe("g").unwrap();
+    assert_eq!((described.state, described.protocol_type.as_str()), (GroupState::Empty, "consumer"));
+    assert_eq!(c.list(), vec![("g".to_owned(), "consumer".to_owned(), GroupState::Empty)]);
+}
