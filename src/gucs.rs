@@ -32,6 +32,8 @@ static GROUP_MAX_SESSION_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(de
 static GROUP_INITIAL_REBALANCE_DELAY_MS: GucSetting<i32> = GucSetting::<i32>::new(defaults::GROUP_INITIAL_REBALANCE_DELAY_MS);
 static GROUP_MAX_SIZE: GucSetting<i32> = GucSetting::<i32>::new(defaults::GROUP_MAX_SIZE);
 static RETENTION_CHECK_INTERVAL_MS: GucSetting<i32> = GucSetting::<i32>::new(defaults::RETENTION_CHECK_INTERVAL_MS);
+static REQUEST_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(defaults::REQUEST_TIMEOUT_MS);
+static CONNECTIONS_MAX_IDLE_MS: GucSetting<i32> = GucSetting::<i32>::new(defaults::CONNECTIONS_MAX_IDLE_MS);
 static LOCK_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(defaults::LOCK_TIMEOUT_MS);
 static SYNCHRONOUS_COMMIT: GucSetting<SynchronousCommitGuc> =
     GucSetting::<SynchronousCommitGuc>::new(SynchronousCommitGuc::from_core(defaults::SYNCHRONOUS_COMMIT));
@@ -112,6 +114,8 @@ pub fn config() -> Config {
         group_max_size: unsigned(&GROUP_MAX_SIZE) as usize,
         retention_check_interval_ms: unsigned(&RETENTION_CHECK_INTERVAL_MS),
         lock_timeout_ms: unsigned(&LOCK_TIMEOUT_MS),
+        request_timeout_ms: unsigned(&REQUEST_TIMEOUT_MS),
+        connections_max_idle_ms: unsigned(&CONNECTIONS_MAX_IDLE_MS),
     }
 }
 
@@ -322,6 +326,26 @@ pub fn init() {
         &LOCK_TIMEOUT_MS,
         0,
         3_600_000,
+        GucContext::Postmaster,
+        GucFlags::UNIT_MS,
+    );
+    GucRegistry::define_int_guc(
+        c"pg_kafka.request_timeout_ms",
+        c"Longest a request may take to arrive once its size was read.",
+        c"A client that announces a request and stops sending has its connection closed after this long, releasing what it held.",
+        &REQUEST_TIMEOUT_MS,
+        100,
+        3_600_000,
+        GucContext::Postmaster,
+        GucFlags::UNIT_MS,
+    );
+    GucRegistry::define_int_guc(
+        c"pg_kafka.connections_max_idle_ms",
+        c"Connections with no request for this long are closed.",
+        c"Kafka's connections.max.idle.ms (10 minutes by default).",
+        &CONNECTIONS_MAX_IDLE_MS,
+        1000,
+        i32::MAX,
         GucContext::Postmaster,
         GucFlags::UNIT_MS,
     );

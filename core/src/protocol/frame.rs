@@ -15,6 +15,10 @@ pub enum FrameError {
     NegativeSize(i32),
     #[error("connection closed in the middle of a frame")]
     Truncated,
+    #[error("a frame of {size} bytes did not arrive within pg_kafka.request_timeout_ms ({timeout_ms} ms)")]
+    TimedOut { size: usize, timeout_ms: u64 },
+    #[error("the in-flight byte budget was closed")]
+    BudgetClosed,
     #[error(transparent)]
     Io(#[from] std::io::Error),
 }
@@ -41,16 +45,44 @@ fn frame_size(announced: i32, max_frame_bytes: usize) -> Result<usize, FrameErro
 
 /// Reads exactly `size` bytes, growing the buffer only as bytes arrive.
 pub async fn read_frame_body<R: AsyncRead + Unpin>(reader: &mut R, size: usize) -> Result<Bytes, FrameError> {
-    let mut body = BytesMut::with_capacity(size.min(READ_CHUNK));
-    while body.len() < size {
-        let want = (size - body.len()).min(READ_CHUNK);
-        body.reserve(want);
-        let read = reader.take(want as u64).read_buf(&mut body).await?;
+    let mut body = FrameBody::new(size);
+    while let Some(step) = body.next_step() {
+        body.read_step(reader, step).await?;
+    }
+    Ok(body.finish())
+}
+
+/// A frame body being read in steps of at most 64 KiB, so that a caller can account for
+/// what each step read: memory follows what the client really sends, never what a size
+/// prefix merely announces.
+pub struct FrameBody {
+    size: usize,
+    bytes: BytesMut,
+}
+
+impl FrameBody {
+    pub fn new(size: usize) -> FrameBody {
+        FrameBody { size, bytes: BytesMut::with_capacity(size.min(READ_CHUNK)) }
+    }
+
+    /// How many bytes the next step reads, `None` once the body is complete.
+    pub fn next_step(&self) -> Option<usize> {
+        (self.bytes.len() < self.size).then(|| (self.size - self.bytes.len()).min(READ_CHUNK))
+    }
+
+    /// Reads up to `step` more bytes, what has arrived (at least one); returns how many.
+    pub async fn read_step<R: AsyncRead + Unpin>(&mut self, reader: &mut R, step: usize) -> Result<usize, FrameError> {
+        self.bytes.reserve(step);
+        let read = reader.take(step as u64).read_buf(&mut self.bytes).await?;
         if read == 0 {
             return Err(FrameError::Truncated);
         }
+        Ok(read)
     }
-    Ok(body.freeze())
+
+    pub fn finish(self) -> Bytes {
+        self.bytes.freeze()
+    }
 }
 
 /// Writes a frame whose body is already prefixed with its size (see `header::encode_response`).

@@ -15,7 +15,9 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
+use bytes::Bytes;
 use tokio::io::BufWriter;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
@@ -25,7 +27,7 @@ use tokio::task::JoinHandle;
 use crate::broker::in_order::Chain;
 use crate::broker::{Broker, Outcome};
 use crate::logging;
-use crate::protocol::frame::{read_frame_body, read_frame_size, write_frame, FrameError};
+use crate::protocol::frame::{read_frame_size, write_frame, FrameBody, FrameError};
 use crate::protocol::header::{parse_request, HeaderError};
 
 /// Why a connection was closed by the broker (a client that simply leaves is not an error).
@@ -42,6 +44,8 @@ enum ConnectionError {
     Write(std::io::Error),
     #[error("the in-flight byte budget was closed")]
     BudgetClosed,
+    #[error("no request for {0} ms (pg_kafka.connections_max_idle_ms)")]
+    Idle(u64),
 }
 
 /// Requests read ahead of their responses, per connection.
@@ -110,12 +114,17 @@ async fn read_requests(
     let max_frame_bytes = broker.config().max_frame_bytes;
     let client_host = reader.peer_addr().map(|a| format!("/{}", a.ip())).unwrap_or_default();
     let mut order = Chain::default();
-    let max_reserved = broker.config().max_inflight_bytes.max(1) as u32;
+    let max_reserved = broker.config().max_inflight_bytes.max(1);
+    let idle = Duration::from_millis(broker.config().connections_max_idle_ms);
+    let request_timeout_ms = broker.config().request_timeout_ms;
     loop {
         let size = tokio::select! {
             biased;
             _ = shutdown.changed() => return Ok(()),
-            size = read_frame_size(&mut reader, max_frame_bytes) => size,
+            size = tokio::time::timeout(idle, read_frame_size(&mut reader, max_frame_bytes)) => match size {
+                Ok(size) => size,
+                Err(_) => return Err(ConnectionError::Idle(idle.as_millis() as u64)),
+            },
         };
         let size = match size {
             Ok(Some(size)) => size,
@@ -123,13 +132,16 @@ async fn read_requests(
             Err(FrameError::Io(e)) if e.kind() == std::io::ErrorKind::ConnectionReset => return Ok(()),
             Err(e) => return Err(e.into()),
         };
-        // A frame larger than the whole budget waits for all of it rather than forever.
-        let reserve = (size as u32).clamp(1, max_reserved);
-        let bytes = budget.clone().acquire_many_owned(reserve).await.map_err(|_| ConnectionError::BudgetClosed)?;
-        let frame = match read_frame_body(&mut reader, size).await {
-            Ok(frame) => frame,
-            Err(FrameError::Io(e)) if e.kind() == std::io::ErrorKind::ConnectionReset => return Ok(()),
-            Err(e) => return Err(e.into()),
+        // Budget is taken as the body arrives, 64 KiB at a time, so a client that announces
+        // a large frame and goes quiet holds only what it sent, and only until the request
+        // timeout. A frame larger than the whole budget holds all of it, not more.
+        let mut bytes = budget.clone().try_acquire_many_owned(0).map_err(|_| ConnectionError::BudgetClosed)?;
+        let reading = read_body_reserving(&mut reader, size, &budget, &mut bytes, max_reserved);
+        let frame = match tokio::time::timeout(Duration::from_millis(request_timeout_ms), reading).await {
+            Ok(Ok(frame)) => frame,
+            Ok(Err(FrameError::Io(e))) if e.kind() == std::io::ErrorKind::ConnectionReset => return Ok(()),
+            Ok(Err(e)) => return Err(e.into()),
+            Err(_) => return Err(FrameError::TimedOut { size, timeout_ms: request_timeout_ms }.into()),
         };
         let mut request = parse_request(frame)?;
         request.client_host = client_host.clone();
@@ -141,6 +153,26 @@ async fn read_requests(
             return Ok(()); // the writer has stopped; its error is the one to report
         }
     }
+}
+
+/// Reads a `size`-byte body, taking the bytes each step read from `budget` into `held`
+/// (at most `max_reserved` in all). Reading waits while the budget is exhausted.
+async fn read_body_reserving(
+    reader: &mut OwnedReadHalf,
+    size: usize,
+    budget: &Arc<Semaphore>,
+    held: &mut OwnedSemaphorePermit,
+    max_reserved: usize,
+) -> Result<Bytes, FrameError> {
+    let mut body = FrameBody::new(size);
+    while let Some(step) = body.next_step() {
+        let read = body.read_step(reader, step).await?;
+        let reserve = read.min(max_reserved - held.num_permits());
+        if reserve > 0 {
+            held.merge(budget.clone().acquire_many_owned(reserve as u32).await.map_err(|_| FrameError::BudgetClosed)?);
+        }
+    }
+    Ok(body.finish())
 }
 
 async fn write_responses(mut writer: BufWriter<OwnedWriteHalf>, mut answers: mpsc::Receiver<InFlight>) -> Result<(), ConnectionError> {
@@ -176,16 +208,17 @@ fn panic_message(error: tokio::task::JoinError) -> String {
 mod tests {
     use super::*;
     use crate::broker::testing::broker_with_config;
+    use crate::config::Config;
     use std::time::Duration;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::{TcpListener, TcpStream};
 
     /// Serves every connection to a fresh listener with one shared byte budget.
-    async fn serve_with_budget(budget_bytes: usize) -> std::net::SocketAddr {
+    async fn serve_with(config: Config) -> std::net::SocketAddr {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let budget = Arc::new(Semaphore::new(budget_bytes));
-        let broker = broker_with_config(crate::config::Config { max_inflight_bytes: budget_bytes, ..Default::default() });
+        let budget = Arc::new(Semaphore::new(config.max_inflight_bytes));
+        let broker = broker_with_config(config);
         let (shutdown_sender, shutdown) = watch::channel(false);
         tokio::spawn(async move {
             let _keep = shutdown_sender;
@@ -206,12 +239,40 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_connection_holding_the_budget_stops_others_reading_until_it_lets_go() {
-        let addr = serve_with_budget(1000).await;
-        // A client announces a frame larger than the whole budget and sends it slowly.
+    async fn a_client_that_announces_a_frame_and_goes_quiet_holds_only_what_it_sent() {
+        let config = Config { max_inflight_bytes: 1000, request_timeout_ms: 300, ..Config::default() };
+        let addr = serve_with(config).await;
+        // Three clients announce frames larger than the whole budget and send 10 bytes.
+        let mut hogs = Vec::new();
+        for _ in 0..3 {
+            let mut hog = TcpStream::connect(addr).await.unwrap();
+            hog.write_all(&50_000i32.to_be_bytes()).await.unwrap();
+            hog.write_all(&[0; 10]).await.unwrap();
+            hogs.push(hog);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+
+        let mut other = TcpStream::connect(addr).await.unwrap();
+        other.write_all(&api_versions_frame()).await.unwrap();
+        let mut size = [0u8; 4];
+        tokio::time::timeout(Duration::from_millis(200), other.read_exact(&mut size)).await.expect("answered at once").unwrap();
+        assert!(i32::from_be_bytes(size) > 0);
+
+        // The frame never completes: each hog is cut off at the request timeout.
+        for mut hog in hogs {
+            let mut rest = Vec::new();
+            let closed = tokio::time::timeout(Duration::from_secs(2), hog.read_to_end(&mut rest)).await;
+            assert!(matches!(closed, Ok(Ok(0)) | Ok(Err(_))), "{closed:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn the_budget_still_pushes_back_on_bytes_that_really_arrived() {
+        let addr = serve_with(Config { max_inflight_bytes: 1000, ..Config::default() }).await;
+        // A client that really sent 1,000 bytes of a larger frame holds the whole budget.
         let mut hog = TcpStream::connect(addr).await.unwrap();
         hog.write_all(&50_000i32.to_be_bytes()).await.unwrap();
-        hog.write_all(&[0; 10]).await.unwrap();
+        hog.write_all(&[0; 1000]).await.unwrap();
         tokio::time::sleep(Duration::from_millis(100)).await;
 
         let mut other = TcpStream::connect(addr).await.unwrap();
@@ -219,9 +280,16 @@ mod tests {
         let mut size = [0u8; 4];
         let waited = tokio::time::timeout(Duration::from_millis(300), other.read_exact(&mut size)).await;
         assert!(waited.is_err(), "answered while the budget was taken");
-
-        drop(hog); // its reservation goes back to the budget
+        drop(hog); // its bytes go back to the budget
         tokio::time::timeout(Duration::from_secs(5), other.read_exact(&mut size)).await.expect("answered").unwrap();
-        assert!(i32::from_be_bytes(size) > 0);
+    }
+
+    #[tokio::test]
+    async fn idle_connections_are_closed() {
+        let addr = serve_with(Config { connections_max_idle_ms: 200, ..Config::default() }).await;
+        let mut idle = TcpStream::connect(addr).await.unwrap();
+        let mut rest = Vec::new();
+        let closed = tokio::time::timeout(Duration::from_secs(2), idle.read_to_end(&mut rest)).await;
+        assert!(matches!(closed, Ok(Ok(0))), "{closed:?}");
     }
 }

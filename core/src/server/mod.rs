@@ -14,6 +14,7 @@
 //! thread.
 
 pub mod connection;
+pub mod descriptors;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -98,7 +99,7 @@ impl Server {
 }
 
 async fn serve(listener: tokio::net::TcpListener, broker: Broker, mut shutdown: watch::Receiver<bool>) {
-    let max_connections = broker.config().max_connections;
+    let max_connections = connection_limit(broker.config().max_connections);
     let slots = Arc::new(Semaphore::new(max_connections));
     let budget = Arc::new(Semaphore::new(broker.config().max_inflight_bytes));
     loop {
@@ -115,7 +116,9 @@ async fn serve(listener: tokio::net::TcpListener, broker: Broker, mut shutdown: 
             },
         };
         let Ok(slot) = slots.clone().try_acquire_owned() else {
-            logging::warning(format!("pg_kafka: refusing connection from {peer}: pg_kafka.max_connections ({max_connections}) reached"));
+            logging::warning(format!(
+                "pg_kafka: refusing connection from {peer}: the connection limit ({max_connections}, pg_kafka.max_connections) is reached"
+            ));
             continue;
         };
         let connection = connection::Connection::new(stream, peer, broker.clone(), budget.clone(), shutdown.clone());
@@ -129,6 +132,27 @@ async fn serve(listener: tokio::net::TcpListener, broker: Broker, mut shutdown: 
     let all_closed = slots.acquire_many(max_connections as u32);
     if tokio::time::timeout(grace, all_closed).await.is_err() {
         logging::warning("pg_kafka: connections still open after pg_kafka.shutdown_timeout_ms; closing them".into());
+    }
+}
+
+/// `max_connections`, lowered if the descriptor limit (raised as far as allowed) cannot
+/// hold that many beside the reserve for Postgres.
+fn connection_limit(wanted: usize) -> usize {
+    match descriptors::raise_limit() {
+        Ok(limit) => {
+            let cap = descriptors::connection_cap(wanted, limit);
+            if cap < wanted {
+                logging::warning(format!(
+                    "pg_kafka: serving at most {cap} connections, not pg_kafka.max_connections ({wanted}): the open files limit is {limit} and {} are kept for Postgres",
+                    descriptors::RESERVED_FOR_POSTGRES
+                ));
+            }
+            cap
+        }
+        Err(e) => {
+            logging::warning(format!("pg_kafka: cannot read or raise the open files limit: {e}"));
+            wanted
+        }
     }
 }
 

@@ -159,3 +159,28 @@ fn garbage_and_truncated_requests_close_the_connection_and_nothing_else() {
     assert_listener_answers();
     session.assert_survived();
 }
+
+/// Three clients announce 100 MB requests and send nothing more. They used to reserve the
+/// announced bytes from the shared in-flight budget before anything arrived, and the third
+/// one's wait then held up every other client's request (the budget is first come, first
+/// served). Now they hold only what they sent.
+#[test]
+fn silent_clients_announcing_large_frames_stall_nobody() {
+    let session = HeldSession::open();
+    let before = worker_identity();
+    let mut silent = Vec::new();
+    for _ in 0..3 {
+        let mut client = RawClient::connect();
+        client.send_raw(&(100 * 1024 * 1024i32).to_be_bytes());
+        client.send_raw(&[0; 16]);
+        silent.push(client);
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let started = std::time::Instant::now();
+    let output = kcat(&["-L", "-t", "e2e-silent-bystander"]);
+    assert!(output.contains("e2e-silent-bystander"), "{output}");
+    assert!(started.elapsed() < Duration::from_secs(5), "metadata took {:?}", started.elapsed());
+    drop(silent);
+    assert_eq!(worker_identity(), before);
+    session.assert_survived();
+}
