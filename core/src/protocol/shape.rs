@@ -51,7 +51,24 @@ pub enum ShapeError {
     BadVarint(usize),
     #[error("no request schema for {0:?} v{1}")]
     NoSchema(ApiKey, i16),
+    #[error("decodes to about {decoded} bytes in memory from {wire} bytes on the wire (at most {DECODED_FACTOR}x + 1 MiB)")]
+    DecodesTooLarge { decoded: usize, wire: usize },
 }
+
+/// How much more memory than its bytes on the wire a request may decode to, on top of
+/// [`DECODED_FLOOR`]. Real requests stay under 4x (a Fetch partition is ~33 bytes on the
+/// wire and ~80 in memory); arrays of empty elements are where a small frame turns into
+/// gigabytes of structs (5 million empty topic names in a 10 MB Metadata request).
+pub const DECODED_FACTOR: usize = 16;
+/// Decoded bytes every request may use whatever its size.
+pub const DECODED_FLOOR: usize = 1 << 20;
+
+/// Memory one decoded value of each kind takes (kafka-protocol's structs: a `Bytes` or
+/// `StrBytes` is 32 bytes, a `Vec` 24, each struct's map of unknown tagged fields 24).
+const SCALAR_BYTES: usize = 8;
+const BYTES_BYTES: usize = 32;
+const VEC_BYTES: usize = 24;
+const STRUCT_OVERHEAD_BYTES: usize = 24;
 
 /// Checks that `body` holds everything the schema of `api_key` v`version` declares.
 pub fn check(api_key: ApiKey, version: i16, body: &[u8]) -> Result<(), ShapeError> {
@@ -81,7 +98,7 @@ pub fn canonical(api_key: ApiKey, version: i16, body: &bytes::Bytes) -> Result<b
 pub fn consumed(api_key: ApiKey, version: i16, body: &[u8]) -> Result<usize, ShapeError> {
     let fields = request_schema(api_key, version).ok_or(ShapeError::NoSchema(api_key, version))?;
     let flexible = api_key.request_header_version(version) >= 2;
-    let mut cursor = Cursor { bytes: body, at: 0, flexible, tagged: Vec::new() };
+    let mut cursor = Cursor::new(body, flexible);
     cursor.walk_struct(&fields)?;
     Ok(cursor.at)
 }
@@ -90,7 +107,7 @@ pub fn consumed(api_key: ApiKey, version: i16, body: &[u8]) -> Result<usize, Sha
 fn walk(api_key: ApiKey, version: i16, body: &[u8]) -> Result<Vec<std::ops::Range<usize>>, ShapeError> {
     let fields = request_schema(api_key, version).ok_or(ShapeError::NoSchema(api_key, version))?;
     let flexible = api_key.request_header_version(version) >= 2;
-    let mut cursor = Cursor { bytes: body, at: 0, flexible, tagged: Vec::new() };
+    let mut cursor = Cursor::new(body, flexible);
     cursor.walk_struct(&fields)?;
     Ok(cursor.tagged)
 }
@@ -246,9 +263,26 @@ struct Cursor<'a> {
     flexible: bool,
     /// Tagged-field sections with at least one field, in order.
     tagged: Vec<std::ops::Range<usize>>,
+    /// Estimated memory of the decoded request so far, and the most it may reach.
+    decoded: usize,
+    max_decoded: usize,
 }
 
-impl Cursor<'_> {
+impl<'a> Cursor<'a> {
+    fn new(bytes: &'a [u8], flexible: bool) -> Cursor<'a> {
+        let max_decoded = bytes.len().saturating_mul(DECODED_FACTOR).saturating_add(DECODED_FLOOR);
+        Cursor { bytes, at: 0, flexible, tagged: Vec::new(), decoded: 0, max_decoded }
+    }
+
+    /// Counts `bytes` of decoded memory; fails once the request would decode to too much.
+    fn decodes_to(&mut self, bytes: usize) -> Result<(), ShapeError> {
+        self.decoded = self.decoded.saturating_add(bytes);
+        if self.decoded > self.max_decoded {
+            return Err(ShapeError::DecodesTooLarge { decoded: self.decoded, wire: self.bytes.len() });
+        }
+        Ok(())
+    }
+
     fn skip(&mut self, count: usize) -> Result<(), ShapeError> {
         let left = self.bytes.len() - self.at;
         if count > left {
@@ -305,19 +339,21 @@ impl Cursor<'_> {
 
     fn walk_field(&mut self, field: &Field) -> Result<(), ShapeError> {
         match field {
-            Field::Int8 | Field::Bool => self.skip(1),
-            Field::Int16 => self.skip(2),
-            Field::Int32 => self.skip(4),
-            Field::Int64 => self.skip(8),
-            Field::Uuid => self.skip(16),
-            Field::Str => self.length(2).and_then(|len| self.skip(len.unwrap_or(0))),
-            Field::Bytes => self.length(4).and_then(|len| self.skip(len.unwrap_or(0))),
+            Field::Int8 | Field::Bool => self.scalar(1),
+            Field::Int16 => self.scalar(2),
+            Field::Int32 => self.scalar(4),
+            Field::Int64 => self.scalar(8),
+            Field::Uuid => self.scalar(16),
+            Field::Str => self.length(2).and_then(|len| self.bytes_field(len.unwrap_or(0))),
+            Field::Bytes => self.length(4).and_then(|len| self.bytes_field(len.unwrap_or(0))),
             Field::Int32s => {
                 let count = self.length(4)?.unwrap_or(0);
-                self.skip(count.checked_mul(4).ok_or(ShapeError::InvalidLength(count as i64))?)
+                self.skip(count.checked_mul(4).ok_or(ShapeError::InvalidLength(count as i64))?)?;
+                self.decodes_to(VEC_BYTES + count * 4)
             }
             Field::Strs => {
                 let count = self.length(4)?.unwrap_or(0);
+                self.decodes_to(VEC_BYTES)?;
                 for _ in 0..count {
                     self.walk_field(&Field::Str)?;
                 }
@@ -325,8 +361,10 @@ impl Cursor<'_> {
             }
             Field::Structs(fields) => {
                 let count = self.length(4)?.unwrap_or(0);
+                self.decodes_to(VEC_BYTES)?;
                 for _ in 0..count {
                     let start = self.at;
+                    self.decodes_to(STRUCT_OVERHEAD_BYTES)?;
                     self.walk_struct(fields)?;
                     if self.at == start {
                         // Cannot happen for Kafka's schemas; guards the loop bound regardless.
@@ -336,6 +374,18 @@ impl Cursor<'_> {
                 Ok(())
             }
         }
+    }
+
+    /// A fixed-size field of `wire` bytes.
+    fn scalar(&mut self, wire: usize) -> Result<(), ShapeError> {
+        self.skip(wire)?;
+        self.decodes_to(SCALAR_BYTES.max(wire))
+    }
+
+    /// A string or bytes field of `len` bytes: shared with the frame, not copied.
+    fn bytes_field(&mut self, len: usize) -> Result<(), ShapeError> {
+        self.skip(len)?;
+        self.decodes_to(BYTES_BYTES)
     }
 
     fn skip_tagged_fields(&mut self) -> Result<(), ShapeError> {
@@ -423,6 +473,24 @@ mod tests {
             let body = encode(&list, version);
             assert_eq!(consumed(ApiKey::ListOffsets, version, &body).unwrap(), body.len(), "ListOffsets v{version}");
         }
+    }
+
+    #[test]
+    fn arrays_of_empty_elements_cannot_decode_to_gigabytes() {
+        // Metadata v1 with a million empty topic names: 2 MB on the wire, about 56 MB of
+        // structs once decoded (5 million took 1.5 GB of RSS before this check).
+        let count = 1_000_000u32;
+        let mut body = count.to_be_bytes().to_vec();
+        body.resize(4 + 2 * count as usize, 0);
+        assert!(matches!(check(ApiKey::Metadata, 1, &body), Err(ShapeError::DecodesTooLarge { .. })));
+        // The same names, real ones, a thousand of them: fine.
+        let mut body = 1000u32.to_be_bytes().to_vec();
+        for i in 0..1000 {
+            let name = format!("topic-{i:05}");
+            body.extend_from_slice(&(name.len() as i16).to_be_bytes());
+            body.extend_from_slice(name.as_bytes());
+        }
+        check(ApiKey::Metadata, 1, &body).unwrap();
     }
 
     #[test]
