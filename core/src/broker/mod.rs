@@ -81,6 +81,11 @@ pub struct Broker {
     groups: GroupCoordinator,
     /// Becomes true when the server shuts down: long polls answer at once.
     shutdown: tokio::sync::watch::Receiver<bool>,
+    /// Slots for requests decompressing at once (Produce).
+    inflating: Arc<tokio::sync::Semaphore>,
+    /// Bytes of decompressed records held at once, over all requests
+    /// (`pg_kafka.max_inflight_bytes`, beside the budget of received bytes).
+    inflated: Arc<tokio::sync::Semaphore>,
 }
 
 impl Broker {
@@ -95,7 +100,9 @@ impl Broker {
         groups: GroupCoordinator,
         shutdown: tokio::sync::watch::Receiver<bool>,
     ) -> Broker {
-        Broker { config, advertised_port, storage, commits, watermarks, topics, groups, shutdown }
+        let inflating = Arc::new(tokio::sync::Semaphore::new(produce::INFLATING_AT_ONCE));
+        let inflated = Arc::new(tokio::sync::Semaphore::new(config.max_inflight_bytes));
+        Broker { config, advertised_port, storage, commits, watermarks, topics, groups, shutdown, inflating, inflated }
     }
 
     pub fn config(&self) -> &Config {

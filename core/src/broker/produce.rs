@@ -13,12 +13,13 @@ use kafka_protocol::messages::produce_request::TopicProduceData;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use kafka_protocol::ResponseError;
+use tokio::sync::OwnedSemaphorePermit;
 
 use super::in_order::InOrder;
 use super::{decode, respond, Broker, Outcome};
 use crate::logging;
 use crate::protocol::header::RequestFrame;
-use crate::protocol::records::{decode_batches, Batch, Record, RecordsError};
+use crate::protocol::records::{decode_batches_within, Batch, InflateBudget, InflateCap, Record, RecordsError};
 use crate::storage::topics::TopicRef;
 use crate::storage::Topic;
 use crate::writer::group_commit::{AppendResult, PartitionAppend};
@@ -38,11 +39,8 @@ pub async fn handle(broker: &Broker, request: &RequestFrame, mut order: InOrder)
     }
 
     let (topics, generation) = resolve_topics(broker, &body, request.version()).await;
-    let cap = broker.config.max_frame_bytes;
-    let mut appends = Vec::new();
-    let mut bytes = 0;
-    // Per partition, in request order: a decoding error now, or the index of its append.
-    let slots: Vec<Result<usize, ResponseError>> = body
+    // Per partition, in request order: its topic and records, or its error.
+    let wanted: Vec<Result<PartitionRecords, ResponseError>> = body
         .topic_data
         .iter()
         .zip(&topics)
@@ -52,7 +50,19 @@ pub async fn handle(broker: &Broker, request: &RequestFrame, mut order: InOrder)
             if !(0..topic.partitions).contains(&partition.index) {
                 return Err(ResponseError::UnknownTopicOrPartition);
             }
-            let append = partition_append(topic, generation, partition.index, partition.records.clone(), cap)?;
+            Ok((topic, partition.index, partition.records.clone()))
+        })
+        .collect();
+    let Some((decoded, _inflated)) = decode_partitions(broker, wanted, generation).await else {
+        return respond(request, &response(&body, |_| Err(ResponseError::KafkaStorageError)));
+    };
+    let mut appends = Vec::new();
+    let mut bytes = 0;
+    // Per partition, in request order: a decoding error now, or the index of its append.
+    let slots: Vec<Result<usize, ResponseError>> = decoded
+        .into_iter()
+        .map(|append| {
+            let append = append?;
             bytes += append.records.iter().map(record_bytes).sum::<usize>();
             appends.push(append);
             Ok(appends.len() - 1)
@@ -112,6 +122,45 @@ async fn resolve_topics(broker: &Broker, body: &ProduceRequest, version: i16) ->
     }
 }
 
+/// A partition of a Produce request: its topic, index and `records` field.
+type PartitionRecords = (Topic, i32, Option<Bytes>);
+
+/// Decodes every partition's batches, on the blocking pool so that decompression never
+/// holds up other connections, and accounts what decompression produced.
+///
+/// Deadlock-free by construction: at most [`INFLATING_AT_ONCE`] requests decompress at
+/// a time (each capped at `pg_kafka.max_frame_bytes`); one that is done takes its whole
+/// decompressed size from the inflated-bytes budget in one all-or-nothing acquire while
+/// still holding its slot, and keeps it (the returned permit) until it was answered. So
+/// memory of decompressed records is at most that budget plus two requests' worth, and
+/// nobody holds part of the budget while waiting for more. `None`: the budget is closed.
+async fn decode_partitions(
+    broker: &Broker,
+    wanted: Vec<Result<PartitionRecords, ResponseError>>,
+    generation: u64,
+) -> Option<(Vec<Result<PartitionAppend, ResponseError>>, Option<OwnedSemaphorePermit>)> {
+    let slot = broker.inflating.clone().acquire_owned().await.ok()?;
+    let cap = broker.config.max_frame_bytes.min(broker.config.max_inflight_bytes);
+    let decoding = tokio::task::spawn_blocking(move || {
+        let mut budget = InflateCap::new(cap);
+        let appends: Vec<_> = wanted
+            .into_iter()
+            .map(|w| w.and_then(|(topic, partition, data)| partition_append(topic, generation, partition, data, &mut budget)))
+            .collect();
+        (appends, cap - budget.left())
+    });
+    let (appends, inflated) = decoding.await.ok()?;
+    let held = match inflated {
+        0 => None,
+        bytes => Some(broker.inflated.clone().acquire_many_owned(u32::try_from(bytes).ok()?).await.ok()?),
+    };
+    drop(slot);
+    Some((appends, held))
+}
+
+/// Requests decompressing at once (the machine's cores are the limit anyway).
+pub const INFLATING_AT_ONCE: usize = 2;
+
 /// One partition's `records` field as an append, or the error code for the partition.
 /// As in Kafka, Produce v3+ carries exactly one record batch per partition.
 fn partition_append(
@@ -119,11 +168,11 @@ fn partition_append(
     topics_generation: u64,
     partition: i32,
     data: Option<Bytes>,
-    cap: usize,
+    budget: &mut dyn InflateBudget,
 ) -> Result<PartitionAppend, ResponseError> {
     let data = data.unwrap_or_default();
     let batch_bytes = data.len();
-    let mut batches = decode_batches(data, cap).map_err(|e| {
+    let mut batches = decode_batches_within(data, budget).map_err(|e| {
         logging::warning(format!("pg_kafka: rejected produce to \"{}\": {e}", topic.name));
         records_error_code(&e)
     })?;
@@ -272,6 +321,32 @@ mod tests {
             base_offsets.push(codes(&response)[0]);
         }
         assert_eq!(base_offsets, vec![(0, 0), (0, 20_000)]);
+    }
+
+    /// A gzip batch of one record whose value is `size` zeros: tiny on the wire.
+    fn gzip_bomb(size: usize) -> Bytes {
+        let plain = encode_batch(0, &[Record { value: Some(Bytes::from(vec![0u8; size])), ..record(b"") }]);
+        let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        std::io::Write::write_all(&mut gzip, &plain[crate::protocol::records::BATCH_HEADER_BYTES..]).unwrap();
+        crate::protocol::records::batch_with_body(1, 1, &gzip.finish().unwrap())
+    }
+
+    /// The decompression cap is per request: eight batches that each inflate to 600 KB
+    /// used to be accepted one by one (4.8 MB from a few KB; eight zstd batches of 90 MB
+    /// took 2.5 GB). With a 1 MiB cap the first fits and the rest are refused.
+    #[tokio::test]
+    async fn decompression_is_capped_per_request_not_per_partition() {
+        let broker = crate::broker::testing::broker_with_config(crate::config::Config { max_frame_bytes: 1 << 20, ..Default::default() });
+        with_storage(&broker, |s| s.create_topic("t", 8)).await.unwrap();
+        let bomb = gzip_bomb(600_000);
+        assert!(bomb.len() < 4096, "{} bytes on the wire", bomb.len());
+        let response: ProduceResponse =
+            round_trip(&broker, ApiKey::Produce, 9, &produce(1, (0..8).map(|p| (p, bomb.clone())).collect())).await;
+        let too_large = ResponseError::MessageTooLarge.code();
+        let codes: Vec<i16> = codes(&response).into_iter().map(|(code, _)| code).collect();
+        assert_eq!(codes, [vec![0], vec![too_large; 7]].concat());
+        // Nothing is held once the request was answered.
+        assert_eq!(broker.inflated.available_permits(), broker.config.max_inflight_bytes);
     }
 
     #[tokio::test]

@@ -98,9 +98,49 @@ impl Batch {
     }
 }
 
-/// Decodes every batch in a Produce partition's `records` field.
-/// `max_decompressed` caps what one compressed batch may inflate to.
-pub fn decode_batches(mut data: Bytes, max_decompressed: usize) -> Result<Vec<Batch>, RecordsError> {
+/// Where decompressed bytes are accounted for. Decompression reports its output in steps
+/// of at most [`INFLATE_STEP`] (a snappy block: its whole declared length, before the
+/// output is allocated); an error stops it.
+pub trait InflateBudget {
+    fn take(&mut self, bytes: usize) -> Result<(), RecordsError>;
+}
+
+/// Output decompression produces between two reports to the budget.
+pub const INFLATE_STEP: usize = 256 * 1024;
+
+/// A plain cap on decompressed bytes.
+pub struct InflateCap {
+    cap: usize,
+    left: usize,
+}
+
+impl InflateCap {
+    pub fn new(cap: usize) -> InflateCap {
+        InflateCap { cap, left: cap }
+    }
+
+    /// What is still allowed.
+    pub fn left(&self) -> usize {
+        self.left
+    }
+}
+
+impl InflateBudget for InflateCap {
+    fn take(&mut self, bytes: usize) -> Result<(), RecordsError> {
+        self.left = self.left.checked_sub(bytes).ok_or(RecordsError::TooLarge(self.cap))?;
+        Ok(())
+    }
+}
+
+/// Decodes every batch in a Produce partition's `records` field; all of its compressed
+/// batches together may inflate to at most `max_decompressed` bytes.
+pub fn decode_batches(data: Bytes, max_decompressed: usize) -> Result<Vec<Batch>, RecordsError> {
+    decode_batches_within(data, &mut InflateCap::new(max_decompressed))
+}
+
+/// Decodes every batch in a Produce partition's `records` field, accounting every
+/// decompressed byte to `budget` (shared by a whole request, say).
+pub fn decode_batches_within(mut data: Bytes, budget: &mut dyn InflateBudget) -> Result<Vec<Batch>, RecordsError> {
     let mut batches = Vec::new();
     while data.has_remaining() {
         if data.len() < BATCH_HEADER_BYTES {
@@ -112,12 +152,12 @@ pub fn decode_batches(mut data: Bytes, max_decompressed: usize) -> Result<Vec<Ba
             .and_then(|len| len.checked_add(LOG_OVERHEAD))
             .filter(|total| (BATCH_HEADER_BYTES..=data.len()).contains(total))
             .ok_or(RecordsError::Corrupt("batch length does not match the bytes present"))?;
-        batches.push(decode_batch(data.split_to(total), max_decompressed)?);
+        batches.push(decode_batch(data.split_to(total), budget)?);
     }
     Ok(batches)
 }
 
-fn decode_batch(mut batch: Bytes, max_decompressed: usize) -> Result<Batch, RecordsError> {
+fn decode_batch(mut batch: Bytes, budget: &mut dyn InflateBudget) -> Result<Batch, RecordsError> {
     let magic = batch[16] as i8;
     if magic != 2 {
         return Err(RecordsError::UnsupportedMagic(magic));
@@ -140,7 +180,7 @@ fn decode_batch(mut batch: Bytes, max_decompressed: usize) -> Result<Batch, Reco
     let record_count = usize::try_from(record_count).map_err(|_| RecordsError::Corrupt("negative record count"))?;
     let log_append_time = attributes & 0x08 != 0;
 
-    let body = decompress(Compression::from_attributes(attributes)?, batch, max_decompressed)?;
+    let body = decompress(Compression::from_attributes(attributes)?, batch, budget)?;
     if record_count > body.len() / MIN_RECORD_BYTES {
         return Err(RecordsError::Corrupt("record count exceeds the bytes present"));
     }
@@ -242,16 +282,16 @@ fn write_varlong(out: &mut BytesMut, value: i64) {
     out.put_u8(raw as u8);
 }
 
-/// Inflates `data`, refusing to produce more than `cap` bytes.
-fn decompress(codec: Compression, data: Bytes, cap: usize) -> Result<Bytes, RecordsError> {
+/// Inflates `data`, accounting its output to `budget` as it is produced.
+fn decompress(codec: Compression, data: Bytes, budget: &mut dyn InflateBudget) -> Result<Bytes, RecordsError> {
     let reader: Box<dyn Read + '_> = match codec {
         Compression::None => return Ok(data),
         Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(&data[..])),
-        Compression::Snappy => return snappy_decompress(&data, cap),
+        Compression::Snappy => return snappy_decompress(&data, budget),
         Compression::Lz4 => Box::new(lz4_flex::frame::FrameDecoder::new(&data[..])),
         Compression::Zstd => Box::new(zstd_decoder(&data)?),
     };
-    read_capped(reader, cap)
+    read_within(reader, budget)
 }
 
 /// Largest zstd window a batch may declare (2^23 = 8 MiB, what Kafka clients' encoders use
@@ -265,13 +305,17 @@ fn zstd_decoder(data: &[u8]) -> Result<impl Read + '_, RecordsError> {
     Ok(decoder)
 }
 
-fn read_capped(reader: impl Read, cap: usize) -> Result<Bytes, RecordsError> {
+/// Reads a decompressor's output in steps, each reported to `budget` once read (so at
+/// most one step is ever unaccounted for).
+fn read_within(mut reader: impl Read, budget: &mut dyn InflateBudget) -> Result<Bytes, RecordsError> {
     let mut out = Vec::new();
-    reader.take(cap as u64 + 1).read_to_end(&mut out).map_err(|e| RecordsError::Decompress(e.to_string()))?;
-    if out.len() > cap {
-        return Err(RecordsError::TooLarge(cap));
+    loop {
+        let read = (&mut reader).take(INFLATE_STEP as u64).read_to_end(&mut out).map_err(|e| RecordsError::Decompress(e.to_string()))?;
+        if read == 0 {
+            return Ok(Bytes::from(out));
+        }
+        budget.take(read)?;
     }
-    Ok(Bytes::from(out))
 }
 
 /// The most a snappy block can inflate per input byte (a 3-byte copy of 64 bytes is 21x),
@@ -280,18 +324,16 @@ const SNAPPY_MAX_EXPANSION: usize = 32;
 
 /// Snappy as Kafka clients send it: either xerial's framing (the Java client: magic header,
 /// then length-prefixed blocks) or one raw block (librdkafka).
-fn snappy_decompress(data: &[u8], cap: usize) -> Result<Bytes, RecordsError> {
+fn snappy_decompress(data: &[u8], budget: &mut dyn InflateBudget) -> Result<Bytes, RecordsError> {
     const XERIAL_MAGIC: &[u8] = b"\x82SNAPPY\x00";
-    let block = |block: &[u8], out: &mut Vec<u8>| -> Result<(), RecordsError> {
+    let mut block = |block: &[u8], out: &mut Vec<u8>| -> Result<(), RecordsError> {
         let len = snap::raw::decompress_len(block).map_err(|e| RecordsError::Decompress(e.to_string()))?;
-        if out.len() + len > cap {
-            return Err(RecordsError::TooLarge(cap));
-        }
         // No snappy element yields more than 22 bytes per byte of input: a larger declared
         // length is a lie, refused before the output is zero-filled to that length.
         if len > block.len().saturating_mul(SNAPPY_MAX_EXPANSION) {
             return Err(RecordsError::Corrupt("snappy length exceeds what the block can inflate to"));
         }
+        budget.take(len)?;
         let start = out.len();
         out.resize(start + len, 0);
         snap::raw::Decoder::new().decompress(block, &mut out[start..]).map_err(|e| RecordsError::Decompress(e.to_string()))?;
@@ -369,6 +411,20 @@ pub fn encode_producer_batch(base_offset: i64, records: &[Record], producer_id: 
     let crc = crc32c::crc32c(&out[CRC_START..]);
     out[17..21].copy_from_slice(&crc.to_be_bytes());
     out.freeze()
+}
+
+#[cfg(test)]
+/// A batch of `count` records whose body is `body`, compressed with attribute `codec`.
+pub(crate) fn batch_with_body(codec: i16, count: i32, body: &[u8]) -> Bytes {
+    let mut bytes = encode_batch(0, &[]).to_vec();
+    bytes[21..23].copy_from_slice(&codec.to_be_bytes());
+    bytes[57..61].copy_from_slice(&count.to_be_bytes());
+    bytes.extend_from_slice(body);
+    let length = (bytes.len() - 12) as i32;
+    bytes[8..12].copy_from_slice(&length.to_be_bytes());
+    let crc = crc32c::crc32c(&bytes[CRC_START..]);
+    bytes[17..21].copy_from_slice(&crc.to_be_bytes());
+    bytes.into()
 }
 
 #[cfg(test)]
@@ -453,19 +509,6 @@ mod tests {
     fn decompression_stops_at_the_cap() {
         let batch = foreign_batch(KpCompression::Gzip, 50);
         assert_eq!(decode_batches(batch, 1000), Err(RecordsError::TooLarge(1000)));
-    }
-
-    /// A batch of `count` records whose body is `body`, compressed with attribute `codec`.
-    fn batch_with_body(codec: i16, count: i32, body: &[u8]) -> Bytes {
-        let mut bytes = encode_batch(0, &[]).to_vec();
-        bytes[21..23].copy_from_slice(&codec.to_be_bytes());
-        bytes[57..61].copy_from_slice(&count.to_be_bytes());
-        bytes.extend_from_slice(body);
-        let length = (bytes.len() - 12) as i32;
-        bytes[8..12].copy_from_slice(&length.to_be_bytes());
-        let crc = crc32c::crc32c(&bytes[CRC_START..]);
-        bytes[17..21].copy_from_slice(&crc.to_be_bytes());
-        bytes.into()
     }
 
     #[test]
