@@ -34,6 +34,7 @@ static GROUP_MAX_SIZE: GucSetting<i32> = GucSetting::<i32>::new(defaults::GROUP_
 static RETENTION_CHECK_INTERVAL_MS: GucSetting<i32> = GucSetting::<i32>::new(defaults::RETENTION_CHECK_INTERVAL_MS);
 static REQUEST_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(defaults::REQUEST_TIMEOUT_MS);
 static CONNECTIONS_MAX_IDLE_MS: GucSetting<i32> = GucSetting::<i32>::new(defaults::CONNECTIONS_MAX_IDLE_MS);
+static FETCH_MAX_BYTES: GucSetting<i32> = GucSetting::<i32>::new(defaults::FETCH_MAX_BYTES);
 static LOCK_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(defaults::LOCK_TIMEOUT_MS);
 static SYNCHRONOUS_COMMIT: GucSetting<SynchronousCommitGuc> =
     GucSetting::<SynchronousCommitGuc>::new(SynchronousCommitGuc::from_core(defaults::SYNCHRONOUS_COMMIT));
@@ -116,6 +117,7 @@ pub fn config() -> Config {
         lock_timeout_ms: unsigned(&LOCK_TIMEOUT_MS),
         request_timeout_ms: unsigned(&REQUEST_TIMEOUT_MS),
         connections_max_idle_ms: unsigned(&CONNECTIONS_MAX_IDLE_MS),
+        fetch_max_bytes: unsigned(&FETCH_MAX_BYTES) as usize,
     }
 }
 
@@ -348,5 +350,15 @@ pub fn init() {
         i32::MAX,
         GucContext::Postmaster,
         GucFlags::UNIT_MS,
+    );
+    GucRegistry::define_int_guc(
+        c"pg_kafka.fetch_max_bytes",
+        c"Largest Fetch response, whatever the client asks for.",
+        c"Kafka's broker fetch.max.bytes. Response bytes also count against pg_kafka.max_inflight_bytes until written.",
+        &FETCH_MAX_BYTES,
+        1024,
+        i32::MAX,
+        GucContext::Postmaster,
+        GucFlags::UNIT_BYTE,
     );
 }

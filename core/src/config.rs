@@ -34,6 +34,8 @@ pub mod defaults {
     pub const LOCK_TIMEOUT_MS: i32 = 1000;
     pub const REQUEST_TIMEOUT_MS: i32 = 30_000;
     pub const CONNECTIONS_MAX_IDLE_MS: i32 = 600_000;
+    /// Kafka's broker default `fetch.max.bytes` (55 MiB).
+    pub const FETCH_MAX_BYTES: i32 = 55 * 1024 * 1024;
 }
 
 /// `synchronous_commit` of the writer's transactions: Postgres's own values.
@@ -107,6 +109,8 @@ pub struct Config {
     /// A connection with no request for this long is closed (Kafka's
     /// `connections.max.idle.ms`).
     pub connections_max_idle_ms: u64,
+    /// Largest Fetch response, whatever the client asks (Kafka's `fetch.max.bytes`).
+    pub fetch_max_bytes: usize,
 }
 
 fn text(value: &CStr) -> String {
@@ -147,6 +151,7 @@ impl Default for Config {
             lock_timeout_ms: count(d::LOCK_TIMEOUT_MS),
             request_timeout_ms: count(d::REQUEST_TIMEOUT_MS),
             connections_max_idle_ms: count(d::CONNECTIONS_MAX_IDLE_MS),
+            fetch_max_bytes: count(d::FETCH_MAX_BYTES) as usize,
         }
     }
 }

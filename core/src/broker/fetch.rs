@@ -25,10 +25,14 @@ use super::{decode, respond, Broker, Outcome};
 use crate::logging;
 use crate::protocol::header::RequestFrame;
 use crate::protocol::records::{encode_batch, Record};
-use crate::storage::bridge::StorageCallError;
+use crate::storage::bridge::{StorageCallError, Unavailable};
 use crate::storage::topics::TopicRef;
 use crate::storage::watermarks::Bounds;
 use crate::storage::{record_bytes, ReadLimit, StoredRecord, Topic};
+
+/// A Fetch with data may always reserve this much from the in-flight budget (waiting for
+/// it if need be), so that readers progress while the budget is busy.
+const MIN_RESPONSE_RESERVE: usize = 1024 * 1024;
 
 /// First version that names topics by id instead of by name.
 const TOPIC_IDS_FROM: i16 = 13;
@@ -54,7 +58,7 @@ pub async fn handle(broker: &Broker, request: &RequestFrame) -> Outcome {
     let max_wait = Duration::from_millis(body.max_wait_ms.max(0) as u64).min(Duration::from_millis(broker.config.max_wait_ms));
     let deadline = Instant::now() + max_wait;
     let limits = Limits {
-        response_bytes: (body.max_bytes.max(0) as usize).min(broker.config.max_frame_bytes),
+        response_bytes: (body.max_bytes.max(0) as usize).min(broker.config.fetch_max_bytes),
         min_bytes: body.min_bytes.max(0) as usize,
     };
     let mut shutdown = broker.shutdown.clone();
@@ -72,7 +76,10 @@ pub async fn handle(broker: &Broker, request: &RequestFrame) -> Outcome {
         };
         let stopping = *shutdown.borrow();
         if gathered.bytes >= limits.min_bytes || gathered.has_error || stopping || Instant::now() >= deadline {
-            return respond(request, &response(&body, version, gathered.partitions));
+            return match (respond(request, &response(&body, version, gathered.partitions)), gathered.held) {
+                (Outcome::Respond(frame), Some(held)) => Outcome::RespondHolding(frame, held),
+                (outcome, _) => outcome,
+            };
         }
         tokio::select! {
             _ = &mut changed => {}
@@ -131,6 +138,8 @@ struct Gathered {
     partitions: Vec<PartitionData>,
     bytes: usize,
     has_error: bool,
+    /// The response's bytes, from the in-flight budget.
+    held: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 /// Looks at every wanted partition once: errors and bounds from memory, then one storage
@@ -167,8 +176,19 @@ async fn gather(broker: &Broker, wanted: &[Wanted], limits: Limits) -> Result<Ga
         partitions.push(data);
     }
     let mut bytes = 0;
+    let mut held = None;
     if !reads.is_empty() {
-        let response_bytes = limits.response_bytes;
+        // The response's bytes come out of the in-flight budget until it is written: read
+        // at most what is available now (at least a minimum, waiting for it if need be),
+        // and give back what the read did not use.
+        let available = broker.budget.available_permits().max(MIN_RESPONSE_RESERVE);
+        let response_bytes = limits.response_bytes.min(available).min(broker.config.max_inflight_bytes).max(1);
+        let reserved = broker
+            .budget
+            .clone()
+            .acquire_many_owned(response_bytes as u32)
+            .await
+            .map_err(|_| StorageCallError::Unavailable(Unavailable("the in-flight budget is closed")))?;
         let records = broker
             .storage
             .try_call(move |storage| {
@@ -190,8 +210,12 @@ async fn gather(broker: &Broker, wanted: &[Wanted], limits: Limits) -> Result<Ga
                 partitions[index].records = Some(batch);
             }
         }
+        let mut reserved = reserved;
+        // Whatever the read did not use goes back now (split off and dropped).
+        drop(reserved.split(reserved.num_permits().saturating_sub(bytes)));
+        held = Some(reserved);
     }
-    Ok(Gathered { partitions, bytes, has_error })
+    Ok(Gathered { partitions, bytes, has_error, held })
 }
 
 /// Bounds of each wanted partition that exists; loads the ones not yet in memory (once).
@@ -292,6 +316,28 @@ mod tests {
             .into_iter()
             .flat_map(|b| b.records.into_iter().map(move |r| (b.base_offset + i64::from(r.offset_delta), r.value.unwrap())))
             .collect()
+    }
+
+    /// pg_kafka.fetch_max_bytes caps a response whatever the client asks, and the bytes of
+    /// a response with data come out of the in-flight budget until it is written.
+    #[tokio::test]
+    async fn responses_are_capped_and_held_in_the_budget_until_written() {
+        use crate::broker::testing::{broker_with_config, request_frame, with_storage};
+        let config = crate::config::Config { fetch_max_bytes: 200, ..Default::default() };
+        let budget = config.max_inflight_bytes;
+        let broker = broker_with_config(config);
+        with_storage(&broker, |s| s.create_topic("t", 1)).await.unwrap();
+        let value: &'static [u8] = &[7; 40];
+        append_values(&broker, 0, &[value; 10]).await;
+        let outcome = broker.handle(request_frame(ApiKey::Fetch, 12, &fetch(topic("t", &[(0, 0)], 1 << 20), 0))).await;
+        let Outcome::RespondHolding(frame, held) = outcome else { panic!("a response holding its bytes: {outcome:?}") };
+        assert!(held.num_permits() > 0 && held.num_permits() <= frame.len());
+        assert_eq!(broker.budget().available_permits(), budget - held.num_permits());
+        let response: FetchResponse = crate::broker::testing::decode_response(Outcome::Respond(frame), ApiKey::Fetch, 12);
+        let read = records_of(&response.responses[0].partitions[0]).len();
+        assert!((1..10).contains(&read), "{read} of 10 records in a 200-byte response");
+        drop(held);
+        assert_eq!(broker.budget().available_permits(), budget);
     }
 
     #[tokio::test]

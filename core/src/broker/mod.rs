@@ -54,6 +54,8 @@ pub const NODE_ID: i32 = 1;
 pub enum Outcome {
     /// Send this frame (already size-prefixed).
     Respond(Bytes),
+    /// Send this frame, holding its bytes from the in-flight budget until it is written.
+    RespondHolding(Bytes, tokio::sync::OwnedSemaphorePermit),
     /// Send nothing (Produce with acks=0).
     Silent,
     /// Close the connection; the reason goes to the server log. This is what Kafka does
@@ -81,6 +83,9 @@ pub struct Broker {
     groups: GroupCoordinator,
     /// Becomes true when the server shuts down: long polls answer at once.
     shutdown: tokio::sync::watch::Receiver<bool>,
+    /// Bytes held at once over all connections (`pg_kafka.max_inflight_bytes`): requests
+    /// as they arrive, until answered, and Fetch responses until written.
+    budget: Arc<tokio::sync::Semaphore>,
     /// Slots for requests decompressing at once (Produce).
     inflating: Arc<tokio::sync::Semaphore>,
     /// Bytes of decompressed records held at once, over all requests
@@ -102,11 +107,17 @@ impl Broker {
     ) -> Broker {
         let inflating = Arc::new(tokio::sync::Semaphore::new(produce::INFLATING_AT_ONCE));
         let inflated = Arc::new(tokio::sync::Semaphore::new(config.max_inflight_bytes));
-        Broker { config, advertised_port, storage, commits, watermarks, topics, groups, shutdown, inflating, inflated }
+        let budget = Arc::new(tokio::sync::Semaphore::new(config.max_inflight_bytes));
+        Broker { config, advertised_port, storage, commits, watermarks, topics, groups, shutdown, budget, inflating, inflated }
     }
 
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// The in-flight byte budget shared by every connection.
+    pub fn budget(&self) -> &Arc<tokio::sync::Semaphore> {
+        &self.budget
     }
 
     /// Consumer-group membership, whose session expiry the server drives.
@@ -371,7 +382,7 @@ pub(crate) mod testing {
     /// The response body of an outcome that must be a response.
     pub fn decode_response<R: Decodable>(outcome: Outcome, key: ApiKey, version: i16) -> R {
         match outcome {
-            Outcome::Respond(mut frame) => {
+            Outcome::Respond(mut frame) | Outcome::RespondHolding(mut frame, _) => {
                 let size = frame.get_i32() as usize;
                 assert_eq!(size, frame.len());
                 let header_version = if key == ApiKey::ApiVersions { 0 } else { key.response_header_version(version) };
@@ -413,6 +424,6 @@ mod hostile_frames {
         let broker = broker_with_writer(1);
         // Reaching any outcome at all means the process survived the decode.
         let outcome = broker.handle(request).await;
-        assert!(matches!(outcome, Outcome::Respond(_) | Outcome::Close(_)), "{outcome:?}");
+        assert!(matches!(outcome, Outcome::Respond(_) | Outcome::RespondHolding(..) | Outcome::Close(_)), "{outcome:?}");
     }
 }

@@ -46,6 +46,8 @@ enum ConnectionError {
     BudgetClosed,
     #[error("no request for {0} ms (pg_kafka.connections_max_idle_ms)")]
     Idle(u64),
+    #[error("the client took no response for {0} ms (pg_kafka.request_timeout_ms)")]
+    WriteTimedOut(u64),
 }
 
 /// Requests read ahead of their responses, per connection.
@@ -67,7 +69,8 @@ struct InFlight {
 }
 
 impl Connection {
-    pub fn new(stream: TcpStream, peer: SocketAddr, broker: Broker, budget: Arc<Semaphore>, shutdown: watch::Receiver<bool>) -> Self {
+    pub fn new(stream: TcpStream, peer: SocketAddr, broker: Broker, shutdown: watch::Receiver<bool>) -> Self {
+        let budget = broker.budget().clone();
         let _ = stream.set_nodelay(true);
         Connection { stream, peer, broker, budget, shutdown }
     }
@@ -89,8 +92,9 @@ impl Connection {
     async fn serve(self) -> Result<(), ConnectionError> {
         let (reader, writer) = self.stream.into_split();
         let (in_flight, answers) = mpsc::channel(MAX_PIPELINED);
+        let write_timeout = Duration::from_millis(self.broker.config().request_timeout_ms);
         let reading = read_requests(reader, self.broker, self.budget, self.shutdown, in_flight);
-        let writing = write_responses(BufWriter::new(writer), answers);
+        let writing = write_responses(BufWriter::new(writer), answers, write_timeout);
         tokio::pin!(reading, writing);
         tokio::select! {
             // The client stopped sending (or must be cut off): answer what was already read.
@@ -175,19 +179,28 @@ async fn read_body_reserving(
     Ok(body.finish())
 }
 
-async fn write_responses(mut writer: BufWriter<OwnedWriteHalf>, mut answers: mpsc::Receiver<InFlight>) -> Result<(), ConnectionError> {
+/// Writes each response in request order. A response the client does not take within
+/// `write_timeout` closes the connection, releasing what its responses held: a client
+/// that pipelines Fetches and never reads cannot keep the budget for itself.
+async fn write_responses(
+    mut writer: BufWriter<OwnedWriteHalf>,
+    mut answers: mpsc::Receiver<InFlight>,
+    write_timeout: Duration,
+) -> Result<(), ConnectionError> {
     while let Some(request) = answers.recv().await {
         let outcome =
             request.outcome.await.unwrap_or_else(|e| Outcome::Close(format!("{} handler failed: {}", request.what, panic_message(e))));
-        match outcome {
-            Outcome::Respond(response) => match write_frame(&mut writer, &response).await {
-                Ok(()) => {}
-                // The client went away (closed, or was killed): a disconnect, not a fault.
-                Err(e) if matches!(e.kind(), std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset) => return Ok(()),
-                Err(e) => return Err(ConnectionError::Write(e)),
-            },
-            Outcome::Silent => {}
+        let response = match outcome {
+            Outcome::Respond(response) | Outcome::RespondHolding(response, _) => response,
+            Outcome::Silent => continue,
             Outcome::Close(reason) => return Err(ConnectionError::Refused(reason)),
+        };
+        match tokio::time::timeout(write_timeout, write_frame(&mut writer, &response)).await {
+            Ok(Ok(())) => {}
+            // The client went away (closed, or was killed): a disconnect, not a fault.
+            Ok(Err(e)) if matches!(e.kind(), std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset) => return Ok(()),
+            Ok(Err(e)) => return Err(ConnectionError::Write(e)),
+            Err(_) => return Err(ConnectionError::WriteTimedOut(write_timeout.as_millis() as u64)),
         }
     }
     Ok(())
@@ -217,13 +230,12 @@ mod tests {
     async fn serve_with(config: Config) -> std::net::SocketAddr {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let budget = Arc::new(Semaphore::new(config.max_inflight_bytes));
         let broker = broker_with_config(config);
         let (shutdown_sender, shutdown) = watch::channel(false);
         tokio::spawn(async move {
             let _keep = shutdown_sender;
             while let Ok((stream, peer)) = listener.accept().await {
-                let connection = Connection::new(stream, peer, broker.clone(), budget.clone(), shutdown.clone());
+                let connection = Connection::new(stream, peer, broker.clone(), shutdown.clone());
                 tokio::spawn(connection.run());
             }
         });
@@ -282,6 +294,59 @@ mod tests {
         assert!(waited.is_err(), "answered while the budget was taken");
         drop(hog); // its bytes go back to the budget
         tokio::time::timeout(Duration::from_secs(5), other.read_exact(&mut size)).await.expect("answered").unwrap();
+    }
+
+    /// A client that pipelines Fetches with data and never reads the answers: its
+    /// responses hold budget only until they cannot be written for request_timeout_ms, then
+    /// the connection is closed and everything it held goes back.
+    #[tokio::test]
+    async fn a_client_that_never_reads_its_responses_is_cut_off_and_releases_the_budget() {
+        use crate::broker::testing::{append_values, with_storage};
+        use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+        use kafka_protocol::messages::{ApiKey, FetchRequest, RequestHeader, TopicName};
+        use kafka_protocol::protocol::{Encodable, StrBytes};
+        let config = Config { request_timeout_ms: 300, ..Config::default() };
+        let budget = config.max_inflight_bytes;
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let broker = broker_with_config(config);
+        with_storage(&broker, |s| s.create_topic("t", 1)).await.unwrap();
+        let value: &'static [u8] = Box::leak(vec![1u8; 64 * 1024].into_boxed_slice());
+        for _ in 0..8 {
+            append_values(&broker, 0, &[value; 8]).await;
+        }
+        let serving = broker.clone();
+        tokio::spawn(async move {
+            let (_keep, shutdown) = watch::channel(false);
+            while let Ok((stream, peer)) = listener.accept().await {
+                tokio::spawn(Connection::new(stream, peer, serving.clone(), shutdown.clone()).run());
+            }
+        });
+        let partition = FetchPartition::default().with_partition_max_bytes(8 << 20);
+        let topic = FetchTopic::default().with_topic(TopicName(StrBytes::from_static_str("t"))).with_partitions(vec![partition]);
+        let body = FetchRequest::default().with_max_bytes(8 << 20).with_min_bytes(1).with_topics(vec![topic]);
+        let mut frame = bytes::BytesMut::new();
+        RequestHeader::default().with_request_api_key(ApiKey::Fetch as i16).with_request_api_version(11).encode(&mut frame, 1).unwrap();
+        body.encode(&mut frame, 11).unwrap();
+        let mut request = (frame.len() as i32).to_be_bytes().to_vec();
+        request.extend_from_slice(&frame);
+        let mut greedy = TcpStream::connect(addr).await.unwrap();
+        for _ in 0..16 {
+            greedy.write_all(&request).await.unwrap();
+        }
+        // Responses of 4 MiB each fill the socket buffers; the rest wait in the budget.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(broker.budget().available_permits() < budget, "responses hold budget");
+        let mut released = false;
+        for _ in 0..50 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            if broker.budget().available_permits() == budget {
+                released = true;
+                break;
+            }
+        }
+        assert!(released, "the budget came back once the connection was cut off");
+        drop(greedy);
     }
 
     #[tokio::test]

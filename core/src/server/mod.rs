@@ -101,7 +101,6 @@ impl Server {
 async fn serve(listener: tokio::net::TcpListener, broker: Broker, mut shutdown: watch::Receiver<bool>) {
     let max_connections = connection_limit(broker.config().max_connections);
     let slots = Arc::new(Semaphore::new(max_connections));
-    let budget = Arc::new(Semaphore::new(broker.config().max_inflight_bytes));
     loop {
         let (stream, peer) = tokio::select! {
             _ = shutdown.changed() => break,
@@ -121,7 +120,7 @@ async fn serve(listener: tokio::net::TcpListener, broker: Broker, mut shutdown: 
             ));
             continue;
         };
-        let connection = connection::Connection::new(stream, peer, broker.clone(), budget.clone(), shutdown.clone());
+        let connection = connection::Connection::new(stream, peer, broker.clone(), shutdown.clone());
         tokio::spawn(async move {
             connection.run().await;
             drop(slot);

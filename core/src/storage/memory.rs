@@ -23,6 +23,8 @@ pub struct MemoryStorage {
     pub messages: MessageRows,
     /// When set, `append` fails: lets tests exercise the writer's failure path.
     pub fail_appends: bool,
+    /// Rows for this (topic id, partition) are refused as a trigger would refuse them.
+    pub refuse_partition: Option<(i32, i32)>,
 }
 
 impl Storage for MemoryStorage {
@@ -65,6 +67,9 @@ impl Storage for MemoryStorage {
     fn append(&mut self, rows: &MessageRows) -> Result<(), StorageError> {
         if self.fail_appends {
             return Err(StorageError::Database { sqlstate: None, message: "appends are failing (test)".into() });
+        }
+        if (0..rows.len()).any(|i| Some((rows.topic_ids[i], rows.partitions[i])) == self.refuse_partition) {
+            return Err(StorageError::Database { sqlstate: Some("P0001".into()), message: "refused by a trigger (test)".into() });
         }
         let m = &mut self.messages;
         for i in 0..rows.len() {

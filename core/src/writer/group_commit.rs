@@ -183,7 +183,7 @@ impl GroupCommitter {
         }
         self.last_flush = Some(now);
         let jobs = self.drain();
-        let results = self.write(runner, &jobs);
+        let results = self.write_isolating(runner, &jobs);
         acknowledge(jobs, results);
         (!self.jobs.is_empty()).then_some(self.settings.flush_interval)
     }
@@ -257,8 +257,30 @@ impl GroupCommitter {
         jobs
     }
 
+    /// Writes every job in one transaction; if that fails on a data error (a trigger or a
+    /// constraint refusing some producer's rows), writes each job in a transaction of its
+    /// own, so that only the producers whose rows caused it fail. Failures that are not
+    /// about the data (a lock timeout, say) would fail every job again: those fail the
+    /// whole group at once.
+    fn write_isolating(&mut self, runner: &mut dyn JobRunner, jobs: &[ProduceJob]) -> Vec<Vec<AppendResult>> {
+        match self.write(runner, jobs) {
+            Err(e) if jobs.len() > 1 && is_data_error(&e) => {
+                let mut results = Vec::with_capacity(jobs.len());
+                for job in jobs {
+                    results.push(match self.write(runner, std::slice::from_ref(job)) {
+                        Ok(mut alone) => alone.pop().unwrap_or_default(),
+                        Err(_) => all_failed_one(job),
+                    });
+                }
+                results
+            }
+            Err(_) => all_failed(jobs),
+            Ok(results) => results,
+        }
+    }
+
     /// Assigns offsets and writes every job's rows in one transaction.
-    fn write(&mut self, runner: &mut dyn JobRunner, jobs: &[ProduceJob]) -> Vec<Vec<AppendResult>> {
+    fn write(&mut self, runner: &mut dyn JobRunner, jobs: &[ProduceJob]) -> Result<Vec<Vec<AppendResult>>, StorageError> {
         self.forget_changed_topics();
         // Partitions whose counter this write loaded or moved.
         let mut touched = HashSet::new();
@@ -283,13 +305,13 @@ impl GroupCommitter {
         if committed.is_ok() {
             self.sequences.committed();
             self.publish(&touched);
-            return results;
+            return Ok(results);
         }
         // Rolled back: forget every counter and producer state this write moved or loaded;
         // they are re-read from the table.
         self.next_offsets.retain(|key, _| !touched.contains(key));
         self.sequences.rolled_back();
-        all_failed(jobs)
+        committed.map(|()| results)
     }
 
     /// Drops cached topics (and what hangs off their ids) after a topic was deleted or
@@ -389,7 +411,22 @@ fn placement_result(placement: Placement) -> AppendResult {
 
 /// Every append of every job failed with KAFKA_STORAGE_ERROR (nothing was written).
 fn all_failed(jobs: &[ProduceJob]) -> Vec<Vec<AppendResult>> {
-    jobs.iter().map(|job| vec![Err(ResponseError::KafkaStorageError); job.appends.len()]).collect()
+    jobs.iter().map(all_failed_one).collect()
+}
+
+fn all_failed_one(job: &ProduceJob) -> Vec<AppendResult> {
+    vec![Err(ResponseError::KafkaStorageError); job.appends.len()]
+}
+
+/// Whether a failed write was about some rows' data (SQLSTATE classes 22 data exception,
+/// 23 integrity constraint violation, P0 raised by PL/pgSQL, 42 a trigger's own mistake),
+/// so that writing the jobs apart would let the others through.
+fn is_data_error(error: &StorageError) -> bool {
+    match error {
+        StorageError::Database { sqlstate: Some(code), .. } => ["22", "23", "P0", "42"].iter().any(|class| code.starts_with(class)),
+        StorageError::TimestampOutOfRange(_) => true,
+        _ => false,
+    }
 }
 
 /// Answers every producer of a flush. Called only after the transaction ended.
@@ -581,6 +618,23 @@ mod tests {
         let handles = submit_all(&queue, vec![vec![append("t", 0, 1)]]).await;
         committer.poll(&mut runner);
         assert_eq!(handles.into_iter().next().unwrap().await.unwrap(), vec![Ok(2)], "no gap after the failure");
+    }
+
+    /// A trigger refusing one producer's rows used to fail every producer of the group
+    /// commit; the group is now written again one producer at a time.
+    #[tokio::test]
+    async fn rows_refused_by_a_trigger_fail_only_their_producer() {
+        let (queue, mut committer) = channel(settings(0), Arc::new(|| {}), Watermarks::default(), TopicCache::default());
+        let mut runner = runner_with_topic(2);
+        runner.0.refuse_partition = Some((1, 1));
+        let handles = submit_all(&queue, vec![vec![append("t", 0, 2)], vec![append("t", 1, 1)], vec![append("t", 0, 1)]]).await;
+        committer.poll(&mut runner);
+        let mut answers = Vec::new();
+        for handle in handles {
+            answers.push(handle.await.unwrap());
+        }
+        assert_eq!(answers, vec![vec![Ok(0)], vec![Err(ResponseError::KafkaStorageError)], vec![Ok(2)]]);
+        assert_eq!(runner.0.messages.offsets, vec![0, 1, 2], "no gap where the refused rows would have gone");
     }
 
     #[tokio::test]
