@@ -218,6 +218,18 @@ mod tests {
     }
 
     #[pg_test]
+    fn strings_with_nul_bytes_are_refused_not_stored() {
+        let mut storage = PgStorage::default();
+        let topic = storage.create_topic("pgtest-nul", 1).unwrap();
+        let commit = pg_kafka_core::storage::OffsetCommit { topic_id: topic.id, partition: 0, offset: 1, leader_epoch: -1, metadata: None };
+        let refused = storage.commit_offsets("g\0", std::slice::from_ref(&commit));
+        assert!(matches!(refused, Err(StorageError::Database { sqlstate: Some(ref code), .. }) if code == "22021"), "{refused:?}");
+        let with_metadata = pg_kafka_core::storage::OffsetCommit { metadata: Some("m\0".into()), ..commit };
+        assert!(storage.commit_offsets("g", &[with_metadata]).is_err());
+        assert_eq!(Spi::get_one::<i64>("SELECT count(*) FROM kafka.consumer_offsets WHERE group_id LIKE 'g%'"), Ok(Some(0)));
+    }
+
+    #[pg_test]
     fn the_worker_is_running_and_listening() {
         let workers = Spi::get_one::<i64>("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pg_kafka'");
         assert_eq!(workers, Ok(Some(1)));

@@ -15,8 +15,9 @@ use pg_kafka_core::config::SynchronousCommit;
 use pg_kafka_core::storage::bridge::JobRunner;
 use pg_kafka_core::storage::copy_binary::encode_binary;
 use pg_kafka_core::storage::{
-    is_valid_topic_name, kafka_timestamp_ms, postgres_timestamp_us, record_bytes, CommittedOffset, MessageRows, OffsetCommit, ProducerKey,
-    ProducerState, ReadLimit, SequencedBatch, Storage, StorageError, StoredRecord, Topic, DEFAULT_MAX_MESSAGE_BYTES,
+    is_storable_text, is_valid_topic_name, kafka_timestamp_ms, postgres_timestamp_us, record_bytes, CommittedOffset, MessageRows,
+    OffsetCommit, ProducerKey, ProducerState, ReadLimit, SequencedBatch, Storage, StorageError, StoredRecord, Topic,
+    DEFAULT_MAX_MESSAGE_BYTES,
 };
 
 use super::copy_in;
@@ -112,6 +113,19 @@ fn topics_from(rows: SpiTupleTable<'_>) -> Result<Vec<Topic>, StorageError> {
         });
     }
     Ok(topics)
+}
+
+/// Refuses strings a `text` datum cannot hold (NUL bytes) with Postgres's own SQLSTATE
+/// 22021, instead of building an invalid datum. Handlers refuse them earlier with a Kafka
+/// error; this is the last line.
+fn storable<'a>(texts: impl IntoIterator<Item = &'a str>) -> Result<(), StorageError> {
+    match texts.into_iter().find(|t| !is_storable_text(t)) {
+        None => Ok(()),
+        Some(_) => Err(StorageError::Database {
+            sqlstate: Some("22021".into()),
+            message: "a string from the wire holds a NUL byte, which text cannot store".into(),
+        }),
+    }
 }
 
 /// Runs a statement that returns no rows the caller needs.
@@ -271,6 +285,7 @@ impl Storage for PgStorage {
         if configs.is_empty() {
             return Ok(());
         }
+        storable(configs.iter().flat_map(|(n, v)| [n.as_str(), v.as_str()]))?;
         let names: Vec<String> = configs.iter().map(|(n, _)| n.clone()).collect();
         let values: Vec<String> = configs.iter().map(|(_, v)| v.clone()).collect();
         execute(INSERT_TOPIC_CONFIGS, &[topic_id.into(), names.into(), values.into()])
@@ -281,6 +296,7 @@ impl Storage for PgStorage {
     }
 
     fn commit_offsets(&mut self, group: &str, offsets: &[OffsetCommit]) -> Result<(), StorageError> {
+        storable([group].into_iter().chain(offsets.iter().filter_map(|o| o.metadata.as_deref())))?;
         let column = |f: fn(&OffsetCommit) -> i32| -> Vec<i32> { offsets.iter().map(f).collect() };
         let (topic_ids, partitions, epochs) = (column(|o| o.topic_id), column(|o| o.partition), column(|o| o.leader_epoch));
         let committed: Vec<i64> = offsets.iter().map(|o| o.offset).collect();
@@ -290,6 +306,7 @@ impl Storage for PgStorage {
     }
 
     fn committed_offsets(&mut self, group: &str) -> Result<Vec<CommittedOffset>, StorageError> {
+        storable([group])?;
         with_client(|client| {
             let rows = client.select(COMMITTED_OFFSETS, None, &[group.into()]).map_err(database_error)?;
             rows.into_iter()
@@ -314,6 +331,7 @@ impl Storage for PgStorage {
     }
 
     fn delete_group_offsets(&mut self, groups: &[String]) -> Result<Vec<String>, StorageError> {
+        storable(groups.iter().map(String::as_str))?;
         with_client(|client| {
             let rows = client.update(DELETE_GROUP_OFFSETS, None, &[groups.to_vec().into()]).map_err(database_error)?;
             let mut deleted: Vec<String> = rows

@@ -5,6 +5,7 @@ use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
 use kafka_protocol::messages::{DeleteGroupsRequest, DeleteGroupsResponse};
 use kafka_protocol::ResponseError;
 
+use super::groups::check_group_id;
 use super::{decode, respond, storage_call, Broker, Outcome};
 use crate::logging;
 use crate::protocol::header::RequestFrame;
@@ -14,7 +15,8 @@ pub async fn handle(broker: &Broker, request: &RequestFrame) -> Outcome {
         Ok(body) => body,
         Err(outcome) => return outcome,
     };
-    let in_memory: Vec<Result<bool, ResponseError>> = body.groups_names.iter().map(|g| broker.groups.delete(g)).collect();
+    let in_memory: Vec<Result<bool, ResponseError>> =
+        body.groups_names.iter().map(|g| check_group_id(g).and_then(|()| broker.groups.delete(g))).collect();
     let deletable: Vec<String> = body.groups_names.iter().zip(&in_memory).filter(|(_, r)| r.is_ok()).map(|(g, _)| g.to_string()).collect();
     let had_offsets = storage_call(broker, move |s| s.delete_group_offsets(&deletable)).await;
     if let Err(e) = &had_offsets {

@@ -8,10 +8,11 @@ use kafka_protocol::messages::offset_commit_response::{OffsetCommitResponseParti
 use kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse};
 use kafka_protocol::ResponseError;
 
-use super::groups::MemberRef;
+use super::groups::{check_group_id, MemberRef};
 use super::{decode, respond, storage_call, Broker, Outcome};
 use crate::logging;
 use crate::protocol::header::RequestFrame;
+use crate::storage::is_storable_text;
 use crate::storage::topics::TopicRef;
 use crate::storage::OffsetCommit;
 
@@ -25,11 +26,8 @@ pub async fn handle(broker: &Broker, request: &RequestFrame) -> Outcome {
     };
     let member = MemberRef { member_id: body.member_id.to_string(), instance_id: body.group_instance_id.as_ref().map(ToString::to_string) };
     let group_id = body.group_id.to_string();
-    let checked = if group_id.is_empty() {
-        Err(ResponseError::InvalidGroupId)
-    } else {
-        broker.groups.check_commit(&group_id, body.generation_id_or_member_epoch, &member)
-    };
+    let checked =
+        check_group_id(&group_id).and_then(|()| broker.groups.check_commit(&group_id, body.generation_id_or_member_epoch, &member));
     if let Err(error) = checked {
         return respond(request, &response(&body, |_, _| Some(error)));
     }
@@ -59,7 +57,9 @@ pub async fn handle(broker: &Broker, request: &RequestFrame) -> Outcome {
                 Some(t) if (0..t.partitions).contains(&p.partition_index) => None,
                 _ => Some(ResponseError::UnknownTopicOrPartition),
             }
-            .or_else(|| metadata.as_ref().filter(|m| m.len() > MAX_METADATA_BYTES).map(|_| ResponseError::OffsetMetadataTooLarge));
+            .or_else(|| metadata.as_ref().filter(|m| m.len() > MAX_METADATA_BYTES).map(|_| ResponseError::OffsetMetadataTooLarge))
+            // Postgres text cannot hold NUL bytes: refused, never stored altered.
+            .or_else(|| metadata.as_ref().filter(|m| !is_storable_text(m)).map(|_| ResponseError::InvalidRequest));
             match (refusal, &resolved) {
                 (Some(error), _) => {
                     refusals.insert(key, error);
@@ -126,14 +126,36 @@ mod tests {
     use kafka_protocol::protocol::StrBytes;
 
     fn commit(offset: i64) -> RequestFrame {
-        let partition = OffsetCommitRequestPartition::default().with_partition_index(0).with_committed_offset(offset);
+        commit_from("g", offset, None)
+    }
+
+    fn commit_from(group: &'static str, offset: i64, metadata: Option<&'static str>) -> RequestFrame {
+        let partition = OffsetCommitRequestPartition::default()
+            .with_partition_index(0)
+            .with_committed_offset(offset)
+            .with_committed_metadata(metadata.map(StrBytes::from_static_str));
         let body = OffsetCommitRequest::default()
-            .with_group_id(GroupId(StrBytes::from_static_str("g")))
+            .with_group_id(GroupId(StrBytes::from_static_str(group)))
             .with_generation_id_or_member_epoch(-1)
             .with_topics(vec![OffsetCommitRequestTopic::default()
                 .with_name(TopicName(StrBytes::from_static_str("t")))
                 .with_partitions(vec![partition])]);
         request_frame(ApiKey::OffsetCommit, 8, &body)
+    }
+
+    /// Postgres text cannot hold NUL bytes, which Kafka strings may: such a group id is
+    /// INVALID_GROUP_ID and such metadata INVALID_REQUEST, and nothing is stored.
+    #[tokio::test]
+    async fn strings_postgres_cannot_store_get_kafka_errors() {
+        let broker = broker_with_writer(1);
+        let code = |outcome: Outcome| -> i16 {
+            let response: OffsetCommitResponse = crate::broker::testing::decode_response(outcome, ApiKey::OffsetCommit, 8);
+            response.topics[0].partitions[0].error_code
+        };
+        assert_eq!(code(broker.handle(commit_from("g\0x", 5, None)).await), ResponseError::InvalidGroupId.code());
+        assert_eq!(code(broker.handle(commit_from("g", 5, Some("m\0"))).await), ResponseError::InvalidRequest.code());
+        assert_eq!(with_storage(&broker, |s| s.offset_groups()).await.unwrap(), Vec::<String>::new());
+        assert_eq!(code(broker.handle(commit_from("g", 5, Some("m"))).await), 0);
     }
 
     /// Two commits pipelined on one connection take effect in request order, whichever

@@ -15,6 +15,7 @@ use kafka_protocol::ResponseError;
 use super::{decode, respond, storage_call, Broker, Outcome};
 use crate::logging;
 use crate::protocol::header::RequestFrame;
+use crate::storage::is_storable_text;
 use crate::storage::CommittedOffset;
 
 /// One group's question: `None` asks for everything it committed.
@@ -45,8 +46,12 @@ pub async fn handle(broker: &Broker, request: &RequestFrame) -> Outcome {
             topics: body.topics.as_ref().map(|ts| ts.iter().map(|t| (t.name.clone(), t.partition_indexes.clone())).collect()),
         }]
     };
+    // A group id Postgres cannot store has no offsets: it is not looked up.
     let groups: Vec<String> = asked.iter().map(|a| a.group_id.to_string()).collect();
-    let stored = storage_call(broker, move |s| groups.iter().map(|g| s.committed_offsets(g)).collect::<Result<Vec<_>, _>>()).await;
+    let stored = storage_call(broker, move |s| {
+        groups.iter().map(|g| if is_storable_text(g) { s.committed_offsets(g) } else { Ok(Vec::new()) }).collect::<Result<Vec<_>, _>>()
+    })
+    .await;
     let (answers, error): (Vec<Answer>, _) = match stored {
         Ok(stored) => (asked.iter().zip(stored).map(|(a, s)| answer(a, s)).collect(), None),
         Err(e) => {

@@ -251,6 +251,12 @@ pub fn postgres_timestamp_us(ms: i64) -> Option<i64> {
     ms.checked_sub(POSTGRES_EPOCH_MS).and_then(|ms| ms.checked_mul(1000)).filter(|us| (MIN_TIMESTAMP_US..END_TIMESTAMP_US).contains(us))
 }
 
+/// Whether Postgres can store `text` in a `text` column: it cannot hold NUL bytes, which
+/// the Kafka protocol allows in strings. Such strings get a Kafka error, never a datum.
+pub fn is_storable_text(text: &str) -> bool {
+    !text.contains('\0')
+}
+
 /// Kafka's topic name rule: 1-249 characters of `[a-zA-Z0-9._-]`, and not `.` or `..`.
 pub fn is_valid_topic_name(name: &str) -> bool {
     (1..=249).contains(&name.len())

@@ -26,8 +26,8 @@ impl GroupCoordinator {
 
     pub fn join(&self, request: JoinRequest) -> Pending<JoinResponse> {
         let settings = self.settings;
-        if request.group_id.is_empty() {
-            return Pending::Ready(JoinResponse::error(ResponseError::InvalidGroupId, &request.member_id));
+        if let Err(error) = check_group_id(&request.group_id) {
+            return Pending::Ready(JoinResponse::error(error, &request.member_id));
         }
         let session = Duration::from_millis(request.session_timeout_ms.max(0) as u64);
         if request.session_timeout_ms <= 0 || session < settings.min_session_timeout || session > settings.max_session_timeout {

@@ -37,6 +37,15 @@ mod tests;
 
 pub use coordinator::GroupCoordinator;
 
+/// A group id pg_kafka can keep: not empty, and storable in Postgres (no NUL bytes; its
+/// committed offsets are rows keyed by it). INVALID_GROUP_ID otherwise.
+pub fn check_group_id(group_id: &str) -> Result<(), ResponseError> {
+    if group_id.is_empty() || !crate::storage::is_storable_text(group_id) {
+        return Err(ResponseError::InvalidGroupId);
+    }
+    Ok(())
+}
+
 /// The protocol type shown for groups known only by their committed offsets (after a
 /// restart, before any member rejoins): offsets are committed by consumers.
 pub const OFFSETS_ONLY_PROTOCOL_TYPE: &str = "consumer";
