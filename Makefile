@@ -89,7 +89,7 @@ e2e-test: install
 	scripts/cluster.sh start $(E2E_DATA) $(E2E_PG_PORT) $(E2E_PORT)
 	PGKAFKA_E2E_BOOTSTRAP=127.0.0.1:$(E2E_PORT) PGKAFKA_E2E_PG_PORT=$(E2E_PG_PORT) \
 	PGKAFKA_E2E_DATA=$(abspath $(E2E_DATA)) \
-	cargo test -p pg_kafka_e2e -- --test-threads=4; \
+	cargo test -p pg_kafka_e2e -- --test-threads=4 --show-output; \
 	status=$$?; scripts/cluster.sh stop $(E2E_DATA); exit $$status
 
 bench: install

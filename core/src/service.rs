@@ -28,6 +28,10 @@ use crate::storage::watermarks::Watermarks;
 use crate::writer::group_commit::{self, CommitSettings, GroupCommitter};
 use crate::writer::retention::Retention;
 
+/// The time storage jobs may take in one turn of the storage thread before the group
+/// commit gets its turn.
+pub const JOBS_PER_TURN: Duration = Duration::from_millis(20);
+
 /// What the thread that owns storage runs: bridge jobs, group commits, refreshes, retention.
 pub struct StorageSide {
     jobs: JobQueue,
@@ -37,14 +41,23 @@ pub struct StorageSide {
 
 impl StorageSide {
     /// Runs what is queued and what is due, each unit through `runner` (one transaction
-    /// each). Returns how long until something is next due.
+    /// each). Returns how long until something is next due (zero while jobs are left).
+    ///
+    /// Storage jobs get [`JOBS_PER_TURN`] of each turn: a burst of them (a thousand
+    /// clients' Metadata requests, say) is spread over turns, and the group commit still
+    /// runs in every one, so producers are acknowledged on time.
     pub fn turn(&mut self, runner: &mut dyn JobRunner) -> Duration {
-        self.jobs.run_pending(runner);
+        let jobs_left = self.jobs.run_pending_within(runner, JOBS_PER_TURN);
         let next_flush = self.committer.poll(runner);
         let next_refresh = self.committer.refresh_if_due(runner);
         let next_retention = self.retention.run_if_due(runner);
         let next_periodic = next_refresh.min(next_retention);
-        next_flush.map_or(next_periodic, |flush| flush.min(next_periodic))
+        let next = next_flush.map_or(next_periodic, |flush| flush.min(next_periodic));
+        if jobs_left {
+            Duration::ZERO
+        } else {
+            next
+        }
     }
 
     /// Fails every queued produce with a retriable error (shutdown: nothing of it was
@@ -84,4 +97,47 @@ pub fn start(config: Arc<Config>, wake: Waker) -> std::io::Result<(Server, Stora
     let port = listener.local_addr().port();
     let (broker, storage_side) = assemble(config, wake, port, listener.shutdown_signal());
     Ok((Server::start(listener, broker)?, storage_side))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::records::Record;
+    use crate::storage::bridge::DirectRunner;
+    use crate::storage::memory::MemoryStorage;
+    use crate::storage::Storage;
+    use crate::writer::group_commit::PartitionAppend;
+
+    /// A burst of slow storage jobs does not hold off the group commit: each turn runs
+    /// jobs for at most JOBS_PER_TURN, then flushes, and says to come back at once.
+    #[tokio::test]
+    async fn a_burst_of_jobs_is_spread_over_turns_and_the_writer_runs_in_each() {
+        let config = Arc::new(Config { flush_interval_ms: 0, ..Config::default() });
+        let (_shutdown_tx, shutdown) = watch::channel(false);
+        let (broker, mut side) = assemble(config, Arc::new(|| {}), 9092, shutdown);
+        let mut memory = MemoryStorage::default();
+        let topic = memory.create_topic("t", 1).unwrap();
+        let mut runner = DirectRunner(memory);
+        let storage = broker.storage_client().clone();
+        let slow: Vec<_> = (0..10)
+            .map(|_| {
+                let storage = storage.clone();
+                tokio::spawn(async move { storage.call(|_| std::thread::sleep(Duration::from_millis(10))).await })
+            })
+            .collect();
+        let record = Record { offset_delta: 0, timestamp: 0, key: None, value: None, headers: None };
+        let append = PartitionAppend { topic, topics_generation: 0, partition: 0, records: vec![record], batch_bytes: 0, producer: None };
+        // Queued at once (the future only waits for the answer).
+        let produced = tokio::spawn(broker.commit_queue().enqueue(vec![append], 1));
+        while side.jobs.len() < 10 {
+            tokio::task::yield_now().await;
+        }
+        let next = side.turn(&mut runner);
+        assert_eq!(next, Duration::ZERO, "jobs are left for the next turn");
+        assert_eq!(produced.await.unwrap().unwrap(), vec![Ok(0)], "the produce was committed in the first turn");
+        while side.turn(&mut runner) == Duration::ZERO {}
+        for job in slow {
+            job.await.unwrap().unwrap();
+        }
+    }
 }

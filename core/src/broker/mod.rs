@@ -115,6 +115,16 @@ impl Broker {
         &self.config
     }
 
+    #[cfg(test)]
+    pub(crate) fn storage_client(&self) -> &StorageClient {
+        &self.storage
+    }
+
+    #[cfg(test)]
+    pub(crate) fn commit_queue(&self) -> &CommitQueue {
+        &self.commits
+    }
+
     /// The in-flight byte budget shared by every connection.
     pub fn budget(&self) -> &Arc<tokio::sync::Semaphore> {
         &self.budget

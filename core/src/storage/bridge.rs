@@ -108,9 +108,31 @@ impl JobQueue {
         ran
     }
 
+    /// Runs queued jobs until none is left or `budget` has passed (a job that started
+    /// always finishes). Returns whether jobs are still queued.
+    pub fn run_pending_within(&self, runner: &mut dyn JobRunner, budget: std::time::Duration) -> bool {
+        let started = std::time::Instant::now();
+        while started.elapsed() < budget {
+            match self.jobs.try_recv() {
+                Ok(job) => run_job(runner, job),
+                Err(_) => return false,
+            }
+        }
+        !self.jobs.is_empty()
+    }
+
     /// True once every client is gone and nothing is left to run.
     pub fn is_disconnected(&self) -> bool {
         self.jobs.is_disconnected() && self.jobs.is_empty()
+    }
+
+    /// Jobs waiting now.
+    pub fn len(&self) -> usize {
+        self.jobs.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.jobs.is_empty()
     }
 }
 

@@ -94,6 +94,23 @@ impl HeldSession {
     }
 }
 
+/// The memory target under attack: the worker's peak resident set stays below this.
+pub const WORKER_PEAK_RSS_LIMIT_MB: u64 = 1024;
+
+/// Prints the worker's peak resident set so far (VmHWM) after `attack`, and checks it
+/// stays under [`WORKER_PEAK_RSS_LIMIT_MB`]. The line is part of the test output.
+pub fn report_worker_peak_rss(attack: &str) {
+    let pid = psql("SELECT pid FROM pg_stat_activity WHERE backend_type = 'pg_kafka'");
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("the worker's /proc status");
+    let kb: u64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM");
+    println!("worker peak RSS after {attack}: {} MB", kb / 1024);
+    assert!(kb / 1024 < WORKER_PEAK_RSS_LIMIT_MB, "worker peak RSS {} MB after {attack}", kb / 1024);
+}
+
 pub fn server_log() -> String {
     std::fs::read_to_string(format!("{}/server.log", env("PGKAFKA_E2E_DATA"))).unwrap_or_default()
 }

@@ -38,5 +38,6 @@ fn a_connection_flood_is_refused_politely_and_the_worker_survives() {
     let response: ApiVersionsResponse = client.read_response(ApiKey::ApiVersions, 0);
     assert_eq!(response.error_code, 0);
     assert_eq!(worker_identity(), before);
+    report_worker_peak_rss("a 1,200-connection flood");
     session.assert_survived();
 }

@@ -96,6 +96,7 @@ fn oversized_frame_closes_only_that_connection() {
     assert_eq!(response.error_code, 0);
     assert!(wait_for_log("exceeds pg_kafka.max_frame_bytes"));
     assert_eq!(worker_identity(), before);
+    report_worker_peak_rss("an oversized frame");
     session.assert_survived();
 }
 
@@ -113,6 +114,7 @@ fn array_lengths_from_the_wire_never_reach_the_allocator() {
     assert!(wait_for_log("malformed Metadata v1 request"));
     assert_eq!(worker_identity(), before);
     assert_listener_answers();
+    report_worker_peak_rss("lying array lengths");
     session.assert_survived();
 }
 
@@ -134,6 +136,7 @@ fn a_known_tag_with_a_false_size_cannot_misalign_the_decoder() {
     let _ = client.read_frame();
     assert_eq!(worker_identity(), before);
     assert_listener_answers();
+    report_worker_peak_rss("the Fetch v17 size-0 tag frame");
     session.assert_survived();
 }
 
@@ -157,6 +160,7 @@ fn garbage_and_truncated_requests_close_the_connection_and_nothing_else() {
     }
     assert_eq!(worker_identity(), before);
     assert_listener_answers();
+    report_worker_peak_rss("garbage and truncated frames");
     session.assert_survived();
 }
 
@@ -182,5 +186,6 @@ fn silent_clients_announcing_large_frames_stall_nobody() {
     assert!(started.elapsed() < Duration::from_secs(5), "metadata took {:?}", started.elapsed());
     drop(silent);
     assert_eq!(worker_identity(), before);
+    report_worker_peak_rss("three silent 100 MB announcements");
     session.assert_survived();
 }

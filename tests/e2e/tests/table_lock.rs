@@ -38,5 +38,6 @@ fn a_locked_messages_table_delays_producers_but_freezes_nobody() {
         "1"
     );
     assert!(wait_for_log("55P03"), "the lock timeout is logged with its SQLSTATE");
+    report_worker_peak_rss("a table lock");
     locker.assert_survived();
 }
