@@ -2,10 +2,11 @@
 //! [`Config`] for the network side.
 //!
 //! GUC values may only be read on the Postgres main thread (pgrx checks this), so the
-//! worker reads them once at start-up into a `Config`, a plain `Clone + Send` struct that
-//! the tokio side owns. Every default comes from `pg_kafka_core::config::defaults`, the
-//! one table of them. Every setting here is `PGC_POSTMASTER`: changing one needs a server
-//! restart, which keeps the snapshot honest.
+//! worker reads them at start-up into a `Config`, a plain `Clone + Send` struct that the
+//! tokio side owns, and again on SIGHUP (`pg_reload_conf()`): the settings read per
+//! request or per frame are `PGC_SIGHUP` and take effect then; the others (listener,
+//! budgets, the writer's and the coordinator's settings) are `PGC_POSTMASTER` and need a
+//! restart. Every default comes from `pg_kafka_core::config::defaults`, the one table.
 
 use std::ffi::CString;
 
@@ -162,7 +163,7 @@ pub fn init() {
         c"Log each Kafka client connection and disconnection.",
         c"",
         &LOG_CONNECTIONS,
-        GucContext::Postmaster,
+        GucContext::Sighup,
         GucFlags::default(),
     );
     GucRegistry::define_int_guc(
@@ -182,7 +183,7 @@ pub fn init() {
         &MAX_FRAME_BYTES,
         1024,
         i32::MAX,
-        GucContext::Postmaster,
+        GucContext::Sighup,
         GucFlags::UNIT_BYTE,
     );
     GucRegistry::define_int_guc(
@@ -202,7 +203,7 @@ pub fn init() {
         &DEFAULT_PARTITIONS,
         1,
         10_000,
-        GucContext::Postmaster,
+        GucContext::Sighup,
         GucFlags::default(),
     );
     GucRegistry::define_bool_guc(
@@ -210,7 +211,7 @@ pub fn init() {
         c"Create topics that clients ask for in Metadata requests.",
         c"Honoured only when the client also allows auto-creation in its request.",
         &AUTO_CREATE_TOPICS,
-        GucContext::Postmaster,
+        GucContext::Sighup,
         GucFlags::default(),
     );
     GucRegistry::define_int_guc(
@@ -248,7 +249,7 @@ pub fn init() {
         c"synchronous_commit of the writer's transactions.",
         c"on: an acknowledged message survives a crash. off: faster commits, but the last few hundred ms of acknowledged messages can be lost in an OS or Postgres crash (never corrupted).",
         &SYNCHRONOUS_COMMIT,
-        GucContext::Postmaster,
+        GucContext::Sighup,
         GucFlags::default(),
     );
     GucRegistry::define_int_guc(
@@ -268,7 +269,7 @@ pub fn init() {
         &MAX_WAIT_MS,
         0,
         600_000,
-        GucContext::Postmaster,
+        GucContext::Sighup,
         GucFlags::UNIT_MS,
     );
     GucRegistry::define_int_guc(
@@ -328,7 +329,7 @@ pub fn init() {
         &LOCK_TIMEOUT_MS,
         0,
         3_600_000,
-        GucContext::Postmaster,
+        GucContext::Sighup,
         GucFlags::UNIT_MS,
     );
     GucRegistry::define_int_guc(
@@ -338,7 +339,7 @@ pub fn init() {
         &REQUEST_TIMEOUT_MS,
         100,
         3_600_000,
-        GucContext::Postmaster,
+        GucContext::Sighup,
         GucFlags::UNIT_MS,
     );
     GucRegistry::define_int_guc(
@@ -348,7 +349,7 @@ pub fn init() {
         &CONNECTIONS_MAX_IDLE_MS,
         1000,
         i32::MAX,
-        GucContext::Postmaster,
+        GucContext::Sighup,
         GucFlags::UNIT_MS,
     );
     GucRegistry::define_int_guc(
@@ -358,7 +359,7 @@ pub fn init() {
         &FETCH_MAX_BYTES,
         1024,
         i32::MAX,
-        GucContext::Postmaster,
+        GucContext::Sighup,
         GucFlags::UNIT_BYTE,
     );
 }

@@ -6,6 +6,9 @@
 //! reads the same table, so a default is written down exactly once.
 
 use std::ffi::CStr;
+use std::sync::Arc;
+
+use parking_lot::RwLock;
 
 /// Every setting's default. The GUC declarations and [`Config::default`] both read these.
 pub mod defaults {
@@ -153,5 +156,28 @@ impl Default for Config {
             connections_max_idle_ms: count(d::CONNECTIONS_MAX_IDLE_MS),
             fetch_max_bytes: count(d::FETCH_MAX_BYTES) as usize,
         }
+    }
+}
+
+/// The settings the network side reads, replaced whole when Postgres reloads its
+/// configuration (SIGHUP). Readers take a snapshot per request or per frame, so one
+/// request never sees half of a reload.
+#[derive(Clone, Debug)]
+pub struct SharedConfig(Arc<RwLock<Arc<Config>>>);
+
+impl SharedConfig {
+    pub fn new(config: Config) -> SharedConfig {
+        SharedConfig(Arc::new(RwLock::new(Arc::new(config))))
+    }
+
+    /// The settings in force now.
+    pub fn current(&self) -> Arc<Config> {
+        self.0.read().clone()
+    }
+
+    /// Puts reloaded settings in force; what was fixed at start (listener, budgets, the
+    /// writer's and the coordinator's settings) keeps its start-up value wherever it is used.
+    pub fn replace(&self, config: Config) {
+        *self.0.write() = Arc::new(config);
     }
 }

@@ -13,14 +13,13 @@
 //! main loop inside Postgres transactions; unit tests call [`assemble`] and drive the same
 //! `StorageSide` over the in-memory engine on a plain thread.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
 
 use crate::broker::groups::{GroupCoordinator, GroupSettings};
 use crate::broker::Broker;
-use crate::config::Config;
+use crate::config::{Config, SharedConfig};
 use crate::server::{Listener, Server};
 use crate::storage::bridge::{self, JobQueue, JobRunner, Waker};
 use crate::storage::topics::TopicCache;
@@ -37,6 +36,8 @@ pub struct StorageSide {
     jobs: JobQueue,
     committer: GroupCommitter,
     retention: Retention,
+    /// The network side's settings, replaced on reload.
+    config: SharedConfig,
 }
 
 impl StorageSide {
@@ -66,6 +67,12 @@ impl StorageSide {
         self.committer.fail_pending();
     }
 
+    /// Puts reloaded settings in force for the network side (SIGHUP). Settings fixed at
+    /// start keep their start-up values.
+    pub fn reload(&self, config: Config) {
+        self.config.replace(config);
+    }
+
     /// True once the network side is gone and nothing is left to run.
     pub fn is_disconnected(&self) -> bool {
         self.jobs.is_disconnected() && self.committer.is_disconnected()
@@ -75,7 +82,7 @@ impl StorageSide {
 /// Builds a broker and its storage side. `wake` is called whenever work is queued for the
 /// storage thread; `advertised_port` is what Metadata tells clients; `shutdown` turns true
 /// when the server stops (long polls then answer at once).
-pub fn assemble(config: Arc<Config>, wake: Waker, advertised_port: u16, shutdown: watch::Receiver<bool>) -> (Broker, StorageSide) {
+pub fn assemble(config: Config, wake: Waker, advertised_port: u16, shutdown: watch::Receiver<bool>) -> (Broker, StorageSide) {
     let (storage, jobs) = bridge::channel(wake.clone());
     let settings = CommitSettings {
         flush_interval: Duration::from_millis(config.flush_interval_ms),
@@ -87,12 +94,13 @@ pub fn assemble(config: Arc<Config>, wake: Waker, advertised_port: u16, shutdown
     let (commits, committer) = group_commit::channel(settings, wake, watermarks.clone(), topics.clone());
     let retention = Retention::new(Duration::from_millis(config.retention_check_interval_ms), watermarks.clone());
     let groups = GroupCoordinator::new(GroupSettings::from_config(&config));
-    let broker = Broker::new(config, advertised_port, storage, commits, watermarks, topics, groups, shutdown);
-    (broker, StorageSide { jobs, committer, retention })
+    let config = SharedConfig::new(config);
+    let broker = Broker::new(config.clone(), advertised_port, storage, commits, watermarks, topics, groups, shutdown);
+    (broker, StorageSide { jobs, committer, retention, config })
 }
 
 /// Binds the listener from `config`, assembles the broker on it and starts serving.
-pub fn start(config: Arc<Config>, wake: Waker) -> std::io::Result<(Server, StorageSide)> {
+pub fn start(config: Config, wake: Waker) -> std::io::Result<(Server, StorageSide)> {
     let listener = Listener::bind(&config)?;
     let port = listener.local_addr().port();
     let (broker, storage_side) = assemble(config, wake, port, listener.shutdown_signal());
@@ -101,6 +109,8 @@ pub fn start(config: Arc<Config>, wake: Waker) -> std::io::Result<(Server, Stora
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
     use crate::protocol::records::Record;
     use crate::storage::bridge::DirectRunner;
@@ -112,7 +122,7 @@ mod tests {
     /// jobs for at most JOBS_PER_TURN, then flushes, and says to come back at once.
     #[tokio::test]
     async fn a_burst_of_jobs_is_spread_over_turns_and_the_writer_runs_in_each() {
-        let config = Arc::new(Config { flush_interval_ms: 0, ..Config::default() });
+        let config = Config { flush_interval_ms: 0, ..Config::default() };
         let (_shutdown_tx, shutdown) = watch::channel(false);
         let (broker, mut side) = assemble(config, Arc::new(|| {}), 9092, shutdown);
         let mut memory = MemoryStorage::default();

@@ -499,12 +499,20 @@ fn sqlstate(packed: i32) -> String {
 /// `lock_timeout`.
 pub fn prepare_session(synchronous_commit: SynchronousCommit, lock_timeout_ms: u64) -> Result<(), StorageError> {
     let mut runner = TransactionRunner::default();
+    runner.run(&mut |_| Spi::run("CREATE EXTENSION IF NOT EXISTS pg_kafka").map_err(database_error))?;
+    apply_session_settings(&mut runner, synchronous_commit, lock_timeout_ms)
+}
+
+/// Sets the worker session's `synchronous_commit` and `lock_timeout` (at start and after
+/// a reload).
+pub fn apply_session_settings(
+    runner: &mut TransactionRunner,
+    synchronous_commit: SynchronousCommit,
+    lock_timeout_ms: u64,
+) -> Result<(), StorageError> {
     let lock_timeout = format!("{lock_timeout_ms}ms");
     runner.run(&mut |_| {
-        Spi::run("CREATE EXTENSION IF NOT EXISTS pg_kafka")
-            .and_then(|_| {
-                Spi::run_with_args("SELECT set_config('synchronous_commit', $1, false)", &[synchronous_commit.as_setting().into()])
-            })
+        Spi::run_with_args("SELECT set_config('synchronous_commit', $1, false)", &[synchronous_commit.as_setting().into()])
             .and_then(|_| Spi::run_with_args("SELECT set_config('lock_timeout', $1, false)", &[lock_timeout.as_str().into()]))
             .map_err(database_error)
     })

@@ -27,7 +27,7 @@ use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, BgWorkerStartTi
 use pgrx::prelude::*;
 
 use crate::gucs;
-use crate::pg::storage::{prepare_session, TransactionRunner};
+use crate::pg::storage::{apply_session_settings, prepare_session, TransactionRunner};
 use wakeup::Wakeup;
 
 const RESTART_SECONDS: u64 = 5;
@@ -49,7 +49,7 @@ pub fn register() {
 #[unsafe(no_mangle)]
 pub extern "C-unwind" fn pg_kafka_worker_main(_arg: pg_sys::Datum) {
     BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
-    let config = Arc::new(gucs::config());
+    let config = gucs::config();
     BackgroundWorker::connect_worker_to_spi(Some(&config.database), None);
     let log_lines = logging::install();
 
@@ -135,12 +135,28 @@ impl MainLoop {
 
     fn turn(&mut self) {
         self.wakeup.clear();
+        if BackgroundWorker::sighup_received() {
+            self.reload();
+        }
         self.next_wake = Some(self.storage_side.turn(&mut self.runner));
         // A backend reports its table statistics when it goes idle; a worker must do it
         // itself, or autovacuum never learns of the rows the writer inserts. Rate-limited
         // by Postgres to about once a second; called outside any transaction.
         unsafe { pg_sys::pgstat_report_stat(false) };
         self.forward_logs();
+    }
+
+    /// SIGHUP: rereads postgresql.conf, applies the session settings and gives the network
+    /// side the new settings. Those that need a restart keep their start-up values (and
+    /// Postgres logs that they changed but cannot take effect).
+    fn reload(&mut self) {
+        unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
+        let config = gucs::config();
+        if let Err(e) = apply_session_settings(&mut self.runner, config.synchronous_commit, config.lock_timeout_ms) {
+            warning!("pg_kafka: reloaded settings could not be applied to the worker's session: {e}");
+        }
+        self.storage_side.reload(config);
+        log!("pg_kafka: settings reloaded");
     }
 
     fn forward_logs(&self) {

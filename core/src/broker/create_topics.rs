@@ -39,7 +39,7 @@ pub async fn handle(broker: &Broker, request: &RequestFrame) -> Outcome {
         .topics
         .iter()
         .map(|t| match repeated.contains(t.name.as_str()) {
-            false => plan(t, broker.config.default_partitions),
+            false => plan(t, broker.config().default_partitions),
             true => Err(named_twice()),
         })
         .collect();

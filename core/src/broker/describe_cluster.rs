@@ -23,7 +23,7 @@ pub async fn handle(broker: &Broker, request: &RequestFrame) -> Outcome {
     }
     let this_broker = DescribeClusterBroker::default()
         .with_broker_id(BrokerId(NODE_ID))
-        .with_host(StrBytes::from_string(broker.config.advertised_host.clone()))
+        .with_host(StrBytes::from_string(broker.config().advertised_host.clone()))
         .with_port(i32::from(broker.advertised_port));
     let response = response
         .with_cluster_id(StrBytes::from_static_str(CLUSTER_ID))

@@ -76,7 +76,7 @@ async fn topic_lines(broker: &Broker, topic: &str) -> Result<Vec<Line>, (Respons
 
 /// The broker's settings that clients ask about; all read-only here (they are GUCs).
 fn broker_lines(broker: &Broker) -> Vec<Line> {
-    let config = &broker.config;
+    let config = broker.config();
     let fixed = |name: &str, value: String, config_type| Line {
         name: name.to_owned(),
         value,

@@ -55,10 +55,10 @@ pub async fn handle(broker: &Broker, request: &RequestFrame) -> Outcome {
             return respond(request, &error_response(&body, version, ResponseError::KafkaStorageError));
         }
     };
-    let max_wait = Duration::from_millis(body.max_wait_ms.max(0) as u64).min(Duration::from_millis(broker.config.max_wait_ms));
+    let max_wait = Duration::from_millis(body.max_wait_ms.max(0) as u64).min(Duration::from_millis(broker.config().max_wait_ms));
     let deadline = Instant::now() + max_wait;
     let limits = Limits {
-        response_bytes: (body.max_bytes.max(0) as usize).min(broker.config.fetch_max_bytes),
+        response_bytes: (body.max_bytes.max(0) as usize).min(broker.config().fetch_max_bytes),
         min_bytes: body.min_bytes.max(0) as usize,
     };
     let mut shutdown = broker.shutdown.clone();
@@ -182,7 +182,7 @@ async fn gather(broker: &Broker, wanted: &[Wanted], limits: Limits) -> Result<Ga
         // at most what is available now (at least a minimum, waiting for it if need be),
         // and give back what the read did not use.
         let available = broker.budget.available_permits().max(MIN_RESPONSE_RESERVE);
-        let response_bytes = limits.response_bytes.min(available).min(broker.config.max_inflight_bytes).max(1);
+        let response_bytes = limits.response_bytes.min(available).min(broker.config().max_inflight_bytes).max(1);
         let reserved = broker
             .budget
             .clone()

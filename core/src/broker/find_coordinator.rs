@@ -19,7 +19,7 @@ pub async fn handle(broker: &Broker, request: &RequestFrame) -> Outcome {
         Ok(body) => body,
         Err(outcome) => return outcome,
     };
-    let host = StrBytes::from_string(broker.config.advertised_host.clone());
+    let host = StrBytes::from_string(broker.config().advertised_host.clone());
     let port = i32::from(broker.advertised_port);
     let error = (!known_key_type(body.key_type)).then_some(ResponseError::InvalidRequest);
     let code = error.map_or(0, |e| e.code());

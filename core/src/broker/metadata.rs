@@ -45,8 +45,8 @@ pub async fn handle(broker: &Broker, request: &RequestFrame) -> Outcome {
     };
     let version = request.version();
     let wanted = wanted_topics(&body, version);
-    let auto_create =
-        (broker.config.auto_create_topics && (version < 4 || body.allow_auto_topic_creation)).then_some(broker.config.default_partitions);
+    let auto_create = (broker.config().auto_create_topics && (version < 4 || body.allow_auto_topic_creation))
+        .then_some(broker.config().default_partitions);
     let lookup = wanted.clone();
     let resolved = match broker.storage.call(move |storage| resolve(storage, &lookup, auto_create)).await {
         Ok(Ok(resolved)) => resolved,
@@ -141,7 +141,7 @@ fn unavailable(wanted: &Wanted) -> Vec<Resolved> {
 fn response(broker: &Broker, resolved: Vec<Resolved>) -> MetadataResponse {
     let this_broker = MetadataResponseBroker::default()
         .with_node_id(BrokerId(NODE_ID))
-        .with_host(StrBytes::from_string(broker.config.advertised_host.clone()))
+        .with_host(StrBytes::from_string(broker.config().advertised_host.clone()))
         .with_port(i32::from(broker.advertised_port));
     MetadataResponse::default()
         .with_brokers(vec![this_broker])

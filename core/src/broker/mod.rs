@@ -36,7 +36,7 @@ use bytes::Bytes;
 use kafka_protocol::messages::ApiKey;
 use kafka_protocol::protocol::{Decodable, Encodable};
 
-use crate::config::Config;
+use crate::config::{Config, SharedConfig};
 use crate::protocol::header::{encode_response, RequestFrame};
 use crate::protocol::{shape, versions};
 use crate::storage::bridge::{StorageCallError, StorageClient};
@@ -69,7 +69,7 @@ pub enum Outcome {
 /// private to the handlers below this module.
 #[derive(Clone)]
 pub struct Broker {
-    config: Arc<Config>,
+    config: SharedConfig,
     /// The port clients are told to use (the bound port when `pg_kafka.port` is 0).
     advertised_port: u16,
     storage: StorageClient,
@@ -96,7 +96,7 @@ pub struct Broker {
 impl Broker {
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
-        config: Arc<Config>,
+        config: SharedConfig,
         advertised_port: u16,
         storage: StorageClient,
         commits: CommitQueue,
@@ -106,13 +106,15 @@ impl Broker {
         shutdown: tokio::sync::watch::Receiver<bool>,
     ) -> Broker {
         let inflating = Arc::new(tokio::sync::Semaphore::new(produce::INFLATING_AT_ONCE));
-        let inflated = Arc::new(tokio::sync::Semaphore::new(config.max_inflight_bytes));
-        let budget = Arc::new(tokio::sync::Semaphore::new(config.max_inflight_bytes));
+        let start = config.current();
+        let inflated = Arc::new(tokio::sync::Semaphore::new(start.max_inflight_bytes));
+        let budget = Arc::new(tokio::sync::Semaphore::new(start.max_inflight_bytes));
         Broker { config, advertised_port, storage, commits, watermarks, topics, groups, shutdown, budget, inflating, inflated }
     }
 
-    pub fn config(&self) -> &Config {
-        &self.config
+    /// The settings in force now (reloaded on SIGHUP).
+    pub fn config(&self) -> Arc<Config> {
+        self.config.current()
     }
 
     #[cfg(test)]
@@ -317,7 +319,7 @@ pub(crate) mod testing {
         let (shutdown_sender, shutdown) = tokio::sync::watch::channel(false);
         // Tests never shut the broker down; a dropped sender would read as shutdown.
         std::mem::forget(shutdown_sender);
-        let (broker, mut side) = service::assemble(Arc::new(config), Arc::new(|| {}), 9092, shutdown);
+        let (broker, mut side) = service::assemble(config, Arc::new(|| {}), 9092, shutdown);
         std::thread::spawn(move || {
             let mut runner = CountingRunner { inner: DirectRunner(storage), runs: jobs_run };
             while !side.is_disconnected() {

@@ -140,7 +140,7 @@ async fn decode_partitions(
     generation: u64,
 ) -> Option<(Vec<Result<PartitionAppend, ResponseError>>, Option<OwnedSemaphorePermit>)> {
     let slot = broker.inflating.clone().acquire_owned().await.ok()?;
-    let cap = broker.config.max_frame_bytes.min(broker.config.max_inflight_bytes);
+    let cap = broker.config().max_frame_bytes.min(broker.config().max_inflight_bytes);
     let decoding = tokio::task::spawn_blocking(move || {
         let mut budget = InflateCap::new(cap);
         let appends: Vec<_> = wanted
@@ -346,7 +346,7 @@ mod tests {
         let codes: Vec<i16> = codes(&response).into_iter().map(|(code, _)| code).collect();
         assert_eq!(codes, [vec![0], vec![too_large; 7]].concat());
         // Nothing is held once the request was answered.
-        assert_eq!(broker.inflated.available_permits(), broker.config.max_inflight_bytes);
+        assert_eq!(broker.inflated.available_permits(), broker.config().max_inflight_bytes);
     }
 
     #[tokio::test]

@@ -115,13 +115,14 @@ async fn read_requests(
     mut shutdown: watch::Receiver<bool>,
     in_flight: mpsc::Sender<InFlight>,
 ) -> Result<(), ConnectionError> {
-    let max_frame_bytes = broker.config().max_frame_bytes;
     let client_host = reader.peer_addr().map(|a| format!("/{}", a.ip())).unwrap_or_default();
     let mut order = Chain::default();
+    // The budget's size is fixed at start; the rest is read per frame (reloadable).
     let max_reserved = broker.config().max_inflight_bytes.max(1);
-    let idle = Duration::from_millis(broker.config().connections_max_idle_ms);
-    let request_timeout_ms = broker.config().request_timeout_ms;
     loop {
+        let config = broker.config();
+        let (max_frame_bytes, request_timeout_ms) = (config.max_frame_bytes, config.request_timeout_ms);
+        let idle = Duration::from_millis(config.connections_max_idle_ms);
         let size = tokio::select! {
             biased;
             _ = shutdown.changed() => return Ok(()),
