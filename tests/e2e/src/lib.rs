@@ -94,6 +94,28 @@ impl HeldSession {
     }
 }
 
+/// Runs `attack` as a hostile client would, and checks what a DBA cares about: a psql
+/// session held across it survives (a worker crash would make Postgres reinitialize and
+/// end it), the worker keeps its pid and the postmaster its start time, other clients
+/// are still served, and the worker's peak memory stays under the target (printed).
+pub fn assert_survives(attack: &str, run: impl FnOnce()) {
+    let session = HeldSession::open();
+    let before = worker_identity();
+    run();
+    assert_eq!(worker_identity(), before, "the worker was replaced during {attack}");
+    assert_listener_answers();
+    report_worker_peak_rss(attack);
+    session.assert_survived();
+}
+
+/// A new client's ApiVersions is answered.
+pub fn assert_listener_answers() {
+    let mut client = RawClient::connect();
+    client.send_message(ApiKey::ApiVersions, 0, &kafka_protocol::messages::ApiVersionsRequest::default());
+    let response: kafka_protocol::messages::ApiVersionsResponse = client.read_response(ApiKey::ApiVersions, 0);
+    assert_eq!(response.error_code, 0);
+}
+
 /// The memory target under attack: the worker's peak resident set stays below this.
 pub const WORKER_PEAK_RSS_LIMIT_MB: u64 = 1024;
 

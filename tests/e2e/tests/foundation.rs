@@ -8,13 +8,6 @@ use pg_kafka_e2e::*;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::ClientConfig;
 
-fn assert_listener_answers() {
-    let mut client = RawClient::connect();
-    client.send_message(ApiKey::ApiVersions, 0, &ApiVersionsRequest::default());
-    let response: ApiVersionsResponse = client.read_response(ApiKey::ApiVersions, 0);
-    assert_eq!(response.error_code, 0);
-}
-
 #[test]
 fn kcat_lists_the_broker_and_an_auto_created_topic() {
     let output = kcat(&["-L", "-t", "e2e-demo"]);
@@ -69,53 +62,44 @@ fn unsupported_api_versions_version_gets_error_35_not_a_hang() {
 
 #[test]
 fn unsupported_versions_of_other_apis_close_the_connection_not_hang() {
-    let session = HeldSession::open();
-    let before = worker_identity();
-    let mut client = RawClient::connect();
-    client.send(ApiKey::Metadata, 13, &[0, 0, 0]);
-    assert!(client.is_closed_by_server());
-    let mut client = RawClient::connect();
-    client.send(ApiKey::SaslHandshake, 0, &[]);
-    assert!(client.is_closed_by_server());
-    assert!(wait_for_log("unsupported request Metadata v13"));
-    assert!(wait_for_log("unsupported request SaslHandshake v0"));
-    assert_eq!(worker_identity(), before);
-    session.assert_survived();
+    assert_survives("unsupported versions", || {
+        let mut client = RawClient::connect();
+        client.send(ApiKey::Metadata, 13, &[0, 0, 0]);
+        assert!(client.is_closed_by_server());
+        let mut client = RawClient::connect();
+        client.send(ApiKey::SaslHandshake, 0, &[]);
+        assert!(client.is_closed_by_server());
+        assert!(wait_for_log("unsupported request Metadata v13"));
+        assert!(wait_for_log("unsupported request SaslHandshake v0"));
+    });
 }
 
 #[test]
 fn oversized_frame_closes_only_that_connection() {
-    let session = HeldSession::open();
-    let before = worker_identity();
-    let mut bystander = RawClient::connect();
-    let mut attacker = RawClient::connect();
-    attacker.send_raw(&0x7fff_fff0i32.to_be_bytes());
-    assert!(attacker.is_closed_by_server());
-    bystander.send_message(ApiKey::ApiVersions, 2, &ApiVersionsRequest::default());
-    let response: ApiVersionsResponse = bystander.read_response(ApiKey::ApiVersions, 2);
-    assert_eq!(response.error_code, 0);
-    assert!(wait_for_log("exceeds pg_kafka.max_frame_bytes"));
-    assert_eq!(worker_identity(), before);
-    report_worker_peak_rss("an oversized frame");
-    session.assert_survived();
+    assert_survives("an oversized frame", || {
+        let mut bystander = RawClient::connect();
+        let mut attacker = RawClient::connect();
+        attacker.send_raw(&0x7fff_fff0i32.to_be_bytes());
+        assert!(attacker.is_closed_by_server());
+        bystander.send_message(ApiKey::ApiVersions, 2, &ApiVersionsRequest::default());
+        let response: ApiVersionsResponse = bystander.read_response(ApiKey::ApiVersions, 2);
+        assert_eq!(response.error_code, 0);
+        assert!(wait_for_log("exceeds pg_kafka.max_frame_bytes"));
+    });
 }
 
 #[test]
 fn array_lengths_from_the_wire_never_reach_the_allocator() {
-    let session = HeldSession::open();
-    let before = worker_identity();
-    // Metadata v1 claiming i32::MAX topics, and v12 claiming 2^32-2 in compact form.
-    let mut client = RawClient::connect();
-    client.send(ApiKey::Metadata, 1, &i32::MAX.to_be_bytes());
-    assert!(client.is_closed_by_server());
-    let mut client = RawClient::connect();
-    client.send(ApiKey::Metadata, 12, &[0xff, 0xff, 0xff, 0xff, 0x0f, 0, 0, 0]);
-    assert!(client.is_closed_by_server());
-    assert!(wait_for_log("malformed Metadata v1 request"));
-    assert_eq!(worker_identity(), before);
-    assert_listener_answers();
-    report_worker_peak_rss("lying array lengths");
-    session.assert_survived();
+    assert_survives("lying array lengths", || {
+        // Metadata v1 claiming i32::MAX topics, and v12 claiming 2^32-2 in compact form.
+        let mut client = RawClient::connect();
+        client.send(ApiKey::Metadata, 1, &i32::MAX.to_be_bytes());
+        assert!(client.is_closed_by_server());
+        let mut client = RawClient::connect();
+        client.send(ApiKey::Metadata, 12, &[0xff, 0xff, 0xff, 0xff, 0x0f, 0, 0, 0]);
+        assert!(client.is_closed_by_server());
+        assert!(wait_for_log("malformed Metadata v1 request"));
+    });
 }
 
 /// Fetch v17 whose partition carries tag 0 (replica_directory_id) declared with size 0:
@@ -123,45 +107,37 @@ fn array_lengths_from_the_wire_never_reach_the_allocator() {
 /// and the worker aborted on a 412 GB allocation (Postgres reinitialized).
 #[test]
 fn a_known_tag_with_a_false_size_cannot_misalign_the_decoder() {
-    let session = HeldSession::open();
-    let before = worker_identity();
-    let frame = "000000710001001100001092000673612d72656c00000001f400000001001000000000000000ffffffff02\
-                 000000000000000000000000000000000200000000ffffffff0000000000000000ffffffffffffffffffff\
-                 ffff001000000100000001000105100000000000000000000000ffffffff0f";
-    let digits: Vec<u8> = frame.bytes().filter(u8::is_ascii_hexdigit).collect();
-    let bytes: Vec<u8> = digits.chunks(2).map(|pair| u8::from_str_radix(std::str::from_utf8(pair).unwrap(), 16).unwrap()).collect();
-    let mut client = RawClient::connect();
-    client.send_raw(&bytes);
-    // Answered or closed, either is fine; what matters is that the worker is still there.
-    let _ = client.read_frame();
-    assert_eq!(worker_identity(), before);
-    assert_listener_answers();
-    report_worker_peak_rss("the Fetch v17 size-0 tag frame");
-    session.assert_survived();
+    assert_survives("the Fetch v17 size-0 tag frame", || {
+        let frame = "000000710001001100001092000673612d72656c00000001f400000001001000000000000000ffffffff02\
+                     000000000000000000000000000000000200000000ffffffff0000000000000000ffffffffffffffffffff\
+                     ffff001000000100000001000105100000000000000000000000ffffffff0f";
+        let digits: Vec<u8> = frame.bytes().filter(u8::is_ascii_hexdigit).collect();
+        let bytes: Vec<u8> = digits.chunks(2).map(|pair| u8::from_str_radix(std::str::from_utf8(pair).unwrap(), 16).unwrap()).collect();
+        let mut client = RawClient::connect();
+        client.send_raw(&bytes);
+        // Answered or closed, either is fine; what matters is that the worker is still there.
+        let _ = client.read_frame();
+    });
 }
 
 #[test]
 fn garbage_and_truncated_requests_close_the_connection_and_nothing_else() {
-    let session = HeldSession::open();
-    let before = worker_identity();
-    for bytes in [
-        &[0, 0, 0, 3, 1, 2, 3][..],                        // shorter than a header
-        &[0, 0, 0, 8, 0x7f, 0, 0, 0, 0, 0, 0, 1][..],      // unknown API key
-        &[0, 0, 0, 10, 0, 3, 0, 1, 0, 0, 0, 1, 0, 99][..], // client id longer than the frame
-        &[0, 0, 0, 20, 0, 3][..],                          // frame cut short by the client
-    ] {
-        let mut client = RawClient::connect();
-        client.send_raw(bytes);
-        if bytes.len() == 6 {
-            drop(client); // hang up mid-frame
-            continue;
+    assert_survives("garbage and truncated frames", || {
+        for bytes in [
+            &[0, 0, 0, 3, 1, 2, 3][..],                        // shorter than a header
+            &[0, 0, 0, 8, 0x7f, 0, 0, 0, 0, 0, 0, 1][..],      // unknown API key
+            &[0, 0, 0, 10, 0, 3, 0, 1, 0, 0, 0, 1, 0, 99][..], // client id longer than the frame
+            &[0, 0, 0, 20, 0, 3][..],                          // frame cut short by the client
+        ] {
+            let mut client = RawClient::connect();
+            client.send_raw(bytes);
+            if bytes.len() == 6 {
+                drop(client); // hang up mid-frame
+                continue;
+            }
+            assert!(client.is_closed_by_server(), "{bytes:?}");
         }
-        assert!(client.is_closed_by_server(), "{bytes:?}");
-    }
-    assert_eq!(worker_identity(), before);
-    assert_listener_answers();
-    report_worker_peak_rss("garbage and truncated frames");
-    session.assert_survived();
+    });
 }
 
 /// Three clients announce 100 MB requests and send nothing more. They used to reserve the
@@ -170,22 +146,19 @@ fn garbage_and_truncated_requests_close_the_connection_and_nothing_else() {
 /// served). Now they hold only what they sent.
 #[test]
 fn silent_clients_announcing_large_frames_stall_nobody() {
-    let session = HeldSession::open();
-    let before = worker_identity();
-    let mut silent = Vec::new();
-    for _ in 0..3 {
-        let mut client = RawClient::connect();
-        client.send_raw(&(100 * 1024 * 1024i32).to_be_bytes());
-        client.send_raw(&[0; 16]);
-        silent.push(client);
-    }
-    std::thread::sleep(Duration::from_millis(200));
-    let started = std::time::Instant::now();
-    let output = kcat(&["-L", "-t", "e2e-silent-bystander"]);
-    assert!(output.contains("e2e-silent-bystander"), "{output}");
-    assert!(started.elapsed() < Duration::from_secs(5), "metadata took {:?}", started.elapsed());
-    drop(silent);
-    assert_eq!(worker_identity(), before);
-    report_worker_peak_rss("three silent 100 MB announcements");
-    session.assert_survived();
+    assert_survives("three silent 100 MB announcements", || {
+        let mut silent = Vec::new();
+        for _ in 0..3 {
+            let mut client = RawClient::connect();
+            client.send_raw(&(100 * 1024 * 1024i32).to_be_bytes());
+            client.send_raw(&[0; 16]);
+            silent.push(client);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        let started = std::time::Instant::now();
+        let output = kcat(&["-L", "-t", "e2e-silent-bystander"]);
+        assert!(output.contains("e2e-silent-bystander"), "{output}");
+        assert!(started.elapsed() < Duration::from_secs(5), "metadata took {:?}", started.elapsed());
+        drop(silent);
+    });
 }
