@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use pg_kafka_e2e::groups::{assigned, member, Ledger};
 use pg_kafka_e2e::produce::{produce, Message};
-use pg_kafka_e2e::{bootstrap, create_topic, psql};
+use pg_kafka_e2e::{bootstrap, create_topic, psql, RawClient};
 
 fn produce_round(topic: &str, round: &str, per_partition: usize) {
     let messages = (0..4).flat_map(|p| {
@@ -111,4 +111,30 @@ fn kafka_python_produces_idempotently_and_consumes_in_a_group() {
     ));
     assert_eq!(producers, "1", "the producer was idempotent (it has sequence state)");
     assert_eq!(psql(&format!("SELECT sum(committed_offset) FROM kafka.consumer_offsets WHERE group_id = '{group}'")), "50");
+}
+
+/// An OffsetCommit is answered only once its transaction committed: right after each
+/// answer, another session already sees the offset (227 of 300 were not, when the answer
+/// was sent from inside the storage job).
+#[test]
+fn a_committed_offset_is_visible_to_sql_as_soon_as_it_is_acknowledged() {
+    use kafka_protocol::messages::offset_commit_request::{OffsetCommitRequestPartition, OffsetCommitRequestTopic};
+    use kafka_protocol::messages::{ApiKey, GroupId, OffsetCommitRequest, OffsetCommitResponse, TopicName};
+    let (topic, group) = ("e2e-visible-commits", "e2e-visible-group");
+    create_topic(topic, 1);
+    let mut client = RawClient::connect();
+    for offset in 1..=100i64 {
+        let partition = OffsetCommitRequestPartition::default().with_partition_index(0).with_committed_offset(offset);
+        let request = OffsetCommitRequest::default()
+            .with_group_id(GroupId(group.to_owned().into()))
+            .with_generation_id_or_member_epoch(-1)
+            .with_topics(vec![OffsetCommitRequestTopic::default()
+                .with_name(TopicName(topic.to_owned().into()))
+                .with_partitions(vec![partition])]);
+        client.send_message(ApiKey::OffsetCommit, 8, &request);
+        let response: OffsetCommitResponse = client.read_response(ApiKey::OffsetCommit, 8);
+        assert_eq!(response.topics[0].partitions[0].error_code, 0);
+        let seen = psql(&format!("SELECT committed_offset FROM kafka.consumer_offsets WHERE group_id = '{group}'"));
+        assert_eq!(seen, offset.to_string(), "commit {offset} answered before it was visible");
+    }
 }
