@@ -36,6 +36,7 @@ static RETENTION_CHECK_INTERVAL_MS: GucSetting<i32> = GucSetting::<i32>::new(def
 static REQUEST_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(defaults::REQUEST_TIMEOUT_MS);
 static CONNECTIONS_MAX_IDLE_MS: GucSetting<i32> = GucSetting::<i32>::new(defaults::CONNECTIONS_MAX_IDLE_MS);
 static FETCH_MAX_BYTES: GucSetting<i32> = GucSetting::<i32>::new(defaults::FETCH_MAX_BYTES);
+static STATEMENT_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(defaults::STATEMENT_TIMEOUT_MS);
 static LOCK_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(defaults::LOCK_TIMEOUT_MS);
 static SYNCHRONOUS_COMMIT: GucSetting<SynchronousCommitGuc> =
     GucSetting::<SynchronousCommitGuc>::new(SynchronousCommitGuc::from_core(defaults::SYNCHRONOUS_COMMIT));
@@ -116,6 +117,7 @@ pub fn config() -> Config {
         group_max_size: unsigned(&GROUP_MAX_SIZE) as usize,
         retention_check_interval_ms: unsigned(&RETENTION_CHECK_INTERVAL_MS),
         lock_timeout_ms: unsigned(&LOCK_TIMEOUT_MS),
+        statement_timeout_ms: unsigned(&STATEMENT_TIMEOUT_MS),
         request_timeout_ms: unsigned(&REQUEST_TIMEOUT_MS),
         connections_max_idle_ms: unsigned(&CONNECTIONS_MAX_IDLE_MS),
         fetch_max_bytes: unsigned(&FETCH_MAX_BYTES) as usize,
@@ -361,5 +363,15 @@ pub fn init() {
         i32::MAX,
         GucContext::Sighup,
         GucFlags::UNIT_BYTE,
+    );
+    GucRegistry::define_int_guc(
+        c"pg_kafka.statement_timeout_ms",
+        c"Longest one unit of storage work may run on the worker's main thread.",
+        c"A storage job or group commit still running after this long is cancelled (SQLSTATE 57014): its clients get a retriable error and the thread serves the others. 0: no limit.",
+        &STATEMENT_TIMEOUT_MS,
+        0,
+        3_600_000,
+        GucContext::Sighup,
+        GucFlags::UNIT_MS,
     );
 }

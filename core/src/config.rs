@@ -35,6 +35,7 @@ pub mod defaults {
     pub const GROUP_MAX_SIZE: i32 = 1000;
     pub const RETENTION_CHECK_INTERVAL_MS: i32 = 60_000;
     pub const LOCK_TIMEOUT_MS: i32 = 1000;
+    pub const STATEMENT_TIMEOUT_MS: i32 = 30_000;
     pub const REQUEST_TIMEOUT_MS: i32 = 30_000;
     pub const CONNECTIONS_MAX_IDLE_MS: i32 = 600_000;
     /// Kafka's broker default `fetch.max.bytes` (55 MiB).
@@ -106,6 +107,9 @@ pub struct Config {
     /// `lock_timeout` of the worker's session: a lock held by a user's session fails the
     /// worker's transaction (producers get a retriable error) instead of freezing it.
     pub lock_timeout_ms: u64,
+    /// Longest one unit of storage work (a job, a group commit) may run on the storage
+    /// thread before Postgres cancels it (SQLSTATE 57014); 0 for no limit.
+    pub statement_timeout_ms: u64,
     /// Longest a request frame may take to arrive once its size was read; the connection
     /// is closed (and what it held released) after that.
     pub request_timeout_ms: u64,
@@ -152,6 +156,7 @@ impl Default for Config {
             group_max_size: count(d::GROUP_MAX_SIZE) as usize,
             retention_check_interval_ms: count(d::RETENTION_CHECK_INTERVAL_MS),
             lock_timeout_ms: count(d::LOCK_TIMEOUT_MS),
+            statement_timeout_ms: count(d::STATEMENT_TIMEOUT_MS),
             request_timeout_ms: count(d::REQUEST_TIMEOUT_MS),
             connections_max_idle_ms: count(d::CONNECTIONS_MAX_IDLE_MS),
             fetch_max_bytes: count(d::FETCH_MAX_BYTES) as usize,

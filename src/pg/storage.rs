@@ -4,6 +4,7 @@
 //! Methods assume a transaction is open; [`TransactionRunner`] opens one per bridge job on
 //! the worker's main thread, and `#[pg_test]`s run inside the test's own transaction.
 
+use std::ffi::{c_int, c_uint};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use pgrx::datum::TimestampWithTimeZone;
@@ -437,19 +438,51 @@ impl Storage for PgStorage {
 /// flushes the error state); the transaction is then aborted, the error logged with its
 /// SQLSTATE, and returned. The job's caller sees the bridge's `Unavailable` error; the
 /// worker itself carries on.
+///
+/// Each job runs under a statement timeout (`pg_kafka.statement_timeout_ms`): SPI never
+/// arms `statement_timeout` in a background worker, so the runner arms Postgres's own
+/// STATEMENT_TIMEOUT timer around the job, and a job still running when it fires is
+/// cancelled with SQLSTATE 57014 like any statement, leaving the thread to the others.
 #[derive(Default)]
 pub struct TransactionRunner {
     storage: PgStorage,
+    /// 0: no limit.
+    statement_timeout_ms: u64,
+}
+
+/// `STATEMENT_TIMEOUT` of Postgres's `TimeoutId` (utils/timeout.h: the fourth predefined
+/// reason in every version pgrx 0.18 supports).
+const STATEMENT_TIMEOUT: c_uint = 3;
+
+unsafe extern "C-unwind" {
+    fn enable_timeout_after(id: c_uint, delay_ms: c_int);
+    fn disable_timeout(id: c_uint, keep_indicator: bool);
+}
+
+impl TransactionRunner {
+    pub fn new(statement_timeout_ms: u64) -> TransactionRunner {
+        TransactionRunner { storage: PgStorage::default(), statement_timeout_ms }
+    }
+
+    /// A reloaded `pg_kafka.statement_timeout_ms`.
+    pub fn set_statement_timeout(&mut self, ms: u64) {
+        self.statement_timeout_ms = ms;
+    }
 }
 
 impl JobRunner for TransactionRunner {
     fn run(&mut self, job: &mut dyn FnMut(&mut dyn Storage) -> Result<(), StorageError>) -> Result<(), StorageError> {
         let storage = &mut self.storage;
+        let timeout_ms = c_int::try_from(self.statement_timeout_ms).unwrap_or(c_int::MAX);
         let outcome = catch_unwind(AssertUnwindSafe(|| unsafe {
             pg_sys::SetCurrentStatementStartTimestamp();
             pg_sys::StartTransactionCommand();
             pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot());
+            if timeout_ms > 0 {
+                enable_timeout_after(STATEMENT_TIMEOUT, timeout_ms);
+            }
             let result = job(storage);
+            disarm_statement_timeout();
             pg_sys::PopActiveSnapshot();
             if result.is_ok() {
                 pg_sys::CommitTransactionCommand();
@@ -461,9 +494,22 @@ impl JobRunner for TransactionRunner {
             Ok(Err(error)) => error,
             Err(payload) => describe_panic(&payload),
         };
-        unsafe { pg_sys::AbortCurrentTransaction() };
+        unsafe {
+            disarm_statement_timeout();
+            pg_sys::AbortCurrentTransaction();
+        }
         pgrx::warning!("pg_kafka: storage work failed and was rolled back: {failure}");
         Err(failure)
+    }
+}
+
+/// Stops the statement timer and forgets a cancel it may have raised that no check has
+/// acted on yet: outside a job there is no statement to cancel, and the main loop's own
+/// interrupt check must not raise it as an ERROR there.
+unsafe fn disarm_statement_timeout() {
+    unsafe {
+        disable_timeout(STATEMENT_TIMEOUT, false);
+        pg_sys::QueryCancelPending = 0;
     }
 }
 

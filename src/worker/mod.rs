@@ -81,7 +81,8 @@ pub extern "C-unwind" fn pg_kafka_worker_main(_arg: pg_sys::Datum) {
         server.local_addr.port()
     );
 
-    let mut main = MainLoop { wakeup, storage_side, runner: TransactionRunner::default(), log_lines, next_wake: None };
+    let runner = TransactionRunner::new(config.statement_timeout_ms);
+    let mut main = MainLoop { wakeup, storage_side, runner, log_lines, next_wake: None };
     while main.wait() {
         main.turn();
     }
@@ -128,6 +129,10 @@ impl MainLoop {
         unsafe {
             pg_sys::WaitLatchOrSocket(pg_sys::MyLatch, events as i32, self.wakeup.raw_fd(), timeout_ms as _, pg_sys::PG_WAIT_EXTENSION);
             pg_sys::ResetLatch(pg_sys::MyLatch);
+            // A cancel (pg_cancel_backend on the worker) between jobs has no statement to
+            // cancel; left pending, the interrupt check below would raise it as an ERROR
+            // outside any transaction and end the worker.
+            pg_sys::QueryCancelPending = 0;
         }
         pg_sys::check_for_interrupts!();
         !BackgroundWorker::sigterm_received()
@@ -155,6 +160,7 @@ impl MainLoop {
         if let Err(e) = apply_session_settings(&mut self.runner, config.synchronous_commit, config.lock_timeout_ms) {
             warning!("pg_kafka: reloaded settings could not be applied to the worker's session: {e}");
         }
+        self.runner.set_statement_timeout(config.statement_timeout_ms);
         self.storage_side.reload(config);
         log!("pg_kafka: settings reloaded");
     }

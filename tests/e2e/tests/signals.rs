@@ -42,3 +42,16 @@ fn signals_sent_to_the_network_threads_are_never_handled_there() {
         assert!(!new_lines.contains("panicked") && !new_lines.contains("shutting down"), "no handler ran off the main thread: {new_lines}");
     });
 }
+
+/// pg_cancel_backend on the worker (SIGINT: "cancel the current statement") between two
+/// jobs has nothing to cancel; it used to be raised as an ERROR outside any transaction by
+/// the main loop's interrupt check, which ended the worker.
+#[test]
+fn pg_cancel_backend_on_the_worker_cancels_nothing_and_ends_nothing() {
+    assert_survives("pg_cancel_backend on the worker", || {
+        for _ in 0..5 {
+            assert_eq!(psql("SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE backend_type = 'pg_kafka'"), "t");
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    });
+}
