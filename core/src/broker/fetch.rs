@@ -138,8 +138,8 @@ struct Gathered {
     partitions: Vec<PartitionData>,
     bytes: usize,
     has_error: bool,
-    /// The response's bytes, from the in-flight budget.
-    held: Option<tokio::sync::OwnedSemaphorePermit>,
+    /// The response's bytes, from the response budgets.
+    held: Option<Vec<tokio::sync::OwnedSemaphorePermit>>,
 }
 
 /// Looks at every wanted partition once: errors and bounds from memory, then one storage
@@ -178,17 +178,7 @@ async fn gather(broker: &Broker, wanted: &[Wanted], limits: Limits) -> Result<Ga
     let mut bytes = 0;
     let mut held = None;
     if !reads.is_empty() {
-        // The response's bytes come out of the in-flight budget until it is written: read
-        // at most what is available now (at least a minimum, waiting for it if need be),
-        // and give back what the read did not use.
-        let available = broker.budget.available_permits().max(MIN_RESPONSE_RESERVE);
-        let response_bytes = limits.response_bytes.min(available).min(broker.config().max_inflight_bytes).max(1);
-        let reserved = broker
-            .budget
-            .clone()
-            .acquire_many_owned(response_bytes as u32)
-            .await
-            .map_err(|_| StorageCallError::Unavailable(Unavailable("the in-flight budget is closed")))?;
+        let (response_bytes, reserved) = reserve_response(broker, limits.response_bytes).await?;
         let records = broker
             .storage
             .try_call(move |storage| {
@@ -215,12 +205,35 @@ async fn gather(broker: &Broker, wanted: &[Wanted], limits: Limits) -> Result<Ga
                 partitions[index].records = Some(batch);
             }
         }
-        let mut reserved = reserved;
         // Whatever the read did not use goes back now (split off and dropped).
-        drop(reserved.split(reserved.num_permits().saturating_sub(bytes)));
+        let mut reserved = reserved;
+        for permit in &mut reserved {
+            drop(permit.split(permit.num_permits().saturating_sub(bytes)));
+        }
         held = Some(reserved);
     }
     Ok(Gathered { partitions, bytes, has_error, held })
+}
+
+/// Reserves what a response may hold until written: first from its connection's allowance
+/// (one full response; waits while earlier unwritten responses of the connection hold it),
+/// then from the response budget shared by all connections (at most what is free, at least
+/// [`MIN_RESPONSE_RESERVE`]). Returns how many bytes the read may return and the permits.
+async fn reserve_response(broker: &Broker, wanted: usize) -> Result<(usize, Vec<tokio::sync::OwnedSemaphorePermit>), StorageCallError> {
+    let closed = |_| StorageCallError::Unavailable(Unavailable("the response budget is closed"));
+    let mut held = Vec::with_capacity(2);
+    let mut bytes = wanted.min(broker.config().max_inflight_bytes).max(1);
+    if let Ok(connection) = super::CONNECTION_RESPONSES.try_with(Clone::clone) {
+        bytes = bytes.min(connection.size).max(1);
+        held.push(connection.allowance.acquire_many_owned(bytes as u32).await.map_err(closed)?);
+    }
+    bytes = bytes.min(broker.responses.available_permits().max(MIN_RESPONSE_RESERVE)).max(1);
+    held.push(broker.responses.clone().acquire_many_owned(bytes as u32).await.map_err(closed)?);
+    // The connection's share may be larger than what the shared budget allowed: trim it.
+    if let Some(first) = held.first_mut() {
+        drop(first.split(first.num_permits().saturating_sub(bytes)));
+    }
+    Ok((bytes, held))
 }
 
 /// Bounds of each wanted partition that exists; loads the ones not yet in memory (once).
@@ -336,13 +349,14 @@ mod tests {
         append_values(&broker, 0, &[value; 10]).await;
         let outcome = broker.handle(request_frame(ApiKey::Fetch, 12, &fetch(topic("t", &[(0, 0)], 1 << 20), 0))).await;
         let Outcome::RespondHolding(frame, held) = outcome else { panic!("a response holding its bytes: {outcome:?}") };
-        assert!(held.num_permits() > 0 && held.num_permits() <= frame.len());
-        assert_eq!(broker.budget().available_permits(), budget - held.num_permits());
+        let held_bytes: usize = held.iter().map(|p| p.num_permits()).sum();
+        assert!(held_bytes > 0 && held_bytes <= frame.len());
+        assert_eq!(broker.responses().available_permits(), budget - held_bytes);
         let response: FetchResponse = crate::broker::testing::decode_response(Outcome::Respond(frame), ApiKey::Fetch, 12);
         let read = records_of(&response.responses[0].partitions[0]).len();
         assert!((1..10).contains(&read), "{read} of 10 records in a 200-byte response");
         drop(held);
-        assert_eq!(broker.budget().available_permits(), budget);
+        assert_eq!(broker.responses().available_permits(), budget);
     }
 
     #[tokio::test]

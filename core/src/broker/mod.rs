@@ -46,6 +46,26 @@ use crate::storage::{Storage, StorageError};
 use crate::writer::group_commit::CommitQueue;
 use groups::GroupCoordinator;
 
+tokio::task_local! {
+    /// The response bytes one connection may hold unwritten (one full Fetch response), set
+    /// by the connection around its handler tasks: a client that pipelines Fetches and
+    /// never reads holds at most that much.
+    pub static CONNECTION_RESPONSES: ConnectionResponses;
+}
+
+/// A connection's allowance of unwritten response bytes, and its size.
+#[derive(Clone)]
+pub struct ConnectionResponses {
+    pub allowance: Arc<tokio::sync::Semaphore>,
+    pub size: usize,
+}
+
+impl ConnectionResponses {
+    pub fn new(size: usize) -> ConnectionResponses {
+        ConnectionResponses { allowance: Arc::new(tokio::sync::Semaphore::new(size)), size }
+    }
+}
+
 /// The single broker pg_kafka presents itself as.
 pub const NODE_ID: i32 = 1;
 
@@ -54,8 +74,8 @@ pub const NODE_ID: i32 = 1;
 pub enum Outcome {
     /// Send this frame (already size-prefixed).
     Respond(Bytes),
-    /// Send this frame, holding its bytes from the in-flight budget until it is written.
-    RespondHolding(Bytes, tokio::sync::OwnedSemaphorePermit),
+    /// Send this frame, holding its bytes from the response budgets until it is written.
+    RespondHolding(Bytes, Vec<tokio::sync::OwnedSemaphorePermit>),
     /// Send nothing (Produce with acks=0).
     Silent,
     /// Close the connection; the reason goes to the server log. This is what Kafka does
@@ -83,9 +103,12 @@ pub struct Broker {
     groups: GroupCoordinator,
     /// Becomes true when the server shuts down: long polls answer at once.
     shutdown: tokio::sync::watch::Receiver<bool>,
-    /// Bytes held at once over all connections (`pg_kafka.max_inflight_bytes`): requests
-    /// as they arrive, until answered, and Fetch responses until written.
+    /// Request bytes held at once over all connections (`pg_kafka.max_inflight_bytes`):
+    /// taken as they arrive, held until answered.
     budget: Arc<tokio::sync::Semaphore>,
+    /// Fetch response bytes held at once until written (`pg_kafka.max_inflight_bytes`,
+    /// apart from requests: responses nobody reads never stop requests being read).
+    responses: Arc<tokio::sync::Semaphore>,
     /// Slots for requests decompressing at once (Produce).
     inflating: Arc<tokio::sync::Semaphore>,
     /// Bytes of decompressed records held at once, over all requests
@@ -109,7 +132,8 @@ impl Broker {
         let start = config.current();
         let inflated = Arc::new(tokio::sync::Semaphore::new(start.max_inflight_bytes));
         let budget = Arc::new(tokio::sync::Semaphore::new(start.max_inflight_bytes));
-        Broker { config, advertised_port, storage, commits, watermarks, topics, groups, shutdown, budget, inflating, inflated }
+        let responses = Arc::new(tokio::sync::Semaphore::new(start.max_inflight_bytes));
+        Broker { config, advertised_port, storage, commits, watermarks, topics, groups, shutdown, budget, responses, inflating, inflated }
     }
 
     /// The settings in force now (reloaded on SIGHUP).
@@ -130,6 +154,11 @@ impl Broker {
     /// The in-flight byte budget shared by every connection.
     pub fn budget(&self) -> &Arc<tokio::sync::Semaphore> {
         &self.budget
+    }
+
+    /// The budget of unwritten Fetch response bytes shared by every connection.
+    pub fn responses(&self) -> &Arc<tokio::sync::Semaphore> {
+        &self.responses
     }
 
     /// Consumer-group membership, whose session expiry the server drives.

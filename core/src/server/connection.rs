@@ -25,7 +25,7 @@ use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 
 use crate::broker::in_order::Chain;
-use crate::broker::{Broker, Outcome};
+use crate::broker::{Broker, ConnectionResponses, Outcome, CONNECTION_RESPONSES};
 use crate::logging;
 use crate::protocol::frame::{read_frame_size, write_frame, FrameBody, FrameError};
 use crate::protocol::header::{parse_request, HeaderError};
@@ -119,6 +119,8 @@ async fn read_requests(
     let mut order = Chain::default();
     // The budget's size is fixed at start; the rest is read per frame (reloadable).
     let max_reserved = broker.config().max_inflight_bytes.max(1);
+    // Unwritten response bytes this connection may hold: one full Fetch response.
+    let responses = ConnectionResponses::new(broker.config().fetch_max_bytes);
     loop {
         let config = broker.config();
         let (max_frame_bytes, request_timeout_ms) = (config.max_frame_bytes, config.request_timeout_ms);
@@ -153,7 +155,8 @@ async fn read_requests(
         let what = format!("{:?} v{}", request.api_key, request.version());
         let handler = broker.clone();
         let link = order.next_link();
-        let outcome = tokio::spawn(async move { handler.handle_in_order(request, link).await });
+        let outcome =
+            tokio::spawn(CONNECTION_RESPONSES.scope(responses.clone(), async move { handler.handle_in_order(request, link).await }));
         if in_flight.send(InFlight { outcome, what, _bytes: bytes }).await.is_err() {
             return Ok(()); // the writer has stopped; its error is the one to report
         }
@@ -337,11 +340,11 @@ mod tests {
         }
         // Responses of 4 MiB each fill the socket buffers; the rest wait in the budget.
         tokio::time::sleep(Duration::from_millis(100)).await;
-        assert!(broker.budget().available_permits() < budget, "responses hold budget");
+        assert!(broker.responses().available_permits() < budget, "responses hold budget");
         let mut released = false;
         for _ in 0..50 {
             tokio::time::sleep(Duration::from_millis(100)).await;
-            if broker.budget().available_permits() == budget {
+            if broker.budget().available_permits() == budget && broker.responses().available_permits() == budget {
                 released = true;
                 break;
             }

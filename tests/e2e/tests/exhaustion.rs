@@ -119,23 +119,24 @@ fn a_produce_of_eight_decompression_bombs() {
     });
 }
 
-/// A client that pipelines Fetches of a topic holding 20 MB and never reads the answers
-/// held up to 16 responses of 100 MB each. Now responses come out of the in-flight budget
-/// and a client that takes none is cut off after pg_kafka.request_timeout_ms.
+/// A client that pipelines Fetches of a topic holding 70 MB and never reads the answers
+/// held 16 responses of 70 MB each (over 1 GB). Now a response is capped at
+/// pg_kafka.fetch_max_bytes, responses come out of the in-flight budget, and a client that
+/// takes none is cut off after pg_kafka.request_timeout_ms.
 #[test]
 fn pipelined_fetches_that_are_never_read() {
     let _serial = serial();
     let topic = "e2e-never-read";
     create_topic(topic, 1);
     let value = vec![7u8; 1_000_000];
-    let messages = (0..20).map(|_| Message { value: value.clone(), ..Message::default() });
-    assert_eq!(produce(topic, &[("message.max.bytes", "2000000")], messages), (20, 0));
-    assert_survives("16 pipelined 50 MB Fetches never read", || {
-        let partition = FetchPartition::default().with_partition(0).with_fetch_offset(0).with_partition_max_bytes(50 << 20);
+    let messages = (0..70).map(|_| Message { value: value.clone(), ..Message::default() });
+    assert_eq!(produce(topic, &[("message.max.bytes", "2000000")], messages), (70, 0));
+    assert_survives("16 pipelined 100 MB Fetches never read", || {
+        let partition = FetchPartition::default().with_partition(0).with_fetch_offset(0).with_partition_max_bytes(100 << 20);
         let request = FetchRequest::default()
             .with_max_wait_ms(100)
             .with_min_bytes(1)
-            .with_max_bytes(50 << 20)
+            .with_max_bytes(100 << 20)
             .with_topics(vec![FetchTopic::default().with_topic(TopicName(topic.to_owned().into())).with_partitions(vec![partition])]);
         let mut frame = BytesMut::new();
         RequestHeader::default().with_request_api_key(ApiKey::Fetch as i16).with_request_api_version(11).encode(&mut frame, 1).unwrap();
@@ -145,7 +146,7 @@ fn pipelined_fetches_that_are_never_read() {
             greedy.send_raw(&(frame.len() as i32).to_be_bytes());
             greedy.send_raw(&frame);
         }
-        std::thread::sleep(Duration::from_secs(2));
+        std::thread::sleep(Duration::from_secs(3));
         bystander_served_within(Duration::from_secs(5));
         drop(greedy);
     });
