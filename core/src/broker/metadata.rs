@@ -8,7 +8,6 @@ use kafka_protocol::messages::metadata_response::{MetadataResponseBroker, Metada
 use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
-use uuid::Uuid;
 
 use super::{decode, respond, Broker, Outcome, NODE_ID};
 use crate::protocol::header::RequestFrame;
@@ -17,12 +16,7 @@ use crate::storage::{is_valid_topic_name, Storage, StorageError, Topic};
 /// The cluster id every Metadata response carries (v2+).
 pub const CLUSTER_ID: &str = "pg_kafka";
 
-/// A topic as a request names it.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub enum TopicRef {
-    Name(String),
-    Id(Uuid),
-}
+pub use crate::storage::topics::TopicRef;
 
 /// Which topics a request asks about.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -179,6 +173,7 @@ mod tests {
     use crate::broker::testing::{broker, round_trip};
     use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
     use kafka_protocol::messages::ApiKey;
+    use uuid::Uuid;
 
     fn request(names: Option<&[&'static str]>) -> MetadataRequest {
         MetadataRequest::default().with_allow_auto_topic_creation(true).with_topics(names.map(|names| {

@@ -78,7 +78,7 @@ pub fn check(api_key: ApiKey, version: i16, body: &[u8]) -> Result<(), ShapeErro
 /// Checks `body` as [`check`] does and returns the bytes the codec may decode: `body`
 /// itself, or a copy (never longer) in which every tagged-field section is empty.
 pub fn canonical(api_key: ApiKey, version: i16, body: &bytes::Bytes) -> Result<bytes::Bytes, ShapeError> {
-    let tagged = walk(api_key, version, body)?;
+    let tagged = walk(api_key, version, body)?.tagged;
     if tagged.is_empty() {
         return Ok(body.clone());
     }
@@ -96,20 +96,16 @@ pub fn canonical(api_key: ApiKey, version: i16, body: &bytes::Bytes) -> Result<b
 /// How many bytes of `body` the schema walk reads (the rest is trailing bytes the
 /// codec ignores too). The fuzz targets compare this with what the codec consumed.
 pub fn consumed(api_key: ApiKey, version: i16, body: &[u8]) -> Result<usize, ShapeError> {
-    let fields = request_schema(api_key, version).ok_or(ShapeError::NoSchema(api_key, version))?;
-    let flexible = api_key.request_header_version(version) >= 2;
-    let mut cursor = Cursor::new(body, flexible);
-    cursor.walk_struct(&fields)?;
-    Ok(cursor.at)
+    walk(api_key, version, body).map(|cursor| cursor.at)
 }
 
-/// Walks `body`; returns the byte ranges of the tagged-field sections that hold any field.
-fn walk(api_key: ApiKey, version: i16, body: &[u8]) -> Result<Vec<std::ops::Range<usize>>, ShapeError> {
+/// Walks `body` against its schema; the cursor knows how far it read and the byte ranges of
+/// the tagged-field sections that hold any field.
+fn walk(api_key: ApiKey, version: i16, body: &[u8]) -> Result<Cursor<'_>, ShapeError> {
     let fields = request_schema(api_key, version).ok_or(ShapeError::NoSchema(api_key, version))?;
-    let flexible = api_key.request_header_version(version) >= 2;
-    let mut cursor = Cursor::new(body, flexible);
+    let mut cursor = Cursor::new(body, api_key.request_header_version(version) >= 2);
     cursor.walk_struct(&fields)?;
-    Ok(cursor.tagged)
+    Ok(cursor)
 }
 
 /// The request schema of a served API version, `None` for APIs we do not decode.
