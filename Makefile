@@ -9,6 +9,12 @@ PGKAFKA_PORT    ?= 9092
 E2E_DATA     ?= target/e2e-pgdata
 E2E_PG_PORT  ?= 55432
 E2E_PORT     ?= 59092
+# Beside PLAINTEXT on E2E_PORT, the end-to-end cluster listens with SASL and TLS, using a
+# throwaway CA and certificates in E2E_CERTS (scripts/test-certs.sh).
+E2E_SASL_PLAINTEXT_PORT ?= 59094
+E2E_SASL_SSL_PORT       ?= 59095
+E2E_SSL_PORT            ?= 59096
+E2E_CERTS               ?= target/e2e-certs
 PGRX_TEST_DATA ?= target/pgrx-test-data
 
 # `make bench` runs on its own fresh cluster too. BENCH_CONF: extra postgresql.conf lines
@@ -86,9 +92,19 @@ fuzz-seeds:
 e2e-test: install
 	scripts/cluster.sh stop $(E2E_DATA)
 	rm -rf $(E2E_DATA)
-	scripts/cluster.sh start $(E2E_DATA) $(E2E_PG_PORT) $(E2E_PORT)
+	scripts/test-certs.sh $(E2E_CERTS) && chown -R postgres:postgres $(E2E_CERTS)
+	printf '%s\n' \
+		"pg_kafka.listeners = 'PLAINTEXT://127.0.0.1:$(E2E_PORT),SASL_PLAINTEXT://127.0.0.1:$(E2E_SASL_PLAINTEXT_PORT),SASL_SSL://127.0.0.1:$(E2E_SASL_SSL_PORT),SSL://127.0.0.1:$(E2E_SSL_PORT)'" \
+		"pg_kafka.ssl_cert_file = '$(abspath $(E2E_CERTS))/server.crt'" \
+		"pg_kafka.ssl_key_file = '$(abspath $(E2E_CERTS))/server.key'" \
+		"pg_kafka.ssl_ca_file = '$(abspath $(E2E_CERTS))/ca.crt'" \
+		"pg_kafka.ssl_client_auth = 'requested'" \
+		"pg_kafka.sasl_plain_without_tls = on" > target/e2e-listeners.conf
+	PGKAFKA_EXTRA_CONF=target/e2e-listeners.conf scripts/cluster.sh start $(E2E_DATA) $(E2E_PG_PORT) $(E2E_PORT)
 	PGKAFKA_E2E_BOOTSTRAP=127.0.0.1:$(E2E_PORT) PGKAFKA_E2E_PG_PORT=$(E2E_PG_PORT) \
-	PGKAFKA_E2E_DATA=$(abspath $(E2E_DATA)) \
+	PGKAFKA_E2E_DATA=$(abspath $(E2E_DATA)) PGKAFKA_E2E_CERTS=$(abspath $(E2E_CERTS)) \
+	PGKAFKA_E2E_SASL_PLAINTEXT=127.0.0.1:$(E2E_SASL_PLAINTEXT_PORT) PGKAFKA_E2E_SASL_SSL=127.0.0.1:$(E2E_SASL_SSL_PORT) \
+	PGKAFKA_E2E_SSL=127.0.0.1:$(E2E_SSL_PORT) PGKAFKA_E2E_EXTRA_CONF=$(abspath target/e2e-listeners.conf) \
 	cargo test -p pg_kafka_e2e -- --test-threads=4 --show-output; \
 	status=$$?; scripts/cluster.sh stop $(E2E_DATA); exit $$status
 

@@ -7,7 +7,7 @@ PG_MAJOR=15
 PG_CONFIG=/usr/lib/postgresql/$PG_MAJOR/bin/pg_config
 PGRX_VERSION=0.18.0
 APT_PACKAGES=(postgresql-$PG_MAJOR postgresql-server-dev-$PG_MAJOR libclang-dev clang sudo kcat
-              cmake pkg-config libcurl4-openssl-dev libssl-dev zlib1g-dev)
+              cmake pkg-config libcurl4-openssl-dev libssl-dev zlib1g-dev openssl)
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
@@ -37,4 +37,11 @@ KAFKA_PYTHON_VERSION=3.0.12
 if ! python3 -c "import kafka, sys; sys.exit(kafka.__version__ != '$KAFKA_PYTHON_VERSION')" 2>/dev/null; then
     echo "setup: pip install kafka-python==$KAFKA_PYTHON_VERSION"
     python3 -m pip install -q --root-user-action=ignore "kafka-python==$KAFKA_PYTHON_VERSION"
+fi
+# confluent-kafka: librdkafka 2.x with SASL and TLS, for the security end-to-end tests
+# (Debian's kcat links librdkafka 2.0, which still repeats its SCRAM nonce).
+CONFLUENT_KAFKA_VERSION=2.16.1
+if ! python3 -c "import confluent_kafka, sys; sys.exit(confluent_kafka.__version__ != '$CONFLUENT_KAFKA_VERSION')" 2>/dev/null; then
+    echo "setup: pip install confluent-kafka==$CONFLUENT_KAFKA_VERSION"
+    python3 -m pip install -q --root-user-action=ignore "confluent-kafka==$CONFLUENT_KAFKA_VERSION"
 fi

@@ -10,7 +10,7 @@
 
 use std::ffi::CString;
 
-use pg_kafka_core::config::{defaults, Config, SynchronousCommit};
+use pg_kafka_core::config::{defaults, ClientAuth, Config, SynchronousCommit};
 use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting, PostgresGucEnum};
 
 static HOST: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(defaults::HOST));
@@ -38,6 +38,15 @@ static CONNECTIONS_MAX_IDLE_MS: GucSetting<i32> = GucSetting::<i32>::new(default
 static FETCH_MAX_BYTES: GucSetting<i32> = GucSetting::<i32>::new(defaults::FETCH_MAX_BYTES);
 static STATEMENT_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(defaults::STATEMENT_TIMEOUT_MS);
 static LOCK_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(defaults::LOCK_TIMEOUT_MS);
+static LISTENERS: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(defaults::LISTENERS));
+static ADVERTISED_LISTENERS: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(defaults::ADVERTISED_LISTENERS));
+static ALLOW_UNAUTHENTICATED_REMOTE: GucSetting<bool> = GucSetting::<bool>::new(defaults::ALLOW_UNAUTHENTICATED_REMOTE);
+static SASL_PLAIN_WITHOUT_TLS: GucSetting<bool> = GucSetting::<bool>::new(defaults::SASL_PLAIN_WITHOUT_TLS);
+static SSL_CERT_FILE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(defaults::SSL_CERT_FILE));
+static SSL_KEY_FILE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(defaults::SSL_KEY_FILE));
+static SSL_CA_FILE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(defaults::SSL_CA_FILE));
+static SSL_CLIENT_AUTH: GucSetting<ClientAuthGuc> = GucSetting::<ClientAuthGuc>::new(ClientAuthGuc::from_core(defaults::SSL_CLIENT_AUTH));
+static CONNECTIONS_MAX_REAUTH_MS: GucSetting<i32> = GucSetting::<i32>::new(defaults::CONNECTIONS_MAX_REAUTH_MS);
 static SYNCHRONOUS_COMMIT: GucSetting<SynchronousCommitGuc> =
     GucSetting::<SynchronousCommitGuc>::new(SynchronousCommitGuc::from_core(defaults::SYNCHRONOUS_COMMIT));
 
@@ -78,6 +87,53 @@ impl SynchronousCommitGuc {
             Self::RemoteApply => SynchronousCommit::RemoteApply,
         }
     }
+}
+
+/// `pg_kafka.ssl_client_auth`, Kafka's `ssl.client.auth` values.
+#[derive(Clone, Copy, Debug, PostgresGucEnum)]
+enum ClientAuthGuc {
+    #[name = c"none"]
+    None,
+    #[name = c"requested"]
+    Requested,
+    #[name = c"required"]
+    Required,
+}
+
+impl ClientAuthGuc {
+    const fn from_core(value: ClientAuth) -> Self {
+        match value {
+            ClientAuth::None => Self::None,
+            ClientAuth::Requested => Self::Requested,
+            ClientAuth::Required => Self::Required,
+        }
+    }
+
+    fn to_core(self) -> ClientAuth {
+        match self {
+            Self::None => ClientAuth::None,
+            Self::Requested => ClientAuth::Requested,
+            Self::Required => ClientAuth::Required,
+        }
+    }
+}
+
+/// A TLS file setting, or Postgres's own setting of the same name (`ssl_cert_file`,
+/// `ssl_key_file`); relative paths are relative to the data directory, as Postgres reads
+/// them.
+fn tls_file(setting: &GucSetting<Option<CString>>, postgres_setting: &std::ffi::CStr) -> String {
+    let path = string_setting(setting).or_else(|| postgres_option(postgres_setting)).unwrap_or_default();
+    if path.is_empty() || path.starts_with('/') {
+        return path;
+    }
+    let data_dir = unsafe { std::ffi::CStr::from_ptr(pgrx::pg_sys::DataDir) }.to_string_lossy().into_owned();
+    format!("{data_dir}/{path}")
+}
+
+/// A Postgres setting's current value, by name.
+fn postgres_option(name: &std::ffi::CStr) -> Option<String> {
+    let value = unsafe { pgrx::pg_sys::GetConfigOption(name.as_ptr(), true, false) };
+    (!value.is_null()).then(|| unsafe { std::ffi::CStr::from_ptr(value) }.to_string_lossy().into_owned()).filter(|v| !v.is_empty())
 }
 
 fn string_setting(setting: &GucSetting<Option<CString>>) -> Option<String> {
@@ -121,6 +177,15 @@ pub fn config() -> Config {
         request_timeout_ms: unsigned(&REQUEST_TIMEOUT_MS),
         connections_max_idle_ms: unsigned(&CONNECTIONS_MAX_IDLE_MS),
         fetch_max_bytes: unsigned(&FETCH_MAX_BYTES) as usize,
+        listeners: string_setting(&LISTENERS).unwrap_or_default(),
+        advertised_listeners: string_setting(&ADVERTISED_LISTENERS).unwrap_or_default(),
+        allow_unauthenticated_remote: ALLOW_UNAUTHENTICATED_REMOTE.get(),
+        sasl_plain_without_tls: SASL_PLAIN_WITHOUT_TLS.get(),
+        ssl_cert_file: tls_file(&SSL_CERT_FILE, c"ssl_cert_file"),
+        ssl_key_file: tls_file(&SSL_KEY_FILE, c"ssl_key_file"),
+        ssl_ca_file: tls_file(&SSL_CA_FILE, c"ssl_ca_file"),
+        ssl_client_auth: SSL_CLIENT_AUTH.get().to_core(),
+        connections_max_reauth_ms: unsigned(&CONNECTIONS_MAX_REAUTH_MS),
     }
 }
 
@@ -371,6 +436,80 @@ pub fn init() {
         &STATEMENT_TIMEOUT_MS,
         0,
         3_600_000,
+        GucContext::Sighup,
+        GucFlags::UNIT_MS,
+    );
+    GucRegistry::define_string_guc(
+        c"pg_kafka.listeners",
+        c"Kafka listeners: PROTOCOL://host:port, comma-separated (PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL).",
+        c"At most one per protocol. Empty: one PLAINTEXT listener on pg_kafka.host:pg_kafka.port.",
+        &LISTENERS,
+        GucContext::Postmaster,
+        GucFlags::default(),
+    );
+    GucRegistry::define_string_guc(
+        c"pg_kafka.advertised_listeners",
+        c"What each listener tells clients to connect to: PROTOCOL://host:port, comma-separated.",
+        c"A listener not named here advertises its own address (for a wildcard address, the one the client connected to).",
+        &ADVERTISED_LISTENERS,
+        GucContext::Postmaster,
+        GucFlags::default(),
+    );
+    GucRegistry::define_bool_guc(
+        c"pg_kafka.allow_unauthenticated_remote",
+        c"Lets a listener reachable from other hosts accept clients without authentication.",
+        c"Off: such a listener refuses to start. Use SASL_PLAINTEXT, SASL_SSL or SSL with client certificates instead.",
+        &ALLOW_UNAUTHENTICATED_REMOTE,
+        GucContext::Postmaster,
+        GucFlags::default(),
+    );
+    GucRegistry::define_bool_guc(
+        c"pg_kafka.sasl_plain_without_tls",
+        c"Offers SASL PLAIN on SASL_PLAINTEXT listeners, where the password crosses the network in clear.",
+        c"Off: PLAIN only over TLS (SASL_SSL); SCRAM-SHA-256 is offered everywhere.",
+        &SASL_PLAIN_WITHOUT_TLS,
+        GucContext::Postmaster,
+        GucFlags::default(),
+    );
+    GucRegistry::define_string_guc(
+        c"pg_kafka.ssl_cert_file",
+        c"PEM certificate chain of TLS listeners.",
+        c"Empty: Postgres's own ssl_cert_file. Relative paths are relative to the data directory.",
+        &SSL_CERT_FILE,
+        GucContext::Postmaster,
+        GucFlags::default(),
+    );
+    GucRegistry::define_string_guc(
+        c"pg_kafka.ssl_key_file",
+        c"PEM private key of TLS listeners.",
+        c"Empty: Postgres's own ssl_key_file. Relative paths are relative to the data directory.",
+        &SSL_KEY_FILE,
+        GucContext::Postmaster,
+        GucFlags::SUPERUSER_ONLY,
+    );
+    GucRegistry::define_string_guc(
+        c"pg_kafka.ssl_ca_file",
+        c"PEM certificates of the CAs client certificates must chain to.",
+        c"Empty: Postgres's own ssl_ca_file. Needed when pg_kafka.ssl_client_auth is requested or required.",
+        &SSL_CA_FILE,
+        GucContext::Postmaster,
+        GucFlags::default(),
+    );
+    GucRegistry::define_enum_guc(
+        c"pg_kafka.ssl_client_auth",
+        c"Whether TLS listeners ask clients for certificates: none, requested or required.",
+        c"On SSL listeners a verified certificate's subject CN is the client's role, checked against ACLs.",
+        &SSL_CLIENT_AUTH,
+        GucContext::Postmaster,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"pg_kafka.connections_max_reauth_ms",
+        c"Lifetime of an authenticated session before the client must re-authenticate (KIP-368).",
+        c"0: no limit. Capped by the role's VALID UNTIL. A client that does not re-authenticate in time is disconnected.",
+        &CONNECTIONS_MAX_REAUTH_MS,
+        0,
+        i32::MAX,
         GucContext::Sighup,
         GucFlags::UNIT_MS,
     );

@@ -40,6 +40,26 @@ pub mod defaults {
     pub const CONNECTIONS_MAX_IDLE_MS: i32 = 600_000;
     /// Kafka's broker default `fetch.max.bytes` (55 MiB).
     pub const FETCH_MAX_BYTES: i32 = 55 * 1024 * 1024;
+    /// Empty: one PLAINTEXT listener on `HOST`:`PORT`.
+    pub const LISTENERS: &CStr = c"";
+    pub const ADVERTISED_LISTENERS: &CStr = c"";
+    pub const ALLOW_UNAUTHENTICATED_REMOTE: bool = false;
+    pub const SASL_PLAIN_WITHOUT_TLS: bool = false;
+    /// Empty: Postgres's own `ssl_cert_file` / `ssl_key_file`.
+    pub const SSL_CERT_FILE: &CStr = c"";
+    pub const SSL_KEY_FILE: &CStr = c"";
+    pub const SSL_CA_FILE: &CStr = c"";
+    pub const SSL_CLIENT_AUTH: super::ClientAuth = super::ClientAuth::None;
+    /// 0: sessions never need re-authentication.
+    pub const CONNECTIONS_MAX_REAUTH_MS: i32 = 0;
+}
+
+/// Whether TLS listeners ask clients for a certificate (Kafka's `ssl.client.auth`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClientAuth {
+    None,
+    Requested,
+    Required,
 }
 
 /// `synchronous_commit` of the writer's transactions: Postgres's own values.
@@ -118,6 +138,23 @@ pub struct Config {
     pub connections_max_idle_ms: u64,
     /// Largest Fetch response, whatever the client asks (Kafka's `fetch.max.bytes`).
     pub fetch_max_bytes: usize,
+    /// Kafka-style listener list (`PLAINTEXT://127.0.0.1:9092,SASL_SSL://0.0.0.0:9093`);
+    /// empty for one PLAINTEXT listener on `host`:`port`.
+    pub listeners: String,
+    /// What each listener tells clients to connect to, by protocol name.
+    pub advertised_listeners: String,
+    /// Lets a listener reachable from other hosts accept unauthenticated clients.
+    pub allow_unauthenticated_remote: bool,
+    /// Offers SASL PLAIN on SASL_PLAINTEXT listeners (passwords in clear on the network).
+    pub sasl_plain_without_tls: bool,
+    /// PEM files of the TLS listeners: certificate chain, private key, and the CAs client
+    /// certificates must chain to.
+    pub ssl_cert_file: String,
+    pub ssl_key_file: String,
+    pub ssl_ca_file: String,
+    pub ssl_client_auth: ClientAuth,
+    /// KIP-368 session lifetime; 0 for none.
+    pub connections_max_reauth_ms: u64,
 }
 
 fn text(value: &CStr) -> String {
@@ -160,6 +197,15 @@ impl Default for Config {
             request_timeout_ms: count(d::REQUEST_TIMEOUT_MS),
             connections_max_idle_ms: count(d::CONNECTIONS_MAX_IDLE_MS),
             fetch_max_bytes: count(d::FETCH_MAX_BYTES) as usize,
+            listeners: text(d::LISTENERS),
+            advertised_listeners: text(d::ADVERTISED_LISTENERS),
+            allow_unauthenticated_remote: d::ALLOW_UNAUTHENTICATED_REMOTE,
+            sasl_plain_without_tls: d::SASL_PLAIN_WITHOUT_TLS,
+            ssl_cert_file: text(d::SSL_CERT_FILE),
+            ssl_key_file: text(d::SSL_KEY_FILE),
+            ssl_ca_file: text(d::SSL_CA_FILE),
+            ssl_client_auth: d::SSL_CLIENT_AUTH,
+            connections_max_reauth_ms: count(d::CONNECTIONS_MAX_REAUTH_MS),
         }
     }
 }

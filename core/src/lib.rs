@@ -12,6 +12,8 @@
 //!  storage   the `Storage` trait in Kafka terms, the bridge to the storage thread,
 //!    │       topic cache, partition watermarks (the Postgres engine lives in the glue crate)
 //!  protocol  frames, headers, versions, shape checks, RecordBatch codec (pure)
+//!  security  listener specs, SCRAM-SHA-256 over Postgres verifiers, ACLs and their
+//!            decision with role membership (pure)
 //!
 //!  config, logging: plain settings and a log queue, used by every layer
 //! ```
@@ -24,6 +26,7 @@ pub mod broker;
 pub mod config;
 pub mod logging;
 pub mod protocol;
+pub mod security;
 pub mod server;
 pub mod service;
 pub mod storage;

@@ -20,7 +20,7 @@ use tokio::sync::watch;
 use crate::broker::groups::{GroupCoordinator, GroupSettings};
 use crate::broker::Broker;
 use crate::config::{Config, SharedConfig};
-use crate::server::{Listener, Server};
+use crate::server::{ListenError, Listener, Server};
 use crate::storage::bridge::{self, JobQueue, JobRunner, Waker};
 use crate::storage::topics::TopicCache;
 use crate::storage::watermarks::Watermarks;
@@ -80,9 +80,9 @@ impl StorageSide {
 }
 
 /// Builds a broker and its storage side. `wake` is called whenever work is queued for the
-/// storage thread; `advertised_port` is what Metadata tells clients; `shutdown` turns true
-/// when the server stops (long polls then answer at once).
-pub fn assemble(config: Config, wake: Waker, advertised_port: u16, shutdown: watch::Receiver<bool>) -> (Broker, StorageSide) {
+/// storage thread; `shutdown` turns true when the server stops (long polls then answer at
+/// once).
+pub fn assemble(config: Config, wake: Waker, shutdown: watch::Receiver<bool>) -> (Broker, StorageSide) {
     let (storage, jobs) = bridge::channel(wake.clone());
     let settings = CommitSettings {
         flush_interval: Duration::from_millis(config.flush_interval_ms),
@@ -95,16 +95,18 @@ pub fn assemble(config: Config, wake: Waker, advertised_port: u16, shutdown: wat
     let retention = Retention::new(Duration::from_millis(config.retention_check_interval_ms), watermarks.clone());
     let groups = GroupCoordinator::new(GroupSettings::from_config(&config));
     let config = SharedConfig::new(config);
-    let broker = Broker::new(config.clone(), advertised_port, storage, commits, watermarks, topics, groups, shutdown);
+    let broker = Broker::new(config.clone(), storage, commits, watermarks, topics, groups, shutdown);
     (broker, StorageSide { jobs, committer, retention, config })
 }
 
-/// Binds the listener from `config`, assembles the broker on it and starts serving.
-pub fn start(config: Config, wake: Waker) -> std::io::Result<(Server, StorageSide)> {
+/// Binds the listeners from `config`, assembles the broker on them and starts serving;
+/// returns also the listeners' description for the log.
+pub fn start(config: Config, wake: Waker) -> Result<(Server, StorageSide, String), ListenError> {
     let listener = Listener::bind(&config)?;
-    let port = listener.local_addr().port();
-    let (broker, storage_side) = assemble(config, wake, port, listener.shutdown_signal());
-    Ok((Server::start(listener, broker)?, storage_side))
+    let described = listener.describe();
+    let (broker, storage_side) = assemble(config, wake, listener.shutdown_signal());
+    let server = Server::start(listener, broker).map_err(|source| ListenError::Bind { address: "(network thread)".into(), source })?;
+    Ok((server, storage_side, described))
 }
 
 #[cfg(test)]
@@ -124,7 +126,7 @@ mod tests {
     async fn a_burst_of_jobs_is_spread_over_turns_and_the_writer_runs_in_each() {
         let config = Config { flush_interval_ms: 0, ..Config::default() };
         let (_shutdown_tx, shutdown) = watch::channel(false);
-        let (broker, mut side) = assemble(config, Arc::new(|| {}), 9092, shutdown);
+        let (broker, mut side) = assemble(config, Arc::new(|| {}), shutdown);
         let mut memory = MemoryStorage::default();
         let topic = memory.create_topic("t", 1).unwrap();
         let mut runner = DirectRunner(memory);

@@ -4,6 +4,7 @@
 //! Methods assume a transaction is open; [`TransactionRunner`] opens one per bridge job on
 //! the worker's main thread, and `#[pg_test]`s run inside the test's own transaction.
 
+use pg_kafka_core::security::acl::{AclBinding, AclFilter, Operation, PatternType, Permission, Principal, ResourceType};
 use std::ffi::{c_int, c_uint};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
@@ -16,8 +17,8 @@ use pg_kafka_core::config::SynchronousCommit;
 use pg_kafka_core::storage::bridge::JobRunner;
 use pg_kafka_core::storage::copy_binary::encode_binary;
 use pg_kafka_core::storage::{
-    is_storable_text, is_valid_topic_name, kafka_timestamp_ms, postgres_timestamp_us, record_bytes, CommittedOffset, MessageRows,
-    OffsetCommit, ProducerKey, ProducerState, ReadLimit, SequencedBatch, Storage, StorageError, StoredRecord, Topic,
+    is_storable_text, is_valid_topic_name, kafka_timestamp_ms, postgres_timestamp_us, record_bytes, CommittedOffset, LoginRole,
+    MessageRows, OffsetCommit, ProducerKey, ProducerState, ReadLimit, SequencedBatch, Storage, StorageError, StoredRecord, Topic,
     DEFAULT_MAX_MESSAGE_BYTES,
 };
 
@@ -47,6 +48,11 @@ const RETENTION_TOPICS: &str = include_str!("../../sql/queries/retention_topics.
 const RETENTION_BY_TIME: &str = include_str!("../../sql/queries/retention_by_time.sql");
 const RETENTION_BY_SIZE: &str = include_str!("../../sql/queries/retention_by_size.sql");
 const SAVE_PRODUCER_STATES: &str = include_str!("../../sql/queries/save_producer_states.sql");
+const LOGIN_ROLE: &str = include_str!("../../sql/queries/login_role.sql");
+const PRINCIPALS: &str = include_str!("../../sql/queries/principals.sql");
+const ACLS: &str = include_str!("../../sql/queries/acls.sql");
+const CREATE_ACLS: &str = include_str!("../../sql/queries/create_acls.sql");
+const DELETE_ACLS: &str = include_str!("../../sql/queries/delete_acls.sql");
 
 /// Rows a Fetch read asks the cursor for at a time; reading stops at the byte budget.
 const READ_CHUNK_ROWS: i64 = 256;
@@ -430,6 +436,98 @@ impl Storage for PgStorage {
         let args = [producer_ids.into(), topic_ids.into(), partitions.into(), epochs.into(), batches.into()];
         execute(SAVE_PRODUCER_STATES, &args)
     }
+
+    fn login_role(&mut self, name: &str) -> Result<Option<LoginRole>, StorageError> {
+        storable([name])?;
+        with_client(|client| {
+            let rows = client.select(LOGIN_ROLE, Some(1), &[name.into()]).map_err(database_error)?;
+            let Some(row) = rows.into_iter().next() else { return Ok(None) };
+            let superuser: bool = row.get(4).map_err(database_error)?.unwrap_or(false);
+            let members: String = row.get(5).map_err(database_error)?.unwrap_or_default();
+            Ok(Some(LoginRole {
+                password: row.get(1).map_err(database_error)?,
+                can_login: row.get(2).map_err(database_error)?.unwrap_or(false),
+                valid_until_ms: row.get(3).map_err(database_error)?,
+                principal: principal(name.to_owned(), superuser, &members),
+            }))
+        })
+    }
+
+    fn principals(&mut self, names: &[String]) -> Result<Vec<Principal>, StorageError> {
+        if names.is_empty() {
+            return Ok(Vec::new());
+        }
+        with_client(|client| {
+            let rows = client.select(PRINCIPALS, None, &[names.to_vec().into()]).map_err(database_error)?;
+            rows.into_iter()
+                .map(|row| {
+                    let name: String = row.get(1).map_err(database_error)?.unwrap_or_default();
+                    let superuser: bool = row.get(2).map_err(database_error)?.unwrap_or(false);
+                    let members: String = row.get(3).map_err(database_error)?.unwrap_or_default();
+                    Ok(principal(name, superuser, &members))
+                })
+                .collect()
+        })
+    }
+
+    fn acls(&mut self) -> Result<Vec<AclBinding>, StorageError> {
+        with_client(|client| {
+            let rows = client.select(ACLS, None, &[]).map_err(database_error)?;
+            let mut acls = Vec::with_capacity(rows.len());
+            for row in rows {
+                let code = |i| -> Result<i8, StorageError> { Ok(row.get::<i16>(i).map_err(database_error)?.unwrap_or_default() as i8) };
+                let text = |i| -> Result<String, StorageError> { Ok(row.get::<String>(i).map_err(database_error)?.unwrap_or_default()) };
+                let bad = || database_error("kafka.acls holds a code Kafka does not know");
+                acls.push(AclBinding {
+                    resource_type: ResourceType::from_code(code(1)?).ok_or_else(bad)?,
+                    resource_name: text(2)?,
+                    pattern_type: PatternType::from_code(code(3)?).ok_or_else(bad)?,
+                    principal: text(4)?,
+                    host: text(5)?,
+                    operation: Operation::from_code(code(6)?).ok_or_else(bad)?,
+                    permission: Permission::from_code(code(7)?).ok_or_else(bad)?,
+                });
+            }
+            Ok(acls)
+        })
+    }
+
+    fn create_acls(&mut self, acls: &[AclBinding]) -> Result<(), StorageError> {
+        storable(acls.iter().flat_map(|a| [a.resource_name.as_str(), a.principal.as_str(), a.host.as_str()]))?;
+        execute(CREATE_ACLS, &acl_columns(acls))
+    }
+
+    fn delete_acls(&mut self, filters: &[AclFilter]) -> Result<Vec<Vec<AclBinding>>, StorageError> {
+        let all = self.acls()?;
+        let matched: Vec<Vec<AclBinding>> = filters.iter().map(|f| all.iter().filter(|a| f.matches(a)).cloned().collect()).collect();
+        let doomed: Vec<AclBinding> = all.into_iter().filter(|a| filters.iter().any(|f| f.matches(a))).collect();
+        if !doomed.is_empty() {
+            execute(DELETE_ACLS, &acl_columns(&doomed))?;
+        }
+        Ok(matched)
+    }
+}
+
+/// ACLs as the seven column arrays the ACL statements unnest.
+fn acl_columns(acls: &[AclBinding]) -> [pgrx::datum::DatumWithOid<'static>; 7] {
+    let code = |f: fn(&AclBinding) -> i8| acls.iter().map(|a| i16::from(f(a))).collect::<Vec<i16>>();
+    let text = |f: fn(&AclBinding) -> &str| acls.iter().map(|a| f(a).to_owned()).collect::<Vec<String>>();
+    [
+        code(|a| a.resource_type as i8).into(),
+        text(|a| &a.resource_name).into(),
+        code(|a| a.pattern_type as i8).into(),
+        text(|a| &a.principal).into(),
+        text(|a| &a.host).into(),
+        code(|a| a.operation as i8).into(),
+        code(|a| a.permission as i8).into(),
+    ]
+}
+
+/// A principal from its name, superuser flag and `chr(1)`-separated memberships.
+fn principal(name: String, superuser: bool, members: &str) -> Principal {
+    let mut roles: std::collections::BTreeSet<String> = members.split('\u{1}').filter(|r| !r.is_empty()).map(str::to_owned).collect();
+    roles.insert(name.clone());
+    Principal { name, superuser, roles }
 }
 
 /// Runs each bridge job in its own transaction on the worker's main thread.

@@ -66,20 +66,14 @@ pub extern "C-unwind" fn pg_kafka_worker_main(_arg: pg_sys::Datum) {
     };
     let notify = wakeup.clone();
     let wake: Waker = Arc::new(move || notify.notify());
-    let (server, storage_side) = match service::start(config.clone(), wake) {
+    let (server, storage_side, listeners) = match service::start(config.clone(), wake) {
         Ok(started) => started,
         Err(e) => {
-            log!("pg_kafka: cannot listen on {}:{}: {e}; retrying in {RESTART_SECONDS}s", config.host, config.port);
+            log!("pg_kafka: cannot start the Kafka listeners: {e}; retrying in {RESTART_SECONDS}s");
             unsafe { pg_sys::proc_exit(1) };
         }
     };
-    log!(
-        "pg_kafka: listening for Kafka clients on {} (database \"{}\", advertised as {}:{})",
-        server.local_addr,
-        config.database,
-        config.advertised_host,
-        server.local_addr.port()
-    );
+    log!("pg_kafka: listening for Kafka clients on {listeners} (database \"{}\")", config.database);
 
     let runner = TransactionRunner::new(config.statement_timeout_ms);
     let mut main = MainLoop { wakeup, storage_side, runner, log_lines, next_wake: None };

@@ -1,6 +1,8 @@
 //! AlterConfigs (v0-v2): replaces every config of a topic with the given set (keys left
 //! out go back to their defaults). Broker settings are `pg_kafka.*` GUCs: refused.
 
+use super::authorize::access;
+use crate::security::acl::Operation;
 use kafka_protocol::messages::alter_configs_response::AlterConfigsResourceResponse;
 use kafka_protocol::messages::{AlterConfigsRequest, AlterConfigsResponse};
 use kafka_protocol::protocol::StrBytes;
@@ -53,8 +55,11 @@ pub async fn alter(
     replace_all: bool,
     validate_only: bool,
 ) -> Result<(), (ResponseError, String)> {
+    let access = access(broker).await;
     match resource_type {
-        TOPIC_RESOURCE => {}
+        TOPIC_RESOURCE => {
+            access.check_topic(Operation::AlterConfigs, name).map_err(|e| (e, "ALTER_CONFIGS on the topic is needed".to_string()))?
+        }
         BROKER_RESOURCE => {
             return Err((ResponseError::InvalidRequest, "broker settings are pg_kafka.* settings in postgresql.conf".into()))
         }

@@ -1,6 +1,8 @@
 //! CreatePartitions (v0-v3): raises a topic's partition count. The count never goes
 //! down; new partitions start empty at offset 0.
 
+use super::authorize::access;
+use crate::security::acl::Operation;
 use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
 use kafka_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse};
@@ -17,8 +19,16 @@ pub async fn handle(broker: &Broker, request: &RequestFrame) -> Outcome {
         Err(outcome) => return outcome,
     };
     let repeated = repeated_names(body.topics.iter().map(|t| t.name.as_str()));
-    let checked: Vec<Result<(), Refusal>> =
-        body.topics.iter().map(|t| if repeated.contains(t.name.as_str()) { Err(named_twice()) } else { check(t) }).collect();
+    let access = access(broker).await;
+    let checked: Vec<Result<(), Refusal>> = body
+        .topics
+        .iter()
+        .map(|t| match access.check_topic(Operation::Alter, t.name.as_str()) {
+            Err(denied) => Err((denied, "ALTER on the topic is needed".into())),
+            Ok(()) if repeated.contains(t.name.as_str()) => Err(named_twice()),
+            Ok(()) => check(t),
+        })
+        .collect();
     let asked: Vec<Option<(String, i32, usize)>> = body
         .topics
         .iter()

@@ -2,6 +2,8 @@
 //! assignment, configs), then creates each with its configs in one transaction, unless
 //! `validate_only`. There is one broker: replication factor 1 (or -1, the default) only.
 
+use super::authorize::access;
+use crate::security::acl::Operation;
 use std::collections::{HashMap, HashSet};
 
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
@@ -35,10 +37,15 @@ pub async fn handle(broker: &Broker, request: &RequestFrame) -> Outcome {
         Err(outcome) => return outcome,
     };
     let repeated = repeated_names(body.topics.iter().map(|t| t.name.as_str()));
+    let access = access(broker).await;
+    let may_create = |name: &str| access.allows_cluster(Operation::Create) || access.check_topic(Operation::Create, name).is_ok();
     let plans: Vec<Result<Plan, Refusal>> = body
         .topics
         .iter()
         .map(|t| match repeated.contains(t.name.as_str()) {
+            _ if !may_create(t.name.as_str()) => {
+                Err((ResponseError::TopicAuthorizationFailed, "CREATE on the cluster or on the topic is needed".into()))
+            }
             false => plan(t, broker.config().default_partitions),
             true => Err(named_twice()),
         })

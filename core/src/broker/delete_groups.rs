@@ -1,6 +1,8 @@
 //! DeleteGroups (v0-v2): forgets groups without members and deletes their committed
 //! offsets. A group with members is NON_EMPTY_GROUP; one never seen is GROUP_ID_NOT_FOUND.
 
+use super::authorize::access;
+use crate::security::acl::Operation;
 use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
 use kafka_protocol::messages::{DeleteGroupsRequest, DeleteGroupsResponse};
 use kafka_protocol::ResponseError;
@@ -15,8 +17,12 @@ pub async fn handle(broker: &Broker, request: &RequestFrame) -> Outcome {
         Ok(body) => body,
         Err(outcome) => return outcome,
     };
-    let in_memory: Vec<Result<bool, ResponseError>> =
-        body.groups_names.iter().map(|g| check_group_id(g).and_then(|()| broker.groups.delete(g))).collect();
+    let access = access(broker).await;
+    let in_memory: Vec<Result<bool, ResponseError>> = body
+        .groups_names
+        .iter()
+        .map(|g| check_group_id(g).and_then(|()| access.check_group(Operation::Delete, g)).and_then(|()| broker.groups.delete(g)))
+        .collect();
     let deletable: Vec<String> = body.groups_names.iter().zip(&in_memory).filter(|(_, r)| r.is_ok()).map(|(g, _)| g.to_string()).collect();
     let had_offsets = storage_call(broker, move |s| s.delete_group_offsets(&deletable)).await;
     if let Err(e) = &had_offsets {

@@ -3,6 +3,8 @@
 //! new log start is kept in `kafka.partition_starts`, so offsets are never reused even
 //! when a partition is emptied.
 
+use super::authorize::access;
+use crate::security::acl::Operation;
 use kafka_protocol::messages::delete_records_response::{DeleteRecordsPartitionResult, DeleteRecordsTopicResult};
 use kafka_protocol::messages::{DeleteRecordsRequest, DeleteRecordsResponse};
 use kafka_protocol::ResponseError;
@@ -26,6 +28,7 @@ pub async fn handle(broker: &Broker, request: &RequestFrame) -> Outcome {
         .map(|t| (TopicRef::Name(t.name.to_string()), t.partitions.iter().map(|p| p.partition_index).max().unwrap_or(0)))
         .collect();
     let found = broker.topics.resolve(&broker.storage, &wanted).await.unwrap_or_default();
+    let access = &access(broker).await;
     // Per requested partition: (topic id, partition, offset), or why not.
     let targets: Vec<Result<(i32, i32, i64), ResponseError>> = body
         .topics
@@ -33,7 +36,9 @@ pub async fn handle(broker: &Broker, request: &RequestFrame) -> Outcome {
         .flat_map(|t| {
             let topic = found.get(&TopicRef::Name(t.name.to_string())).cloned().flatten();
             t.partitions.iter().map(move |p| match &topic {
-                Some(topic) if (0..topic.partitions).contains(&p.partition_index) => Ok((topic.id, p.partition_index, p.offset)),
+                Some(topic) if (0..topic.partitions).contains(&p.partition_index) => {
+                    access.check_topic(Operation::Delete, &topic.name).map(|()| (topic.id, p.partition_index, p.offset))
+                }
                 _ => Err(ResponseError::UnknownTopicOrPartition),
             })
         })

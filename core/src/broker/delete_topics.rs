@@ -3,6 +3,8 @@
 //! every cache (the writer's is dropped inside that transaction's job, before it can
 //! write again).
 
+use super::authorize::access;
+use crate::security::acl::Operation;
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
 use kafka_protocol::messages::{DeleteTopicsRequest, DeleteTopicsResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
@@ -32,6 +34,9 @@ pub async fn handle(broker: &Broker, request: &RequestFrame) -> Outcome {
     };
     let asked = wanted.clone();
     let topics = broker.topics.clone();
+    // DELETE on each topic, checked on its stored name (a topic named by id included).
+    let access = access(broker).await;
+    let may_delete = access.clone();
     let deleted = storage_call(broker, move |s| {
         let mut all: Option<Vec<Topic>> = None;
         let mut outcomes = Vec::new();
@@ -45,7 +50,11 @@ pub async fn handle(broker: &Broker, request: &RequestFrame) -> Outcome {
                     all.as_ref().and_then(|all| all.iter().find(|t| t.uuid == *id).cloned())
                 }
             };
-            if let Some(found) = &found {
+            let found = match found {
+                Some(found) if !may_delete.allows_topic(Operation::Delete, &found.name) => Err(found.name),
+                found => Ok(found),
+            };
+            if let Ok(Some(found)) = &found {
                 s.delete_topic(found.id)?;
                 if let Some(all) = &mut all {
                     all.retain(|t| t.id != found.id);
@@ -53,14 +62,24 @@ pub async fn handle(broker: &Broker, request: &RequestFrame) -> Outcome {
             }
             outcomes.push(found);
         }
-        if outcomes.iter().any(Option::is_some) {
+        if outcomes.iter().any(|o| matches!(o, Ok(Some(_)))) {
             topics.invalidate();
         }
         Ok(outcomes)
     })
     .await;
     let results = match deleted {
-        Ok(outcomes) => wanted.iter().zip(outcomes).map(|(asked, found)| result(broker, asked, found)).collect(),
+        Ok(outcomes) => wanted
+            .iter()
+            .zip(outcomes)
+            .map(|(asked, found)| match found {
+                Ok(found) => result(broker, asked, found),
+                Err(name) => {
+                    let _ = access.check_topic(Operation::Delete, &name);
+                    refused(asked, ResponseError::TopicAuthorizationFailed, "DELETE on the topic is needed".into())
+                }
+            })
+            .collect(),
         Err(e) => wanted.iter().map(|asked| refused(asked, ResponseError::KafkaStorageError, e.to_string())).collect(),
     };
     respond(request, &DeleteTopicsResponse::default().with_responses(results))

@@ -1,5 +1,7 @@
 //! DescribeCluster (v0-v1): one broker, which is also the controller.
 
+use super::authorize::access;
+use crate::security::acl::{Operation, ResourceType, CLUSTER_NAME};
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
 use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeClusterResponse};
 use kafka_protocol::protocol::StrBytes;
@@ -17,14 +19,19 @@ pub async fn handle(broker: &Broker, request: &RequestFrame) -> Outcome {
         Ok(body) => body,
         Err(outcome) => return outcome,
     };
-    let response = DescribeClusterResponse::default().with_endpoint_type(BROKERS_ENDPOINT).with_cluster_authorized_operations(i32::MIN);
+    let access = access(broker).await;
+    if let Err(denied) = access.check_cluster(Operation::Describe) {
+        return respond(request, &DescribeClusterResponse::default().with_error_code(denied.code()));
+    }
+    let operations =
+        if body.include_cluster_authorized_operations { access.operations(ResourceType::Cluster, CLUSTER_NAME) } else { i32::MIN };
+    let response = DescribeClusterResponse::default().with_endpoint_type(BROKERS_ENDPOINT).with_cluster_authorized_operations(operations);
     if request.version() >= 1 && body.endpoint_type != BROKERS_ENDPOINT {
         return respond(request, &response.with_error_code(ResponseError::MismatchedEndpointType.code()));
     }
-    let this_broker = DescribeClusterBroker::default()
-        .with_broker_id(BrokerId(NODE_ID))
-        .with_host(StrBytes::from_string(broker.config().advertised_host.clone()))
-        .with_port(i32::from(broker.advertised_port));
+    let (host, port) = broker.advertised_address();
+    let this_broker =
+        DescribeClusterBroker::default().with_broker_id(BrokerId(NODE_ID)).with_host(StrBytes::from_string(host)).with_port(port);
     let response = response
         .with_cluster_id(StrBytes::from_static_str(CLUSTER_ID))
         .with_controller_id(BrokerId(NODE_ID))

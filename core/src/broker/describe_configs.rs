@@ -1,6 +1,8 @@
 //! DescribeConfigs (v1-v4): every topic config with its value and where it comes from
 //! (set on the topic, or Kafka's default), and the broker's few fixed settings.
 
+use super::authorize::access;
+use crate::security::acl::Operation;
 use kafka_protocol::messages::describe_configs_response::{DescribeConfigsResourceResult, DescribeConfigsResult, DescribeConfigsSynonym};
 use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
 use kafka_protocol::protocol::StrBytes;
@@ -29,10 +31,15 @@ pub async fn handle(broker: &Broker, request: &RequestFrame) -> Outcome {
         Err(outcome) => return outcome,
     };
     let mut results = Vec::new();
+    let access = access(broker).await;
     for resource in &body.resources {
+        let denied = |e: ResponseError| (e, "DESCRIBE_CONFIGS is needed".to_string());
         let lines = match resource.resource_type {
-            TOPIC_RESOURCE => topic_lines(broker, &resource.resource_name).await,
-            BROKER_RESOURCE => Ok(broker_lines(broker)),
+            TOPIC_RESOURCE => match access.check_topic(Operation::DescribeConfigs, &resource.resource_name) {
+                Ok(()) => topic_lines(broker, &resource.resource_name).await,
+                Err(e) => Err(denied(e)),
+            },
+            BROKER_RESOURCE => access.check_cluster(Operation::DescribeConfigs).map(|()| broker_lines(broker)).map_err(denied),
             other => Err((ResponseError::InvalidRequest, format!("unsupported resource type {other}"))),
         };
         let result =

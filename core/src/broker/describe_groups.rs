@@ -2,6 +2,8 @@
 //! its committed offsets (no members since the last restart) is "Empty"; an unknown group
 //! is "Dead", as in Kafka.
 
+use super::authorize::access;
+use crate::security::acl::{Operation, ResourceType};
 use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
 use kafka_protocol::messages::{DescribeGroupsRequest, DescribeGroupsResponse};
 use kafka_protocol::protocol::StrBytes;
@@ -19,6 +21,7 @@ pub async fn handle(broker: &Broker, request: &RequestFrame) -> Outcome {
         Ok(body) => body,
         Err(outcome) => return outcome,
     };
+    let access = access(broker).await;
     let described: Vec<_> = body.groups.iter().map(|g| broker.groups.describe(g)).collect();
     let with_offsets = if described.iter().any(Option::is_none) { offset_groups(broker).await } else { Ok(Vec::new()) };
     let text = |s: String| StrBytes::from_string(s);
@@ -27,7 +30,12 @@ pub async fn handle(broker: &Broker, request: &RequestFrame) -> Outcome {
         .iter()
         .zip(described)
         .map(|(group_id, description)| {
-            let group = DescribedGroup::default().with_group_id(group_id.clone()).with_authorized_operations(OPERATIONS_OMITTED);
+            let operations =
+                if body.include_authorized_operations { access.operations(ResourceType::Group, group_id) } else { OPERATIONS_OMITTED };
+            let group = DescribedGroup::default().with_group_id(group_id.clone()).with_authorized_operations(operations);
+            if let Err(denied) = access.check_group(Operation::Describe, group_id) {
+                return group.with_error_code(denied.code());
+            }
             match (description, &with_offsets) {
                 (Some(d), _) => {
                     let members = d

@@ -21,10 +21,12 @@ use kafka_protocol::messages::{FetchRequest, FetchResponse};
 use kafka_protocol::ResponseError;
 use tokio::time::Instant;
 
+use super::authorize::access;
 use super::{decode, respond, Broker, Outcome};
 use crate::logging;
 use crate::protocol::header::RequestFrame;
 use crate::protocol::records::{encode_batch, Record};
+use crate::security::acl::Operation;
 use crate::storage::bridge::{StorageCallError, Unavailable};
 use crate::storage::topics::TopicRef;
 use crate::storage::watermarks::Bounds;
@@ -116,6 +118,7 @@ async fn resolve(broker: &Broker, body: &FetchRequest, version: i16) -> Result<V
     let refs: Vec<(TopicRef, i32)> =
         body.topics.iter().flat_map(|t| t.partitions.iter().map(move |p| (topic_ref(t), p.partition))).collect();
     let found = broker.topics.resolve(&broker.storage, &refs).await?;
+    let access = access(broker).await;
     let unknown = if version >= TOPIC_IDS_FROM { ResponseError::UnknownTopicId } else { ResponseError::UnknownTopicOrPartition };
     let wanted = body
         .topics
@@ -125,7 +128,7 @@ async fn resolve(broker: &Broker, body: &FetchRequest, version: i16) -> Result<V
             let topic = match found.get(&topic_ref(t)).cloned().flatten() {
                 None => Err(unknown),
                 Some(topic) if !(0..topic.partitions).contains(&p.partition) => Err(ResponseError::UnknownTopicOrPartition),
-                Some(topic) => Ok(topic),
+                Some(topic) => access.check_topic(Operation::Read, &topic.name).map(|()| topic),
             };
             Wanted { topic, partition: p.partition, fetch_offset: p.fetch_offset, max_bytes: p.partition_max_bytes.max(0) as usize }
         })

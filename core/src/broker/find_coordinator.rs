@@ -1,6 +1,8 @@
 //! FindCoordinator (v0-v6): this broker coordinates every group (and would every
 //! transactional id). v4+ asks for many keys at once.
 
+use super::authorize::access;
+use crate::security::acl::Operation;
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
 use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinatorResponse};
 use kafka_protocol::protocol::StrBytes;
@@ -19,9 +21,20 @@ pub async fn handle(broker: &Broker, request: &RequestFrame) -> Outcome {
         Ok(body) => body,
         Err(outcome) => return outcome,
     };
-    let host = StrBytes::from_string(broker.config().advertised_host.clone());
-    let port = i32::from(broker.advertised_port);
-    let error = (!known_key_type(body.key_type)).then_some(ResponseError::InvalidRequest);
+    let (host, port) = broker.advertised_address();
+    let host = StrBytes::from_string(host);
+    let access = access(broker).await;
+    let keys: Vec<&str> =
+        if request.version() >= 4 { body.coordinator_keys.iter().map(|k| k.as_str()).collect() } else { vec![body.key.as_str()] };
+    // Groups (key type 0) need DESCRIBE on the group; transactions are not served.
+    let denied = body.key_type == 0 && keys.iter().any(|key| access.check_group(Operation::Describe, key).is_err());
+    let error = if !known_key_type(body.key_type) {
+        Some(ResponseError::InvalidRequest)
+    } else if denied {
+        Some(ResponseError::GroupAuthorizationFailed)
+    } else {
+        None
+    };
     let code = error.map_or(0, |e| e.code());
     let (node, host, port) = if error.is_some() { (-1, StrBytes::default(), -1) } else { (NODE_ID, host, port) };
     let response = if request.version() >= 4 {

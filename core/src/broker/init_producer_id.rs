@@ -6,6 +6,8 @@
 //! are not served: a transactional id is refused with TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
 //! the same answer transactional Produce requests get.
 
+use super::authorize::access;
+use crate::security::acl::Operation;
 use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
 use kafka_protocol::ResponseError;
 
@@ -25,6 +27,12 @@ pub async fn handle(broker: &Broker, request: &RequestFrame) -> Outcome {
         None => {}
         Some(id) if id.is_empty() => return respond(request, &refused(ResponseError::InvalidRequest)),
         Some(_) => return respond(request, &refused(ResponseError::TransactionalIdAuthorizationFailed)),
+    }
+    // Idempotence needs IDEMPOTENT_WRITE on the cluster, or WRITE on some topic (KIP-679).
+    let access = access(broker).await;
+    if !access.allows_cluster(Operation::IdempotentWrite) && !access.allows_writing_somewhere() {
+        let denied = access.check_cluster(Operation::IdempotentWrite).err().unwrap_or(ResponseError::ClusterAuthorizationFailed);
+        return respond(request, &refused(denied));
     }
     let response = match storage_call(broker, |s| s.next_producer_id()).await {
         Ok(id) => InitProducerIdResponse::default().with_producer_id(ProducerId(id)).with_producer_epoch(0),

@@ -1,6 +1,8 @@
 //! JoinGroup (v0-v9): joins the group and waits until the rebalance completes; see
 //! [`groups`](super::groups) for the rules.
 
+use super::authorize::access;
+use crate::security::acl::Operation;
 use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
 use kafka_protocol::messages::{JoinGroupRequest, JoinGroupResponse};
 use kafka_protocol::protocol::StrBytes;
@@ -16,6 +18,11 @@ pub async fn handle(broker: &Broker, request: &RequestFrame) -> Outcome {
         Err(outcome) => return outcome,
     };
     let version = request.version();
+    if let Err(denied) = access(broker).await.check_group(Operation::Read, &body.group_id) {
+        let refused =
+            JoinResponse { error: Some(denied), generation: -1, member_id: body.member_id.to_string(), ..JoinResponse::default() };
+        return respond(request, &response(refused, version));
+    }
     let join = JoinRequest {
         group_id: body.group_id.to_string(),
         member_id: body.member_id.to_string(),

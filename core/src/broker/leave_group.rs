@@ -1,6 +1,8 @@
 //! LeaveGroup (v0-v5): one member (v0-v2) or a batch of members (v3+) leave; the rest
 //! of the group rebalances.
 
+use super::authorize::access;
+use crate::security::acl::Operation;
 use kafka_protocol::messages::leave_group_response::MemberResponse;
 use kafka_protocol::messages::{LeaveGroupRequest, LeaveGroupResponse};
 
@@ -22,7 +24,10 @@ pub async fn handle(broker: &Broker, request: &RequestFrame) -> Outcome {
     } else {
         vec![MemberRef { member_id: body.member_id.to_string(), instance_id: None }]
     };
-    let results = broker.groups.leave(&body.group_id, &members);
+    let results = match access(broker).await.check_group(Operation::Read, &body.group_id) {
+        Ok(()) => broker.groups.leave(&body.group_id, &members),
+        Err(denied) => members.iter().map(|_| Err(denied)).collect(),
+    };
     let code = |r: &Result<(), kafka_protocol::ResponseError>| r.err().map_or(0, |e| e.code());
     let response = if batched {
         let answers = members

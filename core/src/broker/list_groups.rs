@@ -2,6 +2,8 @@
 //! offsets (listed as "Empty" consumer groups). Filters by state (v4+) and type (v5+;
 //! every group here is "classic").
 
+use super::authorize::access;
+use crate::security::acl::Operation;
 use kafka_protocol::messages::list_groups_response::ListedGroup;
 use kafka_protocol::messages::{GroupId, ListGroupsRequest, ListGroupsResponse};
 use kafka_protocol::protocol::StrBytes;
@@ -29,8 +31,12 @@ pub async fn handle(broker: &Broker, request: &RequestFrame) -> Outcome {
     let wanted_state =
         |state: GroupState| body.states_filter.is_empty() || body.states_filter.iter().any(|s| s.eq_ignore_ascii_case(state.name()));
     let classic_wanted = body.types_filter.is_empty() || body.types_filter.iter().any(|t| t.eq_ignore_ascii_case("classic"));
+    // Without DESCRIBE on the cluster, only the groups the principal may describe.
+    let access = access(broker).await;
+    let everything = access.allows_cluster(Operation::Describe);
     let listed = groups
         .into_iter()
+        .filter(|(id, _, _)| everything || access.allows_group(Operation::Describe, id))
         .filter(|(_, _, state)| classic_wanted && wanted_state(*state))
         .map(|(id, protocol_type, state)| {
             ListedGroup::default()

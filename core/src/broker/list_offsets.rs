@@ -12,9 +12,11 @@ use kafka_protocol::messages::list_offsets_response::{ListOffsetsPartitionRespon
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 use kafka_protocol::ResponseError;
 
+use super::authorize::access;
 use super::{decode, respond, Broker, Outcome};
 use crate::logging;
 use crate::protocol::header::RequestFrame;
+use crate::security::acl::Operation;
 use crate::storage::bridge::StorageCallError;
 use crate::storage::topics::TopicRef;
 use crate::storage::watermarks::Bounds;
@@ -74,6 +76,7 @@ async fn answer_all(broker: &Broker, body: &ListOffsetsRequest) -> Result<Vec<An
         .collect();
     let refs: Vec<(TopicRef, i32)> = requested.iter().map(|(t, p, _)| (t.clone(), *p)).collect();
     let found = broker.topics.resolve(&broker.storage, &refs).await?;
+    let access = access(broker).await;
 
     let mut answers: Vec<Answer> = Vec::with_capacity(requested.len());
     let mut known = Vec::new();
@@ -84,6 +87,10 @@ async fn answer_all(broker: &Broker, body: &ListOffsetsRequest) -> Result<Vec<An
             answers.push(Err(ResponseError::UnknownTopicOrPartition));
             continue;
         };
+        if let Err(denied) = access.check_topic(Operation::Describe, &topic.name) {
+            answers.push(Err(denied));
+            continue;
+        }
         answers.push(Ok((-1, -1)));
         match *target {
             LATEST | EARLIEST | EARLIEST_LOCAL => known.push((index, topic.id, *partition, *target)),

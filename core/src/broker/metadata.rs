@@ -9,8 +9,10 @@ use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, Topi
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
+use super::authorize::{access, Access};
 use super::{decode, respond, Broker, Outcome, NODE_ID};
 use crate::protocol::header::RequestFrame;
+use crate::security::acl::{Operation, ResourceType, CLUSTER_NAME};
 use crate::storage::{is_valid_topic_name, Storage, StorageError, Topic};
 
 /// The cluster id every Metadata response carries (v2+).
@@ -38,16 +40,61 @@ pub async fn handle(broker: &Broker, request: &RequestFrame) -> Outcome {
         Err(outcome) => return outcome,
     };
     let version = request.version();
-    let wanted = wanted_topics(&body, version);
-    let auto_create = (broker.config().auto_create_topics && (version < 4 || body.allow_auto_topic_creation))
+    let access = access(broker).await;
+    let (wanted, denied) = describable(wanted_topics(&body, version), &access);
+    let may_create = match &wanted {
+        Wanted::Some(refs) => {
+            access.allows_cluster(Operation::Create)
+                || refs.iter().all(|r| matches!(r, TopicRef::Name(n) if access.allows_topic(Operation::Create, n)))
+        }
+        Wanted::All => false,
+    };
+    let auto_create = (broker.config().auto_create_topics && (version < 4 || body.allow_auto_topic_creation) && may_create)
         .then_some(broker.config().default_partitions);
     let lookup = wanted.clone();
-    let resolved = match broker.storage.call(move |storage| resolve(storage, &lookup, auto_create)).await {
+    let mut resolved = match broker.storage.call(move |storage| resolve(storage, &lookup, auto_create)).await {
         Ok(Ok(resolved)) => resolved,
         // Storage failed: say so per topic (retriable), so the client backs off and retries.
         _ => unavailable(&wanted),
     };
-    respond(request, &response(broker, resolved))
+    // Listing everything shows only what the principal may describe; a topic named by id
+    // is checked once its name is known.
+    let hidden = |r: &Resolved| matches!(r, Resolved::Found(t) if !access.allows_topic(Operation::Describe, &t.name));
+    if wanted == Wanted::All {
+        resolved.retain(|r| !hidden(r));
+    } else {
+        for r in resolved.iter_mut().filter(|r| hidden(r)) {
+            if let Resolved::Found(t) = r {
+                *r = Resolved::Failed(TopicRef::Id(t.uuid), ResponseError::TopicAuthorizationFailed);
+            }
+        }
+    }
+    resolved.extend(denied.into_iter().map(|r| Resolved::Failed(r, ResponseError::TopicAuthorizationFailed)));
+    let mut response = response(broker, resolved);
+    if body.include_topic_authorized_operations {
+        for topic in &mut response.topics {
+            let name = topic.name.as_ref().map(|n| n.0.to_string()).unwrap_or_default();
+            topic.topic_authorized_operations = access.operations(ResourceType::Topic, &name);
+        }
+    }
+    if body.include_cluster_authorized_operations {
+        response.cluster_authorized_operations = access.operations(ResourceType::Cluster, CLUSTER_NAME);
+    }
+    respond(request, &response)
+}
+
+/// The wanted topics a principal may describe, and those (by name) it may not.
+fn describable(wanted: Wanted, access: &Access) -> (Wanted, Vec<TopicRef>) {
+    match wanted {
+        Wanted::All => (Wanted::All, vec![]),
+        Wanted::Some(refs) => {
+            let (allowed, denied) = refs.into_iter().partition(|r| match r {
+                TopicRef::Name(name) => access.check_topic(Operation::Describe, name).is_ok(),
+                TopicRef::Id(_) => true, // checked once the name is known
+            });
+            (Wanted::Some(allowed), denied)
+        }
+    }
 }
 
 /// The distinct topics asked for, in the order first asked (Kafka answers each once): a
@@ -133,10 +180,9 @@ fn unavailable(wanted: &Wanted) -> Vec<Resolved> {
 }
 
 fn response(broker: &Broker, resolved: Vec<Resolved>) -> MetadataResponse {
-    let this_broker = MetadataResponseBroker::default()
-        .with_node_id(BrokerId(NODE_ID))
-        .with_host(StrBytes::from_string(broker.config().advertised_host.clone()))
-        .with_port(i32::from(broker.advertised_port));
+    let (host, port) = broker.advertised_address();
+    let this_broker =
+        MetadataResponseBroker::default().with_node_id(BrokerId(NODE_ID)).with_host(StrBytes::from_string(host)).with_port(port);
     MetadataResponse::default()
         .with_brokers(vec![this_broker])
         .with_cluster_id(Some(StrBytes::from_static_str(CLUSTER_ID)))

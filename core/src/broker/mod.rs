@@ -2,13 +2,18 @@
 //! checks the version against [`versions`](crate::protocol::versions), checks the body's
 //! shape, and routes.
 
+pub mod acls;
 pub mod alter_configs;
 pub mod api_versions;
+pub mod authorize;
+pub mod create_acls;
 pub mod create_partitions;
 pub mod create_topics;
+pub mod delete_acls;
 pub mod delete_groups;
 pub mod delete_records;
 pub mod delete_topics;
+pub mod describe_acls;
 pub mod describe_cluster;
 pub mod describe_configs;
 pub mod describe_groups;
@@ -27,6 +32,10 @@ pub mod metadata;
 pub mod offset_commit;
 pub mod offset_fetch;
 pub mod produce;
+pub mod sasl;
+pub mod sasl_authenticate;
+pub mod sasl_handshake;
+pub mod session;
 pub mod sync_group;
 pub mod topic_configs;
 
@@ -78,6 +87,9 @@ pub enum Outcome {
     RespondHolding(Bytes, Vec<tokio::sync::OwnedSemaphorePermit>),
     /// Send nothing (Produce with acks=0).
     Silent,
+    /// Send this frame, then close the connection; the reason goes to the server log
+    /// (a refused authentication).
+    RespondThenClose(Bytes, String),
     /// Close the connection; the reason goes to the server log. This is what Kafka does
     /// with requests it cannot answer in their own format (unknown or unsupported versions
     /// of APIs other than ApiVersions, malformed bodies).
@@ -90,8 +102,6 @@ pub enum Outcome {
 #[derive(Clone)]
 pub struct Broker {
     config: SharedConfig,
-    /// The port clients are told to use (the bound port when `pg_kafka.port` is 0).
-    advertised_port: u16,
     storage: StorageClient,
     /// Where Produce sends records for the group-commit writer.
     commits: CommitQueue,
@@ -114,13 +124,16 @@ pub struct Broker {
     /// Bytes of decompressed records held at once, over all requests
     /// (`pg_kafka.max_inflight_bytes`, beside the budget of received bytes).
     inflated: Arc<tokio::sync::Semaphore>,
+    /// ACLs and logged-in principals, for authorization.
+    acls: authorize::AclCache,
+    /// Random per start: the stand-in SCRAM verifiers of unknown roles derive from it.
+    mock_secret: Arc<[u8; 32]>,
 }
 
 impl Broker {
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         config: SharedConfig,
-        advertised_port: u16,
         storage: StorageClient,
         commits: CommitQueue,
         watermarks: Watermarks,
@@ -133,7 +146,10 @@ impl Broker {
         let inflated = Arc::new(tokio::sync::Semaphore::new(start.max_inflight_bytes));
         let budget = Arc::new(tokio::sync::Semaphore::new(start.max_inflight_bytes));
         let responses = Arc::new(tokio::sync::Semaphore::new(start.max_inflight_bytes));
-        Broker { config, advertised_port, storage, commits, watermarks, topics, groups, shutdown, budget, responses, inflating, inflated }
+        let mut mock_secret = [0u8; 32];
+        getrandom::getrandom(&mut mock_secret).expect("the OS random source works");
+        let (acls, mock_secret) = (authorize::AclCache::default(), Arc::new(mock_secret));
+        Broker { config, storage, commits, watermarks, topics, groups, shutdown, budget, responses, inflating, inflated, acls, mock_secret }
     }
 
     /// The settings in force now (reloaded on SIGHUP).
@@ -166,13 +182,63 @@ impl Broker {
         &self.groups
     }
 
-    /// Handles a request on its own (no earlier request to keep order with).
-    pub async fn handle(&self, request: RequestFrame) -> Outcome {
-        self.handle_in_order(request, in_order::InOrder::first()).await
+    /// ACLs and logged-in principals.
+    pub fn acls(&self) -> &authorize::AclCache {
+        &self.acls
     }
 
-    /// Handles a request that holds `order`, its place among its connection's requests.
-    pub async fn handle_in_order(&self, mut request: RequestFrame, order: in_order::InOrder) -> Outcome {
+    pub(crate) fn mock_secret(&self) -> &[u8; 32] {
+        &self.mock_secret
+    }
+
+    /// Where clients of the current session are told to connect: the listener's advertised
+    /// address (outside a session, the configured host and port).
+    pub fn advertised_address(&self) -> (String, i32) {
+        match session::current() {
+            Some(session) => {
+                let (host, port) = session.advertised();
+                (host, i32::from(port))
+            }
+            None => (self.config().advertised_host.clone(), i32::from(self.config().port)),
+        }
+    }
+
+    /// Handles a request on its own (no earlier request to keep order with), from a
+    /// loopback PLAINTEXT session.
+    pub async fn handle(&self, request: RequestFrame) -> Outcome {
+        self.handle_in_order(request, in_order::InOrder::first(), session::Session::loopback()).await
+    }
+
+    /// Handles a request of `session` that holds `order`, its place among its connection's
+    /// requests.
+    pub async fn handle_in_order(&self, request: RequestFrame, order: in_order::InOrder, session: Arc<session::Session>) -> Outcome {
+        session.scope(self.dispatch(request, order)).await
+    }
+
+    /// Handles one SASL request (SaslHandshake, SaslAuthenticate) of the connection's
+    /// exchange. The connection runs these one at a time, in order.
+    pub async fn handle_sasl(&self, exchange: &mut sasl::SaslExchange, mut request: RequestFrame, session: &session::Session) -> Outcome {
+        let (api_key, version) = (request.api_key, request.version());
+        if !versions::is_served(api_key, version) {
+            return Outcome::Close(format!("unsupported request {api_key:?} v{version}"));
+        }
+        match shape::canonical(api_key, version, &request.body) {
+            Ok(body) => request.body = body,
+            Err(e) => return Outcome::Close(format!("malformed {api_key:?} v{version} request: {e}")),
+        }
+        match api_key {
+            ApiKey::SaslHandshake => sasl_handshake::handle(exchange, session, &request),
+            ApiKey::SaslAuthenticate => sasl_authenticate::handle(self, exchange, session, &request).await,
+            other => Outcome::Close(format!("{other:?} is not a SASL request")),
+        }
+    }
+
+    /// Handles a raw SASL token (after a v0 SaslHandshake).
+    pub async fn handle_raw_sasl(&self, exchange: &mut sasl::SaslExchange, token: &[u8], session: &session::Session) -> Outcome {
+        sasl_authenticate::handle_raw(self, exchange, session, token).await
+    }
+
+    async fn dispatch(&self, mut request: RequestFrame, order: in_order::InOrder) -> Outcome {
         let (api_key, version) = (request.api_key, request.version());
         if api_key == ApiKey::ApiVersions {
             return api_versions::handle(&request);
@@ -229,6 +295,9 @@ impl Broker {
             ApiKey::IncrementalAlterConfigs => incremental_alter_configs::handle(self, request).await,
             ApiKey::DescribeCluster => describe_cluster::handle(self, request).await,
             ApiKey::DeleteRecords => delete_records::handle(self, request).await,
+            ApiKey::CreateAcls => create_acls::handle(self, request).await,
+            ApiKey::DescribeAcls => describe_acls::handle(self, request).await,
+            ApiKey::DeleteAcls => delete_acls::handle(self, request).await,
             other => Outcome::Close(format!("no handler for {other:?}")),
         }
     }
@@ -251,6 +320,8 @@ fn changes_state(api_key: ApiKey) -> bool {
             | ApiKey::IncrementalAlterConfigs
             | ApiKey::DeleteRecords
             | ApiKey::DeleteGroups
+            | ApiKey::CreateAcls
+            | ApiKey::DeleteAcls
     )
 }
 
@@ -348,7 +419,7 @@ pub(crate) mod testing {
         let (shutdown_sender, shutdown) = tokio::sync::watch::channel(false);
         // Tests never shut the broker down; a dropped sender would read as shutdown.
         std::mem::forget(shutdown_sender);
-        let (broker, mut side) = service::assemble(config, Arc::new(|| {}), 9092, shutdown);
+        let (broker, mut side) = service::assemble(config, Arc::new(|| {}), shutdown);
         std::thread::spawn(move || {
             let mut runner = CountingRunner { inner: DirectRunner(storage), runs: jobs_run };
             while !side.is_disconnected() {
@@ -423,7 +494,7 @@ pub(crate) mod testing {
     /// The response body of an outcome that must be a response.
     pub fn decode_response<R: Decodable>(outcome: Outcome, key: ApiKey, version: i16) -> R {
         match outcome {
-            Outcome::Respond(mut frame) | Outcome::RespondHolding(mut frame, _) => {
+            Outcome::Respond(mut frame) | Outcome::RespondHolding(mut frame, _) | Outcome::RespondThenClose(mut frame, _) => {
                 let size = frame.get_i32() as usize;
                 assert_eq!(size, frame.len());
                 let header_version = if key == ApiKey::ApiVersions { 0 } else { key.response_header_version(version) };

@@ -2,6 +2,8 @@
 //! the offsets in `kafka.consumer_offsets` (one statement, one transaction) before
 //! answering.
 
+use super::authorize::access;
+use crate::security::acl::Operation;
 use std::collections::BTreeMap;
 
 use kafka_protocol::messages::offset_commit_response::{OffsetCommitResponsePartition, OffsetCommitResponseTopic};
@@ -26,8 +28,10 @@ pub async fn handle(broker: &Broker, request: &RequestFrame) -> Outcome {
     };
     let member = MemberRef { member_id: body.member_id.to_string(), instance_id: body.group_instance_id.as_ref().map(ToString::to_string) };
     let group_id = body.group_id.to_string();
-    let checked =
-        check_group_id(&group_id).and_then(|()| broker.groups.check_commit(&group_id, body.generation_id_or_member_epoch, &member));
+    let access = access(broker).await;
+    let checked = check_group_id(&group_id)
+        .and_then(|()| access.check_group(Operation::Read, &group_id))
+        .and_then(|()| broker.groups.check_commit(&group_id, body.generation_id_or_member_epoch, &member));
     if let Err(error) = checked {
         return respond(request, &response(&body, |_, _| Some(error)));
     }
@@ -54,7 +58,7 @@ pub async fn handle(broker: &Broker, request: &RequestFrame) -> Outcome {
             let key = (topic.name.to_string(), p.partition_index);
             let metadata = p.committed_metadata.as_ref().map(ToString::to_string);
             let refusal = match &resolved {
-                Some(t) if (0..t.partitions).contains(&p.partition_index) => None,
+                Some(t) if (0..t.partitions).contains(&p.partition_index) => access.check_topic(Operation::Read, &t.name).err(),
                 _ => Some(ResponseError::UnknownTopicOrPartition),
             }
             .or_else(|| metadata.as_ref().filter(|m| m.len() > MAX_METADATA_BYTES).map(|_| ResponseError::OffsetMetadataTooLarge))
@@ -168,10 +172,10 @@ mod tests {
             let (first, second) = (chain.next_link(), chain.next_link());
             let later = {
                 let broker = broker.clone();
-                tokio::spawn(async move { broker.handle_in_order(commit(50), second).await })
+                tokio::spawn(async move { broker.handle_in_order(commit(50), second, crate::broker::session::Session::loopback()).await })
             };
             tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-            broker.handle_in_order(commit(49), first).await;
+            broker.handle_in_order(commit(49), first, crate::broker::session::Session::loopback()).await;
             later.await.unwrap();
             let stored = with_storage(&broker, |s| s.committed_offsets("g")).await.unwrap();
             assert_eq!(stored.iter().map(|c| c.offset).collect::<Vec<_>>(), vec![50]);

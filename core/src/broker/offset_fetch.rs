@@ -2,6 +2,8 @@
 //! (v1-v7) or many (v8+). A partition without a commit reads -1; no topic list means
 //! every partition the group has committed.
 
+use super::authorize::access;
+use crate::security::acl::Operation;
 use std::collections::HashMap;
 
 use kafka_protocol::messages::offset_fetch_response::{
@@ -46,10 +48,19 @@ pub async fn handle(broker: &Broker, request: &RequestFrame) -> Outcome {
             topics: body.topics.as_ref().map(|ts| ts.iter().map(|t| (t.name.clone(), t.partition_indexes.clone())).collect()),
         }]
     };
-    // A group id Postgres cannot store has no offsets: it is not looked up.
-    let groups: Vec<String> = asked.iter().map(|a| a.group_id.to_string()).collect();
+    // DESCRIBE on the group to read its offsets, and on each topic to see it.
+    let access = access(broker).await;
+    let denied: Vec<Option<ResponseError>> = asked.iter().map(|a| access.check_group(Operation::Describe, &a.group_id).err()).collect();
+    // A group id Postgres cannot store has no offsets: it is not looked up (nor a denied one).
+    let groups: Vec<Option<String>> = asked.iter().zip(&denied).map(|(a, d)| d.is_none().then(|| a.group_id.to_string())).collect();
     let stored = storage_call(broker, move |s| {
-        groups.iter().map(|g| if is_storable_text(g) { s.committed_offsets(g) } else { Ok(Vec::new()) }).collect::<Result<Vec<_>, _>>()
+        groups
+            .iter()
+            .map(|g| match g {
+                Some(g) if is_storable_text(g) => s.committed_offsets(g),
+                _ => Ok(Vec::new()),
+            })
+            .collect::<Result<Vec<_>, _>>()
     })
     .await;
     let (answers, error): (Vec<Answer>, _) = match stored {
@@ -59,10 +70,13 @@ pub async fn handle(broker: &Broker, request: &RequestFrame) -> Outcome {
             (asked.iter().map(|a| answer(a, Vec::new())).collect(), Some(ResponseError::CoordinatorNotAvailable))
         }
     };
-    let code = error.map_or(0, |e| e.code());
+    let answers: Vec<Answer> =
+        answers.into_iter().map(|a| a.into_iter().filter(|(name, _)| access.allows_topic(Operation::Describe, name)).collect()).collect();
+    let code_of = |denied: &Option<ResponseError>| denied.or(error).map_or(0, |e| e.code());
+    let code = code_of(&denied[0]);
     let response = if request.version() >= 8 {
-        OffsetFetchResponse::default()
-            .with_groups(asked.iter().zip(answers).map(|(a, answer)| group_response(a.group_id.clone(), answer, code)).collect())
+        let groups = asked.iter().zip(answers).zip(&denied).map(|((a, answer), d)| group_response(a.group_id.clone(), answer, code_of(d)));
+        OffsetFetchResponse::default().with_groups(groups.collect())
     } else {
         let answer: Answer = answers.into_iter().next().unwrap_or_default();
         let topics = answer

@@ -15,11 +15,13 @@ use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use kafka_protocol::ResponseError;
 use tokio::sync::OwnedSemaphorePermit;
 
+use super::authorize::access;
 use super::in_order::InOrder;
 use super::{decode, respond, Broker, Outcome};
 use crate::logging;
 use crate::protocol::header::RequestFrame;
 use crate::protocol::records::{decode_batches_within, Batch, InflateBudget, InflateCap, Record, RecordsError};
+use crate::security::acl::Operation;
 use crate::storage::topics::TopicRef;
 use crate::storage::Topic;
 use crate::writer::group_commit::{AppendResult, PartitionAppend};
@@ -39,6 +41,15 @@ pub async fn handle(broker: &Broker, request: &RequestFrame, mut order: InOrder)
     }
 
     let (topics, generation) = resolve_topics(broker, &body, request.version()).await;
+    let access = access(broker).await;
+    let topics: Vec<_> = topics
+        .into_iter()
+        .map(|topic| {
+            let topic = topic?;
+            access.check_topic(Operation::Write, &topic.name)?;
+            Ok(topic)
+        })
+        .collect();
     // Per partition, in request order: its topic and records, or its error.
     let wanted: Vec<Result<PartitionRecords, ResponseError>> = body
         .topic_data
@@ -312,7 +323,7 @@ mod tests {
             .into_iter()
             .map(|request| {
                 let (broker, link) = (broker.clone(), chain.next_link());
-                tokio::spawn(async move { broker.handle_in_order(request, link).await })
+                tokio::spawn(async move { broker.handle_in_order(request, link, crate::broker::session::Session::loopback()).await })
             })
             .collect();
         let mut base_offsets = Vec::new();

@@ -1,5 +1,7 @@
 //! SyncGroup (v0-v5): the leader hands out assignments; followers wait for theirs.
 
+use super::authorize::access;
+use crate::security::acl::Operation;
 use kafka_protocol::messages::{SyncGroupRequest, SyncGroupResponse};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
@@ -13,6 +15,9 @@ pub async fn handle(broker: &Broker, request: &RequestFrame) -> Outcome {
         Ok(body) => body,
         Err(outcome) => return outcome,
     };
+    if let Err(denied) = access(broker).await.check_group(Operation::Read, &body.group_id) {
+        return respond(request, &SyncGroupResponse::default().with_error_code(denied.code()));
+    }
     let sync = SyncRequest {
         group_id: body.group_id.to_string(),
         generation: body.generation_id,

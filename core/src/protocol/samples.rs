@@ -138,6 +138,34 @@ pub fn sample_body(key: ApiKey, v: i16) -> Option<Vec<u8>> {
                 .with_partitions(vec![partition.clone(), partition]);
             encode(&DeleteRecordsRequest::default().with_topics(vec![t.clone(), t]), v)
         }
+        ApiKey::SaslHandshake => encode(&SaslHandshakeRequest::default().with_mechanism(s("SCRAM-SHA-256")), v),
+        ApiKey::SaslAuthenticate => encode(&SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from_static(b"n,,n=u,r=abc")), v),
+        ApiKey::DescribeAcls => {
+            let r = DescribeAclsRequest::default().with_resource_type_filter(2).with_resource_name_filter(Some(s("t")));
+            encode(&r.with_principal_filter(Some(s("User:a"))).with_host_filter(Some(s("*"))).with_operation(1).with_permission_type(1), v)
+        }
+        ApiKey::CreateAcls => {
+            let c = create_acls_request::AclCreation::default()
+                .with_resource_type(2)
+                .with_resource_name(s("t"))
+                .with_resource_pattern_type(3)
+                .with_principal(s("User:a"))
+                .with_host(s("*"))
+                .with_operation(3)
+                .with_permission_type(3);
+            encode(&CreateAclsRequest::default().with_creations(vec![c.clone(), c]), v)
+        }
+        ApiKey::DeleteAcls => {
+            let f = delete_acls_request::DeleteAclsFilter::default()
+                .with_resource_type_filter(1)
+                .with_resource_name_filter(Some(s("t")))
+                .with_pattern_type_filter(1)
+                .with_principal_filter(None)
+                .with_host_filter(Some(s("*")))
+                .with_operation(1)
+                .with_permission_type(1);
+            encode(&DeleteAclsRequest::default().with_filters(vec![f.clone(), f]), v)
+        }
         _ => return None,
     })
 }

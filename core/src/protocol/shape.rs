@@ -248,9 +248,20 @@ fn group_or_admin_schema(api_key: ApiKey, version: i16) -> Option<Vec<Field>> {
         ApiKey::DescribeCluster => vec![Some(Bool), when(version >= 1, Int8), when(version >= 2, Bool)],
         // topics[name, partitions[index, offset]], timeout
         ApiKey::DeleteRecords => vec![Some(Structs(vec![Str, Structs(vec![Int32, Int64])])), Some(Int32)],
+        ApiKey::SaslHandshake => vec![Some(Str)],
+        ApiKey::SaslAuthenticate => vec![Some(Bytes)],
+        ApiKey::DescribeAcls => acl_filter_fields(version),
+        ApiKey::CreateAcls | ApiKey::DeleteAcls => vec![Some(Structs(acl_filter_fields(version).into_iter().flatten().collect()))],
         _ => return None,
     };
     Some(fields.into_iter().flatten().collect())
+}
+
+/// An ACL creation or filter: resource type, name, pattern type (v1+), principal, host,
+/// operation, permission type.
+fn acl_filter_fields(version: i16) -> Vec<Option<Field>> {
+    use Field::*;
+    vec![Some(Int8), Some(Str), (version >= 1).then_some(Int8), Some(Str), Some(Str), Some(Int8), Some(Int8)]
 }
 
 struct Cursor<'a> {

@@ -12,19 +12,27 @@
 //! a body is read and released once its response is written: when it runs out, connections
 //! stop reading, which is the back-pressure a producer sees. A handler runs in its own task,
 //! so a panic there costs only this connection.
+//!
+//! On TLS listeners the TLS handshake comes first (within `request_timeout_ms`). On SASL
+//! listeners a connection may send only ApiVersions, SaslHandshake and SaslAuthenticate
+//! (in frames of at most 512 KiB) until it has authenticated; anything else closes it.
+//! SASL requests run in the reader itself, one at a time: the next token only means
+//! something after the answer to the previous one.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::io::BufWriter;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncRead, AsyncWrite, BufWriter};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
 
 use crate::broker::in_order::Chain;
+use crate::broker::sasl::SaslExchange;
+use crate::broker::session::{login_by_certificate, Gate, ListenerInfo, Session};
 use crate::broker::{Broker, ConnectionResponses, Outcome, CONNECTION_RESPONSES};
 use crate::logging;
 use crate::protocol::frame::{read_frame_size, write_frame, FrameBody, FrameError};
@@ -48,7 +56,20 @@ enum ConnectionError {
     Idle(u64),
     #[error("the client took no response for {0} ms (pg_kafka.request_timeout_ms)")]
     WriteTimedOut(u64),
+    #[error("{0}")]
+    NotAuthenticated(String),
+    #[error("TLS handshake failed: {0}")]
+    Tls(String),
 }
+
+type Reader = Box<dyn AsyncRead + Unpin + Send>;
+type Writer = Box<dyn AsyncWrite + Unpin + Send>;
+
+/// The content type of a TLS handshake record, which every TLS connection starts with.
+const TLS_HANDSHAKE_RECORD: u8 = 0x16;
+
+/// Largest frame accepted before authentication (Kafka's `sasl.server.max.receive.size`).
+const MAX_UNAUTHENTICATED_FRAME_BYTES: usize = 512 * 1024;
 
 /// Requests read ahead of their responses, per connection.
 const MAX_PIPELINED: usize = 16;
@@ -56,6 +77,8 @@ const MAX_PIPELINED: usize = 16;
 pub struct Connection {
     stream: TcpStream,
     peer: SocketAddr,
+    listener: Arc<ListenerInfo>,
+    tls: Option<TlsAcceptor>,
     broker: Broker,
     budget: Arc<Semaphore>,
     shutdown: watch::Receiver<bool>,
@@ -69,10 +92,17 @@ struct InFlight {
 }
 
 impl Connection {
-    pub fn new(stream: TcpStream, peer: SocketAddr, broker: Broker, shutdown: watch::Receiver<bool>) -> Self {
+    pub fn new(
+        stream: TcpStream,
+        peer: SocketAddr,
+        listener: Arc<ListenerInfo>,
+        tls: Option<TlsAcceptor>,
+        broker: Broker,
+        shutdown: watch::Receiver<bool>,
+    ) -> Self {
         let budget = broker.budget().clone();
         let _ = stream.set_nodelay(true);
-        Connection { stream, peer, broker, budget, shutdown }
+        Connection { stream, peer, listener, tls, broker, budget, shutdown }
     }
 
     pub async fn run(self) {
@@ -90,10 +120,42 @@ impl Connection {
 
     /// Serves until the client leaves (`Ok`) or must be dropped (`Err(reason)`).
     async fn serve(self) -> Result<(), ConnectionError> {
-        let (reader, writer) = self.stream.into_split();
+        let local = self.stream.local_addr().unwrap_or(self.peer);
+        let session = Arc::new(Session::new(self.listener.clone(), self.peer, local));
+        let timeout = Duration::from_millis(self.broker.config().request_timeout_ms);
+        let (reader, writer): (Reader, Writer) = match &self.tls {
+            None => {
+                let (reader, writer) = self.stream.into_split();
+                (Box::new(reader), Box::new(writer))
+            }
+            Some(acceptor) => {
+                // A TLS connection opens with a handshake record (0x16). A Kafka client
+                // speaking plaintext to this port is told so in the log and closed at once.
+                let mut first = [0u8; 1];
+                match tokio::time::timeout(timeout, self.stream.peek(&mut first)).await {
+                    Ok(Ok(1)) if first[0] == TLS_HANDSHAKE_RECORD => {}
+                    Ok(Ok(1)) => return Err(ConnectionError::Tls("the client does not speak TLS (a plaintext Kafka client?)".into())),
+                    Ok(_) => return Ok(()),
+                    Err(_) => return Err(ConnectionError::Tls(format!("no handshake within {} ms", timeout.as_millis()))),
+                }
+                let accepted = tokio::time::timeout(timeout, acceptor.accept(self.stream)).await;
+                let stream = match accepted {
+                    Ok(Ok(stream)) => stream,
+                    Ok(Err(e)) => return Err(ConnectionError::Tls(e.to_string())),
+                    Err(_) => return Err(ConnectionError::Tls(format!("no handshake within {} ms", timeout.as_millis()))),
+                };
+                let certificate_role =
+                    stream.get_ref().1.peer_certificates().and_then(|chain| chain.first()).and_then(super::tls::common_name);
+                if let (Some(role), false) = (certificate_role, self.listener.protocol.uses_sasl()) {
+                    login_by_certificate(&self.broker, &session, role).await.map_err(ConnectionError::NotAuthenticated)?;
+                }
+                let (reader, writer) = tokio::io::split(stream);
+                (Box::new(reader), Box::new(writer))
+            }
+        };
         let (in_flight, answers) = mpsc::channel(MAX_PIPELINED);
-        let write_timeout = Duration::from_millis(self.broker.config().request_timeout_ms);
-        let reading = read_requests(reader, self.broker, self.budget, self.shutdown, in_flight);
+        let write_timeout = timeout;
+        let reading = read_requests(reader, self.broker, session, self.budget, self.shutdown, in_flight);
         let writing = write_responses(BufWriter::new(writer), answers, write_timeout);
         tokio::pin!(reading, writing);
         tokio::select! {
@@ -109,13 +171,15 @@ impl Connection {
 }
 
 async fn read_requests(
-    mut reader: OwnedReadHalf,
+    mut reader: Reader,
     broker: Broker,
+    session: Arc<Session>,
     budget: Arc<Semaphore>,
     mut shutdown: watch::Receiver<bool>,
     in_flight: mpsc::Sender<InFlight>,
 ) -> Result<(), ConnectionError> {
-    let client_host = reader.peer_addr().map(|a| format!("/{}", a.ip())).unwrap_or_default();
+    let client_host = format!("/{}", session.peer.ip());
+    let mut sasl = SaslExchange::default();
     let mut order = Chain::default();
     // The budget's size is fixed at start; the rest is read per frame (reloadable).
     let max_reserved = broker.config().max_inflight_bytes.max(1);
@@ -123,7 +187,10 @@ async fn read_requests(
     let responses = ConnectionResponses::new(broker.config().fetch_max_bytes);
     loop {
         let config = broker.config();
-        let (max_frame_bytes, request_timeout_ms) = (config.max_frame_bytes, config.request_timeout_ms);
+        let (mut max_frame_bytes, request_timeout_ms) = (config.max_frame_bytes, config.request_timeout_ms);
+        if session.listener.protocol.uses_sasl() && session.login().is_none() {
+            max_frame_bytes = max_frame_bytes.min(MAX_UNAUTHENTICATED_FRAME_BYTES);
+        }
         let idle = Duration::from_millis(config.connections_max_idle_ms);
         let size = tokio::select! {
             biased;
@@ -150,23 +217,49 @@ async fn read_requests(
             Ok(Err(e)) => return Err(e.into()),
             Err(_) => return Err(FrameError::TimedOut { size, timeout_ms: request_timeout_ms }.into()),
         };
+        if sasl.expects_raw_token() {
+            let outcome = broker.handle_raw_sasl(&mut sasl, &frame, &session).await;
+            let ends = matches!(outcome, Outcome::Close(_));
+            if in_flight.send(answered(outcome, "SASL token", bytes)).await.is_err() || ends {
+                return Ok(());
+            }
+            continue;
+        }
         let mut request = parse_request(frame)?;
         request.client_host = client_host.clone();
         let what = format!("{:?} v{}", request.api_key, request.version());
-        let handler = broker.clone();
-        let link = order.next_link();
-        let outcome =
-            tokio::spawn(CONNECTION_RESPONSES.scope(responses.clone(), async move { handler.handle_in_order(request, link).await }));
+        let outcome = match session.gate(request.api_key, std::time::Instant::now()) {
+            Gate::Refuse(reason) => return Err(ConnectionError::NotAuthenticated(reason)),
+            Gate::Sasl => {
+                let outcome = broker.handle_sasl(&mut sasl, request, &session).await;
+                let ends = matches!(outcome, Outcome::Close(_) | Outcome::RespondThenClose(..));
+                if in_flight.send(answered(outcome, &what, bytes)).await.is_err() || ends {
+                    return Ok(());
+                }
+                continue;
+            }
+            Gate::Proceed => {
+                let (handler, link, session) = (broker.clone(), order.next_link(), session.clone());
+                tokio::spawn(
+                    CONNECTION_RESPONSES.scope(responses.clone(), async move { handler.handle_in_order(request, link, session).await }),
+                )
+            }
+        };
         if in_flight.send(InFlight { outcome, what, _bytes: bytes }).await.is_err() {
             return Ok(()); // the writer has stopped; its error is the one to report
         }
     }
 }
 
+/// An outcome already decided, queued behind the connection's earlier responses.
+fn answered(outcome: Outcome, what: &str, bytes: OwnedSemaphorePermit) -> InFlight {
+    InFlight { outcome: tokio::spawn(async move { outcome }), what: what.to_owned(), _bytes: bytes }
+}
+
 /// Reads a `size`-byte body, taking the bytes each step read from `budget` into `held`
 /// (at most `max_reserved` in all). Reading waits while the budget is exhausted.
 async fn read_body_reserving(
-    reader: &mut OwnedReadHalf,
+    reader: &mut Reader,
     size: usize,
     budget: &Arc<Semaphore>,
     held: &mut OwnedSemaphorePermit,
@@ -187,15 +280,16 @@ async fn read_body_reserving(
 /// `write_timeout` closes the connection, releasing what its responses held: a client
 /// that pipelines Fetches and never reads cannot keep the budget for itself.
 async fn write_responses(
-    mut writer: BufWriter<OwnedWriteHalf>,
+    mut writer: BufWriter<Writer>,
     mut answers: mpsc::Receiver<InFlight>,
     write_timeout: Duration,
 ) -> Result<(), ConnectionError> {
     while let Some(request) = answers.recv().await {
         let outcome =
             request.outcome.await.unwrap_or_else(|e| Outcome::Close(format!("{} handler failed: {}", request.what, panic_message(e))));
-        let response = match outcome {
-            Outcome::Respond(response) | Outcome::RespondHolding(response, _) => response,
+        let (response, then_close) = match outcome {
+            Outcome::Respond(response) | Outcome::RespondHolding(response, _) => (response, None),
+            Outcome::RespondThenClose(response, reason) => (response, Some(reason)),
             Outcome::Silent => continue,
             Outcome::Close(reason) => return Err(ConnectionError::Refused(reason)),
         };
@@ -205,6 +299,9 @@ async fn write_responses(
             Ok(Err(e)) if matches!(e.kind(), std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset) => return Ok(()),
             Ok(Err(e)) => return Err(ConnectionError::Write(e)),
             Err(_) => return Err(ConnectionError::WriteTimedOut(write_timeout.as_millis() as u64)),
+        }
+        if let Some(reason) = then_close {
+            return Err(ConnectionError::Refused(reason));
         }
     }
     Ok(())
@@ -230,6 +327,10 @@ mod tests {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::{TcpListener, TcpStream};
 
+    fn loopback_listener() -> Arc<ListenerInfo> {
+        Arc::new(ListenerInfo::plaintext("127.0.0.1", 9092))
+    }
+
     /// Serves every connection to a fresh listener with one shared byte budget.
     async fn serve_with(config: Config) -> std::net::SocketAddr {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -239,7 +340,7 @@ mod tests {
         tokio::spawn(async move {
             let _keep = shutdown_sender;
             while let Ok((stream, peer)) = listener.accept().await {
-                let connection = Connection::new(stream, peer, broker.clone(), shutdown.clone());
+                let connection = Connection::new(stream, peer, loopback_listener(), None, broker.clone(), shutdown.clone());
                 tokio::spawn(connection.run());
             }
         });
@@ -323,7 +424,7 @@ mod tests {
         tokio::spawn(async move {
             let (_keep, shutdown) = watch::channel(false);
             while let Ok((stream, peer)) = listener.accept().await {
-                tokio::spawn(Connection::new(stream, peer, serving.clone(), shutdown.clone()).run());
+                tokio::spawn(Connection::new(stream, peer, loopback_listener(), None, serving.clone(), shutdown.clone()).run());
             }
         });
         let partition = FetchPartition::default().with_partition_max_bytes(8 << 20);

@@ -7,14 +7,17 @@
 //!  begin_shutdown() ─▶ watch ──────────┴─────────────────┘ (finish current request, exit)
 //! ```
 //!
-//! The listener is bound on the main thread so that a bad address or a port in use is
-//! reported in the Postgres log before anything else starts. Every thread started here
+//! The listeners (one per security protocol, `pg_kafka.listeners`) are bound on the main
+//! thread so that a bad address, a port in use, an unreadable certificate or an
+//! unauthenticated remote listener is reported in the Postgres log before anything else
+//! starts. Every thread started here
 //! blocks every signal, the runtime's worker threads included (the runtime is built on
 //! the blocked thread, so they inherit its mask): Postgres's handlers belong to the main
 //! thread.
 
 pub mod connection;
 pub mod descriptors;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -23,30 +26,113 @@ use std::time::Duration;
 
 use nix::sys::signal::{pthread_sigmask, SigSet, SigmaskHow};
 use tokio::sync::{watch, Semaphore};
+use tokio_rustls::TlsAcceptor;
 
+use crate::broker::sasl::{PLAIN, SCRAM_SHA_256};
+use crate::broker::session::ListenerInfo;
 use crate::broker::Broker;
-use crate::config::Config;
+use crate::config::{ClientAuth, Config};
 use crate::logging;
+use crate::security::listeners::{self, ListenerError, ListenerSpec, SecurityProtocol};
 
-/// A bound listening socket, and the shutdown signal the broker built on it will watch.
-pub struct Listener {
+/// Why the listeners could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum ListenError {
+    #[error("{0}")]
+    Config(#[from] ListenerError),
+    #[error("TLS listener: {0}")]
+    Tls(#[from] tls::TlsError),
+    #[error("cannot listen on {address}: {source}")]
+    Bind { address: String, source: std::io::Error },
+}
+
+/// One bound listening socket and what it offers.
+struct Bound {
     socket: std::net::TcpListener,
-    local_addr: SocketAddr,
+    info: Arc<ListenerInfo>,
+    tls: Option<TlsAcceptor>,
+}
+
+/// The bound listening sockets, and the shutdown signal the broker built on them watches.
+pub struct Listener {
+    bound: Vec<Bound>,
     shutdown: watch::Sender<bool>,
 }
 
+/// The listeners `config` asks for: `pg_kafka.listeners`, or one PLAINTEXT listener on
+/// `pg_kafka.host`:`pg_kafka.port` advertised as `pg_kafka.advertised_host`.
+pub fn listener_specs(config: &Config) -> Result<Vec<ListenerSpec>, ListenerError> {
+    if config.listeners.trim().is_empty() {
+        let legacy = ListenerSpec {
+            protocol: SecurityProtocol::Plaintext,
+            host: config.host.clone(),
+            port: config.port,
+            advertised: Some((config.advertised_host.clone(), 0)),
+        };
+        return Ok(vec![legacy]);
+    }
+    listeners::parse(&config.listeners, &config.advertised_listeners)
+}
+
+fn is_wildcard(host: &str) -> bool {
+    host.is_empty() || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_unspecified())
+}
+
+/// What a bound listener offers and advertises (port 0 in an advertised address: the
+/// bound port).
+fn listener_info(spec: &ListenerSpec, bound_port: u16, config: &Config) -> ListenerInfo {
+    let (advertised_host, advertised_port) = match &spec.advertised {
+        Some((host, port)) => (Some(host.clone()), if *port == 0 { bound_port } else { *port }),
+        None => ((!is_wildcard(&spec.host)).then(|| spec.host.clone()), bound_port),
+    };
+    let mechanisms = match spec.protocol {
+        SecurityProtocol::SaslSsl => vec![SCRAM_SHA_256, PLAIN],
+        SecurityProtocol::SaslPlaintext if config.sasl_plain_without_tls => vec![SCRAM_SHA_256, PLAIN],
+        SecurityProtocol::SaslPlaintext => vec![SCRAM_SHA_256],
+        _ => vec![],
+    };
+    ListenerInfo { protocol: spec.protocol, advertised_host, advertised_port, mechanisms }
+}
+
 impl Listener {
-    /// Binds `host:port` from the configuration.
-    pub fn bind(config: &Config) -> std::io::Result<Listener> {
-        let socket = std::net::TcpListener::bind((config.host.as_str(), config.port))?;
-        socket.set_nonblocking(true)?;
-        let local_addr = socket.local_addr()?;
+    /// Binds every listener of the configuration; refuses unsafe ones before binding any.
+    pub fn bind(config: &Config) -> Result<Listener, ListenError> {
+        let specs = listener_specs(config)?;
+        let client_certs_required = config.ssl_client_auth == ClientAuth::Required;
+        for spec in &specs {
+            listeners::check_secure(spec, client_certs_required, config.allow_unauthenticated_remote)?;
+        }
+        let acceptor = if specs.iter().any(|s| s.protocol.uses_tls()) { Some(tls::acceptor(config)?) } else { None };
+        let mut bound = Vec::with_capacity(specs.len());
+        for spec in &specs {
+            let address = format!("{}://{}:{}", spec.protocol.name(), spec.host, spec.port);
+            let bind = || -> std::io::Result<std::net::TcpListener> {
+                let socket = std::net::TcpListener::bind((spec.host.as_str(), spec.port))?;
+                socket.set_nonblocking(true)?;
+                Ok(socket)
+            };
+            let socket = bind().map_err(|source| ListenError::Bind { address, source })?;
+            let port = socket.local_addr().map_err(|source| ListenError::Bind { address: spec.host.clone(), source })?.port();
+            let tls = spec.protocol.uses_tls().then(|| acceptor.clone()).flatten();
+            bound.push(Bound { socket, info: Arc::new(listener_info(spec, port, config)), tls });
+        }
         let (shutdown, _) = watch::channel(false);
-        Ok(Listener { socket, local_addr, shutdown })
+        Ok(Listener { bound, shutdown })
     }
 
+    /// The first listener's address (the one the legacy settings describe).
     pub fn local_addr(&self) -> SocketAddr {
-        self.local_addr
+        self.bound[0].socket.local_addr().expect("a bound socket has an address")
+    }
+
+    /// `PROTOCOL://address` of each listener, for the log.
+    pub fn describe(&self) -> String {
+        let each = self.bound.iter().map(|b| {
+            let address = b.socket.local_addr().map(|a| a.to_string()).unwrap_or_default();
+            let (host, port) = (b.info.advertised_host.clone().unwrap_or_else(|| "(address used)".into()), b.info.advertised_port);
+            format!("{}://{address} (advertised as {host}:{port})", b.info.protocol.name())
+        });
+        each.collect::<Vec<_>>().join(", ")
     }
 
     /// Becomes true when the server begins to shut down.
@@ -62,9 +148,10 @@ pub struct Server {
 }
 
 impl Server {
-    /// Starts serving `listener` with `broker` on a new thread.
+    /// Starts serving every listener with `broker` on a new thread.
     pub fn start(listener: Listener, broker: Broker) -> std::io::Result<Server> {
-        let Listener { socket, local_addr, shutdown } = listener;
+        let local_addr = listener.local_addr();
+        let Listener { bound, shutdown } = listener;
         let shutdown_rx = shutdown.subscribe();
         let thread = spawn_without_signals("pg_kafka-net", move || {
             let runtime =
@@ -74,10 +161,7 @@ impl Server {
                 };
             runtime.block_on(async move {
                 tokio::spawn(broker.groups().clone().run_expiry(shutdown_rx.clone()));
-                match tokio::net::TcpListener::from_std(socket) {
-                    Ok(listener) => serve(listener, broker, shutdown_rx).await,
-                    Err(e) => logging::warning(format!("pg_kafka: cannot use listener: {e}")),
-                }
+                serve(bound, broker, shutdown_rx).await
             });
             runtime.shutdown_timeout(Duration::from_millis(100));
         })?;
@@ -98,9 +182,39 @@ impl Server {
     }
 }
 
-async fn serve(listener: tokio::net::TcpListener, broker: Broker, mut shutdown: watch::Receiver<bool>) {
+/// Accepts on every listener until shutdown, then gives open connections their grace.
+async fn serve(bound: Vec<Bound>, broker: Broker, shutdown: watch::Receiver<bool>) {
     let max_connections = connection_limit(broker.config().max_connections);
     let slots = Arc::new(Semaphore::new(max_connections));
+    let mut accepting = Vec::new();
+    for listener in bound {
+        match tokio::net::TcpListener::from_std(listener.socket) {
+            Ok(socket) => {
+                let (broker, slots, shutdown) = (broker.clone(), slots.clone(), shutdown.clone());
+                accepting.push(tokio::spawn(accept_loop(socket, listener.info, listener.tls, broker, slots, shutdown)));
+            }
+            Err(e) => logging::warning(format!("pg_kafka: cannot use listener: {e}")),
+        }
+    }
+    for loop_ in accepting {
+        let _ = loop_.await;
+    }
+    let grace = Duration::from_millis(broker.config().shutdown_timeout_ms);
+    let all_closed = slots.acquire_many(max_connections as u32);
+    if tokio::time::timeout(grace, all_closed).await.is_err() {
+        logging::warning("pg_kafka: connections still open after pg_kafka.shutdown_timeout_ms; closing them".into());
+    }
+}
+
+async fn accept_loop(
+    listener: tokio::net::TcpListener,
+    info: Arc<ListenerInfo>,
+    tls: Option<TlsAcceptor>,
+    broker: Broker,
+    slots: Arc<Semaphore>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let max_connections = broker.config().max_connections;
     loop {
         let (stream, peer) = tokio::select! {
             _ = shutdown.changed() => break,
@@ -120,17 +234,11 @@ async fn serve(listener: tokio::net::TcpListener, broker: Broker, mut shutdown: 
             ));
             continue;
         };
-        let connection = connection::Connection::new(stream, peer, broker.clone(), shutdown.clone());
+        let connection = connection::Connection::new(stream, peer, info.clone(), tls.clone(), broker.clone(), shutdown.clone());
         tokio::spawn(async move {
             connection.run().await;
             drop(slot);
         });
-    }
-    drop(listener);
-    let grace = Duration::from_millis(broker.config().shutdown_timeout_ms);
-    let all_closed = slots.acquire_many(max_connections as u32);
-    if tokio::time::timeout(grace, all_closed).await.is_err() {
-        logging::warning("pg_kafka: connections still open after pg_kafka.shutdown_timeout_ms; closing them".into());
     }
 }
 

@@ -3,9 +3,10 @@
 use std::collections::{BTreeMap, HashMap};
 
 use super::{
-    is_valid_topic_name, record_bytes, CommittedOffset, MessageRows, OffsetCommit, ProducerKey, ProducerState, ReadLimit, Storage,
-    StorageError, StoredRecord, Topic, DEFAULT_MAX_MESSAGE_BYTES,
+    is_valid_topic_name, record_bytes, CommittedOffset, LoginRole, MessageRows, OffsetCommit, ProducerKey, ProducerState, ReadLimit,
+    Storage, StorageError, StoredRecord, Topic, DEFAULT_MAX_MESSAGE_BYTES,
 };
+use crate::security::acl::{AclBinding, AclFilter, Principal};
 use uuid::Uuid;
 
 #[derive(Default)]
@@ -25,6 +26,9 @@ pub struct MemoryStorage {
     pub fail_appends: bool,
     /// Rows for this (topic id, partition) are refused as a trigger would refuse them.
     pub refuse_partition: Option<(i32, i32)>,
+    /// Roles by name, as `pg_authid` would hold them.
+    pub roles: BTreeMap<String, LoginRole>,
+    pub acls: Vec<AclBinding>,
 }
 
 impl Storage for MemoryStorage {
@@ -246,6 +250,33 @@ impl Storage for MemoryStorage {
             self.producers.insert(*key, state.clone());
         }
         Ok(())
+    }
+
+    fn login_role(&mut self, name: &str) -> Result<Option<LoginRole>, StorageError> {
+        Ok(self.roles.get(name).cloned())
+    }
+
+    fn principals(&mut self, names: &[String]) -> Result<Vec<Principal>, StorageError> {
+        Ok(names.iter().filter_map(|n| self.roles.get(n)).map(|r| r.principal.clone()).collect())
+    }
+
+    fn acls(&mut self) -> Result<Vec<AclBinding>, StorageError> {
+        Ok(self.acls.clone())
+    }
+
+    fn create_acls(&mut self, acls: &[AclBinding]) -> Result<(), StorageError> {
+        for acl in acls {
+            if !self.acls.contains(acl) {
+                self.acls.push(acl.clone());
+            }
+        }
+        Ok(())
+    }
+
+    fn delete_acls(&mut self, filters: &[AclFilter]) -> Result<Vec<Vec<AclBinding>>, StorageError> {
+        let deleted = filters.iter().map(|f| self.acls.iter().filter(|a| f.matches(a)).cloned().collect()).collect();
+        self.acls.retain(|a| !filters.iter().any(|f| f.matches(a)));
+        Ok(deleted)
     }
 }
 

@@ -19,6 +19,7 @@ pub mod memory;
 pub mod topics;
 pub mod watermarks;
 
+use crate::security::acl::{AclBinding, AclFilter, Principal};
 use bytes::Bytes;
 use uuid::Uuid;
 
@@ -215,6 +216,30 @@ pub trait Storage {
     /// Stores producer states, in the caller's transaction (the writer's, with the rows
     /// they describe).
     fn save_producer_states(&mut self, states: &[(ProducerKey, ProducerState)]) -> Result<(), StorageError>;
+
+    /// What authentication needs to know of role `name`; `None` if there is no such role.
+    fn login_role(&mut self, name: &str) -> Result<Option<LoginRole>, StorageError>;
+    /// Superuser flag and memberships of each named role that still exists (principals are
+    /// refreshed with the ACLs, so `GRANT`/`REVOKE` of a role reach open connections).
+    fn principals(&mut self, names: &[String]) -> Result<Vec<Principal>, StorageError>;
+    /// Every stored ACL.
+    fn acls(&mut self) -> Result<Vec<AclBinding>, StorageError>;
+    /// Stores ACLs (one already stored is not stored twice).
+    fn create_acls(&mut self, acls: &[AclBinding]) -> Result<(), StorageError>;
+    /// Deletes the ACLs each filter matches; returns them, per filter.
+    fn delete_acls(&mut self, filters: &[AclFilter]) -> Result<Vec<Vec<AclBinding>>, StorageError>;
+}
+
+/// A role as authentication sees it: `pg_authid`'s columns, and its memberships.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LoginRole {
+    /// `rolpassword`: a `SCRAM-SHA-256$...` or `md5...` verifier, or none.
+    pub password: Option<String>,
+    pub can_login: bool,
+    /// `rolvaliduntil` as Unix milliseconds; `None` for no expiry.
+    pub valid_until_ms: Option<i64>,
+    /// The role as a principal: superuser flag and every role it is a member of.
+    pub principal: Principal,
 }
 
 /// The retention scenario both engines are tested with: topic `topic_id`, partition 0 has

@@ -161,7 +161,12 @@ pub struct RawClient {
 
 impl RawClient {
     pub fn connect() -> RawClient {
-        let stream = TcpStream::connect(bootstrap()).expect("connect to pg_kafka");
+        RawClient::connect_to(&bootstrap())
+    }
+
+    /// A raw connection to another listener (`host:port`).
+    pub fn connect_to(address: &str) -> RawClient {
+        let stream = TcpStream::connect(address).expect("connect to pg_kafka");
         stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         RawClient { stream }
     }
@@ -214,8 +219,14 @@ impl RawClient {
     /// True if the server closes the connection (within the read timeout) instead of answering.
     pub fn is_closed_by_server(&mut self) -> bool {
         let mut byte = [0u8; 1];
-        matches!(self.stream.read(&mut byte), Ok(0))
-            || matches!(self.stream.read(&mut byte), Err(ref e) if e.kind() == std::io::ErrorKind::ConnectionReset)
+        let closed = |read: std::io::Result<usize>| match read {
+            Ok(0) => Some(true),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => Some(true),
+            Ok(_) => None,
+            Err(_) => Some(false),
+        };
+        // A byte may come first (an alert, say); then the close must follow.
+        closed(self.stream.read(&mut byte)).or_else(|| closed(self.stream.read(&mut byte))).unwrap_or(false)
     }
 }
 
@@ -428,7 +439,9 @@ pub fn restart_postgres() {
     let data = env("PGKAFKA_E2E_DATA");
     let kafka_port = bootstrap().rsplit(':').next().unwrap().to_owned();
     for args in [vec!["stop", &data], vec!["start", &data, &env("PGKAFKA_E2E_PG_PORT"), &kafka_port]] {
-        let status = Command::new("bash").arg(script).args(&args).status().expect("cluster.sh runs");
+        // The listeners and certificates `make e2e-test` started the cluster with.
+        let extra_conf = std::env::var("PGKAFKA_E2E_EXTRA_CONF").unwrap_or_default();
+        let status = Command::new("bash").arg(script).args(&args).env("PGKAFKA_EXTRA_CONF", extra_conf).status().expect("cluster.sh runs");
         assert!(status.success(), "cluster.sh {args:?} failed");
     }
 }
@@ -503,5 +516,98 @@ pub mod groups {
             }
             false
         }
+    }
+}
+
+pub mod secure {
+    //! Clients of the SASL and TLS listeners `make e2e-test` configures beside PLAINTEXT:
+    //! `PGKAFKA_E2E_SASL_PLAINTEXT`, `PGKAFKA_E2E_SASL_SSL`, `PGKAFKA_E2E_SSL` (host:port)
+    //! and `PGKAFKA_E2E_CERTS` (the test CA, server and client certificates).
+
+    use std::process::Command;
+
+    use super::{env, psql};
+
+    pub fn sasl_plaintext() -> String {
+        env("PGKAFKA_E2E_SASL_PLAINTEXT")
+    }
+
+    pub fn sasl_ssl() -> String {
+        env("PGKAFKA_E2E_SASL_SSL")
+    }
+
+    pub fn ssl() -> String {
+        env("PGKAFKA_E2E_SSL")
+    }
+
+    pub fn cert(file: &str) -> String {
+        format!("{}/{file}", env("PGKAFKA_E2E_CERTS"))
+    }
+
+    /// (Re)creates role `name` that may log in with `password` (scram-sha-256, the default).
+    pub fn login_role(name: &str, password: &str) {
+        psql(&format!("DROP ROLE IF EXISTS {name}; CREATE ROLE {name} LOGIN PASSWORD '{password}'"));
+    }
+
+    /// librdkafka settings for a SASL login over `protocol` (SASL_PLAINTEXT or SASL_SSL).
+    pub fn sasl_settings(protocol: &str, mechanism: &str, user: &str, password: &str) -> Vec<(String, String)> {
+        let bootstrap = if protocol == "SASL_SSL" { sasl_ssl() } else { sasl_plaintext() };
+        let mut settings = vec![
+            ("bootstrap.servers".to_string(), bootstrap),
+            ("security.protocol".to_string(), protocol.to_string()),
+            ("sasl.mechanisms".to_string(), mechanism.to_string()),
+            ("sasl.username".to_string(), user.to_string()),
+            ("sasl.password".to_string(), password.to_string()),
+        ];
+        if protocol == "SASL_SSL" {
+            settings.push(("ssl.ca.location".into(), cert("ca.crt")));
+        }
+        settings
+    }
+
+    /// kcat with `settings` as `-X` options; returns (success, stdout, stderr).
+    pub fn kcat_with(settings: &[(String, String)], args: &[&str]) -> (bool, String, String) {
+        let mut command = Command::new("timeout");
+        command.arg("30").arg("kcat");
+        for (key, value) in settings {
+            if key == "bootstrap.servers" {
+                command.arg("-b").arg(value);
+            } else {
+                command.arg("-X").arg(format!("{key}={value}"));
+            }
+        }
+        let output = command.args(args).output().expect("kcat runs");
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    }
+
+    /// Runs `tests/e2e/clients/secure.py COMMAND` with `config` as JSON; returns its answer.
+    pub fn python(command: &str, config: &[(String, String)], args: &[&str]) -> serde_json::Value {
+        let config: serde_json::Map<String, serde_json::Value> =
+            config.iter().map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone()))).collect();
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/clients/secure.py");
+        let output = Command::new("timeout")
+            .args(["90", "python3", script, command, &serde_json::Value::Object(config).to_string()])
+            .args(args)
+            .output()
+            .expect("python3 runs");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let last = stdout.lines().last().unwrap_or_default();
+        serde_json::from_str(last)
+            .unwrap_or_else(|_| panic!("{command}: no answer (stdout {stdout:?}, stderr {})", String::from_utf8_lossy(&output.stderr)))
+    }
+
+    /// kafka-python keyword arguments for a SCRAM-SHA-256 login over SASL_PLAINTEXT.
+    pub fn kafka_python_scram(user: &str, password: &str) -> Vec<(String, String)> {
+        vec![
+            ("bootstrap_servers".into(), sasl_plaintext()),
+            ("security_protocol".into(), "SASL_PLAINTEXT".into()),
+            ("sasl_mechanism".into(), "SCRAM-SHA-256".into()),
+            ("sasl_plain_username".into(), user.into()),
+            ("sasl_plain_password".into(), password.into()),
+        ]
     }
 }

@@ -1,0 +1,193 @@
+//! A connection's identity: the listener it came in on, its addresses, and, once it has
+//! authenticated, its login role.
+//!
+//! The connection creates one [`Session`] and runs every handler of its requests inside
+//! [`Session::scope`], so a handler asks [`current`] who it is serving without each
+//! handler's signature carrying it. Outside any scope there is no session, and
+//! authorization then refuses everything (fail closed).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use kafka_protocol::messages::ApiKey;
+use parking_lot::Mutex;
+
+use crate::security::listeners::SecurityProtocol;
+
+tokio::task_local! {
+    static SESSION: Arc<Session>;
+}
+
+/// What a listener offers, fixed when it is bound.
+#[derive(Clone, Debug)]
+pub struct ListenerInfo {
+    pub protocol: SecurityProtocol,
+    /// Host clients are told to use; `None` for the address each connected to.
+    pub advertised_host: Option<String>,
+    pub advertised_port: u16,
+    /// SASL mechanisms offered (empty on listeners without SASL).
+    pub mechanisms: Vec<&'static str>,
+}
+
+impl ListenerInfo {
+    /// A PLAINTEXT listener advertising `host:port` (tests, and the legacy settings).
+    pub fn plaintext(host: &str, port: u16) -> ListenerInfo {
+        ListenerInfo {
+            protocol: SecurityProtocol::Plaintext,
+            advertised_host: Some(host.to_owned()),
+            advertised_port: port,
+            mechanisms: vec![],
+        }
+    }
+}
+
+/// Who is connected, for the connection's lifetime.
+#[derive(Debug)]
+pub struct Session {
+    pub listener: Arc<ListenerInfo>,
+    pub peer: SocketAddr,
+    pub local: SocketAddr,
+    state: Mutex<Identity>,
+}
+
+#[derive(Debug, Default)]
+struct Identity {
+    /// The authenticated login role (SASL or client certificate).
+    login: Option<String>,
+    /// When the authentication lapses (KIP-368 session lifetime).
+    expires_at: Option<Instant>,
+}
+
+/// What the connection may do with a request, given who the session is.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Gate {
+    /// Handle it as usual.
+    Proceed,
+    /// A SASL request: run it through the connection's exchange.
+    Sasl,
+    /// Close the connection; the reason goes to the log.
+    Refuse(String),
+}
+
+impl Session {
+    pub fn new(listener: Arc<ListenerInfo>, peer: SocketAddr, local: SocketAddr) -> Session {
+        Session { listener, peer, local, state: Mutex::new(Identity::default()) }
+    }
+
+    /// A PLAINTEXT session from 127.0.0.1 (unit tests, and `Broker::handle`).
+    pub fn loopback() -> Arc<Session> {
+        let here: SocketAddr = ([127, 0, 0, 1], 9092).into();
+        Arc::new(Session::new(Arc::new(ListenerInfo::plaintext("127.0.0.1", 9092)), here, here))
+    }
+
+    /// Runs `work` with this session as [`current`].
+    pub async fn scope<F: std::future::Future>(self: Arc<Self>, work: F) -> F::Output {
+        SESSION.scope(self, work).await
+    }
+
+    /// The address this session's clients are told to connect to.
+    pub fn advertised(&self) -> (String, u16) {
+        let host = self.listener.advertised_host.clone().unwrap_or_else(|| self.local.ip().to_string());
+        (host, self.listener.advertised_port)
+    }
+
+    /// The client's IP address, as ACL hosts name it.
+    pub fn host(&self) -> String {
+        self.peer.ip().to_string()
+    }
+
+    /// The login role, once authenticated.
+    pub fn login(&self) -> Option<String> {
+        self.state.lock().login.clone()
+    }
+
+    /// Whether requests of this session are authorized by ACLs: only authenticated ones
+    /// are; listeners that authenticate nobody allow everything (as before authentication
+    /// existed, and as Kafka without an authorizer).
+    pub fn is_authorized_by_acls(&self) -> bool {
+        self.state.lock().login.is_some()
+    }
+
+    pub fn authenticated(&self, login: String, expires_at: Option<Instant>) {
+        *self.state.lock() = Identity { login: Some(login), expires_at };
+    }
+
+    /// Decides what to do with a request of `api_key` arriving now.
+    pub fn gate(&self, api_key: ApiKey, now: Instant) -> Gate {
+        if matches!(api_key, ApiKey::SaslHandshake | ApiKey::SaslAuthenticate) {
+            return Gate::Sasl;
+        }
+        if api_key == ApiKey::ApiVersions {
+            return Gate::Proceed;
+        }
+        let identity = self.state.lock();
+        if !self.listener.protocol.uses_sasl() {
+            return Gate::Proceed;
+        }
+        match (&identity.login, identity.expires_at) {
+            (None, _) => Gate::Refuse(format!("{api_key:?} request before SASL authentication")),
+            (Some(login), Some(expiry)) if now >= expiry => {
+                Gate::Refuse(format!("{api_key:?} request after the session of {login} expired (pg_kafka.connections_max_reauth_ms)"))
+            }
+            _ => Gate::Proceed,
+        }
+    }
+}
+
+/// Logs in the role a verified client certificate names (its subject CN), on SSL
+/// listeners. The role must exist and may log in, as for Postgres's own `cert`
+/// authentication; otherwise the connection is refused (the reason is for the log).
+pub async fn login_by_certificate(broker: &super::Broker, session: &Session, role: String) -> Result<(), String> {
+    let name = role.clone();
+    let found =
+        super::storage_call(broker, move |s| s.login_role(&name)).await.map_err(|e| format!("cannot look up role \"{role}\": {e}"))?;
+    match found {
+        None => Err(format!("client certificate names role \"{role}\", which does not exist")),
+        Some(login) if !login.can_login => Err(format!("client certificate names role \"{role}\", which is not permitted to log in")),
+        Some(login) => {
+            session.authenticated(role, None);
+            broker.acls().remember(login.principal);
+            broker.acls().invalidate();
+            Ok(())
+        }
+    }
+}
+
+/// The session of the request being handled, if any.
+pub fn current() -> Option<Arc<Session>> {
+    SESSION.try_with(Arc::clone).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn sasl_session() -> Session {
+        let listener =
+            ListenerInfo { protocol: SecurityProtocol::SaslPlaintext, advertised_host: None, advertised_port: 9093, mechanisms: vec![] };
+        let addr: SocketAddr = ([10, 0, 0, 1], 5555).into();
+        Session::new(Arc::new(listener), addr, ([10, 0, 0, 2], 9093).into())
+    }
+
+    #[test]
+    fn before_authentication_only_api_versions_and_sasl_pass() {
+        let session = sasl_session();
+        let now = Instant::now();
+        assert_eq!(session.gate(ApiKey::ApiVersions, now), Gate::Proceed);
+        assert_eq!(session.gate(ApiKey::SaslHandshake, now), Gate::Sasl);
+        assert!(matches!(session.gate(ApiKey::Metadata, now), Gate::Refuse(_)));
+        session.authenticated("alice".into(), Some(now + Duration::from_secs(1)));
+        assert_eq!(session.gate(ApiKey::Metadata, now), Gate::Proceed);
+        assert!(matches!(session.gate(ApiKey::Metadata, now + Duration::from_secs(2)), Gate::Refuse(_)), "expired");
+        assert_eq!(session.advertised(), ("10.0.0.2".to_string(), 9093), "a wildcard listener advertises the address used");
+    }
+
+    #[test]
+    fn plaintext_sessions_pass_and_are_not_checked_against_acls() {
+        let session = Session::loopback();
+        assert_eq!(session.gate(ApiKey::DeleteTopics, Instant::now()), Gate::Proceed);
+        assert!(!session.is_authorized_by_acls());
+    }
+}

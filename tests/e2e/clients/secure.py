@@ -1,0 +1,110 @@
+#!/usr/bin/env python3
+"""Kafka clients over SASL and TLS for the security end-to-end tests.
+
+    secure.py COMMAND CONFIG_JSON [ARGS...]
+
+CONFIG_JSON holds librdkafka settings (confluent-kafka) or kafka-python keyword arguments
+(kp-* commands). Prints one JSON object with what happened; never raises (a client
+error is an answer the test checks).
+"""
+import json
+import sys
+import time
+
+
+def ck_produce(conf, topic, count):
+    from confluent_kafka import Producer
+    errors = []
+    producer = Producer({**conf, "acks": "all", "linger.ms": 5, "message.timeout.ms": 10000})
+    for i in range(int(count)):
+        producer.produce(topic, value=f"m{i}".encode(), on_delivery=lambda err, msg: err and errors.append(str(err)))
+    left = producer.flush(15)
+    return {"errors": sorted(set(errors)), "undelivered": left, "delivered": int(count) - len(errors) - left}
+
+
+def ck_consume(conf, topic, count):
+    from confluent_kafka import Consumer
+    consumer = Consumer({**conf, "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    errors, values = [], []
+    consumer.subscribe([topic], on_assign=lambda c, parts: None)
+    deadline = time.time() + 20
+    while time.time() < deadline and len(values) < int(count) and not errors:
+        message = consumer.poll(0.5)
+        if message is None:
+            continue
+        if message.error():
+            errors.append(message.error().name())
+            continue
+        values.append(message.value().decode())
+    if values:
+        consumer.commit(asynchronous=False)
+    consumer.close()
+    return {"values": values, "errors": errors}
+
+
+def ck_metadata(conf):
+    from confluent_kafka.admin import AdminClient
+    errors = []  # authentication failures arrive through the error callback
+    admin = AdminClient({**conf, "error_cb": lambda e: errors.append(str(e))})
+    try:
+        metadata = admin.list_topics(timeout=10)
+        return {"topics": sorted(metadata.topics), "brokers": [f"{b.host}:{b.port}" for b in metadata.brokers.values()]}
+    except Exception as e:  # KafkaException carries the client-visible error
+        admin.poll(1)
+        return {"error": " | ".join(errors + [str(e)])}
+
+
+def ck_delete_topic(conf, topic):
+    from confluent_kafka.admin import AdminClient
+    try:
+        admin = AdminClient(conf)
+        admin.delete_topics([topic], operation_timeout=10)[topic].result(15)
+        return {"deleted": True}
+    except Exception as e:
+        return {"error": str(e)}
+
+
+def ck_acls(conf, principal, prefix):
+    """Creates a prefixed and a literal ACL, describes them, deletes them."""
+    from confluent_kafka.admin import (AclBinding, AclBindingFilter, AclOperation, AclPermissionType, AdminClient,
+                                       ResourcePatternType, ResourceType)
+    admin = AdminClient(conf)
+    bindings = [
+        AclBinding(ResourceType.TOPIC, prefix, ResourcePatternType.PREFIXED, principal, "*", AclOperation.WRITE, AclPermissionType.ALLOW),
+        AclBinding(ResourceType.GROUP, prefix + "group", ResourcePatternType.LITERAL, principal, "*", AclOperation.READ,
+                   AclPermissionType.ALLOW),
+    ]
+    try:
+        for future in admin.create_acls(bindings, request_timeout=10).values():
+            future.result(15)
+        every = AclBindingFilter(ResourceType.ANY, None, ResourcePatternType.ANY, principal, None, AclOperation.ANY,
+                                 AclPermissionType.ANY)
+        described = admin.describe_acls(every, request_timeout=10).result(15)
+        deleted = []
+        for future in admin.delete_acls([every], request_timeout=10).values():
+            deleted += future.result(15)
+        after = admin.describe_acls(every, request_timeout=10).result(15)
+        show = lambda acls: sorted(f"{a.restype.name}:{a.name}:{a.resource_pattern_type.name}:{a.operation.name}" for a in acls)
+        return {"described": show(described), "deleted": show(deleted), "after": show(after)}
+    except Exception as e:
+        return {"error": str(e)}
+
+
+def kp_produce(conf, topic, count):
+    from kafka import KafkaProducer
+    try:
+        producer = KafkaProducer(**conf, acks="all", request_timeout_ms=10000)
+        for future in [producer.send(topic, f"k{i}".encode()) for i in range(int(count))]:
+            future.get(timeout=15)
+        producer.close()
+        return {"delivered": int(count)}
+    except Exception as e:
+        return {"error": f"{type(e).__name__}: {e}"}
+
+
+COMMANDS = {"ck-produce": ck_produce, "ck-consume": ck_consume, "ck-metadata": ck_metadata, "ck-delete-topic": ck_delete_topic,
+            "ck-acls": ck_acls, "kp-produce": kp_produce}
+
+if __name__ == "__main__":
+    command, conf, args = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3:]
+    print(json.dumps(COMMANDS[command](conf, *args)))
