@@ -5,11 +5,13 @@
 //! - [`worker`]: the background worker's registration and main-thread loop.
 //! - [`gucs`]: the `pg_kafka.*` settings, copied into the core's `Config`.
 //! - [`pg`]: the SPI/COPY storage engine and the transaction runner.
+//! - [`connections`]: the `kafka.connections` view, from shared memory.
 //!
 //! See docs/architecture.md for how a request flows.
 
 use pgrx::prelude::*;
 
+pub mod connections;
 pub mod gucs;
 pub mod pg;
 pub mod worker;
@@ -27,6 +29,7 @@ pub extern "C-unwind" fn _PG_init() {
         return;
     }
     gucs::init();
+    connections::init();
     worker::register();
 }
 

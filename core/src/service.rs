@@ -18,6 +18,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use crate::broker::groups::{GroupCoordinator, GroupSettings};
+use crate::broker::session::{ConnectionInfo, Registry};
 use crate::broker::Broker;
 use crate::config::{Config, SharedConfig};
 use crate::server::{ListenError, Listener, Server};
@@ -38,6 +39,8 @@ pub struct StorageSide {
     retention: Retention,
     /// The network side's settings, replaced on reload.
     config: SharedConfig,
+    /// The open connections, which the worker publishes for `kafka.connections`.
+    connections: Registry,
 }
 
 impl StorageSide {
@@ -73,6 +76,11 @@ impl StorageSide {
         self.config.replace(config);
     }
 
+    /// The open connections now.
+    pub fn connections(&self) -> Vec<ConnectionInfo> {
+        self.connections.snapshot()
+    }
+
     /// True once the network side is gone and nothing is left to run.
     pub fn is_disconnected(&self) -> bool {
         self.jobs.is_disconnected() && self.committer.is_disconnected()
@@ -95,8 +103,9 @@ pub fn assemble(config: Config, wake: Waker, shutdown: watch::Receiver<bool>) ->
     let retention = Retention::new(Duration::from_millis(config.retention_check_interval_ms), watermarks.clone());
     let groups = GroupCoordinator::new(GroupSettings::from_config(&config));
     let config = SharedConfig::new(config);
-    let broker = Broker::new(config.clone(), storage, commits, watermarks, topics, groups, shutdown);
-    (broker, StorageSide { jobs, committer, retention, config })
+    let connections = Registry::default();
+    let broker = Broker::new(config.clone(), storage, commits, watermarks, topics, groups, shutdown, connections.clone());
+    (broker, StorageSide { jobs, committer, retention, config, connections })
 }
 
 /// Binds the listeners from `config`, assembles the broker on them and starts serving;

@@ -76,7 +76,8 @@ pub extern "C-unwind" fn pg_kafka_worker_main(_arg: pg_sys::Datum) {
     log!("pg_kafka: listening for Kafka clients on {listeners} (database \"{}\")", config.database);
 
     let runner = TransactionRunner::new(config.statement_timeout_ms);
-    let mut main = MainLoop { wakeup, storage_side, runner, log_lines, next_wake: None };
+    let connections = crate::connections::Publisher::default();
+    let mut main = MainLoop { wakeup, storage_side, runner, log_lines, next_wake: None, connections };
     while main.wait() {
         main.turn();
     }
@@ -95,6 +96,7 @@ pub extern "C-unwind" fn pg_kafka_worker_main(_arg: pg_sys::Datum) {
     // What is still queued fails now (nothing of it was acknowledged); dropping the bridge
     // queue fails its jobs too. Their connections are closing.
     main.storage_side.fail_pending();
+    crate::connections::clear();
     main.forward_logs();
     log!("pg_kafka: stopped{}", if finished { "" } else { " (network thread did not finish in time)" });
     // Exit code 1, never 0: the postmaster restarts a worker that exits with 1 after
@@ -110,6 +112,8 @@ struct MainLoop {
     log_lines: Option<flume::Receiver<(Level, String)>>,
     /// When the group-commit writer next has a flush or refresh due.
     next_wake: Option<Duration>,
+    /// Copies the open connections to shared memory for `kafka.connections`.
+    connections: crate::connections::Publisher,
 }
 
 impl MainLoop {
@@ -138,6 +142,7 @@ impl MainLoop {
             self.reload();
         }
         self.next_wake = Some(self.storage_side.turn(&mut self.runner));
+        self.connections.publish_if_due(|| self.storage_side.connections());
         // A backend reports its table statistics when it goes idle; a worker must do it
         // itself, or autovacuum never learns of the rows the writer inserts. Rate-limited
         // by Postgres to about once a second; called outside any transaction.

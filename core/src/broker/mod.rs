@@ -35,6 +35,8 @@ pub mod produce;
 pub mod sasl;
 pub mod sasl_authenticate;
 pub mod sasl_handshake;
+#[cfg(test)]
+mod security_tests;
 pub mod session;
 pub mod sync_group;
 pub mod topic_configs;
@@ -128,6 +130,8 @@ pub struct Broker {
     acls: authorize::AclCache,
     /// Random per start: the stand-in SCRAM verifiers of unknown roles derive from it.
     mock_secret: Arc<[u8; 32]>,
+    /// The open connections, for `kafka.connections`.
+    connections: session::Registry,
 }
 
 impl Broker {
@@ -140,6 +144,7 @@ impl Broker {
         topics: TopicCache,
         groups: GroupCoordinator,
         shutdown: tokio::sync::watch::Receiver<bool>,
+        connections: session::Registry,
     ) -> Broker {
         let inflating = Arc::new(tokio::sync::Semaphore::new(produce::INFLATING_AT_ONCE));
         let start = config.current();
@@ -149,7 +154,22 @@ impl Broker {
         let mut mock_secret = [0u8; 32];
         getrandom::getrandom(&mut mock_secret).expect("the OS random source works");
         let (acls, mock_secret) = (authorize::AclCache::default(), Arc::new(mock_secret));
-        Broker { config, storage, commits, watermarks, topics, groups, shutdown, budget, responses, inflating, inflated, acls, mock_secret }
+        Broker {
+            config,
+            storage,
+            commits,
+            watermarks,
+            topics,
+            groups,
+            shutdown,
+            budget,
+            responses,
+            inflating,
+            inflated,
+            acls,
+            mock_secret,
+            connections,
+        }
     }
 
     /// The settings in force now (reloaded on SIGHUP).
@@ -185,6 +205,11 @@ impl Broker {
     /// ACLs and logged-in principals.
     pub fn acls(&self) -> &authorize::AclCache {
         &self.acls
+    }
+
+    /// The open connections.
+    pub fn connections(&self) -> &session::Registry {
+        &self.connections
     }
 
     pub(crate) fn mock_secret(&self) -> &[u8; 32] {
@@ -411,6 +436,11 @@ pub(crate) mod testing {
         storage.create_topic("t", partitions).unwrap();
         let jobs_run = Arc::new(AtomicUsize::new(0));
         (spawn_counting(storage, Config::default(), jobs_run.clone()), jobs_run)
+    }
+
+    /// A broker on `storage` (roles, ACLs, topics set up by the caller).
+    pub fn broker_on(storage: MemoryStorage, config: Config) -> Broker {
+        spawn_counting(storage, config, Arc::new(AtomicUsize::new(0)))
     }
 
     /// Runs the storage side on one thread, as the worker does, with no flush delay.

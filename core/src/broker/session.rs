@@ -6,9 +6,10 @@
 //! handler's signature carrying it. Outside any scope there is no session, and
 //! authorization then refuses everything (fail closed).
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::Instant;
+use std::sync::{Arc, Weak};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use kafka_protocol::messages::ApiKey;
 use parking_lot::Mutex;
@@ -48,6 +49,8 @@ pub struct Session {
     pub listener: Arc<ListenerInfo>,
     pub peer: SocketAddr,
     pub local: SocketAddr,
+    /// Unix milliseconds when the connection was accepted.
+    pub connected_at_ms: i64,
     state: Mutex<Identity>,
 }
 
@@ -57,6 +60,8 @@ struct Identity {
     login: Option<String>,
     /// When the authentication lapses (KIP-368 session lifetime).
     expires_at: Option<Instant>,
+    /// The client id of the connection's first request that named one.
+    client_id: Option<String>,
 }
 
 /// What the connection may do with a request, given who the session is.
@@ -72,7 +77,8 @@ pub enum Gate {
 
 impl Session {
     pub fn new(listener: Arc<ListenerInfo>, peer: SocketAddr, local: SocketAddr) -> Session {
-        Session { listener, peer, local, state: Mutex::new(Identity::default()) }
+        let connected_at_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+        Session { listener, peer, local, connected_at_ms, state: Mutex::new(Identity::default()) }
     }
 
     /// A PLAINTEXT session from 127.0.0.1 (unit tests, and `Broker::handle`).
@@ -110,7 +116,30 @@ impl Session {
     }
 
     pub fn authenticated(&self, login: String, expires_at: Option<Instant>) {
-        *self.state.lock() = Identity { login: Some(login), expires_at };
+        let mut state = self.state.lock();
+        state.login = Some(login);
+        state.expires_at = expires_at;
+    }
+
+    /// Records the client id requests carry (the first one seen is kept).
+    pub fn saw_client_id(&self, client_id: Option<&str>) {
+        let mut state = self.state.lock();
+        if state.client_id.is_none() {
+            state.client_id = client_id.filter(|id| !id.is_empty()).map(|id| id.chars().take(MAX_CLIENT_ID_CHARS).collect());
+        }
+    }
+
+    /// What operators see of this connection.
+    pub fn describe(&self, id: u64) -> ConnectionInfo {
+        let state = self.state.lock();
+        ConnectionInfo {
+            id,
+            listener: self.listener.protocol.name(),
+            client_address: self.peer.to_string(),
+            principal: state.login.clone(),
+            client_id: state.client_id.clone(),
+            connected_at_ms: self.connected_at_ms,
+        }
     }
 
     /// Decides what to do with a request of `api_key` arriving now.
@@ -132,6 +161,59 @@ impl Session {
             }
             _ => Gate::Proceed,
         }
+    }
+}
+
+/// Client ids longer than this are cut for display.
+const MAX_CLIENT_ID_CHARS: usize = 128;
+
+/// One open connection, as `kafka.connections` shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConnectionInfo {
+    pub id: u64,
+    pub listener: &'static str,
+    pub client_address: String,
+    /// The login role, once authenticated.
+    pub principal: Option<String>,
+    pub client_id: Option<String>,
+    pub connected_at_ms: i64,
+}
+
+/// The open connections, for operators: each connection registers its session while it
+/// is open; a snapshot lists them.
+#[derive(Clone, Default)]
+pub struct Registry {
+    inner: Arc<Mutex<Listed>>,
+}
+
+/// The last id handed out, and the sessions by id.
+type Listed = (u64, BTreeMap<u64, Weak<Session>>);
+
+/// Keeps a session listed in the registry until dropped.
+pub struct Registered {
+    registry: Registry,
+    id: u64,
+}
+
+impl Registry {
+    pub fn register(&self, session: &Arc<Session>) -> Registered {
+        let mut inner = self.inner.lock();
+        inner.0 += 1;
+        let id = inner.0;
+        inner.1.insert(id, Arc::downgrade(session));
+        Registered { registry: self.clone(), id }
+    }
+
+    /// Every open connection, oldest first.
+    pub fn snapshot(&self) -> Vec<ConnectionInfo> {
+        let inner = self.inner.lock();
+        inner.1.iter().filter_map(|(id, session)| session.upgrade().map(|s| s.describe(*id))).collect()
+    }
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        self.registry.inner.lock().1.remove(&self.id);
     }
 }
 
@@ -182,6 +264,25 @@ mod tests {
         assert_eq!(session.gate(ApiKey::Metadata, now), Gate::Proceed);
         assert!(matches!(session.gate(ApiKey::Metadata, now + Duration::from_secs(2)), Gate::Refuse(_)), "expired");
         assert_eq!(session.advertised(), ("10.0.0.2".to_string(), 9093), "a wildcard listener advertises the address used");
+    }
+
+    #[test]
+    fn the_registry_lists_open_connections_with_who_they_are() {
+        let registry = Registry::default();
+        let session = Arc::new(sasl_session());
+        let other = Session::loopback();
+        let first = registry.register(&session);
+        let _second = registry.register(&other);
+        session.saw_client_id(Some("app-1"));
+        session.saw_client_id(Some("app-2"));
+        session.authenticated("alice".into(), None);
+        let listed = registry.snapshot();
+        assert_eq!(listed.len(), 2);
+        assert_eq!(listed[0].listener, "SASL_PLAINTEXT");
+        assert_eq!((listed[0].principal.as_deref(), listed[0].client_id.as_deref()), (Some("alice"), Some("app-1")));
+        assert_eq!(listed[1].principal, None);
+        drop(first);
+        assert_eq!(registry.snapshot().len(), 1, "a closed connection leaves the list");
     }
 
     #[test]

@@ -122,6 +122,7 @@ impl Connection {
     async fn serve(self) -> Result<(), ConnectionError> {
         let local = self.stream.local_addr().unwrap_or(self.peer);
         let session = Arc::new(Session::new(self.listener.clone(), self.peer, local));
+        let _listed = self.broker.connections().register(&session);
         let timeout = Duration::from_millis(self.broker.config().request_timeout_ms);
         let (reader, writer): (Reader, Writer) = match &self.tls {
             None => {
@@ -227,6 +228,7 @@ async fn read_requests(
         }
         let mut request = parse_request(frame)?;
         request.client_host = client_host.clone();
+        session.saw_client_id(request.header.client_id.as_deref());
         let what = format!("{:?} v{}", request.api_key, request.version());
         let outcome = match session.gate(request.api_key, std::time::Instant::now()) {
             Gate::Refuse(reason) => return Err(ConnectionError::NotAuthenticated(reason)),

@@ -217,3 +217,47 @@ fn a_remote_unauthenticated_listener_refuses_to_start() {
     );
     std::thread::sleep(Duration::from_millis(10));
 }
+
+#[test]
+fn operators_see_who_is_connected_on_which_listener() {
+    login_role("sec_frank", "frank-pw");
+    let settings = sasl_settings("SASL_SSL", "SCRAM-SHA-256", "sec_frank", "frank-pw");
+    let config: serde_json::Map<String, serde_json::Value> =
+        settings.iter().map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone()))).collect();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/clients/secure.py");
+    let mut holder = Command::new("python3")
+        .args([script, "ck-hold", &serde_json::Value::Object(config).to_string(), "20"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("python3 runs");
+    let query = "SELECT listener || ' ' || coalesce(principal, '-') || ' ' || coalesce(client_id, '-') FROM kafka.connections WHERE principal = 'sec_frank'";
+    let mut seen = String::new();
+    for _ in 0..100 {
+        seen = psql(query);
+        if !seen.is_empty() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = holder.kill();
+    let _ = holder.wait();
+    assert!(seen.lines().any(|l| l == "SASL_SSL sec_frank sec-holder"), "{seen:?}");
+    // Closed connections leave the view.
+    let mut gone = false;
+    for _ in 0..100 {
+        if psql(query).is_empty() {
+            gone = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(gone, "the connection left kafka.connections");
+    // Only roles granted it (pg_monitor) may look.
+    psql("DROP ROLE IF EXISTS sec_nosy; CREATE ROLE sec_nosy LOGIN");
+    let denied = Command::new("psql")
+        .args(["-X", "-q", "-h", "127.0.0.1", "-U", "sec_nosy", "-d", "postgres", "-p", &std::env::var("PGKAFKA_E2E_PG_PORT").unwrap()])
+        .args(["-c", "SELECT * FROM kafka.connections"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&denied.stderr).contains("permission denied"), "{denied:?}");
+}
