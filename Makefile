@@ -22,6 +22,7 @@ PGRX_TEST_DATA ?= target/pgrx-test-data
 BENCH_DATA    ?= target/bench-pgdata
 BENCH_PG_PORT ?= 55433
 BENCH_PORT    ?= 59093
+BENCH_SASL_SSL_PORT ?= 59097
 BENCH_CONF    ?=
 
 export PATH := $(HOME)/.cargo/bin:$(PATH)
@@ -69,7 +70,7 @@ pg-test:
 # go to target/fuzz-corpus; the checked-in seeds in fuzz/corpus are read, never written.
 # A finding fails the run and leaves its input in fuzz/artifacts/<target>/.
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS := request record_batch
+FUZZ_TARGETS := request record_batch sasl
 fuzz: setup
 	@command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --version 0.13.2 --locked
 	cd fuzz && cargo fuzz build -s none
@@ -111,7 +112,14 @@ e2e-test: install
 bench: install
 	scripts/cluster.sh stop $(BENCH_DATA)
 	rm -rf $(BENCH_DATA)
-	PGKAFKA_EXTRA_CONF=$(BENCH_CONF) scripts/cluster.sh start $(BENCH_DATA) $(BENCH_PG_PORT) $(BENCH_PORT)
+	scripts/test-certs.sh $(E2E_CERTS) && chown -R postgres:postgres $(E2E_CERTS)
+	{ printf '%s\n' \
+		"pg_kafka.listeners = 'PLAINTEXT://127.0.0.1:$(BENCH_PORT),SASL_SSL://127.0.0.1:$(BENCH_SASL_SSL_PORT)'" \
+		"pg_kafka.ssl_cert_file = '$(abspath $(E2E_CERTS))/server.crt'" \
+		"pg_kafka.ssl_key_file = '$(abspath $(E2E_CERTS))/server.key'"; \
+	  if [ -n "$(BENCH_CONF)" ]; then cat $(BENCH_CONF); fi; } > target/bench-extra.conf
+	PGKAFKA_EXTRA_CONF=target/bench-extra.conf scripts/cluster.sh start $(BENCH_DATA) $(BENCH_PG_PORT) $(BENCH_PORT)
 	PGKAFKA_BENCH_BOOTSTRAP=127.0.0.1:$(BENCH_PORT) PGKAFKA_BENCH_PG_PORT=$(BENCH_PG_PORT) \
+	PGKAFKA_BENCH_SASL_SSL=127.0.0.1:$(BENCH_SASL_SSL_PORT) PGKAFKA_BENCH_CA_FILE=$(abspath $(E2E_CERTS))/ca.crt \
 	cargo run --release -p pg_kafka_bench; \
 	status=$$?; scripts/cluster.sh stop $(BENCH_DATA); exit $$status

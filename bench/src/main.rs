@@ -5,8 +5,10 @@
 //! STDIN (FORMAT binary)` of identical rows, and a per-row INSERT loop. Consume: an rdkafka
 //! consumer from offset 0 against `COPY (SELECT ...) TO STDOUT` of the same rows. Latency:
 //! produce acknowledgement at a fixed rate, and produce-to-consume with a consumer in long
-//! poll. Environment: PGKAFKA_BENCH_BOOTSTRAP, PGKAFKA_BENCH_PG_PORT (set by the Makefile),
-//! BENCH_MESSAGES (default 1,000,000).
+//! poll. Produce over SASL_SSL (SCRAM-SHA-256 and TLS) beside PLAINTEXT: what security
+//! costs. Environment: PGKAFKA_BENCH_BOOTSTRAP, PGKAFKA_BENCH_PG_PORT,
+//! PGKAFKA_BENCH_SASL_SSL and PGKAFKA_BENCH_CA_FILE (set by the Makefile), BENCH_MESSAGES
+//! (default 1,000,000).
 
 mod consume;
 mod copy;
@@ -22,6 +24,14 @@ pub struct Env {
     pub bootstrap: String,
     pub pg_port: u16,
     pub messages: usize,
+    /// The SASL_SSL listener, when `make bench` configured one.
+    pub sasl_ssl: Option<SaslSsl>,
+}
+
+pub struct SaslSsl {
+    pub bootstrap: String,
+    /// The CA that signed the listener's certificate.
+    pub ca_file: String,
 }
 
 impl Env {
@@ -31,6 +41,9 @@ impl Env {
             bootstrap: var("PGKAFKA_BENCH_BOOTSTRAP"),
             pg_port: var("PGKAFKA_BENCH_PG_PORT").parse().expect("port"),
             messages: std::env::var("BENCH_MESSAGES").ok().and_then(|n| n.parse().ok()).unwrap_or(1_000_000),
+            sasl_ssl: std::env::var("PGKAFKA_BENCH_SASL_SSL")
+                .ok()
+                .map(|bootstrap| SaslSsl { bootstrap, ca_file: var("PGKAFKA_BENCH_CA_FILE") }),
         }
     }
 
@@ -57,6 +70,7 @@ fn main() {
         for (partitions, producers) in [(1, 1), (1, 4), (8, 1), (8, 4)] {
             produce::throughput(&env, size, partitions, producers, false, copy_rate, &mut report);
         }
+        produce::throughput_sasl_ssl(&env, size, copy_rate, &mut report);
         if size == 100 {
             for (partitions, producers) in [(1, 1), (8, 4)] {
                 produce::throughput(&env, size, partitions, producers, true, copy_rate, &mut report);

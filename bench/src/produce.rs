@@ -50,8 +50,16 @@ impl ProducerContext for Acks {
 }
 
 pub fn producer(env: &Env, acks: Acks, linger_ms: &str, idempotent: bool) -> ThreadedProducer<Acks> {
-    ClientConfig::new()
-        .set("bootstrap.servers", &env.bootstrap)
+    producer_on(&[("bootstrap.servers".into(), env.bootstrap.clone())], acks, linger_ms, idempotent)
+}
+
+/// A producer with `connection` settings (bootstrap servers, security).
+pub fn producer_on(connection: &[(String, String)], acks: Acks, linger_ms: &str, idempotent: bool) -> ThreadedProducer<Acks> {
+    let mut config = ClientConfig::new();
+    for (key, value) in connection {
+        config.set(key, value);
+    }
+    config
         .set("enable.idempotence", if idempotent { "true" } else { "false" })
         .set("acks", "all")
         .set("linger.ms", linger_ms)
@@ -79,14 +87,50 @@ pub fn send(producer: &ThreadedProducer<Acks>, topic: &str, partition: i32, payl
 /// Produces `env.messages` of `size` bytes over `partitions` from `producers` clients
 /// (idempotent ones: sequence checks and state upserts on every group commit).
 pub fn throughput(env: &Env, size: usize, partitions: i32, producers: usize, idempotent: bool, copy_rate: f64, report: &mut Report) {
+    let connection = [("bootstrap.servers".to_string(), env.bootstrap.clone())];
     let topic = topic_name(size, partitions, producers, idempotent);
+    throughput_on(env, &connection, "", &topic, (size, partitions, producers, idempotent), copy_rate, report);
+}
+
+/// [`throughput`] over SASL_SSL (SCRAM-SHA-256 with a role's Postgres password, TLS), to
+/// set beside the PLAINTEXT row of the same shape: the cost of authentication and TLS.
+pub fn throughput_sasl_ssl(env: &Env, size: usize, copy_rate: f64, report: &mut Report) {
+    let Some(sasl_ssl) = &env.sasl_ssl else { return };
+    let mut sql = env.sql();
+    sql.batch_execute("DROP ROLE IF EXISTS bench_client; CREATE ROLE bench_client LOGIN SUPERUSER PASSWORD 'bench-pw'").expect("bench role");
+    let connection: Vec<(String, String)> = [
+        ("bootstrap.servers", sasl_ssl.bootstrap.as_str()),
+        ("security.protocol", "SASL_SSL"),
+        ("sasl.mechanisms", "SCRAM-SHA-256"),
+        ("sasl.username", "bench_client"),
+        ("sasl.password", "bench-pw"),
+        ("ssl.ca.location", sasl_ssl.ca_file.as_str()),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let topic = format!("{}-sasl-ssl", topic_name(size, 1, 1, false));
+    throughput_on(env, &connection, ", SASL_SSL (SCRAM-SHA-256)", &topic, (size, 1, 1, false), copy_rate, report);
+}
+
+/// Produces through `connection`: (size, partitions, producers, idempotent).
+fn throughput_on(
+    env: &Env,
+    connection: &[(String, String)],
+    label: &str,
+    topic: &str,
+    (size, partitions, producers, idempotent): (usize, i32, usize, bool),
+    copy_rate: f64,
+    report: &mut Report,
+) {
+    let topic = topic.to_owned();
     env.create_topic(&topic, partitions);
     let acks = Acks::new();
     let per_producer = env.messages / producers;
     let started = Instant::now();
     let threads: Vec<_> = (0..producers)
         .map(|p| {
-            let producer = producer(env, acks.clone(), "5", idempotent);
+            let producer = producer_on(connection, acks.clone(), "5", idempotent);
             let topic = topic.clone();
             std::thread::spawn(move || {
                 let payloads: Vec<Vec<u8>> = (0..26).map(|i| value(size, i)).collect();
@@ -109,7 +153,7 @@ pub fn throughput(env: &Env, size: usize, partitions: i32, producers: usize, ide
     report.add(Row {
         section: "produce",
         method: format!(
-            "Kafka produce, {size} B, {partitions} partition(s), {producers} producer(s){}",
+            "Kafka produce, {size} B, {partitions} partition(s), {producers} producer(s){}{label}",
             if idempotent { ", idempotent" } else { "" }
         ),
         messages: sent,

@@ -2,6 +2,7 @@
 //!
 //! v1 is followed by SaslAuthenticate requests; v0 by raw size-prefixed tokens (the flow
 //! before KIP-152). On a listener without SASL there is nothing to pick: ILLEGAL_SASL_STATE.
+//! A refused handshake closes the connection once answered.
 
 use kafka_protocol::messages::{SaslHandshakeRequest, SaslHandshakeResponse};
 use kafka_protocol::protocol::StrBytes;
@@ -26,5 +27,11 @@ pub fn handle(exchange: &mut SaslExchange, session: &Session, request: &RequestF
         Err(HandshakeError::IllegalState) => Some(ResponseError::IllegalSaslState),
     };
     let response = SaslHandshakeResponse::default().with_mechanisms(mechanisms).with_error_code(error.map_or(0, |e| e.code()));
-    respond(request, &response)
+    // A refused handshake is answered, then the connection is closed (as Kafka does).
+    match (respond(request, &response), error) {
+        (Outcome::Respond(frame), Some(error)) => {
+            Outcome::RespondThenClose(frame, format!("SaslHandshake for \"{}\" refused: {error:?}", body.mechanism.as_str()))
+        }
+        (outcome, _) => outcome,
+    }
 }
