@@ -233,6 +233,65 @@ mod tests {
     }
 
     #[pg_test]
+    fn login_roles_are_read_from_pg_authid_with_their_memberships() {
+        use pg_kafka_core::security::scram::Verifier;
+        Spi::run(
+            "CREATE ROLE pgt_team NOLOGIN;
+             CREATE ROLE pgt_alice LOGIN PASSWORD 'pw' IN ROLE pgt_team VALID UNTIL 'infinity';
+             CREATE ROLE pgt_old LOGIN PASSWORD 'pw' VALID UNTIL '2001-01-01 00:00:00+00';
+             CREATE ROLE pgt_nopw LOGIN",
+        )
+        .unwrap();
+        let mut storage = PgStorage::default();
+        let alice = storage.login_role("pgt_alice").unwrap().expect("alice exists");
+        assert!(alice.can_login && !alice.principal.superuser);
+        assert_eq!(alice.valid_until_ms, None, "infinity is no expiry");
+        assert!(Verifier::parse(alice.password.as_deref().unwrap()).unwrap().matches_password("pw"));
+        assert!(alice.principal.roles.contains("pgt_team") && alice.principal.roles.contains("pgt_alice"));
+        assert_eq!(storage.login_role("pgt_old").unwrap().unwrap().valid_until_ms, Some(978_307_200_000));
+        assert_eq!(storage.login_role("pgt_nopw").unwrap().unwrap().password, None);
+        assert!(!storage.login_role("pgt_team").unwrap().unwrap().can_login);
+        assert_eq!(storage.login_role("pgt_nobody").unwrap(), None);
+        let principals = storage.principals(&["pgt_alice".into(), "pgt_nobody".into()]).unwrap();
+        assert_eq!(principals, vec![alice.principal]);
+    }
+
+    #[pg_test]
+    fn acls_round_trip_through_the_table_and_the_sql_functions() {
+        use pg_kafka_core::security::acl::{AclBinding, AclFilter, Operation, PatternType, Permission, ResourceType};
+        let mut storage = PgStorage::default();
+        let acl = AclBinding {
+            resource_type: ResourceType::Topic,
+            resource_name: "orders.".into(),
+            pattern_type: PatternType::Prefixed,
+            principal: "User:pgt_writers".into(),
+            host: "*".into(),
+            operation: Operation::Write,
+            permission: Permission::Allow,
+        };
+        storage.create_acls(&[acl.clone(), acl.clone()]).unwrap();
+        Spi::run("SELECT kafka.grant_acl('pgt_readers', 'read', 'topic', 'orders')").unwrap();
+        Spi::run("SELECT kafka.grant_acl('pgt_admins', 'alter', 'cluster', 'anything')").unwrap();
+        let stored = storage.acls().unwrap();
+        assert_eq!(stored.len(), 3, "{stored:?}");
+        assert!(stored.contains(&acl));
+        let cluster = stored.iter().find(|a| a.resource_type == ResourceType::Cluster).unwrap();
+        assert_eq!(cluster.resource_name, "kafka-cluster");
+        let names =
+            Spi::get_one::<String>("SELECT string_agg(operation || ' ' || resource_type, ',' ORDER BY operation) FROM kafka.acl_bindings")
+                .unwrap();
+        assert_eq!(names.as_deref(), Some("alter cluster,read topic,write topic"));
+        let by_principal = AclFilter { principal: Some("User:pgt_writers".into()), ..AclFilter::default() };
+        assert_eq!(storage.delete_acls(&[by_principal]).unwrap(), vec![vec![acl]]);
+        assert_eq!(Spi::get_one::<i64>("SELECT kafka.revoke_acl('pgt_readers', 'read', 'topic', 'orders')").unwrap(), Some(1));
+        assert_eq!(storage.acls().unwrap().len(), 1);
+        let accepted = pgrx::PgTryBuilder::new(|| Spi::run("SELECT kafka.grant_acl('x', 'fly', 'topic', 't')").is_ok())
+            .catch_others(|_| false)
+            .execute();
+        assert!(!accepted, "unknown names are refused");
+    }
+
+    #[pg_test]
     fn the_worker_is_running_and_listening() {
         let workers = Spi::get_one::<i64>("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pg_kafka'");
         assert_eq!(workers, Ok(Some(1)));

@@ -97,7 +97,8 @@ pub fn throughput(env: &Env, size: usize, partitions: i32, producers: usize, ide
 pub fn throughput_sasl_ssl(env: &Env, size: usize, copy_rate: f64, report: &mut Report) {
     let Some(sasl_ssl) = &env.sasl_ssl else { return };
     let mut sql = env.sql();
-    sql.batch_execute("DROP ROLE IF EXISTS bench_client; CREATE ROLE bench_client LOGIN SUPERUSER PASSWORD 'bench-pw'").expect("bench role");
+    sql.batch_execute("DROP ROLE IF EXISTS bench_client; CREATE ROLE bench_client LOGIN SUPERUSER PASSWORD 'bench-pw'")
+        .expect("bench role");
     let connection: Vec<(String, String)> = [
         ("bootstrap.servers", sasl_ssl.bootstrap.as_str()),
         ("security.protocol", "SASL_SSL"),

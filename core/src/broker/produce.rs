@@ -42,12 +42,18 @@ pub async fn handle(broker: &Broker, request: &RequestFrame, mut order: InOrder)
 
     let (topics, generation) = resolve_topics(broker, &body, request.version()).await;
     let access = access(broker).await;
-    let topics: Vec<_> = topics
-        .into_iter()
-        .map(|topic| {
-            let topic = topic?;
-            access.check_topic(Operation::Write, &topic.name)?;
-            Ok(topic)
+    // WRITE is checked before existence (as Kafka does): an unauthorized client learns
+    // nothing of which topics exist.
+    let topics: Vec<_> = body
+        .topic_data
+        .iter()
+        .zip(topics)
+        .map(|(data, topic)| match topic {
+            Ok(topic) => access.check_topic(Operation::Write, &topic.name).map(|()| topic),
+            Err(ResponseError::UnknownTopicOrPartition) => {
+                Err(access.check_topic(Operation::Write, data.name.as_str()).err().unwrap_or(ResponseError::UnknownTopicOrPartition))
+            }
+            Err(other) => Err(other),
         })
         .collect();
     // Per partition, in request order: its topic and records, or its error.
