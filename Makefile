@@ -106,7 +106,7 @@ e2e-test: install
 	PGKAFKA_E2E_DATA=$(abspath $(E2E_DATA)) PGKAFKA_E2E_CERTS=$(abspath $(E2E_CERTS)) \
 	PGKAFKA_E2E_SASL_PLAINTEXT=127.0.0.1:$(E2E_SASL_PLAINTEXT_PORT) PGKAFKA_E2E_SASL_SSL=127.0.0.1:$(E2E_SASL_SSL_PORT) \
 	PGKAFKA_E2E_SSL=127.0.0.1:$(E2E_SSL_PORT) PGKAFKA_E2E_EXTRA_CONF=$(abspath target/e2e-listeners.conf) \
-	cargo test -p pg_kafka_e2e -- --test-threads=4 --show-output; \
+	cargo test -p pg_kafka_e2e --no-fail-fast -- --test-threads=4 --show-output; \
 	status=$$?; scripts/cluster.sh stop $(E2E_DATA); exit $$status
 
 bench: install

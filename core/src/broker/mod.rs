@@ -243,15 +243,10 @@ impl Broker {
     /// Handles one SASL request (SaslHandshake, SaslAuthenticate) of the connection's
     /// exchange. The connection runs these one at a time, in order.
     pub async fn handle_sasl(&self, exchange: &mut sasl::SaslExchange, mut request: RequestFrame, session: &session::Session) -> Outcome {
-        let (api_key, version) = (request.api_key, request.version());
-        if !versions::is_served(api_key, version) {
-            return Outcome::Close(format!("unsupported request {api_key:?} v{version}"));
+        if let Err(refused) = admit(&mut request) {
+            return refused;
         }
-        match shape::canonical(api_key, version, &request.body) {
-            Ok(body) => request.body = body,
-            Err(e) => return Outcome::Close(format!("malformed {api_key:?} v{version} request: {e}")),
-        }
-        match api_key {
+        match request.api_key {
             ApiKey::SaslHandshake => sasl_handshake::handle(exchange, session, &request),
             ApiKey::SaslAuthenticate => sasl_authenticate::handle(self, exchange, session, &request).await,
             other => Outcome::Close(format!("{other:?} is not a SASL request")),
@@ -264,19 +259,13 @@ impl Broker {
     }
 
     async fn dispatch(&self, mut request: RequestFrame, order: in_order::InOrder) -> Outcome {
-        let (api_key, version) = (request.api_key, request.version());
-        if api_key == ApiKey::ApiVersions {
+        if request.api_key == ApiKey::ApiVersions {
             return api_versions::handle(&request);
         }
-        if !versions::is_served(api_key, version) {
-            return Outcome::Close(format!("unsupported request {api_key:?} v{version}"));
+        if let Err(refused) = admit(&mut request) {
+            return refused;
         }
-        // Only bytes the shape walk has proven consistent reach kafka-protocol's decoders.
-        match shape::canonical(api_key, version, &request.body) {
-            Ok(body) => request.body = body,
-            Err(e) => return Outcome::Close(format!("malformed {api_key:?} v{version} request: {e}")),
-        }
-        match api_key {
+        match request.api_key {
             // Produce takes its turn itself: after decoding (in parallel with the
             // connection's other requests), before handing its batches to the writer.
             ApiKey::Produce => produce::handle(self, &request, order).await,
@@ -326,6 +315,21 @@ impl Broker {
             other => Outcome::Close(format!("no handler for {other:?}")),
         }
     }
+}
+
+/// Admits a request to its handler: a served version, and a body whose shape walk passed,
+/// replaced by its canonical form. Only bytes the walk has proven consistent reach
+/// kafka-protocol's decoders. Otherwise the connection is closed (as Kafka does).
+fn admit(request: &mut RequestFrame) -> Result<(), Outcome> {
+    let (api_key, version) = (request.api_key, request.version());
+    if !versions::is_served(api_key, version) {
+        return Err(Outcome::Close(format!("unsupported request {api_key:?} v{version}")));
+    }
+    match shape::canonical(api_key, version, &request.body) {
+        Ok(body) => request.body = body,
+        Err(e) => return Err(Outcome::Close(format!("malformed {api_key:?} v{version} request: {e}"))),
+    }
+    Ok(())
 }
 
 /// Requests whose effects must follow the connection's request order, as a Kafka broker

@@ -148,6 +148,21 @@ pub fn wait_for_log(needle: &str) -> bool {
     false
 }
 
+/// `pg_reload_conf()`, returning once the worker has applied it (its "settings reloaded"
+/// line appears once more than before).
+pub fn reload_and_wait() {
+    const RELOADED: &str = "pg_kafka: settings reloaded";
+    let before = server_log().matches(RELOADED).count();
+    psql("SELECT pg_reload_conf()");
+    for _ in 0..100 {
+        if server_log().matches(RELOADED).count() > before {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("the worker did not reload within 10 s");
+}
+
 pub fn kcat(args: &[&str]) -> String {
     let output = Command::new("kcat").arg("-b").arg(bootstrap()).args(args).output().expect("kcat runs");
     assert!(output.status.success(), "kcat {args:?} failed: {}", String::from_utf8_lossy(&output.stderr));

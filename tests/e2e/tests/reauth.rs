@@ -9,9 +9,7 @@ use pg_kafka_e2e::*;
 fn set_reauth(value: &str) {
     psql(&format!("ALTER SYSTEM SET pg_kafka.connections_max_reauth_ms = {value}"));
     psql(&format!("ALTER SYSTEM SET pg_kafka.log_connections = {}", if value == "0" { "off" } else { "on" }));
-    psql("SELECT pg_reload_conf()");
-    // The worker reloads on its next turn (at most 250 ms).
-    std::thread::sleep(std::time::Duration::from_secs(1));
+    reload_and_wait();
 }
 
 #[test]

@@ -30,11 +30,10 @@ fn max_wait_ms_changes_on_reload_without_a_restart() {
     create_topic(topic, 1);
     let before = worker_identity();
     psql("ALTER SYSTEM SET pg_kafka.max_wait_ms = 300");
-    psql("SELECT pg_reload_conf()");
-    assert!(wait_for_log("pg_kafka: settings reloaded"));
+    reload_and_wait();
     let held = empty_poll_takes(topic);
     psql("ALTER SYSTEM RESET pg_kafka.max_wait_ms");
-    psql("SELECT pg_reload_conf()");
+    reload_and_wait();
     assert!(held < Duration::from_secs(3), "an empty poll was held {held:?} after max_wait_ms became 300");
     assert_eq!(worker_identity(), before, "reloaded, not restarted");
 }

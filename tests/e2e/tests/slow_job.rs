@@ -42,8 +42,7 @@ fn a_storage_job_that_runs_too_long_is_cancelled_and_frees_the_thread() {
          WHEN (NEW.topic_id = {topic_id}) EXECUTE FUNCTION e2e_slow()"
     ));
     psql("ALTER SYSTEM SET pg_kafka.statement_timeout_ms = 1000");
-    psql("SELECT pg_reload_conf()");
-    assert!(wait_for_log("pg_kafka: settings reloaded"));
+    reload_and_wait();
     let result = std::panic::catch_unwind(|| {
         assert_survives("a group commit made to take 10 s", || {
             let request =
@@ -67,7 +66,7 @@ fn a_storage_job_that_runs_too_long_is_cancelled_and_frees_the_thread() {
     });
     psql("DROP TRIGGER e2e_slow ON kafka.messages; DROP FUNCTION e2e_slow()");
     psql("ALTER SYSTEM RESET pg_kafka.statement_timeout_ms");
-    psql("SELECT pg_reload_conf()");
+    reload_and_wait();
     if let Err(panic) = result {
         std::panic::resume_unwind(panic);
     }
