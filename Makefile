@@ -1,12 +1,25 @@
 # pg_kafka: `make run` to start Postgres with the Kafka listener, `make test` for the suite.
 
+# PG: the PostgreSQL major to build, run and test against. 15 is Debian's package on this
+# machine; 17 and 18 are built from Debian's source packages into target/pg/<major> by
+# scripts/build-postgres.sh (cached in ~/.cache/pg_kafka), e.g. `make test PG=18`.
+PG ?= 15
+ifeq ($(PG),15)
 PG_CONFIG       ?= /usr/lib/postgresql/15/bin/pg_config
-PGKAFKA_DATA    ?= target/pgdata
+PG_SUFFIX       :=
+else
+PG_CONFIG       ?= $(abspath target/pg/$(PG))/bin/pg_config
+PG_SUFFIX       := -pg$(PG)
+endif
+# Where the server binaries are: scripts/cluster.sh runs initdb/pg_ctl from here, and the
+# end-to-end tests put it first on PATH (psql, pg_dump of the same major).
+export PG_BIN := $(patsubst %/pg_config,%,$(PG_CONFIG))
+PGKAFKA_DATA    ?= target/pgdata$(PG_SUFFIX)
 PGKAFKA_PG_PORT ?= 5432
 PGKAFKA_PORT    ?= 9092
 
 # The end-to-end tests run their own cluster on other ports, so `make run` can stay up.
-E2E_DATA     ?= target/e2e-pgdata
+E2E_DATA     ?= target/e2e-pgdata$(PG_SUFFIX)
 E2E_PG_PORT  ?= 55432
 E2E_PORT     ?= 59092
 # Beside PLAINTEXT on E2E_PORT, the end-to-end cluster listens with SASL and TLS, using a
@@ -15,7 +28,7 @@ E2E_SASL_PLAINTEXT_PORT ?= 59094
 E2E_SASL_SSL_PORT       ?= 59095
 E2E_SSL_PORT            ?= 59096
 E2E_CERTS               ?= target/e2e-certs
-PGRX_TEST_DATA ?= target/pgrx-test-data
+PGRX_TEST_DATA ?= target/pgrx-test-data$(PG_SUFFIX)
 
 # `make bench` runs on its own fresh cluster too. BENCH_CONF: extra postgresql.conf lines
 # (e.g. tuning/postgresql.conf.sample); BENCH_MESSAGES: messages per run (1,000,000).
@@ -30,7 +43,7 @@ export PATH := $(HOME)/.cargo/bin:$(PATH)
 .PHONY: setup install run stop test lint unit-test pg-test e2e-test fuzz fuzz-seeds bench clean-data
 
 setup:
-	scripts/setup.sh
+	scripts/setup.sh $(PG)
 
 install: setup
 	cargo pgrx install --release --pg-config $(PG_CONFIG)
@@ -64,7 +77,7 @@ unit-test:
 
 pg-test:
 	mkdir -p $(PGRX_TEST_DATA) && chown postgres:postgres $(PGRX_TEST_DATA)
-	cargo pgrx test pg15 --runas postgres --pgdata $(abspath $(PGRX_TEST_DATA))
+	cargo pgrx test pg$(PG) --runas postgres --pgdata $(abspath $(PGRX_TEST_DATA))
 
 # Every fuzz target for FUZZ_SECONDS each (libFuzzer, no sanitizer on stable). New inputs
 # go to target/fuzz-corpus; the checked-in seeds in fuzz/corpus are read, never written.
@@ -106,7 +119,7 @@ e2e-test: install
 	PGKAFKA_E2E_DATA=$(abspath $(E2E_DATA)) PGKAFKA_E2E_CERTS=$(abspath $(E2E_CERTS)) \
 	PGKAFKA_E2E_SASL_PLAINTEXT=127.0.0.1:$(E2E_SASL_PLAINTEXT_PORT) PGKAFKA_E2E_SASL_SSL=127.0.0.1:$(E2E_SASL_SSL_PORT) \
 	PGKAFKA_E2E_SSL=127.0.0.1:$(E2E_SSL_PORT) PGKAFKA_E2E_EXTRA_CONF=$(abspath target/e2e-listeners.conf) \
-	cargo test -p pg_kafka_e2e --no-fail-fast -- --test-threads=4 --show-output; \
+	PATH="$(PG_BIN):$$PATH" cargo test -p pg_kafka_e2e --no-fail-fast -- --test-threads=4 --show-output; \
 	status=$$?; scripts/cluster.sh stop $(E2E_DATA); exit $$status
 
 bench: install

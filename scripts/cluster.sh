@@ -9,7 +9,8 @@
 # `make test` (on other ports), so both run the same set-up.
 set -euo pipefail
 
-PG_BIN=/usr/lib/postgresql/15/bin
+# PG_BIN: the server binaries (the Makefile exports it for `PG=<major>`); Debian's 15 by default.
+PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
 cmd=${1:?usage: cluster.sh start|stop DATADIR [PG_PORT KAFKA_PORT]}
 datadir=${2:?datadir required}
 mkdir -p "$datadir"

@@ -3,11 +3,18 @@
 # Safe to run repeatedly; used by `make run`, `make test` and .ci/run.
 set -euo pipefail
 
+# The major to test against (argument, default 15). 15 comes from Debian's packages; others
+# are built from Debian's source packages (scripts/build-postgres.sh). 15 is always set up:
+# the lint and unit tiers build against it.
+TEST_MAJOR=${1:-15}
 PG_MAJOR=15
 PG_CONFIG=/usr/lib/postgresql/$PG_MAJOR/bin/pg_config
 PGRX_VERSION=0.18.0
 APT_PACKAGES=(postgresql-$PG_MAJOR postgresql-server-dev-$PG_MAJOR libclang-dev clang sudo kcat
               cmake pkg-config libcurl4-openssl-dev libssl-dev zlib1g-dev openssl)
+if [ "$TEST_MAJOR" != "$PG_MAJOR" ]; then
+    APT_PACKAGES+=(bison flex) # PostgreSQL 18's tarball no longer carries generated parsers
+fi
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
@@ -26,10 +33,25 @@ if ! cargo pgrx --version 2>/dev/null | grep -q " $PGRX_VERSION\$"; then
     cargo install cargo-pgrx --version "$PGRX_VERSION" --locked
 fi
 
+# Every major set up so far stays in pgrx's configuration (init rewrites the whole file).
+repo=$(cd "$(dirname "$0")/.." && pwd)
+init_args=(--pg$PG_MAJOR "$PG_CONFIG")
+for major in 17 18; do
+    if [ "$major" = "$TEST_MAJOR" ]; then
+        "$repo/scripts/build-postgres.sh" "$major" "$repo/target/pg/$major"
+    fi
+    if [ -x "$repo/target/pg/$major/bin/pg_config" ]; then
+        init_args+=(--pg$major "$repo/target/pg/$major/bin/pg_config")
+    fi
+done
 PGRX_HOME=${PGRX_HOME:-$HOME/.pgrx}
-if ! grep -q "pg$PG_MAJOR = \"$PG_CONFIG\"" "$PGRX_HOME/config.toml" 2>/dev/null; then
-    echo "setup: cargo pgrx init --pg$PG_MAJOR $PG_CONFIG"
-    cargo pgrx init --pg$PG_MAJOR "$PG_CONFIG"
+needs_init=false
+for ((i = 0; i < ${#init_args[@]}; i += 2)); do
+    grep -q "${init_args[i]#--} = \"${init_args[i+1]}\"" "$PGRX_HOME/config.toml" 2>/dev/null || needs_init=true
+done
+if $needs_init; then
+    echo "setup: cargo pgrx init ${init_args[*]}"
+    cargo pgrx init "${init_args[@]}"
 fi
 
 # kafka-python: an independent client implementation the end-to-end tests also consume with.

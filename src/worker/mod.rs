@@ -55,13 +55,13 @@ pub extern "C-unwind" fn pg_kafka_worker_main(_arg: pg_sys::Datum) {
 
     if let Err(e) = prepare_session(config.synchronous_commit, config.lock_timeout_ms) {
         log!("pg_kafka: cannot prepare database \"{}\": {e}; retrying in {RESTART_SECONDS}s", config.database);
-        unsafe { pg_sys::proc_exit(1) };
+        exit_to_be_restarted();
     }
     let wakeup = match Wakeup::new() {
         Ok(wakeup) => Arc::new(wakeup),
         Err(e) => {
             log!("pg_kafka: cannot create eventfd: {e}");
-            unsafe { pg_sys::proc_exit(1) };
+            exit_to_be_restarted();
         }
     };
     let notify = wakeup.clone();
@@ -70,7 +70,7 @@ pub extern "C-unwind" fn pg_kafka_worker_main(_arg: pg_sys::Datum) {
         Ok(started) => started,
         Err(e) => {
             log!("pg_kafka: cannot start the Kafka listeners: {e}; retrying in {RESTART_SECONDS}s");
-            unsafe { pg_sys::proc_exit(1) };
+            exit_to_be_restarted();
         }
     };
     log!("pg_kafka: listening for Kafka clients on {listeners} (database \"{}\")", config.database);
@@ -99,10 +99,17 @@ pub extern "C-unwind" fn pg_kafka_worker_main(_arg: pg_sys::Datum) {
     crate::connections::clear();
     main.forward_logs();
     log!("pg_kafka: stopped{}", if finished { "" } else { " (network thread did not finish in time)" });
-    // Exit code 1, never 0: the postmaster restarts a worker that exits with 1 after
-    // RESTART_SECONDS (pg_terminate_backend, say), and restarts nothing while it shuts
-    // down itself. An exit with 0 would unregister the worker and leave the port closed.
+    exit_to_be_restarted();
+}
+
+/// Ends the worker with exit code 1, never 0: the postmaster restarts a worker that exits
+/// with 1 after RESTART_SECONDS (pg_terminate_backend, say), and restarts nothing while it
+/// shuts down itself. An exit with 0 would unregister the worker and leave the port closed.
+/// (`proc_exit` is `noreturn` in Postgres; pgrx's bindings say so for some majors only.)
+#[allow(unreachable_code)]
+fn exit_to_be_restarted() -> ! {
     unsafe { pg_sys::proc_exit(1) };
+    unreachable!("proc_exit returned")
 }
 
 struct MainLoop {
