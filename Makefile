@@ -45,8 +45,16 @@ export PATH := $(HOME)/.cargo/bin:$(PATH)
 setup:
 	scripts/setup.sh $(PG)
 
-install: setup
+# Upgrade scripts are made of the same files a fresh install runs (one source for each
+# object); sql/history holds earlier versions' whole install scripts, installed beside
+# them so `ALTER EXTENSION pg_kafka UPDATE` can be tested from each.
+UPGRADES := sql/pg_kafka--0.1.0--0.2.0.sql
+sql/pg_kafka--0.1.0--0.2.0.sql: sql/security.sql sql/connections.sql
+	{ echo "-- pg_kafka 0.1.0 to 0.2.0, written by make from $^"; cat $^; } > $@
+
+install: setup $(UPGRADES)
 	cargo pgrx install --release --pg-config $(PG_CONFIG)
+	cp sql/history/*.sql "$$($(PG_CONFIG) --sharedir)/extension/"
 
 run: install
 	scripts/cluster.sh start $(PGKAFKA_DATA) $(PGKAFKA_PG_PORT) $(PGKAFKA_PORT)

@@ -130,7 +130,8 @@ mod kafka {
     use super::*;
 
     /// The open Kafka connections: behind the `kafka.connections` view.
-    #[pg_extern(stable)]
+    // Declared by sql/connections.sql (part of fresh installs and of the upgrade script).
+    #[pg_extern(stable, sql = false)]
     #[allow(clippy::type_complexity)]
     pub fn connection_list() -> TableIterator<
         'static,
@@ -168,17 +169,3 @@ mod kafka {
 
 /// Microseconds from the Unix epoch to Postgres's (2000-01-01).
 const POSTGRES_EPOCH_OFFSET_US: i64 = 946_684_800_000_000;
-
-pgrx::extension_sql!(
-    r#"
--- Who is connected to the Kafka listeners: listener, address, login role (once
--- authenticated), client id, and since when. Live, from the worker's shared memory.
-CREATE VIEW kafka.connections AS SELECT * FROM kafka.connection_list();
-REVOKE ALL ON FUNCTION kafka.connection_list() FROM PUBLIC;
-REVOKE ALL ON kafka.connections FROM PUBLIC;
-GRANT SELECT ON kafka.connections TO pg_monitor;
-GRANT EXECUTE ON FUNCTION kafka.connection_list() TO pg_monitor;
-"#,
-    name = "connections_view",
-    requires = [kafka::connection_list],
-);

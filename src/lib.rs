@@ -18,7 +18,11 @@ pub mod worker;
 
 ::pgrx::pg_module_magic!();
 
+// A fresh install: the 0.1.0 schema, then what each version since added (the upgrade
+// scripts are made of the same files: see `make install`).
 pgrx::extension_sql_file!("../sql/schema.sql", name = "schema", bootstrap);
+pgrx::extension_sql_file!("../sql/security.sql", name = "security", requires = ["schema"]);
+pgrx::extension_sql_file!("../sql/connections.sql", name = "connections", requires = ["security"]);
 
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {

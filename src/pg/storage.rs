@@ -644,7 +644,27 @@ fn sqlstate(packed: i32) -> String {
 pub fn prepare_session(synchronous_commit: SynchronousCommit, lock_timeout_ms: u64) -> Result<(), StorageError> {
     let mut runner = TransactionRunner::default();
     runner.run(&mut |_| Spi::run("CREATE EXTENSION IF NOT EXISTS pg_kafka").map_err(database_error))?;
+    runner.run(&mut |_| {
+        warn_if_outdated();
+        Ok(())
+    })?;
     apply_session_settings(&mut runner, synchronous_commit, lock_timeout_ms)
+}
+
+/// The worker does not upgrade the extension's SQL objects behind the DBA's back: when they
+/// are older than the library (a new pg_kafka installed, the database not updated), it
+/// says what to run.
+fn warn_if_outdated() {
+    let versions = Spi::get_two::<String, String>(
+        "SELECT e.extversion::text, a.default_version::text FROM pg_extension e JOIN pg_available_extensions a ON a.name = e.extname WHERE e.extname = 'pg_kafka'",
+    );
+    if let Ok((Some(installed), Some(available))) = versions {
+        if installed != available {
+            pgrx::warning!(
+                "pg_kafka: the extension's SQL objects are version {installed}, the library is {available}: run ALTER EXTENSION pg_kafka UPDATE"
+            );
+        }
+    }
 }
 
 /// Sets the worker session's `synchronous_commit` and `lock_timeout` (at start and after

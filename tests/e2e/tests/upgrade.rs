@@ -1,0 +1,59 @@
+//! `ALTER EXTENSION pg_kafka UPDATE` from every earlier version (`sql/history`) leaves the
+//! same SQL objects as a fresh install, and keeps the data. Each version is created in a
+//! database of its own; the worker serves another one.
+
+use pg_kafka_e2e::psql;
+use std::process::Command;
+
+/// Runs SQL in `database`; returns trimmed unaligned output.
+fn psql_in(database: &str, sql: &str) -> String {
+    let output = Command::new("psql")
+        .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-U", "postgres", "-d", database])
+        .args(["-p", &std::env::var("PGKAFKA_E2E_PG_PORT").unwrap(), "-c", sql])
+        .output()
+        .expect("psql runs");
+    assert!(output.status.success(), "psql failed: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout).unwrap().trim().to_owned()
+}
+
+/// The extension's objects, their columns, view definitions, function signatures and
+/// privileges: what must not differ between an updated and a fresh install.
+fn shape_of(database: &str) -> String {
+    let members = "SELECT pg_describe_object(classid, objid, objsubid) FROM pg_depend
+                   WHERE refobjid = (SELECT oid FROM pg_extension WHERE extname = 'pg_kafka') AND deptype = 'e' ORDER BY 1";
+    let columns = "SELECT table_name || '.' || column_name || ' ' || data_type || ' ' || is_nullable || ' ' || coalesce(column_default, '')
+                   FROM information_schema.columns WHERE table_schema = 'kafka' ORDER BY table_name, ordinal_position";
+    let views = "SELECT viewname || ': ' || definition FROM pg_views WHERE schemaname = 'kafka' ORDER BY 1";
+    let functions =
+        "SELECT p.oid::regprocedure::text || ' ' || pg_get_function_result(p.oid) || ' ' || coalesce(array_to_string(p.proacl, ','), '')
+                     FROM pg_proc p WHERE p.pronamespace = 'kafka'::regnamespace ORDER BY 1";
+    let grants = "SELECT c.relname || ' ' || coalesce(array_to_string(c.relacl, ','), '') FROM pg_class c
+                  WHERE c.relnamespace = 'kafka'::regnamespace AND c.relkind IN ('r', 'v', 'S') ORDER BY 1";
+    let dumped = "SELECT array_to_string(extconfig::regclass[], ',') FROM pg_extension WHERE extname = 'pg_kafka'";
+    [members, columns, views, functions, grants, dumped].iter().map(|q| psql_in(database, q)).collect::<Vec<_>>().join("\n---\n")
+}
+
+#[test]
+fn updating_from_0_1_0_matches_a_fresh_install_and_keeps_the_data() {
+    for database in ["upgrade_from_0_1_0", "upgrade_fresh"] {
+        psql(&format!("DROP DATABASE IF EXISTS {database}"));
+        psql(&format!("CREATE DATABASE {database}"));
+    }
+    psql_in("upgrade_from_0_1_0", "CREATE EXTENSION pg_kafka VERSION '0.1.0'");
+    psql_in("upgrade_from_0_1_0", "INSERT INTO kafka.topics (name, partitions) VALUES ('kept', 2)");
+    assert_eq!(psql_in("upgrade_from_0_1_0", "SELECT to_regclass('kafka.acls') IS NULL"), "t", "0.1.0 has no ACL table");
+    psql_in("upgrade_from_0_1_0", "ALTER EXTENSION pg_kafka UPDATE");
+    assert_eq!(psql_in("upgrade_from_0_1_0", "SELECT extversion FROM pg_extension WHERE extname = 'pg_kafka'"), "0.2.0");
+    psql_in("upgrade_fresh", "CREATE EXTENSION pg_kafka");
+    let (updated, fresh) = (shape_of("upgrade_from_0_1_0"), shape_of("upgrade_fresh"));
+    assert!(fresh.contains("table kafka.acls") && fresh.contains("view kafka.connections"), "{fresh}");
+    assert_eq!(updated, fresh, "an updated install differs from a fresh one");
+    assert_eq!(psql_in("upgrade_from_0_1_0", "SELECT name || ' ' || partitions FROM kafka.topics"), "kept 2");
+    // What the update added works.
+    psql_in("upgrade_from_0_1_0", "SELECT kafka.grant_acl('someone', 'read', 'topic', 'kept')");
+    assert_eq!(psql_in("upgrade_from_0_1_0", "SELECT operation FROM kafka.acl_bindings"), "read");
+    psql_in("upgrade_from_0_1_0", "SELECT count(*) FROM kafka.connections");
+    for database in ["upgrade_from_0_1_0", "upgrade_fresh"] {
+        psql(&format!("DROP DATABASE {database}"));
+    }
+}
