@@ -210,3 +210,31 @@ async fn unauthenticated_listeners_allow_everything_and_report_every_operation()
         crate::security::acl::operations_bits(crate::security::acl::operations_of(ResourceType::Topic).iter().copied());
     assert_eq!(all.topics[0].topic_authorized_operations, every_topic_operation);
 }
+
+#[tokio::test]
+async fn describe_cluster_and_groups_report_what_the_principal_may_do() {
+    let broker = broker_with_roles(vec![
+        acl(ResourceType::Cluster, "kafka-cluster", "User:team", Operation::Describe),
+        acl(ResourceType::Group, "g", "User:alice", Operation::Read),
+    ]);
+    let session = sasl_session();
+    session.authenticated("alice".into(), None);
+    broker.acls().remember(role("alice", "", true, None).principal);
+    let cluster: DescribeClusterResponse = as_session(
+        &broker,
+        &session,
+        ApiKey::DescribeCluster,
+        1,
+        &DescribeClusterRequest::default().with_include_cluster_authorized_operations(true).with_endpoint_type(1),
+    )
+    .await;
+    assert_eq!(cluster.error_code, 0);
+    assert_eq!(cluster.cluster_authorized_operations, 1 << Operation::Describe as i32);
+    let groups = DescribeGroupsRequest::default()
+        .with_groups(vec![GroupId(StrBytes::from_static_str("g")), GroupId(StrBytes::from_static_str("other"))])
+        .with_include_authorized_operations(true);
+    let described: DescribeGroupsResponse = as_session(&broker, &session, ApiKey::DescribeGroups, 5, &groups).await;
+    let read_and_describe = (1 << Operation::Read as i32) | (1 << Operation::Describe as i32);
+    assert_eq!((described.groups[0].error_code, described.groups[0].authorized_operations), (0, read_and_describe));
+    assert_eq!(described.groups[1].error_code, ResponseError::GroupAuthorizationFailed.code());
+}
