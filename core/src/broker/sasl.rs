@@ -106,11 +106,26 @@ impl SaslExchange {
     }
 }
 
-/// The role `name`, or why it may not log in (never shown to the client).
+/// Longest role name Postgres can hold (NAMEDATALEN - 1 bytes).
+const MAX_ROLE_NAME_BYTES: usize = 63;
+
+/// A client-chosen name as the log shows it: escaped, at most 64 characters.
+fn shown(name: &str) -> String {
+    let cut: String = name.chars().take(64).collect();
+    let more = if cut.len() < name.len() { "…" } else { "" };
+    format!("{cut:?}{more}")
+}
+
+/// The role `name`, or why it may not log in (never shown to the client). Names Postgres
+/// cannot hold are refused without a lookup.
 async fn login_role(broker: &Broker, name: &str) -> Result<LoginRole, String> {
+    if name.len() > MAX_ROLE_NAME_BYTES || name.contains('\0') {
+        return Err(format!("role {} does not exist (not a possible role name)", shown(name)));
+    }
     let lookup = name.to_owned();
-    let role = storage_call(broker, move |s| s.login_role(&lookup)).await.map_err(|e| format!("cannot look up role \"{name}\": {e}"))?;
-    let role = role.ok_or_else(|| format!("role \"{name}\" does not exist"))?;
+    let role =
+        storage_call(broker, move |s| s.login_role(&lookup)).await.map_err(|e| format!("cannot look up role {}: {e}", shown(name)))?;
+    let role = role.ok_or_else(|| format!("role {} does not exist", shown(name)))?;
     if !role.can_login {
         return Err(format!("role \"{name}\" is not permitted to log in"));
     }
@@ -167,7 +182,7 @@ async fn plain(broker: &Broker, token: &[u8]) -> Step {
     let parts: Vec<&str> = text.split('\0').collect();
     let [authzid, user, password] = parts[..] else { return refused("malformed PLAIN message".into()) };
     if !authzid.is_empty() && authzid != user {
-        return refused(format!("role \"{user}\" may not act as \"{authzid}\""));
+        return refused(format!("role {} may not act as {}", shown(user), shown(authzid)));
     }
     let role = match login_role(broker, user).await {
         Ok(role) => role,

@@ -9,7 +9,7 @@ const READ_CHUNK: usize = 64 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum FrameError {
-    #[error("frame of {size} bytes exceeds pg_kafka.max_frame_bytes ({max})")]
+    #[error("frame of {size} bytes exceeds the limit of {max} (pg_kafka.max_frame_bytes; 512 KiB before SASL authentication)")]
     TooLarge { size: usize, max: usize },
     #[error("negative frame size {0}")]
     NegativeSize(i32),

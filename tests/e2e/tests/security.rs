@@ -5,7 +5,10 @@
 use std::process::Command;
 use std::time::Duration;
 
-use kafka_protocol::messages::{ApiKey, MetadataRequest};
+use kafka_protocol::messages::{
+    ApiKey, MetadataRequest, SaslAuthenticateRequest, SaslAuthenticateResponse, SaslHandshakeRequest, SaslHandshakeResponse,
+};
+use kafka_protocol::protocol::StrBytes;
 use pg_kafka_e2e::secure::*;
 use pg_kafka_e2e::*;
 
@@ -260,4 +263,71 @@ fn operators_see_who_is_connected_on_which_listener() {
         .output()
         .unwrap();
     assert!(String::from_utf8_lossy(&denied.stderr).contains("permission denied"), "{denied:?}");
+}
+
+/// Hostile SASL clients: many connections that start SCRAM with odd or huge user names and
+/// never finish, garbage final messages, tokens near the pre-authentication frame limit.
+/// Each costs at most one role lookup; the worker survives and keeps serving.
+#[test]
+fn a_storm_of_unfinished_and_garbage_sasl_exchanges_is_survived() {
+    assert_survives("unfinished and garbage SASL exchanges", || {
+        let mut open = Vec::new();
+        for i in 0..200 {
+            let mut client = RawClient::connect_to(&sasl_plaintext());
+            client.send_message(
+                ApiKey::SaslHandshake,
+                1,
+                &SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str("SCRAM-SHA-256")),
+            );
+            let handshake: SaslHandshakeResponse = client.read_response(ApiKey::SaslHandshake, 1);
+            assert_eq!(handshake.error_code, 0);
+            let user = match i % 4 {
+                0 => "x".repeat(100_000),
+                1 => "=2C=3D".repeat(1000),
+                2 => "no\u{0}body".to_string(),
+                _ => format!("storm{i}"),
+            };
+            let first = format!("n,,n={user},r=nonce{i}");
+            client.send_message(
+                ApiKey::SaslAuthenticate,
+                1,
+                &SaslAuthenticateRequest::default().with_auth_bytes(first.into_bytes().into()),
+            );
+            if i % 2 == 0 {
+                // Half answer with garbage, which is refused and closes.
+                if let Some(_challenge) = client.read_frame() {
+                    client.send_message(
+                        ApiKey::SaslAuthenticate,
+                        1,
+                        &SaslAuthenticateRequest::default().with_auth_bytes(vec![0xff; 1000].into()),
+                    );
+                    if let Some(mut frame) = client.read_frame() {
+                        use kafka_protocol::protocol::Decodable;
+                        let _ = kafka_protocol::messages::ResponseHeader::decode(&mut frame, 0);
+                        let refused = SaslAuthenticateResponse::decode(&mut frame, 1).unwrap();
+                        assert_eq!(refused.error_code, 58);
+                    }
+                    assert!(client.is_closed_by_server());
+                }
+            } else {
+                open.push(client); // the other half never finishes
+            }
+        }
+        // A PLAINTEXT producer is served in the middle of it all.
+        assert_eq!(pg_kafka_e2e::produce::produce("sec-storm", &[], [pg_kafka_e2e::produce::Message::default()]), (1, 0));
+        drop(open);
+        // A token just under the 512 KiB pre-authentication limit, and one just over it.
+        let mut client = RawClient::connect_to(&sasl_plaintext());
+        client.send_message(ApiKey::SaslHandshake, 1, &SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str("PLAIN")));
+        let _: SaslHandshakeResponse = client.read_response(ApiKey::SaslHandshake, 1);
+        client.send_message(ApiKey::SaslAuthenticate, 1, &SaslAuthenticateRequest::default().with_auth_bytes(vec![b'a'; 500_000].into()));
+        let _ = client.read_frame();
+        assert!(client.is_closed_by_server(), "a malformed PLAIN message is refused and closes");
+        let mut client = RawClient::connect_to(&sasl_plaintext());
+        client.send_raw(&600_000i32.to_be_bytes());
+        assert!(client.is_closed_by_server(), "a frame over 512 KiB before authentication is refused unread");
+    });
+    // Client-chosen names reach the log cut short and escaped.
+    assert!(wait_for_log("(not a possible role name)"));
+    assert!(!server_log().contains(&"x".repeat(1000)), "a 100,000-byte user name was logged whole");
 }
