@@ -282,14 +282,22 @@ mod tests {
         let (report, masks) = std::sync::mpsc::channel();
         let thread = spawn_without_signals("test-net", move || {
             let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).build().unwrap();
-            for _ in 0..4 {
-                let report = report.clone();
-                runtime.spawn(async move {
-                    let mask = SigSet::thread_get_mask().unwrap();
-                    report.send([Signal::SIGTERM, Signal::SIGHUP, Signal::SIGINT].map(|s| mask.contains(s))).unwrap();
-                });
-            }
+            let tasks: Vec<_> = (0..4)
+                .map(|_| {
+                    let report = report.clone();
+                    runtime.spawn(async move {
+                        let mask = SigSet::thread_get_mask().unwrap();
+                        report.send([Signal::SIGTERM, Signal::SIGHUP, Signal::SIGINT].map(|s| mask.contains(s))).unwrap();
+                    })
+                })
+                .collect();
             drop(report);
+            // Wait for every task: shutting down drops tasks that have not run yet.
+            runtime.block_on(async {
+                for task in tasks {
+                    task.await.unwrap();
+                }
+            });
             runtime.shutdown_timeout(Duration::from_secs(1));
         })
         .unwrap();
