@@ -21,13 +21,13 @@ use crate::logging;
 use crate::security::acl::{self, AclBinding, Operation, Principal, ResourceType, CLUSTER_NAME};
 
 /// The ACLs and the principals by role name, as one check sees them.
-type Current = (Arc<Vec<AclBinding>>, Arc<HashMap<String, Principal>>);
+type Current = (Arc<Vec<AclBinding>>, Arc<HashMap<String, Arc<Principal>>>);
 
 #[derive(Default)]
 struct Snapshot {
     acls: Arc<Vec<AclBinding>>,
     /// Principals of logins seen, by role name, refreshed with the ACLs.
-    principals: Arc<HashMap<String, Principal>>,
+    principals: Arc<HashMap<String, Arc<Principal>>>,
     loaded_at: Option<Instant>,
 }
 
@@ -46,7 +46,7 @@ impl AclCache {
 
     /// Records a principal just authenticated, so checks need not wait for a reload.
     pub fn remember(&self, principal: Principal) {
-        Arc::make_mut(&mut self.snapshot.lock().principals).insert(principal.name.clone(), principal);
+        Arc::make_mut(&mut self.snapshot.lock().principals).insert(principal.name.clone(), Arc::new(principal));
     }
 
     fn fresh(&self, max_age: Duration) -> Option<Current> {
@@ -71,7 +71,7 @@ impl AclCache {
         match loaded {
             Ok((acls, principals)) => {
                 snapshot.acls = Arc::new(acls);
-                snapshot.principals = Arc::new(principals.into_iter().map(|p| (p.name.clone(), p)).collect());
+                snapshot.principals = Arc::new(principals.into_iter().map(|p| (p.name.clone(), Arc::new(p))).collect());
                 snapshot.loaded_at = Some(Instant::now());
             }
             Err(e) => logging::warning(format!("pg_kafka: cannot reload ACLs, keeping the previous ones: {e}")),
@@ -90,7 +90,8 @@ pub struct Access {
 #[derive(Clone)]
 struct Checked {
     acls: Arc<Vec<AclBinding>>,
-    principal: Principal,
+    /// Shared with the cache: a check per request copies no role sets.
+    principal: Arc<Principal>,
     host: String,
 }
 
@@ -163,7 +164,7 @@ async fn access_of(broker: &Broker, session: &Session) -> Access {
     };
     let max_age = Duration::from_millis(broker.config().refresh_interval_ms);
     let (acls, principals) = broker.acls().current(broker, max_age).await;
-    let principal = principals.get(&login).cloned().unwrap_or_else(|| nobody(login));
+    let principal = principals.get(&login).cloned().unwrap_or_else(|| Arc::new(nobody(login)));
     Access { checked: Some(Checked { acls, principal, host: session.host() }) }
 }
 
@@ -172,7 +173,7 @@ fn nobody(name: String) -> Principal {
 }
 
 fn denied(name: String) -> Access {
-    Access { checked: Some(Checked { acls: Arc::new(vec![]), principal: nobody(name), host: String::new() }) }
+    Access { checked: Some(Checked { acls: Arc::new(vec![]), principal: Arc::new(nobody(name)), host: String::new() }) }
 }
 
 impl Access {
@@ -210,7 +211,7 @@ const DENIALS_LOGGED_PER_SECOND: u64 = 20;
 /// Logs a refused operation, as Kafka's authorizer logger does, at most
 /// [`DENIALS_LOGGED_PER_SECOND`] a second (a client retrying what it may not do must not
 /// flood the Postgres log); the next line logged says how many were left out.
-pub fn log_denied(access: &Access, operation: Operation, resource_type: ResourceType, name: &str) {
+fn log_denied(access: &Access, operation: Operation, resource_type: ResourceType, name: &str) {
     static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
     let second = START.get_or_init(Instant::now).elapsed().as_secs();
     if DENIAL_SECOND.swap(second, Ordering::Relaxed) != second {

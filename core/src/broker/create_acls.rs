@@ -6,10 +6,10 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
 use super::acls::binding_from_wire;
-use super::authorize::{access, log_denied};
+use super::authorize::access;
 use super::{decode, respond, storage_call, Broker, Outcome};
 use crate::protocol::header::RequestFrame;
-use crate::security::acl::{Operation, ResourceType, CLUSTER_NAME};
+use crate::security::acl::Operation;
 
 pub async fn handle(broker: &Broker, request: &RequestFrame) -> Outcome {
     let body: CreateAclsRequest = match decode(request) {
@@ -20,13 +20,8 @@ pub async fn handle(broker: &Broker, request: &RequestFrame) -> Outcome {
         AclCreationResult::default().with_error_code(error.code()).with_error_message(Some(StrBytes::from_string(message)))
     };
     let access = access(broker).await;
-    if !access.allows_cluster(Operation::Alter) {
-        log_denied(&access, Operation::Alter, ResourceType::Cluster, CLUSTER_NAME);
-        let results = body
-            .creations
-            .iter()
-            .map(|_| failed(ResponseError::ClusterAuthorizationFailed, "ALTER on the cluster is needed".into()))
-            .collect();
+    if let Err(denied) = access.check_cluster(Operation::Alter) {
+        let results = body.creations.iter().map(|_| failed(denied, "ALTER on the cluster is needed".into())).collect();
         return respond(request, &CreateAclsResponse::default().with_results(results));
     }
     let parsed: Vec<Result<_, String>> = body

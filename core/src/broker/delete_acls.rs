@@ -7,10 +7,10 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
 use super::acls::{filter_from_wire, text, WireFilter};
-use super::authorize::{access, log_denied};
+use super::authorize::access;
 use super::{decode, respond, storage_call, Broker, Outcome};
 use crate::protocol::header::RequestFrame;
-use crate::security::acl::{Operation, ResourceType, CLUSTER_NAME};
+use crate::security::acl::Operation;
 
 pub async fn handle(broker: &Broker, request: &RequestFrame) -> Outcome {
     let body: DeleteAclsRequest = match decode(request) {
@@ -21,10 +21,8 @@ pub async fn handle(broker: &Broker, request: &RequestFrame) -> Outcome {
         DeleteAclsFilterResult::default().with_error_code(code.code()).with_error_message(Some(StrBytes::from_string(message.to_owned())))
     };
     let access = access(broker).await;
-    if !access.allows_cluster(Operation::Alter) {
-        log_denied(&access, Operation::Alter, ResourceType::Cluster, CLUSTER_NAME);
-        let results =
-            body.filters.iter().map(|_| failed(ResponseError::ClusterAuthorizationFailed, "ALTER on the cluster is needed")).collect();
+    if let Err(denied) = access.check_cluster(Operation::Alter) {
+        let results = body.filters.iter().map(|_| failed(denied, "ALTER on the cluster is needed")).collect();
         return respond(request, &DeleteAclsResponse::default().with_filter_results(results));
     }
     let parsed: Vec<Result<_, String>> = body

@@ -9,10 +9,10 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
 use super::acls::{filter_from_wire, text, WireFilter};
-use super::authorize::{access, log_denied};
+use super::authorize::access;
 use super::{decode, respond, storage_call, Broker, Outcome};
 use crate::protocol::header::RequestFrame;
-use crate::security::acl::{Operation, ResourceType, CLUSTER_NAME};
+use crate::security::acl::Operation;
 
 pub async fn handle(broker: &Broker, request: &RequestFrame) -> Outcome {
     let body: DescribeAclsRequest = match decode(request) {
@@ -26,9 +26,8 @@ pub async fn handle(broker: &Broker, request: &RequestFrame) -> Outcome {
         )
     };
     let access = access(broker).await;
-    if !access.allows_cluster(Operation::Describe) {
-        log_denied(&access, Operation::Describe, ResourceType::Cluster, CLUSTER_NAME);
-        return error(ResponseError::ClusterAuthorizationFailed, "DESCRIBE on the cluster is needed".into());
+    if let Err(denied) = access.check_cluster(Operation::Describe) {
+        return error(denied, "DESCRIBE on the cluster is needed".into());
     }
     let filter = match filter_from_wire(WireFilter {
         resource_type: body.resource_type_filter,
