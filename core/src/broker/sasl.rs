@@ -10,12 +10,12 @@
 //! password, NOLOGIN, expired, no password): an unknown role even runs SCRAM with a stand-in
 //! verifier and fails at the proof, as Postgres does. The server log says what was wrong.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use super::{storage_call, Broker};
 use crate::security::acl::Principal;
 use crate::security::scram::{self, ClientFirst, ServerFirst, Verifier};
-use crate::storage::LoginRole;
+use crate::storage::{now_ms, LoginRole};
 
 pub const SCRAM_SHA_256: &str = "SCRAM-SHA-256";
 pub const PLAIN: &str = "PLAIN";
@@ -136,10 +136,6 @@ async fn login_role(broker: &Broker, name: &str) -> Result<LoginRole, String> {
         return Err(format!("role \"{name}\" has no password"));
     }
     Ok(role)
-}
-
-pub fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
 async fn scram_first(broker: &Broker, token: &[u8]) -> Result<(Vec<u8>, Stage), String> {

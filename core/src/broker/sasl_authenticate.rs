@@ -15,7 +15,7 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
 use super::sasl::{self, SaslExchange, Step};
-use super::session::Session;
+use super::session::{log_in, Session};
 use super::{decode, respond, Broker, Outcome};
 use crate::logging;
 use crate::protocol::header::RequestFrame;
@@ -79,16 +79,12 @@ async fn step(
                 return refuse("re-authentication", format!("re-authentication as \"{}\" on a session of \"{previous}\"", principal.name))
                     .await;
             }
-            let lifetime_ms = session_lifetime_ms(broker.config().connections_max_reauth_ms, valid_until_ms, sasl::now_ms());
+            let lifetime_ms = session_lifetime_ms(broker.config().connections_max_reauth_ms, valid_until_ms, crate::storage::now_ms());
             let expires_at = (lifetime_ms > 0).then(|| Instant::now() + Duration::from_millis(lifetime_ms as u64));
             if broker.config().log_connections {
                 logging::log(format!("pg_kafka: {} authenticated as role \"{}\"", session.peer, principal.name));
             }
-            session.authenticated(principal.name.clone(), expires_at);
-            // A new login sees ACLs and role grants as they are now; open sessions see
-            // changes within pg_kafka.refresh_interval_ms.
-            broker.acls().remember(principal);
-            broker.acls().invalidate();
+            log_in(broker, session, principal, expires_at);
             Ok((final_bytes, lifetime_ms))
         }
     }

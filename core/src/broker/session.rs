@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Weak};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use kafka_protocol::messages::ApiKey;
 use parking_lot::Mutex;
@@ -77,8 +77,7 @@ pub enum Gate {
 
 impl Session {
     pub fn new(listener: Arc<ListenerInfo>, peer: SocketAddr, local: SocketAddr) -> Session {
-        let connected_at_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
-        Session { listener, peer, local, connected_at_ms, state: Mutex::new(Identity::default()) }
+        Session { listener, peer, local, connected_at_ms: crate::storage::now_ms(), state: Mutex::new(Identity::default()) }
     }
 
     /// A PLAINTEXT session from 127.0.0.1 (unit tests, and `Broker::handle`).
@@ -106,13 +105,6 @@ impl Session {
     /// The login role, once authenticated.
     pub fn login(&self) -> Option<String> {
         self.state.lock().login.clone()
-    }
-
-    /// Whether requests of this session are authorized by ACLs: only authenticated ones
-    /// are; listeners that authenticate nobody allow everything (as before authentication
-    /// existed, and as Kafka without an authorizer).
-    pub fn is_authorized_by_acls(&self) -> bool {
-        self.state.lock().login.is_some()
     }
 
     pub fn authenticated(&self, login: String, expires_at: Option<Instant>) {
@@ -228,12 +220,19 @@ pub async fn login_by_certificate(broker: &super::Broker, session: &Session, rol
         None => Err(format!("client certificate names role \"{role}\", which does not exist")),
         Some(login) if !login.can_login => Err(format!("client certificate names role \"{role}\", which is not permitted to log in")),
         Some(login) => {
-            session.authenticated(role, None);
-            broker.acls().remember(login.principal);
-            broker.acls().invalidate();
+            log_in(broker, session, login.principal, None);
             Ok(())
         }
     }
+}
+
+/// Makes `principal` the session's login, until `expires_at` if given. The ACL cache learns
+/// the principal and reloads: a new login sees the ACLs and role grants of the moment; open
+/// sessions see changes within pg_kafka.refresh_interval_ms.
+pub fn log_in(broker: &super::Broker, session: &Session, principal: crate::security::acl::Principal, expires_at: Option<Instant>) {
+    session.authenticated(principal.name.clone(), expires_at);
+    broker.acls().remember(principal);
+    broker.acls().invalidate();
 }
 
 /// The session of the request being handled, if any.
@@ -289,6 +288,6 @@ mod tests {
     fn plaintext_sessions_pass_and_are_not_checked_against_acls() {
         let session = Session::loopback();
         assert_eq!(session.gate(ApiKey::DeleteTopics, Instant::now()), Gate::Proceed);
-        assert!(!session.is_authorized_by_acls());
+        assert_eq!(session.login(), None, "not logged in: not checked against ACLs");
     }
 }

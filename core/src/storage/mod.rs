@@ -258,6 +258,11 @@ pub fn retention_scenario_rows(topic_id: i32, now_ms: i64) -> MessageRows {
     }
 }
 
+/// The current time as Kafka counts it: milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
 /// A Postgres timestamptz value (µs since 2000-01-01) as Kafka milliseconds since the Unix
 /// epoch, rounding towards the past; infinities saturate.
 pub fn kafka_timestamp_ms(us: i64) -> i64 {

@@ -5,7 +5,7 @@
 //! Fetch sees the new log start at once (consumers behind it get OFFSET_OUT_OF_RANGE and
 //! reset, as with Kafka).
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use crate::logging;
 use crate::storage::bridge::JobRunner;
@@ -29,7 +29,7 @@ impl Retention {
             return self.interval - since;
         }
         self.last_run = Instant::now();
-        let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+        let now_ms = crate::storage::now_ms();
         let mut moved = Vec::new();
         let committed = runner.run(&mut |storage| {
             moved = storage.retention_starts(now_ms)?;
@@ -63,7 +63,7 @@ mod tests {
     fn old_and_oversized_prefixes_are_deleted_and_the_log_start_moves() {
         let mut storage = MemoryStorage::default();
         let topic = storage.create_topic("t", 2).unwrap();
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64;
+        let now = crate::storage::now_ms();
         storage.append(&retention_scenario_rows(topic.id, now)).unwrap();
         storage
             .replace_topic_configs(topic.id, &[("retention.bytes".into(), "35".into()), ("retention.ms".into(), "150000".into())])
