@@ -129,35 +129,14 @@ impl Connection {
                 let (reader, writer) = self.stream.into_split();
                 (Box::new(reader), Box::new(writer))
             }
-            Some(acceptor) => {
-                // A TLS connection opens with a handshake record (0x16). A Kafka client
-                // speaking plaintext to this port is told so in the log and closed at once.
-                let mut first = [0u8; 1];
-                match tokio::time::timeout(timeout, self.stream.peek(&mut first)).await {
-                    Ok(Ok(1)) if first[0] == TLS_HANDSHAKE_RECORD => {}
-                    Ok(Ok(1)) => return Err(ConnectionError::Tls("the client does not speak TLS (a plaintext Kafka client?)".into())),
-                    Ok(_) => return Ok(()),
-                    Err(_) => return Err(ConnectionError::Tls(format!("no handshake within {} ms", timeout.as_millis()))),
-                }
-                let accepted = tokio::time::timeout(timeout, acceptor.accept(self.stream)).await;
-                let stream = match accepted {
-                    Ok(Ok(stream)) => stream,
-                    Ok(Err(e)) => return Err(ConnectionError::Tls(e.to_string())),
-                    Err(_) => return Err(ConnectionError::Tls(format!("no handshake within {} ms", timeout.as_millis()))),
-                };
-                let certificate_role =
-                    stream.get_ref().1.peer_certificates().and_then(|chain| chain.first()).and_then(super::tls::common_name);
-                if let (Some(role), false) = (certificate_role, self.listener.protocol.uses_sasl()) {
-                    login_by_certificate(&self.broker, &session, role).await.map_err(ConnectionError::NotAuthenticated)?;
-                }
-                let (reader, writer) = tokio::io::split(stream);
-                (Box::new(reader), Box::new(writer))
-            }
+            Some(acceptor) => match accept_tls(self.stream, acceptor, &self.broker, &session, timeout).await? {
+                Some(halves) => halves,
+                None => return Ok(()),
+            },
         };
         let (in_flight, answers) = mpsc::channel(MAX_PIPELINED);
-        let write_timeout = timeout;
         let reading = read_requests(reader, self.broker, session, self.budget, self.shutdown, in_flight);
-        let writing = write_responses(BufWriter::new(writer), answers, write_timeout);
+        let writing = write_responses(BufWriter::new(writer), answers, timeout);
         tokio::pin!(reading, writing);
         tokio::select! {
             // The client stopped sending (or must be cut off): answer what was already read.
@@ -169,6 +148,38 @@ impl Connection {
             written = &mut writing => written,
         }
     }
+}
+
+/// The TLS handshake, within `timeout`; `None` if the client left first. A TLS connection
+/// opens with a handshake record (0x16): a Kafka client speaking plaintext to this port is
+/// told so in the log and closed at once. On SSL listeners a client certificate's CN logs
+/// in as that role.
+async fn accept_tls(
+    stream: TcpStream,
+    acceptor: &TlsAcceptor,
+    broker: &Broker,
+    session: &Session,
+    timeout: Duration,
+) -> Result<Option<(Reader, Writer)>, ConnectionError> {
+    let too_slow = || ConnectionError::Tls(format!("no handshake within {} ms", timeout.as_millis()));
+    let mut first = [0u8; 1];
+    match tokio::time::timeout(timeout, stream.peek(&mut first)).await {
+        Ok(Ok(1)) if first[0] == TLS_HANDSHAKE_RECORD => {}
+        Ok(Ok(1)) => return Err(ConnectionError::Tls("the client does not speak TLS (a plaintext Kafka client?)".into())),
+        Ok(_) => return Ok(None),
+        Err(_) => return Err(too_slow()),
+    }
+    let stream = match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(e)) => return Err(ConnectionError::Tls(e.to_string())),
+        Err(_) => return Err(too_slow()),
+    };
+    let certificate_role = stream.get_ref().1.peer_certificates().and_then(|chain| chain.first()).and_then(super::tls::common_name);
+    if let (Some(role), false) = (certificate_role, session.listener.protocol.uses_sasl()) {
+        login_by_certificate(broker, session, role).await.map_err(ConnectionError::NotAuthenticated)?;
+    }
+    let (reader, writer) = tokio::io::split(stream);
+    Ok(Some((Box::new(reader), Box::new(writer))))
 }
 
 async fn read_requests(
@@ -218,44 +229,39 @@ async fn read_requests(
             Ok(Err(e)) => return Err(e.into()),
             Err(_) => return Err(FrameError::TimedOut { size, timeout_ms: request_timeout_ms }.into()),
         };
-        if sasl.expects_raw_token() {
-            let outcome = broker.handle_raw_sasl(&mut sasl, &frame, &session).await;
-            let ends = matches!(outcome, Outcome::Close(_));
-            if in_flight.send(answered(outcome, "SASL token", bytes)).await.is_err() || ends {
-                return Ok(());
-            }
-            continue;
-        }
-        let mut request = parse_request(frame)?;
-        request.client_host = client_host.clone();
-        session.saw_client_id(request.header.client_id.as_deref());
-        let what = format!("{:?} v{}", request.api_key, request.version());
-        let outcome = match session.gate(request.api_key, std::time::Instant::now()) {
-            Gate::Refuse(reason) => return Err(ConnectionError::NotAuthenticated(reason)),
-            Gate::Sasl => {
-                let outcome = broker.handle_sasl(&mut sasl, request, &session).await;
-                let ends = matches!(outcome, Outcome::Close(_) | Outcome::RespondThenClose(..));
-                if in_flight.send(answered(outcome, &what, bytes)).await.is_err() || ends {
-                    return Ok(());
+        // SASL runs here, in order; other requests in handler tasks. A refused login
+        // ends the connection once its answer is written.
+        let (outcome, what) = if sasl.expects_raw_token() {
+            (broker.handle_raw_sasl(&mut sasl, &frame, &session).await, "SASL token".to_owned())
+        } else {
+            let mut request = parse_request(frame)?;
+            request.client_host = client_host.clone();
+            session.saw_client_id(request.header.client_id.as_deref());
+            let what = format!("{:?} v{}", request.api_key, request.version());
+            match session.gate(request.api_key, std::time::Instant::now()) {
+                Gate::Refuse(reason) => return Err(ConnectionError::NotAuthenticated(reason)),
+                Gate::Sasl => (broker.handle_sasl(&mut sasl, request, &session).await, what),
+                Gate::Proceed => {
+                    let (handler, link, session) = (broker.clone(), order.next_link(), session.clone());
+                    let handling = async move { handler.handle_in_order(request, link, session).await };
+                    let outcome = tokio::spawn(CONNECTION_RESPONSES.scope(responses.clone(), handling));
+                    if in_flight.send(InFlight { outcome, what, _bytes: bytes }).await.is_err() {
+                        return Ok(()); // the writer has stopped; its error is the one to report
+                    }
+                    continue;
                 }
-                continue;
-            }
-            Gate::Proceed => {
-                let (handler, link, session) = (broker.clone(), order.next_link(), session.clone());
-                tokio::spawn(
-                    CONNECTION_RESPONSES.scope(responses.clone(), async move { handler.handle_in_order(request, link, session).await }),
-                )
             }
         };
-        if in_flight.send(InFlight { outcome, what, _bytes: bytes }).await.is_err() {
-            return Ok(()); // the writer has stopped; its error is the one to report
+        let ends = matches!(outcome, Outcome::Close(_) | Outcome::RespondThenClose(..));
+        if in_flight.send(answered(outcome, what, bytes)).await.is_err() || ends {
+            return Ok(());
         }
     }
 }
 
 /// An outcome already decided, queued behind the connection's earlier responses.
-fn answered(outcome: Outcome, what: &str, bytes: OwnedSemaphorePermit) -> InFlight {
-    InFlight { outcome: tokio::spawn(async move { outcome }), what: what.to_owned(), _bytes: bytes }
+fn answered(outcome: Outcome, what: String, bytes: OwnedSemaphorePermit) -> InFlight {
+    InFlight { outcome: tokio::spawn(async move { outcome }), what, _bytes: bytes }
 }
 
 /// Reads a `size`-byte body, taking the bytes each step read from `budget` into `held`
