@@ -48,8 +48,7 @@ const RETENTION_TOPICS: &str = include_str!("../../sql/queries/retention_topics.
 const RETENTION_BY_TIME: &str = include_str!("../../sql/queries/retention_by_time.sql");
 const RETENTION_BY_SIZE: &str = include_str!("../../sql/queries/retention_by_size.sql");
 const SAVE_PRODUCER_STATES: &str = include_str!("../../sql/queries/save_producer_states.sql");
-const LOGIN_ROLE: &str = include_str!("../../sql/queries/login_role.sql");
-const PRINCIPALS: &str = include_str!("../../sql/queries/principals.sql");
+const ROLES: &str = include_str!("../../sql/queries/roles.sql");
 const ACLS: &str = include_str!("../../sql/queries/acls.sql");
 const CREATE_ACLS: &str = include_str!("../../sql/queries/create_acls.sql");
 const DELETE_ACLS: &str = include_str!("../../sql/queries/delete_acls.sql");
@@ -439,35 +438,14 @@ impl Storage for PgStorage {
 
     fn login_role(&mut self, name: &str) -> Result<Option<LoginRole>, StorageError> {
         storable([name])?;
-        with_client(|client| {
-            let rows = client.select(LOGIN_ROLE, Some(1), &[name.into()]).map_err(database_error)?;
-            let Some(row) = rows.into_iter().next() else { return Ok(None) };
-            let superuser: bool = row.get(4).map_err(database_error)?.unwrap_or(false);
-            let members: String = row.get(5).map_err(database_error)?.unwrap_or_default();
-            Ok(Some(LoginRole {
-                password: row.get(1).map_err(database_error)?,
-                can_login: row.get(2).map_err(database_error)?.unwrap_or(false),
-                valid_until_ms: row.get(3).map_err(database_error)?,
-                principal: principal(name.to_owned(), superuser, &members),
-            }))
-        })
+        Ok(roles(&[name.to_owned()])?.into_iter().next())
     }
 
     fn principals(&mut self, names: &[String]) -> Result<Vec<Principal>, StorageError> {
         if names.is_empty() {
             return Ok(Vec::new());
         }
-        with_client(|client| {
-            let rows = client.select(PRINCIPALS, None, &[names.to_vec().into()]).map_err(database_error)?;
-            rows.into_iter()
-                .map(|row| {
-                    let name: String = row.get(1).map_err(database_error)?.unwrap_or_default();
-                    let superuser: bool = row.get(2).map_err(database_error)?.unwrap_or(false);
-                    let members: String = row.get(3).map_err(database_error)?.unwrap_or_default();
-                    Ok(principal(name, superuser, &members))
-                })
-                .collect()
-        })
+        Ok(roles(names)?.into_iter().map(|role| role.principal).collect())
     }
 
     fn acls(&mut self) -> Result<Vec<AclBinding>, StorageError> {
@@ -521,6 +499,27 @@ fn acl_columns(acls: &[AclBinding]) -> [pgrx::datum::DatumWithOid<'static>; 7] {
         code(|a| a.operation as i8).into(),
         code(|a| a.permission as i8).into(),
     ]
+}
+
+/// The named roles that exist, as authentication sees them (one query for logins and for
+/// the principals the ACL cache refreshes).
+fn roles(names: &[String]) -> Result<Vec<LoginRole>, StorageError> {
+    with_client(|client| {
+        let rows = client.select(ROLES, None, &[names.to_vec().into()]).map_err(database_error)?;
+        rows.into_iter()
+            .map(|row| {
+                let name: String = row.get(1).map_err(database_error)?.unwrap_or_default();
+                let superuser: bool = row.get(2).map_err(database_error)?.unwrap_or(false);
+                let members: String = row.get(3).map_err(database_error)?.unwrap_or_default();
+                Ok(LoginRole {
+                    password: row.get(4).map_err(database_error)?,
+                    can_login: row.get(5).map_err(database_error)?.unwrap_or(false),
+                    valid_until_ms: row.get(6).map_err(database_error)?,
+                    principal: principal(name, superuser, &members),
+                })
+            })
+            .collect()
+    })
 }
 
 /// A principal from its name, superuser flag and `chr(1)`-separated memberships.
