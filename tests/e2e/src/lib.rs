@@ -163,6 +163,30 @@ pub fn reload_and_wait() {
     panic!("the worker did not reload within 10 s");
 }
 
+/// Writes `value` as Kafka's records do: a zigzag varint.
+pub fn zigzag_varint(out: &mut impl BufMut, value: i64) {
+    let mut raw = ((value << 1) ^ (value >> 63)) as u64;
+    while raw >= 0x80 {
+        out.put_u8((raw as u8) | 0x80);
+        raw >>= 7;
+    }
+    out.put_u8(raw as u8);
+}
+
+/// A Fetch of partition 0 of `topic` from offset 0, waiting up to `max_wait_ms` for a
+/// byte and taking at most `max_bytes` (for the partition and the response).
+pub fn fetch_from_start(topic: &str, max_wait_ms: i32, max_bytes: i32) -> kafka_protocol::messages::FetchRequest {
+    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+    let partition = FetchPartition::default().with_partition(0).with_fetch_offset(0).with_partition_max_bytes(max_bytes);
+    let topic =
+        FetchTopic::default().with_topic(kafka_protocol::messages::TopicName(topic.to_owned().into())).with_partitions(vec![partition]);
+    kafka_protocol::messages::FetchRequest::default()
+        .with_max_wait_ms(max_wait_ms)
+        .with_min_bytes(1)
+        .with_max_bytes(max_bytes)
+        .with_topics(vec![topic])
+}
+
 pub fn kcat(args: &[&str]) -> String {
     let output = Command::new("kcat").arg("-b").arg(bootstrap()).args(args).output().expect("kcat runs");
     assert!(output.status.success(), "kcat {args:?} failed: {}", String::from_utf8_lossy(&output.stderr));
@@ -328,14 +352,7 @@ pub mod produce {
 
     /// Headers as Kafka encodes them in a record, i.e. as `kafka.messages.headers` stores them.
     pub fn encoded_headers(headers: &[(String, Vec<u8>)]) -> Vec<u8> {
-        fn varint(out: &mut Vec<u8>, value: i64) {
-            let mut raw = ((value << 1) ^ (value >> 63)) as u64;
-            while raw >= 0x80 {
-                out.push((raw as u8) | 0x80);
-                raw >>= 7;
-            }
-            out.push(raw as u8);
-        }
+        use super::zigzag_varint as varint;
         let mut out = Vec::new();
         varint(&mut out, headers.len() as i64);
         for (key, value) in headers {

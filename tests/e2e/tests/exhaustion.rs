@@ -5,9 +5,8 @@
 use std::time::{Duration, Instant};
 
 use bytes::{BufMut, Bytes, BytesMut};
-use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-use kafka_protocol::messages::{ApiKey, FetchRequest, ProduceRequest, ProduceResponse, RequestHeader, TopicName};
+use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse, RequestHeader, TopicName};
 use kafka_protocol::protocol::Encodable;
 use pg_kafka_e2e::produce::{produce, Message};
 use pg_kafka_e2e::*;
@@ -56,14 +55,7 @@ fn metadata_with_millions_of_empty_or_null_names() {
 /// A Produce record batch of one record whose value is `size` zero bytes, zstd-compressed.
 fn zstd_bomb(size: usize) -> Bytes {
     let mut record = BytesMut::new();
-    let varint = |out: &mut BytesMut, v: i64| {
-        let mut z = ((v << 1) ^ (v >> 63)) as u64;
-        while z >= 0x80 {
-            out.put_u8((z as u8) | 0x80);
-            z >>= 7;
-        }
-        out.put_u8(z as u8);
-    };
+    let varint = zigzag_varint;
     let mut body = BytesMut::new();
     body.put_u8(0); // attributes
     varint(&mut body, 0); // timestamp delta
@@ -132,12 +124,7 @@ fn pipelined_fetches_that_are_never_read() {
     let messages = (0..70).map(|_| Message { value: value.clone(), ..Message::default() });
     assert_eq!(produce(topic, &[("message.max.bytes", "2000000")], messages), (70, 0));
     assert_survives("16 pipelined 100 MB Fetches never read", || {
-        let partition = FetchPartition::default().with_partition(0).with_fetch_offset(0).with_partition_max_bytes(100 << 20);
-        let request = FetchRequest::default()
-            .with_max_wait_ms(100)
-            .with_min_bytes(1)
-            .with_max_bytes(100 << 20)
-            .with_topics(vec![FetchTopic::default().with_topic(TopicName(topic.to_owned().into())).with_partitions(vec![partition])]);
+        let request = fetch_from_start(topic, 100, 100 << 20);
         let mut frame = BytesMut::new();
         RequestHeader::default().with_request_api_key(ApiKey::Fetch as i16).with_request_api_version(11).encode(&mut frame, 1).unwrap();
         request.encode(&mut frame, 11).unwrap();

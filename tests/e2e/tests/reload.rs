@@ -4,18 +4,12 @@
 
 use std::time::{Duration, Instant};
 
-use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
-use kafka_protocol::messages::{ApiKey, FetchRequest, FetchResponse, TopicName};
+use kafka_protocol::messages::{ApiKey, FetchResponse};
 use pg_kafka_e2e::*;
 
 /// How long an empty long poll asking to wait 10 s is held now.
 fn empty_poll_takes(topic: &str) -> Duration {
-    let partition = FetchPartition::default().with_partition(0).with_fetch_offset(0).with_partition_max_bytes(1 << 20);
-    let request = FetchRequest::default()
-        .with_max_wait_ms(10_000)
-        .with_min_bytes(1)
-        .with_max_bytes(1 << 20)
-        .with_topics(vec![FetchTopic::default().with_topic(TopicName(topic.to_owned().into())).with_partitions(vec![partition])]);
+    let request = fetch_from_start(topic, 10_000, 1 << 20);
     let mut client = RawClient::connect();
     let started = Instant::now();
     client.send_message(ApiKey::Fetch, 11, &request);
