@@ -63,6 +63,12 @@ pub async fn handle(broker: &Broker, request: &RequestFrame) -> Outcome {
         response_bytes: (body.max_bytes.max(0) as usize).min(broker.config().fetch_max_bytes),
         min_bytes: body.min_bytes.max(0) as usize,
     };
+    // Fetches of one connection reserve (and long-poll) one after another, as Kafka
+    // handles a connection's requests; the turn passes on when this one returns.
+    let mut turn = super::CONNECTION_RESPONSES.try_with(|turn| turn.take()).ok().flatten();
+    if let Some(link) = &mut turn {
+        link.wait_turn().await;
+    }
     let mut shutdown = broker.shutdown.clone();
     loop {
         // Registered before looking, so that a commit in between still wakes us.
@@ -226,7 +232,7 @@ async fn reserve_response(broker: &Broker, wanted: usize) -> Result<(usize, Vec<
     let closed = |_| StorageCallError::Unavailable(Unavailable("the response budget is closed"));
     let mut held = Vec::with_capacity(2);
     let mut bytes = wanted.min(broker.config().max_inflight_bytes).max(1);
-    if let Ok(connection) = super::CONNECTION_RESPONSES.try_with(Clone::clone) {
+    if let Ok(connection) = super::CONNECTION_RESPONSES.try_with(|turn| turn.responses.clone()) {
         bytes = bytes.min(connection.size).max(1);
         held.push(connection.allowance.acquire_many_owned(bytes as u32).await.map_err(closed)?);
     }
@@ -360,6 +366,34 @@ mod tests {
         assert!((1..10).contains(&read), "{read} of 10 records in a 200-byte response");
         drop(held);
         assert_eq!(broker.responses().available_permits(), budget);
+    }
+
+    /// The connection writes responses in request order, so a later Fetch must not take
+    /// the connection's allowance before an earlier one: the earlier would wait for bytes
+    /// that are only released after it is written, and the connection would hang.
+    #[tokio::test]
+    async fn fetches_of_one_connection_reserve_in_request_order() {
+        use crate::broker::in_order::Chain;
+        use crate::broker::testing::{broker_with_config, request_frame, with_storage};
+        use crate::broker::{ConnectionResponses, CONNECTION_RESPONSES};
+        let broker = broker_with_config(crate::config::Config { fetch_max_bytes: 4000, ..Default::default() });
+        with_storage(&broker, |s| s.create_topic("t", 1)).await.unwrap();
+        append_values(&broker, 0, &[&[7; 3000]]).await;
+        let responses = ConnectionResponses::new(4000);
+        let mut chain = Chain::default();
+        let (first, second) = (responses.turn(chain.next_link()), responses.turn(chain.next_link()));
+        let request = || request_frame(ApiKey::Fetch, 12, &fetch(topic("t", &[(0, 0)], 1 << 20), 0));
+        let (early, late) = (broker.clone(), broker.clone());
+        // The second request's task runs first and would hold the whole allowance.
+        let second = tokio::spawn(CONNECTION_RESPONSES.scope(second, async move { late.handle(request()).await }));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let first = tokio::spawn(CONNECTION_RESPONSES.scope(first, async move { early.handle(request()).await }));
+        let first = tokio::time::timeout(Duration::from_secs(5), first).await.expect("the earlier fetch got its bytes").unwrap();
+        assert!(matches!(first, Outcome::RespondHolding(..)), "{first:?}");
+        assert!(!second.is_finished(), "the later fetch waits while the earlier response is unwritten");
+        drop(first); // written
+        let second = tokio::time::timeout(Duration::from_secs(5), second).await.expect("then the later one").unwrap();
+        assert!(matches!(second, Outcome::RespondHolding(..)), "{second:?}");
     }
 
     #[tokio::test]

@@ -1,5 +1,7 @@
-//! Request order on one connection, for the one thing that depends on it: the order in
-//! which Produce requests reach the group-commit writer.
+//! Request order on one connection, for the two things that depend on it: the order in
+//! which Produce requests reach the group-commit writer, and the order in which Fetch
+//! requests reserve the connection's response allowance (a later Fetch that took it first
+//! would wait forever for an earlier one the connection must write before it).
 //!
 //! A connection's requests are handled by concurrent tasks (clients pipeline Produce), so
 //! two Produce requests for one partition could reach the writer in either order, and
@@ -54,7 +56,11 @@ impl Drop for InOrder {
     /// A link dropped before its turn came (a request that enqueues nothing, or failed)
     /// passes the turn on only once its predecessor has, so no later request overtakes.
     fn drop(&mut self) {
-        let (Some(previous), Some(done)) = (self.previous_done.take(), self.done.take()) else { return };
+        let (Some(mut previous), Some(done)) = (self.previous_done.take(), self.done.take()) else { return };
+        // Most often the predecessor is long done: pass the turn on at once.
+        if !matches!(previous.try_recv(), Err(oneshot::error::TryRecvError::Empty)) {
+            return;
+        }
         match tokio::runtime::Handle::try_current() {
             Ok(runtime) => {
                 runtime.spawn(async move {

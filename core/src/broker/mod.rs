@@ -59,9 +59,9 @@ use groups::GroupCoordinator;
 
 tokio::task_local! {
     /// The response bytes one connection may hold unwritten (one full Fetch response), set
-    /// by the connection around its handler tasks: a client that pipelines Fetches and
+    /// by the connection around each handler task: a client that pipelines Fetches and
     /// never reads holds at most that much.
-    pub static CONNECTION_RESPONSES: ConnectionResponses;
+    pub static CONNECTION_RESPONSES: ResponseTurn;
 }
 
 /// A connection's allowance of unwritten response bytes, and its size.
@@ -74,6 +74,27 @@ pub struct ConnectionResponses {
 impl ConnectionResponses {
     pub fn new(size: usize) -> ConnectionResponses {
         ConnectionResponses { allowance: Arc::new(tokio::sync::Semaphore::new(size)), size }
+    }
+
+    /// One request's access to the allowance, at `link`'s place in request order.
+    pub fn turn(&self, link: in_order::InOrder) -> ResponseTurn {
+        ResponseTurn { responses: self.clone(), link: parking_lot::Mutex::new(Some(link)) }
+    }
+}
+
+/// One request's access to its connection's response allowance. Requests reserve in
+/// request order (the allowance's waiters are served first come, first served), so the
+/// response the connection writes next never waits for bytes held by one written later.
+pub struct ResponseTurn {
+    pub responses: ConnectionResponses,
+    link: parking_lot::Mutex<Option<in_order::InOrder>>,
+}
+
+impl ResponseTurn {
+    /// This request's link: wait its turn, then hold it while reserving; dropping it
+    /// passes the turn on. `None` if already taken.
+    pub fn take(&self) -> Option<in_order::InOrder> {
+        self.link.lock().take()
     }
 }
 

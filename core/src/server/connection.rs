@@ -193,6 +193,7 @@ async fn read_requests(
     let client_host = format!("/{}", session.peer.ip());
     let mut sasl = SaslExchange::default();
     let mut order = Chain::default();
+    let mut response_order = Chain::default();
     // The budget's size is fixed at start; the rest is read per frame (reloadable).
     let max_reserved = broker.config().max_inflight_bytes.max(1);
     // Unwritten response bytes this connection may hold: one full Fetch response.
@@ -244,7 +245,8 @@ async fn read_requests(
                 Gate::Proceed => {
                     let (handler, link, session) = (broker.clone(), order.next_link(), session.clone());
                     let handling = async move { handler.handle_in_order(request, link, session).await };
-                    let outcome = tokio::spawn(CONNECTION_RESPONSES.scope(responses.clone(), handling));
+                    let turn = responses.turn(response_order.next_link());
+                    let outcome = tokio::spawn(CONNECTION_RESPONSES.scope(turn, handling));
                     if in_flight.send(InFlight { outcome, what, _bytes: bytes }).await.is_err() {
                         return Ok(()); // the writer has stopped; its error is the one to report
                     }
