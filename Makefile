@@ -31,7 +31,9 @@ E2E_CERTS               ?= target/e2e-certs
 PGRX_TEST_DATA ?= target/pgrx-test-data$(PG_SUFFIX)
 
 # `make bench` runs on its own fresh cluster too. BENCH_CONF: extra postgresql.conf lines
-# (e.g. tuning/postgresql.conf.sample); BENCH_MESSAGES: messages per run (1,000,000).
+# (e.g. tuning/postgresql.conf.sample); BENCH_MESSAGES: messages per run (1,000,000);
+# BENCH_ROUNDS: rounds per case, reported as medians (3). librdkafka's rdkafka_performance
+# is built once into target/rdkafka-performance.
 BENCH_DATA    ?= target/bench-pgdata
 BENCH_PG_PORT ?= 55433
 BENCH_PORT    ?= 59093
@@ -131,6 +133,7 @@ e2e-test: install
 	status=$$?; scripts/cluster.sh stop $(E2E_DATA); exit $$status
 
 bench: install
+	scripts/build-rdkafka-performance.sh target/rdkafka-performance
 	scripts/cluster.sh stop $(BENCH_DATA)
 	rm -rf $(BENCH_DATA)
 	scripts/test-certs.sh $(E2E_CERTS) && chown -R postgres:postgres $(E2E_CERTS)
@@ -142,5 +145,6 @@ bench: install
 	PGKAFKA_EXTRA_CONF=target/bench-extra.conf scripts/cluster.sh start $(BENCH_DATA) $(BENCH_PG_PORT) $(BENCH_PORT)
 	PGKAFKA_BENCH_BOOTSTRAP=127.0.0.1:$(BENCH_PORT) PGKAFKA_BENCH_PG_PORT=$(BENCH_PG_PORT) \
 	PGKAFKA_BENCH_SASL_SSL=127.0.0.1:$(BENCH_SASL_SSL_PORT) PGKAFKA_BENCH_CA_FILE=$(abspath $(E2E_CERTS))/ca.crt \
+	PGKAFKA_BENCH_RDKAFKA_PERFORMANCE=$(abspath target/rdkafka-performance/rdkafka_performance) \
 	cargo run --release -p pg_kafka_bench; \
 	status=$$?; scripts/cluster.sh stop $(BENCH_DATA); exit $$status

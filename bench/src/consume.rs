@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
-use crate::{Env, Report, Row};
+use crate::{Env, Row};
 
 /// A consumer of partitions 0..partitions of `topic`, from `from`, without a group.
 pub fn consumer(env: &Env, topic: &str, partitions: i32, from: Offset, settings: &[(&str, &str)]) -> BaseConsumer {
@@ -27,9 +27,9 @@ pub fn consumer(env: &Env, topic: &str, partitions: i32, from: Offset, settings:
     consumer
 }
 
-pub fn throughput(env: &Env, size: usize, copy_out_rate: f64, report: &mut Report) {
-    let topic = crate::produce::topic_name(size, 1, 1, false);
-    let consumer = consumer(env, &topic, 1, Offset::Beginning, &[]);
+/// Reads partition 0 of `topic` from offset 0, one message per `poll()`.
+pub fn throughput(env: &Env, size: usize, topic: &str) -> Row {
+    let consumer = consumer(env, topic, 1, Offset::Beginning, &[]);
     let started = Instant::now();
     let (mut count, mut bytes) = (0, 0);
     while count < env.messages {
@@ -42,13 +42,5 @@ pub fn throughput(env: &Env, size: usize, copy_out_rate: f64, report: &mut Repor
             None => panic!("no message for 10 s after {count}"),
         }
     }
-    report.add(Row {
-        section: "consume",
-        method: format!("Kafka fetch (rdkafka), {size} B"),
-        messages: count,
-        bytes,
-        seconds: started.elapsed().as_secs_f64(),
-        baseline_rate: Some(copy_out_rate),
-        latency_ms: None,
-    });
+    Row::new("consume", format!("Kafka fetch (rdkafka), {size} B"), count, bytes, started.elapsed().as_secs_f64())
 }

@@ -11,7 +11,7 @@ use rdkafka::Offset;
 use crate::copy::value;
 use crate::produce::{producer, send, Acks};
 use crate::report::percentiles_ms;
-use crate::{Env, Report, Row};
+use crate::{Env, Row};
 
 /// Sends `rate` messages a second for `duration`, in 1 ms ticks.
 fn paced(duration: Duration, rate: usize, mut send_one: impl FnMut(usize)) -> usize {
@@ -28,8 +28,8 @@ fn paced(duration: Duration, rate: usize, mut send_one: impl FnMut(usize)) -> us
     sent
 }
 
-pub fn produce_at_fixed_rate(env: &Env, rate: usize, duration: Duration, report: &mut Report) {
-    let topic = format!("bench-latency-{rate}");
+pub fn produce_at_fixed_rate(env: &Env, rate: usize, duration: Duration, round: usize) -> Row {
+    let topic = format!("bench-latency-{rate}-r{round}");
     env.create_topic(&topic, 1);
     let acks = Acks::new();
     let producer = producer(env, acks.clone(), "5", false);
@@ -37,15 +37,9 @@ pub fn produce_at_fixed_rate(env: &Env, rate: usize, duration: Duration, report:
     let sent = paced(duration, rate, |_| send(&producer, &topic, 0, &payload));
     producer.flush(Duration::from_secs(60)).expect("flush");
     assert_eq!(acks.ok.load(Ordering::Relaxed), sent);
-    report.add(Row {
-        section: "latency",
-        method: format!("produce ack at {rate} msg/s, 100 B, linger.ms=5"),
-        messages: sent,
-        bytes: sent * 100,
-        seconds: duration.as_secs_f64(),
-        baseline_rate: None,
-        latency_ms: Some(percentiles_ms(&acks.latency_us.lock().unwrap())),
-    });
+    let method = format!("produce ack at {rate} msg/s, 100 B, linger.ms=5");
+    let latency = percentiles_ms(&acks.latency_us.lock().unwrap());
+    Row::new("latency", method, sent, sent * 100, duration.as_secs_f64()).with_latency(latency)
 }
 
 fn now_ms() -> i64 {
@@ -54,8 +48,8 @@ fn now_ms() -> i64 {
 
 /// A consumer waits in long poll at the end of the log; each message's CreateTime is
 /// compared with the time it is handed to the application.
-pub fn end_to_end(env: &Env, rate: usize, duration: Duration, report: &mut Report) {
-    let topic = format!("bench-e2e-{rate}");
+pub fn end_to_end(env: &Env, rate: usize, duration: Duration, round: usize) -> Row {
+    let topic = format!("bench-e2e-{rate}-r{round}");
     env.create_topic(&topic, 1);
     let consumer = crate::consume::consumer(env, &topic, 1, Offset::Beginning, &[("fetch.wait.max.ms", "500")]);
     let reader = std::thread::spawn(move || {
@@ -79,13 +73,6 @@ pub fn end_to_end(env: &Env, rate: usize, duration: Duration, report: &mut Repor
     producer.flush(Duration::from_secs(60)).expect("flush");
     let latency = reader.join().expect("consumer thread");
     assert_eq!(latency.len() as usize, sent, "every message consumed");
-    report.add(Row {
-        section: "latency",
-        method: format!("produce to consume at {rate} msg/s, 100 B, linger.ms=0"),
-        messages: sent,
-        bytes: sent * 100,
-        seconds: duration.as_secs_f64(),
-        baseline_rate: None,
-        latency_ms: Some(percentiles_ms(&latency)),
-    });
+    let method = format!("produce to consume at {rate} msg/s, 100 B, linger.ms=0");
+    Row::new("latency", method, sent, sent * 100, duration.as_secs_f64()).with_latency(percentiles_ms(&latency))
 }

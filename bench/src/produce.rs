@@ -11,10 +11,10 @@ use rdkafka::{ClientConfig, ClientContext};
 
 use crate::copy::value;
 use crate::report::percentiles_ms;
-use crate::{Env, Report, Row};
+use crate::{Env, Row};
 
-pub fn topic_name(size: usize, partitions: i32, producers: usize, idempotent: bool) -> String {
-    format!("bench-produce-{size}-p{partitions}-c{producers}{}", if idempotent { "-idempotent" } else { "" })
+pub fn topic_name(size: usize, partitions: i32, producers: usize, idempotent: bool, round: usize) -> String {
+    format!("bench-produce-{size}-p{partitions}-c{producers}{}-r{round}", if idempotent { "-idempotent" } else { "" })
 }
 
 /// Counts deliveries and records send-to-acknowledgement latency (µs).
@@ -86,16 +86,16 @@ pub fn send(producer: &ThreadedProducer<Acks>, topic: &str, partition: i32, payl
 
 /// Produces `env.messages` of `size` bytes over `partitions` from `producers` clients
 /// (idempotent ones: sequence checks and state upserts on every group commit).
-pub fn throughput(env: &Env, size: usize, partitions: i32, producers: usize, idempotent: bool, copy_rate: f64, report: &mut Report) {
+pub fn throughput(env: &Env, size: usize, partitions: i32, producers: usize, idempotent: bool, round: usize) -> Row {
     let connection = [("bootstrap.servers".to_string(), env.bootstrap.clone())];
-    let topic = topic_name(size, partitions, producers, idempotent);
-    throughput_on(env, &connection, "", &topic, (size, partitions, producers, idempotent), copy_rate, report);
+    let topic = topic_name(size, partitions, producers, idempotent, round);
+    throughput_on(env, &connection, "", &topic, (size, partitions, producers, idempotent))
 }
 
 /// [`throughput`] over SASL_SSL (SCRAM-SHA-256 with a role's Postgres password, TLS), to
 /// set beside the PLAINTEXT row of the same shape: the cost of authentication and TLS.
-pub fn throughput_sasl_ssl(env: &Env, size: usize, copy_rate: f64, report: &mut Report) {
-    let Some(sasl_ssl) = &env.sasl_ssl else { return };
+pub fn throughput_sasl_ssl(env: &Env, size: usize, round: usize) -> Option<Row> {
+    let sasl_ssl = env.sasl_ssl.as_ref()?;
     let mut sql = env.sql();
     sql.batch_execute("DROP ROLE IF EXISTS bench_client; CREATE ROLE bench_client LOGIN SUPERUSER PASSWORD 'bench-pw'")
         .expect("bench role");
@@ -110,8 +110,8 @@ pub fn throughput_sasl_ssl(env: &Env, size: usize, copy_rate: f64, report: &mut 
     .iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect();
-    let topic = format!("{}-sasl-ssl", topic_name(size, 1, 1, false));
-    throughput_on(env, &connection, ", SASL_SSL (SCRAM-SHA-256)", &topic, (size, 1, 1, false), copy_rate, report);
+    let topic = format!("{}-sasl-ssl", topic_name(size, 1, 1, false, round));
+    Some(throughput_on(env, &connection, ", SASL_SSL (SCRAM-SHA-256)", &topic, (size, 1, 1, false)))
 }
 
 /// Produces through `connection`: (size, partitions, producers, idempotent).
@@ -121,9 +121,7 @@ fn throughput_on(
     label: &str,
     topic: &str,
     (size, partitions, producers, idempotent): (usize, i32, usize, bool),
-    copy_rate: f64,
-    report: &mut Report,
-) {
+) -> Row {
     let topic = topic.to_owned();
     env.create_topic(&topic, partitions);
     let acks = Acks::new();
@@ -151,16 +149,9 @@ fn throughput_on(
     assert_eq!(acks.failed.load(Ordering::Relaxed), 0, "failed deliveries");
     assert_eq!(acks.ok.load(Ordering::Relaxed), sent);
     let latency = percentiles_ms(&acks.latency_us.lock().unwrap());
-    report.add(Row {
-        section: "produce",
-        method: format!(
-            "Kafka produce, {size} B, {partitions} partition(s), {producers} producer(s){}{label}",
-            if idempotent { ", idempotent" } else { "" }
-        ),
-        messages: sent,
-        bytes: sent * size,
-        seconds,
-        baseline_rate: Some(copy_rate),
-        latency_ms: Some(latency),
-    });
+    let method = format!(
+        "Kafka produce, {size} B, {partitions} partition(s), {producers} producer(s){}{label}",
+        if idempotent { ", idempotent" } else { "" }
+    );
+    Row::new("produce", method, sent, sent * size, seconds).with_latency(latency)
 }
