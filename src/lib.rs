@@ -48,7 +48,7 @@ mod tests {
 
     #[pg_test]
     fn creates_finds_and_refuses_duplicate_topics() {
-        let mut storage = PgStorage::default();
+        let mut storage = PgStorage;
         let created = storage.create_topic("pgtest-topic", 3).unwrap();
         assert_eq!(created.partitions, 3);
         assert_eq!(storage.topic("pgtest-topic").unwrap(), Some(created.clone()));
@@ -60,7 +60,7 @@ mod tests {
 
     #[pg_test]
     fn appends_rows_exactly_and_counts_next_offsets() {
-        let mut storage = PgStorage::default();
+        let mut storage = PgStorage;
         let topic = storage.create_topic("pgtest-append", 2).unwrap();
         assert_eq!(storage.next_offset(topic.id, 0), Ok(0));
         let bytes = |b: &'static [u8]| Some(Bytes::from_static(b));
@@ -117,7 +117,7 @@ mod tests {
 
     #[pg_test]
     fn deleted_records_move_the_log_start_and_offsets_are_never_reused() {
-        let mut storage = PgStorage::default();
+        let mut storage = PgStorage;
         let topic = storage.create_topic("pgtest-delete-records", 1).unwrap();
         for offset in 0..4 {
             storage.append(&one_row(topic.id, 0, offset)).unwrap();
@@ -132,7 +132,7 @@ mod tests {
 
     #[pg_test]
     fn retention_finds_the_first_offset_to_keep_by_time_and_by_size() {
-        let mut storage = PgStorage::default();
+        let mut storage = PgStorage;
         let topic = storage.create_topic("pgtest-retention", 2).unwrap();
         let now = 1_800_000_000_000;
         storage.append(&pg_kafka_core::storage::retention_scenario_rows(topic.id, now)).unwrap();
@@ -146,7 +146,7 @@ mod tests {
     #[pg_test]
     fn offsets_configs_and_producer_state_round_trip_and_go_with_their_topic() {
         use pg_kafka_core::storage::{OffsetCommit, ProducerState, SequencedBatch};
-        let mut storage = PgStorage::default();
+        let mut storage = PgStorage;
         let topic = storage.create_topic("pgtest-groups", 2).unwrap();
         let commit = |partition, offset, metadata: Option<&str>| OffsetCommit {
             topic_id: topic.id,
@@ -189,9 +189,9 @@ mod tests {
 
     #[pg_test]
     fn reads_ranges_within_byte_limits_and_finds_timestamps() {
-        let mut storage = PgStorage::default();
+        let mut storage = PgStorage;
         let topic = storage.create_topic("pgtest-read", 1).unwrap();
-        let n = 600; // more than one cursor chunk
+        let n = 600;
         let rows = MessageRows {
             topic_ids: vec![topic.id; n],
             partitions: vec![0; n],
@@ -224,9 +224,54 @@ mod tests {
         assert_eq!(storage.max_timestamp(topic.id, 0), Ok(Some((609, 1_700_000_005_990))));
     }
 
+    /// Fetch walks the primary key index itself: large values come back whole whether
+    /// Postgres compressed them or moved them out of line (TOAST), keys and headers too,
+    /// rows of other partitions and topics are not read, and rows written by SQL in the
+    /// same transaction are seen.
+    #[pg_test]
+    fn reads_toasted_values_and_only_its_own_partition() {
+        let mut storage = PgStorage;
+        let topic = storage.create_topic("pgtest-read-toast", 2).unwrap();
+        let other = storage.create_topic("pgtest-read-other", 1).unwrap();
+        let compressible = Bytes::from(vec![b'x'; 300_000]);
+        let incompressible: Bytes = (0..200_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+        let rows = MessageRows {
+            topic_ids: vec![topic.id, topic.id, topic.id, other.id],
+            partitions: vec![0, 0, 1, 0],
+            offsets: vec![0, 1, 0, 0],
+            timestamps_ms: vec![1_700_000_000_000; 4],
+            keys: vec![Some(Bytes::from_static(b"k")), None, None, None],
+            values: vec![Some(compressible.clone()), Some(incompressible.clone()), Some(Bytes::from_static(b"p1")), None],
+            headers: vec![Some(Bytes::from_static(b"\x02h")), None, None, None],
+        };
+        storage.append(&rows).unwrap();
+        Spi::run(&format!(
+            "INSERT INTO kafka.messages (topic_id, partition, \"offset\", \"timestamp\", value) VALUES ({}, 0, 2, now(), 'sql')",
+            topic.id
+        ))
+        .unwrap();
+        let everything = ReadLimit { from: 0, below: i64::MAX, max_bytes: usize::MAX, at_least_one: true };
+        let read = storage.read(topic.id, 0, everything).unwrap();
+        assert_eq!(read.iter().map(|r| r.offset).collect::<Vec<_>>(), vec![0, 1, 2]);
+        assert_eq!(read[0].value.as_ref(), Some(&compressible));
+        assert_eq!(read[0].key.as_deref(), Some(&b"k"[..]));
+        assert_eq!(read[0].headers.as_deref(), Some(&b"\x02h"[..]));
+        assert_eq!(read[1].value.as_ref(), Some(&incompressible));
+        assert_eq!((read[1].key.as_ref(), read[1].headers.as_ref()), (None, None));
+        assert_eq!(read[2].value.as_deref(), Some(&b"sql"[..]));
+        let stored = "SELECT pg_column_size(value) FROM kafka.messages WHERE topic_id = $1 AND \"offset\" = 0 AND partition = 0";
+        let compressed = Spi::get_one_with_args::<i32>(stored, &[topic.id.into()]).unwrap().unwrap();
+        assert!(compressed < 100_000, "the first value was stored compressed ({compressed} bytes)");
+        let partition_one = storage.read(topic.id, 1, everything).unwrap();
+        assert_eq!(partition_one.iter().map(|r| r.value.clone()).collect::<Vec<_>>(), vec![Some(Bytes::from_static(b"p1"))]);
+        let other_topic = storage.read(other.id, 0, everything).unwrap();
+        assert_eq!((other_topic.len(), other_topic[0].value.clone()), (1, None));
+        assert!(storage.read(topic.id, 0, ReadLimit { from: 3, ..everything }).unwrap().is_empty());
+    }
+
     #[pg_test]
     fn strings_with_nul_bytes_are_refused_not_stored() {
-        let mut storage = PgStorage::default();
+        let mut storage = PgStorage;
         let topic = storage.create_topic("pgtest-nul", 1).unwrap();
         let commit = pg_kafka_core::storage::OffsetCommit { topic_id: topic.id, partition: 0, offset: 1, leader_epoch: -1, metadata: None };
         let refused = storage.commit_offsets("g\0", std::slice::from_ref(&commit));
@@ -246,7 +291,7 @@ mod tests {
              CREATE ROLE pgt_nopw LOGIN",
         )
         .unwrap();
-        let mut storage = PgStorage::default();
+        let mut storage = PgStorage;
         let alice = storage.login_role("pgt_alice").unwrap().expect("alice exists");
         assert!(alice.can_login && !alice.principal.superuser);
         assert_eq!(alice.valid_until_ms, None, "infinity is no expiry");
@@ -263,7 +308,7 @@ mod tests {
     #[pg_test]
     fn acls_round_trip_through_the_table_and_the_sql_functions() {
         use pg_kafka_core::security::acl::{AclBinding, AclFilter, Operation, PatternType, Permission, ResourceType};
-        let mut storage = PgStorage::default();
+        let mut storage = PgStorage;
         let acl = AclBinding {
             resource_type: ResourceType::Topic,
             resource_name: "orders.".into(),

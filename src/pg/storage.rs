@@ -10,25 +10,23 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use pgrx::datum::TimestampWithTimeZone;
 use pgrx::prelude::*;
-use pgrx::spi::{OwnedPreparedStatement, SpiClient, SpiTupleTable};
-use pgrx::{PgBuiltInOids, PgOid};
+use pgrx::spi::{SpiClient, SpiTupleTable};
 
 use pg_kafka_core::config::SynchronousCommit;
 use pg_kafka_core::storage::bridge::JobRunner;
 use pg_kafka_core::storage::copy_binary::encode_binary;
 use pg_kafka_core::storage::{
-    is_storable_text, is_valid_topic_name, kafka_timestamp_ms, postgres_timestamp_us, record_bytes, CommittedOffset, LoginRole,
-    MessageRows, OffsetCommit, ProducerKey, ProducerState, ReadLimit, SequencedBatch, Storage, StorageError, StoredRecord, Topic,
+    is_storable_text, is_valid_topic_name, kafka_timestamp_ms, postgres_timestamp_us, CommittedOffset, LoginRole, MessageRows,
+    OffsetCommit, ProducerKey, ProducerState, ReadLimit, SequencedBatch, Storage, StorageError, StoredRecord, Topic,
     DEFAULT_MAX_MESSAGE_BYTES,
 };
 
-use super::copy_in;
+use super::{copy_in, index_read};
 
 const ALL_TOPICS: &str = include_str!("../../sql/queries/all_topics.sql");
 const TOPIC_BY_NAME: &str = include_str!("../../sql/queries/topic_by_name.sql");
 const CREATE_TOPIC: &str = include_str!("../../sql/queries/create_topic.sql");
 const NEXT_OFFSET: &str = include_str!("../../sql/queries/next_offset.sql");
-const READ_MESSAGES: &str = include_str!("../../sql/queries/read_messages.sql");
 const FIRST_OFFSET: &str = include_str!("../../sql/queries/first_offset.sql");
 const OFFSET_FOR_TIMESTAMP: &str = include_str!("../../sql/queries/offset_for_timestamp.sql");
 const MAX_TIMESTAMP: &str = include_str!("../../sql/queries/max_timestamp.sql");
@@ -53,32 +51,9 @@ const ACLS: &str = include_str!("../../sql/queries/acls.sql");
 const CREATE_ACLS: &str = include_str!("../../sql/queries/create_acls.sql");
 const DELETE_ACLS: &str = include_str!("../../sql/queries/delete_acls.sql");
 
-/// Rows a Fetch read asks the cursor for at a time; reading stops at the byte budget.
-const READ_CHUNK_ROWS: i64 = 256;
-
 /// Storage in the `kafka` schema of the connected database.
 #[derive(Default)]
-pub struct PgStorage {
-    /// Fetch's index range scan, planned once and kept for the session.
-    read_plan: Option<OwnedPreparedStatement>,
-}
-
-fn oid(o: PgBuiltInOids) -> PgOid {
-    PgOid::BuiltIn(o)
-}
-
-/// The statement in `slot`, planning and keeping it on first use.
-fn prepared<'a>(
-    slot: &'a mut Option<OwnedPreparedStatement>,
-    client: &mut SpiClient<'_>,
-    sql: &str,
-    types: &[PgOid],
-) -> Result<&'a OwnedPreparedStatement, StorageError> {
-    if slot.is_none() {
-        *slot = Some(client.prepare_mut(sql, types).map_err(database_error)?.keep());
-    }
-    Ok(slot.as_ref().expect("prepared above"))
-}
+pub struct PgStorage;
 
 /// A timestamptz column as Kafka milliseconds (sub-millisecond parts of SQL-written rows
 /// are truncated; infinities saturate).
@@ -100,7 +75,7 @@ fn offset_and_timestamp(rows: SpiTupleTable<'_>) -> Result<Option<(i64, i64)>, S
 
 /// An SPI failure reported as a value (no SQLSTATE: Postgres ERRORs arrive as panics and
 /// are described by [`TransactionRunner`]).
-fn database_error(e: impl std::fmt::Display) -> StorageError {
+pub(super) fn database_error(e: impl std::fmt::Display) -> StorageError {
     StorageError::Database { sqlstate: None, message: e.to_string() }
 }
 
@@ -203,39 +178,7 @@ impl Storage for PgStorage {
     }
 
     fn read(&mut self, topic_id: i32, partition: i32, limit: ReadLimit) -> Result<Vec<StoredRecord>, StorageError> {
-        let slot = &mut self.read_plan;
-        with_client(|client| {
-            let types =
-                [oid(PgBuiltInOids::INT4OID), oid(PgBuiltInOids::INT4OID), oid(PgBuiltInOids::INT8OID), oid(PgBuiltInOids::INT8OID)];
-            let plan = prepared(slot, client, READ_MESSAGES, &types)?;
-            let args = [topic_id.into(), partition.into(), limit.from.into(), limit.below.into()];
-            let mut cursor = client.try_open_cursor(plan, &args).map_err(database_error)?;
-            let mut records = Vec::new();
-            let mut bytes = 0;
-            loop {
-                let rows = cursor.fetch(READ_CHUNK_ROWS as _).map_err(database_error)?;
-                if rows.is_empty() {
-                    return Ok(records);
-                }
-                for row in rows {
-                    let bytea = |i| -> Result<Option<bytes::Bytes>, StorageError> {
-                        Ok(row.get::<&[u8]>(i).map_err(database_error)?.map(bytes::Bytes::copy_from_slice))
-                    };
-                    let record = StoredRecord {
-                        offset: row.get(1).map_err(database_error)?.ok_or_else(|| database_error("null offset"))?,
-                        timestamp_ms: kafka_timestamp(&row, 2)?,
-                        key: bytea(3)?,
-                        value: bytea(4)?,
-                        headers: bytea(5)?,
-                    };
-                    bytes += record_bytes(&record);
-                    if !limit.admits(records.len(), bytes) {
-                        return Ok(records);
-                    }
-                    records.push(record);
-                }
-            }
-        })
+        index_read::read_partition(topic_id, partition, limit)
     }
 
     fn first_offset(&mut self, topic_id: i32, partition: i32) -> Result<Option<i64>, StorageError> {
@@ -558,7 +501,7 @@ unsafe extern "C-unwind" {
 
 impl TransactionRunner {
     pub fn new(statement_timeout_ms: u64) -> TransactionRunner {
-        TransactionRunner { storage: PgStorage::default(), statement_timeout_ms }
+        TransactionRunner { storage: PgStorage, statement_timeout_ms }
     }
 
     /// A reloaded `pg_kafka.statement_timeout_ms`.

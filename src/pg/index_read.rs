@@ -1,0 +1,165 @@
+//! Fetch's read: one partition's messages in offset order, walked straight off the primary
+//! key index of `kafka.messages`, one tuple at a time.
+//!
+//! Why not SPI: a cursor materializes each chunk of rows into a tuple table (a copy of
+//! every row, whatever its size, before the byte limit can be checked) and converts every
+//! value through per-call type checks. The baseline a consumer is compared with, `COPY
+//! (SELECT ...) TO`, does neither. Walking the index here copies each value once (into its
+//! record), stops at the byte limit before the next tuple is fetched, and needs no plan.
+//! Visibility is that of a new query of the transaction: a fresh snapshot that also sees
+//! the transaction's own earlier writes (as SPI gives each query).
+//!
+//! Must run on the worker's main thread inside a transaction with an active snapshot. A
+//! Postgres ERROR inside arrives as a panic, which the transaction runner turns into a
+//! rollback (which also closes what was opened here).
+
+use std::ffi::CStr;
+use std::ptr::null_mut;
+
+use bytes::Bytes;
+use pgrx::pg_sys;
+
+use pg_kafka_core::storage::{kafka_timestamp_ms, record_bytes, ReadLimit, StorageError, StoredRecord};
+
+use super::storage::database_error;
+
+/// The index key columns of `messages_pkey`: (topic_id, partition, "offset").
+const KEY_TOPIC: i16 = 1;
+const KEY_PARTITION: i16 = 2;
+const KEY_OFFSET: i16 = 3;
+
+/// Where each column of `kafka.messages` is in its tuples, looked up by name.
+struct Columns {
+    offset: usize,
+    timestamp: usize,
+    key: usize,
+    value: usize,
+    headers: usize,
+    /// The highest of them: how far a tuple must be deformed.
+    last: i32,
+}
+
+impl Columns {
+    unsafe fn of(relation: pg_sys::Oid) -> Result<Columns, StorageError> {
+        let attnum = |name: &CStr| -> Result<usize, StorageError> {
+            // SAFETY: a syscache lookup with a valid relation and a NUL-terminated name.
+            let number = unsafe { pg_sys::get_attnum(relation, name.as_ptr()) };
+            usize::try_from(number).ok().filter(|&n| n > 0).ok_or_else(|| database_error(format!("kafka.messages has no column {name:?}")))
+        };
+        let (offset, timestamp, key, value, headers) =
+            (attnum(c"offset")?, attnum(c"timestamp")?, attnum(c"key")?, attnum(c"value")?, attnum(c"headers")?);
+        let last = [offset, timestamp, key, value, headers].into_iter().max().unwrap_or(0) as i32;
+        Ok(Columns { offset, timestamp, key, value, headers, last })
+    }
+}
+
+/// `kafka.<name>`'s relation oid.
+unsafe fn relation_oid(name: &CStr) -> Result<pg_sys::Oid, StorageError> {
+    // SAFETY: catalog lookups with NUL-terminated names, inside a transaction.
+    let oid = unsafe { pg_sys::get_relname_relid(name.as_ptr(), pg_sys::get_namespace_oid(c"kafka".as_ptr(), false)) };
+    if oid == pg_sys::InvalidOid {
+        return Err(database_error(format!("kafka.{} does not exist", name.to_string_lossy())));
+    }
+    Ok(oid)
+}
+
+/// Messages of (`topic_id`, `partition`) with offsets in `limit.from..limit.below`, in
+/// offset order, until `limit` admits no more bytes.
+pub fn read_partition(topic_id: i32, partition: i32, limit: ReadLimit) -> Result<Vec<StoredRecord>, StorageError> {
+    // SAFETY: main thread, in a transaction with an active snapshot (the runner's); every
+    // relation, scan and slot opened here is closed here, or by the abort a panic causes.
+    unsafe {
+        let heap_oid = relation_oid(c"messages")?;
+        let index_oid = relation_oid(c"messages_pkey")?;
+        let columns = Columns::of(heap_oid)?;
+        let lock = pg_sys::AccessShareLock as pg_sys::LOCKMODE;
+        let heap = pg_sys::table_open(heap_oid, lock);
+        let index = pg_sys::index_open(index_oid, lock);
+        let mut keys: [pg_sys::ScanKeyData; 4] = std::mem::zeroed();
+        let equal = pg_sys::BTEqualStrategyNumber as pg_sys::StrategyNumber;
+        pg_sys::ScanKeyInit(&mut keys[0], KEY_TOPIC, equal, pg_sys::Oid::from(pg_sys::F_INT4EQ), topic_id.into());
+        pg_sys::ScanKeyInit(&mut keys[1], KEY_PARTITION, equal, pg_sys::Oid::from(pg_sys::F_INT4EQ), partition.into());
+        let at_least = pg_sys::BTGreaterEqualStrategyNumber as pg_sys::StrategyNumber;
+        pg_sys::ScanKeyInit(&mut keys[2], KEY_OFFSET, at_least, pg_sys::Oid::from(pg_sys::F_INT8GE), limit.from.into());
+        let below = pg_sys::BTLessStrategyNumber as pg_sys::StrategyNumber;
+        pg_sys::ScanKeyInit(&mut keys[3], KEY_OFFSET, below, pg_sys::Oid::from(pg_sys::F_INT8LT), limit.below.into());
+        // A new command, a new snapshot: what a query run now would see.
+        pg_sys::CommandCounterIncrement();
+        pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot());
+        let scan = begin_scan(heap, index, keys.len() as i32);
+        pg_sys::index_rescan(scan, keys.as_mut_ptr(), keys.len() as i32, null_mut(), 0);
+        let slot = pg_sys::table_slot_create(heap, null_mut());
+        let read = collect(scan, slot, &columns, limit);
+        pg_sys::ExecDropSingleTupleTableSlot(slot);
+        pg_sys::index_endscan(scan);
+        pg_sys::PopActiveSnapshot();
+        pg_sys::index_close(index, pg_sys::NoLock as pg_sys::LOCKMODE);
+        pg_sys::table_close(heap, pg_sys::NoLock as pg_sys::LOCKMODE);
+        read
+    }
+}
+
+#[cfg(not(feature = "pg18"))]
+unsafe fn begin_scan(heap: pg_sys::Relation, index: pg_sys::Relation, keys: i32) -> pg_sys::IndexScanDesc {
+    // SAFETY: open relations, the active snapshot of the current transaction.
+    unsafe { pg_sys::index_beginscan(heap, index, pg_sys::GetActiveSnapshot(), keys, 0) }
+}
+
+#[cfg(feature = "pg18")]
+unsafe fn begin_scan(heap: pg_sys::Relation, index: pg_sys::Relation, keys: i32) -> pg_sys::IndexScanDesc {
+    // SAFETY: open relations, the active snapshot of the current transaction.
+    unsafe { pg_sys::index_beginscan(heap, index, pg_sys::GetActiveSnapshot(), null_mut(), keys, 0) }
+}
+
+/// Takes tuples from `scan` while `limit` admits them.
+unsafe fn collect(
+    scan: pg_sys::IndexScanDesc,
+    slot: *mut pg_sys::TupleTableSlot,
+    columns: &Columns,
+    limit: ReadLimit,
+) -> Result<Vec<StoredRecord>, StorageError> {
+    let mut records = Vec::new();
+    let mut bytes = 0;
+    // SAFETY: `slot` belongs to the scanned heap; a tuple's values are read only after
+    // deforming up to `columns.last`, and only while the slot holds that tuple.
+    unsafe {
+        while pg_sys::index_getnext_slot(scan, pg_sys::ScanDirection::ForwardScanDirection, slot) {
+            if i32::from((*slot).tts_nvalid) < columns.last {
+                pg_sys::slot_getsomeattrs_int(slot, columns.last);
+            }
+            let value_at = |column: usize| -> Option<pg_sys::Datum> {
+                let i = column - 1;
+                (!*(*slot).tts_isnull.add(i)).then(|| *(*slot).tts_values.add(i))
+            };
+            let offset = value_at(columns.offset).ok_or_else(|| database_error("null offset"))?.value() as i64;
+            let timestamp_ms = value_at(columns.timestamp).map_or(-1, |us| kafka_timestamp_ms(us.value() as i64));
+            let record = StoredRecord {
+                offset,
+                timestamp_ms,
+                key: value_at(columns.key).map(|d| bytea(d)),
+                value: value_at(columns.value).map(|d| bytea(d)),
+                headers: value_at(columns.headers).map(|d| bytea(d)),
+            };
+            bytes += record_bytes(&record);
+            if !limit.admits(records.len(), bytes) {
+                break;
+            }
+            records.push(record);
+        }
+    }
+    Ok(records)
+}
+
+/// A bytea value's bytes, detoasted (decompressed, fetched) if need be.
+unsafe fn bytea(datum: pg_sys::Datum) -> Bytes {
+    // SAFETY: `datum` is a non-null bytea of a tuple the caller's slot holds.
+    unsafe {
+        let stored = datum.cast_mut_ptr::<pg_sys::varlena>();
+        let plain = pg_sys::pg_detoast_datum_packed(stored);
+        let bytes = Bytes::copy_from_slice(pgrx::varlena::varlena_to_byte_slice(plain));
+        if plain != stored {
+            pg_sys::pfree(plain.cast());
+        }
+        bytes
+    }
+}
