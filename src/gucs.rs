@@ -47,6 +47,7 @@ static SSL_KEY_FILE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>
 static SSL_CA_FILE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(defaults::SSL_CA_FILE));
 static SSL_CLIENT_AUTH: GucSetting<ClientAuthGuc> = GucSetting::<ClientAuthGuc>::new(ClientAuthGuc::from_core(defaults::SSL_CLIENT_AUTH));
 static CONNECTIONS_MAX_REAUTH_MS: GucSetting<i32> = GucSetting::<i32>::new(defaults::CONNECTIONS_MAX_REAUTH_MS);
+static READERS: GucSetting<i32> = GucSetting::<i32>::new(defaults::READERS);
 static SYNCHRONOUS_COMMIT: GucSetting<SynchronousCommitGuc> =
     GucSetting::<SynchronousCommitGuc>::new(SynchronousCommitGuc::from_core(defaults::SYNCHRONOUS_COMMIT));
 
@@ -186,6 +187,9 @@ pub fn config() -> Config {
         ssl_ca_file: tls_file(&SSL_CA_FILE, c"ssl_ca_file"),
         ssl_client_auth: SSL_CLIENT_AUTH.get().to_core(),
         connections_max_reauth_ms: unsigned(&CONNECTIONS_MAX_REAUTH_MS),
+        readers: unsigned(&READERS) as usize,
+        // The worker sets it (it knows the data directory); readers find it the same way.
+        reader_socket: String::new(),
     }
 }
 
@@ -512,5 +516,15 @@ pub fn init() {
         i32::MAX,
         GucContext::Sighup,
         GucFlags::UNIT_MS,
+    );
+    GucRegistry::define_int_guc(
+        c"pg_kafka.readers",
+        c"Reader processes that serve Fetch's reads beside the group commit.",
+        c"Each is a background worker with its own session (counted in max_worker_processes). 0: the worker's main thread reads.",
+        &READERS,
+        0,
+        64,
+        GucContext::Postmaster,
+        GucFlags::default(),
     );
 }

@@ -52,6 +52,8 @@ pub mod defaults {
     pub const SSL_CLIENT_AUTH: super::ClientAuth = super::ClientAuth::None;
     /// 0: sessions never need re-authentication.
     pub const CONNECTIONS_MAX_REAUTH_MS: i32 = 0;
+    /// Reader processes serving Fetch beside the group commit (0: the main thread reads).
+    pub const READERS: i32 = 2;
 }
 
 /// Whether TLS listeners ask clients for a certificate (Kafka's `ssl.client.auth`).
@@ -155,6 +157,11 @@ pub struct Config {
     pub ssl_client_auth: ClientAuth,
     /// KIP-368 session lifetime; 0 for none.
     pub connections_max_reauth_ms: u64,
+    /// Reader processes the worker starts for Fetch's reads (`pg_kafka.readers`).
+    pub readers: usize,
+    /// Where reader processes connect (a Unix socket in the data directory, set by the
+    /// worker); empty: no readers.
+    pub reader_socket: String,
 }
 
 fn text(value: &CStr) -> String {
@@ -206,6 +213,8 @@ impl Default for Config {
             ssl_ca_file: text(d::SSL_CA_FILE),
             ssl_client_auth: d::SSL_CLIENT_AUTH,
             connections_max_reauth_ms: count(d::CONNECTIONS_MAX_REAUTH_MS),
+            readers: count(d::READERS) as usize,
+            reader_socket: String::new(),
         }
     }
 }

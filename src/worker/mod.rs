@@ -4,6 +4,7 @@
 //! pg_kafka_worker_main (main thread: the only one that touches Postgres)
 //!   read GUCs → connect to pg_kafka.database → CREATE EXTENSION IF NOT EXISTS pg_kafka
 //!   pg_kafka_core::service::start: bind, assemble the broker, start the network thread
+//!   start pg_kafka.readers reader processes (reader.rs) for Fetch's reads
 //!   loop: WaitLatchOrSocket(latch, wakeup eventfd, 250 ms)
 //!           → StorageSide::turn: queued storage jobs, group commit, refresh, retention,
 //!             each in its own transaction (TransactionRunner)
@@ -15,6 +16,7 @@
 //! (no such database, port in use) the worker logs why and exits; the postmaster starts
 //! it again after `RESTART_SECONDS`.
 
+pub mod reader;
 pub mod wakeup;
 
 use std::sync::Arc;
@@ -49,8 +51,14 @@ pub fn register() {
 #[unsafe(no_mangle)]
 pub extern "C-unwind" fn pg_kafka_worker_main(_arg: pg_sys::Datum) {
     BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
-    let config = gucs::config();
+    let mut config = gucs::config();
     BackgroundWorker::connect_worker_to_spi(Some(&config.database), None);
+    if config.readers > 0 {
+        match reader::socket_path() {
+            Some(path) => config.reader_socket = path,
+            None => log!("pg_kafka: the data directory's path is too long for the readers' Unix socket: Fetch reads on the main thread"),
+        }
+    }
     let log_lines = logging::install();
 
     if let Err(e) = prepare_session(config.synchronous_commit, config.lock_timeout_ms) {
@@ -74,6 +82,9 @@ pub extern "C-unwind" fn pg_kafka_worker_main(_arg: pg_sys::Datum) {
         }
     };
     log!("pg_kafka: listening for Kafka clients on {listeners} (database \"{}\")", config.database);
+    if !config.reader_socket.is_empty() {
+        reader::start(config.readers);
+    }
 
     let runner = TransactionRunner::new(config.statement_timeout_ms);
     let connections = crate::connections::Publisher::default();

@@ -1,11 +1,12 @@
 //! Authorization of requests: the ACLs and the logged-in principals, cached, and the
 //! check every handler makes before it acts.
 //!
-//! The cache is refreshed from storage at most every `pg_kafka.refresh_interval_ms` (so
-//! ACLs edited with SQL, `GRANT`/`REVOKE` of roles, and `ALTER ROLE ... SUPERUSER` reach
-//! open connections within that), and at once after CreateAcls/DeleteAcls and after every
-//! login (a new connection sees the ACLs and grants of the moment). One refresh runs at a
-//! time; the others wait for it.
+//! The cache is refreshed from storage once it is older than
+//! `pg_kafka.refresh_interval_ms` (so ACLs edited with SQL, `GRANT`/`REVOKE` of roles, and
+//! `ALTER ROLE ... SUPERUSER` reach open connections within that and one reload), in the
+//! background while checks go on with the previous snapshot; and at once, with checks
+//! waiting, after CreateAcls/DeleteAcls and after every login (a new connection sees the
+//! ACLs and grants of the moment). One refresh runs at a time.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -55,16 +56,40 @@ impl AclCache {
         fresh.then(|| (snapshot.acls.clone(), snapshot.principals.clone()))
     }
 
-    /// The ACLs and principals, reloaded first when older than `max_age`. A reload that
-    /// fails keeps the previous ones (logged): a database hiccup does not open anything.
+    /// What was loaded last, however old; `None` before the first load and after an
+    /// invalidation (ACLs changed through pg_kafka: the next check must see the change).
+    fn loaded(&self) -> Option<Current> {
+        let snapshot = self.snapshot.lock();
+        snapshot.loaded_at.map(|_| (snapshot.acls.clone(), snapshot.principals.clone()))
+    }
+
+    /// The ACLs and principals. Older than `max_age`: the check goes on with them while
+    /// one reload runs in the background (a request never waits behind a group commit
+    /// for a periodic refresh). Never loaded or invalidated: the check waits for the
+    /// reload. A reload that fails keeps the previous ones (logged): a database hiccup
+    /// does not open anything.
     async fn current(&self, broker: &Broker, max_age: Duration) -> Current {
         if let Some(fresh) = self.fresh(max_age) {
             return fresh;
+        }
+        if let Some(old) = self.loaded() {
+            if let Ok(one_at_a_time) = self.reloading.clone().try_lock_owned() {
+                let (cache, broker) = (self.clone(), broker.clone());
+                tokio::spawn(async move {
+                    cache.reload(&broker).await;
+                    drop(one_at_a_time);
+                });
+            }
+            return old;
         }
         let _one_at_a_time = self.reloading.lock().await;
         if let Some(fresh) = self.fresh(max_age) {
             return fresh;
         }
+        self.reload(&broker.clone()).await
+    }
+
+    async fn reload(&self, broker: &Broker) -> Current {
         let names: Vec<String> = self.snapshot.lock().principals.keys().cloned().collect();
         let loaded = storage_call(broker, move |s| Ok((s.acls()?, s.principals(&names)?))).await;
         let mut snapshot = self.snapshot.lock();

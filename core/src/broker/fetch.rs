@@ -28,9 +28,10 @@ use crate::protocol::header::RequestFrame;
 use crate::protocol::records::{encode_batch, Record};
 use crate::security::acl::Operation;
 use crate::storage::bridge::{StorageCallError, Unavailable};
+use crate::storage::reads::{PartitionRead, ReadPlan, ReadResult};
 use crate::storage::topics::TopicRef;
 use crate::storage::watermarks::Bounds;
-use crate::storage::{record_bytes, ReadLimit, StoredRecord, Topic};
+use crate::storage::{StoredRecord, Topic};
 
 /// A Fetch with data may always reserve this much from the in-flight budget (waiting for
 /// it if need be), so that readers progress while the budget is busy.
@@ -188,26 +189,16 @@ async fn gather(broker: &Broker, wanted: &[Wanted], limits: Limits) -> Result<Ga
     let mut held = None;
     if !reads.is_empty() {
         let (response_bytes, reserved) = reserve_response(broker, limits.response_bytes).await?;
-        let records = broker
-            .storage
-            .try_call(move |storage| {
-                let mut left = response_bytes;
-                let mut read = Vec::with_capacity(reads.len());
-                for (index, topic_id, partition, from, below, max_bytes) in reads {
-                    // Full: the other partitions wait for the next Fetch (as in Kafka), and
-                    // a request naming a million partitions costs no more than one that fits.
-                    if left == 0 {
-                        break;
-                    }
-                    // KIP-74: the first message of the response comes whatever its size.
-                    let limit = ReadLimit { from, below, max_bytes: max_bytes.min(left), at_least_one: left == response_bytes };
-                    let records = storage.read(topic_id, partition, limit)?;
-                    left = left.saturating_sub(records.iter().map(record_bytes).sum());
-                    read.push((index, records));
-                }
-                Ok(read)
-            })
-            .await?;
+        let indexes: Vec<usize> = reads.iter().map(|r| r.0).collect();
+        let plan = ReadPlan {
+            reads: reads
+                .into_iter()
+                .map(|(_, topic_id, partition, from, below, max_bytes)| PartitionRead { topic_id, partition, from, below, max_bytes })
+                .collect(),
+            response_bytes,
+        };
+        let read = read_plan(broker, plan).await?;
+        let records = indexes.into_iter().zip(read);
         for (index, records) in records {
             if let Some(batch) = batch_of(&records) {
                 bytes += batch.len();
@@ -222,6 +213,19 @@ async fn gather(broker: &Broker, wanted: &[Wanted], limits: Limits) -> Result<Ga
         held = Some(reserved);
     }
     Ok(Gathered { partitions, bytes, has_error, held })
+}
+
+/// Runs `plan` in a reader process if one is connected, else as a job on the main thread.
+async fn read_plan(broker: &Broker, plan: ReadPlan) -> Result<ReadResult, StorageCallError> {
+    let config = broker.config();
+    // An answer holds the plan's bytes plus framing; a first message larger than the
+    // response (KIP-74) may add up to a frame. Anything beyond is a reader gone wrong.
+    let max_answer_bytes = plan.response_bytes.saturating_mul(2).saturating_add(config.max_frame_bytes).saturating_add(1 << 16);
+    let timeout = Duration::from_millis(config.statement_timeout_ms.max(config.request_timeout_ms)).saturating_add(Duration::from_secs(5));
+    if let Some(answer) = broker.readers.run(&plan, max_answer_bytes, timeout).await {
+        return Ok(answer?);
+    }
+    broker.storage.try_call(move |storage| plan.run(storage)).await
 }
 
 /// Reserves what a response may hold until written: first from its connection's allowance

@@ -142,6 +142,8 @@ pub struct Broker {
     /// Fetch response bytes held at once until written (`pg_kafka.max_inflight_bytes`,
     /// apart from requests: responses nobody reads never stop requests being read).
     responses: Arc<tokio::sync::Semaphore>,
+    /// Reader processes, for Fetch's reads beside the group commit.
+    readers: Arc<crate::storage::readers::Readers>,
     /// Slots for requests decompressing at once (Produce).
     inflating: Arc<tokio::sync::Semaphore>,
     /// Bytes of decompressed records held at once, over all requests
@@ -185,6 +187,7 @@ impl Broker {
             shutdown,
             budget,
             responses,
+            readers: Arc::default(),
             inflating,
             inflated,
             acls,
@@ -216,6 +219,11 @@ impl Broker {
     /// The budget of unwritten Fetch response bytes shared by every connection.
     pub fn responses(&self) -> &Arc<tokio::sync::Semaphore> {
         &self.responses
+    }
+
+    /// The reader processes connected to this broker.
+    pub fn readers(&self) -> &Arc<crate::storage::readers::Readers> {
+        &self.readers
     }
 
     /// Consumer-group membership, whose session expiry the server drives.

@@ -56,6 +56,8 @@ struct Bound {
 /// The bound listening sockets, and the shutdown signal the broker built on them watches.
 pub struct Listener {
     bound: Vec<Bound>,
+    /// Where reader processes connect, if any are configured.
+    readers: Option<std::os::unix::net::UnixListener>,
     shutdown: watch::Sender<bool>,
 }
 
@@ -117,7 +119,7 @@ impl Listener {
             bound.push(Bound { socket, info: Arc::new(listener_info(spec, port, config)), tls });
         }
         let (shutdown, _) = watch::channel(false);
-        Ok(Listener { bound, shutdown })
+        Ok(Listener { bound, readers: bind_reader_socket(config), shutdown })
     }
 
     /// The first listener's address (the one the legacy settings describe).
@@ -151,7 +153,7 @@ impl Server {
     /// Starts serving every listener with `broker` on a new thread.
     pub fn start(listener: Listener, broker: Broker) -> std::io::Result<Server> {
         let local_addr = listener.local_addr();
-        let Listener { bound, shutdown } = listener;
+        let Listener { bound, readers, shutdown } = listener;
         let shutdown_rx = shutdown.subscribe();
         let thread = spawn_without_signals("pg_kafka-net", move || {
             let runtime =
@@ -161,6 +163,9 @@ impl Server {
                 };
             runtime.block_on(async move {
                 tokio::spawn(broker.groups().clone().run_expiry(shutdown_rx.clone()));
+                if let Some(socket) = readers {
+                    tokio::spawn(broker.readers().clone().accept(socket, shutdown_rx.clone()));
+                }
                 serve(bound, broker, shutdown_rx).await
             });
             runtime.shutdown_timeout(Duration::from_millis(100));
@@ -179,6 +184,21 @@ impl Server {
 
     pub fn join(self) {
         let _ = self.thread.join();
+    }
+}
+
+/// The reader processes' socket, when `pg_kafka.readers` asks for some. A socket that
+/// cannot be bound costs only the readers: Fetch then reads on the main thread.
+fn bind_reader_socket(config: &Config) -> Option<std::os::unix::net::UnixListener> {
+    if config.readers == 0 || config.reader_socket.is_empty() {
+        return None;
+    }
+    match crate::storage::readers::bind(std::path::Path::new(&config.reader_socket)) {
+        Ok(socket) => Some(socket),
+        Err(e) => {
+            logging::warning(format!("pg_kafka: cannot listen for reader processes on {}: {e}", config.reader_socket));
+            None
+        }
     }
 }
 

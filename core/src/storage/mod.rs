@@ -11,11 +11,15 @@
 //! - [`topics`]: the one cache of topics, with its invalidation.
 //! - [`watermarks`]: partition bounds in memory, for Fetch.
 //! - [`copy_binary`]: rows in COPY's binary format, as the Postgres engine inserts them.
+//! - [`reads`]: one Fetch's reads as a plan, run here or in a reader process.
+//! - [`readers`]: the reader processes' connections, for reads beside the group commit.
 
 pub mod bridge;
 pub mod copy_binary;
 #[cfg(any(test, feature = "testing"))]
 pub mod memory;
+pub mod readers;
+pub mod reads;
 pub mod topics;
 pub mod watermarks;
 

@@ -115,10 +115,20 @@ impl TopicCache {
         entries.by_name.clear();
     }
 
-    /// Forgets every topic without moving the generation (periodic refresh: configs may
-    /// have been changed with SQL).
-    pub fn expire(&self) {
-        self.inner.write().by_name.clear();
+    /// Re-reads every cached topic (the periodic refresh, on the storage thread: configs
+    /// and partition counts may have been changed with SQL, topics deleted). Topics stay
+    /// cached meanwhile, so a Fetch never needs the storage thread just because the
+    /// cache grew old: reads do not wait behind a group commit for a topic lookup.
+    /// The generation stays: nothing changed through pg_kafka.
+    pub fn refresh(&self, storage: &mut dyn Storage) -> Result<(), StorageError> {
+        if self.inner.read().by_name.is_empty() {
+            return Ok(());
+        }
+        let all = storage.all_topics()?;
+        let mut entries = self.inner.write();
+        let fresh = all.into_iter().filter(|t| entries.by_name.contains_key(&t.name)).map(|t| (t.name.clone(), t)).collect();
+        entries.by_name = fresh;
+        Ok(())
     }
 }
 
@@ -171,6 +181,28 @@ mod tests {
         assert_eq!(cache.inner.read().cached(&TopicRef::Id(t.uuid)), Some(&t));
     }
 
+    /// The periodic refresh keeps cached topics, with what SQL changed, and drops the
+    /// deleted ones, without moving the generation.
+    #[test]
+    fn a_refresh_rereads_cached_topics_in_place() {
+        let mut memory = MemoryStorage::default();
+        let t = memory.create_topic("t", 1).unwrap();
+        let gone = memory.create_topic("gone", 1).unwrap();
+        memory.create_topic("uncached", 1).unwrap();
+        let cache = TopicCache::default();
+        for topic in [&t, &gone] {
+            cache.inner.write().by_name.insert(topic.name.clone(), topic.clone());
+        }
+        let before = cache.generation();
+        memory.set_partition_count(t.id, 3).unwrap();
+        memory.delete_topic(gone.id).unwrap();
+        cache.refresh(&mut memory).unwrap();
+        let entries = cache.inner.read();
+        assert_eq!(entries.by_name.get("t").map(|t| t.partitions), Some(3));
+        assert!(!entries.by_name.contains_key("gone") && !entries.by_name.contains_key("uncached"));
+        assert_eq!(entries.generation, before);
+    }
+
     #[tokio::test]
     async fn invalidation_empties_the_cache_and_moves_the_generation() {
         let mut memory = MemoryStorage::default();
@@ -179,8 +211,6 @@ mod tests {
         let cache = TopicCache::default();
         let wanted = [(TopicRef::Name("t".into()), 0)];
         let before = cache.resolve(&storage, &wanted).await.unwrap().generation;
-        cache.expire();
-        assert_eq!(cache.generation(), before, "expiry keeps the generation");
         cache.invalidate();
         assert!(cache.inner.read().by_name.is_empty());
         assert_eq!(cache.resolve(&storage, &wanted).await.unwrap().generation, before + 1);

@@ -197,12 +197,12 @@ impl GroupCommitter {
             return self.settings.refresh_interval - since;
         }
         self.last_refresh = Instant::now();
-        // Topics are re-read on next use too, so configs changed with SQL take effect.
-        self.topics.expire();
         let mut moved = Vec::new();
         let counters: Vec<(i32, i32)> = self.next_offsets.keys().copied().collect();
         let mut stored = Vec::new();
         let refreshed = runner.run(&mut |storage| {
+            // Cached topics are re-read, so configs changed with SQL take effect.
+            self.topics.refresh(storage)?;
             moved = self.watermarks.refresh(storage)?;
             // A partition that Fetch also reads was just re-read into its watermark; only
             // the others need a query of their own.

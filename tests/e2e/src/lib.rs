@@ -187,6 +187,45 @@ pub fn fetch_from_start(topic: &str, max_wait_ms: i32, max_bytes: i32) -> kafka_
         .with_topics(vec![topic])
 }
 
+/// Makes each row written to `topic` sleep `seconds` in a trigger named `name`: a group
+/// commit that holds the worker's main thread. Undo with [`restore_inserts`].
+pub fn slow_down_inserts(topic: &str, name: &str, seconds: u32) {
+    let topic_id = psql(&format!("SELECT id FROM kafka.topics WHERE name = '{topic}'"));
+    psql(&format!(
+        "CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_sleep({seconds}); RETURN NEW; END $$; \
+         CREATE TRIGGER {name} BEFORE INSERT ON kafka.messages FOR EACH ROW \
+         WHEN (NEW.topic_id = {topic_id}) EXECUTE FUNCTION {name}()"
+    ));
+}
+
+pub fn restore_inserts(name: &str) {
+    psql(&format!("DROP TRIGGER {name} ON kafka.messages; DROP FUNCTION {name}()"));
+}
+
+/// One uncompressed RecordBatch v2 holding one record with `value` (for raw Produce
+/// requests).
+pub fn one_record_batch(value: &'static [u8]) -> Bytes {
+    use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+    let record = Record {
+        transactional: false,
+        control: false,
+        delete_horizon: false,
+        partition_leader_epoch: 0,
+        producer_id: -1,
+        producer_epoch: -1,
+        timestamp_type: TimestampType::Creation,
+        offset: 0,
+        sequence: -1,
+        timestamp: 1_700_000_000_000,
+        key: None,
+        value: Some(Bytes::from_static(value)),
+        headers: Default::default(),
+    };
+    let mut buf = BytesMut::new();
+    RecordBatchEncoder::encode(&mut buf, &[record], &RecordEncodeOptions { version: 2, compression: Compression::None }).unwrap();
+    buf.freeze()
+}
+
 pub fn kcat(args: &[&str]) -> String {
     let output = Command::new("kcat").arg("-b").arg(bootstrap()).args(args).output().expect("kcat runs");
     assert!(output.status.success(), "kcat {args:?} failed: {}", String::from_utf8_lossy(&output.stderr));

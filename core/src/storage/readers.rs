@@ -1,0 +1,228 @@
+//! Reader processes: Fetch's reads beside the group commit, on other cores.
+//!
+//! The worker's main thread is the only thread of its process that may call Postgres, and
+//! it spends most of a busy second in the group commit's COPY. A Fetch queued behind it
+//! waited for the whole commit, so a consumer replaying a partition got one response per
+//! commit while producers wrote. Reader processes are background workers with Postgres
+//! sessions of their own (started by the worker, `pg_kafka.readers` of them); each
+//! connects to a Unix socket in the data directory (only the cluster's OS user can reach
+//! it) and then runs one [`ReadPlan`] at a time in its own transaction.
+//!
+//! ```text
+//!  Fetch handler ─ Readers::run(plan) ─ idle reader? ─ yes ─▶ [u32 len][plan] ─▶ reader process
+//!        ▲                                         │                       (index walk, own snapshot)
+//!        └──── records ◀── [u32 len][answer] ◀─────┼─────────────────────────────┘
+//!                                                  └─ no reader connected / one failed:
+//!                                                     the main thread runs the plan (as before)
+//! ```
+//! A reader sees what is committed, like the main thread's own read, and Fetch never
+//! reads past the high watermark the writer publishes after its commit.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::UnixStream;
+use tokio::sync::{watch, Semaphore};
+
+use super::reads::{decode_answer, ReadPlan, ReadResult};
+use super::StorageError;
+use crate::logging;
+
+/// The readers that are connected and not busy.
+pub struct Readers {
+    idle: parking_lot::Mutex<Vec<UnixStream>>,
+    /// One permit per idle reader.
+    available: Arc<Semaphore>,
+    connected: AtomicUsize,
+}
+
+/// Binds the reader socket at `path`, replacing a stale one a crashed worker left.
+pub fn bind(path: &Path) -> std::io::Result<std::os::unix::net::UnixListener> {
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    let listener = std::os::unix::net::UnixListener::bind(path)?;
+    listener.set_nonblocking(true)?;
+    Ok(listener)
+}
+
+impl Default for Readers {
+    fn default() -> Readers {
+        Readers { idle: parking_lot::Mutex::default(), available: Arc::new(Semaphore::new(0)), connected: AtomicUsize::new(0) }
+    }
+}
+
+impl Readers {
+    /// How many readers are connected now.
+    pub fn connected(&self) -> usize {
+        self.connected.load(Ordering::Relaxed)
+    }
+
+    /// Accepts reader connections until shutdown.
+    pub async fn accept(self: Arc<Self>, listener: std::os::unix::net::UnixListener, mut shutdown: watch::Receiver<bool>) {
+        let listener = match tokio::net::UnixListener::from_std(listener) {
+            Ok(listener) => listener,
+            Err(e) => return logging::warning(format!("pg_kafka: reader socket unusable, reads stay on the main thread: {e}")),
+        };
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, _)) => self.add(stream),
+                    Err(e) => {
+                        logging::warning(format!("pg_kafka: accepting a reader failed: {e}"));
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                },
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+
+    fn add(&self, stream: UnixStream) {
+        self.idle.lock().push(stream);
+        self.connected.fetch_add(1, Ordering::Relaxed);
+        self.available.add_permits(1);
+    }
+
+    /// Runs `plan` in a reader process, waiting for one to be free. `None` when no reader
+    /// is connected, or the one used failed (it is dropped; its process exits and is
+    /// restarted): the caller then runs the plan on the main thread. An answer larger
+    /// than `max_answer_bytes`, or later than `timeout`, counts as a failure.
+    pub async fn run(&self, plan: &ReadPlan, max_answer_bytes: usize, timeout: Duration) -> Option<Result<ReadResult, StorageError>> {
+        if self.connected() == 0 {
+            return None;
+        }
+        let permit = self.available.clone().acquire_owned().await.ok()?;
+        let mut stream = self.idle.lock().pop()?;
+        match tokio::time::timeout(timeout, exchange(&mut stream, plan, max_answer_bytes)).await {
+            Ok(Ok(answer)) => {
+                self.idle.lock().push(stream);
+                drop(permit); // back with its reader
+                Some(answer)
+            }
+            failed => {
+                permit.forget();
+                self.connected.fetch_sub(1, Ordering::Relaxed);
+                let reason = match failed {
+                    Ok(Err(e)) => e.to_string(),
+                    _ => format!("no answer within {} ms", timeout.as_millis()),
+                };
+                logging::warning(format!("pg_kafka: a reader process failed, the main thread reads instead: {reason}"));
+                None
+            }
+        }
+    }
+}
+
+async fn exchange(stream: &mut UnixStream, plan: &ReadPlan, max_answer_bytes: usize) -> std::io::Result<Result<ReadResult, StorageError>> {
+    let request = plan.encode();
+    stream.write_u32(request.len() as u32).await?;
+    stream.write_all(&request).await?;
+    let size = stream.read_u32().await? as usize;
+    if size > max_answer_bytes {
+        return Err(std::io::Error::other(format!("an answer of {size} bytes (at most {max_answer_bytes})")));
+    }
+    let mut answer = BytesMut::zeroed(size);
+    stream.read_exact(&mut answer).await?;
+    decode_answer(Bytes::from(answer)).map_err(|e| std::io::Error::other(format!("a malformed answer: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::memory::MemoryStorage;
+    use crate::storage::reads::{encode_answer, PartitionRead};
+    use crate::storage::{MessageRows, Storage};
+    use std::io::{Read, Write};
+
+    /// A reader process in a thread: the same loop the glue runs, on MemoryStorage.
+    fn fake_reader(path: std::path::PathBuf, mut storage: MemoryStorage, answers: usize) -> std::thread::JoinHandle<()> {
+        std::thread::spawn(move || {
+            let mut stream = std::os::unix::net::UnixStream::connect(path).unwrap();
+            for _ in 0..answers {
+                let mut size = [0u8; 4];
+                if stream.read_exact(&mut size).is_err() {
+                    return;
+                }
+                let mut request = vec![0u8; u32::from_be_bytes(size) as usize];
+                stream.read_exact(&mut request).unwrap();
+                let answer = encode_answer(&ReadPlan::decode(&request).unwrap().run(&mut storage));
+                stream.write_all(&(answer.len() as u32).to_be_bytes()).unwrap();
+                stream.write_all(&answer).unwrap();
+            }
+        })
+    }
+
+    /// A socket path of its own for each test.
+    fn socket_path(name: &str) -> std::path::PathBuf {
+        std::env::temp_dir().join(format!("pg_kafka-readers-{}-{name}.sock", std::process::id()))
+    }
+
+    fn storage_with_messages() -> (MemoryStorage, i32) {
+        let mut storage = MemoryStorage::default();
+        let topic = storage.create_topic("t", 1).unwrap();
+        let rows = MessageRows {
+            topic_ids: vec![topic.id; 3],
+            partitions: vec![0; 3],
+            offsets: vec![0, 1, 2],
+            timestamps_ms: vec![1; 3],
+            keys: vec![None; 3],
+            values: vec![Some(Bytes::from_static(b"abc")); 3],
+            headers: vec![None; 3],
+        };
+        storage.append(&rows).unwrap();
+        (storage, topic.id)
+    }
+
+    /// Readers accepting on a socket of their own; the shutdown sender keeps them going.
+    fn accepting(name: &str) -> (Arc<Readers>, std::path::PathBuf, watch::Sender<bool>) {
+        let path = socket_path(name);
+        let readers = Arc::new(Readers::default());
+        let (stop, shutdown) = watch::channel(false);
+        tokio::spawn(readers.clone().accept(bind(&path).unwrap(), shutdown));
+        (readers, path, stop)
+    }
+
+    async fn until_connected(readers: &Readers) {
+        while readers.connected() == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    fn plan_of(topic_id: i32, from: i64) -> ReadPlan {
+        ReadPlan { reads: vec![PartitionRead { topic_id, partition: 0, from, below: 3, max_bytes: 1 << 20 }], response_bytes: 1 << 20 }
+    }
+
+    #[tokio::test]
+    async fn plans_run_in_a_connected_reader_and_a_failed_one_is_dropped() {
+        let (readers, path, _stop) = accepting("run");
+        let (storage, topic_id) = storage_with_messages();
+        let plan = plan_of(topic_id, 1);
+        assert!(readers.run(&plan, 1 << 20, Duration::from_secs(5)).await.is_none(), "no reader yet");
+
+        let reader = fake_reader(path, storage, 1);
+        until_connected(&readers).await;
+        let read = readers.run(&plan, 1 << 20, Duration::from_secs(5)).await.expect("a reader answered").unwrap();
+        assert_eq!(read[0].iter().map(|r| r.offset).collect::<Vec<_>>(), vec![1, 2]);
+        // The reader leaves after one answer: the next run finds it gone and says so.
+        reader.join().unwrap();
+        assert!(readers.run(&plan, 1 << 20, Duration::from_secs(5)).await.is_none());
+        assert_eq!(readers.connected(), 0);
+    }
+
+    #[tokio::test]
+    async fn an_answer_larger_than_allowed_is_a_failure() {
+        let (readers, path, _stop) = accepting("large");
+        let (storage, topic_id) = storage_with_messages();
+        let _reader = fake_reader(path, storage, 1);
+        until_connected(&readers).await;
+        assert!(readers.run(&plan_of(topic_id, 0), 10, Duration::from_secs(5)).await.is_none());
+        assert_eq!(readers.connected(), 0);
+    }
+}

@@ -1,0 +1,284 @@
+//! One Fetch's reads as a value: which partitions, from where, within what budget. The
+//! main thread runs a plan as a storage job; a reader process ([`super::readers`]) runs
+//! the same plan in its own Postgres session, so the plan and its answer also travel
+//! over the reader socket, in the little binary format below.
+//!
+//! Request: `u32 reads` then per read `i32 topic, i32 partition, i64 from, i64 below,
+//! u64 max_bytes`, then `u64 response_bytes`. Answer: `u8 0` then `u32 reads` and per
+//! read `u32 records` and per record `i64 offset, i64 timestamp` and key, value, headers
+//! each as `i32 length` (-1: null) and bytes; or `u8 1` and a UTF-8 error message.
+//! Every length is checked against what is left before anything is allocated.
+
+use bytes::{Buf, BufMut, Bytes};
+
+use super::{record_bytes, ReadLimit, Storage, StorageError, StoredRecord};
+
+/// One partition's part of a Fetch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PartitionRead {
+    pub topic_id: i32,
+    pub partition: i32,
+    pub from: i64,
+    pub below: i64,
+    /// The partition's own limit (the request's `partition_max_bytes`).
+    pub max_bytes: usize,
+}
+
+/// The reads of one Fetch, in request order, and the bytes its response may hold.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReadPlan {
+    pub reads: Vec<PartitionRead>,
+    pub response_bytes: usize,
+}
+
+/// What a plan read: one entry per read, in order, until the response was full.
+pub type ReadResult = Vec<Vec<StoredRecord>>;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum WireError {
+    #[error("truncated: {0} more bytes expected")]
+    Truncated(usize),
+    #[error("{0} bytes left over")]
+    Trailing(usize),
+    #[error("a negative length ({0})")]
+    NegativeLength(i32),
+    #[error("unknown answer tag {0}")]
+    UnknownTag(u8),
+}
+
+impl ReadPlan {
+    /// Reads each partition in order, each within its own limit and what the response
+    /// has left. A full response stops there: the other partitions wait for the next
+    /// Fetch (as in Kafka), and a request naming a million partitions costs no more than
+    /// one that fits. KIP-74: the response's first message comes whatever its size.
+    pub fn run(&self, storage: &mut dyn Storage) -> Result<ReadResult, StorageError> {
+        let mut left = self.response_bytes;
+        let mut read = Vec::with_capacity(self.reads.len());
+        for r in &self.reads {
+            if left == 0 {
+                break;
+            }
+            let limit =
+                ReadLimit { from: r.from, below: r.below, max_bytes: r.max_bytes.min(left), at_least_one: left == self.response_bytes };
+            let records = storage.read(r.topic_id, r.partition, limit)?;
+            left = left.saturating_sub(records.iter().map(record_bytes).sum());
+            read.push(records);
+        }
+        Ok(read)
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(4 + self.reads.len() * 32 + 8);
+        out.put_u32(self.reads.len() as u32);
+        for r in &self.reads {
+            out.put_i32(r.topic_id);
+            out.put_i32(r.partition);
+            out.put_i64(r.from);
+            out.put_i64(r.below);
+            out.put_u64(r.max_bytes as u64);
+        }
+        out.put_u64(self.response_bytes as u64);
+        out
+    }
+
+    pub fn decode(mut bytes: &[u8]) -> Result<ReadPlan, WireError> {
+        let count = take(&mut bytes, 4)?.get_u32() as usize;
+        let mut reads = Vec::with_capacity(count.min(bytes.len() / 32));
+        for _ in 0..count {
+            let mut r = take(&mut bytes, 32)?;
+            let (topic_id, partition, from, below) = (r.get_i32(), r.get_i32(), r.get_i64(), r.get_i64());
+            reads.push(PartitionRead { topic_id, partition, from, below, max_bytes: saturating_usize(r.get_u64()) });
+        }
+        let response_bytes = saturating_usize(take(&mut bytes, 8)?.get_u64());
+        finished(bytes)?;
+        Ok(ReadPlan { reads, response_bytes })
+    }
+}
+
+/// A plan's answer on the wire: its records, or the error that stopped it.
+pub fn encode_answer(answer: &Result<ReadResult, StorageError>) -> Vec<u8> {
+    let mut out = Vec::new();
+    match answer {
+        Ok(read) => {
+            out.put_u8(0);
+            out.put_u32(read.len() as u32);
+            for records in read {
+                out.put_u32(records.len() as u32);
+                for r in records {
+                    out.put_i64(r.offset);
+                    out.put_i64(r.timestamp_ms);
+                    for field in [&r.key, &r.value, &r.headers] {
+                        match field {
+                            None => out.put_i32(-1),
+                            Some(b) => {
+                                out.put_i32(b.len() as i32);
+                                out.put_slice(b);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        Err(error) => {
+            out.put_u8(1);
+            out.put_slice(error.to_string().as_bytes());
+        }
+    }
+    out
+}
+
+/// The answer [`encode_answer`] wrote. Values are slices of `bytes` (no copies).
+pub fn decode_answer(bytes: Bytes) -> Result<Result<ReadResult, StorageError>, WireError> {
+    let mut rest = bytes;
+    let tag = take_bytes(&mut rest, 1)?.get_u8();
+    match tag {
+        0 => {}
+        1 => {
+            let message = String::from_utf8_lossy(&rest).into_owned();
+            return Ok(Err(StorageError::Database { sqlstate: None, message: format!("in a reader process: {message}") }));
+        }
+        other => return Err(WireError::UnknownTag(other)),
+    }
+    let reads = take_bytes(&mut rest, 4)?.get_u32() as usize;
+    // Each read takes at least 4 bytes and each record at least 28: capacities never
+    // exceed what the bytes could hold.
+    let mut read = Vec::with_capacity(reads.min(rest.len() / 4));
+    for _ in 0..reads {
+        let count = take_bytes(&mut rest, 4)?.get_u32() as usize;
+        let mut records = Vec::with_capacity(count.min(rest.len() / 28));
+        for _ in 0..count {
+            let mut head = take_bytes(&mut rest, 16)?;
+            let (offset, timestamp_ms) = (head.get_i64(), head.get_i64());
+            let (key, value, headers) = (nullable(&mut rest)?, nullable(&mut rest)?, nullable(&mut rest)?);
+            records.push(StoredRecord { offset, timestamp_ms, key, value, headers });
+        }
+        read.push(records);
+    }
+    if !rest.is_empty() {
+        return Err(WireError::Trailing(rest.len()));
+    }
+    Ok(Ok(read))
+}
+
+fn nullable(rest: &mut Bytes) -> Result<Option<Bytes>, WireError> {
+    match take_bytes(rest, 4)?.get_i32() {
+        -1 => Ok(None),
+        len if len < 0 => Err(WireError::NegativeLength(len)),
+        len => take_bytes(rest, len as usize).map(Some),
+    }
+}
+
+fn take<'a>(bytes: &mut &'a [u8], n: usize) -> Result<&'a [u8], WireError> {
+    if bytes.len() < n {
+        return Err(WireError::Truncated(n - bytes.len()));
+    }
+    let (head, tail) = bytes.split_at(n);
+    *bytes = tail;
+    Ok(head)
+}
+
+fn take_bytes(bytes: &mut Bytes, n: usize) -> Result<Bytes, WireError> {
+    if bytes.len() < n {
+        return Err(WireError::Truncated(n - bytes.len()));
+    }
+    Ok(bytes.split_to(n))
+}
+
+fn finished(bytes: &[u8]) -> Result<(), WireError> {
+    if bytes.is_empty() {
+        Ok(())
+    } else {
+        Err(WireError::Trailing(bytes.len()))
+    }
+}
+
+fn saturating_usize(n: u64) -> usize {
+    usize::try_from(n).unwrap_or(usize::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::memory::MemoryStorage;
+    use crate::storage::MessageRows;
+
+    fn filled() -> (MemoryStorage, i32) {
+        let mut storage = MemoryStorage::default();
+        let topic = storage.create_topic("t", 2).unwrap();
+        let n = 10;
+        let rows = MessageRows {
+            topic_ids: vec![topic.id; n],
+            partitions: (0..n).map(|i| (i % 2) as i32).collect(),
+            offsets: (0..n as i64).map(|i| i / 2).collect(),
+            timestamps_ms: vec![1_700_000_000_000; n],
+            keys: (0..n).map(|i| (i % 3 == 0).then(|| Bytes::from(vec![b'k'; i]))).collect(),
+            values: (0..n).map(|i| Some(Bytes::from(vec![b'v'; 50 + i]))).collect(),
+            headers: vec![None; n],
+        };
+        storage.append(&rows).unwrap();
+        (storage, topic.id)
+    }
+
+    #[test]
+    fn a_plan_stops_when_the_response_is_full_but_gives_the_first_message_whole() {
+        let (mut storage, topic_id) = filled();
+        let read = |partition, max_bytes| PartitionRead { topic_id, partition, from: 0, below: 5, max_bytes };
+        let everything = ReadPlan { reads: vec![read(0, usize::MAX), read(1, usize::MAX)], response_bytes: usize::MAX };
+        let all = everything.run(&mut storage).unwrap();
+        assert_eq!((all.len(), all[0].len(), all[1].len()), (2, 5, 5));
+        let tiny = ReadPlan { reads: vec![read(0, 1), read(1, 1)], response_bytes: 10 };
+        let some = tiny.run(&mut storage).unwrap();
+        assert_eq!(some.len(), 1, "full after the first partition");
+        assert_eq!(some[0].len(), 1, "one message whatever its size");
+    }
+
+    #[test]
+    fn answers_and_plans_survive_the_wire() {
+        let (mut storage, topic_id) = filled();
+        let plan = ReadPlan {
+            reads: vec![PartitionRead { topic_id, partition: 1, from: 1, below: 4, max_bytes: 1 << 20 }],
+            response_bytes: 1 << 20,
+        };
+        assert_eq!(ReadPlan::decode(&plan.encode()), Ok(plan.clone()));
+        let answer = plan.run(&mut storage);
+        assert_eq!(decode_answer(Bytes::from(encode_answer(&answer))), Ok(answer));
+        let failed = Err(StorageError::Database { sqlstate: Some("57014".into()), message: "cancelled".into() });
+        let Ok(Err(StorageError::Database { message, .. })) = decode_answer(Bytes::from(encode_answer(&failed))) else {
+            panic!("an error comes back as an error")
+        };
+        assert!(message.contains("cancelled"), "{message}");
+    }
+
+    /// Whatever arrives, decoding answers or refuses without panicking, and never
+    /// reserves more than the bytes could hold (pseudo-random inputs, and every cut of a
+    /// real answer).
+    #[test]
+    fn arbitrary_and_truncated_bytes_never_panic() {
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        for len in 0..600 {
+            let bytes: Vec<u8> = (0..len)
+                .map(|_| {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    state as u8
+                })
+                .collect();
+            let _ = ReadPlan::decode(&bytes);
+            let _ = decode_answer(Bytes::from(bytes));
+        }
+        let (mut storage, topic_id) = filled();
+        let plan = ReadPlan {
+            reads: vec![PartitionRead { topic_id, partition: 0, from: 0, below: 5, max_bytes: 1 << 20 }],
+            response_bytes: 1 << 20,
+        };
+        let encoded = encode_answer(&plan.run(&mut storage));
+        for cut in 1..encoded.len() {
+            assert!(decode_answer(Bytes::copy_from_slice(&encoded[..encoded.len() - cut])).is_err(), "cut {cut}");
+        }
+        let request = plan.encode();
+        for cut in 1..request.len() {
+            assert!(ReadPlan::decode(&request[..request.len() - cut]).is_err(), "cut {cut}");
+        }
+    }
+}

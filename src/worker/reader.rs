@@ -1,0 +1,152 @@
+//! Reader processes: Fetch's reads in Postgres sessions of their own, beside the worker's
+//! group commit (why: `pg_kafka_core::storage::readers`).
+//!
+//! ```text
+//! pg_kafka worker ── once its listeners are up ──▶ pg_kafka.readers dynamic bgworkers
+//! pg_kafka_reader_main:
+//!   connect to pg_kafka.database, then to the worker's socket in the data directory
+//!   loop: [u32 len][ReadPlan] ─▶ run it in a transaction (index walk, statement timeout)
+//!         ─▶ [u32 len][answer]
+//!   end of file (the worker went away) or SIGTERM: exit
+//! ```
+//! A reader is not restarted by the postmaster: a worker that restarts starts new ones, and
+//! while none is connected the worker's main thread reads, as it did before readers.
+
+use std::io::{ErrorKind, Read, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixStream;
+use std::time::Duration;
+
+use pg_kafka_core::storage::reads::{encode_answer, ReadPlan};
+use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, SignalWakeFlags};
+use pgrx::prelude::*;
+
+use crate::gucs;
+use crate::pg::storage::{apply_session_settings, TransactionRunner};
+
+/// Unix socket paths are limited to 107 bytes on Linux.
+const MAX_SOCKET_PATH: usize = 100;
+/// Longest a reader waits for a plan before it looks at SIGTERM again.
+const POLL_MS: i64 = 250;
+/// A plan is 32 bytes a partition; no Fetch the worker accepts makes one this large.
+const MAX_PLAN_BYTES: usize = 64 << 20;
+
+/// The socket readers connect to: in the data directory, which only the cluster's OS user
+/// can enter. `None` when its path would be too long for a Unix socket.
+pub fn socket_path() -> Option<String> {
+    // SAFETY: DataDir is set by the postmaster before any worker starts, and not changed.
+    let data_dir = unsafe { std::ffi::CStr::from_ptr(pg_sys::DataDir) }.to_string_lossy().into_owned();
+    let path = format!("{data_dir}/pg_kafka_readers.sock");
+    (path.len() <= MAX_SOCKET_PATH).then_some(path)
+}
+
+/// Starts `count` reader processes (the worker calls this once it is listening).
+pub fn start(count: usize) {
+    for i in 0..count {
+        let started = BackgroundWorkerBuilder::new(&format!("pg_kafka reader {i}"))
+            .set_type("pg_kafka reader")
+            .set_library("pg_kafka")
+            .set_function("pg_kafka_reader_main")
+            .enable_spi_access()
+            .set_restart_time(None)
+            .load_dynamic();
+        if let Err(e) = started {
+            log!("pg_kafka: cannot start reader process {i} ({e:?}; see max_worker_processes): Fetch reads on the main thread");
+        }
+    }
+}
+
+#[pg_guard]
+#[unsafe(no_mangle)]
+pub extern "C-unwind" fn pg_kafka_reader_main(_arg: pg_sys::Datum) {
+    BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGTERM);
+    let config = gucs::config();
+    BackgroundWorker::connect_worker_to_spi(Some(&config.database), None);
+    let Some(path) = socket_path() else { return };
+    let mut stream = match UnixStream::connect(&path) {
+        Ok(stream) => stream,
+        Err(e) => return log!("pg_kafka: reader cannot reach the worker at {path}: {e}"),
+    };
+    if let Err(e) = stream.set_write_timeout(Some(Duration::from_secs(30))) {
+        return log!("pg_kafka: reader cannot set a socket timeout: {e}");
+    }
+    let mut runner = TransactionRunner::new(config.statement_timeout_ms);
+    if let Err(e) = apply_session_settings(&mut runner, config.synchronous_commit, config.lock_timeout_ms) {
+        return log!("pg_kafka: reader cannot prepare its session: {e}");
+    }
+    let mut pending = Vec::new();
+    while !BackgroundWorker::sigterm_received() {
+        let plan = match next_frame(&mut stream, &mut pending) {
+            Ok(Some(frame)) => frame,
+            Ok(None) => {
+                wait_for(&stream);
+                continue;
+            }
+            Err(e) if e.kind() == ErrorKind::UnexpectedEof => return,
+            Err(e) => return log!("pg_kafka: reader stops: {e}"),
+        };
+        let answer = match ReadPlan::decode(&plan) {
+            Ok(plan) => run(&mut runner, &plan),
+            Err(e) => return log!("pg_kafka: reader got a malformed plan: {e}"),
+        };
+        let sent = stream
+            .set_nonblocking(false)
+            .and_then(|()| stream.write_all(&(answer.len() as u32).to_be_bytes()))
+            .and_then(|()| stream.write_all(&answer));
+        if let Err(e) = sent {
+            return log!("pg_kafka: reader cannot answer the worker: {e}");
+        }
+    }
+}
+
+/// Runs `plan` in its own transaction; the encoded records, or the error that stopped it.
+fn run(runner: &mut TransactionRunner, plan: &ReadPlan) -> Vec<u8> {
+    use pg_kafka_core::storage::bridge::JobRunner;
+    let mut read = None;
+    let outcome = runner.run(&mut |storage| {
+        read = Some(plan.run(storage)?);
+        Ok(())
+    });
+    encode_answer(&outcome.map(|()| read.unwrap_or_default()))
+}
+
+/// Sleeps until the socket is readable, the latch is set, or POLL_MS passed, then serves
+/// interrupts: a reader must absorb Postgres's process-signal barriers (DROP DATABASE
+/// waits for every process to) and leave when the postmaster does.
+fn wait_for(stream: &UnixStream) {
+    let events = pg_sys::WL_LATCH_SET | pg_sys::WL_SOCKET_READABLE | pg_sys::WL_TIMEOUT | pg_sys::WL_EXIT_ON_PM_DEATH;
+    // SAFETY: the process's own latch and an open descriptor, on the main thread.
+    unsafe {
+        pg_sys::WaitLatchOrSocket(pg_sys::MyLatch, events as i32, stream.as_raw_fd(), POLL_MS as _, pg_sys::PG_WAIT_EXTENSION);
+        pg_sys::ResetLatch(pg_sys::MyLatch);
+        // A cancel between plans has no statement to cancel (as in the worker's loop).
+        pg_sys::QueryCancelPending = 0;
+    }
+    pg_sys::check_for_interrupts!();
+}
+
+/// The next `[u32 length][bytes]` frame once all of it has arrived; `None` when nothing
+/// more can be read now (what arrived so far stays in `pending`).
+fn next_frame(stream: &mut UnixStream, pending: &mut Vec<u8>) -> std::io::Result<Option<Vec<u8>>> {
+    stream.set_nonblocking(true)?;
+    let mut chunk = [0u8; 64 * 1024];
+    loop {
+        if pending.len() >= 4 {
+            let size = u32::from_be_bytes(pending[..4].try_into().expect("4 bytes")) as usize;
+            if size > MAX_PLAN_BYTES {
+                return Err(std::io::Error::other(format!("a plan of {size} bytes")));
+            }
+            if pending.len() >= 4 + size {
+                let frame = pending[4..4 + size].to_vec();
+                pending.drain(..4 + size);
+                return Ok(Some(frame));
+            }
+        }
+        match stream.read(&mut chunk) {
+            Ok(0) => return Err(ErrorKind::UnexpectedEof.into()),
+            Ok(n) => pending.extend_from_slice(&chunk[..n]),
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted) => return Ok(None),
+            Err(e) => return Err(e),
+        }
+    }
+}
