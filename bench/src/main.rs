@@ -61,6 +61,45 @@ impl Env {
         postgres::Client::connect(&dsn, postgres::NoTls).expect("connect to the bench cluster")
     }
 
+    /// Deletes every benchmark topic but `keep`, with its messages: a 1 KiB case writes
+    /// about 1 GB a round, which would otherwise pile up to tens of GB over a run.
+    pub fn reset(&self, keep: Option<&str>) {
+        let mut sql = self.sql();
+        match keep {
+            None => sql.batch_execute("TRUNCATE kafka.messages; DELETE FROM kafka.topics WHERE name LIKE 'bench-%'"),
+            Some(name) => {
+                sql.execute("DELETE FROM kafka.topics WHERE name LIKE 'bench-%' AND name <> $1", &[&name]).expect("delete topics");
+                sql.batch_execute("DELETE FROM kafka.messages WHERE topic_id NOT IN (SELECT id FROM kafka.topics)")
+                    .and_then(|()| sql.batch_execute("VACUUM kafka.messages"))
+            }
+        }
+        .expect("reset the benchmark tables");
+    }
+
+    /// Runs one round of a case, then deletes what it wrote (but `keep`).
+    pub fn round<T>(&self, keep: Option<&str>, run: impl FnOnce() -> T) -> T {
+        let result = run();
+        self.reset(keep);
+        result
+    }
+
+    /// The peak resident memory (VmHWM) of the worker and of its readers, from /proc (the
+    /// bench runs on the cluster's machine).
+    fn peak_memory(&self) -> Vec<String> {
+        let rows = self
+            .sql()
+            .query("SELECT pid, backend_type FROM pg_stat_activity WHERE backend_type LIKE 'pg_kafka%' ORDER BY backend_type", &[])
+            .unwrap_or_default();
+        rows.iter()
+            .map(|row| {
+                let (pid, kind): (i32, String) = (row.get(0), row.get(1));
+                let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+                let peak = status.lines().find(|l| l.starts_with("VmHWM:")).map_or("unknown".into(), |l| l[6..].trim().to_string());
+                format!("Peak RSS of {kind} (pid {pid}): {peak}")
+            })
+            .collect()
+    }
+
     /// Creates a topic and returns its id.
     pub fn create_topic(&self, name: &str, partitions: i32) -> i32 {
         let mut sql = self.sql();
@@ -73,52 +112,67 @@ impl Env {
 fn main() {
     let env = Env::from_env();
     let mut report = Report::new(&env);
+    env.reset(None);
     for size in [100, 1024] {
-        let copy_rate = report.case(|r| copy::copy_in(&env, size, r));
-        let server_copy_rate = report.case(|r| copy::server_copy_in(&env, size, r));
-        report.case(|r| copy::insert_loop(&env, size, r).against(copy_rate));
+        let fresh = |run: &dyn Fn() -> Row| env.round(None, run);
+        let copy_rate = report.case(|r| fresh(&|| copy::copy_in(&env, size, r)));
+        let server_copy_rate = report.case(|r| fresh(&|| copy::server_copy_in(&env, size, r)));
+        report.case(|r| fresh(&|| copy::insert_loop(&env, size, r).against(copy_rate)));
 
         // The targets: rdkafka_performance against Postgres's own limits and each other.
         let perf_topic = |what: &str, r: usize| format!("bench-perf-{size}-{what}-r{r}");
         let one = ProduceShape::plain(size, 1);
-        let one_rate = report.case(|r| perf_tool::produce(&env, one, &perf_topic("p1", r)).against(server_copy_rate));
+        let one_rate = report.case(|r| fresh(&|| perf_tool::produce(&env, one, &perf_topic("p1", r)).against(server_copy_rate)));
         let idempotent = ProduceShape { idempotent: true, ..one };
-        report.case(|r| perf_tool::produce(&env, idempotent, &perf_topic("p1-idempotent", r)).against(one_rate));
-        report.case(|r| perf_tool::produce(&env, ProduceShape::plain(size, 8), &perf_topic("p8", r)).against(one_rate));
+        report.case(|r| fresh(&|| perf_tool::produce(&env, idempotent, &perf_topic("p1-idempotent", r)).against(one_rate)));
+        let eight = ProduceShape::plain(size, 8);
+        report.case(|r| fresh(&|| perf_tool::produce(&env, eight, &perf_topic("p8", r)).against(one_rate)));
         let one_in_flight = ProduceShape { one_in_flight: true, ..one };
-        report.case(|r| perf_tool::produce(&env, one_in_flight, &perf_topic("p1-inflight1", r)).against(one_rate));
+        report.case(|r| fresh(&|| perf_tool::produce(&env, one_in_flight, &perf_topic("p1-inflight1", r)).against(one_rate)));
 
         // The same through the Rust client, with per-message latency from send().
+        let mut one_partition_rate = 0.0;
         for (partitions, producers) in [(1, 1), (1, 4), (8, 1), (8, 4)] {
-            report.case(|r| produce::throughput(&env, size, partitions, producers, false, r).against(copy_rate));
+            let rate = report.case(|r| fresh(&|| produce::throughput(&env, size, partitions, producers, false, r).against(copy_rate)));
+            if (partitions, producers) == (1, 1) {
+                one_partition_rate = rate;
+            }
+        }
+        if size == 100 {
+            report.case(|r| fresh(&|| produce::many_partitions(&env, size, r).against(one_partition_rate)));
         }
         if env.sasl_ssl.is_some() {
-            report.case(|r| produce::throughput_sasl_ssl(&env, size, r).expect("a SASL_SSL listener").against(copy_rate));
+            report.case(|r| fresh(&|| produce::throughput_sasl_ssl(&env, size, r).expect("a SASL_SSL listener").against(copy_rate)));
         }
         if size == 100 {
             for (partitions, producers) in [(1, 1), (8, 4)] {
-                report.case(|r| produce::throughput(&env, size, partitions, producers, true, r).against(copy_rate));
+                report.case(|r| fresh(&|| produce::throughput(&env, size, partitions, producers, true, r).against(copy_rate)));
             }
         }
 
-        // Consume the rows of the first 1-partition rdkafka_performance run.
-        let filled = perf_topic("p1", 0);
-        let copy_out_rate = report.case(|_| copy::copy_out(&env, size, &filled));
-        let server_copy_out_rate = report.case(|_| copy::server_copy_out(&env, size, &filled));
-        let replay_alone = report.case(|_| perf_tool::consume(&env, size, &filled).against(server_copy_out_rate));
-        report.case(|_| consume::throughput(&env, size, &filled).against(copy_out_rate));
+        // Consume what one rdkafka_performance run produced (kept until the size is done).
+        let filled = format!("bench-fill-{size}");
+        perf_tool::produce(&env, one, &filled);
+        let keep = |run: &dyn Fn() -> Row| env.round(Some(&filled), run);
+        let copy_out_rate = report.case(|_| keep(&|| copy::copy_out(&env, size, &filled)));
+        let server_copy_out_rate = report.case(|_| keep(&|| copy::server_copy_out(&env, size, &filled)));
+        let replay_alone = report.case(|_| keep(&|| perf_tool::consume(&env, size, &filled).against(server_copy_out_rate)));
+        report.case(|_| keep(&|| consume::throughput(&env, size, &filled).against(copy_out_rate)));
 
         // Reads beside writes.
         if size == 100 {
             report.cases(|r| {
-                let (produced, replayed) = perf_tool::produce_beside_reads(&env, size, &filled, &perf_topic("beside-reads", r));
-                vec![produced.against(one_rate), replayed.against(replay_alone)]
+                env.round(Some(&filled), || {
+                    let (produced, replayed) = perf_tool::produce_beside_reads(&env, size, &filled, &perf_topic("beside-reads", r));
+                    vec![produced.against(one_rate), replayed.against(replay_alone)]
+                })
             });
         }
+        env.reset(None);
     }
     let paced = ProduceShape { rate: Some(5000), ..ProduceShape::plain(100, 1) };
-    report.case(|r| perf_tool::produce(&env, paced, &format!("bench-perf-paced-r{r}")));
-    report.case(|r| latency::produce_at_fixed_rate(&env, 5000, Duration::from_secs(10), r));
-    report.case(|r| latency::end_to_end(&env, 1000, Duration::from_secs(10), r));
-    report.finish();
+    report.case(|r| env.round(None, || perf_tool::produce(&env, paced, &format!("bench-perf-paced-r{r}"))));
+    report.case(|r| env.round(None, || latency::produce_at_fixed_rate(&env, 5000, Duration::from_secs(10), r)));
+    report.case(|r| env.round(None, || latency::end_to_end(&env, 1000, Duration::from_secs(10), r)));
+    report.finish(&env.peak_memory());
 }

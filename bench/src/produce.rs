@@ -141,17 +141,58 @@ fn throughput_on(
             })
         })
         .collect();
-    for thread in threads {
-        thread.join().expect("producer thread");
-    }
-    let seconds = started.elapsed().as_secs_f64();
-    let sent = per_producer * producers;
-    assert_eq!(acks.failed.load(Ordering::Relaxed), 0, "failed deliveries");
-    assert_eq!(acks.ok.load(Ordering::Relaxed), sent);
-    let latency = percentiles_ms(&acks.latency_us.lock().unwrap());
     let method = format!(
         "Kafka produce, {size} B, {partitions} partition(s), {producers} producer(s){}{label}",
         if idempotent { ", idempotent" } else { "" }
     );
+    delivered(threads, &acks, started, per_producer * producers, size, method)
+}
+
+/// Waits for the producer threads, checks that all `sent` messages were acknowledged,
+/// and makes the row: rate from `started`, acknowledgement latency percentiles.
+fn delivered(threads: Vec<std::thread::JoinHandle<()>>, acks: &Acks, started: Instant, sent: usize, size: usize, method: String) -> Row {
+    for thread in threads {
+        thread.join().expect("producer thread");
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    assert_eq!(acks.failed.load(Ordering::Relaxed), 0, "failed deliveries");
+    assert_eq!(acks.ok.load(Ordering::Relaxed), sent);
+    let latency = percentiles_ms(&acks.latency_us.lock().unwrap());
     Row::new("produce", method, sent, sent * size, seconds).with_latency(latency)
+}
+
+/// 1,000 partitions (100 topics of 10) written by 50 producer connections, each sending
+/// its share of `env.messages` round robin over every partition: many small batches per
+/// request, and a group commit that appends to 1,000 places of the index.
+pub fn many_partitions(env: &Env, size: usize, round: usize) -> Row {
+    const TOPICS: usize = 100;
+    const PARTITIONS: i32 = 10;
+    const PRODUCERS: usize = 50;
+    let topics: Vec<String> = (0..TOPICS).map(|t| format!("bench-many-{size}-t{t}-r{round}")).collect();
+    for topic in &topics {
+        env.create_topic(topic, PARTITIONS);
+    }
+    let acks = Acks::new();
+    let per_producer = env.messages / PRODUCERS;
+    let connection = [("bootstrap.servers".to_string(), env.bootstrap.clone())];
+    let producers: Vec<_> = (0..PRODUCERS).map(|_| producer_on(&connection, acks.clone(), "5", false)).collect();
+    let started = Instant::now();
+    let threads: Vec<_> = producers
+        .into_iter()
+        .enumerate()
+        .map(|(p, producer)| {
+            let topics = topics.clone();
+            std::thread::spawn(move || {
+                let payload = value(size, p);
+                for i in 0..per_producer {
+                    let n = p * per_producer + i;
+                    let (topic, partition) = (&topics[n % TOPICS], ((n / TOPICS) % PARTITIONS as usize) as i32);
+                    send(&producer, topic, partition, &payload);
+                }
+                producer.flush(Duration::from_secs(600)).expect("flush");
+            })
+        })
+        .collect();
+    let method = format!("Kafka produce, {size} B, 1,000 partitions (100 topics), {PRODUCERS} producers");
+    delivered(threads, &acks, started, per_producer * PRODUCERS, size, method)
 }

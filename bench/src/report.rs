@@ -109,7 +109,8 @@ impl Report {
             .collect()
     }
 
-    pub fn finish(self) {
+    /// Writes the table, with `footer` lines (peak memory) under it.
+    pub fn finish(self, footer: &[String]) {
         let mut out = format!("{}\n\n", self.header);
         out.push_str("| section | method | msgs/s | MB/s | ratio | spread | p50 ms | p99 ms | p99.9 ms |\n");
         out.push_str("|---|---|---:|---:|---:|---:|---:|---:|---:|\n");
@@ -125,6 +126,9 @@ impl Report {
                 row.rate(),
                 row.bytes as f64 / row.seconds / 1e6
             );
+        }
+        for line in footer {
+            let _ = writeln!(out, "\n{line}");
         }
         println!("\n{out}");
         let _ = std::fs::create_dir_all("target/bench");
