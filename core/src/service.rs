@@ -13,6 +13,7 @@
 //! main loop inside Postgres transactions; unit tests call [`assemble`] and drive the same
 //! `StorageSide` over the in-memory engine on a plain thread.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -23,6 +24,7 @@ use crate::broker::Broker;
 use crate::config::{Config, SharedConfig};
 use crate::server::{ListenError, Listener, Server};
 use crate::storage::bridge::{self, JobQueue, JobRunner, Waker};
+use crate::storage::readers::Readers;
 use crate::storage::topics::TopicCache;
 use crate::storage::watermarks::Watermarks;
 use crate::writer::group_commit::{self, CommitSettings, GroupCommitter};
@@ -41,6 +43,8 @@ pub struct StorageSide {
     config: SharedConfig,
     /// The open connections, which the worker publishes for `kafka.connections`.
     connections: Registry,
+    /// The reader processes connected now, which the worker keeps at `pg_kafka.readers`.
+    readers: Arc<Readers>,
 }
 
 impl StorageSide {
@@ -76,6 +80,11 @@ impl StorageSide {
         self.config.replace(config);
     }
 
+    /// How many reader processes are connected now.
+    pub fn readers_connected(&self) -> usize {
+        self.readers.connected()
+    }
+
     /// The open connections now.
     pub fn connections(&self) -> Vec<ConnectionInfo> {
         self.connections.snapshot()
@@ -105,7 +114,8 @@ pub fn assemble(config: Config, wake: Waker, shutdown: watch::Receiver<bool>) ->
     let config = SharedConfig::new(config);
     let connections = Registry::default();
     let broker = Broker::new(config.clone(), storage, commits, watermarks, topics, groups, shutdown, connections.clone());
-    (broker, StorageSide { jobs, committer, retention, config, connections })
+    let readers = broker.readers().clone();
+    (broker, StorageSide { jobs, committer, retention, config, connections, readers })
 }
 
 /// Binds the listeners from `config`, assembles the broker on them and starts serving;

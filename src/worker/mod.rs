@@ -4,7 +4,7 @@
 //! pg_kafka_worker_main (main thread: the only one that touches Postgres)
 //!   read GUCs → connect to pg_kafka.database → CREATE EXTENSION IF NOT EXISTS pg_kafka
 //!   pg_kafka_core::service::start: bind, assemble the broker, start the network thread
-//!   start pg_kafka.readers reader processes (reader.rs) for Fetch's reads
+//!   keep pg_kafka.readers reader processes (reader.rs) running for Fetch's reads
 //!   loop: WaitLatchOrSocket(latch, wakeup eventfd, 250 ms)
 //!           → StorageSide::turn: queued storage jobs, group commit, refresh, retention,
 //!             each in its own transaction (TransactionRunner)
@@ -82,13 +82,11 @@ pub extern "C-unwind" fn pg_kafka_worker_main(_arg: pg_sys::Datum) {
         }
     };
     log!("pg_kafka: listening for Kafka clients on {listeners} (database \"{}\")", config.database);
-    if !config.reader_socket.is_empty() {
-        reader::start(config.readers);
-    }
 
     let runner = TransactionRunner::new(config.statement_timeout_ms);
     let connections = crate::connections::Publisher::default();
-    let mut main = MainLoop { wakeup, storage_side, runner, log_lines, next_wake: None, connections };
+    let readers = reader::Keeper::new(if config.reader_socket.is_empty() { 0 } else { config.readers });
+    let mut main = MainLoop { wakeup, storage_side, runner, log_lines, next_wake: None, connections, readers };
     while main.wait() {
         main.turn();
     }
@@ -132,6 +130,8 @@ struct MainLoop {
     next_wake: Option<Duration>,
     /// Copies the open connections to shared memory for `kafka.connections`.
     connections: crate::connections::Publisher,
+    /// Starts reader processes, and new ones for those that went away.
+    readers: reader::Keeper,
 }
 
 impl MainLoop {
@@ -161,6 +161,7 @@ impl MainLoop {
         }
         self.next_wake = Some(self.storage_side.turn(&mut self.runner));
         self.connections.publish_if_due(|| self.storage_side.connections());
+        self.readers.keep_up(self.storage_side.readers_connected());
         // A backend reports its table statistics when it goes idle; a worker must do it
         // itself, or autovacuum never learns of the rows the writer inserts. Rate-limited
         // by Postgres to about once a second; called outside any transaction.

@@ -9,13 +9,14 @@
 //!         ─▶ [u32 len][answer]
 //!   end of file (the worker went away) or SIGTERM: exit
 //! ```
-//! A reader is not restarted by the postmaster: a worker that restarts starts new ones, and
-//! while none is connected the worker's main thread reads, as it did before readers.
+//! A reader is not restarted by the postmaster: the worker starts missing ones again (at
+//! most every 10 s, see [`Keeper`]), and while none is connected the worker's main thread
+//! reads, as it did before readers.
 
 use std::io::{ErrorKind, Read, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use pg_kafka_core::storage::reads::{encode_answer, ReadPlan};
 use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, SignalWakeFlags};
@@ -40,18 +41,46 @@ pub fn socket_path() -> Option<String> {
     (path.len() <= MAX_SOCKET_PATH).then_some(path)
 }
 
-/// Starts `count` reader processes (the worker calls this once it is listening).
-pub fn start(count: usize) {
-    for i in 0..count {
-        let started = BackgroundWorkerBuilder::new(&format!("pg_kafka reader {i}"))
-            .set_type("pg_kafka reader")
-            .set_library("pg_kafka")
-            .set_function("pg_kafka_reader_main")
-            .enable_spi_access()
-            .set_restart_time(None)
-            .load_dynamic();
-        if let Err(e) = started {
-            log!("pg_kafka: cannot start reader process {i} ({e:?}; see max_worker_processes): Fetch reads on the main thread");
+/// Keeps `pg_kafka.readers` reader processes connected: starts the missing ones at once,
+/// then (after one failed or was ended) at most every [`RESTART_EVERY`].
+pub struct Keeper {
+    wanted: usize,
+    last_start: Option<Instant>,
+    /// Whether a failed start was logged (max_worker_processes reached): said once.
+    told: bool,
+}
+
+/// How often missing readers are started again.
+const RESTART_EVERY: Duration = Duration::from_secs(10);
+
+impl Keeper {
+    /// `wanted` is 0 when the worker has no reader socket.
+    pub fn new(wanted: usize) -> Keeper {
+        Keeper { wanted, last_start: None, told: false }
+    }
+
+    /// Called from the main loop with the readers connected now.
+    pub fn keep_up(&mut self, connected: usize) {
+        if connected >= self.wanted || self.last_start.is_some_and(|at| at.elapsed() < RESTART_EVERY) {
+            return;
+        }
+        if self.last_start.replace(Instant::now()).is_some() {
+            log!("pg_kafka: {} of {} reader processes connected; starting new ones", connected, self.wanted);
+        }
+        for i in connected..self.wanted {
+            let started = BackgroundWorkerBuilder::new(&format!("pg_kafka reader {i}"))
+                .set_type("pg_kafka reader")
+                .set_library("pg_kafka")
+                .set_function("pg_kafka_reader_main")
+                .enable_spi_access()
+                .set_restart_time(None)
+                .load_dynamic();
+            if let Err(e) = started {
+                if !std::mem::replace(&mut self.told, true) {
+                    log!("pg_kafka: cannot start a reader process ({e:?}; see max_worker_processes): Fetch reads on the main thread");
+                }
+                return;
+            }
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Reader processes: a Fetch is answered while the worker's main thread is stuck in a
-//! group commit (its read runs in a reader, not behind the commit), and once the readers
-//! are gone the main thread reads again, with nothing lost and nobody's session ended.
+//! group commit (its read runs in a reader, not behind the commit); once the readers are
+//! gone the main thread reads, with nothing lost and nobody's session ended, and the
+//! worker starts new readers.
 //! Alone in its own test binary: it stalls the shared writer and ends the readers.
 
 use std::time::{Duration, Instant};
@@ -41,7 +42,7 @@ fn values(response: &FetchResponse) -> Vec<Vec<u8>> {
 }
 
 #[test]
-fn reads_do_not_wait_behind_a_group_commit_and_go_on_without_readers() {
+fn reads_do_not_wait_behind_a_group_commit_and_readers_that_go_are_replaced() {
     wait_for_readers(2);
     let topic = "e2e-readers";
     create_topic(topic, 1);
@@ -78,4 +79,7 @@ fn reads_do_not_wait_behind_a_group_commit_and_go_on_without_readers() {
         let again = consume(topic, &[0], Offset::Beginning, count);
         assert_eq!(again.iter().map(|m| m.value.clone()).collect::<Vec<_>>(), (0..count).map(|i| message(i).value).collect::<Vec<_>>());
     });
+    // The worker noticed (on the first Fetch that found a reader gone) and starts new ones.
+    wait_for_readers(2);
+    assert_eq!(consume(topic, &[0], Offset::Beginning, count).len(), count);
 }
