@@ -32,6 +32,9 @@ use super::reads::{decode_answer, ReadPlan, ReadResult};
 use super::StorageError;
 use crate::logging;
 
+/// How often idle readers are checked for a process that went away.
+const PRUNE_EVERY: Duration = Duration::from_secs(1);
+
 /// The readers that are connected and not busy.
 pub struct Readers {
     idle: parking_lot::Mutex<Vec<UnixStream>>,
@@ -70,6 +73,7 @@ impl Readers {
             Ok(listener) => listener,
             Err(e) => return logging::warning(format!("pg_kafka: reader socket unusable, reads stay on the main thread: {e}")),
         };
+        let mut pruning = tokio::time::interval(PRUNE_EVERY);
         loop {
             tokio::select! {
                 accepted = listener.accept() => match accepted {
@@ -79,7 +83,28 @@ impl Readers {
                         tokio::time::sleep(Duration::from_millis(100)).await;
                     }
                 },
+                _ = pruning.tick() => self.prune(),
                 _ = shutdown.changed() => return,
+            }
+        }
+    }
+
+    /// Drops idle readers whose process went away (their socket reads end of file, or
+    /// holds bytes nobody asked for), so that `connected` counts live readers and the
+    /// worker starts new ones without waiting for a Fetch to stumble on a dead one.
+    fn prune(&self) {
+        let mut idle = self.idle.lock();
+        let before = idle.len();
+        idle.retain(|stream| {
+            let mut byte = [0u8; 1];
+            matches!(stream.try_read(&mut byte), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+        });
+        for _ in idle.len()..before {
+            self.connected.fetch_sub(1, Ordering::Relaxed);
+            // The permit of a pruned reader; if a run holds it, that run finds no reader
+            // and forgets it instead.
+            if let Ok(permit) = self.available.try_acquire() {
+                permit.forget();
             }
         }
     }
@@ -99,7 +124,10 @@ impl Readers {
             return None;
         }
         let permit = self.available.clone().acquire_owned().await.ok()?;
-        let mut stream = self.idle.lock().pop()?;
+        let Some(mut stream) = self.idle.lock().pop() else {
+            permit.forget(); // its reader was pruned
+            return None;
+        };
         match tokio::time::timeout(timeout, exchange(&mut stream, plan, max_answer_bytes)).await {
             Ok(Ok(answer)) => {
                 self.idle.lock().push(stream);
@@ -210,10 +238,15 @@ mod tests {
         until_connected(&readers).await;
         let read = readers.run(&plan, 1 << 20, Duration::from_secs(5)).await.expect("a reader answered").unwrap();
         assert_eq!(read[0].iter().map(|r| r.offset).collect::<Vec<_>>(), vec![1, 2]);
-        // The reader leaves after one answer: the next run finds it gone and says so.
+        // The reader leaves after one answer: it is pruned while idle, and runs go to the
+        // main thread.
         reader.join().unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while readers.connected() > 0 {
+            assert!(tokio::time::Instant::now() < deadline, "a reader that left is still counted");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         assert!(readers.run(&plan, 1 << 20, Duration::from_secs(5)).await.is_none());
-        assert_eq!(readers.connected(), 0);
     }
 
     #[tokio::test]
