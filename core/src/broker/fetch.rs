@@ -158,7 +158,8 @@ async fn gather(broker: &Broker, wanted: &[Wanted], limits: Limits) -> Result<Ga
     let bounds = bounds_of(broker, wanted).await?;
     let mut has_error = false;
     let mut partitions = Vec::with_capacity(wanted.len());
-    let mut reads = Vec::new();
+    // The partitions with data to read, and where each goes in the response.
+    let (mut reads, mut indexes) = (Vec::new(), Vec::new());
     for (index, (w, bounds)) in wanted.iter().zip(&bounds).enumerate() {
         let mut data = PartitionData::default().with_partition_index(w.partition).with_records(Some(Bytes::new()));
         let status = match (&w.topic, bounds) {
@@ -171,7 +172,15 @@ async fn gather(broker: &Broker, wanted: &[Wanted], limits: Limits) -> Result<Ga
             (Ok(topic), Some(b)) => {
                 data = with_bounds(data, b);
                 if w.fetch_offset < b.high {
-                    reads.push((index, topic.id, w.partition, w.fetch_offset, b.high, w.max_bytes));
+                    let read = PartitionRead {
+                        topic_id: topic.id,
+                        partition: w.partition,
+                        from: w.fetch_offset,
+                        below: b.high,
+                        max_bytes: w.max_bytes,
+                    };
+                    reads.push(read);
+                    indexes.push(index);
                 }
                 Ok(())
             }
@@ -189,17 +198,8 @@ async fn gather(broker: &Broker, wanted: &[Wanted], limits: Limits) -> Result<Ga
     let mut held = None;
     if !reads.is_empty() {
         let (response_bytes, reserved) = reserve_response(broker, limits.response_bytes).await?;
-        let indexes: Vec<usize> = reads.iter().map(|r| r.0).collect();
-        let plan = ReadPlan {
-            reads: reads
-                .into_iter()
-                .map(|(_, topic_id, partition, from, below, max_bytes)| PartitionRead { topic_id, partition, from, below, max_bytes })
-                .collect(),
-            response_bytes,
-        };
-        let read = read_plan(broker, plan).await?;
-        let records = indexes.into_iter().zip(read);
-        for (index, records) in records {
+        let read = read_plan(broker, ReadPlan { reads, response_bytes }).await?;
+        for (index, records) in indexes.into_iter().zip(read) {
             if let Some(batch) = batch_of(&records) {
                 bytes += batch.len();
                 partitions[index].records = Some(batch);
