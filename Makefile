@@ -28,6 +28,8 @@ E2E_SASL_PLAINTEXT_PORT ?= 59094
 E2E_SASL_SSL_PORT       ?= 59095
 E2E_SSL_PORT            ?= 59096
 E2E_CERTS               ?= target/e2e-certs
+# e.g. E2E_ARGS='--test outbox' to run one end-to-end test binary
+E2E_ARGS                ?=
 PGRX_TEST_DATA ?= target/pgrx-test-data$(PG_SUFFIX)
 
 # `make bench` runs on its own fresh cluster too. BENCH_CONF: extra postgresql.conf lines
@@ -50,9 +52,11 @@ setup:
 # Upgrade scripts are made of the same files a fresh install runs (one source for each
 # object); sql/history holds earlier versions' whole install scripts, installed beside
 # them so `ALTER EXTENSION pg_kafka UPDATE` can be tested from each.
-UPGRADES := sql/pg_kafka--0.1.0--0.2.0.sql
+UPGRADES := sql/pg_kafka--0.1.0--0.2.0.sql sql/pg_kafka--0.2.0--0.3.0.sql
 sql/pg_kafka--0.1.0--0.2.0.sql: sql/security.sql sql/connections.sql
 	{ echo "-- pg_kafka 0.1.0 to 0.2.0, written by make from $^"; cat $^; } > $@
+sql/pg_kafka--0.2.0--0.3.0.sql: sql/outbox.sql
+	{ echo "-- pg_kafka 0.2.0 to 0.3.0, written by make from $^"; cat $^; } > $@
 
 install: setup $(UPGRADES)
 	cargo pgrx install --release --pg-config $(PG_CONFIG)
@@ -129,7 +133,7 @@ e2e-test: install
 	PGKAFKA_E2E_DATA=$(abspath $(E2E_DATA)) PGKAFKA_E2E_CERTS=$(abspath $(E2E_CERTS)) \
 	PGKAFKA_E2E_SASL_PLAINTEXT=127.0.0.1:$(E2E_SASL_PLAINTEXT_PORT) PGKAFKA_E2E_SASL_SSL=127.0.0.1:$(E2E_SASL_SSL_PORT) \
 	PGKAFKA_E2E_SSL=127.0.0.1:$(E2E_SSL_PORT) PGKAFKA_E2E_EXTRA_CONF=$(abspath target/e2e-listeners.conf) \
-	PATH="$(PG_BIN):$$PATH" cargo test -p pg_kafka_e2e --no-fail-fast -- --test-threads=4 --show-output; \
+	PATH="$(PG_BIN):$$PATH" cargo test -p pg_kafka_e2e $(E2E_ARGS) --no-fail-fast -- --test-threads=4 --show-output; \
 	status=$$?; scripts/cluster.sh stop $(E2E_DATA); exit $$status
 
 bench: install

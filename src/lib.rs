@@ -6,6 +6,8 @@
 //! - [`gucs`]: the `pg_kafka.*` settings, copied into the core's `Config`.
 //! - [`pg`]: the SPI/COPY storage engine and the transaction runner.
 //! - [`connections`]: the `kafka.connections` view, from shared memory.
+//! - [`sql_read`]: headers as JSON, payloads as text/JSON, for reading topics with SQL.
+//! - [`outbox`]: `kafka.produce()`, messages written from SQL in the caller's transaction.
 //!
 //! See docs/architecture.md for how a request flows.
 
@@ -13,7 +15,9 @@ use pgrx::prelude::*;
 
 pub mod connections;
 pub mod gucs;
+pub mod outbox;
 pub mod pg;
+pub mod sql_read;
 pub mod worker;
 
 ::pgrx::pg_module_magic!();
@@ -23,6 +27,7 @@ pub mod worker;
 pgrx::extension_sql_file!("../sql/schema.sql", name = "schema", bootstrap);
 pgrx::extension_sql_file!("../sql/security.sql", name = "security", requires = ["schema"]);
 pgrx::extension_sql_file!("../sql/connections.sql", name = "connections", requires = ["security"]);
+pgrx::extension_sql_file!("../sql/outbox.sql", name = "outbox", requires = ["connections"]);
 
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
@@ -34,6 +39,7 @@ pub extern "C-unwind" fn _PG_init() {
     }
     gucs::init();
     connections::init();
+    outbox::appends::init();
     worker::register();
 }
 

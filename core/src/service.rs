@@ -25,6 +25,7 @@ use crate::config::{Config, SharedConfig};
 use crate::server::{ListenError, Listener, Server};
 use crate::storage::bridge::{self, JobQueue, JobRunner, Waker};
 use crate::storage::readers::Readers;
+use crate::storage::sql_appends::SqlAppendLog;
 use crate::storage::topics::TopicCache;
 use crate::storage::watermarks::Watermarks;
 use crate::writer::group_commit::{self, CommitSettings, GroupCommitter};
@@ -56,6 +57,7 @@ impl StorageSide {
     /// runs in every one, so producers are acknowledged on time.
     pub fn turn(&mut self, runner: &mut dyn JobRunner) -> Duration {
         let jobs_left = self.jobs.run_pending_within(runner, JOBS_PER_TURN);
+        self.committer.catch_up_with_sql(runner);
         let next_flush = self.committer.poll(runner);
         let next_refresh = self.committer.refresh_if_due(runner);
         let next_retention = self.retention.run_if_due(runner);
@@ -78,6 +80,12 @@ impl StorageSide {
     /// start keep their start-up values.
     pub fn reload(&self, config: Config) {
         self.config.replace(config);
+    }
+
+    /// Where SQL sessions record what they produced (`kafka.produce()`), so that the
+    /// writer's counters and Fetch's watermarks follow them at once.
+    pub fn set_sql_log(&mut self, log: SqlAppendLog) {
+        self.committer.set_sql_log(log);
     }
 
     /// How many reader processes are connected now.
@@ -105,6 +113,7 @@ pub fn assemble(config: Config, wake: Waker, shutdown: watch::Receiver<bool>) ->
         flush_interval: Duration::from_millis(config.flush_interval_ms),
         max_batch_bytes: config.max_batch_bytes,
         refresh_interval: Duration::from_millis(config.refresh_interval_ms),
+        max_lock_wait: Duration::from_millis(config.request_timeout_ms),
     };
     let watermarks = Watermarks::default();
     let topics = TopicCache::default();

@@ -1,9 +1,11 @@
 //! The Postgres storage engine: [`storage::PgStorage`] implements the core's `Storage`
 //! trait with SPI, [`copy_in`] feeds the group-commit writer's rows to COPY,
-//! [`index_read`] reads Fetch's messages straight off the primary key index, and
+//! [`index_read`] reads Fetch's messages straight off the primary key index,
+//! [`partition_lock`] is the append lock the writer and `kafka.produce()` share, and
 //! [`storage::TransactionRunner`] runs each unit of storage work in its own transaction.
 //! Main thread only.
 
 pub mod copy_in;
 pub mod index_read;
+pub mod partition_lock;
 pub mod storage;

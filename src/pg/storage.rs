@@ -80,7 +80,7 @@ pub(super) fn database_error(e: impl std::fmt::Display) -> StorageError {
 }
 
 /// Rows of `(id, name, topic_uuid, partitions, max.message.bytes config)` as topics.
-fn topics_from(rows: SpiTupleTable<'_>) -> Result<Vec<Topic>, StorageError> {
+pub(crate) fn topics_from(rows: SpiTupleTable<'_>) -> Result<Vec<Topic>, StorageError> {
     let mut topics = Vec::with_capacity(rows.len());
     for row in rows {
         let uuid: pgrx::Uuid = row.get(3).map_err(database_error)?.ok_or_else(|| database_error("null topic_uuid"))?;
@@ -170,6 +170,17 @@ impl Storage for PgStorage {
             let rows = client.select(NEXT_OFFSET, Some(1), &[topic_id.into(), partition.into()]).map_err(database_error)?;
             rows.first().get_one::<i64>().map_err(database_error)?.ok_or_else(|| database_error("no next offset"))
         })
+    }
+
+    fn try_lock_partition(&mut self, topic_id: i32, partition: i32) -> Result<bool, StorageError> {
+        let locked = super::partition_lock::try_lock(topic_id, partition);
+        // SQL sessions about to take the lock let the writer have a turn while it waits.
+        if locked {
+            crate::outbox::appends::granted((topic_id, partition));
+        } else {
+            crate::outbox::appends::want((topic_id, partition));
+        }
+        Ok(locked)
     }
 
     fn append(&mut self, rows: &MessageRows) -> Result<(), StorageError> {

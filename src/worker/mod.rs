@@ -6,7 +6,8 @@
 //!   pg_kafka_core::service::start: bind, assemble the broker, start the network thread
 //!   keep pg_kafka.readers reader processes (reader.rs) running for Fetch's reads
 //!   loop: WaitLatchOrSocket(latch, wakeup eventfd, 250 ms)
-//!           → StorageSide::turn: queued storage jobs, group commit, refresh, retention,
+//!           → StorageSide::turn: what SQL sessions produced (kafka.produce sets the latch),
+//!             queued storage jobs, group commit, refresh, retention,
 //!             each in its own transaction (TransactionRunner)
 //!           → copy queued log lines into the server log
 //!   on SIGTERM: stop accepting, keep serving jobs until connections finish
@@ -74,7 +75,7 @@ pub extern "C-unwind" fn pg_kafka_worker_main(_arg: pg_sys::Datum) {
     };
     let notify = wakeup.clone();
     let wake: Waker = Arc::new(move || notify.notify());
-    let (server, storage_side, listeners) = match service::start(config.clone(), wake) {
+    let (server, mut storage_side, listeners) = match service::start(config.clone(), wake) {
         Ok(started) => started,
         Err(e) => {
             log!("pg_kafka: cannot start the Kafka listeners: {e}; retrying in {RESTART_SECONDS}s");
@@ -83,6 +84,10 @@ pub extern "C-unwind" fn pg_kafka_worker_main(_arg: pg_sys::Datum) {
     };
     log!("pg_kafka: listening for Kafka clients on {listeners} (database \"{}\")", config.database);
 
+    // kafka.produce() in SQL sessions: what they committed reaches the writer's counters
+    // and Fetch's watermarks at once (they set this process's latch).
+    storage_side.set_sql_log(Arc::new(crate::outbox::appends::since));
+    crate::outbox::appends::attach_worker();
     let runner = TransactionRunner::new(config.statement_timeout_ms);
     let connections = crate::connections::Publisher::default();
     let readers = reader::Keeper::new(if config.reader_socket.is_empty() { 0 } else { config.readers });
@@ -106,6 +111,7 @@ pub extern "C-unwind" fn pg_kafka_worker_main(_arg: pg_sys::Datum) {
     // queue fails its jobs too. Their connections are closing.
     main.storage_side.fail_pending();
     crate::connections::clear();
+    crate::outbox::appends::detach_worker();
     main.forward_logs();
     log!("pg_kafka: stopped{}", if finished { "" } else { " (network thread did not finish in time)" });
     exit_to_be_restarted();

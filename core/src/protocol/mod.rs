@@ -2,6 +2,7 @@
 //!
 //! - [`frame`]: the 4-byte size prefix, read without allocating what a client merely announces.
 //! - [`header`]: request headers in, response headers out, for every header version.
+//! - [`partitioner`]: Kafka's murmur2 key partitioner, for messages produced from SQL.
 //! - [`versions`]: the one table of APIs and versions we serve; ApiVersions and request
 //!   validation both read it.
 //! - [`shape`]: walks a request body against its schema before `kafka-protocol` decodes it,
@@ -10,6 +11,7 @@
 
 pub mod frame;
 pub mod header;
+pub mod partitioner;
 pub mod records;
 #[cfg(any(test, feature = "testing"))]
 pub mod samples;

@@ -243,6 +243,49 @@ fn read_headers(record: &mut Bytes) -> Result<Option<Bytes>, RecordsError> {
     Ok((count > 0).then(|| start.slice(..used)))
 }
 
+/// One record header: a key and a value that may be null.
+pub type Header = (Bytes, Option<Bytes>);
+
+/// Stored headers (as [`Record::headers`] keeps them: count, then key/value pairs) as pairs,
+/// in order. Refuses anything that is not exactly one well-formed header section.
+pub fn decode_headers(encoded: &[u8]) -> Result<Vec<Header>, RecordsError> {
+    let mut buf = Bytes::copy_from_slice(encoded);
+    let section = read_headers(&mut buf)?;
+    if buf.has_remaining() {
+        return Err(RecordsError::Corrupt("bytes after the headers"));
+    }
+    let Some(mut section) = section else { return Ok(Vec::new()) };
+    let count = read_varlong(&mut section)?;
+    (0..count)
+        .map(|_| {
+            let key = read_nullable_bytes(&mut section)?.ok_or(RecordsError::Corrupt("null header key"))?;
+            Ok((key, read_nullable_bytes(&mut section)?))
+        })
+        .collect()
+}
+
+/// Headers in the encoding [`Record::headers`] keeps; `None` when there are none (how
+/// `kafka.messages.headers` stores "no headers").
+pub fn encode_headers(headers: &[Header]) -> Option<Bytes> {
+    if headers.is_empty() {
+        return None;
+    }
+    let mut out = BytesMut::new();
+    write_varlong(&mut out, headers.len() as i64);
+    for (key, value) in headers {
+        write_varlong(&mut out, key.len() as i64);
+        out.put_slice(key);
+        match value {
+            Some(value) => {
+                write_varlong(&mut out, value.len() as i64);
+                out.put_slice(value);
+            }
+            None => write_varlong(&mut out, -1),
+        }
+    }
+    Some(out.freeze())
+}
+
 fn need(buf: &Bytes, n: usize) -> Result<(), RecordsError> {
     if buf.len() < n {
         Err(RecordsError::Corrupt("record truncated"))
@@ -554,5 +597,21 @@ mod tests {
         let mut bytes = encode_batch(0, &[]).to_vec();
         bytes[16] = 1;
         assert_eq!(decode_batches(Bytes::from(bytes), CAP), Err(RecordsError::UnsupportedMagic(1)));
+    }
+    #[test]
+    fn headers_round_trip_and_refuse_garbage() {
+        let headers: Vec<Header> = vec![
+            (Bytes::from_static(b"trace"), Some(Bytes::from_static(b"\x00\xffid"))),
+            (Bytes::from_static(b"empty"), None),
+            (Bytes::from_static(b"trace"), Some(Bytes::new())),
+        ];
+        let encoded = encode_headers(&headers).unwrap();
+        assert_eq!(decode_headers(&encoded).unwrap(), headers);
+        assert_eq!(encode_headers(&[]), None);
+        assert_eq!(decode_headers(&[0]).unwrap(), Vec::<Header>::new());
+        for bad in [&b""[..], &[2, 2, b'h'], &[1, 1], &[0, 0], &[0x80; 11]] {
+            assert!(decode_headers(bad).is_err(), "{bad:?}");
+        }
+        assert!(decode_headers(&[encoded.as_ref(), &[0]].concat()).is_err(), "trailing bytes");
     }
 }

@@ -26,6 +26,8 @@ pub struct MemoryStorage {
     pub fail_appends: bool,
     /// Rows for this (topic id, partition) are refused as a trigger would refuse them.
     pub refuse_partition: Option<(i32, i32)>,
+    /// Partitions whose append lock someone else holds (a SQL session, in tests).
+    pub locked_elsewhere: std::collections::HashSet<(i32, i32)>,
     /// Roles by name, as `pg_authid` would hold them.
     pub roles: BTreeMap<String, LoginRole>,
     pub acls: Vec<AclBinding>,
@@ -66,6 +68,10 @@ impl Storage for MemoryStorage {
         let last = (0..m.len()).filter(|&i| m.topic_ids[i] == topic_id && m.partitions[i] == partition).map(|i| m.offsets[i]).max();
         let log_start = self.log_starts.get(&(topic_id, partition)).copied().unwrap_or(0);
         Ok(last.map_or(0, |offset| offset + 1).max(log_start))
+    }
+
+    fn try_lock_partition(&mut self, topic_id: i32, partition: i32) -> Result<bool, StorageError> {
+        Ok(!self.locked_elsewhere.contains(&(topic_id, partition)))
     }
 
     fn append(&mut self, rows: &MessageRows) -> Result<(), StorageError> {

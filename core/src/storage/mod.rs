@@ -10,16 +10,20 @@
 //! - [`bridge`]: jobs to the storage thread, answered after their commit.
 //! - [`topics`]: the one cache of topics, with its invalidation.
 //! - [`watermarks`]: partition bounds in memory, for Fetch.
+//! - [`headers_json`]: stored record headers as SQL shows and takes them (JSON).
 //! - [`copy_binary`]: rows in COPY's binary format, as the Postgres engine inserts them.
 //! - [`reads`]: one Fetch's reads as a plan, run here or in a reader process.
 //! - [`readers`]: the reader processes' connections, for reads beside the group commit.
+//! - [`sql_appends`]: what SQL sessions produced, for the writer's counters and Fetch.
 
 pub mod bridge;
 pub mod copy_binary;
+pub mod headers_json;
 #[cfg(any(test, feature = "testing"))]
 pub mod memory;
 pub mod readers;
 pub mod reads;
+pub mod sql_appends;
 pub mod topics;
 pub mod watermarks;
 
@@ -176,6 +180,11 @@ pub trait Storage {
     /// The offset after the last message of a partition (0 when empty), read from the table.
     /// The writer calls this once per partition and counts in memory afterwards.
     fn next_offset(&mut self, topic_id: i32, partition: i32) -> Result<i64, StorageError>;
+    /// Takes the append lock of a partition for the rest of the caller's transaction, if
+    /// nobody else holds it; never waits. Whoever holds it decides the partition's next
+    /// offsets: the group-commit writer for one commit, or a SQL session that called
+    /// `kafka.produce()` until its transaction ends.
+    fn try_lock_partition(&mut self, topic_id: i32, partition: i32) -> Result<bool, StorageError>;
     /// Inserts the rows, all in the caller's transaction.
     fn append(&mut self, rows: &MessageRows) -> Result<(), StorageError>;
     /// Messages in offset order within `limit` (one index range scan).

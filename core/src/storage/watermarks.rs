@@ -69,8 +69,25 @@ impl Watermarks {
     /// Returns the partitions whose high watermark moved, with their new value.
     pub fn refresh(&self, storage: &mut dyn Storage) -> Result<Vec<(PartitionKey, i64)>, StorageError> {
         let known: Vec<(i32, i32)> = self.inner.bounds.read().keys().copied().collect();
+        self.reread_known(storage, &known)
+    }
+
+    /// Re-reads those of `partitions` that are known (a SQL session wrote them). Returns
+    /// whether any high watermark moved.
+    pub fn reread(&self, storage: &mut dyn Storage, partitions: &[PartitionKey]) -> Result<bool, StorageError> {
+        let known: Vec<PartitionKey> = {
+            let bounds = self.inner.bounds.read();
+            let mut known: Vec<PartitionKey> = partitions.iter().copied().filter(|key| bounds.contains_key(key)).collect();
+            known.sort_unstable();
+            known.dedup();
+            known
+        };
+        Ok(!self.reread_known(storage, &known)?.is_empty())
+    }
+
+    fn reread_known(&self, storage: &mut dyn Storage, known: &[PartitionKey]) -> Result<Vec<(PartitionKey, i64)>, StorageError> {
         let mut moved = Vec::new();
-        for key in known {
+        for &key in known {
             let fresh = read_bounds(storage, key.0, key.1)?;
             let mut map = self.inner.bounds.write();
             let Some(bounds) = map.get_mut(&key) else { continue };

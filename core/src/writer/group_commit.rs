@@ -18,6 +18,13 @@
 //!   loaded once from the table (`max(offset)+1`) and advanced in memory; when a write
 //!   fails, the counters it touched are forgotten and reloaded from the table next time,
 //!   so nothing that was rolled back leaves a gap or is handed out twice.
+//! - One offset scheme for Kafka and SQL producers: a write first takes the append lock of
+//!   every partition it writes (`Storage::try_lock_partition`, never waiting), the lock a
+//!   SQL session's `kafka.produce()` holds until its transaction ends. A job with a
+//!   partition locked elsewhere waits for a later flush (and so does every later job on
+//!   its partitions, keeping each partition's order); the others go ahead. Under the
+//!   locks, counters of partitions SQL sessions wrote since are dropped and re-read
+//!   ([`SqlAppendLog`]), so offsets stay gap-free and in commit order on both paths.
 //! - Topics arrive resolved (id, partitions, settings) by the Produce handler through the
 //!   [`TopicCache`]; an append resolved before the cache was invalidated (a topic deleted
 //!   or its configs changed) is checked against storage again, so no row is written under
@@ -26,7 +33,7 @@
 //!   [`JobRunner`], so the same code runs on `MemoryStorage` in unit tests.
 
 use std::collections::hash_map::Entry;
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -37,6 +44,7 @@ use tokio::sync::oneshot;
 use super::sequences::{ProducerBatch, SequenceCheck, Sequences};
 use crate::protocol::records::Record;
 use crate::storage::bridge::{JobRunner, Unavailable, Waker};
+use crate::storage::sql_appends::{SqlAppendLog, SqlAppends};
 use crate::storage::topics::TopicCache;
 use crate::storage::watermarks::Watermarks;
 use crate::storage::{postgres_timestamp_us, MessageRows, Storage, StorageError, Topic};
@@ -65,6 +73,7 @@ pub struct ProduceJob {
     appends: Vec<PartitionAppend>,
     bytes: usize,
     reply: oneshot::Sender<Vec<AppendResult>>,
+    queued_at: Instant,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -76,6 +85,9 @@ pub struct CommitSettings {
     /// How often to re-read partition bounds from the table, to notice rows that SQL
     /// sessions wrote (they do not pass through this writer).
     pub refresh_interval: Duration,
+    /// How long a job may wait for a partition whose append lock a SQL transaction holds
+    /// before it fails with REQUEST_TIMED_OUT.
+    pub max_lock_wait: Duration,
 }
 
 /// The handlers' end: submit appends, await their offsets.
@@ -103,7 +115,7 @@ impl CommitQueue {
     ) -> impl std::future::Future<Output = Result<Vec<AppendResult>, Unavailable>> + use<> {
         let (reply, result) = oneshot::channel();
         self.queued_bytes.fetch_add(bytes, Ordering::Relaxed);
-        let queued = match self.jobs.send(ProduceJob { appends, bytes, reply }) {
+        let queued = match self.jobs.send(ProduceJob { appends, bytes, reply, queued_at: Instant::now() }) {
             Ok(()) => {
                 (self.wake)();
                 Ok(())
@@ -140,6 +152,15 @@ pub struct GroupCommitter {
     rechecked: HashMap<i32, Option<Topic>>,
     /// Idempotent producers' sequence state.
     sequences: Sequences,
+    /// Jobs that found a partition locked by a SQL transaction, oldest first; they go
+    /// before anything newer.
+    deferred: VecDeque<ProduceJob>,
+    /// What SQL sessions produced; `None` where nothing but this writer appends.
+    sql_log: Option<SqlAppendLog>,
+    /// The [`SqlAppendLog`] generation the counters have caught up with.
+    counters_seen: u64,
+    /// The [`SqlAppendLog`] generation the watermarks have caught up with.
+    watermarks_seen: u64,
 }
 
 pub fn channel(settings: CommitSettings, wake: Waker, watermarks: Watermarks, topics: TopicCache) -> (CommitQueue, GroupCommitter) {
@@ -158,11 +179,19 @@ pub fn channel(settings: CommitSettings, wake: Waker, watermarks: Watermarks, to
         topics,
         rechecked: HashMap::new(),
         sequences: Sequences::default(),
+        deferred: VecDeque::new(),
+        sql_log: None,
+        counters_seen: 0,
+        watermarks_seen: 0,
     };
     (queue, committer)
 }
 
 /// Where each append of a flush goes, decided before the insert.
+/// A job's outcome in one write: its results, or `None` when it must wait for a partition
+/// locked elsewhere.
+type JobOutcome = Option<Vec<AppendResult>>;
+
 enum Placement {
     Rows { base_offset: i64 },
     Refused(ResponseError),
@@ -172,7 +201,7 @@ impl GroupCommitter {
     /// Flushes if a flush is due. Returns how long until the next one is due while work is
     /// queued (the main loop sleeps no longer than that), `None` when idle.
     pub fn poll(&mut self, runner: &mut dyn JobRunner) -> Option<Duration> {
-        if self.jobs.is_empty() {
+        if self.jobs.is_empty() && self.deferred.is_empty() {
             return None;
         }
         let now = Instant::now();
@@ -183,9 +212,42 @@ impl GroupCommitter {
         }
         self.last_flush = Some(now);
         let jobs = self.drain();
-        let results = self.write_isolating(runner, &jobs);
-        acknowledge(jobs, results);
-        (!self.jobs.is_empty()).then_some(self.settings.flush_interval)
+        let outcomes = self.write_isolating(runner, &jobs);
+        self.acknowledge(jobs, outcomes);
+        (!self.jobs.is_empty() || !self.deferred.is_empty()).then_some(self.settings.flush_interval.max(MIN_RETRY_INTERVAL))
+    }
+
+    /// Reads SQL sessions' news to the writer; Fetch watermarks of the partitions they
+    /// wrote move up at once and waiting long polls wake. Cheap when nothing changed (one
+    /// look at the log, no transaction).
+    pub fn catch_up_with_sql(&mut self, runner: &mut dyn JobRunner) {
+        let Some(log) = &self.sql_log else { return };
+        let news = log(self.watermarks_seen);
+        if !news.moved_since(self.watermarks_seen) {
+            return;
+        }
+        let mut moved = false;
+        let reread = runner.run(&mut |storage| {
+            moved = match &news.partitions {
+                Some(partitions) => self.watermarks.reread(storage, partitions)?,
+                None => !self.watermarks.refresh(storage)?.is_empty(),
+            };
+            Ok(())
+        });
+        if reread.is_ok() {
+            self.watermarks_seen = news.generation;
+            if moved {
+                self.watermarks.notify();
+            }
+        }
+    }
+
+    /// Where SQL sessions' appends are recorded (the worker's shared memory).
+    pub fn set_sql_log(&mut self, log: SqlAppendLog) {
+        let now = log(0).generation;
+        self.counters_seen = now;
+        self.watermarks_seen = now;
+        self.sql_log = Some(log);
     }
 
     /// Re-reads partition bounds if the refresh interval has passed: watermarks move up to
@@ -228,28 +290,28 @@ impl GroupCommitter {
 
     /// True once every queue handle is gone and nothing is left to write.
     pub fn is_disconnected(&self) -> bool {
-        self.jobs.is_disconnected() && self.jobs.is_empty()
+        self.jobs.is_disconnected() && self.jobs.is_empty() && self.deferred.is_empty()
     }
 
     /// Stops accepting work: jobs still queued fail with KAFKA_STORAGE_ERROR at once.
     pub fn fail_pending(&mut self) {
         let jobs = self.drain_all();
         let results = all_failed(&jobs);
-        acknowledge(jobs, results);
+        self.acknowledge(jobs, results);
     }
 
     fn drain_all(&mut self) -> Vec<ProduceJob> {
-        let jobs: Vec<ProduceJob> = self.jobs.try_iter().collect();
+        let jobs: Vec<ProduceJob> = self.deferred.drain(..).chain(self.jobs.try_iter()).collect();
         self.queued_bytes.fetch_sub(jobs.iter().map(|j| j.bytes).sum(), Ordering::Relaxed);
         jobs
     }
 
-    /// Takes queued jobs, up to `max_batch_bytes` (always at least one).
+    /// Takes deferred, then queued jobs, up to `max_batch_bytes` (always at least one).
     fn drain(&mut self) -> Vec<ProduceJob> {
         let mut jobs = Vec::new();
         let mut bytes = 0;
         while bytes < self.settings.max_batch_bytes {
-            let Ok(job) = self.jobs.try_recv() else { break };
+            let Some(job) = self.deferred.pop_front().or_else(|| self.jobs.try_recv().ok()) else { break };
             bytes += job.bytes;
             jobs.push(job);
         }
@@ -257,19 +319,42 @@ impl GroupCommitter {
         jobs
     }
 
+    /// Answers the producers of a flush (called only after its transaction ended); jobs
+    /// that waited for a locked partition go back to the front of the queue, unless they
+    /// have waited too long.
+    fn acknowledge(&mut self, jobs: Vec<ProduceJob>, outcomes: Vec<JobOutcome>) {
+        let mut waiting = Vec::new();
+        for (job, outcome) in jobs.into_iter().zip(outcomes) {
+            match outcome {
+                Some(results) => {
+                    // A producer that went away (connection closed) no longer needs its answer.
+                    let _ = job.reply.send(results);
+                }
+                None if job.queued_at.elapsed() >= self.settings.max_lock_wait => {
+                    let _ = job.reply.send(vec![Err(ResponseError::RequestTimedOut); job.appends.len()]);
+                }
+                None => waiting.push(job),
+            }
+        }
+        self.queued_bytes.fetch_add(waiting.iter().map(|j| j.bytes).sum(), Ordering::Relaxed);
+        for job in waiting.into_iter().rev() {
+            self.deferred.push_front(job);
+        }
+    }
+
     /// Writes every job in one transaction; if that fails on a data error (a trigger or a
     /// constraint refusing some producer's rows), writes each job in a transaction of its
     /// own, so that only the producers whose rows caused it fail. Failures that are not
     /// about the data (a lock timeout, say) would fail every job again: those fail the
     /// whole group at once.
-    fn write_isolating(&mut self, runner: &mut dyn JobRunner, jobs: &[ProduceJob]) -> Vec<Vec<AppendResult>> {
+    fn write_isolating(&mut self, runner: &mut dyn JobRunner, jobs: &[ProduceJob]) -> Vec<JobOutcome> {
         match self.write(runner, jobs) {
             Err(e) if jobs.len() > 1 && is_data_error(&e) => {
                 let mut results = Vec::with_capacity(jobs.len());
                 for job in jobs {
                     results.push(match self.write(runner, std::slice::from_ref(job)) {
-                        Ok(mut alone) => alone.pop().unwrap_or_default(),
-                        Err(_) => all_failed_one(job),
+                        Ok(mut alone) => alone.pop().flatten(),
+                        Err(_) => Some(all_failed_one(job)),
                     });
                 }
                 results
@@ -279,21 +364,32 @@ impl GroupCommitter {
         }
     }
 
-    /// Assigns offsets and writes every job's rows in one transaction.
-    fn write(&mut self, runner: &mut dyn JobRunner, jobs: &[ProduceJob]) -> Result<Vec<Vec<AppendResult>>, StorageError> {
+    /// Assigns offsets and writes the rows of every job whose partitions it could lock, in
+    /// one transaction.
+    fn write(&mut self, runner: &mut dyn JobRunner, jobs: &[ProduceJob]) -> Result<Vec<JobOutcome>, StorageError> {
         self.forget_changed_topics();
         // Partitions whose counter this write loaded or moved.
         let mut touched = HashSet::new();
         let mut results = Vec::new();
         let committed = runner.run(&mut |storage| {
+            let writable = lock_partitions(storage, jobs)?;
+            self.forget_counters_sql_moved();
             let mut rows = MessageRows::default();
             results = jobs
                 .iter()
-                .map(|job| job.appends.iter().map(|append| self.place(storage, append, &mut rows, &mut touched)).collect())
-                .collect::<Result<Vec<Vec<_>>, StorageError>>()?
-                .into_iter()
-                .map(|placements: Vec<Placement>| placements.into_iter().map(placement_result).collect())
-                .collect();
+                .zip(writable)
+                .map(|(job, writable)| {
+                    if !writable {
+                        return Ok(None);
+                    }
+                    let placements = job
+                        .appends
+                        .iter()
+                        .map(|append| self.place(storage, append, &mut rows, &mut touched))
+                        .collect::<Result<Vec<Placement>, StorageError>>()?;
+                    Ok(Some(placements.into_iter().map(placement_result).collect()))
+                })
+                .collect::<Result<Vec<JobOutcome>, StorageError>>()?;
             if !rows.is_empty() {
                 storage.append(&rows)?;
             }
@@ -312,6 +408,24 @@ impl GroupCommitter {
         self.next_offsets.retain(|key, _| !touched.contains(key));
         self.sequences.rolled_back();
         committed.map(|()| results)
+    }
+
+    /// Drops the counters of partitions SQL sessions wrote since the last look; they are
+    /// re-read from the table (under the append lock this write holds). Called before any
+    /// placement of the write, so no counter it moved is dropped.
+    fn forget_counters_sql_moved(&mut self) {
+        let Some(log) = &self.sql_log else { return };
+        let SqlAppends { generation, partitions } = log(self.counters_seen);
+        if generation == self.counters_seen {
+            return;
+        }
+        self.counters_seen = generation;
+        match partitions {
+            Some(partitions) => partitions.iter().for_each(|key| {
+                self.next_offsets.remove(key);
+            }),
+            None => self.next_offsets.clear(),
+        }
     }
 
     /// Drops cached topics (and what hangs off their ids) after a topic was deleted or
@@ -402,6 +516,36 @@ impl GroupCommitter {
     }
 }
 
+/// Takes the append lock of every partition the jobs write, in order; a job with a
+/// partition locked elsewhere is not writable now, and neither is any later job that
+/// shares a partition with it (each partition's appends keep their order). Returns, per
+/// job, whether it may be written in this transaction.
+fn lock_partitions(storage: &mut dyn Storage, jobs: &[ProduceJob]) -> Result<Vec<bool>, StorageError> {
+    let mut locked: HashSet<(i32, i32)> = HashSet::new();
+    let mut blocked: HashSet<(i32, i32)> = HashSet::new();
+    let mut writable = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        let keys: Vec<(i32, i32)> = job.appends.iter().map(|a| (a.topic.id, a.partition)).collect();
+        let mut free = !keys.iter().any(|key| blocked.contains(key));
+        for key in &keys {
+            if !free {
+                break;
+            }
+            if !locked.contains(key) {
+                free = storage.try_lock_partition(key.0, key.1)?;
+                if free {
+                    locked.insert(*key);
+                }
+            }
+        }
+        if !free {
+            blocked.extend(keys);
+        }
+        writable.push(free);
+    }
+    Ok(writable)
+}
+
 fn placement_result(placement: Placement) -> AppendResult {
     match placement {
         Placement::Rows { base_offset } => Ok(base_offset),
@@ -410,8 +554,8 @@ fn placement_result(placement: Placement) -> AppendResult {
 }
 
 /// Every append of every job failed with KAFKA_STORAGE_ERROR (nothing was written).
-fn all_failed(jobs: &[ProduceJob]) -> Vec<Vec<AppendResult>> {
-    jobs.iter().map(all_failed_one).collect()
+fn all_failed(jobs: &[ProduceJob]) -> Vec<JobOutcome> {
+    jobs.iter().map(|job| Some(all_failed_one(job))).collect()
 }
 
 fn all_failed_one(job: &ProduceJob) -> Vec<AppendResult> {
@@ -429,13 +573,8 @@ fn is_data_error(error: &StorageError) -> bool {
     }
 }
 
-/// Answers every producer of a flush. Called only after the transaction ended.
-fn acknowledge(jobs: Vec<ProduceJob>, results: Vec<Vec<AppendResult>>) {
-    for (job, result) in jobs.into_iter().zip(results) {
-        // A producer that went away (connection closed) no longer needs its answer.
-        let _ = job.reply.send(result);
-    }
-}
+/// How soon jobs waiting for a partition lock are tried again, at the earliest.
+const MIN_RETRY_INTERVAL: Duration = Duration::from_millis(1);
 
 #[cfg(test)]
 mod tests {
@@ -449,6 +588,7 @@ mod tests {
             flush_interval: Duration::from_millis(flush_ms),
             max_batch_bytes: 1 << 20,
             refresh_interval: Duration::from_secs(60),
+            max_lock_wait: Duration::from_secs(30),
         }
     }
 
@@ -689,5 +829,86 @@ mod tests {
         let handles = submit_all(&queue, vec![vec![append("t", 0, 1)]]).await;
         committer.poll(&mut runner);
         assert_eq!(handles.into_iter().next().unwrap().await.unwrap(), vec![Ok(3)], "no collision with the SQL row");
+    }
+
+    /// A row that a SQL session appended behind the writer's back.
+    fn sql_row(partition: i32, offset: i64) -> MessageRows {
+        MessageRows {
+            topic_ids: vec![1],
+            partitions: vec![partition],
+            offsets: vec![offset],
+            timestamps_ms: vec![0],
+            keys: vec![None],
+            values: vec![None],
+            headers: vec![None],
+        }
+    }
+
+    #[tokio::test]
+    async fn a_partition_locked_by_sql_holds_back_its_jobs_in_order_and_nothing_else() {
+        let (queue, mut committer) = channel(settings(0), Arc::new(|| {}), Watermarks::default(), TopicCache::default());
+        let mut runner = runner_with_topic(2);
+        runner.0.locked_elsewhere.insert((1, 0));
+        // Job 1 waits for partition 0; job 2 (partition 1) goes ahead; job 3 writes both and
+        // waits behind job 1, and job 4 (partition 1) waits behind job 3.
+        let handles = submit_all(
+            &queue,
+            vec![vec![append("t", 0, 2)], vec![append("t", 1, 3)], vec![append("t", 1, 1), append("t", 0, 1)], vec![append("t", 1, 1)]],
+        )
+        .await;
+        assert!(committer.poll(&mut runner).is_some(), "held-back jobs ask for another flush");
+        assert_eq!(runner.0.messages.offsets, vec![0, 1, 2], "only job 2 was written");
+        assert!(committer.poll(&mut runner).is_some());
+        assert_eq!(runner.0.messages.len(), 3, "still locked");
+        // The SQL transaction committed two rows on partition 0 and released the lock.
+        runner.0.append(&sql_row(0, 0)).unwrap();
+        runner.0.append(&sql_row(0, 1)).unwrap();
+        runner.0.locked_elsewhere.clear();
+        assert_eq!(committer.poll(&mut runner), None);
+        let mut answers = Vec::new();
+        for handle in handles {
+            answers.push(handle.await.unwrap());
+        }
+        assert_eq!(answers, vec![vec![Ok(2)], vec![Ok(0)], vec![Ok(3), Ok(4)], vec![Ok(4)]]);
+    }
+
+    #[tokio::test]
+    async fn a_job_held_back_longer_than_the_limit_times_out() {
+        let mut short = settings(0);
+        short.max_lock_wait = Duration::ZERO;
+        let (queue, mut committer) = channel(short, Arc::new(|| {}), Watermarks::default(), TopicCache::default());
+        let mut runner = runner_with_topic(1);
+        runner.0.locked_elsewhere.insert((1, 0));
+        let handles = submit_all(&queue, vec![vec![append("t", 0, 1)]]).await;
+        assert_eq!(committer.poll(&mut runner), None);
+        assert_eq!(handles.into_iter().next().unwrap().await.unwrap(), vec![Err(ResponseError::RequestTimedOut)]);
+        assert!(runner.0.messages.is_empty());
+    }
+
+    #[tokio::test]
+    async fn counters_and_watermarks_follow_what_sql_sessions_produced() {
+        let watermarks = Watermarks::default();
+        let (queue, mut committer) = channel(settings(0), Arc::new(|| {}), watermarks.clone(), TopicCache::default());
+        let ring = Arc::new(parking_lot::Mutex::new(crate::storage::sql_appends::AppendRing::default()));
+        let log_ring = ring.clone();
+        committer.set_sql_log(Arc::new(move |seen| log_ring.lock().since(seen)));
+        let mut runner = runner_with_topic(2);
+        let handles = submit_all(&queue, vec![vec![append("t", 0, 2), append("t", 1, 1)]]).await;
+        committer.poll(&mut runner);
+        assert_eq!(handles.into_iter().next().unwrap().await.unwrap(), vec![Ok(0), Ok(0)]);
+        watermarks.load(&mut runner.0, &[(1, 0)]).unwrap();
+        // A SQL session appends offsets 2 and 3 of partition 0 and records it at commit.
+        runner.0.append(&sql_row(0, 2)).unwrap();
+        runner.0.append(&sql_row(0, 3)).unwrap();
+        ring.lock().push(&[(1, 0)]);
+        let changed = watermarks.changed();
+        tokio::pin!(changed);
+        changed.as_mut().enable();
+        committer.catch_up_with_sql(&mut runner);
+        tokio::time::timeout(Duration::from_secs(1), changed).await.expect("long polls woken");
+        assert_eq!(watermarks.get(1, 0).map(|b| b.high), Some(4));
+        let handles = submit_all(&queue, vec![vec![append("t", 0, 1), append("t", 1, 1)]]).await;
+        committer.poll(&mut runner);
+        assert_eq!(handles.into_iter().next().unwrap().await.unwrap(), vec![Ok(4), Ok(1)], "partition 0 re-read, 1 from memory");
     }
 }

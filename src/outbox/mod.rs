@@ -1,0 +1,324 @@
+//! `kafka.produce()`: messages written from SQL, in the caller's transaction (a
+//! transactional outbox without an outbox table).
+//!
+//! A message becomes visible to Kafka consumers when the calling transaction commits, and
+//! never if it rolls back. Offsets stay gap-free and in commit order beside the
+//! group-commit writer because both obey one scheme: whoever appends to a partition holds
+//! its append lock ([`crate::pg::partition_lock`]) and continues from what is committed.
+//! A SQL session takes it at its first message to a partition and keeps it until its
+//! transaction ends, so a second session (or the writer, which never waits for it and
+//! retries at its next flush) continues only after that commit or rollback. At commit the
+//! session records its partitions in shared memory and wakes the worker ([`appends`]).
+//!
+//! Who may call it: roles with INSERT on `kafka.messages`, or whose Kafka ACLs allow
+//! WRITE on the topic (for `User:<role>` or a role it is a member of). The table work
+//! itself then runs as the bootstrap superuser, like the worker's.
+
+pub mod appends;
+
+use std::cell::RefCell;
+use std::collections::{HashMap, HashSet};
+
+use pg_kafka_core::protocol::partitioner::partition_for_key;
+use pg_kafka_core::security::acl::{is_allowed, Operation, ResourceType};
+use pg_kafka_core::storage::headers_json::headers_from_json;
+use pg_kafka_core::storage::watermarks::PartitionKey;
+use pg_kafka_core::storage::{Storage, Topic};
+use pgrx::datum::TimestampWithTimeZone;
+use pgrx::prelude::*;
+use pgrx::JsonB;
+
+use crate::pg::partition_lock;
+use crate::pg::storage::{topics_from, PgStorage};
+
+const TOPIC_FOR_PRODUCE: &str = include_str!("../../sql/queries/topic_for_produce.sql");
+const PRODUCE_ROW: &str = include_str!("../../sql/queries/produce_row.sql");
+
+/// What this backend's current transaction has produced.
+#[derive(Default)]
+struct Produced {
+    /// Topics looked up (and authorized) in this transaction, by name.
+    topics: HashMap<String, Topic>,
+    /// Next offset of each partition whose append lock this transaction holds.
+    next_offsets: HashMap<PartitionKey, i64>,
+    /// Partitions written, for the worker (recorded at commit).
+    written: HashSet<PartitionKey>,
+    /// The partition each topic's keyless messages go to in this transaction.
+    sticky: HashMap<i32, i32>,
+}
+
+thread_local! {
+    static PRODUCED: RefCell<Option<Produced>> = const { RefCell::new(None) };
+}
+
+/// One message to produce, as the SQL function got it.
+struct Message<'a> {
+    key: Option<&'a [u8]>,
+    value: Option<&'a [u8]>,
+    headers: Option<Vec<u8>>,
+    partition: Option<i32>,
+    timestamp: Option<TimestampWithTimeZone>,
+}
+
+impl Message<'_> {
+    fn bytes(&self) -> usize {
+        self.key.map_or(0, <[u8]>::len) + self.value.map_or(0, <[u8]>::len) + self.headers.as_ref().map_or(0, Vec::len)
+    }
+}
+
+fn produce(topic: &str, message: Message<'_>) -> i64 {
+    register_callbacks();
+    let topic = writable_topic(topic);
+    if message.bytes() > usize::try_from(topic.max_message_bytes).unwrap_or(0) {
+        ereport!(
+            ERROR,
+            PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED,
+            format!(
+                "message of {} bytes is larger than topic \"{}\" accepts (max.message.bytes {})",
+                message.bytes(),
+                topic.name,
+                topic.max_message_bytes
+            )
+        );
+    }
+    let partition = choose_partition(&topic, &message);
+    let key = (topic.id, partition);
+    let held = with_produced(|p| p.next_offsets.get(&key).copied());
+    if held.is_none() {
+        appends::yield_to_writer(key);
+    }
+    partition_lock::lock(topic.id, partition);
+    let offset = held.unwrap_or_else(|| stored_next_offset(topic.id, partition));
+    as_bootstrap_superuser(|| insert_row(topic.id, partition, offset, &message));
+    with_produced(|p| {
+        p.next_offsets.insert(key, offset + 1);
+        p.written.insert(key);
+    });
+    offset
+}
+
+fn with_produced<R>(f: impl FnOnce(&mut Produced) -> R) -> R {
+    PRODUCED.with(|cell| f(cell.borrow_mut().get_or_insert_with(Produced::default)))
+}
+
+/// The topic, looked up once per transaction (and locked against deletion until it
+/// ends), if the caller may write it.
+fn writable_topic(name: &str) -> Topic {
+    if let Some(topic) = with_produced(|p| p.topics.get(name).cloned()) {
+        return topic;
+    }
+    let may_insert = Spi::get_one::<bool>("SELECT has_table_privilege('kafka.messages', 'INSERT')").ok().flatten().unwrap_or(false);
+    let (topic, acl_allows) = as_bootstrap_superuser(|| {
+        let topic =
+            Spi::connect(|client| client.select(TOPIC_FOR_PRODUCE, Some(1), &[name.into()]).ok().and_then(|rows| topics_from(rows).ok()))
+                .and_then(|mut topics| topics.pop());
+        let acl_allows = !may_insert && topic.is_some() && acls_allow_write(name);
+        (topic, acl_allows)
+    });
+    if !may_insert && !acl_allows {
+        ereport!(ERROR, PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE, format!("permission denied to produce to topic \"{name}\""));
+    }
+    let Some(topic) = topic else {
+        ereport!(ERROR, PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT, format!("topic \"{name}\" does not exist"));
+    };
+    with_produced(|p| p.topics.insert(name.to_owned(), topic.clone()));
+    topic
+}
+
+/// Whether the Kafka ACLs let the current role WRITE `topic` (as `User:<role>` or any
+/// role it is a member of, from any host).
+fn acls_allow_write(topic: &str) -> bool {
+    // SAFETY: the role this function runs for, and its name (palloc'd, copied).
+    let role = unsafe { std::ffi::CStr::from_ptr(pg_sys::GetUserNameFromId(session_role(), false)) }.to_string_lossy().into_owned();
+    let mut storage = PgStorage;
+    let (Ok(acls), Ok(principals)) = (storage.acls(), storage.principals(&[role])) else { return false };
+    principals.first().is_some_and(|principal| is_allowed(&acls, principal, "*", Operation::Write, (ResourceType::Topic, topic)))
+}
+
+/// The role the caller runs as (before [`as_bootstrap_superuser`] switched it).
+fn session_role() -> pg_sys::Oid {
+    CALLER.with(|caller| caller.get()).unwrap_or_else(|| unsafe { pg_sys::GetUserId() })
+}
+
+thread_local! {
+    static CALLER: std::cell::Cell<Option<pg_sys::Oid>> = const { std::cell::Cell::new(None) };
+}
+
+/// Runs `f` as the bootstrap superuser (the worker's role), in a restricted security
+/// context; an ERROR inside is cleaned up by the (sub)transaction's abort, which restores
+/// the user.
+fn as_bootstrap_superuser<R>(f: impl FnOnce() -> R) -> R {
+    let (mut user, mut context) = (pg_sys::Oid::INVALID, 0);
+    // SAFETY: reading and setting the current user, as SECURITY DEFINER functions do.
+    unsafe {
+        pg_sys::GetUserIdAndSecContext(&mut user, &mut context);
+        let restricted = (pg_sys::SECURITY_LOCAL_USERID_CHANGE | pg_sys::SECURITY_RESTRICTED_OPERATION) as i32;
+        pg_sys::SetUserIdAndSecContext(pg_sys::Oid::from(pg_sys::BOOTSTRAP_SUPERUSERID), context | restricted);
+    }
+    let outer = CALLER.with(|caller| caller.replace(Some(user)));
+    let result = f();
+    CALLER.with(|caller| caller.set(outer));
+    // SAFETY: as above.
+    unsafe { pg_sys::SetUserIdAndSecContext(user, context) };
+    result
+}
+
+/// The partition asked for, else Kafka's murmur2 choice for the key, else this
+/// transaction's partition for the topic's keyless messages (sticky, like Kafka's
+/// producers; chosen at random once).
+fn choose_partition(topic: &Topic, message: &Message<'_>) -> i32 {
+    match (message.partition, message.key) {
+        (Some(partition), _) if (0..topic.partitions).contains(&partition) => partition,
+        (Some(partition), _) => {
+            ereport!(
+                ERROR,
+                PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+                format!("topic \"{}\" has no partition {partition} (it has {})", topic.name, topic.partitions)
+            );
+        }
+        (None, Some(key)) => partition_for_key(key, topic.partitions),
+        (None, None) => with_produced(|p| *p.sticky.entry(topic.id).or_insert_with(|| random_below(topic.partitions))),
+    }
+}
+
+fn random_below(n: i32) -> i32 {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+    // SAFETY: reading a backend global.
+    let pid = unsafe { pg_sys::MyProcPid } as u32;
+    ((nanos.wrapping_mul(2_654_435_761) ^ pid) as i32 & 0x7fff_ffff) % n.max(1)
+}
+
+/// The partition's next offset as committed now (and as this transaction's earlier
+/// messages left it): read under a snapshot taken after the append lock was granted, so
+/// that it sees the commit of whoever held the lock before, even in a REPEATABLE READ or
+/// SERIALIZABLE transaction whose own snapshot is older.
+fn stored_next_offset(topic_id: i32, partition: i32) -> i64 {
+    let query = std::ffi::CString::new(format!("SELECT kafka.high_watermark({topic_id}, {partition})")).expect("no NUL");
+    // SAFETY: SPI inside Spi::connect; the latest snapshot is pushed and popped around a
+    // read-only query (which then uses it); an ERROR aborts the (sub)transaction, which
+    // pops it.
+    as_bootstrap_superuser(|| unsafe {
+        pg_sys::CommandCounterIncrement();
+        pg_sys::PushActiveSnapshot(pg_sys::GetLatestSnapshot());
+        let next = Spi::connect(|_| {
+            let status = pg_sys::SPI_execute(query.as_ptr(), true, 1);
+            if status != pg_sys::SPI_OK_SELECT as i32 || pg_sys::SPI_processed != 1 {
+                return None;
+            }
+            let table = pg_sys::SPI_tuptable;
+            let mut is_null = false;
+            let datum = pg_sys::SPI_getbinval(*(*table).vals, (*table).tupdesc, 1, &mut is_null);
+            i64::from_datum(datum, is_null)
+        });
+        pg_sys::PopActiveSnapshot();
+        next.unwrap_or_else(|| error!("pg_kafka: cannot read the next offset of topic id {topic_id} partition {partition}"))
+    })
+}
+
+fn insert_row(topic_id: i32, partition: i32, offset: i64, message: &Message<'_>) {
+    let inserted = Spi::connect_mut(|client| {
+        client
+            .update(
+                PRODUCE_ROW,
+                None,
+                &[
+                    topic_id.into(),
+                    partition.into(),
+                    offset.into(),
+                    message.timestamp.into(),
+                    message.key.into(),
+                    message.value.into(),
+                    message.headers.as_deref().into(),
+                ],
+            )
+            .map(|_| ())
+    });
+    if let Err(e) = inserted {
+        error!("pg_kafka: cannot store the message: {e}");
+    }
+}
+
+/// Callbacks at the end of every transaction and subtransaction of this backend,
+/// registered at its first `kafka.produce()`.
+fn register_callbacks() {
+    thread_local! {
+        static REGISTERED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    }
+    if !REGISTERED.with(|r| r.replace(true)) {
+        // SAFETY: plain C callbacks, registered once for the backend's life.
+        unsafe {
+            pg_sys::RegisterXactCallback(Some(at_transaction_end), std::ptr::null_mut());
+            pg_sys::RegisterSubXactCallback(Some(at_subtransaction_end), std::ptr::null_mut());
+        }
+    }
+}
+
+/// Commit (or PREPARE): the worker learns which partitions moved, before the locks go.
+/// Abort: nothing was written. Must not raise an ERROR.
+#[pg_guard]
+unsafe extern "C-unwind" fn at_transaction_end(event: pg_sys::XactEvent::Type, _arg: *mut std::ffi::c_void) {
+    use pg_sys::XactEvent::*;
+    match event {
+        XACT_EVENT_COMMIT | XACT_EVENT_PREPARE => {
+            if let Some(produced) = PRODUCED.with(|cell| cell.borrow_mut().take()) {
+                appends::publish(&produced.written.into_iter().collect::<Vec<_>>());
+            }
+        }
+        XACT_EVENT_ABORT | XACT_EVENT_PARALLEL_ABORT => {
+            PRODUCED.with(|cell| cell.borrow_mut().take());
+        }
+        _ => {}
+    }
+}
+
+/// A rolled-back savepoint takes its rows and the locks it took with it: offsets and
+/// topics are looked up again (partitions written stay recorded; a spare wake-up is
+/// harmless).
+#[pg_guard]
+unsafe extern "C-unwind" fn at_subtransaction_end(
+    event: pg_sys::SubXactEvent::Type,
+    _mine: pg_sys::SubTransactionId,
+    _parent: pg_sys::SubTransactionId,
+    _arg: *mut std::ffi::c_void,
+) {
+    if event == pg_sys::SubXactEvent::SUBXACT_EVENT_ABORT_SUB {
+        PRODUCED.with(|cell| {
+            if let Some(produced) = cell.borrow_mut().as_mut() {
+                produced.next_offsets.clear();
+                produced.topics.clear();
+                produced.sticky.clear();
+            }
+        });
+    }
+}
+
+/// The SQL functions (declared in sql/outbox.sql).
+#[pg_schema]
+mod kafka {
+    use super::*;
+
+    /// `kafka.produce(topic, key bytea, value bytea, headers jsonb, partition, timestamp)`:
+    /// the message's offset. The text and jsonb overloads and the array form are SQL
+    /// functions calling this one.
+    #[pg_extern(volatile, parallel_unsafe, sql = false)]
+    pub fn produce(
+        topic: Option<&str>,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        headers: Option<JsonB>,
+        partition: Option<i32>,
+        timestamp: Option<TimestampWithTimeZone>,
+    ) -> i64 {
+        let Some(topic) = topic else {
+            ereport!(ERROR, PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED, "kafka.produce(): the topic must not be null");
+        };
+        let headers = match headers.map(|h| headers_from_json(&h.0)) {
+            None => None,
+            Some(Ok(encoded)) => encoded.map(|b| b.to_vec()),
+            Some(Err(e)) => {
+                ereport!(ERROR, PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, format!("kafka.produce(): {e}"));
+            }
+        };
+        super::produce(topic, Message { key, value, headers, partition, timestamp })
+    }
+}
