@@ -532,7 +532,8 @@ fn lock_partitions(storage: &mut dyn Storage, jobs: &[ProduceJob]) -> Result<Vec
                 break;
             }
             if !locked.contains(key) {
-                free = storage.try_lock_partition(key.0, key.1)?;
+                // Each lock takes a slot of Postgres's shared lock table until the commit.
+                free = locked.len() < MAX_PARTITIONS_PER_WRITE && storage.try_lock_partition(key.0, key.1)?;
                 if free {
                     locked.insert(*key);
                 }
@@ -572,6 +573,11 @@ fn is_data_error(error: &StorageError) -> bool {
         _ => false,
     }
 }
+
+/// Partitions one write locks at most; jobs beyond wait for the next flush. Postgres's
+/// shared lock table holds about `max_locks_per_transaction` × connections entries in all
+/// (6,400 with default settings), and a full one would fail the whole commit.
+const MAX_PARTITIONS_PER_WRITE: usize = 1024;
 
 /// How soon jobs waiting for a partition lock are tried again, at the earliest.
 const MIN_RETRY_INTERVAL: Duration = Duration::from_millis(1);
@@ -911,4 +917,19 @@ mod tests {
         committer.poll(&mut runner);
         assert_eq!(handles.into_iter().next().unwrap().await.unwrap(), vec![Ok(4), Ok(1)], "partition 0 re-read, 1 from memory");
     }
+
+    #[tokio::test]
+    async fn one_write_locks_at_most_its_share_of_the_lock_table() {
+        let (queue, mut committer) = channel(settings(0), Arc::new(|| {}), Watermarks::default(), TopicCache::default());
+        let mut runner = runner_with_topic(1100);
+        let wide = |partition| PartitionAppend { topic: Topic { partitions: 1100, ..resolved("t") }, ..append("t", partition, 1) };
+        let handles = submit_all(&queue, (0..1100).map(|p| vec![wide(p)]).collect()).await;
+        assert!(committer.poll(&mut runner).is_some(), "the rest waits for the next flush");
+        assert_eq!(runner.0.messages.len(), MAX_PARTITIONS_PER_WRITE);
+        assert_eq!(committer.poll(&mut runner), None);
+        for handle in handles {
+            assert_eq!(handle.await.unwrap(), vec![Ok(0)]);
+        }
+    }
+
 }
