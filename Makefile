@@ -27,6 +27,7 @@ E2E_PORT     ?= 59092
 E2E_SASL_PLAINTEXT_PORT ?= 59094
 E2E_SASL_SSL_PORT       ?= 59095
 E2E_SSL_PORT            ?= 59096
+E2E_METRICS_PORT        ?= 59098
 E2E_CERTS               ?= target/e2e-certs
 # e.g. E2E_ARGS='--test outbox' to run one end-to-end test binary
 E2E_ARGS                ?=
@@ -55,7 +56,7 @@ setup:
 UPGRADES := sql/pg_kafka--0.1.0--0.2.0.sql sql/pg_kafka--0.2.0--0.3.0.sql
 sql/pg_kafka--0.1.0--0.2.0.sql: sql/security.sql sql/connections.sql
 	{ echo "-- pg_kafka 0.1.0 to 0.2.0, written by make from $^"; cat $^; } > $@
-sql/pg_kafka--0.2.0--0.3.0.sql: sql/outbox.sql
+sql/pg_kafka--0.2.0--0.3.0.sql: sql/outbox.sql sql/monitor.sql
 	{ echo "-- pg_kafka 0.2.0 to 0.3.0, written by make from $^"; cat $^; } > $@
 
 install: setup $(UPGRADES)
@@ -127,12 +128,14 @@ e2e-test: install
 		"pg_kafka.ssl_key_file = '$(abspath $(E2E_CERTS))/server.key'" \
 		"pg_kafka.ssl_ca_file = '$(abspath $(E2E_CERTS))/ca.crt'" \
 		"pg_kafka.ssl_client_auth = 'requested'" \
-		"pg_kafka.sasl_plain_without_tls = on" > target/e2e-listeners.conf
+		"pg_kafka.sasl_plain_without_tls = on" \
+		"pg_kafka.metrics_listener = '127.0.0.1:$(E2E_METRICS_PORT)'" > target/e2e-listeners.conf
 	PGKAFKA_EXTRA_CONF=target/e2e-listeners.conf scripts/cluster.sh start $(E2E_DATA) $(E2E_PG_PORT) $(E2E_PORT)
 	PGKAFKA_E2E_BOOTSTRAP=127.0.0.1:$(E2E_PORT) PGKAFKA_E2E_PG_PORT=$(E2E_PG_PORT) \
 	PGKAFKA_E2E_DATA=$(abspath $(E2E_DATA)) PGKAFKA_E2E_CERTS=$(abspath $(E2E_CERTS)) \
 	PGKAFKA_E2E_SASL_PLAINTEXT=127.0.0.1:$(E2E_SASL_PLAINTEXT_PORT) PGKAFKA_E2E_SASL_SSL=127.0.0.1:$(E2E_SASL_SSL_PORT) \
 	PGKAFKA_E2E_SSL=127.0.0.1:$(E2E_SSL_PORT) PGKAFKA_E2E_EXTRA_CONF=$(abspath target/e2e-listeners.conf) \
+	PGKAFKA_E2E_METRICS=127.0.0.1:$(E2E_METRICS_PORT) \
 	PATH="$(PG_BIN):$$PATH" cargo test -p pg_kafka_e2e $(E2E_ARGS) --no-fail-fast -- --test-threads=4 --show-output; \
 	status=$$?; scripts/cluster.sh stop $(E2E_DATA); exit $$status
 

@@ -2,11 +2,9 @@
 //!
 //! The worker owns the connections; other backends cannot ask it. So the worker copies
 //! what its registry lists into a fixed table in shared memory (at most every
-//! [`PUBLISH_EVERY`], from its main loop), and `kafka.connections()` reads that table in
+//! [`crate::monitor::PUBLISH_EVERY`], from its main loop), and `kafka.connections()` reads that table in
 //! whatever backend calls it. Fixed sizes, because shared memory cannot grow: the first
 //! [`MAX_ROWS`] connections are listed, and text is cut to its field's size.
-
-use std::time::{Duration, Instant};
 
 use pg_kafka_core::broker::session::ConnectionInfo;
 use pgrx::prelude::*;
@@ -14,36 +12,9 @@ use pgrx::{pg_shmem_init, PGRXSharedMemory, PgLwLock};
 
 /// Connections listed at most (pg_kafka.max_connections defaults to 1000).
 pub const MAX_ROWS: usize = 1024;
-/// How often the worker republishes.
-pub const PUBLISH_EVERY: Duration = Duration::from_millis(200);
 
 const TEXT_BYTES: usize = 64;
-
-#[derive(Copy, Clone)]
-struct Text {
-    len: u8,
-    bytes: [u8; TEXT_BYTES],
-}
-
-impl Text {
-    const EMPTY: Text = Text { len: 0, bytes: [0; TEXT_BYTES] };
-
-    /// `value` cut to the field's size at a character boundary.
-    fn from(value: &str) -> Text {
-        let mut end = value.len().min(TEXT_BYTES);
-        while !value.is_char_boundary(end) {
-            end -= 1;
-        }
-        let mut text = Text::EMPTY;
-        text.bytes[..end].copy_from_slice(&value.as_bytes()[..end]);
-        text.len = end as u8;
-        text
-    }
-
-    fn as_str(&self) -> &str {
-        std::str::from_utf8(&self.bytes[..usize::from(self.len)]).unwrap_or_default()
-    }
-}
+type Text = crate::shared_text::Text<TEXT_BYTES>;
 
 #[derive(Copy, Clone)]
 struct Row {
@@ -53,6 +24,9 @@ struct Row {
     /// Empty before authentication.
     principal: Text,
     client_id: Text,
+    software_name: Text,
+    software_version: Text,
+    requests_in_flight: i64,
     connected_at_ms: i64,
 }
 
@@ -74,6 +48,9 @@ impl Default for Table {
             client_address: Text::EMPTY,
             principal: Text::EMPTY,
             client_id: Text::EMPTY,
+            software_name: Text::EMPTY,
+            software_version: Text::EMPTY,
+            requests_in_flight: 0,
             connected_at_ms: 0,
         };
         Table { count: 0, more: 0, rows: [empty; MAX_ROWS] }
@@ -87,23 +64,7 @@ pub fn init() {
     pg_shmem_init!(CONNECTIONS);
 }
 
-/// Publishes the worker's connections, at most every [`PUBLISH_EVERY`].
-#[derive(Default)]
-pub struct Publisher {
-    last: Option<Instant>,
-}
-
-impl Publisher {
-    pub fn publish_if_due(&mut self, connections: impl FnOnce() -> Vec<ConnectionInfo>) {
-        if self.last.is_some_and(|at| at.elapsed() < PUBLISH_EVERY) {
-            return;
-        }
-        self.last = Some(Instant::now());
-        publish(&connections());
-    }
-}
-
-fn publish(connections: &[ConnectionInfo]) {
+pub(crate) fn publish(connections: &[ConnectionInfo]) {
     let mut table = CONNECTIONS.exclusive();
     table.count = connections.len().min(MAX_ROWS);
     table.more = connections.len() - table.count;
@@ -114,6 +75,9 @@ fn publish(connections: &[ConnectionInfo]) {
             client_address: Text::from(&info.client_address),
             principal: Text::from(info.principal.as_deref().unwrap_or_default()),
             client_id: Text::from(info.client_id.as_deref().unwrap_or_default()),
+            software_name: Text::from(info.software_name.as_deref().unwrap_or_default()),
+            software_version: Text::from(info.software_version.as_deref().unwrap_or_default()),
+            requests_in_flight: info.requests_in_flight as i64,
             connected_at_ms: info.connected_at_ms,
         };
     }
@@ -141,21 +105,26 @@ mod kafka {
             name!(client_address, String),
             name!(principal, Option<String>),
             name!(client_id, Option<String>),
+            name!(client_software_name, Option<String>),
+            name!(client_software_version, Option<String>),
+            name!(requests_in_flight, i64),
             name!(connected_at, Option<TimestampWithTimeZone>),
         ),
     > {
         let table = CONNECTIONS.share();
-        let nonempty = |text: &Text| Some(text.as_str().to_owned()).filter(|t| !t.is_empty());
         let rows: Vec<_> = table.rows[..table.count]
             .iter()
             .map(|row| {
-                let at = TimestampWithTimeZone::try_from(row.connected_at_ms * 1000 - POSTGRES_EPOCH_OFFSET_US).ok();
+                let at = crate::monitor::unix_ms_timestamp(row.connected_at_ms);
                 (
                     row.id,
                     row.listener.as_str().to_owned(),
                     row.client_address.as_str().to_owned(),
-                    nonempty(&row.principal),
-                    nonempty(&row.client_id),
+                    row.principal.non_empty(),
+                    row.client_id.non_empty(),
+                    row.software_name.non_empty(),
+                    row.software_version.non_empty(),
+                    row.requests_in_flight,
                     at,
                 )
             })
@@ -166,6 +135,3 @@ mod kafka {
         TableIterator::new(rows)
     }
 }
-
-/// Microseconds from the Unix epoch to Postgres's (2000-01-01).
-const POSTGRES_EPOCH_OFFSET_US: i64 = 946_684_800_000_000;

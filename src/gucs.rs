@@ -40,6 +40,7 @@ static STATEMENT_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(defaults::
 static LOCK_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(defaults::LOCK_TIMEOUT_MS);
 static LISTENERS: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(defaults::LISTENERS));
 static ADVERTISED_LISTENERS: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(defaults::ADVERTISED_LISTENERS));
+static METRICS_LISTENER: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(defaults::METRICS_LISTENER));
 static ALLOW_UNAUTHENTICATED_REMOTE: GucSetting<bool> = GucSetting::<bool>::new(defaults::ALLOW_UNAUTHENTICATED_REMOTE);
 static SASL_PLAIN_WITHOUT_TLS: GucSetting<bool> = GucSetting::<bool>::new(defaults::SASL_PLAIN_WITHOUT_TLS);
 static SSL_CERT_FILE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(defaults::SSL_CERT_FILE));
@@ -180,6 +181,7 @@ pub fn config() -> Config {
         fetch_max_bytes: unsigned(&FETCH_MAX_BYTES) as usize,
         listeners: string_setting(&LISTENERS).unwrap_or_default(),
         advertised_listeners: string_setting(&ADVERTISED_LISTENERS).unwrap_or_default(),
+        metrics_listener: string_setting(&METRICS_LISTENER).unwrap_or_default(),
         allow_unauthenticated_remote: ALLOW_UNAUTHENTICATED_REMOTE.get(),
         sasl_plain_without_tls: SASL_PLAIN_WITHOUT_TLS.get(),
         ssl_cert_file: tls_file(&SSL_CERT_FILE, c"ssl_cert_file"),
@@ -456,6 +458,14 @@ pub fn init() {
         c"What each listener tells clients to connect to: PROTOCOL://host:port, comma-separated.",
         c"A listener not named here advertises its own address (for a wildcard address, the one the client connected to).",
         &ADVERTISED_LISTENERS,
+        GucContext::Postmaster,
+        GucFlags::default(),
+    );
+    GucRegistry::define_string_guc(
+        c"pg_kafka.metrics_listener",
+        c"host:port of a Prometheus endpoint serving the figures of kafka.broker_stats (GET /metrics).",
+        c"Empty (the default): no endpoint. It serves figures only (no topic names, no data) and needs no login.",
+        &METRICS_LISTENER,
         GucContext::Postmaster,
         GucFlags::default(),
     );

@@ -6,6 +6,8 @@
 //! - [`gucs`]: the `pg_kafka.*` settings, copied into the core's `Config`.
 //! - [`pg`]: the SPI/COPY storage engine and the transaction runner.
 //! - [`connections`]: the `kafka.connections` view, from shared memory.
+//! - [`monitor`]: `kafka.broker_stats`, `kafka.groups`, `kafka.group_members`, the live
+//!   half of `kafka.topic_partitions`, from shared memory.
 //! - [`sql_read`]: headers as JSON, payloads as text/JSON, for reading topics with SQL.
 //! - [`outbox`]: `kafka.produce()`, messages written from SQL in the caller's transaction.
 //!
@@ -15,8 +17,10 @@ use pgrx::prelude::*;
 
 pub mod connections;
 pub mod gucs;
+pub mod monitor;
 pub mod outbox;
 pub mod pg;
+pub mod shared_text;
 pub mod sql_read;
 pub mod worker;
 
@@ -28,6 +32,7 @@ pgrx::extension_sql_file!("../sql/schema.sql", name = "schema", bootstrap);
 pgrx::extension_sql_file!("../sql/security.sql", name = "security", requires = ["schema"]);
 pgrx::extension_sql_file!("../sql/connections.sql", name = "connections", requires = ["security"]);
 pgrx::extension_sql_file!("../sql/outbox.sql", name = "outbox", requires = ["connections"]);
+pgrx::extension_sql_file!("../sql/monitor.sql", name = "monitor", requires = ["outbox"]);
 
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
@@ -40,6 +45,7 @@ pub extern "C-unwind" fn _PG_init() {
     gucs::init();
     connections::init();
     outbox::appends::init();
+    monitor::init();
     worker::register();
 }
 

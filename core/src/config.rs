@@ -43,6 +43,8 @@ pub mod defaults {
     /// Empty: one PLAINTEXT listener on `HOST`:`PORT`.
     pub const LISTENERS: &CStr = c"";
     pub const ADVERTISED_LISTENERS: &CStr = c"";
+    /// Empty: no Prometheus endpoint.
+    pub const METRICS_LISTENER: &CStr = c"";
     pub const ALLOW_UNAUTHENTICATED_REMOTE: bool = false;
     pub const SASL_PLAIN_WITHOUT_TLS: bool = false;
     /// Empty: Postgres's own `ssl_cert_file` / `ssl_key_file`.
@@ -145,6 +147,8 @@ pub struct Config {
     pub listeners: String,
     /// What each listener tells clients to connect to, by protocol name.
     pub advertised_listeners: String,
+    /// `host:port` of the Prometheus metrics endpoint; empty for none.
+    pub metrics_listener: String,
     /// Lets a listener reachable from other hosts accept unauthenticated clients.
     pub allow_unauthenticated_remote: bool,
     /// Offers SASL PLAIN on SASL_PLAINTEXT listeners (passwords in clear on the network).
@@ -206,6 +210,7 @@ impl Default for Config {
             fetch_max_bytes: count(d::FETCH_MAX_BYTES) as usize,
             listeners: text(d::LISTENERS),
             advertised_listeners: text(d::ADVERTISED_LISTENERS),
+            metrics_listener: text(d::METRICS_LISTENER),
             allow_unauthenticated_remote: d::ALLOW_UNAUTHENTICATED_REMOTE,
             sasl_plain_without_tls: d::SASL_PLAIN_WITHOUT_TLS,
             ssl_cert_file: text(d::SSL_CERT_FILE),

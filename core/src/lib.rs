@@ -15,7 +15,8 @@
 //!  security  listener specs, SCRAM-SHA-256 over Postgres verifiers, ACLs and their
 //!            decision with role membership (pure)
 //!
-//!  config, logging: plain settings and a log queue, used by every layer
+//!  config, logging, metrics: plain settings, a log queue and operators' figures, used
+//!  by every layer
 //! ```
 //! [`service`] is the composition root: it wires the parts into a [`broker::Broker`] and the
 //! [`service::StorageSide`] that the thread owning storage drives.
@@ -25,6 +26,7 @@
 pub mod broker;
 pub mod config;
 pub mod logging;
+pub mod metrics;
 pub mod protocol;
 pub mod security;
 pub mod server;

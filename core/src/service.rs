@@ -18,10 +18,12 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
+use crate::broker::figures::Figures;
 use crate::broker::groups::{GroupCoordinator, GroupSettings};
 use crate::broker::session::{ConnectionInfo, Registry};
 use crate::broker::Broker;
 use crate::config::{Config, SharedConfig};
+use crate::metrics::Metrics;
 use crate::server::{ListenError, Listener, Server};
 use crate::storage::bridge::{self, JobQueue, JobRunner, Waker};
 use crate::storage::readers::Readers;
@@ -46,6 +48,8 @@ pub struct StorageSide {
     connections: Registry,
     /// The reader processes connected now, which the worker keeps at `pg_kafka.readers`.
     readers: Arc<Readers>,
+    /// What the worker publishes for `kafka.broker_stats`, `kafka.groups` and the rest.
+    figures: Figures,
 }
 
 impl StorageSide {
@@ -93,6 +97,11 @@ impl StorageSide {
         self.readers.connected()
     }
 
+    /// What operators see of the broker now.
+    pub fn figures(&self) -> &Figures {
+        &self.figures
+    }
+
     /// The open connections now.
     pub fn connections(&self) -> Vec<ConnectionInfo> {
         self.connections.snapshot()
@@ -117,14 +126,17 @@ pub fn assemble(config: Config, wake: Waker, shutdown: watch::Receiver<bool>) ->
     };
     let watermarks = Watermarks::default();
     let topics = TopicCache::default();
-    let (commits, committer) = group_commit::channel(settings, wake, watermarks.clone(), topics.clone());
+    let (commits, mut committer) = group_commit::channel(settings, wake, watermarks.clone(), topics.clone());
+    let metrics = Metrics::default();
+    committer.set_metrics(metrics.clone());
     let retention = Retention::new(Duration::from_millis(config.retention_check_interval_ms), watermarks.clone());
     let groups = GroupCoordinator::new(GroupSettings::from_config(&config));
     let config = SharedConfig::new(config);
     let connections = Registry::default();
-    let broker = Broker::new(config.clone(), storage, commits, watermarks, topics, groups, shutdown, connections.clone());
+    let broker = Broker::new(config.clone(), storage, commits, watermarks, topics, groups, shutdown, connections.clone(), metrics);
     let readers = broker.readers().clone();
-    (broker, StorageSide { jobs, committer, retention, config, connections, readers })
+    let figures = broker.figures();
+    (broker, StorageSide { jobs, committer, retention, config, connections, readers, figures })
 }
 
 /// Binds the listeners from `config`, assembles the broker on them and starts serving;

@@ -89,7 +89,7 @@ pub extern "C-unwind" fn pg_kafka_worker_main(_arg: pg_sys::Datum) {
     storage_side.set_sql_log(Arc::new(crate::outbox::appends::since));
     crate::outbox::appends::attach_worker();
     let runner = TransactionRunner::new(config.statement_timeout_ms);
-    let connections = crate::connections::Publisher::default();
+    let connections = crate::monitor::Publisher::default();
     let readers = reader::Keeper::new(if config.reader_socket.is_empty() { 0 } else { config.readers });
     let mut main = MainLoop { wakeup, storage_side, runner, log_lines, next_wake: None, connections, readers };
     while main.wait() {
@@ -110,7 +110,7 @@ pub extern "C-unwind" fn pg_kafka_worker_main(_arg: pg_sys::Datum) {
     // What is still queued fails now (nothing of it was acknowledged); dropping the bridge
     // queue fails its jobs too. Their connections are closing.
     main.storage_side.fail_pending();
-    crate::connections::clear();
+    crate::monitor::clear();
     crate::outbox::appends::detach_worker();
     main.forward_logs();
     log!("pg_kafka: stopped{}", if finished { "" } else { " (network thread did not finish in time)" });
@@ -134,8 +134,8 @@ struct MainLoop {
     log_lines: Option<flume::Receiver<(Level, String)>>,
     /// When the group-commit writer next has a flush or refresh due.
     next_wake: Option<Duration>,
-    /// Copies the open connections to shared memory for `kafka.connections`.
-    connections: crate::connections::Publisher,
+    /// Copies the open connections and the broker's figures to shared memory.
+    connections: crate::monitor::Publisher,
     /// Starts reader processes, and new ones for those that went away.
     readers: reader::Keeper,
 }
@@ -166,7 +166,7 @@ impl MainLoop {
             self.reload();
         }
         self.next_wake = Some(self.storage_side.turn(&mut self.runner));
-        self.connections.publish_if_due(|| self.storage_side.connections());
+        self.connections.publish_if_due(self.storage_side.figures(), || self.storage_side.connections());
         self.readers.keep_up(self.storage_side.readers_connected());
         // A backend reports its table statistics when it goes idle; a worker must do it
         // itself, or autovacuum never learns of the rows the writer inserts. Rate-limited

@@ -4,20 +4,31 @@
 //! body that still lists our APIs (KIP-511); clients then retry with a version we list.
 
 use kafka_protocol::messages::api_versions_response::ApiVersion;
-use kafka_protocol::messages::ApiVersionsResponse;
+use kafka_protocol::messages::{ApiVersionsRequest, ApiVersionsResponse};
 use kafka_protocol::ResponseError;
 
-use super::{respond, respond_at, Outcome};
+use super::{respond, respond_at, session, Outcome};
 use crate::protocol::header::RequestFrame;
 use crate::protocol::versions::{self, SERVED_APIS};
 
-pub fn handle(request: &RequestFrame) -> Outcome {
+pub fn handle(request: &mut RequestFrame) -> Outcome {
+    note_client_software(request);
     let body = ApiVersionsResponse::default().with_api_keys(served_api_list());
     if versions::is_served(request.api_key, request.version()) {
         respond(request, &body)
     } else {
         respond_at(request, 0, &body.with_error_code(ResponseError::UnsupportedVersion.code()))
     }
+}
+
+/// Remembers the client library a v3+ request names (for `kafka.connections`), once its
+/// body passed the shape check like any other request's.
+fn note_client_software(request: &mut RequestFrame) {
+    if request.version() < 3 || super::admit(request).is_err() {
+        return;
+    }
+    let (Ok(body), Some(session)) = (super::decode::<ApiVersionsRequest>(request), session::current()) else { return };
+    session.saw_software(body.client_software_name.as_str(), body.client_software_version.as_str());
 }
 
 fn served_api_list() -> Vec<ApiVersion> {
@@ -31,7 +42,7 @@ fn served_api_list() -> Vec<ApiVersion> {
 mod tests {
     use super::*;
     use crate::broker::testing::{broker, round_trip};
-    use kafka_protocol::messages::{ApiKey, ApiVersionsRequest};
+    use kafka_protocol::messages::ApiKey;
 
     #[tokio::test]
     async fn lists_exactly_the_served_apis_at_every_version() {

@@ -222,6 +222,7 @@ impl Access {
             return Ok(());
         }
         log_denied(self, operation, resource_type, name);
+        crate::metrics::note_error();
         Err(error)
     }
 }

@@ -187,6 +187,7 @@ async fn gather(broker: &Broker, wanted: &[Wanted], limits: Limits) -> Result<Ga
         };
         if let Err(error) = status {
             has_error = true;
+            crate::metrics::note_error();
             data = data.with_error_code(error.code());
             if !matches!(error, ResponseError::OffsetOutOfRange) {
                 data = data.with_high_watermark(-1);
@@ -201,6 +202,7 @@ async fn gather(broker: &Broker, wanted: &[Wanted], limits: Limits) -> Result<Ga
         let read = read_plan(broker, ReadPlan { reads, response_bytes }).await?;
         for (index, records) in indexes.into_iter().zip(read) {
             if let Some(batch) = batch_of(&records) {
+                broker.metrics().fetched(records.len(), batch.len());
                 bytes += batch.len();
                 partitions[index].records = Some(batch);
             }

@@ -18,6 +18,7 @@ pub mod describe_cluster;
 pub mod describe_configs;
 pub mod describe_groups;
 pub mod fetch;
+pub mod figures;
 pub mod find_coordinator;
 pub mod groups;
 pub mod heartbeat;
@@ -48,6 +49,7 @@ use kafka_protocol::messages::ApiKey;
 use kafka_protocol::protocol::{Decodable, Encodable};
 
 use crate::config::{Config, SharedConfig};
+use crate::metrics::{self, Metrics};
 use crate::protocol::header::{encode_response, RequestFrame};
 use crate::protocol::{shape, versions};
 use crate::storage::bridge::{StorageCallError, StorageClient};
@@ -155,6 +157,8 @@ pub struct Broker {
     mock_secret: Arc<[u8; 32]>,
     /// The open connections, for `kafka.connections`.
     connections: session::Registry,
+    /// Requests, errors and latencies per API, and what the writer and Fetch moved.
+    metrics: Metrics,
 }
 
 impl Broker {
@@ -168,6 +172,7 @@ impl Broker {
         groups: GroupCoordinator,
         shutdown: tokio::sync::watch::Receiver<bool>,
         connections: session::Registry,
+        metrics: Metrics,
     ) -> Broker {
         let inflating = Arc::new(tokio::sync::Semaphore::new(produce::INFLATING_AT_ONCE));
         let start = config.current();
@@ -193,6 +198,7 @@ impl Broker {
             acls,
             mock_secret,
             connections,
+            metrics,
         }
     }
 
@@ -236,6 +242,16 @@ impl Broker {
         &self.acls
     }
 
+    /// Operators' figures.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// Everything operators see of this broker, gathered from its parts.
+    pub fn figures(&self) -> figures::Figures {
+        figures::Figures::of(self)
+    }
+
     /// The open connections.
     pub fn connections(&self) -> &session::Registry {
         &self.connections
@@ -266,7 +282,17 @@ impl Broker {
     /// Handles a request of `session` that holds `order`, its place among its connection's
     /// requests.
     pub async fn handle_in_order(&self, request: RequestFrame, order: in_order::InOrder, session: Arc<session::Session>) -> Outcome {
-        session.scope(self.dispatch(request, order)).await
+        let api = request.api_key;
+        self.measured(api, session.scope(self.dispatch(request, order))).await
+    }
+
+    /// Runs a request's handling, counting it, its latency and whether it failed.
+    async fn measured(&self, api: ApiKey, handling: impl std::future::Future<Output = Outcome>) -> Outcome {
+        let started = std::time::Instant::now();
+        let (outcome, noted_error) = metrics::noting_errors(handling).await;
+        let closed = matches!(outcome, Outcome::Close(_) | Outcome::RespondThenClose(..));
+        self.metrics.request(api, started.elapsed(), noted_error || closed);
+        outcome
     }
 
     /// Handles one SASL request (SaslHandshake, SaslAuthenticate) of the connection's
@@ -275,11 +301,15 @@ impl Broker {
         if let Err(refused) = admit(&mut request) {
             return refused;
         }
-        match request.api_key {
-            ApiKey::SaslHandshake => sasl_handshake::handle(exchange, session, &request),
-            ApiKey::SaslAuthenticate => sasl_authenticate::handle(self, exchange, session, &request).await,
-            other => Outcome::Close(format!("{other:?} is not a SASL request")),
-        }
+        let api = request.api_key;
+        self.measured(api, async {
+            match api {
+                ApiKey::SaslHandshake => sasl_handshake::handle(exchange, session, &request),
+                ApiKey::SaslAuthenticate => sasl_authenticate::handle(self, exchange, session, &request).await,
+                other => Outcome::Close(format!("{other:?} is not a SASL request")),
+            }
+        })
+        .await
     }
 
     /// Handles a raw SASL token (after a v0 SaslHandshake).
@@ -289,7 +319,7 @@ impl Broker {
 
     async fn dispatch(&self, mut request: RequestFrame, order: in_order::InOrder) -> Outcome {
         if request.api_key == ApiKey::ApiVersions {
-            return api_versions::handle(&request);
+            return api_versions::handle(&mut request);
         }
         if let Err(refused) = admit(&mut request) {
             return refused;

@@ -246,7 +246,10 @@ fn response(body: &ProduceRequest, mut result_of: impl FnMut(i32) -> AppendResul
                     let answer = PartitionProduceResponse::default().with_index(p.index).with_log_append_time_ms(-1);
                     match result_of(p.index) {
                         Ok(base_offset) => answer.with_base_offset(base_offset),
-                        Err(error) => answer.with_error_code(error.code()).with_base_offset(-1),
+                        Err(error) => {
+                            crate::metrics::note_error();
+                            answer.with_error_code(error.code()).with_base_offset(-1)
+                        }
                     }
                 })
                 .collect();

@@ -52,6 +52,8 @@ pub struct Session {
     /// Unix milliseconds when the connection was accepted.
     pub connected_at_ms: i64,
     state: Mutex<Identity>,
+    /// Requests read and not yet answered (written).
+    in_flight: std::sync::atomic::AtomicUsize,
 }
 
 #[derive(Debug, Default)]
@@ -62,6 +64,8 @@ struct Identity {
     expires_at: Option<Instant>,
     /// The client id of the connection's first request that named one.
     client_id: Option<String>,
+    /// The client library's name and version (ApiVersions v3+, KIP-511).
+    software: Option<(String, String)>,
 }
 
 /// What the connection may do with a request, given who the session is.
@@ -77,7 +81,14 @@ pub enum Gate {
 
 impl Session {
     pub fn new(listener: Arc<ListenerInfo>, peer: SocketAddr, local: SocketAddr) -> Session {
-        Session { listener, peer, local, connected_at_ms: crate::storage::now_ms(), state: Mutex::new(Identity::default()) }
+        Session {
+            listener,
+            peer,
+            local,
+            connected_at_ms: crate::storage::now_ms(),
+            state: Mutex::new(Identity::default()),
+            in_flight: Default::default(),
+        }
     }
 
     /// A PLAINTEXT session from 127.0.0.1 (unit tests, and `Broker::handle`).
@@ -121,6 +132,21 @@ impl Session {
         }
     }
 
+    /// Records the client software ApiVersions named (cut to a display length).
+    pub fn saw_software(&self, name: &str, version: &str) {
+        let cut = |text: &str| text.chars().take(MAX_CLIENT_ID_CHARS).collect::<String>();
+        if !name.is_empty() {
+            self.state.lock().software = Some((cut(name), cut(version)));
+        }
+    }
+
+    /// Counts a request as in flight until the returned guard is dropped (its response
+    /// written, or the connection gone).
+    pub fn request_in_flight(self: &Arc<Self>) -> InFlightRequest {
+        self.in_flight.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        InFlightRequest(self.clone())
+    }
+
     /// What operators see of this connection.
     pub fn describe(&self, id: u64) -> ConnectionInfo {
         let state = self.state.lock();
@@ -130,6 +156,9 @@ impl Session {
             client_address: self.peer.to_string(),
             principal: state.login.clone(),
             client_id: state.client_id.clone(),
+            software_name: state.software.as_ref().map(|s| s.0.clone()),
+            software_version: state.software.as_ref().map(|s| s.1.clone()),
+            requests_in_flight: self.in_flight.load(std::sync::atomic::Ordering::Relaxed),
             connected_at_ms: self.connected_at_ms,
         }
     }
@@ -168,7 +197,19 @@ pub struct ConnectionInfo {
     /// The login role, once authenticated.
     pub principal: Option<String>,
     pub client_id: Option<String>,
+    pub software_name: Option<String>,
+    pub software_version: Option<String>,
+    pub requests_in_flight: usize,
     pub connected_at_ms: i64,
+}
+
+/// One request of a session counted as in flight; dropping it ends that.
+pub struct InFlightRequest(Arc<Session>);
+
+impl Drop for InFlightRequest {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 /// The open connections, for operators: each connection registers its session while it

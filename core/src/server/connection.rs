@@ -32,7 +32,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::broker::in_order::Chain;
 use crate::broker::sasl::SaslExchange;
-use crate::broker::session::{login_by_certificate, Gate, ListenerInfo, Session};
+use crate::broker::session::{login_by_certificate, Gate, InFlightRequest, ListenerInfo, Session};
 use crate::broker::{Broker, ConnectionResponses, Outcome, CONNECTION_RESPONSES};
 use crate::logging;
 use crate::protocol::frame::{read_frame_size, write_frame, FrameBody, FrameError};
@@ -89,6 +89,8 @@ struct InFlight {
     outcome: JoinHandle<Outcome>,
     what: String,
     _bytes: OwnedSemaphorePermit,
+    /// Counts the request in its session's requests in flight until written.
+    _counted: InFlightRequest,
 }
 
 impl Connection {
@@ -243,11 +245,12 @@ async fn read_requests(
                 Gate::Refuse(reason) => return Err(ConnectionError::NotAuthenticated(reason)),
                 Gate::Sasl => (broker.handle_sasl(&mut sasl, request, &session).await, what),
                 Gate::Proceed => {
+                    let counted = session.request_in_flight();
                     let (handler, link, session) = (broker.clone(), order.next_link(), session.clone());
                     let handling = async move { handler.handle_in_order(request, link, session).await };
                     let turn = responses.turn(response_order.next_link());
                     let outcome = tokio::spawn(CONNECTION_RESPONSES.scope(turn, handling));
-                    if in_flight.send(InFlight { outcome, what, _bytes: bytes }).await.is_err() {
+                    if in_flight.send(InFlight { outcome, what, _bytes: bytes, _counted: counted }).await.is_err() {
                         return Ok(()); // the writer has stopped; its error is the one to report
                     }
                     continue;
@@ -255,15 +258,15 @@ async fn read_requests(
             }
         };
         let ends = matches!(outcome, Outcome::Close(_) | Outcome::RespondThenClose(..));
-        if in_flight.send(answered(outcome, what, bytes)).await.is_err() || ends {
+        if in_flight.send(answered(outcome, what, bytes, session.request_in_flight())).await.is_err() || ends {
             return Ok(());
         }
     }
 }
 
 /// An outcome already decided, queued behind the connection's earlier responses.
-fn answered(outcome: Outcome, what: String, bytes: OwnedSemaphorePermit) -> InFlight {
-    InFlight { outcome: tokio::spawn(async move { outcome }), what, _bytes: bytes }
+fn answered(outcome: Outcome, what: String, bytes: OwnedSemaphorePermit, counted: InFlightRequest) -> InFlight {
+    InFlight { outcome: tokio::spawn(async move { outcome }), what, _bytes: bytes, _counted: counted }
 }
 
 /// Reads a `size`-byte body, taking the bytes each step read from `budget` into `held`

@@ -17,6 +17,7 @@
 
 pub mod connection;
 pub mod descriptors;
+pub mod metrics_http;
 pub mod tls;
 
 use std::net::SocketAddr;
@@ -58,6 +59,8 @@ pub struct Listener {
     bound: Vec<Bound>,
     /// Where reader processes connect, if any are configured.
     readers: Option<std::os::unix::net::UnixListener>,
+    /// The Prometheus endpoint, when `pg_kafka.metrics_listener` asks for one.
+    metrics: Option<std::net::TcpListener>,
     shutdown: watch::Sender<bool>,
 }
 
@@ -119,7 +122,7 @@ impl Listener {
             bound.push(Bound { socket, info: Arc::new(listener_info(spec, port, config)), tls });
         }
         let (shutdown, _) = watch::channel(false);
-        Ok(Listener { bound, readers: bind_reader_socket(config), shutdown })
+        Ok(Listener { bound, readers: bind_reader_socket(config), metrics: bind_metrics(config), shutdown })
     }
 
     /// The first listener's address (the one the legacy settings describe).
@@ -134,7 +137,11 @@ impl Listener {
             let (host, port) = (b.info.advertised_host.clone().unwrap_or_else(|| "(address used)".into()), b.info.advertised_port);
             format!("{}://{address} (advertised as {host}:{port})", b.info.protocol.name())
         });
-        each.collect::<Vec<_>>().join(", ")
+        let mut described = each.collect::<Vec<_>>().join(", ");
+        if let Some(address) = self.metrics.as_ref().and_then(|m| m.local_addr().ok()) {
+            described.push_str(&format!("; Prometheus metrics on http://{address}/metrics"));
+        }
+        described
     }
 
     /// Becomes true when the server begins to shut down.
@@ -153,7 +160,7 @@ impl Server {
     /// Starts serving every listener with `broker` on a new thread.
     pub fn start(listener: Listener, broker: Broker) -> std::io::Result<Server> {
         let local_addr = listener.local_addr();
-        let Listener { bound, readers, shutdown } = listener;
+        let Listener { bound, readers, metrics, shutdown } = listener;
         let shutdown_rx = shutdown.subscribe();
         let thread = spawn_without_signals("pg_kafka-net", move || {
             let runtime =
@@ -165,6 +172,9 @@ impl Server {
                 tokio::spawn(broker.groups().clone().run_expiry(shutdown_rx.clone()));
                 if let Some(socket) = readers {
                     tokio::spawn(broker.readers().clone().accept(socket, shutdown_rx.clone()));
+                }
+                if let Some(socket) = metrics {
+                    tokio::spawn(metrics_http::serve(socket, broker.figures(), shutdown_rx.clone()));
                 }
                 serve(bound, broker, shutdown_rx).await
             });
@@ -184,6 +194,22 @@ impl Server {
 
     pub fn join(self) {
         let _ = self.thread.join();
+    }
+}
+
+/// The metrics endpoint's socket, when `pg_kafka.metrics_listener` names one. An address
+/// that cannot be bound costs only the endpoint (logged): Kafka clients are still served.
+fn bind_metrics(config: &Config) -> Option<std::net::TcpListener> {
+    let address = config.metrics_listener.trim();
+    if address.is_empty() {
+        return None;
+    }
+    match metrics_http::bind(address) {
+        Ok(socket) => Some(socket),
+        Err(e) => {
+            logging::warning(format!("pg_kafka: cannot listen for Prometheus scrapes on {address} (pg_kafka.metrics_listener): {e}"));
+            None
+        }
     }
 }
 

@@ -67,6 +67,13 @@ pub fn channel(wake: Waker) -> (StorageClient, JobQueue) {
 }
 
 impl StorageClient {
+    /// Jobs queued for the storage thread now.
+    pub fn queued(&self) -> usize {
+        self.jobs.len()
+    }
+}
+
+impl StorageClient {
     /// Runs `f` on the storage thread and returns its result once its transaction committed.
     pub async fn call<R, F>(&self, f: F) -> Result<R, Unavailable>
     where

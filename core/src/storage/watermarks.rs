@@ -44,6 +44,11 @@ impl Watermarks {
         self.inner.bounds.read().get(&(topic_id, partition)).copied()
     }
 
+    /// Every known partition's bounds.
+    pub fn all(&self) -> Vec<(PartitionKey, Bounds)> {
+        self.inner.bounds.read().iter().map(|(k, b)| (*k, *b)).collect()
+    }
+
     /// Reads the bounds of each partition not yet known from storage and records them.
     /// Runs on the thread that owns storage.
     pub fn load(&self, storage: &mut dyn Storage, partitions: &[(i32, i32)]) -> Result<(), StorageError> {

@@ -42,6 +42,7 @@ use kafka_protocol::ResponseError;
 use tokio::sync::oneshot;
 
 use super::sequences::{ProducerBatch, SequenceCheck, Sequences};
+use crate::metrics::Metrics;
 use crate::protocol::records::Record;
 use crate::storage::bridge::{JobRunner, Unavailable, Waker};
 use crate::storage::sql_appends::{SqlAppendLog, SqlAppends};
@@ -99,6 +100,12 @@ pub struct CommitQueue {
 }
 
 impl CommitQueue {
+    /// Produce requests waiting for the writer, and their bytes (those held back for a
+    /// locked partition count in the bytes only).
+    pub fn queued(&self) -> (usize, usize) {
+        (self.jobs.len(), self.queued_bytes.load(Ordering::Relaxed))
+    }
+
     /// Queues `appends` for the next group commit and waits until it is committed (or failed).
     /// `bytes` is the payload size, counted towards `max_batch_bytes`.
     #[cfg(test)]
@@ -161,6 +168,8 @@ pub struct GroupCommitter {
     counters_seen: u64,
     /// The [`SqlAppendLog`] generation the watermarks have caught up with.
     watermarks_seen: u64,
+    /// Group-commit sizes and times, messages stored.
+    metrics: Metrics,
 }
 
 pub fn channel(settings: CommitSettings, wake: Waker, watermarks: Watermarks, topics: TopicCache) -> (CommitQueue, GroupCommitter) {
@@ -183,6 +192,7 @@ pub fn channel(settings: CommitSettings, wake: Waker, watermarks: Watermarks, to
         sql_log: None,
         counters_seen: 0,
         watermarks_seen: 0,
+        metrics: Metrics::default(),
     };
     (queue, committer)
 }
@@ -236,10 +246,16 @@ impl GroupCommitter {
         });
         if reread.is_ok() {
             self.watermarks_seen = news.generation;
+            news.partitions.iter().flatten().for_each(|&key| self.metrics.appended(key));
             if moved {
                 self.watermarks.notify();
             }
         }
+    }
+
+    /// Where group commits are counted (the broker's figures).
+    pub fn set_metrics(&mut self, metrics: Metrics) {
+        self.metrics = metrics;
     }
 
     /// Where SQL sessions' appends are recorded (the worker's shared memory).
@@ -371,6 +387,8 @@ impl GroupCommitter {
         // Partitions whose counter this write loaded or moved.
         let mut touched = HashSet::new();
         let mut results = Vec::new();
+        let (mut stored_rows, mut stored_bytes) = (0, 0);
+        let started = Instant::now();
         let committed = runner.run(&mut |storage| {
             let writable = lock_partitions(storage, jobs)?;
             self.forget_counters_sql_moved();
@@ -393,12 +411,16 @@ impl GroupCommitter {
             if !rows.is_empty() {
                 storage.append(&rows)?;
             }
+            stored_rows = rows.len();
+            stored_bytes = payload_bytes(&rows);
             // Sequence state goes in with the rows it describes, or not at all.
             self.sequences.save(storage)?;
             Ok(())
         });
         self.rechecked.clear();
         if committed.is_ok() {
+            self.metrics.group_commit(stored_rows, started.elapsed());
+            self.metrics.produced(stored_rows, stored_bytes);
             self.sequences.committed();
             self.publish(&touched);
             return Ok(results);
@@ -444,6 +466,7 @@ impl GroupCommitter {
     fn publish(&self, touched: &HashSet<(i32, i32)>) {
         for &(topic_id, partition) in touched {
             self.watermarks.advance(topic_id, partition, self.next_offsets[&(topic_id, partition)]);
+            self.metrics.appended((topic_id, partition));
         }
         if !touched.is_empty() {
             self.watermarks.notify();
@@ -545,6 +568,12 @@ fn lock_partitions(storage: &mut dyn Storage, jobs: &[ProduceJob]) -> Result<Vec
         writable.push(free);
     }
     Ok(writable)
+}
+
+/// Key, value and header bytes of the rows.
+fn payload_bytes(rows: &MessageRows) -> usize {
+    let len = |column: &[Option<bytes::Bytes>]| column.iter().flatten().map(bytes::Bytes::len).sum::<usize>();
+    len(&rows.keys) + len(&rows.values) + len(&rows.headers)
 }
 
 fn placement_result(placement: Placement) -> AppendResult {
@@ -931,5 +960,4 @@ mod tests {
             assert_eq!(handle.await.unwrap(), vec![Ok(0)]);
         }
     }
-
 }

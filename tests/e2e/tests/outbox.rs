@@ -162,7 +162,7 @@ fn sql_sessions_and_kafka_producers_on_one_partition_keep_offsets_gap_free_and_i
     // Paced over the seconds the SQL sessions run, so that both interleave.
     let kafka = std::thread::spawn(move || {
         let messages = (0..kafka_messages).map(|i| {
-            std::thread::sleep(Duration::from_micros(700));
+            std::thread::sleep(Duration::from_millis(1));
             value(&format!("k{i}"))
         });
         produce(topic, &[("enable.idempotence", "true"), ("linger.ms", "1"), ("batch.num.messages", "50")], messages)
@@ -170,7 +170,12 @@ fn sql_sessions_and_kafka_producers_on_one_partition_keep_offsets_gap_free_and_i
     let sessions: Vec<_> = (0..6)
         .map(|s| {
             std::thread::spawn(move || {
-                std::thread::sleep(Duration::from_millis(300));
+                // Start once the Kafka producer is writing (an idempotent librdkafka
+                // producer takes a while to get its producer id).
+                let deadline = Instant::now() + Duration::from_secs(30);
+                while assert_gap_free(topic) < 100 && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
                 // Every third transaction rolls back, at a different place in each session.
                 let commits: Vec<bool> = (0..20).map(|t| (t + s) % 3 != 0).collect();
                 sql_session(topic, s, &commits)

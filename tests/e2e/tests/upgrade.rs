@@ -43,16 +43,19 @@ fn updating_from_0_1_0_matches_a_fresh_install_and_keeps_the_data() {
     psql_in("upgrade_from_0_1_0", "INSERT INTO kafka.topics (name, partitions) VALUES ('kept', 2)");
     assert_eq!(psql_in("upgrade_from_0_1_0", "SELECT to_regclass('kafka.acls') IS NULL"), "t", "0.1.0 has no ACL table");
     psql_in("upgrade_from_0_1_0", "ALTER EXTENSION pg_kafka UPDATE");
-    assert_eq!(psql_in("upgrade_from_0_1_0", "SELECT extversion FROM pg_extension WHERE extname = 'pg_kafka'"), "0.2.0");
+    assert_eq!(psql_in("upgrade_from_0_1_0", "SELECT extversion FROM pg_extension WHERE extname = 'pg_kafka'"), "0.3.0");
     psql_in("upgrade_fresh", "CREATE EXTENSION pg_kafka");
     let (updated, fresh) = (shape_of("upgrade_from_0_1_0"), shape_of("upgrade_fresh"));
     assert!(fresh.contains("table kafka.acls") && fresh.contains("view kafka.connections"), "{fresh}");
+    assert!(fresh.contains("view kafka.topic_messages") && fresh.contains("view kafka.broker_stats"), "{fresh}");
     assert_eq!(updated, fresh, "an updated install differs from a fresh one");
     assert_eq!(psql_in("upgrade_from_0_1_0", "SELECT name || ' ' || partitions FROM kafka.topics"), "kept 2");
     // What the update added works.
     psql_in("upgrade_from_0_1_0", "SELECT kafka.grant_acl('someone', 'read', 'topic', 'kept')");
     assert_eq!(psql_in("upgrade_from_0_1_0", "SELECT operation FROM kafka.acl_bindings"), "read");
     psql_in("upgrade_from_0_1_0", "SELECT count(*) FROM kafka.connections");
+    assert_eq!(psql_in("upgrade_from_0_1_0", "SELECT kafka.produce('kept', 'k', 'v', NULL, 1)"), "0");
+    assert_eq!(psql_in("upgrade_from_0_1_0", "SELECT rows FROM kafka.topic_partitions WHERE partition = 1"), "1");
     for database in ["upgrade_from_0_1_0", "upgrade_fresh"] {
         psql(&format!("DROP DATABASE {database}"));
     }

@@ -87,6 +87,14 @@ impl GroupCoordinator {
         self.groups.lock().get(group_id).map(Group::describe)
     }
 
+    /// Every group as DescribeGroups would show it, by id.
+    pub fn describe_all(&self) -> Vec<(String, GroupDescription)> {
+        let groups = self.groups.lock();
+        let mut all: Vec<_> = groups.iter().map(|(id, g)| (id.clone(), g.describe())).collect();
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        all
+    }
+
     /// (group id, protocol type, state) of every group with members.
     pub fn list(&self) -> Vec<(String, String, GroupState)> {
         let groups = self.groups.lock();

@@ -435,6 +435,7 @@ impl Group {
         members.sort_by_key(|m| m.join_order);
         GroupDescription {
             state: self.state,
+            generation: self.generation,
             protocol_type: self.protocol_type.clone().unwrap_or_default(),
             protocol: if settled { self.protocol.clone().unwrap_or_default() } else { String::new() },
             members: members

@@ -29,6 +29,7 @@ use tokio::sync::oneshot;
 
 use crate::config::Config;
 
+pub mod assignment;
 mod coordinator;
 mod group;
 mod member;
@@ -175,6 +176,7 @@ pub struct MemberRef {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct GroupDescription {
     pub state: GroupState,
+    pub generation: i32,
     pub protocol_type: String,
     pub protocol: String,
     pub members: Vec<MemberDescription>,
