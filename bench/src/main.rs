@@ -6,7 +6,8 @@
 //! client), the same through libpq (`STDIN`/`STDOUT`), and a per-row INSERT loop.
 //! Clients: librdkafka's own `rdkafka_performance` (acks=all, linger.ms=5, 1 MB batches:
 //! the rows the targets of docs/performance.md are about) and rdkafka producers and
-//! consumers from Rust (per-message latency from `send()`). Latency: acknowledgements at a
+//! consumers from Rust (per-message latency from `send()`); `kafka.produce()` from SQL
+//! sessions. Latency: acknowledgements at a
 //! fixed rate, and produce-to-consume with a consumer in long poll. SASL_SSL beside
 //! PLAINTEXT: what security costs.
 //!
@@ -20,6 +21,7 @@ mod latency;
 mod perf_tool;
 mod produce;
 mod report;
+mod sql_produce;
 
 use std::time::Duration;
 
@@ -124,7 +126,14 @@ fn main() {
         let fresh = |run: &dyn Fn() -> Row| env.round(None, run);
         let copy_rate = report.case(|r| fresh(&|| copy::copy_in(&env, size, r)));
         let server_copy_rate = report.case(|r| fresh(&|| copy::server_copy_in(&env, size, r)));
-        report.case(|r| fresh(&|| copy::insert_loop(&env, size, r).against(copy_rate)));
+        let insert_rate = report.case(|r| fresh(&|| copy::insert_loop(&env, size, r).against(copy_rate)));
+        // Produce from SQL (the outbox path) against the per-row INSERT it replaces.
+        if size == 100 {
+            for sessions in [1, 8] {
+                report.case(|r| fresh(&|| sql_produce::one_per_transaction(&env, size, sessions, r).against(insert_rate)));
+            }
+            report.case(|r| fresh(&|| sql_produce::array_form(&env, size, r).against(copy_rate)));
+        }
 
         // The targets: rdkafka_performance against Postgres's own limits and each other.
         let perf_topic = |what: &str, r: usize| format!("bench-perf-{size}-{what}-r{r}");

@@ -26,7 +26,8 @@ use pg_kafka_core::storage::watermarks::PartitionKey;
 use pg_kafka_core::storage::{Storage, Topic};
 use pgrx::datum::TimestampWithTimeZone;
 use pgrx::prelude::*;
-use pgrx::JsonB;
+use pgrx::spi::{OwnedPreparedStatement, SpiClient};
+use pgrx::{JsonB, PgBuiltInOids, PgOid};
 
 use crate::pg::partition_lock;
 use crate::pg::storage::{topics_from, PgStorage};
@@ -107,10 +108,10 @@ fn writable_topic(name: &str) -> Topic {
     if let Some(topic) = with_produced(|p| p.topics.get(name).cloned()) {
         return topic;
     }
-    let may_insert = Spi::get_one::<bool>("SELECT has_table_privilege('kafka.messages', 'INSERT')").ok().flatten().unwrap_or(false);
+    let may_insert = may_insert_messages();
     let (topic, acl_allows) = as_bootstrap_superuser(|| {
         let topic =
-            Spi::connect(|client| client.select(TOPIC_FOR_PRODUCE, Some(1), &[name.into()]).ok().and_then(|rows| topics_from(rows).ok()))
+            with_plans(|client, plans| client.update(&plans.topic, Some(1), &[name.into()]).ok().and_then(|rows| topics_from(rows).ok()))
                 .and_then(|mut topics| topics.pop());
         let acl_allows = !may_insert && topic.is_some() && acls_allow_write(name);
         (topic, acl_allows)
@@ -123,6 +124,45 @@ fn writable_topic(name: &str) -> Topic {
     };
     with_produced(|p| p.topics.insert(name.to_owned(), topic.clone()));
     topic
+}
+
+/// Whether the caller has INSERT on `kafka.messages` (superusers and the owner do).
+fn may_insert_messages() -> bool {
+    // SAFETY: catalog lookups inside a transaction.
+    unsafe {
+        let namespace = pg_sys::get_namespace_oid(c"kafka".as_ptr(), true);
+        let messages = pg_sys::get_relname_relid(c"messages".as_ptr(), namespace);
+        messages != pg_sys::InvalidOid
+            && pg_sys::pg_class_aclcheck(messages, pg_sys::GetUserId(), pg_sys::ACL_INSERT as pg_sys::AclMode)
+                == pg_sys::AclResult::ACLCHECK_OK
+    }
+}
+
+/// The statements `kafka.produce()` runs, planned once per backend.
+struct Plans {
+    topic: OwnedPreparedStatement,
+    insert: OwnedPreparedStatement,
+}
+
+thread_local! {
+    static PLANS: RefCell<Option<Plans>> = const { RefCell::new(None) };
+}
+
+fn with_plans<R>(f: impl FnOnce(&mut SpiClient<'_>, &Plans) -> R) -> R {
+    Spi::connect_mut(|client| {
+        PLANS.with(|cell| {
+            let mut plans = cell.borrow_mut();
+            if plans.is_none() {
+                type O = PgBuiltInOids;
+                let oid = PgOid::BuiltIn;
+                let topic = client.prepare_mut(TOPIC_FOR_PRODUCE, &[oid(O::TEXTOID)]).expect("plan of the topic lookup").keep();
+                let row_types = [O::INT4OID, O::INT4OID, O::INT8OID, O::TIMESTAMPTZOID, O::BYTEAOID, O::BYTEAOID, O::BYTEAOID].map(oid);
+                let insert = client.prepare_mut(PRODUCE_ROW, &row_types).expect("plan of the insert").keep();
+                *plans = Some(Plans { topic, insert });
+            }
+            f(client, plans.as_ref().expect("planned"))
+        })
+    })
 }
 
 /// Whether the Kafka ACLs let the current role WRITE `topic` (as `User:<role>` or any
@@ -193,6 +233,16 @@ fn random_below(n: i32) -> i32 {
 /// that it sees the commit of whoever held the lock before, even in a REPEATABLE READ or
 /// SERIALIZABLE transaction whose own snapshot is older.
 fn stored_next_offset(topic_id: i32, partition: i32) -> i64 {
+    match as_bootstrap_superuser(|| crate::pg::index_read::last_offset_now(topic_id, partition)) {
+        Ok(Some(last)) => last + 1,
+        Ok(None) => empty_partition_next_offset(topic_id, partition),
+        Err(e) => error!("pg_kafka: cannot read the next offset of topic id {topic_id} partition {partition}: {e}"),
+    }
+}
+
+/// An empty partition continues where DeleteRecords or retention left its log start (or
+/// at 0).
+fn empty_partition_next_offset(topic_id: i32, partition: i32) -> i64 {
     let query = std::ffi::CString::new(format!("SELECT kafka.high_watermark({topic_id}, {partition})")).expect("no NUL");
     // SAFETY: SPI inside Spi::connect; the latest snapshot is pushed and popped around a
     // read-only query (which then uses it); an ERROR aborts the (sub)transaction, which
@@ -216,10 +266,10 @@ fn stored_next_offset(topic_id: i32, partition: i32) -> i64 {
 }
 
 fn insert_row(topic_id: i32, partition: i32, offset: i64, message: &Message<'_>) {
-    let inserted = Spi::connect_mut(|client| {
+    let inserted = with_plans(|client, plans| {
         client
             .update(
-                PRODUCE_ROW,
+                &plans.insert,
                 None,
                 &[
                     topic_id.into(),

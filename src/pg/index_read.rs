@@ -99,6 +99,46 @@ pub fn read_partition(topic_id: i32, partition: i32, limit: ReadLimit) -> Result
     }
 }
 
+/// The last offset stored in (`topic_id`, `partition`) as committed now, with this
+/// transaction's own earlier rows: one backward step of the primary key index under the
+/// latest snapshot (not the transaction's, which in REPEATABLE READ may be older). `None`
+/// when the partition has no rows. For `kafka.produce()`, under the partition's lock.
+pub fn last_offset_now(topic_id: i32, partition: i32) -> Result<Option<i64>, StorageError> {
+    // SAFETY: in a transaction; every relation, scan and slot opened here is closed here,
+    // or by the abort an ERROR causes.
+    unsafe {
+        let heap_oid = relation_oid(c"messages")?;
+        let index_oid = relation_oid(c"messages_pkey")?;
+        let columns = Columns::of(heap_oid)?;
+        let lock = pg_sys::AccessShareLock as pg_sys::LOCKMODE;
+        let heap = pg_sys::table_open(heap_oid, lock);
+        let index = pg_sys::index_open(index_oid, lock);
+        let mut keys: [pg_sys::ScanKeyData; 2] = std::mem::zeroed();
+        let equal = pg_sys::BTEqualStrategyNumber as pg_sys::StrategyNumber;
+        pg_sys::ScanKeyInit(&mut keys[0], KEY_TOPIC, equal, pg_sys::Oid::from(pg_sys::F_INT4EQ), topic_id.into());
+        pg_sys::ScanKeyInit(&mut keys[1], KEY_PARTITION, equal, pg_sys::Oid::from(pg_sys::F_INT4EQ), partition.into());
+        pg_sys::CommandCounterIncrement();
+        pg_sys::PushActiveSnapshot(pg_sys::GetLatestSnapshot());
+        let scan = begin_scan(heap, index, keys.len() as i32);
+        pg_sys::index_rescan(scan, keys.as_mut_ptr(), keys.len() as i32, null_mut(), 0);
+        let slot = pg_sys::table_slot_create(heap, null_mut());
+        let mut last = None;
+        if pg_sys::index_getnext_slot(scan, pg_sys::ScanDirection::BackwardScanDirection, slot) {
+            pg_sys::slot_getsomeattrs_int(slot, columns.offset as i32);
+            let i = columns.offset - 1;
+            if !*(*slot).tts_isnull.add(i) {
+                last = Some((*(*slot).tts_values.add(i)).value() as i64);
+            }
+        }
+        pg_sys::ExecDropSingleTupleTableSlot(slot);
+        pg_sys::index_endscan(scan);
+        pg_sys::PopActiveSnapshot();
+        pg_sys::index_close(index, pg_sys::NoLock as pg_sys::LOCKMODE);
+        pg_sys::table_close(heap, pg_sys::NoLock as pg_sys::LOCKMODE);
+        Ok(last)
+    }
+}
+
 #[cfg(not(feature = "pg18"))]
 unsafe fn begin_scan(heap: pg_sys::Relation, index: pg_sys::Relation, keys: i32) -> pg_sys::IndexScanDesc {
     // SAFETY: open relations, the active snapshot of the current transaction.

@@ -44,6 +44,12 @@ impl Watermarks {
         self.inner.bounds.read().get(&(topic_id, partition)).copied()
     }
 
+    /// Whether any of `partitions` is known.
+    pub fn knows_any(&self, partitions: &[PartitionKey]) -> bool {
+        let bounds = self.inner.bounds.read();
+        partitions.iter().any(|key| bounds.contains_key(key))
+    }
+
     /// Every known partition's bounds.
     pub fn all(&self) -> Vec<(PartitionKey, Bounds)> {
         self.inner.bounds.read().iter().map(|(k, b)| (*k, *b)).collect()

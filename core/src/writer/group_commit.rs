@@ -236,6 +236,13 @@ impl GroupCommitter {
         if !news.moved_since(self.watermarks_seen) {
             return;
         }
+        // Partitions no consumer has read are not in the watermarks: nothing to re-read
+        // (they are loaded from the table when first fetched), so no transaction either.
+        if news.partitions.as_ref().is_some_and(|partitions| !self.watermarks.knows_any(partitions)) {
+            self.watermarks_seen = news.generation;
+            news.partitions.iter().flatten().for_each(|&key| self.metrics.appended(key));
+            return;
+        }
         let mut moved = false;
         let reread = runner.run(&mut |storage| {
             moved = match &news.partitions {
