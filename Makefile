@@ -98,7 +98,7 @@ pg-test:
 # go to target/fuzz-corpus; the checked-in seeds in fuzz/corpus are read, never written.
 # A finding fails the run and leaves its input in fuzz/artifacts/<target>/.
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS := request record_batch sasl
+FUZZ_TARGETS := request record_batch sasl stored_values
 fuzz: setup
 	@command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --version 0.13.2 --locked
 	cd fuzz && cargo fuzz build -s none
