@@ -100,8 +100,8 @@ pub struct CommitQueue {
 }
 
 impl CommitQueue {
-    /// Produce requests waiting for the writer, and their bytes (those held back for a
-    /// locked partition count in the bytes only).
+    /// Produce requests waiting for the writer, and their bytes (not those held back for a
+    /// partition a SQL transaction holds).
     pub fn queued(&self) -> (usize, usize) {
         (self.jobs.len(), self.queued_bytes.load(Ordering::Relaxed))
     }
@@ -324,21 +324,32 @@ impl GroupCommitter {
     }
 
     fn drain_all(&mut self) -> Vec<ProduceJob> {
-        let jobs: Vec<ProduceJob> = self.deferred.drain(..).chain(self.jobs.try_iter()).collect();
-        self.queued_bytes.fetch_sub(jobs.iter().map(|j| j.bytes).sum(), Ordering::Relaxed);
-        jobs
+        let queued: Vec<ProduceJob> = self.jobs.try_iter().collect();
+        self.queued_bytes.fetch_sub(queued.iter().map(|j| j.bytes).sum(), Ordering::Relaxed);
+        self.deferred.drain(..).chain(queued).collect()
     }
 
     /// Takes deferred, then queued jobs, up to `max_batch_bytes` (always at least one).
     fn drain(&mut self) -> Vec<ProduceJob> {
         let mut jobs = Vec::new();
-        let mut bytes = 0;
+        let (mut bytes, mut from_queue) = (0, 0);
         while bytes < self.settings.max_batch_bytes {
-            let Some(job) = self.deferred.pop_front().or_else(|| self.jobs.try_recv().ok()) else { break };
+            let job = match self.deferred.pop_front() {
+                Some(job) => job,
+                None => match self.jobs.try_recv() {
+                    Ok(job) => {
+                        from_queue += job.bytes;
+                        job
+                    }
+                    Err(_) => break,
+                },
+            };
             bytes += job.bytes;
             jobs.push(job);
         }
-        self.queued_bytes.fetch_sub(bytes, Ordering::Relaxed);
+        // Deferred jobs are not in `queued_bytes`: held back behind a SQL transaction, they
+        // must not make every turn look like a full batch is waiting.
+        self.queued_bytes.fetch_sub(from_queue, Ordering::Relaxed);
         jobs
     }
 
@@ -359,7 +370,6 @@ impl GroupCommitter {
                 None => waiting.push(job),
             }
         }
-        self.queued_bytes.fetch_add(waiting.iter().map(|j| j.bytes).sum(), Ordering::Relaxed);
         for job in waiting.into_iter().rev() {
             self.deferred.push_front(job);
         }
@@ -966,5 +976,26 @@ mod tests {
         for handle in handles {
             assert_eq!(handle.await.unwrap(), vec![Ok(0)]);
         }
+    }
+
+    #[tokio::test]
+    async fn jobs_held_back_do_not_count_as_a_full_batch() {
+        let (queue, mut committer) = channel(settings(50), Arc::new(|| {}), Watermarks::default(), TopicCache::default());
+        let mut runner = runner_with_topic(1);
+        runner.0.locked_elsewhere.insert((1, 0));
+        let big = queue.clone();
+        let handle = tokio::spawn(async move { big.submit(vec![append("t", 0, 1)], 4 << 20).await.unwrap() });
+        while queue.jobs.is_empty() {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(committer.poll(&mut runner), Some(Duration::from_millis(50)), "tried once, held back");
+        assert_eq!(queue.queued(), (0, 0));
+        // Not retried at once as if 4 MiB were waiting: the next try is the flush interval.
+        let next = committer.poll(&mut runner).expect("still waiting");
+        assert!(next < Duration::from_millis(50), "{next:?}");
+        runner.0.locked_elsewhere.clear();
+        tokio::time::sleep(next).await;
+        assert_eq!(committer.poll(&mut runner), None);
+        assert_eq!(handle.await.unwrap(), vec![Ok(0)]);
     }
 }
