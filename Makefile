@@ -147,7 +147,9 @@ bench: install
 	{ printf '%s\n' \
 		"pg_kafka.listeners = 'PLAINTEXT://127.0.0.1:$(BENCH_PORT),SASL_SSL://127.0.0.1:$(BENCH_SASL_SSL_PORT)'" \
 		"pg_kafka.ssl_cert_file = '$(abspath $(E2E_CERTS))/server.crt'" \
-		"pg_kafka.ssl_key_file = '$(abspath $(E2E_CERTS))/server.key'"; \
+		"pg_kafka.ssl_key_file = '$(abspath $(E2E_CERTS))/server.key'" \
+		"pg_kafka.max_connections = 6000" \
+		"pg_kafka.retention_check_interval_ms = 5000"; \
 	  if [ -n "$(BENCH_CONF)" ]; then cat $(BENCH_CONF); fi; } > target/bench-extra.conf
 	PGKAFKA_EXTRA_CONF=target/bench-extra.conf scripts/cluster.sh start $(BENCH_DATA) $(BENCH_PG_PORT) $(BENCH_PORT)
 	PGKAFKA_BENCH_BOOTSTRAP=127.0.0.1:$(BENCH_PORT) PGKAFKA_BENCH_PG_PORT=$(BENCH_PG_PORT) \

@@ -64,10 +64,10 @@ pub fn init() {
     pg_shmem_init!(CONNECTIONS);
 }
 
-pub(crate) fn publish(connections: &[ConnectionInfo]) {
+pub(crate) fn publish(connections: &[ConnectionInfo], open: usize) {
     let mut table = CONNECTIONS.exclusive();
     table.count = connections.len().min(MAX_ROWS);
-    table.more = connections.len() - table.count;
+    table.more = open.saturating_sub(table.count);
     for (row, info) in table.rows.iter_mut().zip(connections) {
         *row = Row {
             id: info.id as i64,
@@ -85,7 +85,7 @@ pub(crate) fn publish(connections: &[ConnectionInfo]) {
 
 /// Empties the table (the worker is stopping: nobody is connected any more).
 pub fn clear() {
-    publish(&[]);
+    publish(&[], 0);
 }
 
 /// SQL functions in schema `kafka` (created by the bootstrap SQL).

@@ -143,12 +143,18 @@ pub struct Publisher {
 }
 
 impl Publisher {
-    pub fn publish_if_due(&mut self, figures: &Figures, connections: impl FnOnce() -> Vec<pg_kafka_core::broker::session::ConnectionInfo>) {
+    /// `connections(limit)`: the oldest `limit` connections and how many are open.
+    pub fn publish_if_due(
+        &mut self,
+        figures: &Figures,
+        connections: impl FnOnce(usize) -> (Vec<pg_kafka_core::broker::session::ConnectionInfo>, usize),
+    ) {
         if self.last.is_some_and(|at| at.elapsed() < PUBLISH_EVERY) {
             return;
         }
         self.last = Some(Instant::now());
-        crate::connections::publish(&connections());
+        let (listed, open) = connections(crate::connections::MAX_ROWS);
+        crate::connections::publish(&listed, open);
         publish(figures);
     }
 }

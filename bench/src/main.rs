@@ -13,10 +13,12 @@
 //!
 //! Environment (set by the Makefile): PGKAFKA_BENCH_BOOTSTRAP, PGKAFKA_BENCH_PG_PORT,
 //! PGKAFKA_BENCH_SASL_SSL, PGKAFKA_BENCH_CA_FILE, PGKAFKA_BENCH_RDKAFKA_PERFORMANCE;
-//! BENCH_MESSAGES (default 1,000,000), BENCH_ROUNDS (default 3).
+//! BENCH_MESSAGES (default 1,000,000), BENCH_ROUNDS (default 3), BENCH_SUSTAINED_MESSAGES
+//! (default 50,000,000).
 
 mod consume;
 mod copy;
+mod idle;
 mod latency;
 mod perf_tool;
 mod produce;
@@ -33,6 +35,8 @@ pub struct Env {
     pub pg_port: u16,
     pub messages: usize,
     pub rounds: usize,
+    /// Messages of the sustained run (BENCH_SUSTAINED_MESSAGES, default 50M).
+    pub sustained_messages: usize,
     /// The SASL_SSL listener, when `make bench` configured one.
     pub sasl_ssl: Option<SaslSsl>,
 }
@@ -52,6 +56,7 @@ impl Env {
             pg_port: var("PGKAFKA_BENCH_PG_PORT").parse().expect("port"),
             messages: number("BENCH_MESSAGES", 1_000_000),
             rounds: number("BENCH_ROUNDS", 3),
+            sustained_messages: number("BENCH_SUSTAINED_MESSAGES", 50_000_000),
             sasl_ssl: std::env::var("PGKAFKA_BENCH_SASL_SSL")
                 .ok()
                 .map(|bootstrap| SaslSsl { bootstrap, ca_file: var("PGKAFKA_BENCH_CA_FILE") }),
@@ -110,6 +115,9 @@ impl Env {
             .get(0)
     }
 }
+
+/// Consumers of the idle long-poll case.
+const IDLE_CONSUMERS: usize = 5000;
 
 fn main() {
     let env = Env::from_env();
@@ -186,5 +194,10 @@ fn main() {
         }
         env.reset(None);
     }
-    report.finish(&env.peak_memory());
+    // A long run with retention deleting behind the writer (once: it takes minutes).
+    let sustained = env.sustained_messages;
+    report.once(env.round(None, || perf_tool::sustained(&env, sustained, 20_000, "bench-sustained")));
+    // Thousands of idle consumers in long poll (needs pg_kafka.max_connections above it).
+    let idle = idle::long_polls(&env, IDLE_CONSUMERS);
+    report.finish(&[vec![idle], env.peak_memory()].concat());
 }

@@ -57,12 +57,14 @@ fn tool() -> Command {
 }
 
 /// The producer settings the measurements use: acks=all, linger.ms=5, 1 MB batches.
-fn produce_command(env: &Env, topic: &str, shape: ProduceShape, messages: usize, latency_file: &str) -> Command {
+fn produce_command(env: &Env, topic: &str, shape: ProduceShape, messages: usize, latency_file: Option<&str>) -> Command {
     let mut command = tool();
     command.args(["-P", "-t", topic, "-b", &env.bootstrap, "-a", "-1", "-i", "100"]);
     command.args(["-s", &shape.size.to_string(), "-c", &messages.to_string()]);
     command.args(["-X", "linger.ms=5", "-X", "batch.size=1000000", "-X", "queue.buffering.max.messages=500000"]);
-    command.args(["-l", "-A", latency_file]);
+    if let Some(file) = latency_file {
+        command.args(["-l", "-A", file]);
+    }
     if shape.partitions == 1 {
         command.args(["-p", "0"]);
     }
@@ -83,11 +85,49 @@ pub fn produce(env: &Env, shape: ProduceShape, topic: &str) -> Row {
     env.create_topic(topic, shape.partitions);
     let messages = shape.rate.map_or(env.messages, |rate| rate * 10);
     let latency_file = format!("target/bench/latency-{topic}.txt");
-    let output = produce_command(env, topic, shape, messages, &latency_file).output().expect("run rdkafka_performance");
+    let output = produce_command(env, topic, shape, messages, Some(&latency_file)).output().expect("run rdkafka_performance");
     let summary = produced(&output.stdout, messages);
     let section = if shape.rate.is_some() { "latency" } else { "produce" };
     let row = Row::new(section, shape.label(), summary.messages, summary.messages * shape.size, summary.seconds);
     row.with_latency(latency_percentiles(&latency_file))
+}
+
+/// A long run: `messages` into one partition of a topic whose `retention.ms` makes the
+/// worker delete old rows while it is written. The rate over the last 10M messages
+/// against the first 10M (from each line's delivered count and time).
+pub fn sustained(env: &Env, messages: usize, retention_ms: i64, topic: &str) -> Row {
+    let topic_id = env.create_topic(topic, 1);
+    env.sql()
+        .execute(
+            "INSERT INTO kafka.topic_configs (topic_id, name, value) VALUES ($1, 'retention.ms', $2)",
+            &[&topic_id, &retention_ms.to_string()],
+        )
+        .expect("set retention.ms");
+    let shape = ProduceShape::plain(100, 1);
+    let output = produce_command(env, topic, shape, messages, None).output().expect("run rdkafka_performance");
+    produced(&output.stdout, messages);
+    let lines = summary_lines(&output.stdout, "produced");
+    let tenth = (messages / 5).min(10_000_000);
+    // The first line at or past `count` delivered messages: (messages, ms).
+    let at = |count: usize| lines.iter().find(|l| l.messages >= count).map(|l| (l.messages, l.millis)).expect("a summary line");
+    let start = at(1);
+    let first = at(start.0 + tenth);
+    let late = at(messages - tenth);
+    let end = at(messages);
+    let first_rate = (first.0 - start.0) as f64 / ((first.1 - start.1) / 1000.0).max(0.001);
+    let last = Row::new(
+        "sustained",
+        format!(
+            "rdkafka_performance {}M messages, 100 B, retention.ms={retention_ms} deleting behind: last {}M vs first {}M",
+            messages / 1_000_000,
+            tenth / 1_000_000,
+            tenth / 1_000_000
+        ),
+        end.0 - late.0,
+        (end.0 - late.0) * 100,
+        ((end.1 - late.1) / 1000.0).max(0.001),
+    );
+    last.against(first_rate)
 }
 
 /// Starts a consumer of partitions `0..partitions` of `topic` from `offset` ("beginning",
@@ -185,7 +225,7 @@ pub fn produce_beside_reads(env: &Env, size: usize, replay_topic: &str, topic: &
     let replay = start_consumer(env, replay_topic, 1, "beginning", Some(env.messages));
     let shape = ProduceShape::plain(size, 1);
     let latency_file = format!("target/bench/latency-{topic}.txt");
-    let output = produce_command(env, topic, shape, env.messages, &latency_file).output().expect("run rdkafka_performance");
+    let output = produce_command(env, topic, shape, env.messages, Some(&latency_file)).output().expect("run rdkafka_performance");
     let replayed = consumed(replay, size, "rdkafka_performance replay from 0 while a producer writes");
     for mut tail in tails {
         let _ = tail.kill();

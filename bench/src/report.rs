@@ -109,6 +109,14 @@ impl Report {
             .collect()
     }
 
+    /// Adds a case run once (too long to repeat): its row as measured.
+    pub fn once(&mut self, row: Row) -> f64 {
+        println!("  {}", line(&row));
+        let rate = row.rate();
+        self.rows.push(row);
+        rate
+    }
+
     /// Writes the table, with `footer` lines (peak memory) under it.
     pub fn finish(self, footer: &[String]) {
         let mut out = format!("{}\n\n", self.header);

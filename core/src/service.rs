@@ -102,9 +102,9 @@ impl StorageSide {
         &self.figures
     }
 
-    /// The open connections now.
-    pub fn connections(&self) -> Vec<ConnectionInfo> {
-        self.connections.snapshot()
+    /// The `limit` oldest open connections now, and how many are open.
+    pub fn connections(&self, limit: usize) -> (Vec<ConnectionInfo>, usize) {
+        (self.connections.first(limit), self.connections.count())
     }
 
     /// True once the network side is gone and nothing is left to run.

@@ -166,7 +166,7 @@ impl MainLoop {
             self.reload();
         }
         self.next_wake = Some(self.storage_side.turn(&mut self.runner));
-        self.connections.publish_if_due(self.storage_side.figures(), || self.storage_side.connections());
+        self.connections.publish_if_due(self.storage_side.figures(), |limit| self.storage_side.connections(limit));
         self.readers.keep_up(self.storage_side.readers_connected());
         // A backend reports its table statistics when it goes idle; a worker must do it
         // itself, or autovacuum never learns of the rows the writer inserts. Rate-limited

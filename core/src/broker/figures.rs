@@ -61,7 +61,7 @@ impl Figures {
         let (produce_jobs, produce_bytes) = self.commits.queued();
         let in_use = |budget: &Semaphore| self.budget_bytes.saturating_sub(budget.available_permits()) as f64;
         let gauges = [
-            ("connections", self.connections.snapshot().len() as f64, "open Kafka connections"),
+            ("connections", self.connections.count() as f64, "open Kafka connections"),
             ("in_flight_request_bytes", in_use(&self.requests), "request bytes read and not yet answered"),
             ("in_flight_response_bytes", in_use(&self.responses), "Fetch response bytes not yet written"),
             ("produce_queue_requests", produce_jobs as f64, "Produce requests waiting for the group commit"),

@@ -51,6 +51,8 @@ pub struct Session {
     pub local: SocketAddr,
     /// Unix milliseconds when the connection was accepted.
     pub connected_at_ms: i64,
+    /// `peer` as text, formatted once.
+    peer_text: String,
     state: Mutex<Identity>,
     /// Requests read and not yet answered (written).
     in_flight: std::sync::atomic::AtomicUsize,
@@ -86,6 +88,7 @@ impl Session {
             peer,
             local,
             connected_at_ms: crate::storage::now_ms(),
+            peer_text: peer.to_string(),
             state: Mutex::new(Identity::default()),
             in_flight: Default::default(),
         }
@@ -153,7 +156,7 @@ impl Session {
         ConnectionInfo {
             id,
             listener: self.listener.protocol.name(),
-            client_address: self.peer.to_string(),
+            client_address: self.peer_text.clone(),
             principal: state.login.clone(),
             client_id: state.client_id.clone(),
             software_name: state.software.as_ref().map(|s| s.0.clone()),
@@ -239,8 +242,19 @@ impl Registry {
 
     /// Every open connection, oldest first.
     pub fn snapshot(&self) -> Vec<ConnectionInfo> {
+        self.first(usize::MAX)
+    }
+
+    /// The `limit` oldest open connections (operators' tables have a fixed size: thousands
+    /// of idle consumers must not cost a description each, several times a second).
+    pub fn first(&self, limit: usize) -> Vec<ConnectionInfo> {
         let inner = self.inner.lock();
-        inner.1.iter().filter_map(|(id, session)| session.upgrade().map(|s| s.describe(*id))).collect()
+        inner.1.iter().filter_map(|(id, session)| session.upgrade().map(|s| s.describe(*id))).take(limit).collect()
+    }
+
+    /// How many connections are open.
+    pub fn count(&self) -> usize {
+        self.inner.lock().1.len()
     }
 }
 

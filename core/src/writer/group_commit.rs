@@ -274,8 +274,10 @@ impl GroupCommitter {
     }
 
     /// Re-reads partition bounds if the refresh interval has passed: watermarks move up to
-    /// rows that SQL sessions committed, and so do this writer's counters, so the next
-    /// produce does not collide with them. Returns the time until the next refresh.
+    /// rows that SQL sessions INSERTed directly (kafka.produce() reports its own), and the
+    /// writer's counters follow them. Counters of partitions no consumer reads are
+    /// forgotten rather than re-read (one probe at their next write, instead of one per
+    /// written partition every interval). Returns the time until the next refresh.
     pub fn refresh_if_due(&mut self, runner: &mut dyn JobRunner) -> Duration {
         let since = self.last_refresh.elapsed();
         if since < self.settings.refresh_interval {
@@ -283,27 +285,21 @@ impl GroupCommitter {
         }
         self.last_refresh = Instant::now();
         let mut moved = Vec::new();
-        let counters: Vec<(i32, i32)> = self.next_offsets.keys().copied().collect();
-        let mut stored = Vec::new();
         let refreshed = runner.run(&mut |storage| {
             // Cached topics are re-read, so configs changed with SQL take effect.
             self.topics.refresh(storage)?;
             moved = self.watermarks.refresh(storage)?;
-            // A partition that Fetch also reads was just re-read into its watermark; only
-            // the others need a query of their own.
-            stored = counters
-                .iter()
-                .map(|&(topic_id, partition)| match self.watermarks.get(topic_id, partition) {
-                    Some(bounds) => Ok(bounds.high),
-                    None => storage.next_offset(topic_id, partition),
-                })
-                .collect::<Result<_, _>>()?;
             Ok(())
         });
         if refreshed.is_ok() {
-            for (key, next) in counters.into_iter().zip(stored) {
-                self.next_offsets.entry(key).and_modify(|counter| *counter = (*counter).max(next));
-            }
+            let watermarks = &self.watermarks;
+            self.next_offsets.retain(|&(topic_id, partition), counter| match watermarks.get(topic_id, partition) {
+                Some(bounds) => {
+                    *counter = (*counter).max(bounds.high);
+                    true
+                }
+                None => false,
+            });
             if !moved.is_empty() {
                 self.watermarks.notify();
             }
