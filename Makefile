@@ -155,5 +155,6 @@ bench: install
 	PGKAFKA_BENCH_BOOTSTRAP=127.0.0.1:$(BENCH_PORT) PGKAFKA_BENCH_PG_PORT=$(BENCH_PG_PORT) \
 	PGKAFKA_BENCH_SASL_SSL=127.0.0.1:$(BENCH_SASL_SSL_PORT) PGKAFKA_BENCH_CA_FILE=$(abspath $(E2E_CERTS))/ca.crt \
 	PGKAFKA_BENCH_RDKAFKA_PERFORMANCE=$(abspath target/rdkafka-performance/rdkafka_performance) \
+	$(if $(BENCH_SQL),BENCH_SQL=$(abspath $(BENCH_SQL))) \
 	cargo run --release -p pg_kafka_bench; \
 	status=$$?; scripts/cluster.sh stop $(BENCH_DATA); exit $$status

@@ -14,7 +14,8 @@
 //! Environment (set by the Makefile): PGKAFKA_BENCH_BOOTSTRAP, PGKAFKA_BENCH_PG_PORT,
 //! PGKAFKA_BENCH_SASL_SSL, PGKAFKA_BENCH_CA_FILE, PGKAFKA_BENCH_RDKAFKA_PERFORMANCE;
 //! BENCH_MESSAGES (default 1,000,000), BENCH_ROUNDS (default 3), BENCH_SUSTAINED_MESSAGES
-//! (default 50,000,000).
+//! (default 50,000,000), BENCH_ONLY=sustained (that case alone), BENCH_SQL (a SQL file run
+//! first, e.g. tuning/autovacuum.sql).
 
 mod consume;
 mod copy;
@@ -37,6 +38,8 @@ pub struct Env {
     pub rounds: usize,
     /// Messages of the sustained run (BENCH_SUSTAINED_MESSAGES, default 50M).
     pub sustained_messages: usize,
+    /// BENCH_ONLY=sustained: only the sustained run (to compare settings on it).
+    pub only_sustained: bool,
     /// The SASL_SSL listener, when `make bench` configured one.
     pub sasl_ssl: Option<SaslSsl>,
 }
@@ -57,6 +60,7 @@ impl Env {
             messages: number("BENCH_MESSAGES", 1_000_000),
             rounds: number("BENCH_ROUNDS", 3),
             sustained_messages: number("BENCH_SUSTAINED_MESSAGES", 50_000_000),
+            only_sustained: std::env::var("BENCH_ONLY").is_ok_and(|only| only == "sustained"),
             sasl_ssl: std::env::var("PGKAFKA_BENCH_SASL_SSL")
                 .ok()
                 .map(|bootstrap| SaslSsl { bootstrap, ca_file: var("PGKAFKA_BENCH_CA_FILE") }),
@@ -123,6 +127,18 @@ fn main() {
     let env = Env::from_env();
     let mut report = Report::new(&env);
     env.reset(None);
+    // BENCH_SQL: a file of SQL run first (per-table settings such as tuning/autovacuum.sql).
+    if let Ok(file) = std::env::var("BENCH_SQL") {
+        let sql = std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("BENCH_SQL {file}: {e}"));
+        env.sql().batch_execute(&sql).unwrap_or_else(|e| panic!("BENCH_SQL {file}: {e}"));
+        println!("ran {file}");
+    }
+    if env.only_sustained {
+        let sustained = env.sustained_messages;
+        report.once(env.round(None, || perf_tool::sustained(&env, sustained, 20_000, "bench-sustained")));
+        report.finish(&env.peak_memory());
+        return;
+    }
     // Latency first, on a quiet cluster: after the throughput cases' gigabytes the
     // checkpoints and autovacuum they leave behind set the tail instead (measured: p99
     // 5.7 ms here against 233 ms at the end of a run).
