@@ -66,8 +66,67 @@ unsafe fn relation_oid(name: &CStr) -> Result<pg_sys::Oid, StorageError> {
 /// Messages of (`topic_id`, `partition`) with offsets in `limit.from..limit.below`, in
 /// offset order, until `limit` admits no more bytes.
 pub fn read_partition(topic_id: i32, partition: i32, limit: ReadLimit) -> Result<Vec<StoredRecord>, StorageError> {
-    // SAFETY: main thread, in a transaction with an active snapshot (the runner's); every
-    // relation, scan and slot opened here is closed here, or by the abort a panic causes.
+    let offsets = [
+        OffsetKey { strategy: pg_sys::BTGreaterEqualStrategyNumber, procedure: pg_sys::F_INT8GE, offset: limit.from },
+        OffsetKey { strategy: pg_sys::BTLessStrategyNumber, procedure: pg_sys::F_INT8LT, offset: limit.below },
+    ];
+    // SAFETY: main thread, in a transaction with an active snapshot (the runner's).
+    // A new command, a new snapshot: what a query run now would see.
+    unsafe {
+        scan_partition(topic_id, partition, &offsets, SnapshotOf::Transaction, |scan, slot, columns| collect(scan, slot, columns, limit))
+    }?
+}
+
+/// The last offset stored in (`topic_id`, `partition`) as committed now, with this
+/// transaction's own earlier rows: one backward step of the primary key index under the
+/// latest snapshot (not the transaction's, which in REPEATABLE READ may be older). `None`
+/// when the partition has no rows. For `kafka.produce()`, under the partition's lock.
+pub fn last_offset_now(topic_id: i32, partition: i32) -> Result<Option<i64>, StorageError> {
+    // SAFETY: in a transaction; the slot holds the tuple while its offset is read.
+    unsafe {
+        scan_partition(topic_id, partition, &[], SnapshotOf::Latest, |scan, slot, columns| {
+            if !pg_sys::index_getnext_slot(scan, pg_sys::ScanDirection::BackwardScanDirection, slot) {
+                return None;
+            }
+            pg_sys::slot_getsomeattrs_int(slot, columns.offset as i32);
+            let i = columns.offset - 1;
+            (!*(*slot).tts_isnull.add(i)).then(|| (*(*slot).tts_values.add(i)).value() as i64)
+        })
+    }
+}
+
+/// A condition on the key's "offset" column, beside topic and partition.
+struct OffsetKey {
+    strategy: u32,
+    procedure: u32,
+    offset: i64,
+}
+
+/// Whose visibility a scan has (after a CommandCounterIncrement, so the transaction's own
+/// earlier writes are seen in both).
+enum SnapshotOf {
+    /// A new query of the transaction (fresh in READ COMMITTED).
+    Transaction,
+    /// Everything committed now, whatever the isolation level.
+    Latest,
+}
+
+/// Opens `kafka.messages` and its primary key, scans (`topic_id`, `partition`) with
+/// `offsets` as further conditions under `snapshot`, hands the scan and a slot to `walk`,
+/// and closes everything again.
+///
+/// # Safety
+/// In a transaction on the thread that owns Postgres; `walk` reads tuples only while the
+/// slot holds them. An ERROR inside aborts the transaction, which closes what is open.
+unsafe fn scan_partition<T>(
+    topic_id: i32,
+    partition: i32,
+    offsets: &[OffsetKey],
+    snapshot: SnapshotOf,
+    walk: impl FnOnce(pg_sys::IndexScanDesc, *mut pg_sys::TupleTableSlot, &Columns) -> T,
+) -> Result<T, StorageError> {
+    // SAFETY: as the caller promises; every relation, scan and slot opened here is closed
+    // here.
     unsafe {
         let heap_oid = relation_oid(c"messages")?;
         let index_oid = relation_oid(c"messages_pkey")?;
@@ -79,63 +138,26 @@ pub fn read_partition(topic_id: i32, partition: i32, limit: ReadLimit) -> Result
         let equal = pg_sys::BTEqualStrategyNumber as pg_sys::StrategyNumber;
         pg_sys::ScanKeyInit(&mut keys[0], KEY_TOPIC, equal, pg_sys::Oid::from(pg_sys::F_INT4EQ), topic_id.into());
         pg_sys::ScanKeyInit(&mut keys[1], KEY_PARTITION, equal, pg_sys::Oid::from(pg_sys::F_INT4EQ), partition.into());
-        let at_least = pg_sys::BTGreaterEqualStrategyNumber as pg_sys::StrategyNumber;
-        pg_sys::ScanKeyInit(&mut keys[2], KEY_OFFSET, at_least, pg_sys::Oid::from(pg_sys::F_INT8GE), limit.from.into());
-        let below = pg_sys::BTLessStrategyNumber as pg_sys::StrategyNumber;
-        pg_sys::ScanKeyInit(&mut keys[3], KEY_OFFSET, below, pg_sys::Oid::from(pg_sys::F_INT8LT), limit.below.into());
-        // A new command, a new snapshot: what a query run now would see.
-        pg_sys::CommandCounterIncrement();
-        pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot());
-        let scan = begin_scan(heap, index, keys.len() as i32);
-        pg_sys::index_rescan(scan, keys.as_mut_ptr(), keys.len() as i32, null_mut(), 0);
-        let slot = pg_sys::table_slot_create(heap, null_mut());
-        let read = collect(scan, slot, &columns, limit);
-        pg_sys::ExecDropSingleTupleTableSlot(slot);
-        pg_sys::index_endscan(scan);
-        pg_sys::PopActiveSnapshot();
-        pg_sys::index_close(index, pg_sys::NoLock as pg_sys::LOCKMODE);
-        pg_sys::table_close(heap, pg_sys::NoLock as pg_sys::LOCKMODE);
-        read
-    }
-}
-
-/// The last offset stored in (`topic_id`, `partition`) as committed now, with this
-/// transaction's own earlier rows: one backward step of the primary key index under the
-/// latest snapshot (not the transaction's, which in REPEATABLE READ may be older). `None`
-/// when the partition has no rows. For `kafka.produce()`, under the partition's lock.
-pub fn last_offset_now(topic_id: i32, partition: i32) -> Result<Option<i64>, StorageError> {
-    // SAFETY: in a transaction; every relation, scan and slot opened here is closed here,
-    // or by the abort an ERROR causes.
-    unsafe {
-        let heap_oid = relation_oid(c"messages")?;
-        let index_oid = relation_oid(c"messages_pkey")?;
-        let columns = Columns::of(heap_oid)?;
-        let lock = pg_sys::AccessShareLock as pg_sys::LOCKMODE;
-        let heap = pg_sys::table_open(heap_oid, lock);
-        let index = pg_sys::index_open(index_oid, lock);
-        let mut keys: [pg_sys::ScanKeyData; 2] = std::mem::zeroed();
-        let equal = pg_sys::BTEqualStrategyNumber as pg_sys::StrategyNumber;
-        pg_sys::ScanKeyInit(&mut keys[0], KEY_TOPIC, equal, pg_sys::Oid::from(pg_sys::F_INT4EQ), topic_id.into());
-        pg_sys::ScanKeyInit(&mut keys[1], KEY_PARTITION, equal, pg_sys::Oid::from(pg_sys::F_INT4EQ), partition.into());
-        pg_sys::CommandCounterIncrement();
-        pg_sys::PushActiveSnapshot(pg_sys::GetLatestSnapshot());
-        let scan = begin_scan(heap, index, keys.len() as i32);
-        pg_sys::index_rescan(scan, keys.as_mut_ptr(), keys.len() as i32, null_mut(), 0);
-        let slot = pg_sys::table_slot_create(heap, null_mut());
-        let mut last = None;
-        if pg_sys::index_getnext_slot(scan, pg_sys::ScanDirection::BackwardScanDirection, slot) {
-            pg_sys::slot_getsomeattrs_int(slot, columns.offset as i32);
-            let i = columns.offset - 1;
-            if !*(*slot).tts_isnull.add(i) {
-                last = Some((*(*slot).tts_values.add(i)).value() as i64);
-            }
+        for (key, condition) in keys[2..].iter_mut().zip(offsets) {
+            let strategy = condition.strategy as pg_sys::StrategyNumber;
+            pg_sys::ScanKeyInit(key, KEY_OFFSET, strategy, pg_sys::Oid::from(condition.procedure), condition.offset.into());
         }
+        let key_count = 2 + offsets.len().min(2) as i32;
+        pg_sys::CommandCounterIncrement();
+        pg_sys::PushActiveSnapshot(match snapshot {
+            SnapshotOf::Transaction => pg_sys::GetTransactionSnapshot(),
+            SnapshotOf::Latest => pg_sys::GetLatestSnapshot(),
+        });
+        let scan = begin_scan(heap, index, key_count);
+        pg_sys::index_rescan(scan, keys.as_mut_ptr(), key_count, null_mut(), 0);
+        let slot = pg_sys::table_slot_create(heap, null_mut());
+        let walked = walk(scan, slot, &columns);
         pg_sys::ExecDropSingleTupleTableSlot(slot);
         pg_sys::index_endscan(scan);
         pg_sys::PopActiveSnapshot();
         pg_sys::index_close(index, pg_sys::NoLock as pg_sys::LOCKMODE);
         pg_sys::table_close(heap, pg_sys::NoLock as pg_sys::LOCKMODE);
-        Ok(last)
+        Ok(walked)
     }
 }
 
