@@ -230,34 +230,34 @@ impl Metrics {
         out.push(counter("fetch_bytes_total", &self.inner.fetched_bytes, "record bytes returned to consumers"));
         if let Some(commits) = self.inner.commits.lock().as_mut() {
             out.push(Metric { name: "group_commits_total", api: None, value: commits.count as f64, help: "group commits" });
-            push_percentiles(&mut out, "group_commit_rows", None, commits.rows.percentiles(), 1.0, "messages per group commit");
-            push_percentiles(&mut out, "group_commit_ms", None, commits.micros.percentiles(), 1000.0, "time of one group commit");
+            push_percentiles(&mut out, COMMIT_ROWS, None, commits.rows.percentiles(), 1.0, "messages per group commit");
+            push_percentiles(&mut out, COMMIT_MS, None, commits.micros.percentiles(), 1000.0, "time of one group commit");
         }
         for (&key, figures) in self.inner.apis.lock().iter_mut() {
             let api = ApiKey::try_from(key).ok().map(api_name);
             out.push(Metric { name: "requests_total", api, value: figures.requests as f64, help: "requests answered" });
             out.push(Metric { name: "errors_total", api, value: figures.errors as f64, help: "requests answered with an error or closed" });
             let latency = figures.latency_us.as_mut().and_then(Window::percentiles);
-            push_percentiles(&mut out, "request_latency_ms", api, latency, 1000.0, "time from request read to response ready");
+            push_percentiles(&mut out, LATENCY_MS, api, latency, 1000.0, "time from request read to response ready");
         }
         out
     }
 }
 
+/// The names of a histogram's four figures: p50, p99, p99.9, max.
+const COMMIT_ROWS: [&str; 4] = ["group_commit_rows_p50", "group_commit_rows_p99", "group_commit_rows_p999", "group_commit_rows_max"];
+const COMMIT_MS: [&str; 4] = ["group_commit_ms_p50", "group_commit_ms_p99", "group_commit_ms_p999", "group_commit_ms_max"];
+const LATENCY_MS: [&str; 4] = ["request_latency_ms_p50", "request_latency_ms_p99", "request_latency_ms_p999", "request_latency_ms_max"];
+
 fn push_percentiles(
     out: &mut Snapshot,
-    name: &'static str,
+    names: [&'static str; 4],
     api: Option<&'static str>,
     values: Option<[u64; 4]>,
     divisor: f64,
     help: &'static str,
 ) {
     let Some(values) = values else { return };
-    let names: [&'static str; 4] = match name {
-        "group_commit_rows" => ["group_commit_rows_p50", "group_commit_rows_p99", "group_commit_rows_p999", "group_commit_rows_max"],
-        "group_commit_ms" => ["group_commit_ms_p50", "group_commit_ms_p99", "group_commit_ms_p999", "group_commit_ms_max"],
-        _ => ["request_latency_ms_p50", "request_latency_ms_p99", "request_latency_ms_p999", "request_latency_ms_max"],
-    };
     for (name, value) in names.into_iter().zip(values) {
         out.push(Metric { name, api, value: value as f64 / divisor, help });
     }
@@ -266,8 +266,8 @@ fn push_percentiles(
 /// The API's name as Kafka spells it ("Produce", "Fetch", ...).
 pub fn api_name(api: ApiKey) -> &'static str {
     // kafka-protocol's Debug names are Kafka's names with a "Key" suffix on some versions.
-    let name: &'static str = Box::leak(format!("{api:?}").trim_end_matches("Key").to_owned().into_boxed_str());
-    API_NAMES.lock().entry(api as i16).or_insert(name)
+    // Made once per API (a few dozen strings for the process's life), not per snapshot.
+    API_NAMES.lock().entry(api as i16).or_insert_with(|| Box::leak(format!("{api:?}").trim_end_matches("Key").to_owned().into_boxed_str()))
 }
 
 static API_NAMES: Mutex<BTreeMap<i16, &'static str>> = Mutex::new(BTreeMap::new());
