@@ -116,15 +116,7 @@ mod tests {
     }
 
     fn one_row(topic_id: i32, partition: i32, offset: i64) -> MessageRows {
-        MessageRows {
-            topic_ids: vec![topic_id],
-            partitions: vec![partition],
-            offsets: vec![offset],
-            timestamps_ms: vec![0],
-            keys: vec![None],
-            values: vec![None],
-            headers: vec![None],
-        }
+        pg_kafka_core::storage::empty_rows(topic_id, partition, &[offset])
     }
 
     #[pg_test]

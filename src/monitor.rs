@@ -217,14 +217,15 @@ fn partition_row(p: &PartitionFigures) -> PartitionRow {
 
 /// A consumer's assignment as `topic:0,1;other:2`; other protocols' as a byte count.
 fn assignment_text(protocol_type: &str, bytes: &[u8]) -> String {
-    match (protocol_type, assignment::describe(bytes)) {
-        (_, _) if bytes.is_empty() => String::new(),
-        ("consumer", Some(text)) => text,
-        _ => format!("({} bytes)", bytes.len()),
+    if bytes.is_empty() {
+        return String::new();
     }
+    let consumer = if protocol_type == "consumer" { assignment::describe(bytes) } else { None };
+    consumer.unwrap_or_else(|| format!("({} bytes)", bytes.len()))
 }
 
-fn timestamp(unix_ms: i64) -> Option<TimestampWithTimeZone> {
+/// Unix milliseconds as a timestamptz (`connected_at`, `last_append_time`).
+pub fn unix_ms_timestamp(unix_ms: i64) -> Option<TimestampWithTimeZone> {
     postgres_timestamp_us(unix_ms).and_then(|us| TimestampWithTimeZone::try_from(us).ok())
 }
 
@@ -332,15 +333,10 @@ mod kafka {
             .in_use()
             .iter()
             .map(|p| {
-                let appended = (p.last_append_ms != 0).then(|| timestamp(p.last_append_ms)).flatten();
+                let appended = (p.last_append_ms != 0).then(|| unix_ms_timestamp(p.last_append_ms)).flatten();
                 (p.topic_id, p.partition, known(p.log_start), known(p.high), appended)
             })
             .collect();
         TableIterator::new(rows)
     }
-}
-
-/// `connected_at` and the like: Unix milliseconds as a timestamptz.
-pub fn unix_ms_timestamp(unix_ms: i64) -> Option<TimestampWithTimeZone> {
-    timestamp(unix_ms)
 }

@@ -109,11 +109,13 @@ fn writable_topic(name: &str) -> Topic {
         return topic;
     }
     let may_insert = may_insert_messages();
+    // Without INSERT the ACLs decide, for the caller's role (named before the switch).
+    let acl_role = (!may_insert).then(current_role_name);
     let (topic, acl_allows) = as_bootstrap_superuser(|| {
         let topic =
             with_plans(|client, plans| client.update(&plans.topic, Some(1), &[name.into()]).ok().and_then(|rows| topics_from(rows).ok()))
                 .and_then(|mut topics| topics.pop());
-        let acl_allows = !may_insert && topic.is_some() && acls_allow_write(name);
+        let acl_allows = topic.is_some() && acl_role.is_some_and(|role| acls_allow_write(role, name));
         (topic, acl_allows)
     });
     if !may_insert && !acl_allows {
@@ -165,23 +167,18 @@ fn with_plans<R>(f: impl FnOnce(&mut SpiClient<'_>, &Plans) -> R) -> R {
     })
 }
 
-/// Whether the Kafka ACLs let the current role WRITE `topic` (as `User:<role>` or any
+/// Whether the Kafka ACLs let `role` WRITE `topic` (as `User:<role>` or any
 /// role it is a member of, from any host).
-fn acls_allow_write(topic: &str) -> bool {
-    // SAFETY: the role this function runs for, and its name (palloc'd, copied).
-    let role = unsafe { std::ffi::CStr::from_ptr(pg_sys::GetUserNameFromId(session_role(), false)) }.to_string_lossy().into_owned();
+fn acls_allow_write(role: String, topic: &str) -> bool {
     let mut storage = PgStorage;
     let (Ok(acls), Ok(principals)) = (storage.acls(), storage.principals(&[role])) else { return false };
     principals.first().is_some_and(|principal| is_allowed(&acls, principal, "*", Operation::Write, (ResourceType::Topic, topic)))
 }
 
-/// The role the caller runs as (before [`as_bootstrap_superuser`] switched it).
-fn session_role() -> pg_sys::Oid {
-    CALLER.with(|caller| caller.get()).unwrap_or_else(|| unsafe { pg_sys::GetUserId() })
-}
-
-thread_local! {
-    static CALLER: std::cell::Cell<Option<pg_sys::Oid>> = const { std::cell::Cell::new(None) };
+/// The name of the role the caller runs as.
+fn current_role_name() -> String {
+    // SAFETY: the current role's name, palloc'd and copied here.
+    unsafe { std::ffi::CStr::from_ptr(pg_sys::GetUserNameFromId(pg_sys::GetUserId(), false)) }.to_string_lossy().into_owned()
 }
 
 /// Runs `f` as the bootstrap superuser (the worker's role), in a restricted security
@@ -195,9 +192,7 @@ fn as_bootstrap_superuser<R>(f: impl FnOnce() -> R) -> R {
         let restricted = (pg_sys::SECURITY_LOCAL_USERID_CHANGE | pg_sys::SECURITY_RESTRICTED_OPERATION) as i32;
         pg_sys::SetUserIdAndSecContext(pg_sys::Oid::from(pg_sys::BOOTSTRAP_SUPERUSERID), context | restricted);
     }
-    let outer = CALLER.with(|caller| caller.replace(Some(user)));
     let result = f();
-    CALLER.with(|caller| caller.set(outer));
     // SAFETY: as above.
     unsafe { pg_sys::SetUserIdAndSecContext(user, context) };
     result

@@ -68,7 +68,7 @@ impl Figures {
             ("produce_queue_bytes", produce_bytes as f64, "bytes of Produce requests waiting for the group commit"),
             ("storage_queue_jobs", self.storage.queued() as f64, "jobs waiting for the worker's main thread"),
             ("readers_connected", self.readers.connected() as f64, "reader processes connected"),
-            ("groups", self.groups.describe_all().len() as f64, "consumer groups with members or state"),
+            ("groups", self.groups.count() as f64, "consumer groups with members or state"),
         ];
         let mut snapshot: Snapshot = gauges.into_iter().map(|(name, value, help)| Metric { name, api: None, value, help }).collect();
         snapshot.extend(self.metrics.snapshot());

@@ -255,6 +255,22 @@ pub struct LoginRole {
     pub principal: Principal,
 }
 
+/// Rows of one partition at `offsets`, with no key, value or headers and timestamp 0:
+/// what tests write behind the writer's back.
+#[cfg(any(test, feature = "testing"))]
+pub fn empty_rows(topic_id: i32, partition: i32, offsets: &[i64]) -> MessageRows {
+    let n = offsets.len();
+    MessageRows {
+        topic_ids: vec![topic_id; n],
+        partitions: vec![partition; n],
+        offsets: offsets.to_vec(),
+        timestamps_ms: vec![0; n],
+        keys: vec![None; n],
+        values: vec![None; n],
+        headers: vec![None; n],
+    }
+}
+
 /// The retention scenario both engines are tested with: topic `topic_id`, partition 0 has
 /// ten 10-byte messages a minute apart (the newest at `now_ms`), partition 1 ten at `now_ms`.
 #[cfg(any(test, feature = "testing"))]

@@ -152,16 +152,7 @@ mod tests {
 
     /// Rows of topic 1, partition 0, at `offsets`.
     fn rows_at(offsets: &[i64]) -> MessageRows {
-        let n = offsets.len();
-        MessageRows {
-            topic_ids: vec![1; n],
-            partitions: vec![0; n],
-            offsets: offsets.to_vec(),
-            timestamps_ms: vec![0; n],
-            keys: vec![None; n],
-            values: vec![None; n],
-            headers: vec![None; n],
-        }
+        crate::storage::empty_rows(1, 0, offsets)
     }
 
     fn storage_with_rows(offsets: &[i64]) -> MemoryStorage {

@@ -238,25 +238,23 @@ impl GroupCommitter {
         }
         // Partitions no consumer has read are not in the watermarks: nothing to re-read
         // (they are loaded from the table when first fetched), so no transaction either.
-        if news.partitions.as_ref().is_some_and(|partitions| !self.watermarks.knows_any(partitions)) {
-            self.watermarks_seen = news.generation;
-            news.partitions.iter().flatten().for_each(|&key| self.metrics.appended(key));
-            return;
-        }
         let mut moved = false;
-        let reread = runner.run(&mut |storage| {
-            moved = match &news.partitions {
-                Some(partitions) => self.watermarks.reread(storage, partitions)?,
-                None => !self.watermarks.refresh(storage)?.is_empty(),
-            };
-            Ok(())
-        });
-        if reread.is_ok() {
-            self.watermarks_seen = news.generation;
-            news.partitions.iter().flatten().for_each(|&key| self.metrics.appended(key));
-            if moved {
-                self.watermarks.notify();
+        if news.partitions.as_ref().is_none_or(|partitions| self.watermarks.knows_any(partitions)) {
+            let reread = runner.run(&mut |storage| {
+                moved = match &news.partitions {
+                    Some(partitions) => self.watermarks.reread(storage, partitions)?,
+                    None => !self.watermarks.refresh(storage)?.is_empty(),
+                };
+                Ok(())
+            });
+            if reread.is_err() {
+                return; // tried again at the next turn
             }
+        }
+        self.watermarks_seen = news.generation;
+        news.partitions.iter().flatten().for_each(|&key| self.metrics.appended(key));
+        if moved {
+            self.watermarks.notify();
         }
     }
 
@@ -708,18 +706,7 @@ mod tests {
     async fn counters_continue_from_the_table_and_then_from_memory() {
         let (queue, mut committer) = channel(settings(0), Arc::new(|| {}), Watermarks::default(), TopicCache::default());
         let mut runner = runner_with_topic(1);
-        runner
-            .0
-            .append(&MessageRows {
-                topic_ids: vec![1],
-                partitions: vec![0],
-                offsets: vec![41],
-                timestamps_ms: vec![0],
-                keys: vec![None],
-                values: vec![None],
-                headers: vec![None],
-            })
-            .unwrap();
+        runner.0.append(&sql_row(0, 41)).unwrap();
         for expected in [42, 45] {
             let handles = submit_all(&queue, vec![vec![append("t", 0, 3)]]).await;
             committer.poll(&mut runner);
@@ -862,16 +849,7 @@ mod tests {
         assert_eq!(watermarks.get(1, 0).map(|b| b.high), Some(2));
 
         // A row written by a SQL session, not through the writer.
-        let sql_row = MessageRows {
-            topic_ids: vec![1],
-            partitions: vec![0],
-            offsets: vec![2],
-            timestamps_ms: vec![0],
-            keys: vec![None],
-            values: vec![None],
-            headers: vec![None],
-        };
-        runner.0.append(&sql_row).unwrap();
+        runner.0.append(&sql_row(0, 2)).unwrap();
         committer.refresh_if_due(&mut runner);
         assert_eq!(watermarks.get(1, 0).map(|b| b.high), Some(3));
         let handles = submit_all(&queue, vec![vec![append("t", 0, 1)]]).await;
@@ -881,15 +859,7 @@ mod tests {
 
     /// A row that a SQL session appended behind the writer's back.
     fn sql_row(partition: i32, offset: i64) -> MessageRows {
-        MessageRows {
-            topic_ids: vec![1],
-            partitions: vec![partition],
-            offsets: vec![offset],
-            timestamps_ms: vec![0],
-            keys: vec![None],
-            values: vec![None],
-            headers: vec![None],
-        }
+        crate::storage::empty_rows(1, partition, &[offset])
     }
 
     #[tokio::test]

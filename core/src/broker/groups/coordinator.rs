@@ -87,6 +87,11 @@ impl GroupCoordinator {
         self.groups.lock().get(group_id).map(Group::describe)
     }
 
+    /// How many groups the coordinator holds.
+    pub fn count(&self) -> usize {
+        self.groups.lock().len()
+    }
+
     /// Every group as DescribeGroups would show it, by id.
     pub fn describe_all(&self) -> Vec<(String, GroupDescription)> {
         let groups = self.groups.lock();
