@@ -14,8 +14,8 @@
 //! Environment (set by the Makefile): PGKAFKA_BENCH_BOOTSTRAP, PGKAFKA_BENCH_PG_PORT,
 //! PGKAFKA_BENCH_SASL_SSL, PGKAFKA_BENCH_CA_FILE, PGKAFKA_BENCH_RDKAFKA_PERFORMANCE;
 //! BENCH_MESSAGES (default 1,000,000), BENCH_ROUNDS (default 3), BENCH_SUSTAINED_MESSAGES
-//! (default 50,000,000), BENCH_ONLY=sustained (that case alone), BENCH_SQL (a SQL file run
-//! first, e.g. tuning/autovacuum.sql).
+//! (default 50,000,000), BENCH_ONLY (one group of cases: `sustained`, `partitions`,
+//! `idempotent`, `mixed`), BENCH_SQL (a SQL file run first, e.g. tuning/autovacuum.sql).
 
 mod consume;
 mod copy;
@@ -38,10 +38,35 @@ pub struct Env {
     pub rounds: usize,
     /// Messages of the sustained run (BENCH_SUSTAINED_MESSAGES, default 50M).
     pub sustained_messages: usize,
-    /// BENCH_ONLY=sustained: only the sustained run (to compare settings on it).
-    pub only_sustained: bool,
+    /// BENCH_ONLY: one group of cases alone (to profile it or compare settings on it).
+    pub only: Option<Only>,
     /// The SASL_SSL listener, when `make bench` configured one.
     pub sasl_ssl: Option<SaslSsl>,
+}
+
+/// The groups of cases BENCH_ONLY can run alone, each with the baseline its ratio needs.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Only {
+    /// The sustained run with retention.
+    Sustained,
+    /// 1,000 partitions against the Rust client's 1-partition rate (100 B).
+    Partitions,
+    /// rdkafka_performance idempotent and max.in.flight=1 against plain (100 B).
+    Idempotent,
+    /// rdkafka_performance produce beside reads against produce and replay alone (100 B).
+    Mixed,
+}
+
+impl Only {
+    fn parse(name: &str) -> Only {
+        match name {
+            "sustained" => Only::Sustained,
+            "partitions" => Only::Partitions,
+            "idempotent" => Only::Idempotent,
+            "mixed" => Only::Mixed,
+            other => panic!("BENCH_ONLY={other}: expected sustained, partitions, idempotent or mixed"),
+        }
+    }
 }
 
 pub struct SaslSsl {
@@ -60,7 +85,7 @@ impl Env {
             messages: number("BENCH_MESSAGES", 1_000_000),
             rounds: number("BENCH_ROUNDS", 3),
             sustained_messages: number("BENCH_SUSTAINED_MESSAGES", 50_000_000),
-            only_sustained: std::env::var("BENCH_ONLY").is_ok_and(|only| only == "sustained"),
+            only: std::env::var("BENCH_ONLY").ok().map(|name| Only::parse(&name)),
             sasl_ssl: std::env::var("PGKAFKA_BENCH_SASL_SSL")
                 .ok()
                 .map(|bootstrap| SaslSsl { bootstrap, ca_file: var("PGKAFKA_BENCH_CA_FILE") }),
@@ -133,9 +158,8 @@ fn main() {
         env.sql().batch_execute(&sql).unwrap_or_else(|e| panic!("BENCH_SQL {file}: {e}"));
         println!("ran {file}");
     }
-    if env.only_sustained {
-        let sustained = env.sustained_messages;
-        report.once(env.round(None, || perf_tool::sustained(&env, sustained, 20_000, "bench-sustained")));
+    if let Some(only) = env.only {
+        run_only(&env, &mut report, only);
         report.finish(&env.peak_memory());
         return;
     }
@@ -216,4 +240,40 @@ fn main() {
     // Thousands of idle consumers in long poll (needs pg_kafka.max_connections above it).
     let idle = idle::long_polls(&env, IDLE_CONSUMERS);
     report.finish(&[vec![idle], env.peak_memory()].concat());
+}
+
+/// BENCH_ONLY: one group of cases with its baselines, 100 B messages.
+fn run_only(env: &Env, report: &mut Report, only: Only) {
+    let fresh = |run: &dyn Fn() -> Row| env.round(None, run);
+    let perf_topic = |what: &str, r: usize| format!("bench-perf-100-{what}-r{r}");
+    let one = ProduceShape::plain(100, 1);
+    match only {
+        Only::Sustained => {
+            let sustained = env.sustained_messages;
+            report.once(env.round(None, || perf_tool::sustained(env, sustained, 20_000, "bench-sustained")));
+        }
+        Only::Partitions => {
+            let one_partition_rate = report.case(|r| fresh(&|| produce::throughput(env, 100, 1, 1, false, r)));
+            report.case(|r| fresh(&|| produce::many_partitions(env, 100, r).against(one_partition_rate)));
+        }
+        Only::Idempotent => {
+            let one_rate = report.case(|r| fresh(&|| perf_tool::produce(env, one, &perf_topic("p1", r))));
+            let idempotent = ProduceShape { idempotent: true, ..one };
+            report.case(|r| fresh(&|| perf_tool::produce(env, idempotent, &perf_topic("p1-idempotent", r)).against(one_rate)));
+            let one_in_flight = ProduceShape { one_in_flight: true, ..one };
+            report.case(|r| fresh(&|| perf_tool::produce(env, one_in_flight, &perf_topic("p1-inflight1", r)).against(one_rate)));
+        }
+        Only::Mixed => {
+            let one_rate = report.case(|r| fresh(&|| perf_tool::produce(env, one, &perf_topic("p1", r))));
+            let filled = "bench-fill-100".to_string();
+            perf_tool::produce(env, one, &filled);
+            let replay_alone = report.case(|_| env.round(Some(&filled), || perf_tool::consume(env, 100, &filled)));
+            report.cases(|r| {
+                env.round(Some(&filled), || {
+                    let (produced, replayed) = perf_tool::produce_beside_reads(env, 100, &filled, &perf_topic("beside-reads", r));
+                    vec![produced.against(one_rate), replayed.against(replay_alone)]
+                })
+            });
+        }
+    }
 }
