@@ -28,6 +28,8 @@ pub struct MemoryStorage {
     pub refuse_partition: Option<(i32, i32)>,
     /// Partitions whose append lock someone else holds (a SQL session, in tests).
     pub locked_elsewhere: std::collections::HashSet<(i32, i32)>,
+    /// How many times a partition's next offset was read from here.
+    pub next_offset_probes: usize,
     /// Roles by name, as `pg_authid` would hold them.
     pub roles: BTreeMap<String, LoginRole>,
     pub acls: Vec<AclBinding>,
@@ -64,6 +66,7 @@ impl Storage for MemoryStorage {
     }
 
     fn next_offset(&mut self, topic_id: i32, partition: i32) -> Result<i64, StorageError> {
+        self.next_offset_probes += 1;
         let m = &self.messages;
         let last = (0..m.len()).filter(|&i| m.topic_ids[i] == topic_id && m.partitions[i] == partition).map(|i| m.offsets[i]).max();
         let log_start = self.log_starts.get(&(topic_id, partition)).copied().unwrap_or(0);
