@@ -20,7 +20,7 @@ use super::in_order::InOrder;
 use super::{decode, respond, Broker, Outcome};
 use crate::logging;
 use crate::protocol::header::RequestFrame;
-use crate::protocol::records::{decode_batches_within, Batch, InflateBudget, InflateCap, Record, RecordsError};
+use crate::protocol::records::{decode_batches_within, is_plain, Batch, InflateBudget, InflateCap, Record, RecordsError};
 use crate::security::acl::Operation;
 use crate::storage::topics::TopicRef;
 use crate::storage::Topic;
@@ -142,8 +142,10 @@ async fn resolve_topics(broker: &Broker, body: &ProduceRequest, version: i16) ->
 /// A partition of a Produce request: its topic, index and `records` field.
 type PartitionRecords = (Topic, i32, Option<Bytes>);
 
-/// Decodes every partition's batches, on the blocking pool so that decompression never
-/// holds up other connections, and accounts what decompression produced.
+/// Decodes every partition's batches and accounts what decompression produced. A small
+/// request with nothing compressed is decoded right here (a few microseconds: handing it
+/// to another thread would cost more, in context switches, than decoding it); anything
+/// else on the blocking pool, so that decompression never holds up other connections.
 ///
 /// Deadlock-free by construction: at most [`INFLATING_AT_ONCE`] requests decompress at
 /// a time (each capped at `pg_kafka.max_frame_bytes`); one that is done takes its whole
@@ -156,14 +158,15 @@ async fn decode_partitions(
     wanted: Vec<Result<PartitionRecords, ResponseError>>,
     generation: u64,
 ) -> Option<(Vec<Result<PartitionAppend, ResponseError>>, Option<OwnedSemaphorePermit>)> {
+    if is_small_and_plain(&wanted) {
+        // Nothing to inflate: a budget of nothing is never drawn on.
+        return Some((decode_all(wanted, generation, &mut InflateCap::new(0)), None));
+    }
     let slot = broker.inflating.clone().acquire_owned().await.ok()?;
     let cap = broker.config().max_frame_bytes.min(broker.config().max_inflight_bytes);
     let decoding = tokio::task::spawn_blocking(move || {
         let mut budget = InflateCap::new(cap);
-        let appends: Vec<_> = wanted
-            .into_iter()
-            .map(|w| w.and_then(|(topic, partition, data)| partition_append(topic, generation, partition, data, &mut budget)))
-            .collect();
+        let appends = decode_all(wanted, generation, &mut budget);
         (appends, cap - budget.left())
     });
     let (appends, inflated) = decoding.await.ok()?;
@@ -174,6 +177,27 @@ async fn decode_partitions(
     drop(slot);
     Some((appends, held))
 }
+
+/// Every partition's append (or its error), decompression drawing on `budget`.
+fn decode_all(
+    wanted: Vec<Result<PartitionRecords, ResponseError>>,
+    generation: u64,
+    budget: &mut InflateCap,
+) -> Vec<Result<PartitionAppend, ResponseError>> {
+    wanted
+        .into_iter()
+        .map(|w| w.and_then(|(topic, partition, data)| partition_append(topic, generation, partition, data, budget)))
+        .collect()
+}
+
+/// Whether a request's records are few bytes in whole, uncompressed batches.
+fn is_small_and_plain(wanted: &[Result<PartitionRecords, ResponseError>]) -> bool {
+    let fields = || wanted.iter().filter_map(|w| w.as_ref().ok()).filter_map(|(_, _, data)| data.as_ref());
+    fields().map(Bytes::len).sum::<usize>() <= INLINE_DECODE_BYTES && fields().all(|data| is_plain(data))
+}
+
+/// Records bytes of a request decoded on its connection's task when nothing is compressed.
+const INLINE_DECODE_BYTES: usize = 64 * 1024;
 
 /// Requests decompressing at once (the machine's cores are the limit anyway).
 pub const INFLATING_AT_ONCE: usize = 2;

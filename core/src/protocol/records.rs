@@ -157,6 +157,26 @@ pub fn decode_batches_within(mut data: Bytes, budget: &mut dyn InflateBudget) ->
     Ok(batches)
 }
 
+/// Whether every batch in a `records` field is whole and uncompressed, from the batch
+/// headers alone (lengths checked as [`decode_batches_within`] checks them): decoding such
+/// bytes costs time in proportion to their length and inflates nothing. `false` for
+/// anything else, malformed bytes included.
+pub fn is_plain(mut data: &[u8]) -> bool {
+    while !data.is_empty() {
+        if data.len() < BATCH_HEADER_BYTES {
+            return false;
+        }
+        let batch_length = i32::from_be_bytes(data[8..12].try_into().unwrap());
+        let attributes = i16::from_be_bytes(data[CRC_START..CRC_START + 2].try_into().unwrap());
+        let total = usize::try_from(batch_length).ok().and_then(|len| len.checked_add(LOG_OVERHEAD));
+        match total {
+            Some(total) if (BATCH_HEADER_BYTES..=data.len()).contains(&total) && attributes & 0x07 == 0 => data = &data[total..],
+            _ => return false,
+        }
+    }
+    true
+}
+
 fn decode_batch(mut batch: Bytes, budget: &mut dyn InflateBudget) -> Result<Batch, RecordsError> {
     let magic = batch[16] as i8;
     if magic != 2 {
@@ -502,6 +522,21 @@ mod tests {
         let options = RecordEncodeOptions { version: 2, compression };
         RecordBatchEncoder::encode(&mut buf, &records, &options).unwrap();
         buf.freeze()
+    }
+
+    #[test]
+    fn only_whole_uncompressed_batches_are_plain() {
+        let plain =
+            encode_batch(0, &[Record { offset_delta: 0, timestamp: 1, key: None, value: Some(Bytes::from_static(b"v")), headers: None }]);
+        assert!(is_plain(&plain));
+        assert!(is_plain(&[plain.clone(), plain.clone()].concat()));
+        assert!(is_plain(&[]));
+        assert!(!is_plain(&plain[..plain.len() - 1]), "cut short");
+        assert!(!is_plain(&foreign_batch(KpCompression::Gzip, 3)));
+        assert!(!is_plain(&[plain.clone(), foreign_batch(KpCompression::Zstd, 3)].concat()));
+        let mut negative = plain.to_vec();
+        negative[8..12].copy_from_slice(&(-1i32).to_be_bytes());
+        assert!(!is_plain(&negative));
     }
 
     #[test]
