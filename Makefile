@@ -129,7 +129,8 @@ e2e-test: install
 		"pg_kafka.ssl_ca_file = '$(abspath $(E2E_CERTS))/ca.crt'" \
 		"pg_kafka.ssl_client_auth = 'requested'" \
 		"pg_kafka.sasl_plain_without_tls = on" \
-		"pg_kafka.metrics_listener = '127.0.0.1:$(E2E_METRICS_PORT)'" > target/e2e-listeners.conf
+		"pg_kafka.metrics_listener = '127.0.0.1:$(E2E_METRICS_PORT)'" \
+		"pg_kafka.retention_check_interval_ms = 1000" > target/e2e-listeners.conf
 	PGKAFKA_EXTRA_CONF=target/e2e-listeners.conf scripts/cluster.sh start $(E2E_DATA) $(E2E_PG_PORT) $(E2E_PORT)
 	PGKAFKA_E2E_BOOTSTRAP=127.0.0.1:$(E2E_PORT) PGKAFKA_E2E_PG_PORT=$(E2E_PG_PORT) \
 	PGKAFKA_E2E_DATA=$(abspath $(E2E_DATA)) PGKAFKA_E2E_CERTS=$(abspath $(E2E_CERTS)) \

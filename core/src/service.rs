@@ -11,7 +11,8 @@
 //! ```
 //! The worker (glue crate) calls [`start`] and then drives [`StorageSide::turn`] from its
 //! main loop inside Postgres transactions; unit tests call [`assemble`] and drive the same
-//! `StorageSide` over the in-memory engine on a plain thread.
+//! `StorageSide` over the in-memory engine on a plain thread. Reader processes call
+//! [`answer_reader_job`] for each job the worker hands them.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,12 +27,14 @@ use crate::config::{Config, SharedConfig};
 use crate::metrics::Metrics;
 use crate::server::{ListenError, Listener, Server};
 use crate::storage::bridge::{self, JobQueue, JobRunner, Waker};
-use crate::storage::readers::Readers;
+use crate::storage::readers::{ReaderJob, Readers};
+use crate::storage::reads::{encode_answer, ReadPlan, WireError};
 use crate::storage::sql_appends::SqlAppendLog;
 use crate::storage::topics::TopicCache;
 use crate::storage::watermarks::Watermarks;
+use crate::storage::{Storage, StorageError};
 use crate::writer::group_commit::{self, CommitSettings, GroupCommitter};
-use crate::writer::retention::Retention;
+use crate::writer::retention::{Retention, RetentionPass};
 
 /// The time storage jobs may take in one turn of the storage thread before the group
 /// commit gets its turn.
@@ -129,12 +132,15 @@ pub fn assemble(config: Config, wake: Waker, shutdown: watch::Receiver<bool>) ->
     let (commits, mut committer) = group_commit::channel(settings, wake, watermarks.clone(), topics.clone());
     let metrics = Metrics::default();
     committer.set_metrics(metrics.clone());
-    let retention = Retention::new(Duration::from_millis(config.retention_check_interval_ms), watermarks.clone());
     let groups = GroupCoordinator::new(GroupSettings::from_config(&config));
+    let retention_every = Duration::from_millis(config.retention_check_interval_ms);
+    let statement_timeout = Duration::from_millis(config.statement_timeout_ms);
+    let retention_watermarks = watermarks.clone();
     let config = SharedConfig::new(config);
     let connections = Registry::default();
     let broker = Broker::new(config.clone(), storage, commits, watermarks, topics, groups, shutdown, connections.clone(), metrics);
     let readers = broker.readers().clone();
+    let retention = Retention::new(retention_every, retention_watermarks, readers.clone(), statement_timeout);
     let figures = broker.figures();
     (broker, StorageSide { jobs, committer, retention, config, connections, readers, figures })
 }
@@ -147,6 +153,38 @@ pub fn start(config: Config, wake: Waker) -> Result<(Server, StorageSide, String
     let (broker, storage_side) = assemble(config, wake, listener.shutdown_signal());
     let server = Server::start(listener, broker).map_err(|source| ListenError::Bind { address: "(network thread)".into(), source })?;
     Ok((server, storage_side, described))
+}
+
+/// What a reader process answers to one job frame (`[u8 kind][job]`, see
+/// [`crate::storage::readers`]): the job run through `runner` in one transaction, its
+/// answer encoded. A frame that does not decode is an error: the reader stops.
+pub fn answer_reader_job(frame: &[u8], runner: &mut dyn JobRunner) -> Result<Vec<u8>, WireError> {
+    let (&kind, job) = frame.split_first().ok_or(WireError::Truncated(1))?;
+    match kind {
+        ReadPlan::KIND => {
+            let plan = ReadPlan::decode(job)?;
+            Ok(encode_answer(&in_transaction(runner, |storage| plan.run(storage))))
+        }
+        RetentionPass::KIND => {
+            let pass = RetentionPass::decode(job)?;
+            Ok(RetentionPass::encode_answer(&in_transaction(runner, |storage| pass.run(storage))))
+        }
+        other => Err(WireError::UnknownTag(other)),
+    }
+}
+
+/// `job`'s result once its transaction committed, or what failed.
+fn in_transaction<T: Default>(
+    runner: &mut dyn JobRunner,
+    mut job: impl FnMut(&mut dyn Storage) -> Result<T, StorageError>,
+) -> Result<T, StorageError> {
+    let mut result = None;
+    runner
+        .run(&mut |storage| {
+            result = Some(job(storage)?);
+            Ok(())
+        })
+        .map(|()| result.unwrap_or_default())
 }
 
 #[cfg(test)]
@@ -191,5 +229,80 @@ mod tests {
         for job in slow {
             job.await.unwrap().unwrap();
         }
+    }
+
+    /// A retention scenario (rows of partition 0 a minute apart, retention.ms 150 s keeps
+    /// offsets 7..): the same "database" for the main thread and for each reader.
+    fn retention_storage() -> (MemoryStorage, i32) {
+        let mut storage = MemoryStorage::default();
+        let topic = storage.create_topic("t", 2).unwrap();
+        storage.append(&crate::storage::retention_scenario_rows(topic.id, crate::storage::now_ms())).unwrap();
+        storage.replace_topic_configs(topic.id, &[("retention.ms".into(), "150000".into())]).unwrap();
+        (storage, topic.id)
+    }
+
+    /// Reader processes in threads: each answers jobs with [`answer_reader_job`] on a
+    /// storage of its own and reports partition 0's first offset after each answer.
+    fn readers_answering(name: &str, count: usize) -> (Arc<Readers>, watch::Sender<bool>, std::sync::mpsc::Receiver<Option<i64>>) {
+        use std::io::{Read, Write};
+        let path = std::env::temp_dir().join(format!("pg_kafka-service-{}-{name}.sock", std::process::id()));
+        let readers = Arc::new(Readers::default());
+        let (stop, shutdown) = watch::channel(false);
+        tokio::spawn(readers.clone().accept(crate::storage::readers::bind(&path).unwrap(), shutdown));
+        let (report, reports) = std::sync::mpsc::channel();
+        for _ in 0..count {
+            let (path, report) = (path.clone(), report.clone());
+            std::thread::spawn(move || {
+                let (storage, topic_id) = retention_storage();
+                let mut runner = DirectRunner(storage);
+                let mut stream = std::os::unix::net::UnixStream::connect(path).unwrap();
+                let mut size = [0u8; 4];
+                while stream.read_exact(&mut size).is_ok() {
+                    let mut frame = vec![0u8; u32::from_be_bytes(size) as usize];
+                    stream.read_exact(&mut frame).unwrap();
+                    let answer = answer_reader_job(&frame, &mut runner).unwrap();
+                    stream.write_all(&(answer.len() as u32).to_be_bytes()).and_then(|()| stream.write_all(&answer)).unwrap();
+                    let _ = report.send(runner.0.first_offset(topic_id, 0).unwrap());
+                }
+            });
+        }
+        (readers, stop, reports)
+    }
+
+    async fn until_connected(readers: &Readers, count: usize) {
+        while readers.connected() < count {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_retention_pass_runs_in_a_reader_and_moves_fetchs_log_start() {
+        let (readers, _stop, reports) = readers_answering("retention", 2);
+        until_connected(&readers, 2).await;
+        let (storage, topic_id) = retention_storage();
+        let watermarks = Watermarks::default();
+        let mut runner = DirectRunner(storage);
+        watermarks.load(&mut runner.0, &[(topic_id, 0)]).unwrap();
+        let mut retention = Retention::new(Duration::ZERO, watermarks.clone(), readers, Duration::from_secs(5));
+        retention.run_if_due(&mut runner);
+        let deleted_in_reader = tokio::task::spawn_blocking(move || reports.recv_timeout(Duration::from_secs(5))).await.unwrap();
+        assert_eq!(deleted_in_reader, Ok(Some(7)), "a reader deleted offsets 0..7");
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while watermarks.get(topic_id, 0).map(|b| b.log_start) != Some(7) {
+            assert!(std::time::Instant::now() < deadline, "the log start did not move");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(runner.0.first_offset(topic_id, 0).unwrap(), Some(0), "the main thread deleted nothing");
+    }
+
+    #[tokio::test]
+    async fn with_one_reader_retention_stays_on_the_main_thread() {
+        let (readers, _stop, _reports) = readers_answering("retention-one", 1);
+        until_connected(&readers, 1).await;
+        let (storage, topic_id) = retention_storage();
+        let mut runner = DirectRunner(storage);
+        let mut retention = Retention::new(Duration::ZERO, Watermarks::default(), readers, Duration::from_secs(5));
+        retention.run_if_due(&mut runner);
+        assert_eq!(runner.0.first_offset(topic_id, 0).unwrap(), Some(7));
     }
 }

@@ -1,9 +1,8 @@
--- Moves the log start forward (never back) and deletes the rows below it.
-WITH moved AS (
-    INSERT INTO kafka.partition_starts AS s (topic_id, partition, log_start_offset) VALUES ($1, $2, $3)
-    ON CONFLICT (topic_id, partition)
-    DO UPDATE SET log_start_offset = greatest(s.log_start_offset, excluded.log_start_offset)
-    RETURNING log_start_offset
-)
+-- Deletes the rows between the log start and a new one (the first of two statements:
+-- the rows first, so that the partition's kafka.partition_starts row is locked only at
+-- the end of a transaction that may delete millions of rows). Below the log start no row
+-- is left (the statement that moved it deleted them), only index entries vacuum has not
+-- removed yet: the scan starts past them.
 DELETE FROM kafka.messages
-WHERE topic_id = $1 AND partition = $2 AND "offset" < (SELECT log_start_offset FROM moved)
+WHERE topic_id = $1 AND partition = $2 AND "offset" < $3
+  AND "offset" >= coalesce((SELECT log_start_offset FROM kafka.partition_starts WHERE topic_id = $1 AND partition = $2), 0)

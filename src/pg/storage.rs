@@ -36,6 +36,7 @@ const TOPIC_CONFIGS: &str = include_str!("../../sql/queries/topic_configs.sql");
 const CLEAR_TOPIC_CONFIGS: &str = include_str!("../../sql/queries/clear_topic_configs.sql");
 const INSERT_TOPIC_CONFIGS: &str = include_str!("../../sql/queries/insert_topic_configs.sql");
 const DELETE_RECORDS: &str = include_str!("../../sql/queries/delete_records.sql");
+const MOVE_LOG_START: &str = include_str!("../../sql/queries/move_log_start.sql");
 const COMMIT_OFFSETS: &str = include_str!("../../sql/queries/commit_offsets.sql");
 const COMMITTED_OFFSETS: &str = include_str!("../../sql/queries/committed_offsets.sql");
 const OFFSET_GROUPS: &str = include_str!("../../sql/queries/offset_groups.sql");
@@ -252,7 +253,8 @@ impl Storage for PgStorage {
     }
 
     fn delete_records_before(&mut self, topic_id: i32, partition: i32, offset: i64) -> Result<(), StorageError> {
-        execute(DELETE_RECORDS, &[topic_id.into(), partition.into(), offset.into()])
+        execute(DELETE_RECORDS, &[topic_id.into(), partition.into(), offset.into()])?;
+        execute(MOVE_LOG_START, &[topic_id.into(), partition.into(), offset.into()])
     }
 
     fn commit_offsets(&mut self, group: &str, offsets: &[OffsetCommit]) -> Result<(), StorageError> {

@@ -1,12 +1,12 @@
-//! Reader processes: Fetch's reads in Postgres sessions of their own, beside the worker's
-//! group commit (why: `pg_kafka_core::storage::readers`).
+//! Reader processes: Fetch's reads and retention passes in Postgres sessions of their
+//! own, beside the worker's group commit (why: `pg_kafka_core::storage::readers`).
 //!
 //! ```text
 //! pg_kafka worker ── once its listeners are up ──▶ pg_kafka.readers dynamic bgworkers
 //! pg_kafka_reader_main:
 //!   connect to pg_kafka.database, then to the worker's socket in the data directory
-//!   loop: [u32 len][ReadPlan] ─▶ run it in a transaction (index walk, statement timeout)
-//!         ─▶ [u32 len][answer]
+//!   loop: [u32 len][u8 kind][job] ─▶ run it in a transaction (a Fetch's index walk, or
+//!         a retention pass; statement timeout) ─▶ [u32 len][answer]
 //!   end of file (the worker went away) or SIGTERM: exit
 //! ```
 //! A reader is not restarted by the postmaster: the worker starts missing ones again (at
@@ -18,7 +18,7 @@ use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
-use pg_kafka_core::storage::reads::{encode_answer, ReadPlan};
+use pg_kafka_core::service::answer_reader_job;
 use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, SignalWakeFlags};
 use pgrx::prelude::*;
 
@@ -114,9 +114,9 @@ pub extern "C-unwind" fn pg_kafka_reader_main(_arg: pg_sys::Datum) {
             Err(e) if e.kind() == ErrorKind::UnexpectedEof => return,
             Err(e) => return log!("pg_kafka: reader stops: {e}"),
         };
-        let answer = match ReadPlan::decode(&plan) {
-            Ok(plan) => run(&mut runner, &plan),
-            Err(e) => return log!("pg_kafka: reader got a malformed plan: {e}"),
+        let answer = match answer_reader_job(&plan, &mut runner) {
+            Ok(answer) => answer,
+            Err(e) => return log!("pg_kafka: reader got a malformed job: {e}"),
         };
         let sent = stream
             .set_nonblocking(false)
@@ -126,17 +126,6 @@ pub extern "C-unwind" fn pg_kafka_reader_main(_arg: pg_sys::Datum) {
             return log!("pg_kafka: reader cannot answer the worker: {e}");
         }
     }
-}
-
-/// Runs `plan` in its own transaction; the encoded records, or the error that stopped it.
-fn run(runner: &mut TransactionRunner, plan: &ReadPlan) -> Vec<u8> {
-    use pg_kafka_core::storage::bridge::JobRunner;
-    let mut read = None;
-    let outcome = runner.run(&mut |storage| {
-        read = Some(plan.run(storage)?);
-        Ok(())
-    });
-    encode_answer(&outcome.map(|()| read.unwrap_or_default()))
 }
 
 /// Sleeps until the socket is readable, the latch is set, or POLL_MS passed, then serves

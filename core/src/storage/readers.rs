@@ -1,4 +1,5 @@
-//! Reader processes: Fetch's reads beside the group commit, on other cores.
+//! Reader processes: Fetch's reads and retention's deletes beside the group commit, on
+//! other cores.
 //!
 //! The worker's main thread is the only thread of its process that may call Postgres, and
 //! it spends most of a busy second in the group commit's COPY. A Fetch queued behind it
@@ -6,7 +7,8 @@
 //! commit while producers wrote. Reader processes are background workers with Postgres
 //! sessions of their own (started by the worker, `pg_kafka.readers` of them); each
 //! connects to a Unix socket in the data directory (only the cluster's OS user can reach
-//! it) and then runs one [`ReadPlan`] at a time in its own transaction.
+//! it) and then runs one job at a time in its own transaction: a [`ReaderJob`], framed
+//! as `[u32 length][u8 kind][job]` (a Fetch's `ReadPlan`, a retention pass).
 //!
 //! ```text
 //!  Fetch handler ─ Readers::run(plan) ─ idle reader? ─ yes ─▶ [u32 len][plan] ─▶ reader process
@@ -28,9 +30,21 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
 use tokio::sync::{watch, Semaphore};
 
-use super::reads::{decode_answer, ReadPlan, ReadResult};
+use super::reads::WireError;
 use super::StorageError;
 use crate::logging;
+
+/// What a reader process can be asked to run, and how it travels over the socket.
+pub trait ReaderJob {
+    /// What the job answers.
+    type Answer;
+    /// The byte that tells the reader which job follows.
+    const KIND: u8;
+    /// The job's bytes, after the kind.
+    fn encode(&self) -> Vec<u8>;
+    /// The answer a reader sent: the job's result or its error.
+    fn decode_answer(bytes: Bytes) -> Result<Result<Self::Answer, StorageError>, WireError>;
+}
 
 /// How often idle readers are checked for a process that went away.
 const PRUNE_EVERY: Duration = Duration::from_secs(1);
@@ -41,6 +55,8 @@ pub struct Readers {
     /// One permit per idle reader.
     available: Arc<Semaphore>,
     connected: AtomicUsize,
+    /// The network runtime, once it accepts readers: where the main thread hands jobs.
+    runtime: std::sync::OnceLock<tokio::runtime::Handle>,
 }
 
 /// Binds the reader socket at `path`, replacing a stale one a crashed worker left.
@@ -57,7 +73,12 @@ pub fn bind(path: &Path) -> std::io::Result<std::os::unix::net::UnixListener> {
 
 impl Default for Readers {
     fn default() -> Readers {
-        Readers { idle: parking_lot::Mutex::default(), available: Arc::new(Semaphore::new(0)), connected: AtomicUsize::new(0) }
+        Readers {
+            idle: parking_lot::Mutex::default(),
+            available: Arc::new(Semaphore::new(0)),
+            connected: AtomicUsize::new(0),
+            runtime: std::sync::OnceLock::new(),
+        }
     }
 }
 
@@ -67,8 +88,15 @@ impl Readers {
         self.connected.load(Ordering::Relaxed)
     }
 
+    /// The runtime that talks to readers, for a thread outside it (the main thread) that
+    /// hands a job over; `None` before readers are accepted.
+    pub fn runtime(&self) -> Option<&tokio::runtime::Handle> {
+        self.runtime.get()
+    }
+
     /// Accepts reader connections until shutdown.
     pub async fn accept(self: Arc<Self>, listener: std::os::unix::net::UnixListener, mut shutdown: watch::Receiver<bool>) {
+        let _ = self.runtime.set(tokio::runtime::Handle::current());
         let listener = match tokio::net::UnixListener::from_std(listener) {
             Ok(listener) => listener,
             Err(e) => return logging::warning(format!("pg_kafka: reader socket unusable, reads stay on the main thread: {e}")),
@@ -115,11 +143,11 @@ impl Readers {
         self.available.add_permits(1);
     }
 
-    /// Runs `plan` in a reader process, waiting for one to be free. `None` when no reader
+    /// Runs `job` in a reader process, waiting for one to be free. `None` when no reader
     /// is connected, or the one used failed (it is dropped; its process exits and is
-    /// restarted): the caller then runs the plan on the main thread. An answer larger
+    /// restarted): the caller then runs the job on the main thread. An answer larger
     /// than `max_answer_bytes`, or later than `timeout`, counts as a failure.
-    pub async fn run(&self, plan: &ReadPlan, max_answer_bytes: usize, timeout: Duration) -> Option<Result<ReadResult, StorageError>> {
+    pub async fn run<J: ReaderJob>(&self, job: &J, max_answer_bytes: usize, timeout: Duration) -> Option<Result<J::Answer, StorageError>> {
         if self.connected() == 0 {
             return None;
         }
@@ -128,7 +156,7 @@ impl Readers {
             permit.forget(); // its reader was pruned
             return None;
         };
-        match tokio::time::timeout(timeout, exchange(&mut stream, plan, max_answer_bytes)).await {
+        match tokio::time::timeout(timeout, exchange(&mut stream, job, max_answer_bytes)).await {
             Ok(Ok(answer)) => {
                 self.idle.lock().push(stream);
                 drop(permit); // back with its reader
@@ -148,8 +176,13 @@ impl Readers {
     }
 }
 
-async fn exchange(stream: &mut UnixStream, plan: &ReadPlan, max_answer_bytes: usize) -> std::io::Result<Result<ReadResult, StorageError>> {
-    let request = plan.encode();
+async fn exchange<J: ReaderJob>(
+    stream: &mut UnixStream,
+    job: &J,
+    max_answer_bytes: usize,
+) -> std::io::Result<Result<J::Answer, StorageError>> {
+    let mut request = vec![J::KIND];
+    request.extend_from_slice(&job.encode());
     stream.write_u32(request.len() as u32).await?;
     stream.write_all(&request).await?;
     let size = stream.read_u32().await? as usize;
@@ -158,14 +191,14 @@ async fn exchange(stream: &mut UnixStream, plan: &ReadPlan, max_answer_bytes: us
     }
     let mut answer = BytesMut::zeroed(size);
     stream.read_exact(&mut answer).await?;
-    decode_answer(Bytes::from(answer)).map_err(|e| std::io::Error::other(format!("a malformed answer: {e}")))
+    J::decode_answer(Bytes::from(answer)).map_err(|e| std::io::Error::other(format!("a malformed answer: {e}")))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::storage::memory::MemoryStorage;
-    use crate::storage::reads::{encode_answer, PartitionRead};
+    use crate::storage::reads::{encode_answer, PartitionRead, ReadPlan};
     use crate::storage::{MessageRows, Storage};
     use std::io::{Read, Write};
 
@@ -180,7 +213,8 @@ mod tests {
                 }
                 let mut request = vec![0u8; u32::from_be_bytes(size) as usize];
                 stream.read_exact(&mut request).unwrap();
-                let answer = encode_answer(&ReadPlan::decode(&request).unwrap().run(&mut storage));
+                assert_eq!(request[0], ReadPlan::KIND);
+                let answer = encode_answer(&ReadPlan::decode(&request[1..]).unwrap().run(&mut storage));
                 stream.write_all(&(answer.len() as u32).to_be_bytes()).unwrap();
                 stream.write_all(&answer).unwrap();
             }

@@ -3,7 +3,7 @@
 //! the same plan in its own Postgres session, so the plan and its answer also travel
 //! over the reader socket, in the little binary format below.
 //!
-//! Request: `u32 reads` then per read `i32 topic, i32 partition, i64 from, i64 below,
+//! Request (after the frame's kind byte, [`ReaderJob::KIND`]): `u32 reads` then per read `i32 topic, i32 partition, i64 from, i64 below,
 //! u64 max_bytes`, then `u64 response_bytes`. Answer: `u8 0` then `u32 reads` and per
 //! read `u32 records` and per record `i64 offset, i64 timestamp` and key, value, headers
 //! each as `i32 length` (-1: null) and bytes; or `u8 1` and a UTF-8 error message.
@@ -11,6 +11,7 @@
 
 use bytes::{Buf, BufMut, Bytes};
 
+use super::readers::ReaderJob;
 use super::{record_bytes, ReadLimit, Storage, StorageError, StoredRecord};
 
 /// One partition's part of a Fetch.
@@ -119,26 +120,35 @@ pub fn encode_answer(answer: &Result<ReadResult, StorageError>) -> Vec<u8> {
                 }
             }
         }
-        Err(error) => {
-            out.put_u8(1);
-            out.put_slice(error.to_string().as_bytes());
-        }
+        Err(error) => put_error(&mut out, error),
     }
     out
 }
 
+/// The failure branch of every answer on the reader socket: `u8 1` and the message.
+pub fn put_error(out: &mut Vec<u8>, error: &StorageError) {
+    out.put_u8(1);
+    out.put_slice(error.to_string().as_bytes());
+}
+
+/// Reads an answer's tag: `Ok(rest)` after `u8 0`, the reader's error after `u8 1`.
+pub fn split_answer(mut bytes: Bytes) -> Result<Result<Bytes, StorageError>, WireError> {
+    match take_bytes(&mut bytes, 1)?.get_u8() {
+        0 => Ok(Ok(bytes)),
+        1 => {
+            let message = String::from_utf8_lossy(&bytes).into_owned();
+            Ok(Err(StorageError::Database { sqlstate: None, message: format!("in a reader process: {message}") }))
+        }
+        other => Err(WireError::UnknownTag(other)),
+    }
+}
+
 /// The answer [`encode_answer`] wrote. Values are slices of `bytes` (no copies).
 pub fn decode_answer(bytes: Bytes) -> Result<Result<ReadResult, StorageError>, WireError> {
-    let mut rest = bytes;
-    let tag = take_bytes(&mut rest, 1)?.get_u8();
-    match tag {
-        0 => {}
-        1 => {
-            let message = String::from_utf8_lossy(&rest).into_owned();
-            return Ok(Err(StorageError::Database { sqlstate: None, message: format!("in a reader process: {message}") }));
-        }
-        other => return Err(WireError::UnknownTag(other)),
-    }
+    let mut rest = match split_answer(bytes)? {
+        Ok(rest) => rest,
+        Err(error) => return Ok(Err(error)),
+    };
     let reads = take_bytes(&mut rest, 4)?.get_u32() as usize;
     // Each read takes at least 4 bytes and each record at least 28: capacities never
     // exceed what the bytes could hold.
@@ -168,7 +178,21 @@ fn nullable(rest: &mut Bytes) -> Result<Option<Bytes>, WireError> {
     }
 }
 
-fn take<'a>(bytes: &mut &'a [u8], n: usize) -> Result<&'a [u8], WireError> {
+impl ReaderJob for ReadPlan {
+    type Answer = ReadResult;
+    const KIND: u8 = 0;
+
+    fn encode(&self) -> Vec<u8> {
+        ReadPlan::encode(self)
+    }
+
+    fn decode_answer(bytes: Bytes) -> Result<Result<ReadResult, StorageError>, WireError> {
+        decode_answer(bytes)
+    }
+}
+
+/// The next `n` bytes of a request, or how many are missing.
+pub fn take<'a>(bytes: &mut &'a [u8], n: usize) -> Result<&'a [u8], WireError> {
     if bytes.len() < n {
         return Err(WireError::Truncated(n - bytes.len()));
     }
@@ -177,14 +201,16 @@ fn take<'a>(bytes: &mut &'a [u8], n: usize) -> Result<&'a [u8], WireError> {
     Ok(head)
 }
 
-fn take_bytes(bytes: &mut Bytes, n: usize) -> Result<Bytes, WireError> {
+/// The next `n` bytes of an answer (a slice, not a copy), or how many are missing.
+pub fn take_bytes(bytes: &mut Bytes, n: usize) -> Result<Bytes, WireError> {
     if bytes.len() < n {
         return Err(WireError::Truncated(n - bytes.len()));
     }
     Ok(bytes.split_to(n))
 }
 
-fn finished(bytes: &[u8]) -> Result<(), WireError> {
+/// `Ok` when nothing is left over.
+pub fn finished(bytes: &[u8]) -> Result<(), WireError> {
     if bytes.is_empty() {
         Ok(())
     } else {

@@ -4,51 +4,193 @@
 //! `kafka.partition_starts`), rows below it are deleted, offsets are never reused, and
 //! Fetch sees the new log start at once (consumers behind it get OFFSET_OUT_OF_RANGE and
 //! reset, as with Kafka).
+//!
+//! A pass deletes about as many rows as producers wrote since the last one, which costs
+//! about what writing them cost: on the group commit's thread it took a third of the
+//! writer's time in a sustained run. So the main thread hands each pass to a reader
+//! process (its own Postgres session, on another core) and only runs it itself when
+//! fewer than two readers are connected (one stays for Fetch) or the one it used failed. The log starts a pass moved are raised
+//! in Fetch's watermarks once it committed, wherever it ran.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use bytes::{Buf, BufMut, Bytes};
 
 use crate::logging;
 use crate::storage::bridge::JobRunner;
+use crate::storage::readers::{ReaderJob, Readers};
+use crate::storage::reads::{finished, put_error, split_answer, take, take_bytes, WireError};
 use crate::storage::watermarks::Watermarks;
+use crate::storage::{Storage, StorageError};
 
+/// A partition whose log start a pass moved: (topic id, partition, new log start).
+pub type LogStart = (i32, i32, i64);
+
+/// One retention pass, as of `now_ms`: a job for the main thread or a reader process.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RetentionPass {
+    pub now_ms: i64,
+}
+
+impl RetentionPass {
+    /// Moves the log start of every partition past its limits and deletes the rows below.
+    pub fn run(&self, storage: &mut dyn Storage) -> Result<Vec<LogStart>, StorageError> {
+        let moved = storage.retention_starts(self.now_ms)?;
+        for &(topic_id, partition, start) in &moved {
+            storage.delete_records_before(topic_id, partition, start)?;
+        }
+        Ok(moved)
+    }
+
+    /// The pass on the reader socket: `i64 now_ms`.
+    pub fn decode(mut bytes: &[u8]) -> Result<RetentionPass, WireError> {
+        let now_ms = take(&mut bytes, 8)?.get_i64();
+        finished(bytes)?;
+        Ok(RetentionPass { now_ms })
+    }
+
+    /// Its answer: `u8 0`, `u32 count` and per moved partition `i32 topic, i32 partition,
+    /// i64 log start`; or the error.
+    pub fn encode_answer(answer: &Result<Vec<LogStart>, StorageError>) -> Vec<u8> {
+        let mut out = Vec::new();
+        match answer {
+            Ok(moved) => {
+                out.put_u8(0);
+                out.put_u32(moved.len() as u32);
+                for &(topic_id, partition, start) in moved {
+                    out.put_i32(topic_id);
+                    out.put_i32(partition);
+                    out.put_i64(start);
+                }
+            }
+            Err(error) => put_error(&mut out, error),
+        }
+        out
+    }
+}
+
+impl ReaderJob for RetentionPass {
+    type Answer = Vec<LogStart>;
+    const KIND: u8 = 1;
+
+    fn encode(&self) -> Vec<u8> {
+        self.now_ms.to_be_bytes().to_vec()
+    }
+
+    fn decode_answer(bytes: Bytes) -> Result<Result<Vec<LogStart>, StorageError>, WireError> {
+        let mut rest = match split_answer(bytes)? {
+            Ok(rest) => rest,
+            Err(error) => return Ok(Err(error)),
+        };
+        let count = take_bytes(&mut rest, 4)?.get_u32() as usize;
+        let mut moved = Vec::with_capacity(count.min(rest.len() / 16));
+        for _ in 0..count {
+            let mut entry = take_bytes(&mut rest, 16)?;
+            moved.push((entry.get_i32(), entry.get_i32(), entry.get_i64()));
+        }
+        finished(&rest)?;
+        Ok(Ok(moved))
+    }
+}
+
+/// Runs retention every interval, in a reader process when one is connected.
 pub struct Retention {
     interval: Duration,
     last_run: Instant,
     watermarks: Watermarks,
+    readers: Arc<Readers>,
+    /// How long a reader may take to answer before it counts as failed (past its own
+    /// statement timeout, so a slow pass ends as an error there, not as two passes).
+    reader_timeout: Duration,
+    handoff: Arc<Handoff>,
 }
 
+/// What the main thread and a pass in a reader share.
+#[derive(Default)]
+struct Handoff {
+    /// A pass is in a reader now: the next one waits for it.
+    in_reader: AtomicBool,
+    /// No reader could run the last pass: the main thread runs one at its next turn.
+    handed_back: AtomicBool,
+}
+
+/// Readers connected before a pass goes to one of them.
+const MIN_READERS: usize = 2;
+
+/// An answer larger than this is a reader gone wrong (16 bytes a moved partition).
+const MAX_ANSWER_BYTES: usize = 64 << 20;
+
 impl Retention {
-    pub fn new(interval: Duration, watermarks: Watermarks) -> Retention {
-        Retention { interval, last_run: Instant::now(), watermarks }
+    pub fn new(interval: Duration, watermarks: Watermarks, readers: Arc<Readers>, statement_timeout: Duration) -> Retention {
+        Retention {
+            interval,
+            last_run: Instant::now(),
+            watermarks,
+            readers,
+            reader_timeout: statement_timeout.saturating_add(Duration::from_secs(5)),
+            handoff: Arc::default(),
+        }
     }
 
-    /// Applies retention if the interval has passed; returns the time until the next run.
+    /// Applies retention if the interval has passed (or a reader handed a pass back);
+    /// returns the time until the next run.
     pub fn run_if_due(&mut self, runner: &mut dyn JobRunner) -> Duration {
+        let handed_back = self.handoff.handed_back.swap(false, Ordering::AcqRel);
         let since = self.last_run.elapsed();
-        if since < self.interval {
+        if since < self.interval && !handed_back {
             return self.interval - since;
         }
         self.last_run = Instant::now();
-        let now_ms = crate::storage::now_ms();
-        let mut moved = Vec::new();
-        let committed = runner.run(&mut |storage| {
-            moved = storage.retention_starts(now_ms)?;
-            for &(topic_id, partition, start) in &moved {
-                storage.delete_records_before(topic_id, partition, start)?;
+        if self.handoff.in_reader.load(Ordering::Acquire) {
+            return self.interval; // the last pass is still deleting
+        }
+        let pass = RetentionPass { now_ms: crate::storage::now_ms() };
+        if handed_back || !self.hand_to_reader(pass) {
+            let mut moved = Vec::new();
+            let outcome = runner.run(&mut |storage| {
+                moved = pass.run(storage)?;
+                Ok(())
+            });
+            finish(&self.watermarks, outcome.map(|()| moved));
+        }
+        self.interval
+    }
+
+    /// Starts `pass` in a reader process; false unless two are connected (a pass may
+    /// take one for seconds, and Fetch keeps the other). A reader that fails hands the
+    /// pass back to the main thread.
+    fn hand_to_reader(&self, pass: RetentionPass) -> bool {
+        let Some(runtime) = self.readers.runtime().filter(|_| self.readers.connected() >= MIN_READERS) else {
+            return false;
+        };
+        let (readers, watermarks, handoff, timeout) =
+            (self.readers.clone(), self.watermarks.clone(), self.handoff.clone(), self.reader_timeout);
+        handoff.in_reader.store(true, Ordering::Release);
+        runtime.spawn(async move {
+            match readers.run(&pass, MAX_ANSWER_BYTES, timeout).await {
+                Some(outcome) => finish(&watermarks, outcome),
+                None => handoff.handed_back.store(true, Ordering::Release),
             }
-            Ok(())
+            handoff.in_reader.store(false, Ordering::Release);
         });
-        if committed.is_ok() {
+        true
+    }
+}
+
+/// Makes a committed pass visible to Fetch, and says what it did.
+fn finish(watermarks: &Watermarks, outcome: Result<Vec<LogStart>, StorageError>) {
+    match outcome {
+        Ok(moved) => {
             for &(topic_id, partition, start) in &moved {
-                self.watermarks.raise_log_start(topic_id, partition, start);
+                watermarks.raise_log_start(topic_id, partition, start);
             }
             if !moved.is_empty() {
                 logging::log(format!("pg_kafka: retention moved the log start of {} partitions", moved.len()));
             }
-        } else {
-            logging::warning("pg_kafka: applying retention failed; see the log line above".to_owned());
         }
-        self.interval
+        Err(e) => logging::warning(format!("pg_kafka: applying retention failed: {e}")),
     }
 }
 
@@ -57,7 +199,29 @@ mod tests {
     use super::*;
     use crate::storage::bridge::DirectRunner;
     use crate::storage::memory::MemoryStorage;
-    use crate::storage::{retention_scenario_rows, Storage};
+    use crate::storage::retention_scenario_rows;
+
+    #[test]
+    fn a_pass_and_its_answer_cross_the_reader_socket_and_cut_bytes_are_refused() {
+        let pass = RetentionPass { now_ms: 1_700_000_000_000 };
+        assert_eq!(RetentionPass::decode(&pass.encode()), Ok(pass));
+        assert!(RetentionPass::decode(&pass.encode()[..7]).is_err());
+        assert!(RetentionPass::decode(&[pass.encode(), vec![0]].concat()).is_err(), "trailing bytes");
+        let moved = vec![(1, 0, 7), (2, 3, 9)];
+        let answer = RetentionPass::encode_answer(&Ok(moved.clone()));
+        assert_eq!(RetentionPass::decode_answer(Bytes::from(answer.clone())), Ok(Ok(moved)));
+        for cut in 0..answer.len() {
+            assert!(RetentionPass::decode_answer(Bytes::copy_from_slice(&answer[..cut])).is_err(), "cut at {cut}");
+        }
+        // A count no bytes back: refused without allocating for it.
+        let huge = [&[0u8][..], &u32::MAX.to_be_bytes()].concat();
+        assert!(RetentionPass::decode_answer(Bytes::from(huge)).is_err());
+        let failed = RetentionPass::encode_answer(&Err(StorageError::Database {
+            sqlstate: Some("57014".into()),
+            message: "canceling statement due to statement timeout".into(),
+        }));
+        assert!(matches!(RetentionPass::decode_answer(Bytes::from(failed)), Ok(Err(StorageError::Database { .. }))));
+    }
 
     #[test]
     fn old_and_oversized_prefixes_are_deleted_and_the_log_start_moves() {
@@ -70,7 +234,7 @@ mod tests {
             .unwrap();
         let watermarks = Watermarks::default();
         watermarks.load(&mut storage, &[(topic.id, 0), (topic.id, 1)]).unwrap();
-        let mut retention = Retention::new(Duration::ZERO, watermarks.clone());
+        let mut retention = Retention::new(Duration::ZERO, watermarks.clone(), Arc::default(), Duration::from_secs(1));
         let mut runner = DirectRunner(storage);
         retention.run_if_due(&mut runner);
         // Partition 0: by time, messages from the last 150 s are kept (offsets 7, 8, 9); by

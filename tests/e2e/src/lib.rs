@@ -187,6 +187,20 @@ pub fn fetch_from_start(topic: &str, max_wait_ms: i32, max_bytes: i32) -> kafka_
         .with_topics(vec![topic])
 }
 
+/// How many reader processes are running now.
+pub fn readers_running() -> usize {
+    psql("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pg_kafka reader'").parse().unwrap()
+}
+
+/// Waits (at most 20 s) until `count` reader processes run.
+pub fn wait_for_readers(count: usize) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while readers_running() != count {
+        assert!(std::time::Instant::now() < deadline, "{} reader processes, not {count}", readers_running());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// Makes each row written to `topic` sleep `seconds` in a trigger named `name`: a group
 /// commit that holds the worker's main thread. Undo with [`restore_inserts`].
 pub fn slow_down_inserts(topic: &str, name: &str, seconds: u32) {

@@ -14,18 +14,6 @@ use pg_kafka_e2e::produce::{produce, Message};
 use pg_kafka_e2e::*;
 use rdkafka::Offset;
 
-fn readers_running() -> usize {
-    psql("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pg_kafka reader'").parse().unwrap()
-}
-
-fn wait_for_readers(count: usize) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while readers_running() != count {
-        assert!(Instant::now() < deadline, "{} reader processes, not {count}", readers_running());
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 fn message(i: usize) -> Message {
     Message { partition: 0, key: None, value: format!("read {i}").into_bytes(), headers: vec![], timestamp: None, offset: 0 }
 }
