@@ -15,7 +15,8 @@
 //! PGKAFKA_BENCH_SASL_SSL, PGKAFKA_BENCH_CA_FILE, PGKAFKA_BENCH_RDKAFKA_PERFORMANCE;
 //! BENCH_MESSAGES (default 1,000,000), BENCH_ROUNDS (default 3), BENCH_SUSTAINED_MESSAGES
 //! (default 50,000,000), BENCH_ONLY (one group of cases: `sustained`, `partitions`,
-//! `idempotent`, `mixed`), BENCH_SQL (a SQL file run first, e.g. tuning/autovacuum.sql).
+//! `idempotent`, `mixed`) with BENCH_SIZE (its message size, 100), BENCH_SQL (a SQL file
+//! run first, e.g. tuning/autovacuum.sql).
 
 mod consume;
 mod copy;
@@ -49,11 +50,13 @@ pub struct Env {
 pub enum Only {
     /// The sustained run with retention.
     Sustained,
-    /// 1,000 partitions against the Rust client's 1-partition rate (100 B).
+    /// rdkafka_performance 8 partitions against 1, and 1,000 partitions against the Rust
+    /// client's 1-partition rate.
     Partitions,
-    /// rdkafka_performance idempotent and max.in.flight=1 against plain (100 B).
+    /// Server-side COPY FROM, rdkafka_performance plain against it, idempotent and
+    /// max.in.flight=1 against plain.
     Idempotent,
-    /// rdkafka_performance produce beside reads against produce and replay alone (100 B).
+    /// rdkafka_performance produce beside reads against produce and replay alone.
     Mixed,
 }
 
@@ -242,22 +245,27 @@ fn main() {
     report.finish(&[vec![idle], env.peak_memory()].concat());
 }
 
-/// BENCH_ONLY: one group of cases with its baselines, 100 B messages.
+/// BENCH_ONLY: one group of cases with its baselines, messages of BENCH_SIZE bytes (100).
 fn run_only(env: &Env, report: &mut Report, only: Only) {
+    let size = std::env::var("BENCH_SIZE").ok().and_then(|n| n.parse().ok()).unwrap_or(100);
     let fresh = |run: &dyn Fn() -> Row| env.round(None, run);
-    let perf_topic = |what: &str, r: usize| format!("bench-perf-100-{what}-r{r}");
-    let one = ProduceShape::plain(100, 1);
+    let perf_topic = |what: &str, r: usize| format!("bench-perf-{size}-{what}-r{r}");
+    let one = ProduceShape::plain(size, 1);
     match only {
         Only::Sustained => {
             let sustained = env.sustained_messages;
             report.once(env.round(None, || perf_tool::sustained(env, sustained, 20_000, "bench-sustained")));
         }
         Only::Partitions => {
-            let one_partition_rate = report.case(|r| fresh(&|| produce::throughput(env, 100, 1, 1, false, r)));
-            report.case(|r| fresh(&|| produce::many_partitions(env, 100, r).against(one_partition_rate)));
+            let one_rate = report.case(|r| fresh(&|| perf_tool::produce(env, one, &perf_topic("p1", r))));
+            let eight = ProduceShape::plain(size, 8);
+            report.case(|r| fresh(&|| perf_tool::produce(env, eight, &perf_topic("p8", r)).against(one_rate)));
+            let one_partition_rate = report.case(|r| fresh(&|| produce::throughput(env, size, 1, 1, false, r)));
+            report.case(|r| fresh(&|| produce::many_partitions(env, size, r).against(one_partition_rate)));
         }
         Only::Idempotent => {
-            let one_rate = report.case(|r| fresh(&|| perf_tool::produce(env, one, &perf_topic("p1", r))));
+            let server_copy_rate = report.case(|r| fresh(&|| copy::server_copy_in(env, size, r)));
+            let one_rate = report.case(|r| fresh(&|| perf_tool::produce(env, one, &perf_topic("p1", r)).against(server_copy_rate)));
             let idempotent = ProduceShape { idempotent: true, ..one };
             report.case(|r| fresh(&|| perf_tool::produce(env, idempotent, &perf_topic("p1-idempotent", r)).against(one_rate)));
             let one_in_flight = ProduceShape { one_in_flight: true, ..one };
@@ -265,12 +273,12 @@ fn run_only(env: &Env, report: &mut Report, only: Only) {
         }
         Only::Mixed => {
             let one_rate = report.case(|r| fresh(&|| perf_tool::produce(env, one, &perf_topic("p1", r))));
-            let filled = "bench-fill-100".to_string();
+            let filled = format!("bench-fill-{size}");
             perf_tool::produce(env, one, &filled);
-            let replay_alone = report.case(|_| env.round(Some(&filled), || perf_tool::consume(env, 100, &filled)));
+            let replay_alone = report.case(|_| env.round(Some(&filled), || perf_tool::consume(env, size, &filled)));
             report.cases(|r| {
                 env.round(Some(&filled), || {
-                    let (produced, replayed) = perf_tool::produce_beside_reads(env, 100, &filled, &perf_topic("beside-reads", r));
+                    let (produced, replayed) = perf_tool::produce_beside_reads(env, size, &filled, &perf_topic("beside-reads", r));
                     vec![produced.against(one_rate), replayed.against(replay_alone)]
                 })
             });

@@ -9,8 +9,9 @@
 //! about what writing them cost: on the group commit's thread it took a third of the
 //! writer's time in a sustained run. So the main thread hands each pass to a reader
 //! process (its own Postgres session, on another core) and only runs it itself when
-//! fewer than two readers are connected (one stays for Fetch) or the one it used failed. The log starts a pass moved are raised
-//! in Fetch's watermarks once it committed, wherever it ran.
+//! fewer than two readers are connected (one stays for Fetch) or the one it used
+//! failed. The log starts a pass moved are raised in Fetch's watermarks once it
+//! committed, wherever it ran.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -95,7 +96,7 @@ impl ReaderJob for RetentionPass {
     }
 }
 
-/// Runs retention every interval, in a reader process when one is connected.
+/// Runs retention every interval, in a reader process when two are connected.
 pub struct Retention {
     interval: Duration,
     last_run: Instant,
@@ -165,17 +166,33 @@ impl Retention {
         let Some(runtime) = self.readers.runtime().filter(|_| self.readers.connected() >= MIN_READERS) else {
             return false;
         };
-        let (readers, watermarks, handoff, timeout) =
-            (self.readers.clone(), self.watermarks.clone(), self.handoff.clone(), self.reader_timeout);
-        handoff.in_reader.store(true, Ordering::Release);
+        let (readers, watermarks, timeout) = (self.readers.clone(), self.watermarks.clone(), self.reader_timeout);
+        let handoff = self.handoff.clone();
+        let in_reader = InReader::mark(handoff);
         runtime.spawn(async move {
             match readers.run(&pass, MAX_ANSWER_BYTES, timeout).await {
                 Some(outcome) => finish(&watermarks, outcome),
-                None => handoff.handed_back.store(true, Ordering::Release),
+                None => in_reader.0.handed_back.store(true, Ordering::Release),
             }
-            handoff.in_reader.store(false, Ordering::Release);
         });
         true
+    }
+}
+
+/// A pass in a reader: marked until the task that waits for it ends, however it ends
+/// (a task dropped at shutdown included), so that no pass is waited for forever.
+struct InReader(Arc<Handoff>);
+
+impl InReader {
+    fn mark(handoff: Arc<Handoff>) -> InReader {
+        handoff.in_reader.store(true, Ordering::Release);
+        InReader(handoff)
+    }
+}
+
+impl Drop for InReader {
+    fn drop(&mut self) {
+        self.0.in_reader.store(false, Ordering::Release);
     }
 }
 
