@@ -529,8 +529,8 @@ pub fn init() {
     );
     GucRegistry::define_int_guc(
         c"pg_kafka.readers",
-        c"Reader processes that serve Fetch's reads beside the group commit.",
-        c"Each is a background worker with its own session (counted in max_worker_processes). 0: the worker's main thread reads.",
+        c"Reader processes that serve Fetch's reads and retention passes beside the group commit.",
+        c"Each is a background worker with its own session (counted in max_worker_processes). Retention uses one while two are connected. 0: the worker's main thread reads and applies retention.",
         &READERS,
         0,
         64,
