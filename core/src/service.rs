@@ -26,13 +26,12 @@ use crate::broker::Broker;
 use crate::config::{Config, SharedConfig};
 use crate::metrics::Metrics;
 use crate::server::{ListenError, Listener, Server};
-use crate::storage::bridge::{self, JobQueue, JobRunner, Waker};
+use crate::storage::bridge::{self, in_transaction, JobQueue, JobRunner, Waker};
 use crate::storage::readers::{ReaderJob, Readers};
 use crate::storage::reads::{encode_answer, ReadPlan, WireError};
 use crate::storage::sql_appends::SqlAppendLog;
 use crate::storage::topics::TopicCache;
 use crate::storage::watermarks::Watermarks;
-use crate::storage::{Storage, StorageError};
 use crate::writer::group_commit::{self, CommitSettings, GroupCommitter};
 use crate::writer::retention::{Retention, RetentionPass};
 
@@ -171,20 +170,6 @@ pub fn answer_reader_job(frame: &[u8], runner: &mut dyn JobRunner) -> Result<Vec
         }
         other => Err(WireError::UnknownTag(other)),
     }
-}
-
-/// `job`'s result once its transaction committed, or what failed.
-fn in_transaction<T: Default>(
-    runner: &mut dyn JobRunner,
-    mut job: impl FnMut(&mut dyn Storage) -> Result<T, StorageError>,
-) -> Result<T, StorageError> {
-    let mut result = None;
-    runner
-        .run(&mut |storage| {
-            result = Some(job(storage)?);
-            Ok(())
-        })
-        .map(|()| result.unwrap_or_default())
 }
 
 #[cfg(test)]

@@ -61,6 +61,21 @@ pub trait JobRunner {
     fn run(&mut self, job: &mut dyn FnMut(&mut dyn Storage) -> Result<(), StorageError>) -> Result<(), StorageError>;
 }
 
+/// Runs `job` through `runner` in one transaction: its result once committed, or what
+/// failed.
+pub fn in_transaction<T: Default>(
+    runner: &mut dyn JobRunner,
+    mut job: impl FnMut(&mut dyn Storage) -> Result<T, StorageError>,
+) -> Result<T, StorageError> {
+    let mut result = None;
+    runner
+        .run(&mut |storage| {
+            result = Some(job(storage)?);
+            Ok(())
+        })
+        .map(|()| result.unwrap_or_default())
+}
+
 pub fn channel(wake: Waker) -> (StorageClient, JobQueue) {
     let (tx, rx) = flume::unbounded();
     (StorageClient { jobs: tx, wake }, JobQueue { jobs: rx })

@@ -3,10 +3,11 @@
 //! the same plan in its own Postgres session, so the plan and its answer also travel
 //! over the reader socket, in the little binary format below.
 //!
-//! Request (after the frame's kind byte, [`ReaderJob::KIND`]): `u32 reads` then per read `i32 topic, i32 partition, i64 from, i64 below,
-//! u64 max_bytes`, then `u64 response_bytes`. Answer: `u8 0` then `u32 reads` and per
-//! read `u32 records` and per record `i64 offset, i64 timestamp` and key, value, headers
-//! each as `i32 length` (-1: null) and bytes; or `u8 1` and a UTF-8 error message.
+//! Request (after the frame's kind byte, [`ReaderJob::KIND`]): `u32 reads` then per
+//! read `i32 topic, i32 partition, i64 from, i64 below, u64 max_bytes`, then
+//! `u64 response_bytes`. Answer: `u8 0` then `u32 reads` and per read `u32 records` and
+//! per record `i64 offset, i64 timestamp` and key, value, headers each as `i32 length`
+//! (-1: null) and bytes; or `u8 1` and a UTF-8 error message.
 //! Every length is checked against what is left before anything is allocated.
 
 use bytes::{Buf, BufMut, Bytes};

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use bytes::{Buf, BufMut, Bytes};
 
 use crate::logging;
-use crate::storage::bridge::JobRunner;
+use crate::storage::bridge::{in_transaction, JobRunner};
 use crate::storage::readers::{ReaderJob, Readers};
 use crate::storage::reads::{finished, put_error, split_answer, take, take_bytes, WireError};
 use crate::storage::watermarks::Watermarks;
@@ -149,12 +149,7 @@ impl Retention {
         }
         let pass = RetentionPass { now_ms: crate::storage::now_ms() };
         if handed_back || !self.hand_to_reader(pass) {
-            let mut moved = Vec::new();
-            let outcome = runner.run(&mut |storage| {
-                moved = pass.run(storage)?;
-                Ok(())
-            });
-            finish(&self.watermarks, outcome.map(|()| moved));
+            finish(&self.watermarks, in_transaction(runner, |storage| pass.run(storage)));
         }
         self.interval
     }
