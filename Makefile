@@ -53,11 +53,13 @@ setup:
 # Upgrade scripts are made of the same files a fresh install runs (one source for each
 # object); sql/history holds earlier versions' whole install scripts, installed beside
 # them so `ALTER EXTENSION pg_kafka UPDATE` can be tested from each.
-UPGRADES := sql/pg_kafka--0.1.0--0.2.0.sql sql/pg_kafka--0.2.0--0.3.0.sql
+UPGRADES := sql/pg_kafka--0.1.0--0.2.0.sql sql/pg_kafka--0.2.0--0.3.0.sql sql/pg_kafka--0.3.0--0.4.0.sql
 sql/pg_kafka--0.1.0--0.2.0.sql: sql/security.sql sql/connections.sql
 	{ echo "-- pg_kafka 0.1.0 to 0.2.0, written by make from $^"; cat $^; } > $@
 sql/pg_kafka--0.2.0--0.3.0.sql: sql/outbox.sql sql/monitor.sql
 	{ echo "-- pg_kafka 0.2.0 to 0.3.0, written by make from $^"; cat $^; } > $@
+sql/pg_kafka--0.3.0--0.4.0.sql: sql/hardening.sql
+	{ echo "-- pg_kafka 0.3.0 to 0.4.0, written by make from $^"; cat $^; } > $@
 
 install: setup $(UPGRADES)
 	cargo pgrx install --release --pg-config $(PG_CONFIG)

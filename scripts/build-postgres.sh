@@ -57,6 +57,11 @@ echo "build-postgres: building $tarball into $prefix (takes several minutes)"
 rm -rf "build-$major" && mkdir "build-$major"
 tar -xf "$tarball" -C "build-$major" --strip-components=1
 cd "build-$major"
+# PostgreSQL's makefiles generate their headers (utils/errcodes.h, ...) only in the top-level
+# make (MAKELEVEL 0, src/Makefile.global's submake-generated-headers). Run from `make setup`,
+# this script inherits MAKELEVEL=1 and the build would stop at a missing errcodes.h: build
+# as a make of its own.
+unset MAKELEVEL MAKEFLAGS MFLAGS
 ./configure --prefix="$prefix" --without-icu --without-readline --with-openssl >configure.log 2>&1 \
     || { tail -n 30 configure.log; exit 1; }
 make -j"$(nproc)" -s >make.log 2>&1 || { tail -n 40 make.log; exit 1; }

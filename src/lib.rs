@@ -33,6 +33,7 @@ pgrx::extension_sql_file!("../sql/security.sql", name = "security", requires = [
 pgrx::extension_sql_file!("../sql/connections.sql", name = "connections", requires = ["security"]);
 pgrx::extension_sql_file!("../sql/outbox.sql", name = "outbox", requires = ["connections"]);
 pgrx::extension_sql_file!("../sql/monitor.sql", name = "monitor", requires = ["outbox"]);
+pgrx::extension_sql_file!("../sql/hardening.sql", name = "hardening", requires = ["monitor"], finalize);
 
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {

@@ -11,8 +11,10 @@
 //! session records its partitions in shared memory and wakes the worker ([`appends`]).
 //!
 //! Who may call it: roles with INSERT on `kafka.messages`, or whose Kafka ACLs allow
-//! WRITE on the topic (for `User:<role>` or a role it is a member of). The table work
-//! itself then runs as the bootstrap superuser, like the worker's.
+//! WRITE on the topic (for `User:<role>` or a role it is a member of), decided before
+//! anything else is looked up. The table work itself then runs as the bootstrap
+//! superuser, like the worker's, with a fixed `search_path` ([`crate::pg::privileged`]):
+//! no function or operator the caller could have created runs with its privileges.
 
 pub mod appends;
 
@@ -30,6 +32,7 @@ use pgrx::spi::{OwnedPreparedStatement, SpiClient};
 use pgrx::{JsonB, PgBuiltInOids, PgOid};
 
 use crate::pg::partition_lock;
+use crate::pg::privileged::as_bootstrap_superuser;
 use crate::pg::storage::{topics_from, PgStorage};
 
 const TOPIC_FOR_PRODUCE: &str = include_str!("../../sql/queries/topic_for_produce.sql");
@@ -103,24 +106,23 @@ fn with_produced<R>(f: impl FnOnce(&mut Produced) -> R) -> R {
 }
 
 /// The topic, looked up once per transaction (and locked against deletion until it
-/// ends), if the caller may write it.
+/// ends), if the caller may write it. Authorization comes first: nothing is looked up
+/// for a caller who may not produce.
 fn writable_topic(name: &str) -> Topic {
     if let Some(topic) = with_produced(|p| p.topics.get(name).cloned()) {
         return topic;
     }
-    let may_insert = may_insert_messages();
     // Without INSERT the ACLs decide, for the caller's role (named before the switch).
-    let acl_role = (!may_insert).then(current_role_name);
-    let (topic, acl_allows) = as_bootstrap_superuser(|| {
-        let topic =
-            with_plans(|client, plans| client.update(&plans.topic, Some(1), &[name.into()]).ok().and_then(|rows| topics_from(rows).ok()))
-                .and_then(|mut topics| topics.pop());
-        let acl_allows = topic.is_some() && acl_role.is_some_and(|role| acls_allow_write(role, name));
-        (topic, acl_allows)
-    });
-    if !may_insert && !acl_allows {
-        ereport!(ERROR, PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE, format!("permission denied to produce to topic \"{name}\""));
+    if !may_insert_messages() {
+        let role = current_role_name();
+        if !as_bootstrap_superuser(|| acls_allow_write(role, name)) {
+            ereport!(ERROR, PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE, format!("permission denied to produce to topic \"{name}\""));
+        }
     }
+    let topic = as_bootstrap_superuser(|| {
+        with_plans(|client, plans| client.update(&plans.topic, Some(1), &[name.into()]).ok().and_then(|rows| topics_from(rows).ok()))
+            .and_then(|mut topics| topics.pop())
+    });
     let Some(topic) = topic else {
         ereport!(ERROR, PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT, format!("topic \"{name}\" does not exist"));
     };
@@ -179,23 +181,6 @@ fn acls_allow_write(role: String, topic: &str) -> bool {
 fn current_role_name() -> String {
     // SAFETY: the current role's name, palloc'd and copied here.
     unsafe { std::ffi::CStr::from_ptr(pg_sys::GetUserNameFromId(pg_sys::GetUserId(), false)) }.to_string_lossy().into_owned()
-}
-
-/// Runs `f` as the bootstrap superuser (the worker's role), in a restricted security
-/// context; an ERROR inside is cleaned up by the (sub)transaction's abort, which restores
-/// the user.
-fn as_bootstrap_superuser<R>(f: impl FnOnce() -> R) -> R {
-    let (mut user, mut context) = (pg_sys::Oid::INVALID, 0);
-    // SAFETY: reading and setting the current user, as SECURITY DEFINER functions do.
-    unsafe {
-        pg_sys::GetUserIdAndSecContext(&mut user, &mut context);
-        let restricted = (pg_sys::SECURITY_LOCAL_USERID_CHANGE | pg_sys::SECURITY_RESTRICTED_OPERATION) as i32;
-        pg_sys::SetUserIdAndSecContext(pg_sys::Oid::from(pg_sys::BOOTSTRAP_SUPERUSERID), context | restricted);
-    }
-    let result = f();
-    // SAFETY: as above.
-    unsafe { pg_sys::SetUserIdAndSecContext(user, context) };
-    result
 }
 
 /// The partition asked for, else Kafka's murmur2 choice for the key, else this

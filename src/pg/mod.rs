@@ -2,10 +2,12 @@
 //! trait with SPI, [`copy_in`] feeds the group-commit writer's rows to COPY,
 //! [`index_read`] reads Fetch's messages straight off the primary key index,
 //! [`partition_lock`] is the append lock the writer and `kafka.produce()` share, and
-//! [`storage::TransactionRunner`] runs each unit of storage work in its own transaction.
+//! [`storage::TransactionRunner`] runs each unit of storage work in its own transaction,
+//! and [`privileged`] is how SQL runs with more privilege than its caller.
 //! Main thread only.
 
 pub mod copy_in;
 pub mod index_read;
 pub mod partition_lock;
+pub mod privileged;
 pub mod storage;

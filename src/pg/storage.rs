@@ -598,7 +598,7 @@ fn sqlstate(packed: i32) -> String {
 /// `lock_timeout`.
 pub fn prepare_session(synchronous_commit: SynchronousCommit, lock_timeout_ms: u64) -> Result<(), StorageError> {
     let mut runner = TransactionRunner::default();
-    runner.run(&mut |_| Spi::run("CREATE EXTENSION IF NOT EXISTS pg_kafka").map_err(database_error))?;
+    runner.run(&mut |_| Spi::run(include_str!("../../sql/queries/create_extension.sql")).map_err(database_error))?;
     runner.run(&mut |_| {
         warn_if_outdated();
         Ok(())

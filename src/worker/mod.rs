@@ -54,6 +54,8 @@ pub extern "C-unwind" fn pg_kafka_worker_main(_arg: pg_sys::Datum) {
     BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
     let mut config = gucs::config();
     BackgroundWorker::connect_worker_to_spi(Some(&config.database), None);
+    // Before any statement: a database owner may have set the path (src/pg/privileged.rs).
+    crate::pg::privileged::fix_session_search_path();
     if config.readers > 0 {
         match reader::socket_path() {
             Some(path) => config.reader_socket = path,

@@ -91,6 +91,8 @@ pub extern "C-unwind" fn pg_kafka_reader_main(_arg: pg_sys::Datum) {
     BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGTERM);
     let config = gucs::config();
     BackgroundWorker::connect_worker_to_spi(Some(&config.database), None);
+    // Before any statement: a database owner may have set the path (src/pg/privileged.rs).
+    crate::pg::privileged::fix_session_search_path();
     let Some(path) = socket_path() else { return };
     let mut stream = match UnixStream::connect(&path) {
         Ok(stream) => stream,

@@ -18,6 +18,7 @@ use crate::storage::{is_valid_topic_name, Storage, StorageError, Topic};
 /// The cluster id every Metadata response carries (v2+).
 pub const CLUSTER_ID: &str = "pg_kafka";
 
+use crate::storage::topics::look_up;
 pub use crate::storage::topics::TopicRef;
 
 /// Which topics a request asks about.
@@ -120,54 +121,56 @@ fn wanted_topics(body: &MetadataRequest, version: i16) -> Wanted {
     }
 }
 
+/// Topics one request may auto-create; the rest are answered LEADER_NOT_AVAILABLE
+/// (retriable: the client asks again and the next request creates more).
+pub const CREATIONS_PER_REQUEST: usize = 64;
+
 /// Looks up (and, with `auto_create = Some(partitions)`, creates) the wanted topics.
-/// Runs on the storage thread.
+/// Runs on the storage thread, with work bounded whatever the request names: the lookups
+/// of [`look_up`] and at most [`CREATIONS_PER_REQUEST`] creations.
 pub fn resolve(storage: &mut dyn Storage, wanted: &Wanted, auto_create: Option<i32>) -> Result<Vec<Resolved>, StorageError> {
     let refs = match wanted {
         Wanted::All => return Ok(storage.all_topics()?.into_iter().map(Resolved::Found).collect()),
         Wanted::Some(refs) => refs,
     };
+    // Names no topic can have are answered without a lookup.
+    let valid = |r: &&TopicRef| !matches!(r, TopicRef::Name(name) if !is_valid_topic_name(name));
+    let askable: Vec<TopicRef> = refs.iter().filter(valid).cloned().collect();
+    let mut found = look_up(storage, &askable)?.into_iter();
+    let mut created = 0;
     let mut resolved = Vec::with_capacity(refs.len());
-    // Read once per request, and only if a topic is named by id.
-    let mut all: Option<Vec<Topic>> = None;
     for topic_ref in refs {
-        let found = match topic_ref {
-            TopicRef::Name(name) => resolve_name(storage, name, auto_create)?,
-            TopicRef::Id(id) => {
-                if all.is_none() {
-                    all = Some(storage.all_topics()?);
-                }
-                all.iter()
-                    .flatten()
-                    .find(|t| t.uuid == *id)
-                    .cloned()
-                    .map(Resolved::Found)
-                    .unwrap_or(Resolved::Failed(topic_ref.clone(), ResponseError::UnknownTopicId))
-            }
+        let failed = |error| Resolved::Failed(topic_ref.clone(), error);
+        let answer = match topic_ref {
+            TopicRef::Name(_) if !valid(&topic_ref) => failed(ResponseError::InvalidTopicException),
+            _ => match (found.next().flatten(), topic_ref) {
+                (Some(topic), _) => Resolved::Found(topic),
+                (None, TopicRef::Id(_)) => failed(ResponseError::UnknownTopicId),
+                (None, TopicRef::Name(name)) => create_missing(storage, name, auto_create, &mut created)?,
+            },
         };
-        resolved.push(found);
+        resolved.push(answer);
     }
     Ok(resolved)
 }
 
-fn resolve_name(storage: &mut dyn Storage, name: &str, auto_create: Option<i32>) -> Result<Resolved, StorageError> {
+/// A named topic that does not exist: created if the request may, within its allowance.
+fn create_missing(storage: &mut dyn Storage, name: &str, auto_create: Option<i32>, created: &mut usize) -> Result<Resolved, StorageError> {
     let failed = |error| Ok(Resolved::Failed(TopicRef::Name(name.to_owned()), error));
-    if !is_valid_topic_name(name) {
-        return failed(ResponseError::InvalidTopicException);
-    }
-    if let Some(topic) = storage.topic(name)? {
-        return Ok(Resolved::Found(topic));
-    }
     let Some(partitions) = auto_create else {
         return failed(ResponseError::UnknownTopicOrPartition);
     };
+    if *created >= CREATIONS_PER_REQUEST {
+        return failed(ResponseError::LeaderNotAvailable);
+    }
+    *created += 1;
     match storage.create_topic(name, partitions) {
         Ok(topic) => Ok(Resolved::Found(topic)),
         // Created meanwhile by someone else (SQL, another database session): use theirs.
-        Err(StorageError::TopicExists(_)) => Ok(storage
-            .topic(name)?
-            .map(Resolved::Found)
-            .unwrap_or(Resolved::Failed(TopicRef::Name(name.to_owned()), ResponseError::UnknownTopicOrPartition))),
+        Err(StorageError::TopicExists(_)) => match storage.topic(name)? {
+            Some(topic) => Ok(Resolved::Found(topic)),
+            None => failed(ResponseError::UnknownTopicOrPartition),
+        },
         Err(e) => Err(e),
     }
 }
@@ -294,5 +297,30 @@ mod tests {
         assert_eq!(response.topics[0].name.as_ref().unwrap().0.as_str(), "t");
         let unknown = MetadataRequest::default().with_topics(Some(vec![MetadataRequestTopic::default().with_topic_id(Uuid::from_u128(7))]));
         assert_eq!(metadata(&b, 12, &unknown).await.topics[0].error_code, ResponseError::UnknownTopicId.code());
+    }
+
+    /// One Metadata naming 1.2M distinct unknown topics kept the main thread busy 30 s:
+    /// however many names, one read of every topic, and at most CREATIONS_PER_REQUEST
+    /// creations (the rest retriable).
+    #[test]
+    fn distinct_unknown_names_cost_bounded_storage_work() {
+        let mut storage = crate::storage::memory::MemoryStorage::default();
+        storage.create_topic("known", 1).unwrap();
+        storage.topic_reads = 0;
+        let mut names: Vec<TopicRef> = (0..20_000).map(|i| TopicRef::Name(format!("unknown-{i}"))).collect();
+        names.push(TopicRef::Name("known".into()));
+        names.push(TopicRef::Name("bad name".into()));
+        let wanted = Wanted::Some(names);
+        let resolved = resolve(&mut storage, &wanted, None).unwrap();
+        assert_eq!(storage.topic_reads, 1, "one read for every name");
+        assert_eq!(resolved.len(), 20_002);
+        assert!(matches!(&resolved[20_000], Resolved::Found(t) if t.name == "known"));
+        assert!(matches!(resolved[20_001], Resolved::Failed(_, ResponseError::InvalidTopicException)));
+        assert!(matches!(resolved[0], Resolved::Failed(_, ResponseError::UnknownTopicOrPartition)));
+
+        let created = resolve(&mut storage, &wanted, Some(1)).unwrap();
+        let made = created.iter().filter(|r| matches!(r, Resolved::Found(_))).count();
+        assert_eq!(made, CREATIONS_PER_REQUEST + 1, "the allowance, and the known topic");
+        assert!(matches!(created[19_999], Resolved::Failed(_, ResponseError::LeaderNotAvailable)));
     }
 }

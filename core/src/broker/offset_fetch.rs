@@ -73,7 +73,6 @@ pub async fn handle(broker: &Broker, request: &RequestFrame) -> Outcome {
     let answers: Vec<Answer> =
         answers.into_iter().map(|a| a.into_iter().filter(|(name, _)| access.allows_topic(Operation::Describe, name)).collect()).collect();
     let code_of = |denied: &Option<ResponseError>| denied.or(error).map_or(0, |e| e.code());
-    let code = code_of(&denied[0]);
     let response = if request.version() >= 8 {
         let groups = asked.iter().zip(answers).zip(&denied).map(|((a, answer), d)| group_response(a.group_id.clone(), answer, code_of(d)));
         OffsetFetchResponse::default().with_groups(groups.collect())
@@ -95,6 +94,8 @@ pub async fn handle(broker: &Broker, request: &RequestFrame) -> Outcome {
                 OffsetFetchResponseTopic::default().with_name(name).with_partitions(partitions)
             })
             .collect();
+        // Before v8 one group is asked (`asked` has exactly one entry).
+        let code = denied.first().map_or(0, code_of);
         OffsetFetchResponse::default().with_topics(topics).with_error_code(code)
     };
     respond(request, &response)
@@ -199,5 +200,15 @@ mod tests {
             .map(|g| g.topics.iter().flat_map(|t| t.partitions.iter().map(|p| (p.partition_index, p.committed_offset))).collect())
             .collect();
         assert_eq!(per_group, vec![vec![(0, 5)], vec![(0, -1)]]);
+    }
+
+    /// A v8+ request with no groups asks nothing: Kafka answers an empty groups array.
+    /// (The handler used to index the first group's answer and panicked.)
+    #[tokio::test]
+    async fn no_groups_is_answered_with_none() {
+        let broker = broker_with_writer(1);
+        let fetched: OffsetFetchResponse = round_trip(&broker, ApiKey::OffsetFetch, 8, &OffsetFetchRequest::default()).await;
+        assert!(fetched.groups.is_empty());
+        assert_eq!(fetched.error_code, 0);
     }
 }

@@ -144,7 +144,7 @@ async fn scram_first(broker: &Broker, token: &[u8]) -> Result<(Vec<u8>, Stage), 
     let login = login_role(broker, &user).await;
     let verifier = match &login {
         Ok(role) => match role.password.as_deref().and_then(Verifier::parse) {
-            Some(verifier) => Ok(verifier),
+            Some(verifier) => verifier.refusal(&user).map_or(Ok(verifier), Err),
             None => Err(format!("role \"{user}\" has an md5 password; SCRAM-SHA-256 needs a SCRAM verifier (use PLAIN, or reset the password with password_encryption = 'scram-sha-256')")),
         },
         Err(reason) => Err(reason.clone()),
@@ -170,6 +170,11 @@ fn scram_final(server: &ServerFirst, user: &str, login: Result<LoginRole, String
     }
 }
 
+/// PBKDF2 computations (PLAIN logins against SCRAM verifiers) running at once: a flood of
+/// wrong passwords costs at most these cores' worth of hashing, and waits in line.
+const HASHING_AT_ONCE: usize = 2;
+static HASHING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(HASHING_AT_ONCE);
+
 /// PLAIN: `authzid NUL authcid NUL password`, checked against the role's verifier (SCRAM
 /// or md5). PBKDF2 runs on the blocking pool: it takes milliseconds per attempt.
 async fn plain(broker: &Broker, token: &[u8]) -> Step {
@@ -185,8 +190,14 @@ async fn plain(broker: &Broker, token: &[u8]) -> Step {
         Err(reason) => return refused(reason),
     };
     let verifier = role.password.clone().unwrap_or_default();
+    let scram = Verifier::parse(&verifier);
+    if let Some(reason) = scram.as_ref().and_then(|v| v.refusal(user)) {
+        return refused(reason);
+    }
     let (user_owned, password) = (user.to_owned(), password.to_owned());
-    let matches = tokio::task::spawn_blocking(move || match Verifier::parse(&verifier) {
+    // At most HASHING_AT_ONCE hashes run at once, whoever asks.
+    let Ok(_turn) = HASHING.acquire().await else { return refused("the broker is shutting down".into()) };
+    let matches = tokio::task::spawn_blocking(move || match scram {
         Some(scram) => scram.matches_password(&password),
         None => scram::md5_matches(&verifier, &user_owned, &password),
     })

@@ -238,3 +238,33 @@ async fn describe_cluster_and_groups_report_what_the_principal_may_do() {
     assert_eq!((described.groups[0].error_code, described.groups[0].authorized_operations), (0, read_and_describe));
     assert_eq!(described.groups[1].error_code, ResponseError::GroupAuthorizationFailed.code());
 }
+
+/// A role may set its own verifier's iteration count: 10M (1.2-1.45 s of CPU per PLAIN
+/// attempt if computed) is refused at once, as a wrong password is, over SCRAM and PLAIN.
+#[tokio::test]
+async fn verifiers_above_the_iteration_cap_are_refused_without_hashing() {
+    let mut storage = MemoryStorage::default();
+    storage.roles.insert("alice".into(), role("alice", "alice-pw", true, None));
+    let mut greedy = role("greedy", "pw", true, None);
+    let mut verifier = Verifier::parse(greedy.password.as_deref().unwrap()).unwrap();
+    verifier.iterations = 10_000_000;
+    greedy.password = Some(verifier.to_text());
+    storage.roles.insert("greedy".into(), greedy);
+    let broker = broker_on(storage, Config::default());
+    let session = sasl_session();
+
+    let (answer, closes) = scram_login(&broker, &session, "greedy", "pw").await;
+    let (wrong, _) = scram_login(&broker, &session, "alice", "wrong").await;
+    assert!(closes);
+    assert_eq!(answer.error_code, ResponseError::SaslAuthenticationFailed.code());
+    assert_eq!(answer.error_message, wrong.error_message, "refused as a wrong password is");
+    let mut exchange = SaslExchange::default();
+    handshake(&broker, &mut exchange, &session, "PLAIN", 1).await;
+    // 10M iterations would take seconds even in a release build.
+    let started = std::time::Instant::now();
+    let (plain, closes) = authenticate(&broker, &mut exchange, &session, b"\0greedy\0pw").await;
+    assert!(started.elapsed() < std::time::Duration::from_millis(1000), "hashed: {:?}", started.elapsed());
+    assert!(closes);
+    assert_eq!(plain.error_code, ResponseError::SaslAuthenticationFailed.code());
+    assert_eq!(session.login(), None);
+}

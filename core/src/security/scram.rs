@@ -35,6 +35,12 @@ pub enum ScramError {
     NotScram,
 }
 
+/// The most PBKDF2 iterations a verifier may ask for (Kafka's own SCRAM limit; Postgres's
+/// default `scram_iterations` is 4,096). A role may set its own verifier, so the count is
+/// the caller's choice: above this, a login is refused as a wrong password would be,
+/// without hashing.
+pub const MAX_ITERATIONS: u32 = 16_384;
+
 /// A parsed `SCRAM-SHA-256$...` verifier.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Verifier {
@@ -45,6 +51,16 @@ pub struct Verifier {
 }
 
 impl Verifier {
+    /// Why a login with this verifier is refused before any hashing, if it is.
+    pub fn refusal(&self, user: &str) -> Option<String> {
+        (self.iterations > MAX_ITERATIONS).then(|| {
+            format!(
+                "role \"{user}\": its SCRAM verifier asks for {} iterations, more than the {MAX_ITERATIONS} pg_kafka computes (set the password again with scram_iterations at most {MAX_ITERATIONS})",
+                self.iterations
+            )
+        })
+    }
+
     /// Parses Postgres's `SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>`.
     pub fn parse(text: &str) -> Option<Verifier> {
         let rest = text.strip_prefix("SCRAM-SHA-256$")?;

@@ -86,11 +86,36 @@ pub struct Connection {
 
 /// A request being handled, with the bytes it holds from the budget.
 struct InFlight {
-    outcome: JoinHandle<Outcome>,
+    outcome: Handler,
     what: String,
     _bytes: OwnedSemaphorePermit,
     /// Counts the request in its session's requests in flight until written.
     _counted: InFlightRequest,
+}
+
+/// A handler task that is aborted when dropped: when its connection closes, the
+/// requests it left behind stop at their next await instead of running to the end for
+/// nobody (a client that sends 16 expensive Fetches and hangs up costs no more than one).
+struct Handler(JoinHandle<Outcome>);
+
+impl Handler {
+    fn spawn(task: impl std::future::Future<Output = Outcome> + Send + 'static) -> Handler {
+        Handler(tokio::spawn(task))
+    }
+}
+
+impl std::future::Future for Handler {
+    type Output = Result<Outcome, tokio::task::JoinError>;
+
+    fn poll(mut self: std::pin::Pin<&mut Self>, context: &mut std::task::Context<'_>) -> std::task::Poll<Self::Output> {
+        std::pin::Pin::new(&mut self.0).poll(context)
+    }
+}
+
+impl Drop for Handler {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 impl Connection {
@@ -141,11 +166,18 @@ impl Connection {
         let writing = write_responses(BufWriter::new(writer), answers, timeout);
         tokio::pin!(reading, writing);
         tokio::select! {
-            // The client stopped sending (or must be cut off): answer what was already read.
-            read = &mut reading => {
-                let written = writing.await;
-                read.and(written)
-            }
+            read = &mut reading => match read {
+                // The client hung up: nobody will read the answers, so the requests it
+                // left behind stop (dropping the writer aborts their handlers), as Kafka
+                // drops a closed connection's responses.
+                Ok(Ended::ClientClosed) => Ok(()),
+                // The client must be cut off (or the broker shuts down): answer what was
+                // already read.
+                read => {
+                    let written = writing.await;
+                    read.map(|_| ()).and(written)
+                }
+            },
             // A response could not be written, or a handler asked to close: stop reading.
             written = &mut writing => written,
         }
@@ -184,6 +216,14 @@ async fn accept_tls(
     Ok(Some((Box::new(reader), Box::new(writer))))
 }
 
+/// How reading requests ended without an error.
+enum Ended {
+    /// The client closed the connection (end of stream or reset).
+    ClientClosed,
+    /// The broker is shutting down, or a request's answer ends the connection.
+    Stopped,
+}
+
 async fn read_requests(
     mut reader: Reader,
     broker: Broker,
@@ -191,7 +231,7 @@ async fn read_requests(
     budget: Arc<Semaphore>,
     mut shutdown: watch::Receiver<bool>,
     in_flight: mpsc::Sender<InFlight>,
-) -> Result<(), ConnectionError> {
+) -> Result<Ended, ConnectionError> {
     let client_host = format!("/{}", session.peer.ip());
     let mut sasl = SaslExchange::default();
     let mut order = Chain::default();
@@ -209,7 +249,7 @@ async fn read_requests(
         let idle = Duration::from_millis(config.connections_max_idle_ms);
         let size = tokio::select! {
             biased;
-            _ = shutdown.changed() => return Ok(()),
+            _ = shutdown.changed() => return Ok(Ended::Stopped),
             size = tokio::time::timeout(idle, read_frame_size(&mut reader, max_frame_bytes)) => match size {
                 Ok(size) => size,
                 Err(_) => return Err(ConnectionError::Idle(idle.as_millis() as u64)),
@@ -217,8 +257,8 @@ async fn read_requests(
         };
         let size = match size {
             Ok(Some(size)) => size,
-            Ok(None) => return Ok(()),
-            Err(FrameError::Io(e)) if e.kind() == std::io::ErrorKind::ConnectionReset => return Ok(()),
+            Ok(None) => return Ok(Ended::ClientClosed),
+            Err(FrameError::Io(e)) if e.kind() == std::io::ErrorKind::ConnectionReset => return Ok(Ended::ClientClosed),
             Err(e) => return Err(e.into()),
         };
         // Budget is taken as the body arrives, 64 KiB at a time, so a client that announces
@@ -228,7 +268,7 @@ async fn read_requests(
         let reading = read_body_reserving(&mut reader, size, &budget, &mut bytes, max_reserved);
         let frame = match tokio::time::timeout(Duration::from_millis(request_timeout_ms), reading).await {
             Ok(Ok(frame)) => frame,
-            Ok(Err(FrameError::Io(e))) if e.kind() == std::io::ErrorKind::ConnectionReset => return Ok(()),
+            Ok(Err(FrameError::Io(e))) if e.kind() == std::io::ErrorKind::ConnectionReset => return Ok(Ended::ClientClosed),
             Ok(Err(e)) => return Err(e.into()),
             Err(_) => return Err(FrameError::TimedOut { size, timeout_ms: request_timeout_ms }.into()),
         };
@@ -249,9 +289,9 @@ async fn read_requests(
                     let (handler, link, session) = (broker.clone(), order.next_link(), session.clone());
                     let handling = async move { handler.handle_in_order(request, link, session).await };
                     let turn = responses.turn(response_order.next_link());
-                    let outcome = tokio::spawn(CONNECTION_RESPONSES.scope(turn, handling));
+                    let outcome = Handler::spawn(CONNECTION_RESPONSES.scope(turn, handling));
                     if in_flight.send(InFlight { outcome, what, _bytes: bytes, _counted: counted }).await.is_err() {
-                        return Ok(()); // the writer has stopped; its error is the one to report
+                        return Ok(Ended::Stopped); // the writer has stopped; its error is the one to report
                     }
                     continue;
                 }
@@ -259,14 +299,14 @@ async fn read_requests(
         };
         let ends = matches!(outcome, Outcome::Close(_) | Outcome::RespondThenClose(..));
         if in_flight.send(answered(outcome, what, bytes, session.request_in_flight())).await.is_err() || ends {
-            return Ok(());
+            return Ok(Ended::Stopped);
         }
     }
 }
 
 /// An outcome already decided, queued behind the connection's earlier responses.
 fn answered(outcome: Outcome, what: String, bytes: OwnedSemaphorePermit, counted: InFlightRequest) -> InFlight {
-    InFlight { outcome: tokio::spawn(async move { outcome }), what, _bytes: bytes, _counted: counted }
+    InFlight { outcome: Handler::spawn(async move { outcome }), what, _bytes: bytes, _counted: counted }
 }
 
 /// Reads a `size`-byte body, taking the bytes each step read from `budget` into `held`
@@ -465,6 +505,52 @@ mod tests {
         }
         assert!(released, "the budget came back once the connection was cut off");
         drop(greedy);
+    }
+
+    /// 16 long-polling Fetches and a hang-up: the connection's work ends with it, not
+    /// when the last long poll would have (the orphaned handlers used to run to the end).
+    #[tokio::test]
+    async fn a_closed_connections_requests_stop() {
+        use crate::broker::testing::with_storage;
+        use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+        use kafka_protocol::messages::{ApiKey, FetchRequest, RequestHeader, TopicName};
+        use kafka_protocol::protocol::{Encodable, StrBytes};
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let broker = broker_with_config(Config::default());
+        with_storage(&broker, |s| s.create_topic("t", 1)).await.unwrap();
+        let serving = broker.clone();
+        tokio::spawn(async move {
+            let (_keep, shutdown) = watch::channel(false);
+            while let Ok((stream, peer)) = listener.accept().await {
+                tokio::spawn(Connection::new(stream, peer, loopback_listener(), None, serving.clone(), shutdown.clone()).run());
+            }
+        });
+        let topic = FetchTopic::default()
+            .with_topic(TopicName(StrBytes::from_static_str("t")))
+            .with_partitions(vec![FetchPartition::default().with_partition_max_bytes(1 << 20)]);
+        let body = FetchRequest::default().with_max_bytes(1 << 20).with_min_bytes(1).with_max_wait_ms(20_000).with_topics(vec![topic]);
+        let mut frame = bytes::BytesMut::new();
+        RequestHeader::default().with_request_api_key(ApiKey::Fetch as i16).with_request_api_version(11).encode(&mut frame, 1).unwrap();
+        body.encode(&mut frame, 11).unwrap();
+        let mut request = (frame.len() as i32).to_be_bytes().to_vec();
+        request.extend_from_slice(&frame);
+        let mut client = TcpStream::connect(addr).await.unwrap();
+        for _ in 0..16 {
+            client.write_all(&request).await.unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(broker.connections().count(), 1, "long-polling");
+        drop(client);
+        let mut ended = false;
+        for _ in 0..30 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            if broker.connections().count() == 0 {
+                ended = true;
+                break;
+            }
+        }
+        assert!(ended, "the connection's requests still run after it closed");
     }
 
     #[tokio::test]

@@ -7,8 +7,10 @@
 //!
 //! Values: a header value that is UTF-8 text is a JSON string, a null value is `null`, any
 //! other bytes are a string `\x` + hex (Postgres's bytea form), which is turned back into
-//! those bytes on the way in. Other JSON values (numbers, objects, ...) are stored as
-//! their JSON text.
+//! those bytes on the way in. Text with a NUL character takes the hex form too: `jsonb`
+//! cannot hold U+0000, and a header a client may send must never make the SQL side fail.
+//! Keys follow the same rule both ways. Other JSON values (numbers, objects, ...) are
+//! stored as their JSON text.
 
 use bytes::Bytes;
 use serde_json::{Map, Value};
@@ -30,7 +32,7 @@ pub fn headers_to_json(encoded: &[u8]) -> Result<Value, HeadersJsonError> {
     let headers = decode_headers(encoded).map_err(|_| HeadersJsonError::Stored)?;
     let mut object = Map::with_capacity(headers.len());
     for (key, value) in headers {
-        object.insert(String::from_utf8_lossy(&key).into_owned(), value.map_or(Value::Null, |v| Value::String(bytes_as_text(&v))));
+        object.insert(bytes_as_text(&key), value.map_or(Value::Null, |v| Value::String(bytes_as_text(&v))));
     }
     Ok(Value::Object(object))
 }
@@ -39,7 +41,7 @@ pub fn headers_to_json(encoded: &[u8]) -> Result<Value, HeadersJsonError> {
 pub fn headers_from_json(json: &Value) -> Result<Option<Bytes>, HeadersJsonError> {
     let headers: Vec<Header> = match json {
         Value::Null => Vec::new(),
-        Value::Object(object) => object.iter().map(|(key, value)| (Bytes::copy_from_slice(key.as_bytes()), value_bytes(value))).collect(),
+        Value::Object(object) => object.iter().map(|(key, value)| (text_bytes(key), value_bytes(value))).collect(),
         Value::Array(pairs) => pairs.iter().map(pair).collect::<Result<_, _>>()?,
         _ => return Err(HeadersJsonError::Shape),
     };
@@ -50,21 +52,27 @@ fn pair(json: &Value) -> Result<Header, HeadersJsonError> {
     let Value::Array(pair) = json else { return Err(HeadersJsonError::Shape) };
     let [key, value] = pair.as_slice() else { return Err(HeadersJsonError::Shape) };
     let Value::String(key) = key else { return Err(HeadersJsonError::Key) };
-    Ok((Bytes::copy_from_slice(key.as_bytes()), value_bytes(value)))
+    Ok((text_bytes(key), value_bytes(value)))
 }
 
 fn value_bytes(value: &Value) -> Option<Bytes> {
     match value {
         Value::Null => None,
-        Value::String(text) => Some(hex_bytes(text).unwrap_or_else(|| Bytes::copy_from_slice(text.as_bytes()))),
+        Value::String(text) => Some(text_bytes(text)),
         other => Some(Bytes::from(other.to_string())),
     }
 }
 
-/// UTF-8 bytes as they are, anything else as `\x` + hex.
+/// A JSON string as bytes: `\x` + hex as those bytes, any other text as it is.
+fn text_bytes(text: &str) -> Bytes {
+    hex_bytes(text).unwrap_or_else(|| Bytes::copy_from_slice(text.as_bytes()))
+}
+
+/// UTF-8 bytes as they are (unless they could be read as hex, or hold a NUL, which `jsonb`
+/// refuses), anything else as `\x` + hex.
 fn bytes_as_text(bytes: &[u8]) -> String {
     match std::str::from_utf8(bytes) {
-        Ok(text) if !text.starts_with("\\x") => text.to_owned(),
+        Ok(text) if !text.starts_with("\\x") && !text.contains('\0') => text.to_owned(),
         _ => format!("\\x{}", bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()),
     }
 }
@@ -109,5 +117,22 @@ mod tests {
         assert_eq!(headers_to_json(&[5]), Err(HeadersJsonError::Stored));
         // Text that merely starts like hex stays text both ways.
         assert_eq!(round_trip(json!({"a": "\\xZZ"})), json!({"a": "\\x5c785a5a"}));
+    }
+
+    /// What confluent-kafka sends for `headers=[('h', b'a\x00b')]`: jsonb cannot hold
+    /// U+0000, so such keys and values read in the hex form, and go back byte-exact.
+    #[test]
+    fn text_with_nul_reads_as_hex_and_round_trips() {
+        let stored = encode_headers(&[
+            (Bytes::from_static(b"h"), Some(Bytes::from_static(b"a\x00b"))),
+            (Bytes::from_static(b"k\x00"), Some(Bytes::from_static(b"v"))),
+            (Bytes::from_static(b"\xff"), None),
+        ])
+        .unwrap();
+        let json = headers_to_json(&stored).unwrap();
+        assert_eq!(json, json!({"h": "\\x610062", "\\x6b00": "v", "\\xff": null}));
+        assert!(!json.to_string().contains("\\u0000"), "{json}");
+        let pairs = json!([["h", "\\x610062"], ["\\x6b00", "v"], ["\\xff", null]]);
+        assert_eq!(headers_from_json(&pairs).unwrap().unwrap(), stored, "byte-exact both ways");
     }
 }

@@ -30,6 +30,8 @@ pub struct MemoryStorage {
     pub locked_elsewhere: std::collections::HashSet<(i32, i32)>,
     /// How many times a partition's next offset was read from here.
     pub next_offset_probes: usize,
+    /// Storage reads of topics (one by name, or all at once), for tests of bounded work.
+    pub topic_reads: usize,
     /// Roles by name, as `pg_authid` would hold them.
     pub roles: BTreeMap<String, LoginRole>,
     pub acls: Vec<AclBinding>,
@@ -37,12 +39,14 @@ pub struct MemoryStorage {
 
 impl Storage for MemoryStorage {
     fn all_topics(&mut self) -> Result<Vec<Topic>, StorageError> {
+        self.topic_reads += 1;
         let mut topics = self.topics.clone();
         topics.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(topics)
     }
 
     fn topic(&mut self, name: &str) -> Result<Option<Topic>, StorageError> {
+        self.topic_reads += 1;
         Ok(self.topics.iter().find(|t| t.name == name).cloned())
     }
 

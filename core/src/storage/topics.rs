@@ -12,7 +12,7 @@
 //! configs changed with SQL take effect within `pg_kafka.refresh_interval_ms`; a request
 //! naming a partition beyond the cached count reloads its topic (it may have grown).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use parking_lot::RwLock;
@@ -63,6 +63,7 @@ impl TopicCache {
     pub async fn resolve(&self, storage: &StorageClient, wanted: &[(TopicRef, i32)]) -> Result<Resolved, StorageCallError> {
         let mut resolved = Resolved::default();
         let mut missing = Vec::new();
+        let mut asked = HashSet::new();
         {
             let entries = self.inner.read();
             resolved.generation = entries.generation;
@@ -71,7 +72,7 @@ impl TopicCache {
                     Some(t) if *partition < t.partitions => {
                         resolved.topics.insert(topic.clone(), Some(t.clone()));
                     }
-                    _ if !missing.contains(topic) => missing.push(topic.clone()),
+                    _ if asked.insert(topic) => missing.push(topic.clone()),
                     _ => {}
                 }
             }
@@ -143,22 +144,32 @@ impl Entries {
 
 /// Looks each topic up in storage; all topics are read at most once (for ids).
 fn load(storage: &mut dyn Storage, wanted: Vec<TopicRef>) -> Result<Vec<(TopicRef, Option<Topic>)>, StorageError> {
-    let mut all = None;
-    wanted
-        .into_iter()
-        .map(|wanted| {
-            let topic = match &wanted {
-                TopicRef::Name(name) => storage.topic(name)?,
-                TopicRef::Id(id) => {
-                    if all.is_none() {
-                        all = Some(storage.all_topics()?);
-                    }
-                    all.as_ref().and_then(|all: &Vec<Topic>| all.iter().find(|t| t.uuid == *id).cloned())
-                }
-            };
-            Ok((wanted, topic))
+    let found = look_up(storage, &wanted)?;
+    Ok(wanted.into_iter().zip(found).collect())
+}
+
+/// Named topics looked up one by one; a request naming more (or any by id) reads every
+/// topic once instead: a million distinct unknown names cost one query, not a million.
+pub const LOOKUPS_PER_REQUEST: usize = 64;
+
+/// Each wanted topic, `None` where it does not exist, in storage work bounded whatever
+/// the client names: at most [`LOOKUPS_PER_REQUEST`] lookups, or one read of every topic.
+/// Storage thread.
+pub fn look_up(storage: &mut dyn Storage, wanted: &[TopicRef]) -> Result<Vec<Option<Topic>>, StorageError> {
+    let by_name_only = wanted.len() <= LOOKUPS_PER_REQUEST && wanted.iter().all(|r| matches!(r, TopicRef::Name(_)));
+    if by_name_only {
+        return wanted.iter().map(|r| if let TopicRef::Name(name) = r { storage.topic(name) } else { Ok(None) }).collect();
+    }
+    let all = storage.all_topics()?;
+    let by_name: HashMap<&str, &Topic> = all.iter().map(|t| (t.name.as_str(), t)).collect();
+    let by_id: HashMap<Uuid, &Topic> = all.iter().map(|t| (t.uuid, t)).collect();
+    Ok(wanted
+        .iter()
+        .map(|r| match r {
+            TopicRef::Name(name) => by_name.get(name.as_str()).map(|t| (*t).clone()),
+            TopicRef::Id(id) => by_id.get(id).map(|t| (*t).clone()),
         })
-        .collect()
+        .collect())
 }
 
 #[cfg(test)]

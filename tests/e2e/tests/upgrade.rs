@@ -26,11 +26,13 @@ fn shape_of(database: &str) -> String {
     let views = "SELECT viewname || ': ' || definition FROM pg_views WHERE schemaname = 'kafka' ORDER BY 1";
     let functions =
         "SELECT p.oid::regprocedure::text || ' ' || pg_get_function_result(p.oid) || ' ' || coalesce(array_to_string(p.proacl, ','), '')
+                            || ' ' || coalesce(array_to_string(p.proconfig, ','), '')
                      FROM pg_proc p WHERE p.pronamespace = 'kafka'::regnamespace ORDER BY 1";
     let grants = "SELECT c.relname || ' ' || coalesce(array_to_string(c.relacl, ','), '') FROM pg_class c
                   WHERE c.relnamespace = 'kafka'::regnamespace AND c.relkind IN ('r', 'v', 'S') ORDER BY 1";
+    let schema = "SELECT coalesce(array_to_string(nspacl, ','), '') FROM pg_namespace WHERE nspname = 'kafka'";
     let dumped = "SELECT array_to_string(extconfig::regclass[], ',') FROM pg_extension WHERE extname = 'pg_kafka'";
-    [members, columns, views, functions, grants, dumped].iter().map(|q| psql_in(database, q)).collect::<Vec<_>>().join("\n---\n")
+    [members, columns, views, functions, grants, schema, dumped].iter().map(|q| psql_in(database, q)).collect::<Vec<_>>().join("\n---\n")
 }
 
 #[test]
@@ -43,11 +45,12 @@ fn updating_from_0_1_0_matches_a_fresh_install_and_keeps_the_data() {
     psql_in("upgrade_from_0_1_0", "INSERT INTO kafka.topics (name, partitions) VALUES ('kept', 2)");
     assert_eq!(psql_in("upgrade_from_0_1_0", "SELECT to_regclass('kafka.acls') IS NULL"), "t", "0.1.0 has no ACL table");
     psql_in("upgrade_from_0_1_0", "ALTER EXTENSION pg_kafka UPDATE");
-    assert_eq!(psql_in("upgrade_from_0_1_0", "SELECT extversion FROM pg_extension WHERE extname = 'pg_kafka'"), "0.3.0");
+    assert_eq!(psql_in("upgrade_from_0_1_0", "SELECT extversion FROM pg_extension WHERE extname = 'pg_kafka'"), "0.4.0");
     psql_in("upgrade_fresh", "CREATE EXTENSION pg_kafka");
     let (updated, fresh) = (shape_of("upgrade_from_0_1_0"), shape_of("upgrade_fresh"));
     assert!(fresh.contains("table kafka.acls") && fresh.contains("view kafka.connections"), "{fresh}");
     assert!(fresh.contains("view kafka.topic_messages") && fresh.contains("view kafka.broker_stats"), "{fresh}");
+    assert!(fresh.contains("kafka.consume(text,text,integer)") && fresh.contains("search_path=pg_catalog, pg_temp"), "{fresh}");
     assert_eq!(updated, fresh, "an updated install differs from a fresh one");
     assert_eq!(psql_in("upgrade_from_0_1_0", "SELECT name || ' ' || partitions FROM kafka.topics"), "kept 2");
     // What the update added works.
