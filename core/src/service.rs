@@ -84,7 +84,8 @@ impl StorageSide {
 
     /// Puts reloaded settings in force for the network side (SIGHUP). Settings fixed at
     /// start keep their start-up values.
-    pub fn reload(&self, config: Config) {
+    pub fn reload(&mut self, config: Config) {
+        self.committer.set_max_lock_wait(Duration::from_millis(config.request_timeout_ms));
         self.config.replace(config);
     }
 

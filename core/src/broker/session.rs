@@ -127,17 +127,17 @@ impl Session {
         state.expires_at = expires_at;
     }
 
-    /// Records the client id requests carry (the first one seen is kept).
+    /// Records the client id requests carry (the first one seen is kept), escaped.
     pub fn saw_client_id(&self, client_id: Option<&str>) {
         let mut state = self.state.lock();
         if state.client_id.is_none() {
-            state.client_id = client_id.filter(|id| !id.is_empty()).map(|id| id.chars().take(MAX_CLIENT_ID_CHARS).collect());
+            state.client_id = client_id.filter(|id| !id.is_empty()).map(displayable);
         }
     }
 
     /// Records the client software ApiVersions named (cut to a display length).
     pub fn saw_software(&self, name: &str, version: &str) {
-        let cut = |text: &str| text.chars().take(MAX_CLIENT_ID_CHARS).collect::<String>();
+        let cut = displayable;
         if !name.is_empty() {
             self.state.lock().software = Some((cut(name), cut(version)));
         }
@@ -295,6 +295,22 @@ pub fn current() -> Option<Arc<Session>> {
     SESSION.try_with(Arc::clone).ok()
 }
 
+/// A client-chosen string as `kafka.connections` shows it: control characters (NUL
+/// included, which would cut the text in shared memory and in Postgres) and backslashes
+/// escaped (`\0`, `\u{1b}`, `\\`), at most [`MAX_CLIENT_ID_CHARS`] characters.
+pub fn displayable(text: &str) -> String {
+    let mut shown = String::with_capacity(text.len().min(MAX_CLIENT_ID_CHARS));
+    for c in text.chars().take(MAX_CLIENT_ID_CHARS) {
+        match c {
+            '\\' => shown.push_str("\\\\"),
+            '\0' => shown.push_str("\\0"),
+            c if c.is_control() => shown.push_str(&format!("\\u{{{:x}}}", u32::from(c))),
+            c => shown.push(c),
+        }
+    }
+    shown
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -305,6 +321,15 @@ mod tests {
             ListenerInfo { protocol: SecurityProtocol::SaslPlaintext, advertised_host: None, advertised_port: 9093, mechanisms: vec![] };
         let addr: SocketAddr = ([10, 0, 0, 1], 5555).into();
         Session::new(Arc::new(listener), addr, ([10, 0, 0, 2], 9093).into())
+    }
+
+    /// A client id with a NUL byte used to show cut (`cli`): it is stored escaped.
+    #[test]
+    fn client_ids_are_kept_escaped_and_whole() {
+        let session = sasl_session();
+        session.saw_client_id(Some("cli\0ent\\x\u{1b}"));
+        assert_eq!(session.describe(1).client_id.as_deref(), Some("cli\\0ent\\\\x\\u{1b}"));
+        assert_eq!(displayable(&"é".repeat(500)).chars().count(), MAX_CLIENT_ID_CHARS);
     }
 
     #[test]

@@ -3,14 +3,17 @@
 //!
 //! Just enough HTTP/1.1 for a scraper, and bounded like the Kafka listeners: at most
 //! [`MAX_CONNECTIONS`] at once, a request head of at most [`MAX_HEAD_BYTES`] read within
-//! [`TIMEOUT`], one response, then the connection closes.
+//! [`HEAD_TIMEOUT`], the answer written within [`TIMEOUT`], then the connection closes.
+//! A scraper sends its head at once and reads its answer in milliseconds: when the slots
+//! are full, the connection that has waited longest is dropped for the new one, so idle
+//! sockets can never keep a scrape out.
 
-use std::sync::Arc;
+use std::collections::VecDeque;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::watch;
 
 use crate::broker::figures::Figures;
 use crate::logging;
@@ -19,6 +22,7 @@ use crate::metrics::prometheus_text;
 pub const MAX_CONNECTIONS: usize = 8;
 pub const MAX_HEAD_BYTES: usize = 8 * 1024;
 pub const TIMEOUT: Duration = Duration::from_secs(5);
+pub const HEAD_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Binds `address` (`host:port`), or says why not.
 pub fn bind(address: &str) -> std::io::Result<std::net::TcpListener> {
@@ -33,7 +37,8 @@ pub async fn serve(socket: std::net::TcpListener, figures: Figures, mut shutdown
         Ok(listener) => listener,
         Err(e) => return logging::warning(format!("pg_kafka: cannot use the metrics listener: {e}")),
     };
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    // Connections being served, oldest first.
+    let mut serving: VecDeque<tokio::task::AbortHandle> = VecDeque::with_capacity(MAX_CONNECTIONS);
     loop {
         let stream = tokio::select! {
             _ = shutdown.changed() => return,
@@ -45,18 +50,24 @@ pub async fn serve(socket: std::net::TcpListener, figures: Figures, mut shutdown
                 }
             },
         };
-        // Over the limit: the scrape is dropped (the scraper retries), nothing queues.
-        let Ok(slot) = slots.clone().try_acquire_owned() else { continue };
+        serving.retain(|task| !task.is_finished());
+        if serving.len() >= MAX_CONNECTIONS {
+            if let Some(oldest) = serving.pop_front() {
+                oldest.abort();
+            }
+        }
         let figures = figures.clone();
-        tokio::spawn(async move {
+        let task = tokio::spawn(async move {
             let _ = tokio::time::timeout(TIMEOUT, answer(stream, &figures)).await;
-            drop(slot);
         });
+        serving.push_back(task.abort_handle());
     }
 }
 
 async fn answer(mut stream: TcpStream, figures: &Figures) -> std::io::Result<()> {
-    let head = read_head(&mut stream).await?;
+    let head = tokio::time::timeout(HEAD_TIMEOUT, read_head(&mut stream))
+        .await
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "no request head in time"))??;
     let response = match request_target(&head) {
         Some("/metrics") | Some("/") => {
             let body = prometheus_text(&figures.broker());
@@ -137,5 +148,17 @@ mod tests {
         let mut response = Vec::new();
         let _ = stream.read_to_end(&mut response).await;
         assert!(response.starts_with(b"HTTP/1.1 200 OK"));
+
+        // Idle sockets filling every slot (and more) do not keep a scrape out.
+        let mut idle = Vec::new();
+        for _ in 0..3 * MAX_CONNECTIONS {
+            idle.push(TcpStream::connect(address).await.unwrap());
+        }
+        let scrape = tokio::time::timeout(Duration::from_millis(900), get(b"GET /metrics HTTP/1.1\r\n\r\n")).await;
+        assert!(scrape.expect("answered while idle sockets hang").starts_with("HTTP/1.1 200 OK"));
+        // And they are closed within the head timeout.
+        let mut rest = Vec::new();
+        let closed = tokio::time::timeout(HEAD_TIMEOUT * 3, idle.last_mut().unwrap().read_to_end(&mut rest)).await;
+        assert!(closed.is_ok(), "an idle scrape socket was kept open");
     }
 }

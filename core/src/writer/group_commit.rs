@@ -264,6 +264,12 @@ impl GroupCommitter {
     }
 
     /// Where group commits are counted (the broker's figures).
+    /// How long a job may wait behind a partition a SQL transaction holds
+    /// (`pg_kafka.request_timeout_ms`, reloadable).
+    pub fn set_max_lock_wait(&mut self, wait: Duration) {
+        self.settings.max_lock_wait = wait;
+    }
+
     pub fn set_metrics(&mut self, metrics: Metrics) {
         self.metrics = metrics;
     }
@@ -927,11 +933,12 @@ mod tests {
         assert_eq!(answers, vec![vec![Ok(2)], vec![Ok(0)], vec![Ok(3), Ok(4)], vec![Ok(4)]]);
     }
 
+    /// The limit is pg_kafka.request_timeout_ms, which is reloadable: set after start
+    /// (as a reload does), it holds for the next held-back job.
     #[tokio::test]
     async fn a_job_held_back_longer_than_the_limit_times_out() {
-        let mut short = settings(0);
-        short.max_lock_wait = Duration::ZERO;
-        let (queue, mut committer) = channel(short, Arc::new(|| {}), Watermarks::default(), TopicCache::default());
+        let (queue, mut committer) = channel(settings(0), Arc::new(|| {}), Watermarks::default(), TopicCache::default());
+        committer.set_max_lock_wait(Duration::ZERO);
         let mut runner = runner_with_topic(1);
         runner.0.locked_elsewhere.insert((1, 0));
         let handles = submit_all(&queue, vec![vec![append("t", 0, 1)]]).await;
