@@ -58,7 +58,7 @@ sql/pg_kafka--0.1.0--0.2.0.sql: sql/security.sql sql/connections.sql
 	{ echo "-- pg_kafka 0.1.0 to 0.2.0, written by make from $^"; cat $^; } > $@
 sql/pg_kafka--0.2.0--0.3.0.sql: sql/outbox.sql sql/monitor.sql
 	{ echo "-- pg_kafka 0.2.0 to 0.3.0, written by make from $^"; cat $^; } > $@
-sql/pg_kafka--0.3.0--0.4.0.sql: sql/hardening.sql
+sql/pg_kafka--0.3.0--0.4.0.sql: sql/offsets.sql sql/hardening.sql
 	{ echo "-- pg_kafka 0.3.0 to 0.4.0, written by make from $^"; cat $^; } > $@
 
 install: setup $(UPGRADES)
@@ -100,14 +100,15 @@ pg-test:
 # go to target/fuzz-corpus; the checked-in seeds in fuzz/corpus are read, never written.
 # A finding fails the run and leaves its input in fuzz/artifacts/<target>/.
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS := request record_batch sasl stored_values
+FUZZ_TARGETS := request record_batch sasl stored_values handler
 fuzz: setup
 	@command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --version 0.13.2 --locked
 	cd fuzz && cargo fuzz build -s none
 	@for target in $(FUZZ_TARGETS); do \
 		mkdir -p target/fuzz-corpus/$$target; \
 		echo "fuzz: $$target for $(FUZZ_SECONDS) s"; \
-		if ! (cd fuzz && cargo fuzz run -s none $$target ../target/fuzz-corpus/$$target corpus/$$target -- \
+		seeds=corpus/$$target; [ "$$target" != handler ] || seeds=corpus/request; \
+		if ! (cd fuzz && cargo fuzz run -s none $$target ../target/fuzz-corpus/$$target $$seeds -- \
 			-max_total_time=$(FUZZ_SECONDS) -timeout=1 > ../target/fuzz-$$target.log 2>&1); then \
 			tail -n 60 target/fuzz-$$target.log; echo "fuzz: $$target found a crash (input in fuzz/artifacts/$$target)"; exit 1; \
 		fi; \
@@ -133,7 +134,8 @@ e2e-test: install
 		"pg_kafka.sasl_plain_without_tls = on" \
 		"pg_kafka.metrics_listener = '127.0.0.1:$(E2E_METRICS_PORT)'" \
 		"pg_kafka.retention_check_interval_ms = 1000" > target/e2e-listeners.conf
-	PGKAFKA_EXTRA_CONF=target/e2e-listeners.conf scripts/cluster.sh start $(E2E_DATA) $(E2E_PG_PORT) $(E2E_PORT)
+	# RUST_BACKTRACE as many environments set it: errors must still reach clients as one line.
+	RUST_BACKTRACE=1 PGKAFKA_EXTRA_CONF=target/e2e-listeners.conf scripts/cluster.sh start $(E2E_DATA) $(E2E_PG_PORT) $(E2E_PORT)
 	PGKAFKA_E2E_BOOTSTRAP=127.0.0.1:$(E2E_PORT) PGKAFKA_E2E_PG_PORT=$(E2E_PG_PORT) \
 	PGKAFKA_E2E_DATA=$(abspath $(E2E_DATA)) PGKAFKA_E2E_CERTS=$(abspath $(E2E_CERTS)) \
 	PGKAFKA_E2E_SASL_PLAINTEXT=127.0.0.1:$(E2E_SASL_PLAINTEXT_PORT) PGKAFKA_E2E_SASL_SSL=127.0.0.1:$(E2E_SASL_SSL_PORT) \

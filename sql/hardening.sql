@@ -1,7 +1,7 @@
 -- pg_kafka 0.4.0: every SQL-language function of the extension runs with a fixed
 -- search_path, and pg_monitor members can reach the monitoring views they are granted.
--- Part of every fresh install (last) and the whole of the upgrade script from 0.3.0
--- (`make install` writes sql/pg_kafka--0.3.0--0.4.0.sql from it).
+-- Part of every fresh install (last) and of the upgrade script from 0.3.0, after
+-- offsets.sql (`make install` writes sql/pg_kafka--0.3.0--0.4.0.sql from them).
 --
 -- A function body is resolved with the caller's search_path unless the function sets
 -- its own: a role that puts a schema of its own (or pg_temp) before pg_catalog would

@@ -157,16 +157,24 @@ fn with_plans<R>(f: impl FnOnce(&mut SpiClient<'_>, &Plans) -> R) -> R {
         PLANS.with(|cell| {
             let mut plans = cell.borrow_mut();
             if plans.is_none() {
-                type O = PgBuiltInOids;
-                let oid = PgOid::BuiltIn;
-                let topic = client.prepare_mut(TOPIC_FOR_PRODUCE, &[oid(O::TEXTOID)]).expect("plan of the topic lookup").keep();
-                let row_types = [O::INT4OID, O::INT4OID, O::INT8OID, O::TIMESTAMPTZOID, O::BYTEAOID, O::BYTEAOID, O::BYTEAOID].map(oid);
-                let insert = client.prepare_mut(PRODUCE_ROW, &row_types).expect("plan of the insert").keep();
-                *plans = Some(Plans { topic, insert });
+                *plans = Some(plan(client));
             }
-            f(client, plans.as_ref().expect("planned"))
+            let Some(planned) = plans.as_ref() else { error!("pg_kafka: kafka.produce()'s statements are not planned") };
+            f(client, planned)
         })
     })
+}
+
+/// Plans `kafka.produce()`'s statements, or raises an ERROR saying why not.
+fn plan(client: &mut SpiClient<'_>) -> Plans {
+    type O = PgBuiltInOids;
+    let oid = PgOid::BuiltIn;
+    let row_types = [O::INT4OID, O::INT4OID, O::INT8OID, O::TIMESTAMPTZOID, O::BYTEAOID, O::BYTEAOID, O::BYTEAOID].map(oid);
+    let planned = client.prepare_mut(TOPIC_FOR_PRODUCE, &[oid(O::TEXTOID)]).map(|p| p.keep()).and_then(|topic| {
+        let insert = client.prepare_mut(PRODUCE_ROW, &row_types)?.keep();
+        Ok(Plans { topic, insert })
+    });
+    planned.unwrap_or_else(|e| error!("pg_kafka: cannot plan kafka.produce()'s statements: {e}"))
 }
 
 /// Whether the Kafka ACLs let `role` WRITE `topic` (as `User:<role>` or any
@@ -223,7 +231,8 @@ fn stored_next_offset(topic_id: i32, partition: i32) -> i64 {
 /// An empty partition continues where DeleteRecords or retention left its log start (or
 /// at 0).
 fn empty_partition_next_offset(topic_id: i32, partition: i32) -> i64 {
-    let query = std::ffi::CString::new(format!("SELECT kafka.high_watermark({topic_id}, {partition})")).expect("no NUL");
+    // Two integers: never a NUL (an empty query would fail below, not panic).
+    let query = std::ffi::CString::new(format!("SELECT kafka.high_watermark({topic_id}, {partition})")).unwrap_or_default();
     // SAFETY: SPI inside Spi::connect; the latest snapshot is pushed and popped around a
     // read-only query (which then uses it); an ERROR aborts the (sub)transaction, which
     // pops it.

@@ -258,12 +258,17 @@ impl Storage for PgStorage {
     }
 
     fn commit_offsets(&mut self, group: &str, offsets: &[OffsetCommit]) -> Result<(), StorageError> {
-        storable([group].into_iter().chain(offsets.iter().filter_map(|o| o.metadata.as_deref())))?;
+        storable([group])?;
         let column = |f: fn(&OffsetCommit) -> i32| -> Vec<i32> { offsets.iter().map(f).collect() };
         let (topic_ids, partitions, epochs) = (column(|o| o.topic_id), column(|o| o.partition), column(|o| o.leader_epoch));
         let committed: Vec<i64> = offsets.iter().map(|o| o.offset).collect();
-        let metadata: Vec<Option<String>> = offsets.iter().map(|o| o.metadata.clone()).collect();
-        let args = [group.into(), topic_ids.into(), partitions.into(), committed.into(), epochs.into(), metadata.into()];
+        // Metadata text can hold goes to `metadata`, the rest (NUL) to `metadata_bytes`.
+        let as_text = |o: &OffsetCommit| o.metadata.clone().filter(|m| is_storable_text(m));
+        let as_bytes = |o: &OffsetCommit| o.metadata.as_ref().filter(|m| !is_storable_text(m)).map(|m| m.as_bytes().to_vec());
+        let metadata: Vec<Option<String>> = offsets.iter().map(as_text).collect();
+        let metadata_bytes: Vec<Option<Vec<u8>>> = offsets.iter().map(as_bytes).collect();
+        let args =
+            [group.into(), topic_ids.into(), partitions.into(), committed.into(), epochs.into(), metadata.into(), metadata_bytes.into()];
         execute(COMMIT_OFFSETS, &args)
     }
 
@@ -278,7 +283,10 @@ impl Storage for PgStorage {
                         partition: row.get(2).map_err(database_error)?.unwrap_or_default(),
                         offset: row.get(3).map_err(database_error)?.unwrap_or(-1),
                         leader_epoch: row.get(4).map_err(database_error)?.unwrap_or(-1),
-                        metadata: row.get(5).map_err(database_error)?,
+                        metadata: match row.get::<Vec<u8>>(6).map_err(database_error)? {
+                            Some(bytes) => Some(String::from_utf8(bytes).map_err(|_| database_error("metadata_bytes is not UTF-8"))?),
+                            None => row.get(5).map_err(database_error)?,
+                        },
                     })
                 })
                 .collect()

@@ -141,6 +141,10 @@ pub struct Broker {
     /// Request bytes held at once over all connections (`pg_kafka.max_inflight_bytes`):
     /// taken as they arrive, held until answered.
     budget: Arc<tokio::sync::Semaphore>,
+    /// Request bytes held at once by connections that have not authenticated yet (SASL
+    /// listeners), apart from `budget`: logins in progress can never hold what
+    /// authenticated clients need.
+    unauthenticated: Arc<tokio::sync::Semaphore>,
     /// Fetch response bytes held at once until written (`pg_kafka.max_inflight_bytes`,
     /// apart from requests: responses nobody reads never stop requests being read).
     responses: Arc<tokio::sync::Semaphore>,
@@ -161,6 +165,10 @@ pub struct Broker {
     metrics: Metrics,
 }
 
+/// Request bytes all connections not yet authenticated may hold at once (64 frames of the
+/// 512 KiB they may send; a real login's frames are a few hundred bytes).
+pub const UNAUTHENTICATED_BUDGET_BYTES: usize = 32 << 20;
+
 impl Broker {
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
@@ -179,6 +187,7 @@ impl Broker {
         let inflated = Arc::new(tokio::sync::Semaphore::new(start.max_inflight_bytes));
         let budget = Arc::new(tokio::sync::Semaphore::new(start.max_inflight_bytes));
         let responses = Arc::new(tokio::sync::Semaphore::new(start.max_inflight_bytes));
+        let unauthenticated = Arc::new(tokio::sync::Semaphore::new(UNAUTHENTICATED_BUDGET_BYTES));
         let mut mock_secret = [0u8; 32];
         getrandom::getrandom(&mut mock_secret).expect("the OS random source works");
         let (acls, mock_secret) = (authorize::AclCache::default(), Arc::new(mock_secret));
@@ -191,6 +200,7 @@ impl Broker {
             groups,
             shutdown,
             budget,
+            unauthenticated,
             responses,
             readers: Arc::default(),
             inflating,
@@ -220,6 +230,11 @@ impl Broker {
     /// The in-flight byte budget shared by every connection.
     pub fn budget(&self) -> &Arc<tokio::sync::Semaphore> {
         &self.budget
+    }
+
+    /// The budget of request bytes shared by connections not yet authenticated.
+    pub fn unauthenticated_budget(&self) -> &Arc<tokio::sync::Semaphore> {
+        &self.unauthenticated
     }
 
     /// The budget of unwritten Fetch response bytes shared by every connection.
@@ -462,8 +477,8 @@ pub fn respond_at<M: Encodable>(request: &RequestFrame, version: i16, body: &M) 
     }
 }
 
-#[cfg(test)]
-pub(crate) mod testing {
+#[cfg(any(test, feature = "testing"))]
+pub mod testing {
     //! Drives handlers with real encoded requests against in-memory storage.
 
     use super::*;

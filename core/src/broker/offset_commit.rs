@@ -14,7 +14,6 @@ use super::groups::{check_group_id, MemberRef};
 use super::{decode, respond, storage_call, Broker, Outcome};
 use crate::logging;
 use crate::protocol::header::RequestFrame;
-use crate::storage::is_storable_text;
 use crate::storage::topics::TopicRef;
 use crate::storage::OffsetCommit;
 
@@ -61,9 +60,7 @@ pub async fn handle(broker: &Broker, request: &RequestFrame) -> Outcome {
                 Some(t) if (0..t.partitions).contains(&p.partition_index) => access.check_topic(Operation::Read, &t.name).err(),
                 _ => Some(ResponseError::UnknownTopicOrPartition),
             }
-            .or_else(|| metadata.as_ref().filter(|m| m.len() > MAX_METADATA_BYTES).map(|_| ResponseError::OffsetMetadataTooLarge))
-            // Postgres text cannot hold NUL bytes: refused, never stored altered.
-            .or_else(|| metadata.as_ref().filter(|m| !is_storable_text(m)).map(|_| ResponseError::InvalidRequest));
+            .or_else(|| metadata.as_ref().filter(|m| m.len() > MAX_METADATA_BYTES).map(|_| ResponseError::OffsetMetadataTooLarge));
             match (refusal, &resolved) {
                 (Some(error), _) => {
                     refusals.insert(key, error);
@@ -148,18 +145,20 @@ mod tests {
     }
 
     /// Postgres text cannot hold NUL bytes, which Kafka strings may: such a group id is
-    /// INVALID_GROUP_ID and such metadata INVALID_REQUEST, and nothing is stored.
+    /// INVALID_GROUP_ID (stored nowhere); such metadata is stored and read back byte-exact
+    /// (librdkafka's tests 0099 and 0130 commit it).
     #[tokio::test]
-    async fn strings_postgres_cannot_store_get_kafka_errors() {
+    async fn strings_with_nul_round_trip_or_get_kafka_errors() {
         let broker = broker_with_writer(1);
         let code = |outcome: Outcome| -> i16 {
             let response: OffsetCommitResponse = crate::broker::testing::decode_response(outcome, ApiKey::OffsetCommit, 8);
             response.topics[0].partitions[0].error_code
         };
         assert_eq!(code(broker.handle(commit_from("g\0x", 5, None)).await), ResponseError::InvalidGroupId.code());
-        assert_eq!(code(broker.handle(commit_from("g", 5, Some("m\0"))).await), ResponseError::InvalidRequest.code());
         assert_eq!(with_storage(&broker, |s| s.offset_groups()).await.unwrap(), Vec::<String>::new());
-        assert_eq!(code(broker.handle(commit_from("g", 5, Some("m"))).await), 0);
+        assert_eq!(code(broker.handle(commit_from("g", 5, Some("m\0x"))).await), 0);
+        let stored = with_storage(&broker, |s| s.committed_offsets("g")).await.unwrap();
+        assert_eq!(stored[0].metadata.as_deref(), Some("m\0x"));
     }
 
     /// Two commits pipelined on one connection take effect in request order, whichever

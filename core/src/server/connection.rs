@@ -8,10 +8,13 @@
 //!                                                                         (≤ MAX_PIPELINED)
 //!  writer: ◀──────────── await handler tasks in request order, write responses ◀───────┘
 //! ```
-//! The budget (`pg_kafka.max_inflight_bytes`, shared by all connections) is reserved before
+//! The budget (`pg_kafka.max_inflight_bytes`, shared by all connections) is reserved as
 //! a body is read and released once its response is written: when it runs out, connections
-//! stop reading, which is the back-pressure a producer sees. A handler runs in its own task,
-//! so a panic there costs only this connection.
+//! stop reading, which is the back-pressure a producer sees. One connection holds at most
+//! a quarter of it ([`CONNECTION_SHARE`]), so a few huge frames cannot take it all; a
+//! connection on a SASL listener that has not logged in yet reserves from a small budget
+//! of its own instead ([`crate::broker::UNAUTHENTICATED_BUDGET_BYTES`]). A handler runs in
+//! its own task, so a panic there costs only this connection.
 //!
 //! On TLS listeners the TLS handshake comes first (within `request_timeout_ms`). On SASL
 //! listeners a connection may send only ApiVersions, SaslHandshake and SaslAuthenticate
@@ -74,6 +77,9 @@ const MAX_UNAUTHENTICATED_FRAME_BYTES: usize = 512 * 1024;
 /// Requests read ahead of their responses, per connection.
 const MAX_PIPELINED: usize = 16;
 
+/// The part of the shared budget one connection may hold at once (1/N).
+const CONNECTION_SHARE: usize = 4;
+
 pub struct Connection {
     stream: TcpStream,
     peer: SocketAddr,
@@ -84,11 +90,11 @@ pub struct Connection {
     shutdown: watch::Receiver<bool>,
 }
 
-/// A request being handled, with the bytes it holds from the budget.
+/// A request being handled, with the bytes it holds from the budgets.
 struct InFlight {
     outcome: Handler,
     what: String,
-    _bytes: OwnedSemaphorePermit,
+    _bytes: Held,
     /// Counts the request in its session's requests in flight until written.
     _counted: InFlightRequest,
 }
@@ -237,13 +243,15 @@ async fn read_requests(
     let mut order = Chain::default();
     let mut response_order = Chain::default();
     // The budget's size is fixed at start; the rest is read per frame (reloadable).
-    let max_reserved = broker.config().max_inflight_bytes.max(1);
+    let share = (broker.config().max_inflight_bytes / CONNECTION_SHARE).max(1);
+    let own_share = Arc::new(Semaphore::new(share));
     // Unwritten response bytes this connection may hold: one full Fetch response.
     let responses = ConnectionResponses::new(broker.config().fetch_max_bytes);
     loop {
         let config = broker.config();
         let (mut max_frame_bytes, request_timeout_ms) = (config.max_frame_bytes, config.request_timeout_ms);
-        if session.listener.protocol.uses_sasl() && session.login().is_none() {
+        let unauthenticated = session.listener.protocol.uses_sasl() && session.login().is_none();
+        if unauthenticated {
             max_frame_bytes = max_frame_bytes.min(MAX_UNAUTHENTICATED_FRAME_BYTES);
         }
         let idle = Duration::from_millis(config.connections_max_idle_ms);
@@ -263,9 +271,10 @@ async fn read_requests(
         };
         // Budget is taken as the body arrives, 64 KiB at a time, so a client that announces
         // a large frame and goes quiet holds only what it sent, and only until the request
-        // timeout. A frame larger than the whole budget holds all of it, not more.
-        let mut bytes = budget.clone().try_acquire_many_owned(0).map_err(|_| ConnectionError::BudgetClosed)?;
-        let reading = read_body_reserving(&mut reader, size, &budget, &mut bytes, max_reserved);
+        // timeout. A frame larger than the connection's share holds the share, not more.
+        let shared = if unauthenticated { broker.unauthenticated_budget() } else { &budget };
+        let mut bytes = Held::none(&own_share, shared)?;
+        let reading = read_body_reserving(&mut reader, size, (&own_share, share), shared, &mut bytes);
         let frame = match tokio::time::timeout(Duration::from_millis(request_timeout_ms), reading).await {
             Ok(Ok(frame)) => frame,
             Ok(Err(FrameError::Io(e))) if e.kind() == std::io::ErrorKind::ConnectionReset => return Ok(Ended::ClientClosed),
@@ -304,26 +313,43 @@ async fn read_requests(
     }
 }
 
+/// What one request holds: its bytes from the connection's share and from the budget
+/// it was read under (the shared one, or the unauthenticated connections' one).
+struct Held {
+    own: OwnedSemaphorePermit,
+    shared: OwnedSemaphorePermit,
+}
+
+impl Held {
+    fn none(own: &Arc<Semaphore>, shared: &Arc<Semaphore>) -> Result<Held, ConnectionError> {
+        let empty = |s: &Arc<Semaphore>| s.clone().try_acquire_many_owned(0).map_err(|_| ConnectionError::BudgetClosed);
+        Ok(Held { own: empty(own)?, shared: empty(shared)? })
+    }
+}
+
 /// An outcome already decided, queued behind the connection's earlier responses.
-fn answered(outcome: Outcome, what: String, bytes: OwnedSemaphorePermit, counted: InFlightRequest) -> InFlight {
+fn answered(outcome: Outcome, what: String, bytes: Held, counted: InFlightRequest) -> InFlight {
     InFlight { outcome: Handler::spawn(async move { outcome }), what, _bytes: bytes, _counted: counted }
 }
 
-/// Reads a `size`-byte body, taking the bytes each step read from `budget` into `held`
-/// (at most `max_reserved` in all). Reading waits while the budget is exhausted.
+/// Reads a `size`-byte body, taking the bytes each step read into `held`: from the
+/// connection's own share of `share` bytes (waiting while its earlier requests hold it)
+/// and from `shared` (waiting while it is exhausted). A frame larger than the share holds
+/// all of it and reads the rest without reserving more.
 async fn read_body_reserving(
     reader: &mut Reader,
     size: usize,
-    budget: &Arc<Semaphore>,
-    held: &mut OwnedSemaphorePermit,
-    max_reserved: usize,
+    (own, share): (&Arc<Semaphore>, usize),
+    shared: &Arc<Semaphore>,
+    held: &mut Held,
 ) -> Result<Bytes, FrameError> {
     let mut body = FrameBody::new(size);
     while let Some(step) = body.next_step() {
         let read = body.read_step(reader, step).await?;
-        let reserve = read.min(max_reserved - held.num_permits());
+        let reserve = read.min(share - held.own.num_permits());
         if reserve > 0 {
-            held.merge(budget.clone().acquire_many_owned(reserve as u32).await.map_err(|_| FrameError::BudgetClosed)?);
+            held.own.merge(own.clone().acquire_many_owned(reserve as u32).await.map_err(|_| FrameError::BudgetClosed)?);
+            held.shared.merge(shared.clone().acquire_many_owned(reserve as u32).await.map_err(|_| FrameError::BudgetClosed)?);
         }
     }
     Ok(body.finish())
@@ -384,20 +410,23 @@ mod tests {
         Arc::new(ListenerInfo::plaintext("127.0.0.1", 9092))
     }
 
-    /// Serves every connection to a fresh listener with one shared byte budget.
-    async fn serve_with(config: Config) -> std::net::SocketAddr {
+    /// Serves every connection to a fresh listener of `info` with `broker`.
+    async fn serve_broker(broker: Broker, info: Arc<ListenerInfo>) -> std::net::SocketAddr {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let broker = broker_with_config(config);
         let (shutdown_sender, shutdown) = watch::channel(false);
         tokio::spawn(async move {
             let _keep = shutdown_sender;
             while let Ok((stream, peer)) = listener.accept().await {
-                let connection = Connection::new(stream, peer, loopback_listener(), None, broker.clone(), shutdown.clone());
-                tokio::spawn(connection.run());
+                tokio::spawn(Connection::new(stream, peer, info.clone(), None, broker.clone(), shutdown.clone()).run());
             }
         });
         addr
+    }
+
+    /// Serves every connection to a fresh listener with one shared byte budget.
+    async fn serve_with(config: Config) -> std::net::SocketAddr {
+        serve_broker(broker_with_config(config), loopback_listener()).await
     }
 
     /// An ApiVersions v0 request frame.
@@ -439,10 +468,15 @@ mod tests {
     #[tokio::test]
     async fn the_budget_still_pushes_back_on_bytes_that_really_arrived() {
         let addr = serve_with(Config { max_inflight_bytes: 1000, ..Config::default() }).await;
-        // A client that really sent 1,000 bytes of a larger frame holds the whole budget.
-        let mut hog = TcpStream::connect(addr).await.unwrap();
-        hog.write_all(&50_000i32.to_be_bytes()).await.unwrap();
-        hog.write_all(&[0; 1000]).await.unwrap();
+        // Four clients that really sent their share (250 bytes each) of larger frames
+        // hold the whole budget.
+        let mut hogs = Vec::new();
+        for _ in 0..CONNECTION_SHARE {
+            let mut hog = TcpStream::connect(addr).await.unwrap();
+            hog.write_all(&50_000i32.to_be_bytes()).await.unwrap();
+            hog.write_all(&[0; 1000]).await.unwrap();
+            hogs.push(hog);
+        }
         tokio::time::sleep(Duration::from_millis(100)).await;
 
         let mut other = TcpStream::connect(addr).await.unwrap();
@@ -450,8 +484,56 @@ mod tests {
         let mut size = [0u8; 4];
         let waited = tokio::time::timeout(Duration::from_millis(300), other.read_exact(&mut size)).await;
         assert!(waited.is_err(), "answered while the budget was taken");
-        drop(hog); // its bytes go back to the budget
+        drop(hogs.pop()); // its bytes go back to the budget
         tokio::time::timeout(Duration::from_secs(5), other.read_exact(&mut size)).await.expect("answered").unwrap();
+    }
+
+    /// One connection holds at most its share of the budget: three clients sending 90 MiB
+    /// frames used to stall every other client on every listener.
+    #[tokio::test]
+    async fn one_connection_holds_at_most_its_share() {
+        let config = Config { max_inflight_bytes: 1000, ..Config::default() };
+        let broker = broker_with_config(config.clone());
+        let addr = serve_broker(broker.clone(), loopback_listener()).await;
+        let mut hogs = Vec::new();
+        for _ in 0..CONNECTION_SHARE - 1 {
+            let mut hog = TcpStream::connect(addr).await.unwrap();
+            hog.write_all(&50_000i32.to_be_bytes()).await.unwrap();
+            hog.write_all(&[0; 5000]).await.unwrap();
+            hogs.push(hog);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(broker.budget().available_permits(), 1000 / CONNECTION_SHARE, "each holds its share, not more");
+        let mut other = TcpStream::connect(addr).await.unwrap();
+        other.write_all(&api_versions_frame()).await.unwrap();
+        let mut size = [0u8; 4];
+        tokio::time::timeout(Duration::from_millis(300), other.read_exact(&mut size)).await.expect("answered at once").unwrap();
+    }
+
+    /// Before a login on a SASL listener a connection reserves from a budget of its own:
+    /// 540 connections each sending 511 KiB of an ApiVersions frame filled the shared one.
+    #[tokio::test]
+    async fn unauthenticated_connections_never_hold_the_shared_budget() {
+        let broker = broker_with_config(Config::default());
+        let sasl = Arc::new(ListenerInfo {
+            protocol: crate::security::listeners::SecurityProtocol::SaslPlaintext,
+            advertised_host: None,
+            advertised_port: 9093,
+            mechanisms: vec!["PLAIN"],
+        });
+        let addr = serve_broker(broker.clone(), sasl).await;
+        let shared = broker.budget().available_permits();
+        let mut hogs = Vec::new();
+        for _ in 0..4 {
+            let mut hog = TcpStream::connect(addr).await.unwrap();
+            hog.write_all(&((MAX_UNAUTHENTICATED_FRAME_BYTES as i32).to_be_bytes())).await.unwrap();
+            hog.write_all(&vec![0; MAX_UNAUTHENTICATED_FRAME_BYTES - 1024]).await.unwrap();
+            hogs.push(hog);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(broker.budget().available_permits(), shared, "the shared budget is untouched");
+        let pre_auth = crate::broker::UNAUTHENTICATED_BUDGET_BYTES - broker.unauthenticated_budget().available_permits();
+        assert!(pre_auth >= 4 * (MAX_UNAUTHENTICATED_FRAME_BYTES - 1024) - 4 * 65536, "held {pre_auth}");
     }
 
     /// A client that pipelines Fetches with data and never reads the answers: its
@@ -465,21 +547,13 @@ mod tests {
         use kafka_protocol::protocol::{Encodable, StrBytes};
         let config = Config { request_timeout_ms: 300, ..Config::default() };
         let budget = config.max_inflight_bytes;
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
         let broker = broker_with_config(config);
         with_storage(&broker, |s| s.create_topic("t", 1)).await.unwrap();
         let value: &'static [u8] = Box::leak(vec![1u8; 64 * 1024].into_boxed_slice());
         for _ in 0..8 {
             append_values(&broker, 0, &[value; 8]).await;
         }
-        let serving = broker.clone();
-        tokio::spawn(async move {
-            let (_keep, shutdown) = watch::channel(false);
-            while let Ok((stream, peer)) = listener.accept().await {
-                tokio::spawn(Connection::new(stream, peer, loopback_listener(), None, serving.clone(), shutdown.clone()).run());
-            }
-        });
+        let addr = serve_broker(broker.clone(), loopback_listener()).await;
         let partition = FetchPartition::default().with_partition_max_bytes(8 << 20);
         let topic = FetchTopic::default().with_topic(TopicName(StrBytes::from_static_str("t"))).with_partitions(vec![partition]);
         let body = FetchRequest::default().with_max_bytes(8 << 20).with_min_bytes(1).with_topics(vec![topic]);
@@ -515,17 +589,9 @@ mod tests {
         use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
         use kafka_protocol::messages::{ApiKey, FetchRequest, RequestHeader, TopicName};
         use kafka_protocol::protocol::{Encodable, StrBytes};
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
         let broker = broker_with_config(Config::default());
         with_storage(&broker, |s| s.create_topic("t", 1)).await.unwrap();
-        let serving = broker.clone();
-        tokio::spawn(async move {
-            let (_keep, shutdown) = watch::channel(false);
-            while let Ok((stream, peer)) = listener.accept().await {
-                tokio::spawn(Connection::new(stream, peer, loopback_listener(), None, serving.clone(), shutdown.clone()).run());
-            }
-        });
+        let addr = serve_broker(broker.clone(), loopback_listener()).await;
         let topic = FetchTopic::default()
             .with_topic(TopicName(StrBytes::from_static_str("t")))
             .with_partitions(vec![FetchPartition::default().with_partition_max_bytes(1 << 20)]);

@@ -108,7 +108,7 @@ impl CommitQueue {
 
     /// Queues `appends` for the next group commit and waits until it is committed (or failed).
     /// `bytes` is the payload size, counted towards `max_batch_bytes`.
-    #[cfg(test)]
+    #[cfg(any(test, feature = "testing"))]
     pub async fn submit(&self, appends: Vec<PartitionAppend>, bytes: usize) -> Result<Vec<AppendResult>, Unavailable> {
         self.enqueue(appends, bytes).await
     }

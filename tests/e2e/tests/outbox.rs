@@ -334,3 +334,30 @@ fn the_readme_outbox_example_runs_as_written() {
     assert_eq!(got, "1 {\"id\": 1, \"total\": 42.50, \"customer\": \"alice\"} source=shop\n", "alice published, bob rolled back");
     assert_eq!(psql("SELECT headers->>'source' FROM kafka.topic_messages WHERE topic = 'orders'"), "shop");
 }
+
+/// An ERROR raised inside Postgres under the extension's Rust code (here a user's trigger
+/// refusing the row) reaches the client as one line with its SQLSTATE, never with a Rust
+/// backtrace in its DETAIL, although the server runs with RUST_BACKTRACE=1 (make e2e-test).
+#[test]
+fn errors_under_rust_frames_reach_the_client_without_a_backtrace() {
+    let topic = "e2e-outbox-refused";
+    create_topic(topic, 1);
+    psql(&format!(
+        "CREATE OR REPLACE FUNCTION public.refuse_e2e_row() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN RAISE EXCEPTION 'refused by a trigger' USING ERRCODE = 'check_violation'; END $$;
+         DROP TRIGGER IF EXISTS refuse_e2e_row ON kafka.messages;
+         CREATE TRIGGER refuse_e2e_row BEFORE INSERT ON kafka.messages FOR EACH ROW
+         WHEN (NEW.topic_id = (SELECT id FROM kafka.topics WHERE name = '{topic}')) EXECUTE FUNCTION public.refuse_e2e_row()"
+    ));
+    let output = std::process::Command::new("psql")
+        .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-v", "VERBOSITY=verbose", "-h", "127.0.0.1", "-U", "postgres"])
+        .args(["-p", &std::env::var("PGKAFKA_E2E_PG_PORT").unwrap()])
+        .args(["-c", &format!("SELECT kafka.produce('{topic}', 'k', 'v')")])
+        .output()
+        .unwrap();
+    psql("DROP TRIGGER refuse_e2e_row ON kafka.messages; DROP FUNCTION public.refuse_e2e_row()");
+    let error = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(error.contains("refused by a trigger") && error.contains("23514"), "{error}");
+    assert!(!error.contains("backtrace") && !error.contains(".rs:"), "a Rust backtrace reached the client: {error}");
+}
