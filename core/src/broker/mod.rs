@@ -410,6 +410,29 @@ fn admit(request: &mut RequestFrame) -> Result<(), Outcome> {
 /// applies one connection's requests one after another: each waits until every earlier
 /// state-changing request of its connection has finished (committed) before it starts.
 /// Reads do not wait and keep no one waiting.
+/// Whether a request's handling may stop when its connection closes: reads and group
+/// waits, whose answers nobody would receive. Produce, LeaveGroup and everything that
+/// changes stored state run to the end even then, as Kafka applies a request it has
+/// received (an acks=0 producer may hang up right after sending).
+pub fn stops_with_its_connection(api_key: ApiKey) -> bool {
+    matches!(
+        api_key,
+        ApiKey::Fetch
+            | ApiKey::ListOffsets
+            | ApiKey::OffsetFetch
+            | ApiKey::FindCoordinator
+            | ApiKey::JoinGroup
+            | ApiKey::SyncGroup
+            | ApiKey::Heartbeat
+            | ApiKey::DescribeGroups
+            | ApiKey::ListGroups
+            | ApiKey::DescribeConfigs
+            | ApiKey::DescribeCluster
+            | ApiKey::DescribeAcls
+            | ApiKey::ApiVersions
+    )
+}
+
 fn changes_state(api_key: ApiKey) -> bool {
     matches!(
         api_key,

@@ -99,14 +99,18 @@ struct InFlight {
     _counted: InFlightRequest,
 }
 
-/// A handler task that is aborted when dropped: when its connection closes, the
-/// requests it left behind stop at their next await instead of running to the end for
-/// nobody (a client that sends 16 expensive Fetches and hangs up costs no more than one).
-struct Handler(JoinHandle<Outcome>);
+/// A handler task, aborted when dropped if its API allows
+/// ([`crate::broker::stops_with_its_connection`]): when its connection closes, the reads
+/// it left behind stop at their next await instead of running to the end for nobody (a
+/// client that sends 16 expensive Fetches and hangs up costs no more than one).
+struct Handler {
+    task: JoinHandle<Outcome>,
+    stops_with_connection: bool,
+}
 
 impl Handler {
-    fn spawn(task: impl std::future::Future<Output = Outcome> + Send + 'static) -> Handler {
-        Handler(tokio::spawn(task))
+    fn spawn(task: impl std::future::Future<Output = Outcome> + Send + 'static, stops_with_connection: bool) -> Handler {
+        Handler { task: tokio::spawn(task), stops_with_connection }
     }
 }
 
@@ -114,13 +118,15 @@ impl std::future::Future for Handler {
     type Output = Result<Outcome, tokio::task::JoinError>;
 
     fn poll(mut self: std::pin::Pin<&mut Self>, context: &mut std::task::Context<'_>) -> std::task::Poll<Self::Output> {
-        std::pin::Pin::new(&mut self.0).poll(context)
+        std::pin::Pin::new(&mut self.task).poll(context)
     }
 }
 
 impl Drop for Handler {
     fn drop(&mut self) {
-        self.0.abort();
+        if self.stops_with_connection {
+            self.task.abort();
+        }
     }
 }
 
@@ -173,9 +179,9 @@ impl Connection {
         tokio::pin!(reading, writing);
         tokio::select! {
             read = &mut reading => match read {
-                // The client hung up: nobody will read the answers, so the requests it
-                // left behind stop (dropping the writer aborts their handlers), as Kafka
-                // drops a closed connection's responses.
+                // The client hung up: nobody will read the answers, so the reads it left
+                // behind stop (dropping the writer aborts their handlers); what changes
+                // state still runs to the end, as in Kafka.
                 Ok(Ended::ClientClosed) => Ok(()),
                 // The client must be cut off (or the broker shuts down): answer what was
                 // already read.
@@ -295,10 +301,11 @@ async fn read_requests(
                 Gate::Sasl => (broker.handle_sasl(&mut sasl, request, &session).await, what),
                 Gate::Proceed => {
                     let counted = session.request_in_flight();
+                    let stops = crate::broker::stops_with_its_connection(request.api_key);
                     let (handler, link, session) = (broker.clone(), order.next_link(), session.clone());
                     let handling = async move { handler.handle_in_order(request, link, session).await };
                     let turn = responses.turn(response_order.next_link());
-                    let outcome = Handler::spawn(CONNECTION_RESPONSES.scope(turn, handling));
+                    let outcome = Handler::spawn(CONNECTION_RESPONSES.scope(turn, handling), stops);
                     if in_flight.send(InFlight { outcome, what, _bytes: bytes, _counted: counted }).await.is_err() {
                         return Ok(Ended::Stopped); // the writer has stopped; its error is the one to report
                     }
@@ -329,7 +336,7 @@ impl Held {
 
 /// An outcome already decided, queued behind the connection's earlier responses.
 fn answered(outcome: Outcome, what: String, bytes: Held, counted: InFlightRequest) -> InFlight {
-    InFlight { outcome: Handler::spawn(async move { outcome }), what, _bytes: bytes, _counted: counted }
+    InFlight { outcome: Handler::spawn(async move { outcome }, true), what, _bytes: bytes, _counted: counted }
 }
 
 /// Reads a `size`-byte body, taking the bytes each step read into `held`: from the

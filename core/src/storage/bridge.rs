@@ -97,6 +97,11 @@ impl StorageClient {
     {
         let (reply, result) = tokio::sync::oneshot::channel();
         let job: Job = Box::new(move |storage| {
+            // Nobody waits for the answer any more (a read whose client hung up was
+            // stopped): the work is not done. State changes are never stopped that way.
+            if reply.is_closed() {
+                return Box::new(|_| {});
+            }
             let value = f(storage);
             Box::new(move |committed| {
                 if committed {

@@ -147,7 +147,15 @@ impl Readers {
     /// is connected, or the one used failed (it is dropped; its process exits and is
     /// restarted): the caller then runs the job on the main thread. An answer larger
     /// than `max_answer_bytes`, or later than `timeout`, counts as a failure.
-    pub async fn run<J: ReaderJob>(&self, job: &J, max_answer_bytes: usize, timeout: Duration) -> Option<Result<J::Answer, StorageError>> {
+    ///
+    /// Once sent, the exchange runs in a task of its own: a caller that stops waiting
+    /// (its client hung up) must not cut a reader off in the middle of an answer, which
+    /// would cost the reader process.
+    pub async fn run<J>(self: &Arc<Self>, job: &J, max_answer_bytes: usize, timeout: Duration) -> Option<Result<J::Answer, StorageError>>
+    where
+        J: ReaderJob,
+        J::Answer: Send + 'static,
+    {
         if self.connected() == 0 {
             return None;
         }
@@ -156,42 +164,48 @@ impl Readers {
             permit.forget(); // its reader was pruned
             return None;
         };
-        match tokio::time::timeout(timeout, exchange(&mut stream, job, max_answer_bytes)).await {
-            Ok(Ok(answer)) => {
-                self.idle.lock().push(stream);
-                drop(permit); // back with its reader
-                Some(answer)
+        let mut request = vec![J::KIND];
+        request.extend_from_slice(&job.encode());
+        let readers = self.clone();
+        let exchanged = tokio::spawn(async move {
+            match tokio::time::timeout(timeout, exchange(&mut stream, &request, max_answer_bytes, J::decode_answer)).await {
+                Ok(Ok(answer)) => {
+                    readers.idle.lock().push(stream);
+                    drop(permit); // back with its reader
+                    Some(answer)
+                }
+                failed => {
+                    permit.forget();
+                    readers.connected.fetch_sub(1, Ordering::Relaxed);
+                    let reason = match failed {
+                        Ok(Err(e)) => e.to_string(),
+                        _ => format!("no answer within {} ms", timeout.as_millis()),
+                    };
+                    logging::warning(format!("pg_kafka: a reader process failed, the main thread reads instead: {reason}"));
+                    None
+                }
             }
-            failed => {
-                permit.forget();
-                self.connected.fetch_sub(1, Ordering::Relaxed);
-                let reason = match failed {
-                    Ok(Err(e)) => e.to_string(),
-                    _ => format!("no answer within {} ms", timeout.as_millis()),
-                };
-                logging::warning(format!("pg_kafka: a reader process failed, the main thread reads instead: {reason}"));
-                None
-            }
-        }
+        });
+        exchanged.await.ok().flatten()
     }
 }
 
-async fn exchange<J: ReaderJob>(
+/// Sends `request` (kind and job) and reads the answer.
+async fn exchange<A>(
     stream: &mut UnixStream,
-    job: &J,
+    request: &[u8],
     max_answer_bytes: usize,
-) -> std::io::Result<Result<J::Answer, StorageError>> {
-    let mut request = vec![J::KIND];
-    request.extend_from_slice(&job.encode());
+    decode: fn(Bytes) -> Result<Result<A, StorageError>, WireError>,
+) -> std::io::Result<Result<A, StorageError>> {
     stream.write_u32(request.len() as u32).await?;
-    stream.write_all(&request).await?;
+    stream.write_all(request).await?;
     let size = stream.read_u32().await? as usize;
     if size > max_answer_bytes {
         return Err(std::io::Error::other(format!("an answer of {size} bytes (at most {max_answer_bytes})")));
     }
     let mut answer = BytesMut::zeroed(size);
     stream.read_exact(&mut answer).await?;
-    J::decode_answer(Bytes::from(answer)).map_err(|e| std::io::Error::other(format!("a malformed answer: {e}")))
+    decode(Bytes::from(answer)).map_err(|e| std::io::Error::other(format!("a malformed answer: {e}")))
 }
 
 #[cfg(test)]
