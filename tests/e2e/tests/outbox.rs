@@ -342,12 +342,13 @@ fn the_readme_outbox_example_runs_as_written() {
 fn errors_under_rust_frames_reach_the_client_without_a_backtrace() {
     let topic = "e2e-outbox-refused";
     create_topic(topic, 1);
+    let topic_id = psql(&format!("SELECT id FROM kafka.topics WHERE name = '{topic}'"));
     psql(&format!(
         "CREATE OR REPLACE FUNCTION public.refuse_e2e_row() RETURNS trigger LANGUAGE plpgsql AS $$
          BEGIN RAISE EXCEPTION 'refused by a trigger' USING ERRCODE = 'check_violation'; END $$;
          DROP TRIGGER IF EXISTS refuse_e2e_row ON kafka.messages;
          CREATE TRIGGER refuse_e2e_row BEFORE INSERT ON kafka.messages FOR EACH ROW
-         WHEN (NEW.topic_id = (SELECT id FROM kafka.topics WHERE name = '{topic}')) EXECUTE FUNCTION public.refuse_e2e_row()"
+         WHEN (NEW.topic_id = {topic_id}) EXECUTE FUNCTION public.refuse_e2e_row()"
     ));
     let output = std::process::Command::new("psql")
         .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-v", "VERBOSITY=verbose", "-h", "127.0.0.1", "-U", "postgres"])
