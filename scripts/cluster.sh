@@ -4,7 +4,8 @@
 #   scripts/cluster.sh start DATADIR PG_PORT KAFKA_PORT   # creates the cluster if needed
 #   scripts/cluster.sh stop  DATADIR
 #
-# `start` returns once the Kafka port accepts connections. PGKAFKA_EXTRA_CONF names a file of
+# `start` returns once this cluster's worker listens on the Kafka port (not merely once
+# something answers there), and fails if the worker cannot listen. PGKAFKA_EXTRA_CONF names a file of
 # settings appended to the cluster's configuration (used by `make bench`). Used by `make run` and by
 # `make test` (on other ports), so both run the same set-up.
 set -euo pipefail
@@ -33,14 +34,43 @@ give_to_postgres() {
     done
 }
 
-wait_for_port() {
-    local port=$1
+# Waits until this cluster's worker listens on the Kafka port: its "listening" line in the
+# log written since byte $2 of server.log, and the port answering. Another process holding
+# the port would answer too, while the worker logs "cannot start the Kafka listeners":
+# that fails at once, with the log's last lines.
+wait_for_worker() {
+    local port=$1 from=$2 written
     for _ in $(seq 1 120); do
-        if (exec 3<>/dev/tcp/127.0.0.1/"$port") 2>/dev/null; then return 0; fi
+        written=$(tail -c +"$((from + 1))" "$datadir/server.log" 2>/dev/null || true)
+        if grep -q "pg_kafka: cannot start the Kafka listeners" <<<"$written"; then
+            echo "cluster: the pg_kafka worker cannot listen on its port (in use by another process?); last server log lines:" >&2
+            grep "pg_kafka: cannot start the Kafka listeners" <<<"$written" | tail -n 3 >&2
+            return 1
+        fi
+        if grep -q "pg_kafka: listening for Kafka clients" <<<"$written" && (exec 3<>/dev/tcp/127.0.0.1/"$port") 2>/dev/null; then
+            return 0
+        fi
         sleep 0.5
     done
-    echo "cluster: Kafka port $port did not open; last server log lines:" >&2
+    echo "cluster: the pg_kafka worker did not open Kafka port $port; last server log lines:" >&2
     tail -n 30 "$datadir/server.log" >&2 || true
+    return 1
+}
+
+# An already running cluster: its worker (a child of the postmaster) holds the port. Checked
+# with ss where it can see the listener's process (as root); else the port answering.
+worker_holds_port() {
+    local port=$1 postmaster pid
+    (exec 3<>/dev/tcp/127.0.0.1/"$port") 2>/dev/null || return 1
+    command -v ss >/dev/null || return 0
+    postmaster=$(head -n 1 "$datadir/postmaster.pid")
+    local pids
+    pids=$(ss -ltnpH "sport = :$port" 2>/dev/null | grep -o 'pid=[0-9]*' | cut -d= -f2 | sort -u)
+    [ -n "$pids" ] || return 0
+    for pid in $pids; do
+        [ "$(awk '{print $4}' "/proc/$pid/stat" 2>/dev/null)" = "$postmaster" ] && return 0
+    done
+    echo "cluster: Kafka port $port is held by another process (pid $pids), not this cluster's worker" >&2
     return 1
 }
 
@@ -69,10 +99,13 @@ CONF
     chown postgres:postgres "$datadir/pg_kafka.conf"
     if as_postgres "$PG_BIN/pg_ctl" -D "$datadir" status >/dev/null 2>&1; then
         echo "cluster: already running in $datadir"
+        for _ in $(seq 1 20); do worker_holds_port "$kafka_port" 2>/dev/null && exit 0; sleep 0.5; done
+        worker_holds_port "$kafka_port"
     else
+        log_bytes=$(stat -c %s "$datadir/server.log" 2>/dev/null || echo 0)
         as_postgres "$PG_BIN/pg_ctl" -D "$datadir" -l "$datadir/server.log" -w -t 60 start >/dev/null
+        wait_for_worker "$kafka_port" "$log_bytes"
     fi
-    wait_for_port "$kafka_port"
     ;;
 stop)
     if [ -f "$datadir/postmaster.pid" ]; then

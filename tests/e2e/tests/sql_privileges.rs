@@ -19,8 +19,8 @@ fn runs_by(who: &str) -> i64 {
     psql(&format!("SELECT count(*) FROM shadow.ran WHERE who {who} '{ROLE}'")).parse().unwrap()
 }
 
-/// The attacker's schema: a table it logs in, and a shadow for each name.
-const SHADOWS: &str = r#"
+/// The attacker's schema: a table it logs in, and the function every shadow calls.
+const HIT: &str = r#"
 CREATE TABLE shadow.ran (who text, what text);
 GRANT INSERT ON shadow.ran TO PUBLIC;
 CREATE FUNCTION shadow.hit(what text) RETURNS boolean LANGUAGE plpgsql AS $$
@@ -32,51 +32,36 @@ BEGIN
     END;
     RETURN true;
 END $$;
-CREATE FUNCTION shadow.text_eq(a text, b text) RETURNS boolean LANGUAGE plpgsql AS
-    $$ BEGIN PERFORM shadow.hit('text ='); RETURN a OPERATOR(pg_catalog.=) b; END $$;
-CREATE OPERATOR shadow.= (LEFTARG = text, RIGHTARG = text, FUNCTION = shadow.text_eq);
-CREATE FUNCTION shadow.name_eq(a name, b name) RETURNS boolean LANGUAGE plpgsql AS
-    $$ BEGIN PERFORM shadow.hit('name ='); RETURN a OPERATOR(pg_catalog.=) b; END $$;
-CREATE OPERATOR shadow.= (LEFTARG = name, RIGHTARG = name, FUNCTION = shadow.name_eq);
-CREATE FUNCTION shadow.name_text_eq(a name, b text) RETURNS boolean LANGUAGE plpgsql AS
-    $$ BEGIN PERFORM shadow.hit('name = text'); RETURN a OPERATOR(pg_catalog.=) b; END $$;
-CREATE OPERATOR shadow.= (LEFTARG = name, RIGHTARG = text, FUNCTION = shadow.name_text_eq);
-CREATE FUNCTION shadow.int4_eq(a integer, b integer) RETURNS boolean LANGUAGE plpgsql AS
-    $$ BEGIN PERFORM shadow.hit('integer ='); RETURN a OPERATOR(pg_catalog.=) b; END $$;
-CREATE OPERATOR shadow.= (LEFTARG = integer, RIGHTARG = integer, FUNCTION = shadow.int4_eq);
-CREATE FUNCTION shadow.int8_eq(a bigint, b bigint) RETURNS boolean LANGUAGE plpgsql AS
-    $$ BEGIN PERFORM shadow.hit('bigint ='); RETURN a OPERATOR(pg_catalog.=) b; END $$;
-CREATE OPERATOR shadow.= (LEFTARG = bigint, RIGHTARG = bigint, FUNCTION = shadow.int8_eq);
-CREATE FUNCTION shadow.int2_eq(a smallint, b smallint) RETURNS boolean LANGUAGE plpgsql AS
-    $$ BEGIN PERFORM shadow.hit('smallint ='); RETURN a OPERATOR(pg_catalog.=) b; END $$;
-CREATE OPERATOR shadow.= (LEFTARG = smallint, RIGHTARG = smallint, FUNCTION = shadow.int2_eq);
-CREATE FUNCTION shadow.tstz_eq(a timestamptz, b timestamptz) RETURNS boolean LANGUAGE plpgsql AS
-    $$ BEGIN PERFORM shadow.hit('timestamptz ='); RETURN a OPERATOR(pg_catalog.=) b; END $$;
-CREATE OPERATOR shadow.= (LEFTARG = timestamptz, RIGHTARG = timestamptz, FUNCTION = shadow.tstz_eq);
-CREATE FUNCTION shadow.int8_ge(a bigint, b bigint) RETURNS boolean LANGUAGE plpgsql AS
-    $$ BEGIN PERFORM shadow.hit('bigint >='); RETURN a OPERATOR(pg_catalog.>=) b; END $$;
-CREATE OPERATOR shadow.>= (LEFTARG = bigint, RIGHTARG = bigint, FUNCTION = shadow.int8_ge);
-CREATE FUNCTION shadow.int4_lt(a integer, b integer) RETURNS boolean LANGUAGE plpgsql AS
-    $$ BEGIN PERFORM shadow.hit('integer <'); RETURN a OPERATOR(pg_catalog.<) b; END $$;
-CREATE OPERATOR shadow.< (LEFTARG = integer, RIGHTARG = integer, FUNCTION = shadow.int4_lt);
-CREATE FUNCTION shadow.convert_to(t text, e name) RETURNS bytea LANGUAGE plpgsql AS
-    $$ BEGIN PERFORM shadow.hit('convert_to'); RETURN pg_catalog.convert_to(t, e); END $$;
-CREATE FUNCTION shadow.lower(t text) RETURNS text LANGUAGE plpgsql AS
-    $$ BEGIN PERFORM shadow.hit('lower'); RETURN pg_catalog.lower(t); END $$;
-CREATE FUNCTION shadow.replace(t text, a text, b text) RETURNS text LANGUAGE plpgsql AS
-    $$ BEGIN PERFORM shadow.hit('replace'); RETURN pg_catalog.replace(t, a, b); END $$;
-CREATE FUNCTION shadow.chr(i integer) RETURNS text LANGUAGE plpgsql AS
-    $$ BEGIN PERFORM shadow.hit('chr'); RETURN pg_catalog.chr(i); END $$;
-CREATE FUNCTION shadow.now() RETURNS timestamptz LANGUAGE plpgsql AS
-    $$ BEGIN PERFORM shadow.hit('now'); RETURN pg_catalog.now(); END $$;
-CREATE FUNCTION shadow.clock_timestamp() RETURNS timestamptz LANGUAGE plpgsql AS
-    $$ BEGIN PERFORM shadow.hit('clock_timestamp'); RETURN pg_catalog.clock_timestamp(); END $$;
-CREATE FUNCTION shadow.date_trunc(f text, t timestamptz) RETURNS timestamptz LANGUAGE plpgsql AS
-    $$ BEGIN PERFORM shadow.hit('date_trunc'); RETURN pg_catalog.date_trunc(f, t); END $$;
-CREATE FUNCTION shadow.set_config(n text, v text, l boolean) RETURNS text LANGUAGE plpgsql AS
-    $$ BEGIN PERFORM shadow.hit('set_config'); RETURN pg_catalog.set_config(n, v, l); END $$;
-CREATE FUNCTION shadow.octet_length(b bytea) RETURNS integer LANGUAGE plpgsql AS
-    $$ BEGIN PERFORM shadow.hit('octet_length'); RETURN pg_catalog.octet_length(b); END $$;
+"#;
+
+/// Operators the extension's SQL uses, shadowed: (name, operator, left type, right type).
+const OPERATORS: &[(&str, &str, &str, &str)] = &[
+    ("text_eq", "=", "text", "text"),
+    ("name_eq", "=", "name", "name"),
+    ("name_text_eq", "=", "name", "text"),
+    ("int4_eq", "=", "integer", "integer"),
+    ("int8_eq", "=", "bigint", "bigint"),
+    ("int2_eq", "=", "smallint", "smallint"),
+    ("tstz_eq", "=", "timestamptz", "timestamptz"),
+    ("int8_ge", ">=", "bigint", "bigint"),
+    ("int4_lt", "<", "integer", "integer"),
+];
+
+/// Functions it uses, shadowed: (name, arguments, result, the built-in call it forwards to).
+const FUNCTIONS: &[(&str, &str, &str, &str)] = &[
+    ("convert_to", "t text, e name", "bytea", "pg_catalog.convert_to(t, e)"),
+    ("lower", "t text", "text", "pg_catalog.lower(t)"),
+    ("replace", "t text, a text, b text", "text", "pg_catalog.replace(t, a, b)"),
+    ("chr", "i integer", "text", "pg_catalog.chr(i)"),
+    ("now", "", "timestamptz", "pg_catalog.now()"),
+    ("clock_timestamp", "", "timestamptz", "pg_catalog.clock_timestamp()"),
+    ("date_trunc", "f text, t timestamptz", "timestamptz", "pg_catalog.date_trunc(f, t)"),
+    ("set_config", "n text, v text, l boolean", "text", "pg_catalog.set_config(n, v, l)"),
+    ("octet_length", "b bytea", "integer", "pg_catalog.octet_length(b)"),
+];
+
+/// Aggregates and set-returning functions, which take more than one statement.
+const OTHERS: &str = r#"
 CREATE FUNCTION shadow.generate_series(a integer, b integer) RETURNS SETOF integer LANGUAGE plpgsql AS
     $$ BEGIN PERFORM shadow.hit('generate_series'); RETURN QUERY SELECT pg_catalog.generate_series(a, b); END $$;
 CREATE FUNCTION shadow.count_step(n bigint) RETURNS bigint LANGUAGE plpgsql AS
@@ -89,6 +74,25 @@ CREATE FUNCTION shadow.min_step(s bigint, v bigint) RETURNS bigint LANGUAGE plpg
     $$ BEGIN PERFORM shadow.hit('min'); RETURN pg_catalog.int8smaller(s, v); END $$;
 CREATE AGGREGATE shadow.min(bigint) (SFUNC = shadow.min_step, STYPE = bigint);
 "#;
+
+/// The whole schema of shadows, as SQL.
+fn shadows() -> String {
+    let mut sql = HIT.to_owned();
+    for (name, op, left, right) in OPERATORS {
+        sql.push_str(&format!(
+            "CREATE FUNCTION shadow.{name}(a {left}, b {right}) RETURNS boolean LANGUAGE plpgsql AS \
+             $$ BEGIN PERFORM shadow.hit('{left} {op} {right}'); RETURN a OPERATOR(pg_catalog.{op}) b; END $$;\n\
+             CREATE OPERATOR shadow.{op} (LEFTARG = {left}, RIGHTARG = {right}, FUNCTION = shadow.{name});\n"
+        ));
+    }
+    for (name, arguments, result, forward) in FUNCTIONS {
+        sql.push_str(&format!(
+            "CREATE FUNCTION shadow.{name}({arguments}) RETURNS {result} LANGUAGE plpgsql AS \
+             $$ BEGIN PERFORM shadow.hit('{name}'); RETURN {forward}; END $$;\n"
+        ));
+    }
+    sql + OTHERS
+}
 
 /// Views in `pg_temp` named like the catalogs and tables the extension reads, each
 /// running the attacker's code for every row read through it.
@@ -141,7 +145,7 @@ fn shadowed_operators_and_functions_never_run_with_raised_privileges() {
          GRANT USAGE ON SCHEMA kafka TO {ROLE}; GRANT TEMPORARY ON DATABASE postgres TO {ROLE}"
     ));
     psql(&format!("SELECT kafka.grant_acl('{ROLE}', 'write', 'topic', '{allowed}')"));
-    psql(&format!("SET ROLE {ROLE}; {SHADOWS}"));
+    psql(&format!("SET ROLE {ROLE}; {}", shadows()));
 
     // The shadows work: an unqualified `=` on the attacker's path is its own.
     psql(&format!("SET ROLE {ROLE}; SET search_path = shadow, pg_catalog; SELECT 'a'::text = 'b'::text"));

@@ -35,31 +35,49 @@ fn shape_of(database: &str) -> String {
     [members, columns, views, functions, grants, schema, dumped].iter().map(|q| psql_in(database, q)).collect::<Vec<_>>().join("\n---\n")
 }
 
+/// Creates `version` in a database of its own with a topic, updates it, and compares it
+/// with a fresh install; returns the updated database's name (dropped by the caller).
+fn update_from(version: &str) -> String {
+    let database = format!("upgrade_from_{}", version.replace('.', "_"));
+    let fresh = format!("upgrade_fresh_{}", version.replace('.', "_"));
+    for db in [&database, &fresh] {
+        psql(&format!("DROP DATABASE IF EXISTS {db}"));
+        psql(&format!("CREATE DATABASE {db}"));
+    }
+    psql_in(&database, &format!("CREATE EXTENSION pg_kafka VERSION '{version}'"));
+    psql_in(&database, "INSERT INTO kafka.topics (name, partitions) VALUES ('kept', 2)");
+    psql_in(&database, "ALTER EXTENSION pg_kafka UPDATE");
+    assert_eq!(psql_in(&database, "SELECT extversion FROM pg_extension WHERE extname = 'pg_kafka'"), "0.4.0");
+    psql_in(&fresh, "CREATE EXTENSION pg_kafka");
+    let (updated, installed) = (shape_of(&database), shape_of(&fresh));
+    assert!(installed.contains("table kafka.acls") && installed.contains("view kafka.connections"), "{installed}");
+    assert!(installed.contains("view kafka.topic_messages") && installed.contains("view kafka.broker_stats"), "{installed}");
+    assert!(installed.contains("kafka.consume(text,text,integer)") && installed.contains("search_path=pg_catalog, pg_temp"), "{installed}");
+    assert!(installed.contains("consumer_offsets.metadata_bytes bytea"), "{installed}");
+    assert_eq!(updated, installed, "an install updated from {version} differs from a fresh one");
+    assert_eq!(psql_in(&database, "SELECT name || ' ' || partitions FROM kafka.topics"), "kept 2");
+    psql(&format!("DROP DATABASE {fresh}"));
+    database
+}
+
 #[test]
 fn updating_from_0_1_0_matches_a_fresh_install_and_keeps_the_data() {
-    for database in ["upgrade_from_0_1_0", "upgrade_fresh"] {
-        psql(&format!("DROP DATABASE IF EXISTS {database}"));
-        psql(&format!("CREATE DATABASE {database}"));
-    }
-    psql_in("upgrade_from_0_1_0", "CREATE EXTENSION pg_kafka VERSION '0.1.0'");
-    psql_in("upgrade_from_0_1_0", "INSERT INTO kafka.topics (name, partitions) VALUES ('kept', 2)");
-    assert_eq!(psql_in("upgrade_from_0_1_0", "SELECT to_regclass('kafka.acls') IS NULL"), "t", "0.1.0 has no ACL table");
-    psql_in("upgrade_from_0_1_0", "ALTER EXTENSION pg_kafka UPDATE");
-    assert_eq!(psql_in("upgrade_from_0_1_0", "SELECT extversion FROM pg_extension WHERE extname = 'pg_kafka'"), "0.4.0");
-    psql_in("upgrade_fresh", "CREATE EXTENSION pg_kafka");
-    let (updated, fresh) = (shape_of("upgrade_from_0_1_0"), shape_of("upgrade_fresh"));
-    assert!(fresh.contains("table kafka.acls") && fresh.contains("view kafka.connections"), "{fresh}");
-    assert!(fresh.contains("view kafka.topic_messages") && fresh.contains("view kafka.broker_stats"), "{fresh}");
-    assert!(fresh.contains("kafka.consume(text,text,integer)") && fresh.contains("search_path=pg_catalog, pg_temp"), "{fresh}");
-    assert_eq!(updated, fresh, "an updated install differs from a fresh one");
-    assert_eq!(psql_in("upgrade_from_0_1_0", "SELECT name || ' ' || partitions FROM kafka.topics"), "kept 2");
-    // What the update added works.
-    psql_in("upgrade_from_0_1_0", "SELECT kafka.grant_acl('someone', 'read', 'topic', 'kept')");
-    assert_eq!(psql_in("upgrade_from_0_1_0", "SELECT operation FROM kafka.acl_bindings"), "read");
-    psql_in("upgrade_from_0_1_0", "SELECT count(*) FROM kafka.connections");
-    assert_eq!(psql_in("upgrade_from_0_1_0", "SELECT kafka.produce('kept', 'k', 'v', NULL, 1)"), "0");
-    assert_eq!(psql_in("upgrade_from_0_1_0", "SELECT rows FROM kafka.topic_partitions WHERE partition = 1"), "1");
-    for database in ["upgrade_from_0_1_0", "upgrade_fresh"] {
-        psql(&format!("DROP DATABASE {database}"));
-    }
+    let database = update_from("0.1.0");
+    // What the updates added works.
+    psql_in(&database, "SELECT kafka.grant_acl('someone', 'read', 'topic', 'kept')");
+    assert_eq!(psql_in(&database, "SELECT operation FROM kafka.acl_bindings"), "read");
+    psql_in(&database, "SELECT count(*) FROM kafka.connections");
+    assert_eq!(psql_in(&database, "SELECT kafka.produce('kept', 'k', 'v', NULL, 1)"), "0");
+    assert_eq!(psql_in(&database, "SELECT rows FROM kafka.topic_partitions WHERE partition = 1"), "1");
+    psql(&format!("DROP DATABASE {database}"));
+}
+
+/// The update users of the last release run: 0.3.0 gains the fixed search paths, the
+/// pg_monitor grant and the column for metadata text cannot hold.
+#[test]
+fn updating_from_0_3_0_matches_a_fresh_install_and_keeps_the_data() {
+    let database = update_from("0.3.0");
+    assert_eq!(psql_in(&database, "SELECT kafka.produce('kept', 'k', 'v', NULL, 0)"), "0");
+    assert_eq!(psql_in(&database, "SELECT has_schema_privilege('pg_monitor', 'kafka', 'USAGE')"), "t");
+    psql(&format!("DROP DATABASE {database}"));
 }
