@@ -145,6 +145,10 @@ pub struct Broker {
     /// listeners), apart from `budget`: logins in progress can never hold what
     /// authenticated clients need.
     unauthenticated: Arc<tokio::sync::Semaphore>,
+    /// Request bytes small requests of logged-in clients may hold when `budget` is
+    /// exhausted (an eighth of it): a few huge frames filling the budget never stop a
+    /// heartbeat, a Metadata or a small produce of another client.
+    small_requests: Arc<tokio::sync::Semaphore>,
     /// Fetch response bytes held at once until written (`pg_kafka.max_inflight_bytes`,
     /// apart from requests: responses nobody reads never stop requests being read).
     responses: Arc<tokio::sync::Semaphore>,
@@ -164,6 +168,9 @@ pub struct Broker {
     /// Requests, errors and latencies per API, and what the writer and Fetch moved.
     metrics: Metrics,
 }
+
+/// Requests of at most this size may use the small-request reserve.
+pub const SMALL_REQUEST_BYTES: usize = 64 * 1024;
 
 /// Request bytes all connections not yet authenticated may hold at once (64 frames of the
 /// 512 KiB they may send; a real login's frames are a few hundred bytes).
@@ -188,6 +195,7 @@ impl Broker {
         let budget = Arc::new(tokio::sync::Semaphore::new(start.max_inflight_bytes));
         let responses = Arc::new(tokio::sync::Semaphore::new(start.max_inflight_bytes));
         let unauthenticated = Arc::new(tokio::sync::Semaphore::new(UNAUTHENTICATED_BUDGET_BYTES));
+        let small_requests = Arc::new(tokio::sync::Semaphore::new((start.max_inflight_bytes / 8).max(SMALL_REQUEST_BYTES)));
         let mut mock_secret = [0u8; 32];
         getrandom::getrandom(&mut mock_secret).expect("the OS random source works");
         let (acls, mock_secret) = (authorize::AclCache::default(), Arc::new(mock_secret));
@@ -201,6 +209,7 @@ impl Broker {
             shutdown,
             budget,
             unauthenticated,
+            small_requests,
             responses,
             readers: Arc::default(),
             inflating,
@@ -235,6 +244,11 @@ impl Broker {
     /// The budget of request bytes shared by connections not yet authenticated.
     pub fn unauthenticated_budget(&self) -> &Arc<tokio::sync::Semaphore> {
         &self.unauthenticated
+    }
+
+    /// What small requests may hold while the shared budget is exhausted.
+    pub fn small_request_reserve(&self) -> &Arc<tokio::sync::Semaphore> {
+        &self.small_requests
     }
 
     /// The budget of unwritten Fetch response bytes shared by every connection.

@@ -36,7 +36,7 @@ use tokio_rustls::TlsAcceptor;
 use crate::broker::in_order::Chain;
 use crate::broker::sasl::SaslExchange;
 use crate::broker::session::{login_by_certificate, Gate, InFlightRequest, ListenerInfo, Session};
-use crate::broker::{Broker, ConnectionResponses, Outcome, CONNECTION_RESPONSES};
+use crate::broker::{Broker, ConnectionResponses, Outcome, CONNECTION_RESPONSES, SMALL_REQUEST_BYTES};
 use crate::logging;
 use crate::protocol::frame::{read_frame_size, write_frame, FrameBody, FrameError};
 use crate::protocol::header::{parse_request, HeaderError};
@@ -279,8 +279,10 @@ async fn read_requests(
         // a large frame and goes quiet holds only what it sent, and only until the request
         // timeout. A frame larger than the connection's share holds the share, not more.
         let shared = if unauthenticated { broker.unauthenticated_budget() } else { &budget };
+        // A small request of a logged-in client may fall back on the small-request reserve.
+        let fallback = (!unauthenticated && size <= SMALL_REQUEST_BYTES).then(|| broker.small_request_reserve());
         let mut bytes = Held::none(&own_share, shared)?;
-        let reading = read_body_reserving(&mut reader, size, (&own_share, share), shared, &mut bytes);
+        let reading = read_body_reserving(&mut reader, size, (&own_share, share), (shared, fallback), &mut bytes);
         let frame = match tokio::time::timeout(Duration::from_millis(request_timeout_ms), reading).await {
             Ok(Ok(frame)) => frame,
             Ok(Err(FrameError::Io(e))) if e.kind() == std::io::ErrorKind::ConnectionReset => return Ok(Ended::ClientClosed),
@@ -320,17 +322,19 @@ async fn read_requests(
     }
 }
 
-/// What one request holds: its bytes from the connection's share and from the budget
-/// it was read under (the shared one, or the unauthenticated connections' one).
+/// What one request holds: its bytes from the connection's share, from the budget it
+/// was read under (the shared one, or the unauthenticated connections' one), and from
+/// the small-request reserve when the budget had no room.
 struct Held {
     own: OwnedSemaphorePermit,
     shared: OwnedSemaphorePermit,
+    spare: Option<OwnedSemaphorePermit>,
 }
 
 impl Held {
     fn none(own: &Arc<Semaphore>, shared: &Arc<Semaphore>) -> Result<Held, ConnectionError> {
         let empty = |s: &Arc<Semaphore>| s.clone().try_acquire_many_owned(0).map_err(|_| ConnectionError::BudgetClosed);
-        Ok(Held { own: empty(own)?, shared: empty(shared)? })
+        Ok(Held { own: empty(own)?, shared: empty(shared)?, spare: None })
     }
 }
 
@@ -341,22 +345,38 @@ fn answered(outcome: Outcome, what: String, bytes: Held, counted: InFlightReques
 
 /// Reads a `size`-byte body, taking the bytes each step read into `held`: from the
 /// connection's own share of `share` bytes (waiting while its earlier requests hold it)
-/// and from `shared` (waiting while it is exhausted). A frame larger than the share holds
-/// all of it and reads the rest without reserving more.
+/// and from `shared` (waiting while it is exhausted), or, for a small request, from
+/// `fallback` if that has room first. A frame larger than the share holds all of it and
+/// reads the rest without reserving more.
 async fn read_body_reserving(
     reader: &mut Reader,
     size: usize,
     (own, share): (&Arc<Semaphore>, usize),
-    shared: &Arc<Semaphore>,
+    (shared, fallback): (&Arc<Semaphore>, Option<&Arc<Semaphore>>),
     held: &mut Held,
 ) -> Result<Bytes, FrameError> {
+    let closed = |_| FrameError::BudgetClosed;
     let mut body = FrameBody::new(size);
     while let Some(step) = body.next_step() {
         let read = body.read_step(reader, step).await?;
         let reserve = read.min(share - held.own.num_permits());
-        if reserve > 0 {
-            held.own.merge(own.clone().acquire_many_owned(reserve as u32).await.map_err(|_| FrameError::BudgetClosed)?);
-            held.shared.merge(shared.clone().acquire_many_owned(reserve as u32).await.map_err(|_| FrameError::BudgetClosed)?);
+        if reserve == 0 {
+            continue;
+        }
+        held.own.merge(own.clone().acquire_many_owned(reserve as u32).await.map_err(closed)?);
+        match fallback {
+            Some(fallback) => tokio::select! {
+                biased;
+                permit = shared.clone().acquire_many_owned(reserve as u32) => held.shared.merge(permit.map_err(closed)?),
+                permit = fallback.clone().acquire_many_owned(reserve as u32) => {
+                    let permit = permit.map_err(closed)?;
+                    match &mut held.spare {
+                        Some(spare) => spare.merge(permit),
+                        None => held.spare = Some(permit),
+                    }
+                }
+            },
+            None => held.shared.merge(shared.clone().acquire_many_owned(reserve as u32).await.map_err(closed)?),
         }
     }
     Ok(body.finish())
@@ -486,13 +506,21 @@ mod tests {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
 
-        let mut other = TcpStream::connect(addr).await.unwrap();
-        other.write_all(&api_versions_frame()).await.unwrap();
+        // A request larger than the small-request reserve takes waits for the budget...
+        let mut large = TcpStream::connect(addr).await.unwrap();
+        large.write_all(&((SMALL_REQUEST_BYTES as i32 + 1).to_be_bytes())).await.unwrap();
+        large.write_all(&vec![0; SMALL_REQUEST_BYTES + 1]).await.unwrap();
+        let mut byte = [0u8; 1];
+        let waited = tokio::time::timeout(Duration::from_millis(300), large.read(&mut byte)).await;
+        assert!(waited.is_err(), "a large request was read while the budget was taken");
+        // ...while a small one of another client is served from the reserve.
+        let mut small = TcpStream::connect(addr).await.unwrap();
+        small.write_all(&api_versions_frame()).await.unwrap();
         let mut size = [0u8; 4];
-        let waited = tokio::time::timeout(Duration::from_millis(300), other.read_exact(&mut size)).await;
-        assert!(waited.is_err(), "answered while the budget was taken");
-        drop(hogs.pop()); // its bytes go back to the budget
-        tokio::time::timeout(Duration::from_secs(5), other.read_exact(&mut size)).await.expect("answered").unwrap();
+        tokio::time::timeout(Duration::from_millis(300), small.read_exact(&mut size)).await.expect("served at once").unwrap();
+        drop(hogs.pop()); // its bytes go back to the budget: the large request is read (and refused)
+        let read = tokio::time::timeout(Duration::from_secs(5), large.read(&mut byte)).await.expect("read once there was room");
+        assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
     }
 
     /// One connection holds at most its share of the budget: three clients sending 90 MiB
