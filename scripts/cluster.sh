@@ -34,10 +34,16 @@ give_to_postgres() {
     done
 }
 
+# Whether something accepts connections on 127.0.0.1:$1 (bounded: a listener that never
+# accepts would otherwise hold a connect for minutes once its backlog is full).
+port_answers() {
+    timeout 2 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1" 2>/dev/null
+}
+
 # Waits until this cluster's worker listens on the Kafka port: its "listening" line in the
 # log written since byte $2 of server.log, and the port answering. Another process holding
 # the port would answer too, while the worker logs "cannot start the Kafka listeners":
-# that fails at once, with the log's last lines.
+# that fails at once, with the log's line.
 wait_for_worker() {
     local port=$1 from=$2 written
     for _ in $(seq 1 120); do
@@ -47,7 +53,7 @@ wait_for_worker() {
             grep "pg_kafka: cannot start the Kafka listeners" <<<"$written" | tail -n 3 >&2
             return 1
         fi
-        if grep -q "pg_kafka: listening for Kafka clients" <<<"$written" && (exec 3<>/dev/tcp/127.0.0.1/"$port") 2>/dev/null; then
+        if grep -q "pg_kafka: listening for Kafka clients" <<<"$written" && port_answers "$port"; then
             return 0
         fi
         sleep 0.5
@@ -57,21 +63,23 @@ wait_for_worker() {
     return 1
 }
 
-# An already running cluster: its worker (a child of the postmaster) holds the port. Checked
-# with ss where it can see the listener's process (as root); else the port answering.
+# An already running cluster: 0 when its worker (a child of the postmaster) holds the
+# port, 2 when another process does (seen with ss, as root), 1 when nothing answers yet.
+# Without ss or its view of the listener's process, the port answering is taken as ours.
 worker_holds_port() {
-    local port=$1 postmaster pid
-    (exec 3<>/dev/tcp/127.0.0.1/"$port") 2>/dev/null || return 1
-    command -v ss >/dev/null || return 0
+    local port=$1 postmaster pids pid
     postmaster=$(head -n 1 "$datadir/postmaster.pid")
-    local pids
-    pids=$(ss -ltnpH "sport = :$port" 2>/dev/null | grep -o 'pid=[0-9]*' | cut -d= -f2 | sort -u)
-    [ -n "$pids" ] || return 0
-    for pid in $pids; do
-        [ "$(awk '{print $4}' "/proc/$pid/stat" 2>/dev/null)" = "$postmaster" ] && return 0
-    done
-    echo "cluster: Kafka port $port is held by another process (pid $pids), not this cluster's worker" >&2
-    return 1
+    if command -v ss >/dev/null; then
+        pids=$(ss -ltnpH "sport = :$port" 2>/dev/null | grep -o 'pid=[0-9]*' | cut -d= -f2 | sort -u)
+        if [ -n "$pids" ]; then
+            for pid in $pids; do
+                [ "$(awk '{print $4}' "/proc/$pid/stat" 2>/dev/null)" = "$postmaster" ] && return 0
+            done
+            echo "cluster: Kafka port $port is held by another process (pid $pids), not this cluster's worker" >&2
+            return 2
+        fi
+    fi
+    port_answers "$port" || return 1
 }
 
 case "$cmd" in
@@ -99,8 +107,15 @@ CONF
     chown postgres:postgres "$datadir/pg_kafka.conf"
     if as_postgres "$PG_BIN/pg_ctl" -D "$datadir" status >/dev/null 2>&1; then
         echo "cluster: already running in $datadir"
-        for _ in $(seq 1 20); do worker_holds_port "$kafka_port" 2>/dev/null && exit 0; sleep 0.5; done
-        worker_holds_port "$kafka_port"
+        for _ in $(seq 1 20); do
+            held=0
+            worker_holds_port "$kafka_port" || held=$?
+            case $held in 0) exit 0 ;; 2) exit 1 ;; esac
+            sleep 0.5
+        done
+        echo "cluster: nothing listens on Kafka port $kafka_port; last server log lines:" >&2
+        tail -n 30 "$datadir/server.log" >&2 || true
+        exit 1
     else
         log_bytes=$(stat -c %s "$datadir/server.log" 2>/dev/null || echo 0)
         as_postgres "$PG_BIN/pg_ctl" -D "$datadir" -l "$datadir/server.log" -w -t 60 start >/dev/null
