@@ -2,7 +2,8 @@
 
 # PG: the PostgreSQL major to build, run and test against. 15 is Debian's package on this
 # machine; 17 and 18 are built from Debian's source packages into target/pg/<major> by
-# scripts/build-postgres.sh (cached in ~/.cache/pg_kafka), e.g. `make test PG=18`.
+# scripts/build-postgres.sh (cached in ~/.cache/pg_kafka), e.g. `make test PG=18`; 16 is
+# unpacked from PyPI's pgserver wheel, which carries its server headers (`make test PG=16`).
 PG ?= 15
 ifeq ($(PG),15)
 PG_CONFIG       ?= /usr/lib/postgresql/15/bin/pg_config

@@ -6,11 +6,41 @@
 #   scripts/build-postgres.sh MAJOR PREFIX
 #
 # Sources: 18 from Debian sid, 17 from Debian trixie (deb-src lines in a private apt
-# configuration under target/, never the system's). 16 has no source package in any
-# Debian suite this machine reaches.
+# configuration under target/, never the system's); 16 from PyPI's pgserver wheel (below).
 set -euo pipefail
 major=${1:?usage: build-postgres.sh MAJOR PREFIX}
 prefix=${2:?usage: build-postgres.sh MAJOR PREFIX}
+
+# PostgreSQL 16 has no source package in any Debian suite reachable here. PyPI's pgserver
+# wheel (pinned) carries a whole 16.2 installation with its server headers and pg_config
+# (pgserver/pginstall, relocatable). Its psql finds libpq in pgserver.libs beside it
+# through $ORIGIN, so the wheel is unpacked whole into PREFIX-dist and PREFIX is a link to
+# the installation inside. The wheel is kept in ~/.cache/pg_kafka.
+if [ "$major" = 16 ]; then
+    PGSERVER_VERSION=0.1.4
+    if [ -x "$prefix/bin/pg_config" ] && "$prefix/bin/pg_config" --version | grep -q "PostgreSQL 16\."; then
+        exit 0
+    fi
+    cache=${XDG_CACHE_HOME:-$HOME/.cache}/pg_kafka/pgserver-$PGSERVER_VERSION
+    mkdir -p "$cache"
+    if ! ls "$cache"/pgserver-"$PGSERVER_VERSION"-*.whl >/dev/null 2>&1; then
+        echo "build-postgres: fetching PostgreSQL 16 from PyPI's pgserver $PGSERVER_VERSION wheel"
+        python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.11 \
+            --platform manylinux2014_x86_64 -d "$cache" "pgserver==$PGSERVER_VERSION"
+    fi
+    wheel=$(ls "$cache"/pgserver-"$PGSERVER_VERSION"-*.whl | head -n 1)
+    dist=$prefix-dist
+    rm -rf "$dist" "$prefix"
+    mkdir -p "$dist"
+    python3 -m zipfile -e "$wheel" "$dist"
+    # Zip entries keep no modes: the postgres user must read everything and run the tools.
+    chmod -R a+rX "$dist"
+    chmod a+x "$dist"/pgserver/pginstall/bin/* "$dist"/pgserver.libs/*
+    ln -s "$(basename "$dist")/pgserver/pginstall" "$prefix"
+    "$prefix/bin/pg_config" --version
+    exit 0
+fi
+
 mkdir -p "$prefix"
 prefix=$(cd "$prefix" && pwd)
 
@@ -32,7 +62,7 @@ fi
 case "$major" in
     18) suite=sid ;;
     17) suite=trixie ;;
-    *) echo "build-postgres: no Debian source package for PostgreSQL $major (have: 17 from trixie, 18 from sid)" >&2; exit 2 ;;
+    *) echo "build-postgres: no source for PostgreSQL $major (have: 16 from pgserver, 17 from trixie, 18 from sid)" >&2; exit 2 ;;
 esac
 
 work=$(cd "$(dirname "$0")/.." && pwd)/target/pg-src

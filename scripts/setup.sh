@@ -36,7 +36,7 @@ fi
 # Every major set up so far stays in pgrx's configuration (init rewrites the whole file).
 repo=$(cd "$(dirname "$0")/.." && pwd)
 init_args=(--pg$PG_MAJOR "$PG_CONFIG")
-for major in 17 18; do
+for major in 16 17 18; do
     if [ "$major" = "$TEST_MAJOR" ]; then
         "$repo/scripts/build-postgres.sh" "$major" "$repo/target/pg/$major"
     fi
