@@ -49,6 +49,13 @@ needs_init=false
 for ((i = 0; i < ${#init_args[@]}; i += 2)); do
     grep -q "${init_args[i]#--} = \"${init_args[i+1]}\"" "$PGRX_HOME/config.toml" 2>/dev/null || needs_init=true
 done
+# A major configured from a checkout since deleted (another clone's target/pg, say) breaks
+# every pgrx build, whatever major it is for: such a configuration is written anew.
+if [ -f "$PGRX_HOME/config.toml" ]; then
+    while IFS= read -r configured; do
+        [ -x "$configured" ] || needs_init=true
+    done < <(grep -o '"[^"]*pg_config"' "$PGRX_HOME/config.toml" | tr -d '"')
+fi
 if $needs_init; then
     echo "setup: cargo pgrx init ${init_args[*]}"
     cargo pgrx init "${init_args[@]}"
