@@ -50,10 +50,16 @@ for ((i = 0; i < ${#init_args[@]}; i += 2)); do
     grep -q "${init_args[i]#--} = \"${init_args[i+1]}\"" "$PGRX_HOME/config.toml" 2>/dev/null || needs_init=true
 done
 # A major configured from a checkout since deleted (another clone's target/pg, say) breaks
-# every pgrx build, whatever major it is for: such a configuration is written anew.
+# every pgrx build, whatever major it is for, and `cargo pgrx init` keeps entries it is not
+# given: such a configuration is removed and written anew.
 if [ -f "$PGRX_HOME/config.toml" ]; then
     while IFS= read -r configured; do
-        [ -x "$configured" ] || needs_init=true
+        if [ ! -x "$configured" ]; then
+            echo "setup: $PGRX_HOME/config.toml names $configured, which is gone: writing it anew"
+            rm -f "$PGRX_HOME/config.toml"
+            needs_init=true
+            break
+        fi
     done < <(grep -o '"[^"]*pg_config"' "$PGRX_HOME/config.toml" | tr -d '"')
 fi
 if $needs_init; then
