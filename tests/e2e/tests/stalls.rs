@@ -228,17 +228,19 @@ fn a_verifier_with_millions_of_iterations_is_refused_without_hashing() {
 fn idle_sockets_never_keep_a_scrape_out() {
     use std::io::{Read, Write};
     let _serial = serial();
-    let address = std::env::var("PGKAFKA_E2E_METRICS").unwrap();
-    let idle: Vec<std::net::TcpStream> = (0..20).map(|_| std::net::TcpStream::connect(&address).unwrap()).collect();
-    let started = Instant::now();
-    let mut scrape = std::net::TcpStream::connect(&address).unwrap();
-    scrape.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    scrape.write_all(b"GET /metrics HTTP/1.1\r\nHost: e2e\r\n\r\n").unwrap();
-    let mut answer = String::new();
-    let _ = scrape.read_to_string(&mut answer);
-    assert!(answer.starts_with("HTTP/1.1 200 OK"), "no scrape while 20 sockets idle: {answer:?}");
-    println!("scrape beside 20 idle sockets: {} ms", started.elapsed().as_millis());
-    drop(idle);
+    assert_survives("20 idle sockets on the metrics endpoint", || {
+        let address = std::env::var("PGKAFKA_E2E_METRICS").unwrap();
+        let idle: Vec<std::net::TcpStream> = (0..20).map(|_| std::net::TcpStream::connect(&address).unwrap()).collect();
+        let started = Instant::now();
+        let mut scrape = std::net::TcpStream::connect(&address).unwrap();
+        scrape.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        scrape.write_all(b"GET /metrics HTTP/1.1\r\nHost: e2e\r\n\r\n").unwrap();
+        let mut answer = String::new();
+        let _ = scrape.read_to_string(&mut answer);
+        assert!(answer.starts_with("HTTP/1.1 200 OK"), "no scrape while 20 sockets idle: {answer:?}");
+        println!("scrape beside 20 idle sockets: {} ms", started.elapsed().as_millis());
+        drop(idle);
+    });
 }
 
 /// A client id with a NUL byte showed cut in `kafka.connections`: it shows escaped.
