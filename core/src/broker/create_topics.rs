@@ -132,6 +132,9 @@ fn plan(topic: &CreatableTopic, default_partitions: i32) -> Result<Plan, Refusal
     if !is_valid_topic_name(&topic.name) {
         return Err((ResponseError::InvalidTopicException, format!("invalid topic name \"{}\"", topic.name.as_str())));
     }
+    if crate::storage::is_internal_topic(&topic.name) {
+        return Err((ResponseError::InvalidRequest, format!("creation of internal topic {} is prohibited", topic.name.as_str())));
+    }
     if !matches!(topic.replication_factor, -1 | 1) {
         return Err((
             ResponseError::InvalidReplicationFactor,

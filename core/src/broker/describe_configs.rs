@@ -1,5 +1,6 @@
 //! DescribeConfigs (v1-v4): every topic config with its value and where it comes from
-//! (set on the topic, or Kafka's default), and the broker's few fixed settings.
+//! (set on the topic, or Kafka's default), and the broker settings a Kafka 4.x broker
+//! reports that clients read (`advertised.listeners`, `num.partitions`, ...).
 
 use super::authorize::access;
 use crate::security::acl::Operation;
@@ -81,7 +82,9 @@ async fn topic_lines(broker: &Broker, topic: &str) -> Result<Vec<Line>, (Respons
         .collect())
 }
 
-/// The broker's settings that clients ask about; all read-only here (they are GUCs).
+/// The broker settings a Kafka 4.x broker reports that clients and tools read, with the
+/// values true here; all read-only (they are `pg_kafka.*` GUCs, or fixed by having one
+/// broker on Postgres).
 fn broker_lines(broker: &Broker) -> Vec<Line> {
     let config = broker.config();
     let fixed = |name: &str, value: String, config_type| Line {
@@ -90,19 +93,53 @@ fn broker_lines(broker: &Broker) -> Vec<Line> {
         read_only: true,
         source: STATIC_BROKER_CONFIG,
         config_type,
-        doc: "Set through pg_kafka.* settings in postgresql.conf.",
+        doc: "Set through pg_kafka.* settings in postgresql.conf, or fixed by pg_kafka's design.",
         default: None,
     };
-    vec![
-        fixed("auto.create.topics.enable", config.auto_create_topics.to_string(), ConfigType::Boolean),
-        fixed("broker.id", NODE_ID.to_string(), ConfigType::Int),
-        fixed("default.replication.factor", "1".into(), ConfigType::Int),
-        fixed("group.max.session.timeout.ms", config.group_max_session_timeout_ms.to_string(), ConfigType::Int),
-        fixed("group.max.size", config.group_max_size.to_string(), ConfigType::Int),
-        fixed("group.min.session.timeout.ms", config.group_min_session_timeout_ms.to_string(), ConfigType::Int),
-        fixed("message.max.bytes", config.max_frame_bytes.to_string(), ConfigType::Int),
-        fixed("num.partitions", config.default_partitions.to_string(), ConfigType::Int),
-    ]
+    let listeners =
+        if config.listeners.is_empty() { format!("PLAINTEXT://{}:{}", config.host, config.port) } else { config.listeners.clone() };
+    let advertised = if !config.advertised_listeners.is_empty() {
+        config.advertised_listeners.clone()
+    } else if config.listeners.is_empty() {
+        format!("PLAINTEXT://{}:{}", config.advertised_host, config.port)
+    } else {
+        listeners.clone()
+    };
+    let one = || "1".to_string();
+    use ConfigType::{Boolean, Int, List, Long, String as Text};
+    let mut lines = vec![
+        fixed("advertised.listeners", advertised, Text),
+        fixed("auto.create.topics.enable", config.auto_create_topics.to_string(), Boolean),
+        fixed("broker.id", NODE_ID.to_string(), Int),
+        fixed("compression.type", "producer".into(), Text),
+        fixed("connections.max.idle.ms", config.connections_max_idle_ms.to_string(), Long),
+        fixed("connections.max.reauth.ms", config.connections_max_reauth_ms.to_string(), Long),
+        fixed("default.replication.factor", one(), Int),
+        fixed("delete.topic.enable", "true".into(), Boolean),
+        fixed("group.initial.rebalance.delay.ms", config.group_initial_rebalance_delay_ms.to_string(), Int),
+        fixed("group.max.session.timeout.ms", config.group_max_session_timeout_ms.to_string(), Int),
+        fixed("group.max.size", config.group_max_size.to_string(), Int),
+        fixed("group.min.session.timeout.ms", config.group_min_session_timeout_ms.to_string(), Int),
+        fixed("listeners", listeners, Text),
+        fixed("log.cleanup.policy", "delete".into(), List),
+        fixed("log.message.timestamp.type", "CreateTime".into(), Text),
+        fixed("log.retention.bytes", "-1".into(), Long),
+        fixed("log.retention.check.interval.ms", config.retention_check_interval_ms.to_string(), Long),
+        fixed("log.retention.ms", "-1".into(), Long),
+        fixed("message.max.bytes", config.max_frame_bytes.to_string(), Int),
+        fixed("min.insync.replicas", one(), Int),
+        fixed("node.id", NODE_ID.to_string(), Int),
+        fixed("num.partitions", config.default_partitions.to_string(), Int),
+        fixed("offsets.topic.num.partitions", one(), Int),
+        fixed("offsets.topic.replication.factor", one(), Int),
+        fixed("process.roles", "broker,controller".into(), List),
+        fixed("socket.request.max.bytes", config.max_frame_bytes.to_string(), Int),
+        fixed("transaction.state.log.min.isr", one(), Int),
+        fixed("transaction.state.log.replication.factor", one(), Int),
+        fixed("unclean.leader.election.enable", "false".into(), Boolean),
+    ];
+    lines.sort_by(|a, b| a.name.cmp(&b.name));
+    lines
 }
 
 fn encode_line(line: Line, synonyms: bool, documentation: bool) -> DescribeConfigsResourceResult {
@@ -127,4 +164,30 @@ fn encode_line(line: Line, synonyms: bool, documentation: bool) -> DescribeConfi
         .with_synonyms(synonyms)
         .with_config_type(line.config_type as i8)
         .with_documentation(documentation.then(|| StrBytes::from_static_str(line.doc)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::broker::testing::{broker, round_trip};
+    use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+    use kafka_protocol::messages::ApiKey;
+
+    #[tokio::test]
+    async fn the_broker_reports_the_settings_clients_read_with_true_values() {
+        let resource = DescribeConfigsResource::default()
+            .with_resource_type(BROKER_RESOURCE)
+            .with_resource_name(StrBytes::from_static_str("1"))
+            .with_configuration_keys(None);
+        let request = DescribeConfigsRequest::default().with_resources(vec![resource]);
+        let response: DescribeConfigsResponse = round_trip(&broker(), ApiKey::DescribeConfigs, 4, &request).await;
+        let configs = &response.results[0].configs;
+        let value = |name: &str| configs.iter().find(|c| c.name.as_str() == name).and_then(|c| c.value.as_ref()).map(|v| v.to_string());
+        assert_eq!(value("default.replication.factor").as_deref(), Some("1"));
+        assert_eq!(value("num.partitions").as_deref(), Some("1"));
+        assert_eq!(value("log.retention.ms").as_deref(), Some("-1"), "topics keep messages unless retention is set");
+        assert!(value("advertised.listeners").is_some_and(|l| l.starts_with("PLAINTEXT://")));
+        assert!(configs.len() >= 25 && configs.iter().all(|c| c.read_only && c.config_source == STATIC_BROKER_CONFIG));
+        assert!(configs.windows(2).all(|w| w[0].name.as_str() < w[1].name.as_str()), "sorted by name");
+    }
 }

@@ -157,7 +157,9 @@ pub fn resolve(storage: &mut dyn Storage, wanted: &Wanted, auto_create: Option<i
 /// A named topic that does not exist: created if the request may, within its allowance.
 fn create_missing(storage: &mut dyn Storage, name: &str, auto_create: Option<i32>, created: &mut usize) -> Result<Resolved, StorageError> {
     let failed = |error| Ok(Resolved::Failed(TopicRef::Name(name.to_owned()), error));
-    let Some(partitions) = auto_create else {
+    // Internal names are Kafka's own topics: a lag monitor asking for __consumer_offsets
+    // must not turn it into an ordinary topic.
+    let Some(partitions) = auto_create.filter(|_| !crate::storage::is_internal_topic(name)) else {
         return failed(ResponseError::UnknownTopicOrPartition);
     };
     if *created >= CREATIONS_PER_REQUEST {
@@ -232,6 +234,14 @@ mod tests {
 
     async fn metadata(b: &Broker, version: i16, body: &MetadataRequest) -> MetadataResponse {
         round_trip(b, ApiKey::Metadata, version, body).await
+    }
+
+    #[tokio::test]
+    async fn internal_topic_names_are_never_auto_created() {
+        let b = broker();
+        let response = metadata(&b, 12, &request(Some(&["__consumer_offsets", "__transaction_state"]))).await;
+        assert!(response.topics.iter().all(|t| t.error_code == 3), "{:?}", response.topics);
+        assert!(metadata(&b, 12, &request(None)).await.topics.is_empty());
     }
 
     #[tokio::test]

@@ -14,9 +14,11 @@ pub mod delete_groups;
 pub mod delete_records;
 pub mod delete_topics;
 pub mod describe_acls;
+pub mod describe_client_quotas;
 pub mod describe_cluster;
 pub mod describe_configs;
 pub mod describe_groups;
+pub mod elect_leaders;
 pub mod fetch;
 pub mod figures;
 pub mod find_coordinator;
@@ -29,6 +31,7 @@ pub mod join_group;
 pub mod leave_group;
 pub mod list_groups;
 pub mod list_offsets;
+pub mod list_partition_reassignments;
 pub mod metadata;
 pub mod offset_commit;
 pub mod offset_fetch;
@@ -51,6 +54,7 @@ use kafka_protocol::protocol::{Decodable, Encodable};
 use crate::config::{Config, SharedConfig};
 use crate::metrics::{self, Metrics};
 use crate::protocol::header::{encode_response, RequestFrame};
+use crate::protocol::legacy::{self, Legacy};
 use crate::protocol::{shape, versions};
 use crate::storage::bridge::{StorageCallError, StorageClient};
 use crate::storage::topics::TopicCache;
@@ -400,6 +404,9 @@ impl Broker {
             ApiKey::CreateAcls => create_acls::handle(self, request).await,
             ApiKey::DescribeAcls => describe_acls::handle(self, request).await,
             ApiKey::DeleteAcls => delete_acls::handle(self, request).await,
+            ApiKey::ListPartitionReassignments => list_partition_reassignments::handle(self, request).await,
+            ApiKey::ElectLeaders => elect_leaders::handle(self, request).await,
+            ApiKey::DescribeClientQuotas => describe_client_quotas::handle(self, request).await,
             other => Outcome::Close(format!("no handler for {other:?}")),
         }
     }
@@ -410,6 +417,10 @@ impl Broker {
 /// kafka-protocol's decoders. Otherwise the connection is closed (as Kafka does).
 fn admit(request: &mut RequestFrame) -> Result<(), Outcome> {
     let (api_key, version) = (request.api_key, request.version());
+    if versions::is_legacy(api_key, version) {
+        admit_legacy(request)?;
+        return admit(request);
+    }
     if !versions::is_served(api_key, version) {
         return Err(Outcome::Close(format!("unsupported request {api_key:?} v{version}")));
     }
@@ -418,6 +429,46 @@ fn admit(request: &mut RequestFrame) -> Result<(), Outcome> {
         Err(e) => return Err(Outcome::Close(format!("malformed {api_key:?} v{version} request: {e}"))),
     }
     Ok(())
+}
+
+/// Admits a request of a version Kafka 4 dropped: its body, walked at its own version, is
+/// translated to the lowest version served (the answer goes back in the client's), or
+/// answered UNSUPPORTED_VERSION in its own format when its records are of a message format
+/// we do not serve.
+fn admit_legacy(request: &mut RequestFrame) -> Result<(), Outcome> {
+    let (api_key, version) = (request.api_key, request.version());
+    let body = shape::canonical(api_key, version, &request.body)
+        .map_err(|e| Outcome::Close(format!("malformed {api_key:?} v{version} request: {e}")))?;
+    match legacy::translate_request(api_key, version, &body) {
+        Ok(Legacy::Translated { version: served, body }) => {
+            request.header.request_api_version = served;
+            request.body = body;
+            request.legacy_version = Some(version);
+            Ok(())
+        }
+        Ok(Legacy::Refused(answer)) => {
+            crate::logging::log(format!(
+                "pg_kafka: {api_key:?} v{version} from {} carries message format 0 or 1, which pg_kafka does not serve: \
+                 answered UNSUPPORTED_VERSION (the client must use {api_key:?} v{} or later)",
+                session::displayable(request.header.client_id.as_deref().unwrap_or("")),
+                versions::served(api_key).map_or(0, |api| api.min_served),
+            ));
+            Err(match answer {
+                Some(body) => Outcome::Respond(frame_classic_response(request.header.correlation_id, &body)),
+                None => Outcome::Silent,
+            })
+        }
+        Err(e) => Err(Outcome::Close(e.to_string())),
+    }
+}
+
+/// A whole response frame for a body of a non-flexible version (response header v0).
+fn frame_classic_response(correlation_id: i32, body: &[u8]) -> Bytes {
+    let mut frame = bytes::BytesMut::with_capacity(8 + body.len());
+    bytes::BufMut::put_i32(&mut frame, (4 + body.len()) as i32);
+    bytes::BufMut::put_i32(&mut frame, correlation_id);
+    bytes::BufMut::put_slice(&mut frame, body);
+    frame.freeze()
 }
 
 /// Requests whose effects must follow the connection's request order, as a Kafka broker
@@ -443,6 +494,9 @@ pub fn stops_with_its_connection(api_key: ApiKey) -> bool {
             | ApiKey::DescribeConfigs
             | ApiKey::DescribeCluster
             | ApiKey::DescribeAcls
+            | ApiKey::ListPartitionReassignments
+            | ApiKey::ElectLeaders
+            | ApiKey::DescribeClientQuotas
             | ApiKey::ApiVersions
     )
 }
@@ -509,7 +563,19 @@ pub fn respond<M: Encodable>(request: &RequestFrame, body: &M) -> Outcome {
 /// Encodes `body` at `version`, which may differ from the request's (ApiVersions fallback).
 pub fn respond_at<M: Encodable>(request: &RequestFrame, version: i16, body: &M) -> Outcome {
     match encode_response(request.api_key, version, request.header.correlation_id, body) {
-        Ok(frame) => Outcome::Respond(frame),
+        Ok(frame) => match request.legacy_version {
+            Some(legacy) => respond_legacy(request, legacy, &frame),
+            None => Outcome::Respond(frame),
+        },
+        Err(e) => Outcome::Close(e.to_string()),
+    }
+}
+
+/// Translates a response frame of a classic served version back to the version the client
+/// sent (both use response header v0: size and correlation id, then the body).
+fn respond_legacy(request: &RequestFrame, version: i16, frame: &[u8]) -> Outcome {
+    match legacy::translate_response(request.api_key, version, &frame[8..]) {
+        Ok(body) => Outcome::Respond(frame_classic_response(request.header.correlation_id, &body)),
         Err(e) => Outcome::Close(e.to_string()),
     }
 }

@@ -424,11 +424,16 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn old_versions_are_advertised_but_close_the_connection() {
+    async fn old_versions_are_answered_unsupported_version_not_closed() {
         let broker = broker_with_writer(1);
+        // Produce v3 with no transactional id and no topics reads as v2's acks, timeout, topics.
         let frame = request_frame(ApiKey::Produce, 3, &produce(1, vec![]));
-        let old = RequestFrame { header: frame.header.clone().with_request_api_version(2), ..frame };
-        assert!(matches!(broker.handle(old).await, Outcome::Close(_)));
+        let mut body = frame.body.to_vec();
+        body.drain(..2);
+        let old = RequestFrame { header: frame.header.clone().with_request_api_version(2), body: body.into(), ..frame };
+        let Outcome::Respond(answer) = broker.handle(old).await else { panic!("no answer") };
+        // size, correlation id, topic "t" with no partitions, throttle
+        assert_eq!(answer.len(), 4 + 4 + (4 + 3 + 4) + 4);
     }
 }
 

@@ -33,6 +33,9 @@ pub struct RequestFrame {
     pub body: Bytes,
     /// The client's address as Kafka shows it (`/127.0.0.1`); set by the connection.
     pub client_host: String,
+    /// The version the client sent, when [`legacy`](super::legacy) translated the body to
+    /// the header's (lower-than-served) version: the answer goes back in that version.
+    pub legacy_version: Option<i16>,
 }
 
 impl RequestFrame {
@@ -57,7 +60,7 @@ pub fn parse_request(mut frame: Bytes) -> Result<RequestFrame, HeaderError> {
         version,
         reason: e.to_string(),
     })?;
-    Ok(RequestFrame { api_key, header, body: frame, client_host: String::new() })
+    Ok(RequestFrame { api_key, header, body: frame, client_host: String::new(), legacy_version: None })
 }
 
 /// Encodes a whole response frame: size prefix, response header, body.

@@ -5,12 +5,15 @@
 //! - [`partitioner`]: Kafka's murmur2 key partitioner, for messages produced from SQL.
 //! - [`versions`]: the one table of APIs and versions we serve; ApiVersions and request
 //!   validation both read it.
+//! - [`legacy`]: request versions Kafka 4 dropped that deployed clients still send,
+//!   translated to the lowest version served (and their answers back).
 //! - [`shape`]: walks a request body against its schema before `kafka-protocol` decodes it,
 //!   so that no array length read off the wire can make the decoder pre-allocate more than
 //!   the bytes actually present justify.
 
 pub mod frame;
 pub mod header;
+pub mod legacy;
 pub mod partitioner;
 pub mod records;
 #[cfg(any(test, feature = "testing"))]

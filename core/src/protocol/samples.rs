@@ -140,6 +140,20 @@ pub fn sample_body(key: ApiKey, v: i16) -> Option<Vec<u8>> {
         }
         ApiKey::SaslHandshake => encode(&SaslHandshakeRequest::default().with_mechanism(s("SCRAM-SHA-256")), v),
         ApiKey::SaslAuthenticate => encode(&SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from_static(b"n,,n=u,r=abc")), v),
+        ApiKey::ElectLeaders => {
+            let t = elect_leaders_request::TopicPartitions::default().with_topic(topic()).with_partitions(vec![0, 1]);
+            encode(&ElectLeadersRequest::default().with_topic_partitions(Some(vec![t.clone(), t])), v)
+        }
+        ApiKey::ListPartitionReassignments => {
+            let t = list_partition_reassignments_request::ListPartitionReassignmentsTopics::default()
+                .with_name(topic())
+                .with_partition_indexes(vec![0, 1]);
+            encode(&ListPartitionReassignmentsRequest::default().with_topics(Some(vec![t.clone(), t])), v)
+        }
+        ApiKey::DescribeClientQuotas => {
+            let c = describe_client_quotas_request::ComponentData::default().with_entity_type(s("user")).with_match(Some(s("u")));
+            encode(&DescribeClientQuotasRequest::default().with_components(vec![c.clone(), c]), v)
+        }
         ApiKey::DescribeAcls => {
             let r = DescribeAclsRequest::default().with_resource_type_filter(2).with_resource_name_filter(Some(s("t")));
             encode(&r.with_principal_filter(Some(s("User:a"))).with_host_filter(Some(s("*"))).with_operation(1).with_permission_type(1), v)

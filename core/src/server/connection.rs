@@ -509,7 +509,8 @@ mod tests {
         // A request larger than the small-request reserve takes waits for the budget...
         let mut large = TcpStream::connect(addr).await.unwrap();
         large.write_all(&((SMALL_REQUEST_BYTES as i32 + 1).to_be_bytes())).await.unwrap();
-        large.write_all(&vec![0; SMALL_REQUEST_BYTES + 1]).await.unwrap();
+        // API key -1: refused (the connection closed) once read.
+        large.write_all(&vec![0xff; SMALL_REQUEST_BYTES + 1]).await.unwrap();
         let mut byte = [0u8; 1];
         let waited = tokio::time::timeout(Duration::from_millis(300), large.read(&mut byte)).await;
         assert!(waited.is_err(), "a large request was read while the budget was taken");

@@ -324,6 +324,13 @@ pub fn is_valid_topic_name(name: &str) -> bool {
         && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
+/// Kafka's internal topics: never created by a client (auto-creation or CreateTopics).
+pub const INTERNAL_TOPICS: [&str; 3] = ["__consumer_offsets", "__transaction_state", "__share_group_state"];
+
+pub fn is_internal_topic(name: &str) -> bool {
+    INTERNAL_TOPICS.contains(&name)
+}
+
 #[cfg(test)]
 mod tests {
     use super::is_valid_topic_name;
