@@ -41,6 +41,7 @@ const COMMIT_OFFSETS: &str = include_str!("../../sql/queries/commit_offsets.sql"
 const COMMITTED_OFFSETS: &str = include_str!("../../sql/queries/committed_offsets.sql");
 const OFFSET_GROUPS: &str = include_str!("../../sql/queries/offset_groups.sql");
 const DELETE_GROUP_OFFSETS: &str = include_str!("../../sql/queries/delete_group_offsets.sql");
+const DELETE_PARTITION_OFFSETS: &str = include_str!("../../sql/queries/delete_partition_offsets.sql");
 const NEXT_PRODUCER_ID: &str = include_str!("../../sql/queries/next_producer_id.sql");
 const PRODUCER_STATE: &str = include_str!("../../sql/queries/producer_state.sql");
 const RETENTION_TOPICS: &str = include_str!("../../sql/queries/retention_topics.sql");
@@ -312,6 +313,13 @@ impl Storage for PgStorage {
             deleted.dedup();
             Ok(deleted)
         })
+    }
+
+    fn delete_partition_offsets(&mut self, group: &str, partitions: &[(i32, i32)]) -> Result<(), StorageError> {
+        storable([group])?;
+        let topic_ids: Vec<i32> = partitions.iter().map(|(t, _)| *t).collect();
+        let indexes: Vec<i32> = partitions.iter().map(|(_, p)| *p).collect();
+        execute(DELETE_PARTITION_OFFSETS, &[group.into(), topic_ids.into(), indexes.into()])
     }
 
     fn retention_starts(&mut self, now_ms: i64) -> Result<Vec<(i32, i32, i64)>, StorageError> {

@@ -34,6 +34,7 @@ pub mod list_offsets;
 pub mod list_partition_reassignments;
 pub mod metadata;
 pub mod offset_commit;
+pub mod offset_delete;
 pub mod offset_fetch;
 pub mod produce;
 pub mod sasl;
@@ -406,6 +407,7 @@ impl Broker {
             ApiKey::DeleteAcls => delete_acls::handle(self, request).await,
             ApiKey::ListPartitionReassignments => list_partition_reassignments::handle(self, request).await,
             ApiKey::ElectLeaders => elect_leaders::handle(self, request).await,
+            ApiKey::OffsetDelete => offset_delete::handle(self, request).await,
             ApiKey::DescribeClientQuotas => describe_client_quotas::handle(self, request).await,
             other => Outcome::Close(format!("no handler for {other:?}")),
         }
@@ -514,6 +516,7 @@ fn changes_state(api_key: ApiKey) -> bool {
             | ApiKey::IncrementalAlterConfigs
             | ApiKey::DeleteRecords
             | ApiKey::DeleteGroups
+            | ApiKey::OffsetDelete
             | ApiKey::CreateAcls
             | ApiKey::DeleteAcls
     )

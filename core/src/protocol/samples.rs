@@ -140,6 +140,11 @@ pub fn sample_body(key: ApiKey, v: i16) -> Option<Vec<u8>> {
         }
         ApiKey::SaslHandshake => encode(&SaslHandshakeRequest::default().with_mechanism(s("SCRAM-SHA-256")), v),
         ApiKey::SaslAuthenticate => encode(&SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from_static(b"n,,n=u,r=abc")), v),
+        ApiKey::OffsetDelete => {
+            let partition = offset_delete_request::OffsetDeleteRequestPartition::default();
+            let t = offset_delete_request::OffsetDeleteRequestTopic::default().with_name(topic()).with_partitions(vec![partition; 2]);
+            encode(&OffsetDeleteRequest::default().with_group_id(group()).with_topics(vec![t.clone(), t]), v)
+        }
         ApiKey::ElectLeaders => {
             let t = elect_leaders_request::TopicPartitions::default().with_topic(topic()).with_partitions(vec![0, 1]);
             encode(&ElectLeadersRequest::default().with_topic_partitions(Some(vec![t.clone(), t])), v)

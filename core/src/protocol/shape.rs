@@ -262,6 +262,8 @@ fn group_or_admin_schema(api_key: ApiKey, version: i16) -> Option<Vec<Field>> {
         ApiKey::SaslHandshake => vec![Some(Str)],
         ApiKey::SaslAuthenticate => vec![Some(Bytes)],
         ApiKey::DescribeAcls => acl_filter_fields(version),
+        // group_id, topics[name, partitions[index]]
+        ApiKey::OffsetDelete => vec![Some(Str), Some(Structs(vec![Str, Structs(vec![Int32])]))],
         // election_type (v1+), topic_partitions[topic, partitions], timeout
         ApiKey::ElectLeaders => vec![when(version >= 1, Int8), Some(Structs(vec![Str, Int32s])), Some(Int32)],
         // timeout, topics[name, partition_indexes]

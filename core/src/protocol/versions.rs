@@ -61,6 +61,7 @@ pub const SERVED_APIS: &[ServedApi] = &[
     api(ApiKey::CreateAcls, 1, 3),
     api(ApiKey::DeleteAcls, 1, 3),
     api(ApiKey::ElectLeaders, 0, 2),
+    api(ApiKey::OffsetDelete, 0, 0),
     api(ApiKey::ListPartitionReassignments, 0, 0),
     api(ApiKey::DescribeClientQuotas, 0, 1),
 ];

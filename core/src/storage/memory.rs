@@ -215,6 +215,13 @@ impl Storage for MemoryStorage {
         Ok(groups.iter().filter(|g| self.offsets.remove(g.as_str()).is_some()).cloned().collect())
     }
 
+    fn delete_partition_offsets(&mut self, group: &str, partitions: &[(i32, i32)]) -> Result<(), StorageError> {
+        if let Some(stored) = self.offsets.get_mut(group) {
+            partitions.iter().for_each(|key| drop(stored.remove(key)));
+        }
+        Ok(())
+    }
+
     fn retention_starts(&mut self, now_ms: i64) -> Result<Vec<(i32, i32, i64)>, StorageError> {
         let mut starts = Vec::new();
         for topic in self.topics.clone() {

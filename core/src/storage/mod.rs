@@ -216,6 +216,8 @@ pub trait Storage {
     fn offset_groups(&mut self) -> Result<Vec<String>, StorageError>;
     /// Deletes the committed offsets of `groups`; returns the groups that had any.
     fn delete_group_offsets(&mut self, groups: &[String]) -> Result<Vec<String>, StorageError>;
+    /// Deletes a group's committed offsets of the given `(topic id, partition)`s.
+    fn delete_partition_offsets(&mut self, group: &str, partitions: &[(i32, i32)]) -> Result<(), StorageError>;
 
     /// Where each partition with `retention.ms` or `retention.bytes` set should start now
     /// (`now_ms` is the current Kafka time): `(topic id, partition, offset)` for the
