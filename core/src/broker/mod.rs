@@ -54,7 +54,7 @@ use kafka_protocol::protocol::{Decodable, Encodable};
 
 use crate::config::{Config, SharedConfig};
 use crate::metrics::{self, Metrics};
-use crate::protocol::header::{encode_response, RequestFrame};
+use crate::protocol::header::{encode_classic_response, encode_response, RequestFrame};
 use crate::protocol::legacy::{self, Legacy};
 use crate::protocol::{shape, versions};
 use crate::storage::bridge::{StorageCallError, StorageClient};
@@ -456,21 +456,12 @@ fn admit_legacy(request: &mut RequestFrame) -> Result<(), Outcome> {
                 versions::served(api_key).map_or(0, |api| api.min_served),
             ));
             Err(match answer {
-                Some(body) => Outcome::Respond(frame_classic_response(request.header.correlation_id, &body)),
+                Some(body) => Outcome::Respond(encode_classic_response(request.header.correlation_id, &body)),
                 None => Outcome::Silent,
             })
         }
         Err(e) => Err(Outcome::Close(e.to_string())),
     }
-}
-
-/// A whole response frame for a body of a non-flexible version (response header v0).
-fn frame_classic_response(correlation_id: i32, body: &[u8]) -> Bytes {
-    let mut frame = bytes::BytesMut::with_capacity(8 + body.len());
-    bytes::BufMut::put_i32(&mut frame, (4 + body.len()) as i32);
-    bytes::BufMut::put_i32(&mut frame, correlation_id);
-    bytes::BufMut::put_slice(&mut frame, body);
-    frame.freeze()
 }
 
 /// Requests whose effects must follow the connection's request order, as a Kafka broker
@@ -578,7 +569,7 @@ pub fn respond_at<M: Encodable>(request: &RequestFrame, version: i16, body: &M) 
 /// sent (both use response header v0: size and correlation id, then the body).
 fn respond_legacy(request: &RequestFrame, version: i16, frame: &[u8]) -> Outcome {
     match legacy::translate_response(request.api_key, version, &frame[8..]) {
-        Ok(body) => Outcome::Respond(frame_classic_response(request.header.correlation_id, &body)),
+        Ok(body) => Outcome::Respond(encode_classic_response(request.header.correlation_id, &body)),
         Err(e) => Outcome::Close(e.to_string()),
     }
 }

@@ -3,14 +3,15 @@
 //! on the group, READ on each topic; a group with neither members nor offsets is
 //! GROUP_ID_NOT_FOUND; a partition of a topic an active consumer member subscribes to is
 //! GROUP_SUBSCRIBED_TO_TOPIC and keeps its offset; a group of another protocol type with
-//! members is NON_EMPTY_GROUP.
+//! members is NON_EMPTY_GROUP. Subscriptions are read by [`assignment`], which trusts
+//! no length they claim.
 
 use kafka_protocol::messages::offset_delete_response::{OffsetDeleteResponsePartition, OffsetDeleteResponseTopic};
 use kafka_protocol::messages::{OffsetDeleteRequest, OffsetDeleteResponse};
 use kafka_protocol::ResponseError;
 
 use super::authorize::access;
-use super::groups::{check_group_id, GroupDescription};
+use super::groups::{assignment, check_group_id, GroupDescription};
 use super::{decode, respond, storage_call, Broker, Outcome};
 use crate::logging;
 use crate::protocol::header::RequestFrame;
@@ -91,28 +92,9 @@ pub async fn handle(broker: &Broker, request: &RequestFrame) -> Outcome {
     }
 }
 
-/// Whether a member of the group subscribes to `topic`, read from its consumer protocol
-/// subscription (version, topics[string], ...) without allocating what it claims.
+/// Whether a member of the group subscribes to `topic`.
 fn subscribed(group: &GroupDescription, topic: &str) -> bool {
-    group.members.iter().any(|m| subscription_names(&m.metadata, topic))
-}
-
-fn subscription_names(mut bytes: &[u8], topic: &str) -> bool {
-    fn take<'a>(bytes: &mut &'a [u8], count: usize) -> Option<&'a [u8]> {
-        let (head, rest) = (bytes.len() >= count).then(|| bytes.split_at(count))?;
-        *bytes = rest;
-        Some(head)
-    }
-    let Some(count) = take(&mut bytes, 2).and_then(|_| take(&mut bytes, 4)) else { return false };
-    let count = i32::from_be_bytes(count.try_into().expect("4 bytes"));
-    for _ in 0..count.max(0) {
-        let Some(length) = take(&mut bytes, 2).map(|l| i16::from_be_bytes([l[0], l[1]])) else { return false };
-        let Some(name) = take(&mut bytes, length.max(0) as usize) else { return false };
-        if name == topic.as_bytes() {
-            return true;
-        }
-    }
-    false
+    group.members.iter().any(|m| assignment::subscribes_to(&m.metadata, topic))
 }
 
 #[cfg(test)]
@@ -149,15 +131,5 @@ mod tests {
 
         let unknown: OffsetDeleteResponse = round_trip(&broker, ApiKey::OffsetDelete, 0, &request("nobody", "t", &[0])).await;
         assert_eq!(unknown.error_code, ResponseError::GroupIdNotFound.code());
-    }
-
-    #[test]
-    fn subscriptions_are_read_without_trusting_their_lengths() {
-        let mut metadata = vec![0, 3, 0, 0, 0, 2, 0, 1, b'a', 0, 1, b't'];
-        assert!(subscription_names(&metadata, "t"));
-        assert!(!subscription_names(&metadata, "x"));
-        metadata[5] = 0x7f; // claims more names than present
-        assert!(!subscription_names(&metadata, "x"));
-        assert!(!subscription_names(&[0, 3, 0x7f, 0xff, 0xff, 0xff], "t"));
     }
 }

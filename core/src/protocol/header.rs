@@ -83,6 +83,16 @@ pub fn encode_response<M: Encodable>(api_key: ApiKey, version: i16, correlation_
     Ok(out.freeze())
 }
 
+/// A whole response frame for a body already encoded at a non-flexible version (response
+/// header v0: size prefix and correlation id), as [`legacy`](super::legacy) writes them.
+pub fn encode_classic_response(correlation_id: i32, body: &[u8]) -> Bytes {
+    let mut frame = BytesMut::with_capacity(8 + body.len());
+    frame.put_i32((4 + body.len()) as i32);
+    frame.put_i32(correlation_id);
+    frame.put_slice(body);
+    frame.freeze()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,4 +1,5 @@
-//! A consumer group member's assignment as operators read it: `topic:0,1,2;other:3`.
+//! A consumer group member's assignment as operators read it: `topic:0,1,2;other:3`, and
+//! whether its subscription names a topic (OffsetDelete).
 //!
 //! The bytes are whatever the group's leader (a client) sent in SyncGroup, for protocol
 //! type "consumer" in Kafka's ConsumerProtocolAssignment (version, then topics with their
@@ -18,6 +19,17 @@ pub fn describe(mut bytes: &[u8]) -> Option<String> {
         described.push(format!("{name}:{}", list?.join(",")));
     }
     Some(described.join(";"))
+}
+
+/// Whether a member's ConsumerProtocolSubscription (version, then topic names) names
+/// `topic`; `false` when the bytes are not a consumer subscription.
+pub fn subscribes_to(mut bytes: &[u8], topic: &str) -> bool {
+    let names = take_i16(&mut bytes).and_then(|_| take_count(&mut bytes, 2));
+    let mut next_name = || {
+        let length = usize::try_from(take_i16(&mut bytes)?).ok()?;
+        take(&mut bytes, length)
+    };
+    (0..names.unwrap_or(0)).map_while(|_| next_name()).any(|name| name == topic.as_bytes())
 }
 
 fn take<'a>(bytes: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
@@ -67,5 +79,15 @@ mod tests {
         assert_eq!(describe(&[0, 0, 0x7f, 0xff, 0xff, 0xff]), None, "2 billion topics in no bytes");
         assert_eq!(describe(&[0, 0, 0, 0, 0, 1, 0, 5, b'a']), None, "a name longer than the bytes");
         assert_eq!(describe(&[0, 0, 0, 0, 0, 0]).as_deref(), Some(""));
+    }
+
+    #[test]
+    fn subscriptions_are_read_without_trusting_their_lengths() {
+        let mut metadata = vec![0, 3, 0, 0, 0, 2, 0, 1, b'a', 0, 1, b't'];
+        assert!(subscribes_to(&metadata, "t"));
+        assert!(!subscribes_to(&metadata, "x"));
+        metadata[5] = 0x7f; // claims more names than present
+        assert!(!subscribes_to(&metadata, "x"));
+        assert!(!subscribes_to(&[0, 3, 0x7f, 0xff, 0xff, 0xff], "t"));
     }
 }
