@@ -46,7 +46,7 @@ BENCH_CONF    ?=
 
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 
-.PHONY: setup install run stop test lint unit-test pg-test e2e-test fuzz fuzz-seeds bench clean-data
+.PHONY: setup install run stop test lint unit-test pg-test e2e-test e2e-start e2e-stop java-test go-test fuzz fuzz-seeds bench clean-data
 
 setup:
 	scripts/setup.sh $(PG)
@@ -120,9 +120,10 @@ fuzz: setup
 fuzz-seeds:
 	PGKAFKA_FUZZ_SEEDS=$(abspath fuzz/corpus) cargo test -p pg_kafka_core -- samples_are_admitted decodes_every_codec
 
-# Installs the release build (pg-test installs its own test build first), starts a
-# cluster on the e2e ports, runs the client tests, and always stops the cluster.
-e2e-test: install
+# The end-to-end cluster: the release build on the e2e ports, with SASL and TLS listeners
+# beside PLAINTEXT. `make e2e-start` leaves it running (for a client tier run by hand,
+# `make java-test` or `make go-test` on a running cluster); `make e2e-stop` stops it.
+e2e-start:
 	scripts/cluster.sh stop $(E2E_DATA)
 	rm -rf $(E2E_DATA)
 	scripts/test-certs.sh $(E2E_CERTS) && chown -R postgres:postgres $(E2E_CERTS)
@@ -137,13 +138,38 @@ e2e-test: install
 		"pg_kafka.retention_check_interval_ms = 1000" > target/e2e-listeners.conf
 	# RUST_BACKTRACE as many environments set it: errors must still reach clients as one line.
 	RUST_BACKTRACE=1 PGKAFKA_EXTRA_CONF=target/e2e-listeners.conf scripts/cluster.sh start $(E2E_DATA) $(E2E_PG_PORT) $(E2E_PORT)
-	PGKAFKA_E2E_BOOTSTRAP=127.0.0.1:$(E2E_PORT) PGKAFKA_E2E_PG_PORT=$(E2E_PG_PORT) \
+
+e2e-stop:
+	scripts/cluster.sh stop $(E2E_DATA)
+
+# Where every end-to-end tier (Rust, Python, Java, Go) finds the cluster.
+E2E_ENV = PGKAFKA_E2E_BOOTSTRAP=127.0.0.1:$(E2E_PORT) PGKAFKA_E2E_PG_PORT=$(E2E_PG_PORT) \
 	PGKAFKA_E2E_DATA=$(abspath $(E2E_DATA)) PGKAFKA_E2E_CERTS=$(abspath $(E2E_CERTS)) \
 	PGKAFKA_E2E_SASL_PLAINTEXT=127.0.0.1:$(E2E_SASL_PLAINTEXT_PORT) PGKAFKA_E2E_SASL_SSL=127.0.0.1:$(E2E_SASL_SSL_PORT) \
 	PGKAFKA_E2E_SSL=127.0.0.1:$(E2E_SSL_PORT) PGKAFKA_E2E_EXTRA_CONF=$(abspath target/e2e-listeners.conf) \
-	PGKAFKA_E2E_METRICS=127.0.0.1:$(E2E_METRICS_PORT) \
-	PATH="$(PG_BIN):$$PATH" cargo test -p pg_kafka_e2e $(E2E_ARGS) --no-fail-fast -- --test-threads=4 --show-output; \
-	status=$$?; scripts/cluster.sh stop $(E2E_DATA); exit $$status
+	PGKAFKA_E2E_METRICS=127.0.0.1:$(E2E_METRICS_PORT) PATH="$(PG_BIN):$$PATH"
+
+# The client tiers `make e2e-test` runs after the Rust tests, on the same cluster: Kafka's
+# Java client, Admin, tools and Streams (tests/java, Maven), and Go's franz-go, sarama and
+# kafka-go (tests/go). CI runs them on PostgreSQL 15 only (E2E_CLIENTS= for the others):
+# they exercise the protocol, which does not depend on the major.
+E2E_CLIENTS ?= java go
+
+# Installs the release build (pg-test installs its own test build first), starts a
+# cluster on the e2e ports, runs the client tests, and always stops the cluster.
+e2e-test: install
+	$(MAKE) --no-print-directory e2e-start
+	$(E2E_ENV) cargo test -p pg_kafka_e2e $(E2E_ARGS) --no-fail-fast -- --test-threads=4 --show-output; \
+	status=$$?; \
+	for tier in $(E2E_CLIENTS); do $(E2E_ENV) scripts/client-tier.sh $$tier || status=1; done; \
+	scripts/cluster.sh stop $(E2E_DATA); exit $$status
+
+# One client tier alone, on a cluster of its own (or on the running e2e cluster with
+# E2E_RUNNING=1). JAVA_TESTS / GO_TESTS pick tests (Surefire's -Dtest, go test -run).
+java-test go-test: install
+	@if [ -z "$(E2E_RUNNING)" ]; then $(MAKE) --no-print-directory e2e-start; fi
+	$(E2E_ENV) scripts/client-tier.sh $(@:-test=); \
+	status=$$?; if [ -z "$(E2E_RUNNING)" ]; then scripts/cluster.sh stop $(E2E_DATA); fi; exit $$status
 
 bench: install
 	scripts/build-rdkafka-performance.sh target/rdkafka-performance

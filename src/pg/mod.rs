@@ -1,12 +1,14 @@
 //! The Postgres storage engine: [`storage::PgStorage`] implements the core's `Storage`
 //! trait with SPI, [`copy_in`] feeds the group-commit writer's rows to COPY,
 //! [`index_read`] reads Fetch's messages straight off the primary key index,
+//! [`described`] reads what DescribeLogDirs and DescribeProducers show,
 //! [`partition_lock`] is the append lock the writer and `kafka.produce()` share, and
 //! [`storage::TransactionRunner`] runs each unit of storage work in its own transaction,
 //! and [`privileged`] is how SQL runs with more privilege than its caller.
 //! Main thread only.
 
 pub mod copy_in;
+pub mod described;
 pub mod index_read;
 pub mod partition_lock;
 pub mod privileged;

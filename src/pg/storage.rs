@@ -16,9 +16,9 @@ use pg_kafka_core::config::SynchronousCommit;
 use pg_kafka_core::storage::bridge::JobRunner;
 use pg_kafka_core::storage::copy_binary::encode_binary;
 use pg_kafka_core::storage::{
-    is_storable_text, is_valid_topic_name, kafka_timestamp_ms, postgres_timestamp_us, CommittedOffset, LoginRole, MessageRows,
-    OffsetCommit, ProducerKey, ProducerState, ReadLimit, SequencedBatch, Storage, StorageError, StoredRecord, Topic,
-    DEFAULT_MAX_MESSAGE_BYTES,
+    is_storable_text, is_valid_topic_name, kafka_timestamp_ms, postgres_timestamp_us, ActiveProducer, CommittedOffset, LogDirUsage,
+    LoginRole, MessageRows, OffsetCommit, ProducerKey, ProducerState, ReadLimit, SequencedBatch, Storage, StorageError, StoredRecord,
+    Topic, DEFAULT_MAX_MESSAGE_BYTES,
 };
 
 use super::{copy_in, index_read};
@@ -406,6 +406,14 @@ impl Storage for PgStorage {
         let batches: Vec<String> = states.iter().map(|(_, s)| batches_literal(s)).collect();
         let args = [producer_ids.into(), topic_ids.into(), partitions.into(), epochs.into(), batches.into()];
         execute(SAVE_PRODUCER_STATES, &args)
+    }
+
+    fn active_producers(&mut self, partitions: &[(i32, i32)]) -> Result<Vec<ActiveProducer>, StorageError> {
+        super::described::active_producers(partitions)
+    }
+
+    fn log_dir_usage(&mut self) -> Result<LogDirUsage, StorageError> {
+        super::described::log_dir_usage()
     }
 
     fn login_role(&mut self, name: &str) -> Result<Option<LoginRole>, StorageError> {

@@ -18,6 +18,8 @@ pub mod describe_client_quotas;
 pub mod describe_cluster;
 pub mod describe_configs;
 pub mod describe_groups;
+pub mod describe_log_dirs;
+pub mod describe_producers;
 pub mod elect_leaders;
 pub mod fetch;
 pub mod figures;
@@ -409,6 +411,8 @@ impl Broker {
             ApiKey::ElectLeaders => elect_leaders::handle(self, request).await,
             ApiKey::OffsetDelete => offset_delete::handle(self, request).await,
             ApiKey::DescribeClientQuotas => describe_client_quotas::handle(self, request).await,
+            ApiKey::DescribeLogDirs => describe_log_dirs::handle(self, request).await,
+            ApiKey::DescribeProducers => describe_producers::handle(self, request).await,
             other => Outcome::Close(format!("no handler for {other:?}")),
         }
     }

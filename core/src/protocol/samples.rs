@@ -159,6 +159,14 @@ pub fn sample_body(key: ApiKey, v: i16) -> Option<Vec<u8>> {
             let c = describe_client_quotas_request::ComponentData::default().with_entity_type(s("user")).with_match(Some(s("u")));
             encode(&DescribeClientQuotasRequest::default().with_components(vec![c.clone(), c]), v)
         }
+        ApiKey::DescribeLogDirs => {
+            let t = describe_log_dirs_request::DescribableLogDirTopic::default().with_topic(topic()).with_partitions(vec![0, 1]);
+            encode(&DescribeLogDirsRequest::default().with_topics(Some(vec![t.clone(), t])), v)
+        }
+        ApiKey::DescribeProducers => {
+            let t = describe_producers_request::TopicRequest::default().with_name(topic()).with_partition_indexes(vec![0, 1]);
+            encode(&DescribeProducersRequest::default().with_topics(vec![t.clone(), t]), v)
+        }
         ApiKey::DescribeAcls => {
             let r = DescribeAclsRequest::default().with_resource_type_filter(2).with_resource_name_filter(Some(s("t")));
             encode(&r.with_principal_filter(Some(s("User:a"))).with_host_filter(Some(s("*"))).with_operation(1).with_permission_type(1), v)

@@ -270,6 +270,10 @@ fn group_or_admin_schema(api_key: ApiKey, version: i16) -> Option<Vec<Field>> {
         ApiKey::ListPartitionReassignments => vec![Some(Int32), Some(Structs(vec![Str, Int32s]))],
         // components[entity_type, match_type, match], strict
         ApiKey::DescribeClientQuotas => vec![Some(Structs(vec![Str, Int8, Str])), Some(Bool)],
+        // topics[topic, partitions] (null: all)
+        ApiKey::DescribeLogDirs => vec![Some(Structs(vec![Str, Int32s]))],
+        // topics[name, partition_indexes]
+        ApiKey::DescribeProducers => vec![Some(Structs(vec![Str, Int32s]))],
         ApiKey::CreateAcls | ApiKey::DeleteAcls => vec![Some(Structs(acl_filter_fields(version).into_iter().flatten().collect()))],
         _ => return None,
     };

@@ -64,6 +64,8 @@ pub const SERVED_APIS: &[ServedApi] = &[
     api(ApiKey::OffsetDelete, 0, 0),
     api(ApiKey::ListPartitionReassignments, 0, 0),
     api(ApiKey::DescribeClientQuotas, 0, 1),
+    api(ApiKey::DescribeLogDirs, 1, 4),
+    api(ApiKey::DescribeProducers, 0, 0),
 ];
 
 /// The entry for `key`, if we serve that API at all.

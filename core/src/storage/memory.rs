@@ -3,8 +3,8 @@
 use std::collections::{BTreeMap, HashMap};
 
 use super::{
-    is_valid_topic_name, record_bytes, CommittedOffset, LoginRole, MessageRows, OffsetCommit, ProducerKey, ProducerState, ReadLimit,
-    Storage, StorageError, StoredRecord, Topic, DEFAULT_MAX_MESSAGE_BYTES,
+    is_valid_topic_name, record_bytes, ActiveProducer, CommittedOffset, LogDirUsage, LoginRole, MessageRows, OffsetCommit, ProducerKey,
+    ProducerState, ReadLimit, Storage, StorageError, StoredRecord, Topic, DEFAULT_MAX_MESSAGE_BYTES,
 };
 use crate::security::acl::{AclBinding, AclFilter, Principal};
 use uuid::Uuid;
@@ -270,6 +270,29 @@ impl Storage for MemoryStorage {
             self.producers.insert(*key, state.clone());
         }
         Ok(())
+    }
+
+    fn active_producers(&mut self, partitions: &[(i32, i32)]) -> Result<Vec<ActiveProducer>, StorageError> {
+        let mut found: Vec<ActiveProducer> = self
+            .producers
+            .iter()
+            .filter(|((_, t, p), _)| partitions.contains(&(*t, *p)))
+            .filter_map(|(&(producer_id, t, p), state)| {
+                let last = state.batches.back()?;
+                let last_sequence = last.last_sequence;
+                Some(ActiveProducer { partition: (t, p), producer_id, epoch: state.epoch, last_sequence, last_timestamp_ms: 1 })
+            })
+            .collect();
+        found.sort_by_key(|producer| (producer.partition, producer.producer_id));
+        found.truncate(super::DESCRIBED_PRODUCERS_LIMIT);
+        Ok(found)
+    }
+
+    fn log_dir_usage(&mut self) -> Result<LogDirUsage, StorageError> {
+        let m = &self.messages;
+        let len = |b: &Option<bytes::Bytes>| b.as_ref().map_or(0, bytes::Bytes::len);
+        let bytes: usize = m.keys.iter().chain(&m.values).chain(&m.headers).map(len).sum();
+        Ok(LogDirUsage { path: "memory".into(), table_bytes: bytes as i64, table_rows: m.len() as i64, volume_bytes: -1, usable_bytes: -1 })
     }
 
     fn login_role(&mut self, name: &str) -> Result<Option<LoginRole>, StorageError> {

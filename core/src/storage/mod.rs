@@ -78,6 +78,49 @@ pub struct ProducerState {
     pub batches: std::collections::VecDeque<SequencedBatch>,
 }
 
+/// An idempotent producer as DescribeProducers shows it on one partition.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ActiveProducer {
+    /// The partition: (topic id, partition).
+    pub partition: (i32, i32),
+    pub producer_id: i64,
+    pub epoch: i16,
+    /// The last sequence number of its latest batch on the partition.
+    pub last_sequence: i32,
+    /// When the partition last stored a batch of it, in Unix milliseconds.
+    pub last_timestamp_ms: i64,
+}
+
+/// At most this many producers per DescribeProducers request are read (a partition keeps
+/// the state of every producer that ever wrote to it).
+pub const DESCRIBED_PRODUCERS_LIMIT: usize = 10_000;
+
+/// The database as Kafka's one log directory (DescribeLogDirs).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LogDirUsage {
+    /// The data directory of the cluster.
+    pub path: String,
+    /// `kafka.messages` with its indexes and TOAST, in bytes.
+    pub table_bytes: i64,
+    /// Rows `kafka.messages` holds, as the catalog estimates them (or counts them, bounded,
+    /// before the first ANALYZE).
+    pub table_rows: i64,
+    /// Size and free space of the volume the data directory is on; -1 when unknown.
+    pub volume_bytes: i64,
+    pub usable_bytes: i64,
+}
+
+impl LogDirUsage {
+    /// A partition's share of the table's bytes, by its share of the rows.
+    pub fn estimate_bytes(&self, rows: i64) -> i64 {
+        if rows <= 0 || self.table_rows <= 0 {
+            return 0;
+        }
+        let per_row = self.table_bytes as f64 / self.table_rows as f64;
+        (per_row * rows as f64).round() as i64
+    }
+}
+
 /// How many recent batches per producer and partition are remembered for deduplication
 /// (Kafka's `max.in.flight.requests.per.connection` limit for idempotence).
 pub const RECENT_BATCHES: usize = 5;
@@ -231,6 +274,11 @@ pub trait Storage {
     /// Stores producer states, in the caller's transaction (the writer's, with the rows
     /// they describe).
     fn save_producer_states(&mut self, states: &[(ProducerKey, ProducerState)]) -> Result<(), StorageError>;
+    /// The idempotent producers that wrote to `partitions` (`(topic id, partition)`), at
+    /// most [`DESCRIBED_PRODUCERS_LIMIT`], sorted by partition and producer id.
+    fn active_producers(&mut self, partitions: &[(i32, i32)]) -> Result<Vec<ActiveProducer>, StorageError>;
+    /// What the log directory holds and where it is.
+    fn log_dir_usage(&mut self) -> Result<LogDirUsage, StorageError>;
 
     /// What authentication needs to know of role `name`; `None` if there is no such role.
     fn login_role(&mut self, name: &str) -> Result<Option<LoginRole>, StorageError>;

@@ -81,7 +81,7 @@ impl Group {
             if let Some(instance) = &request.instance_id {
                 // A static member restarting: its old member id is fenced from now on.
                 if let Some(old) = self.instances.get(instance).cloned() {
-                    self.remove_member(&old, ResponseError::FencedInstanceId);
+                    return self.replace_static_member(&old, member_id, request, now);
                 } else if full {
                     return Pending::Ready(JoinResponse::error(ResponseError::GroupMaxSizeReached, ""));
                 }
@@ -141,6 +141,50 @@ impl Group {
         Pending::Wait(answer)
     }
 
+    /// A static member comes back under a new member id (KIP-345): the old id is fenced,
+    /// and the new one takes over its place, join order and assignment. In a stable group
+    /// whose protocol stays the same nobody rebalances: the member gets the current
+    /// generation, and the leader named is the one before the swap, so a returning leader
+    /// does not compute assignments a stable group would never hand out (its SyncGroup
+    /// gets its assignment back). Otherwise the rebalance starts or goes on, as Kafka does.
+    pub(super) fn replace_static_member(
+        &mut self,
+        old_id: &str,
+        new_id: String,
+        request: JoinRequest,
+        now: Instant,
+    ) -> Pending<JoinResponse> {
+        let leader_before = self.leader.clone().unwrap_or_default();
+        let Some(mut member) = self.members.remove(old_id) else {
+            return self.add_member(new_id, request, now);
+        };
+        if let Some(waiting) = member.awaiting_join.take() {
+            let _ = waiting.send(JoinResponse::error(ResponseError::FencedInstanceId, old_id));
+        }
+        if let Some(waiting) = member.awaiting_sync.take() {
+            let _ = waiting.send(SyncResponse::error(ResponseError::FencedInstanceId));
+        }
+        member.id = new_id.clone();
+        member.client_id = request.client_id.clone();
+        member.client_host = request.client_host.clone();
+        member.protocols = request.protocols.clone();
+        member.session_timeout = Duration::from_millis(request.session_timeout_ms as u64);
+        member.rebalance_timeout = Duration::from_millis(request.rebalance_timeout_ms as u64);
+        member.last_seen = now;
+        self.members.insert(new_id.clone(), member);
+        if let Some(instance) = &request.instance_id {
+            self.instances.insert(instance.clone(), new_id.clone());
+        }
+        if self.leader.as_deref() == Some(old_id) {
+            self.leader = Some(new_id.clone());
+        }
+        if self.state == GroupState::Stable && self.choose_protocol() == self.protocol {
+            let response = JoinResponse { leader: leader_before, members: Vec::new(), ..self.join_response(&new_id) };
+            return Pending::Ready(response);
+        }
+        self.await_rebalance(&new_id, now)
+    }
+
     /// A known member joins again: with unchanged metadata while the group is settled it
     /// gets the current generation back; otherwise a rebalance starts (or goes on).
     pub(super) fn rejoin(&mut self, request: JoinRequest, now: Instant) -> Pending<JoinResponse> {
@@ -160,8 +204,13 @@ impl Group {
         if settled {
             return Pending::Ready(self.join_response(&request.member_id));
         }
+        self.await_rebalance(&request.member_id, now)
+    }
+
+    /// `member_id` waits for the next generation, which starts now unless it already has.
+    fn await_rebalance(&mut self, member_id: &str, now: Instant) -> Pending<JoinResponse> {
         let (reply, answer) = oneshot::channel();
-        if let Some(member) = self.members.get_mut(&request.member_id) {
+        if let Some(member) = self.members.get_mut(member_id) {
             member.awaiting_join = Some(reply);
         }
         if self.state != GroupState::PreparingRebalance {

@@ -230,3 +230,36 @@ async fn a_group_whose_members_all_left_is_still_a_consumer_group() {
     assert_eq!((described.state, described.protocol_type.as_str()), (GroupState::Empty, "consumer"));
     assert_eq!(c.list(), vec![("g".to_owned(), "consumer".to_owned(), GroupState::Empty)]);
 }
+
+/// KIP-345: a static member (leader or follower) restarting into a stable group gets the
+/// current generation and its assignment back; the other member keeps its generation.
+#[tokio::test(start_paused = true)]
+async fn a_returning_static_member_causes_no_rebalance() {
+    let c = coordinator(100);
+    let static_join = |id: &str, instance: &str| JoinRequest { instance_id: Some(instance.into()), ..join_request(id, &["range"]) };
+    let join_a = c.join(static_join("", "i-a"));
+    let join_b = c.join(static_join("", "i-b"));
+    tokio::time::advance(Duration::from_millis(150)).await;
+    c.expire(Instant::now());
+    let (ja, jb) = (ready(join_a), ready(join_b));
+    let (a, b, generation) = (ja.member_id.clone(), jb.member_id.clone(), ja.generation);
+    assert_eq!(ja.leader, a);
+    let follower_sync = waiting(sync(&c, &b, generation, vec![]));
+    let assignments = vec![(a.clone(), Bytes::from_static(b"A")), (b.clone(), Bytes::from_static(b"B"))];
+    ready(sync(&c, &a, generation, assignments));
+    follower_sync.await.unwrap();
+
+    for (instance, old, assignment) in [("i-b", b.clone(), "B"), ("i-a", a.clone(), "A")] {
+        let back = ready(c.join(static_join("", instance)));
+        assert_eq!((back.error, back.generation), (None, generation), "{instance} rejoins the current generation");
+        assert_ne!(back.member_id, old);
+        assert_ne!(back.leader, back.member_id, "a returning member never computes assignments for a stable group");
+        assert!(back.members.is_empty());
+        let synced = ready(sync(&c, &back.member_id, generation, vec![]));
+        assert_eq!((synced.error, synced.assignment), (None, Bytes::copy_from_slice(assignment.as_bytes())));
+        let stale = MemberRef { member_id: old, instance_id: Some(instance.into()) };
+        assert_eq!(c.heartbeat("g", generation, &stale), Err(ResponseError::FencedInstanceId));
+    }
+    let description = c.describe("g").unwrap();
+    assert_eq!((description.state, description.generation), (GroupState::Stable, generation), "nobody rebalanced");
+}
