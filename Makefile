@@ -46,7 +46,7 @@ BENCH_CONF    ?=
 
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 
-.PHONY: setup install run stop test lint unit-test pg-test e2e-test e2e-start e2e-stop java-test go-test fuzz fuzz-seeds bench clean-data
+.PHONY: setup install run stop test lint unit-test pg-test e2e-test e2e-start e2e-stop java-test go-test conformance fuzz fuzz-seeds bench clean-data
 
 setup:
 	scripts/setup.sh $(PG)
@@ -170,6 +170,22 @@ java-test go-test: install
 	@if [ -z "$(E2E_RUNNING)" ]; then $(MAKE) --no-print-directory e2e-start; fi
 	$(E2E_ENV) scripts/client-tier.sh $(@:-test=); \
 	status=$$?; if [ -z "$(E2E_RUNNING)" ]; then scripts/cluster.sh stop $(E2E_DATA); fi; exit $$status
+
+# Clients' own test suites against pg_kafka, on a cluster of their own whose auto-created
+# topics have 4 partitions (the suites' default scenario): librdkafka's (every broker
+# test, allowlist of skips with reasons in tests/conformance/). CONFORMANCE_MODE=quick is
+# the suites' quick mode, what CI runs; full (default) is all of it.
+CONFORMANCE_DATA    ?= target/conformance-pgdata$(PG_SUFFIX)
+CONFORMANCE_PG_PORT ?= 55435
+CONFORMANCE_PORT    ?= 59102
+CONFORMANCE_MODE    ?= full
+conformance: install
+	scripts/cluster.sh stop $(CONFORMANCE_DATA)
+	rm -rf $(CONFORMANCE_DATA)
+	printf '%s\n' "pg_kafka.default_partitions = 4" "pg_kafka.retention_check_interval_ms = 1000" > target/conformance.conf
+	PGKAFKA_EXTRA_CONF=target/conformance.conf scripts/cluster.sh start $(CONFORMANCE_DATA) $(CONFORMANCE_PG_PORT) $(CONFORMANCE_PORT)
+	scripts/librdkafka-suite.sh 127.0.0.1:$(CONFORMANCE_PORT) $(CONFORMANCE_MODE); \
+	status=$$?; scripts/cluster.sh stop $(CONFORMANCE_DATA); exit $$status
 
 bench: install
 	scripts/build-rdkafka-performance.sh target/rdkafka-performance
