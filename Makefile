@@ -46,7 +46,7 @@ BENCH_CONF    ?=
 
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 
-.PHONY: setup install run stop test lint unit-test pg-test e2e-test e2e-start e2e-stop java-test go-test conformance fuzz fuzz-seeds bench clean-data
+.PHONY: setup install run stop test lint unit-test pg-test e2e-test e2e-start e2e-stop java-test go-test conformance compatibility fuzz fuzz-seeds bench clean-data
 
 setup:
 	scripts/setup.sh $(PG)
@@ -54,13 +54,16 @@ setup:
 # Upgrade scripts are made of the same files a fresh install runs (one source for each
 # object); sql/history holds earlier versions' whole install scripts, installed beside
 # them so `ALTER EXTENSION pg_kafka UPDATE` can be tested from each.
-UPGRADES := sql/pg_kafka--0.1.0--0.2.0.sql sql/pg_kafka--0.2.0--0.3.0.sql sql/pg_kafka--0.3.0--0.4.0.sql
+UPGRADES := sql/pg_kafka--0.1.0--0.2.0.sql sql/pg_kafka--0.2.0--0.3.0.sql sql/pg_kafka--0.3.0--0.4.0.sql \
+	sql/pg_kafka--0.4.0--0.5.0.sql
 sql/pg_kafka--0.1.0--0.2.0.sql: sql/security.sql sql/connections.sql
 	{ echo "-- pg_kafka 0.1.0 to 0.2.0, written by make from $^"; cat $^; } > $@
 sql/pg_kafka--0.2.0--0.3.0.sql: sql/outbox.sql sql/monitor.sql
 	{ echo "-- pg_kafka 0.2.0 to 0.3.0, written by make from $^"; cat $^; } > $@
 sql/pg_kafka--0.3.0--0.4.0.sql: sql/offsets.sql sql/hardening.sql
 	{ echo "-- pg_kafka 0.3.0 to 0.4.0, written by make from $^"; cat $^; } > $@
+sql/pg_kafka--0.4.0--0.5.0.sql: sql/offsets_topic.sql sql/hardening.sql
+	{ echo "-- pg_kafka 0.4.0 to 0.5.0, written by make from $^"; cat $^; } > $@
 
 install: setup $(UPGRADES)
 	cargo pgrx install --release --pg-config $(PG_CONFIG)
@@ -159,8 +162,9 @@ E2E_CLIENTS ?= java go
 # cluster on the e2e ports, runs the client tests, and always stops the cluster.
 e2e-test: install
 	$(MAKE) --no-print-directory e2e-start
-	$(E2E_ENV) cargo test -p pg_kafka_e2e $(E2E_ARGS) --no-fail-fast -- --test-threads=4 --show-output; \
-	status=$$?; \
+	{ $(E2E_ENV) cargo test -p pg_kafka_e2e $(E2E_ARGS) --no-fail-fast -- --test-threads=4 --show-output; \
+	  echo $$? > target/e2e-rust.status; } 2>&1 | tee target/e2e-rust.log; \
+	status=$$(cat target/e2e-rust.status); \
 	for tier in $(E2E_CLIENTS); do $(E2E_ENV) scripts/client-tier.sh $$tier || status=1; done; \
 	scripts/cluster.sh stop $(E2E_DATA); exit $$status
 
@@ -173,8 +177,10 @@ java-test go-test: install
 
 # Clients' own test suites against pg_kafka, on a cluster of their own whose auto-created
 # topics have 4 partitions (the suites' default scenario): librdkafka's (every broker
-# test, allowlist of skips with reasons in tests/conformance/). CONFORMANCE_MODE=quick is
-# the suites' quick mode, what CI runs; full (default) is all of it.
+# test) and franz-go's kgo integration tests, each with an allowlist of skips with reasons
+# in tests/conformance/. CONFORMANCE_MODE=quick is the suites' quick mode, what CI runs;
+# full (default) is all of it. Then docs/compatibility.md is written anew from these and
+# the last e2e-test's results (`make compatibility` alone rewrites it).
 CONFORMANCE_DATA    ?= target/conformance-pgdata$(PG_SUFFIX)
 CONFORMANCE_PG_PORT ?= 55435
 CONFORMANCE_PORT    ?= 59102
@@ -184,8 +190,13 @@ conformance: install
 	rm -rf $(CONFORMANCE_DATA)
 	printf '%s\n' "pg_kafka.default_partitions = 4" "pg_kafka.retention_check_interval_ms = 1000" > target/conformance.conf
 	PGKAFKA_EXTRA_CONF=target/conformance.conf scripts/cluster.sh start $(CONFORMANCE_DATA) $(CONFORMANCE_PG_PORT) $(CONFORMANCE_PORT)
-	scripts/librdkafka-suite.sh 127.0.0.1:$(CONFORMANCE_PORT) $(CONFORMANCE_MODE); \
-	status=$$?; scripts/cluster.sh stop $(CONFORMANCE_DATA); exit $$status
+	status=0; \
+	scripts/librdkafka-suite.sh 127.0.0.1:$(CONFORMANCE_PORT) $(CONFORMANCE_MODE) || status=1; \
+	scripts/franz-go-suite.sh 127.0.0.1:$(CONFORMANCE_PORT) $(CONFORMANCE_MODE) || status=1; \
+	scripts/cluster.sh stop $(CONFORMANCE_DATA); scripts/compatibility.py; exit $$status
+
+compatibility:
+	scripts/compatibility.py
 
 bench: install
 	scripts/build-rdkafka-performance.sh target/rdkafka-performance

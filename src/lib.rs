@@ -34,7 +34,8 @@ pgrx::extension_sql_file!("../sql/connections.sql", name = "connections", requir
 pgrx::extension_sql_file!("../sql/outbox.sql", name = "outbox", requires = ["connections"]);
 pgrx::extension_sql_file!("../sql/monitor.sql", name = "monitor", requires = ["outbox"]);
 pgrx::extension_sql_file!("../sql/offsets.sql", name = "offsets", requires = ["monitor"]);
-pgrx::extension_sql_file!("../sql/hardening.sql", name = "hardening", requires = ["offsets"], finalize);
+pgrx::extension_sql_file!("../sql/offsets_topic.sql", name = "offsets_topic", requires = ["offsets"]);
+pgrx::extension_sql_file!("../sql/hardening.sql", name = "hardening", requires = ["offsets_topic"], finalize);
 
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {

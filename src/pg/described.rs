@@ -1,7 +1,9 @@
-//! What the Admin APIs that describe the broker read from Postgres: the log directory's
-//! usage (DescribeLogDirs) and the producers a partition keeps (DescribeProducers). Each is
-//! one bounded query; the storage engine's trait methods call these.
+//! What the broker describes of itself from Postgres: the log directory's usage
+//! (DescribeLogDirs), the producers a partition keeps (DescribeProducers) and the committed
+//! offsets `__consumer_offsets` serves. Each is one bounded query; the storage engine's
+//! trait methods call these.
 
+use pg_kafka_core::storage::offsets_topic::OffsetCommitRecord;
 use pg_kafka_core::storage::{ActiveProducer, LogDirUsage, StorageError, DESCRIBED_PRODUCERS_LIMIT};
 use pgrx::prelude::*;
 
@@ -10,6 +12,8 @@ use super::storage::database_error;
 const ACTIVE_PRODUCERS: &str = include_str!("../../sql/queries/active_producers.sql");
 const LOG_DIR_USAGE: &str = include_str!("../../sql/queries/log_dir_usage.sql");
 const COUNT_MESSAGES_BOUNDED: &str = include_str!("../../sql/queries/count_messages_bounded.sql");
+const OFFSET_COMMIT_RECORDS: &str = include_str!("../../sql/queries/offset_commit_records.sql");
+const OFFSET_COMMIT_RANGE: &str = include_str!("../../sql/queries/offset_commit_range.sql");
 
 /// Rows counted at most when the table has no row estimate yet (a small, new table).
 const COUNTED_ROWS_LIMIT: i64 = 1_000_000;
@@ -33,6 +37,39 @@ pub fn active_producers(partitions: &[(i32, i32)]) -> Result<Vec<ActiveProducer>
                 Ok(ActiveProducer { partition, producer_id: big(3)?, epoch, last_sequence, last_timestamp_ms: big(6)? })
             })
             .collect()
+    })
+}
+
+pub fn offset_commit_records(from: i64, below: i64, limit: usize) -> Result<Vec<OffsetCommitRecord>, StorageError> {
+    let args = [from.into(), below.into(), (limit as i64).into()];
+    Spi::connect(|client| {
+        let rows = client.select(OFFSET_COMMIT_RECORDS, None, &args).map_err(database_error)?;
+        rows.into_iter()
+            .map(|row| {
+                let big = |i| row.get::<i64>(i).map_err(database_error).map(Option::unwrap_or_default);
+                let int = |i| row.get::<i32>(i).map_err(database_error).map(Option::unwrap_or_default);
+                let text = |i| row.get::<String>(i).map_err(database_error).map(Option::unwrap_or_default);
+                let metadata = row.get::<Vec<u8>>(7).map_err(database_error)?.unwrap_or_default();
+                Ok(OffsetCommitRecord {
+                    number: big(1)?,
+                    group: text(2)?,
+                    topic: text(3)?,
+                    partition: int(4)?,
+                    offset: big(5)?,
+                    leader_epoch: int(6)?,
+                    metadata: metadata.into(),
+                    commit_time_ms: big(8)?,
+                })
+            })
+            .collect()
+    })
+}
+
+pub fn offset_commit_range() -> Result<(Option<i64>, i64), StorageError> {
+    Spi::connect(|client| {
+        let row = client.select(OFFSET_COMMIT_RANGE, Some(1), &[]).map_err(database_error)?.first();
+        let oldest = row.get::<i64>(1).map_err(database_error)?;
+        Ok((oldest, row.get::<i64>(2).map_err(database_error)?.unwrap_or_default()))
     })
 }
 

@@ -22,6 +22,7 @@ use pg_kafka_core::storage::{
 };
 
 use super::{copy_in, index_read};
+use pg_kafka_core::storage::offsets_topic::OffsetCommitRecord;
 
 const ALL_TOPICS: &str = include_str!("../../sql/queries/all_topics.sql");
 const TOPIC_BY_NAME: &str = include_str!("../../sql/queries/topic_by_name.sql");
@@ -406,6 +407,14 @@ impl Storage for PgStorage {
         let batches: Vec<String> = states.iter().map(|(_, s)| batches_literal(s)).collect();
         let args = [producer_ids.into(), topic_ids.into(), partitions.into(), epochs.into(), batches.into()];
         execute(SAVE_PRODUCER_STATES, &args)
+    }
+
+    fn offset_commit_records(&mut self, from: i64, below: i64, limit: usize) -> Result<Vec<OffsetCommitRecord>, StorageError> {
+        super::described::offset_commit_records(from, below, limit)
+    }
+
+    fn offset_commit_range(&mut self) -> Result<(Option<i64>, i64), StorageError> {
+        super::described::offset_commit_range()
     }
 
     fn active_producers(&mut self, partitions: &[(i32, i32)]) -> Result<Vec<ActiveProducer>, StorageError> {

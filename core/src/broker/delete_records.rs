@@ -37,7 +37,9 @@ pub async fn handle(broker: &Broker, request: &RequestFrame) -> Outcome {
             let topic = found.get(&TopicRef::Name(t.name.to_string())).cloned().flatten();
             t.partitions.iter().map(move |p| match &topic {
                 Some(topic) if (0..topic.partitions).contains(&p.partition_index) => {
-                    access.check_topic(Operation::Delete, &topic.name).map(|()| (topic.id, p.partition_index, p.offset))
+                    access.check_topic(Operation::Delete, &topic.name)?;
+                    crate::storage::offsets_topic::refuse_change(topic.id)?;
+                    Ok((topic.id, p.partition_index, p.offset))
                 }
                 _ => Err(ResponseError::UnknownTopicOrPartition),
             })

@@ -130,7 +130,10 @@ pub const CREATIONS_PER_REQUEST: usize = 64;
 /// of [`look_up`] and at most [`CREATIONS_PER_REQUEST`] creations.
 pub fn resolve(storage: &mut dyn Storage, wanted: &Wanted, auto_create: Option<i32>) -> Result<Vec<Resolved>, StorageError> {
     let refs = match wanted {
-        Wanted::All => return Ok(storage.all_topics()?.into_iter().map(Resolved::Found).collect()),
+        Wanted::All => {
+            let all = crate::storage::offsets_topic::with_internal(storage.all_topics()?);
+            return Ok(all.into_iter().map(Resolved::Found).collect());
+        }
         Wanted::Some(refs) => refs,
     };
     // Names no topic can have are answered without a lookup.
@@ -201,6 +204,7 @@ fn topic_metadata(resolved: Resolved) -> MetadataResponseTopic {
         Resolved::Found(topic) => MetadataResponseTopic::default()
             .with_name(name(&topic.name))
             .with_topic_id(topic.uuid)
+            .with_is_internal(topic.id == crate::storage::offsets_topic::TOPIC_ID)
             .with_partitions((0..topic.partitions).map(partition_metadata).collect()),
         Resolved::Failed(TopicRef::Name(n), error) => MetadataResponseTopic::default().with_name(name(&n)).with_error_code(error.code()),
         Resolved::Failed(TopicRef::Id(id), error) => MetadataResponseTopic::default().with_topic_id(id).with_error_code(error.code()),
@@ -236,12 +240,18 @@ mod tests {
         round_trip(b, ApiKey::Metadata, version, body).await
     }
 
+    /// `__consumer_offsets` is served (read-only, internal); other internal names are
+    /// never created.
     #[tokio::test]
-    async fn internal_topic_names_are_never_auto_created() {
+    async fn internal_topics_are_listed_as_internal_and_never_auto_created() {
         let b = broker();
         let response = metadata(&b, 12, &request(Some(&["__consumer_offsets", "__transaction_state"]))).await;
-        assert!(response.topics.iter().all(|t| t.error_code == 3), "{:?}", response.topics);
-        assert!(metadata(&b, 12, &request(None)).await.topics.is_empty());
+        let answers: Vec<(&str, i16, bool, usize)> =
+            response.topics.iter().map(|t| (t.name.as_ref().unwrap().as_str(), t.error_code, t.is_internal, t.partitions.len())).collect();
+        assert_eq!(answers, vec![("__consumer_offsets", 0, true, 1), ("__transaction_state", 3, false, 0)]);
+        let all = metadata(&b, 12, &request(None)).await.topics;
+        assert_eq!(all.iter().map(|t| t.name.as_ref().unwrap().as_str()).collect::<Vec<_>>(), ["__consumer_offsets"]);
+        assert!(b.storage.call(|s| s.all_topics()).await.unwrap().unwrap().is_empty(), "nothing was created");
     }
 
     #[tokio::test]
@@ -265,9 +275,10 @@ mod tests {
     async fn null_means_all_empty_means_none_except_in_v0() {
         let b = broker();
         metadata(&b, 4, &request(Some(&["a", "b"]))).await;
-        assert_eq!(metadata(&b, 4, &request(None)).await.topics.len(), 2);
+        // All: the two and __consumer_offsets.
+        assert_eq!(metadata(&b, 4, &request(None)).await.topics.len(), 3);
         assert_eq!(metadata(&b, 4, &request(Some(&[]))).await.topics.len(), 0);
-        assert_eq!(metadata(&b, 0, &request(Some(&[]))).await.topics.len(), 2);
+        assert_eq!(metadata(&b, 0, &request(Some(&[]))).await.topics.len(), 3);
     }
 
     #[tokio::test]

@@ -15,7 +15,7 @@ use super::{decode, respond, storage_call, Broker, Outcome};
 use crate::logging;
 use crate::protocol::header::RequestFrame;
 use crate::storage::topics::TopicRef;
-use crate::storage::OffsetCommit;
+use crate::storage::{offsets_topic, OffsetCommit};
 
 /// Kafka's `offset.metadata.max.bytes`.
 const MAX_METADATA_BYTES: usize = 4096;
@@ -57,7 +57,10 @@ pub async fn handle(broker: &Broker, request: &RequestFrame) -> Outcome {
             let key = (topic.name.to_string(), p.partition_index);
             let metadata = p.committed_metadata.as_ref().map(ToString::to_string);
             let refusal = match &resolved {
-                Some(t) if (0..t.partitions).contains(&p.partition_index) => access.check_topic(Operation::Read, &t.name).err(),
+                // Offsets of `__consumer_offsets` itself are not stored (its id is no topic row).
+                Some(t) if (0..t.partitions).contains(&p.partition_index) => {
+                    access.check_topic(Operation::Read, &t.name).and_then(|()| offsets_topic::refuse_change(t.id)).err()
+                }
                 _ => Some(ResponseError::UnknownTopicOrPartition),
             }
             .or_else(|| metadata.as_ref().filter(|m| m.len() > MAX_METADATA_BYTES).map(|_| ResponseError::OffsetMetadataTooLarge));

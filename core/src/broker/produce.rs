@@ -49,7 +49,11 @@ pub async fn handle(broker: &Broker, request: &RequestFrame, mut order: InOrder)
         .iter()
         .zip(topics)
         .map(|(data, topic)| match topic {
-            Ok(topic) => access.check_topic(Operation::Write, &topic.name).map(|()| topic),
+            // Kafka's own internal topic is the broker's to write (InvalidTopicException).
+            Ok(topic) => access
+                .check_topic(Operation::Write, &topic.name)
+                .and_then(|()| crate::storage::offsets_topic::refuse_change(topic.id))
+                .map(|()| topic),
             Err(ResponseError::UnknownTopicOrPartition) => {
                 Err(access.check_topic(Operation::Write, data.name.as_str()).err().unwrap_or(ResponseError::UnknownTopicOrPartition))
             }
@@ -401,6 +405,15 @@ mod tests {
         let good = encode_batch(0, &[record(b"y")]);
         let response: ProduceResponse = round_trip(&broker, ApiKey::Produce, 9, &produce(1, vec![(0, corrupt.into()), (1, good)])).await;
         assert_eq!(codes(&response), vec![(ResponseError::CorruptMessage.code(), -1), (0, 0)]);
+    }
+
+    #[tokio::test]
+    async fn the_internal_offsets_topic_is_never_written() {
+        let broker = broker_with_writer(1);
+        let mut body = produce(1, vec![(0, encode_batch(0, &[record(b"z")]))]);
+        body.topic_data[0].name = TopicName(StrBytes::from_static_str("__consumer_offsets"));
+        let response: ProduceResponse = round_trip(&broker, ApiKey::Produce, 9, &body).await;
+        assert_eq!(codes(&response), vec![(ResponseError::InvalidTopicException.code(), -1)]);
     }
 
     #[tokio::test]

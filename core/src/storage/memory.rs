@@ -2,6 +2,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use super::offsets_topic::OffsetCommitRecord;
 use super::{
     is_valid_topic_name, record_bytes, ActiveProducer, CommittedOffset, LogDirUsage, LoginRole, MessageRows, OffsetCommit, ProducerKey,
     ProducerState, ReadLimit, Storage, StorageError, StoredRecord, Topic, DEFAULT_MAX_MESSAGE_BYTES,
@@ -19,6 +20,9 @@ pub struct MemoryStorage {
     /// group → (topic id, partition) → commit.
     offsets: BTreeMap<String, BTreeMap<(i32, i32), OffsetCommit>>,
     last_producer_id: i64,
+    /// (group, topic id, partition) → the number of its latest commit.
+    commit_numbers: HashMap<(String, i32, i32), i64>,
+    next_commit_number: i64,
     producers: HashMap<ProducerKey, ProducerState>,
     /// Every appended row, in insertion order.
     pub messages: MessageRows,
@@ -184,6 +188,8 @@ impl Storage for MemoryStorage {
         let stored = self.offsets.entry(group.to_owned()).or_default();
         for commit in offsets {
             stored.insert((commit.topic_id, commit.partition), commit.clone());
+            self.commit_numbers.insert((group.to_owned(), commit.topic_id, commit.partition), self.next_commit_number);
+            self.next_commit_number += 1;
         }
         Ok(())
     }
@@ -220,6 +226,41 @@ impl Storage for MemoryStorage {
             partitions.iter().for_each(|key| drop(stored.remove(key)));
         }
         Ok(())
+    }
+
+    fn offset_commit_records(&mut self, from: i64, below: i64, limit: usize) -> Result<Vec<OffsetCommitRecord>, StorageError> {
+        let mut records: Vec<OffsetCommitRecord> = self
+            .offsets
+            .iter()
+            .flat_map(|(group, commits)| commits.values().map(move |c| (group, c)))
+            .filter_map(|(group, c)| {
+                let number = *self.commit_numbers.get(&(group.clone(), c.topic_id, c.partition))?;
+                let topic = self.topics.iter().find(|t| t.id == c.topic_id)?.name.clone();
+                let metadata = bytes::Bytes::from(c.metadata.clone().unwrap_or_default());
+                let (offset, leader_epoch, partition) = (c.offset, c.leader_epoch, c.partition);
+                Some(OffsetCommitRecord {
+                    number,
+                    group: group.clone(),
+                    topic,
+                    partition,
+                    offset,
+                    leader_epoch,
+                    metadata,
+                    commit_time_ms: 1,
+                })
+            })
+            .filter(|r| (from..below).contains(&r.number))
+            .collect();
+        records.sort_by_key(|r| r.number);
+        records.truncate(limit);
+        Ok(records)
+    }
+
+    fn offset_commit_range(&mut self) -> Result<(Option<i64>, i64), StorageError> {
+        let live = |(group, commits): (&String, &BTreeMap<(i32, i32), OffsetCommit>)| {
+            commits.keys().filter_map(|(t, p)| self.commit_numbers.get(&(group.clone(), *t, *p))).min().copied()
+        };
+        Ok((self.offsets.iter().filter_map(live).min(), self.next_commit_number))
     }
 
     fn retention_starts(&mut self, now_ms: i64) -> Result<Vec<(i32, i32, i64)>, StorageError> {

@@ -15,12 +15,14 @@
 //! - [`reads`]: one Fetch's reads as a plan, run here or in a reader process.
 //! - [`readers`]: the reader processes' connections, for reads beside the group commit.
 //! - [`sql_appends`]: what SQL sessions produced, for the writer's counters and Fetch.
+//! - [`offsets_topic`]: `__consumer_offsets`, read-only, from the committed offsets.
 
 pub mod bridge;
 pub mod copy_binary;
 pub mod headers_json;
 #[cfg(any(test, feature = "testing"))]
 pub mod memory;
+pub mod offsets_topic;
 pub mod readers;
 pub mod reads;
 pub mod sql_appends;
@@ -261,6 +263,17 @@ pub trait Storage {
     fn delete_group_offsets(&mut self, groups: &[String]) -> Result<Vec<String>, StorageError>;
     /// Deletes a group's committed offsets of the given `(topic id, partition)`s.
     fn delete_partition_offsets(&mut self, group: &str, partitions: &[(i32, i32)]) -> Result<(), StorageError>;
+    /// Committed offsets whose commit numbers are in `from..below`, by number, at most
+    /// `limit`: the records of `__consumer_offsets` ([`offsets_topic`]).
+    fn offset_commit_records(
+        &mut self,
+        from: i64,
+        below: i64,
+        limit: usize,
+    ) -> Result<Vec<offsets_topic::OffsetCommitRecord>, StorageError>;
+    /// The oldest commit number still stored (None: none is), and the next number to be
+    /// given (never decreasing).
+    fn offset_commit_range(&mut self) -> Result<(Option<i64>, i64), StorageError>;
 
     /// Where each partition with `retention.ms` or `retention.bytes` set should start now
     /// (`now_ms` is the current Kafka time): `(topic id, partition, offset)` for the

@@ -13,7 +13,7 @@
 use bytes::{Buf, BufMut, Bytes};
 
 use super::readers::ReaderJob;
-use super::{record_bytes, ReadLimit, Storage, StorageError, StoredRecord};
+use super::{offsets_topic, record_bytes, ReadLimit, Storage, StorageError, StoredRecord};
 
 /// One partition's part of a Fetch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -62,7 +62,11 @@ impl ReadPlan {
             }
             let limit =
                 ReadLimit { from: r.from, below: r.below, max_bytes: r.max_bytes.min(left), at_least_one: left == self.response_bytes };
-            let records = storage.read(r.topic_id, r.partition, limit)?;
+            let records = if r.topic_id == offsets_topic::TOPIC_ID {
+                offsets_topic::read(storage, limit)?
+            } else {
+                storage.read(r.topic_id, r.partition, limit)?
+            };
             left = left.saturating_sub(records.iter().map(record_bytes).sum());
             read.push(records);
         }

@@ -19,7 +19,7 @@ use parking_lot::RwLock;
 use uuid::Uuid;
 
 use super::bridge::{StorageCallError, StorageClient};
-use super::{Storage, StorageError, Topic};
+use super::{offsets_topic, Storage, StorageError, Topic};
 
 /// A topic as a request names it.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -158,9 +158,9 @@ pub const LOOKUPS_PER_REQUEST: usize = 64;
 pub fn look_up(storage: &mut dyn Storage, wanted: &[TopicRef]) -> Result<Vec<Option<Topic>>, StorageError> {
     let by_name_only = wanted.len() <= LOOKUPS_PER_REQUEST && wanted.iter().all(|r| matches!(r, TopicRef::Name(_)));
     if by_name_only {
-        return wanted.iter().map(|r| if let TopicRef::Name(name) = r { storage.topic(name) } else { Ok(None) }).collect();
+        return wanted.iter().map(|r| if let TopicRef::Name(name) = r { named(storage, name) } else { Ok(None) }).collect();
     }
-    let all = storage.all_topics()?;
+    let all = offsets_topic::with_internal(storage.all_topics()?);
     let by_name: HashMap<&str, &Topic> = all.iter().map(|t| (t.name.as_str(), t)).collect();
     let by_id: HashMap<Uuid, &Topic> = all.iter().map(|t| (t.uuid, t)).collect();
     Ok(wanted
@@ -170,6 +170,14 @@ pub fn look_up(storage: &mut dyn Storage, wanted: &[TopicRef]) -> Result<Vec<Opt
             TopicRef::Id(id) => by_id.get(id).map(|t| (*t).clone()),
         })
         .collect())
+}
+
+/// The topic called `name`: a stored one, or the internal `__consumer_offsets`.
+fn named(storage: &mut dyn Storage, name: &str) -> Result<Option<Topic>, StorageError> {
+    if name == offsets_topic::NAME {
+        return Ok(Some(offsets_topic::topic()));
+    }
+    storage.topic(name)
 }
 
 #[cfg(test)]

@@ -138,6 +138,9 @@ impl Watermarks {
 
 /// A partition's bounds as stored. An empty partition starts where the next message will.
 fn read_bounds(storage: &mut dyn Storage, topic_id: i32, partition: i32) -> Result<Bounds, StorageError> {
+    if topic_id == super::offsets_topic::TOPIC_ID {
+        return super::offsets_topic::bounds(storage);
+    }
     let high = storage.next_offset(topic_id, partition)?;
     let log_start = storage.first_offset(topic_id, partition)?.unwrap_or(high);
     Ok(Bounds { log_start, high })

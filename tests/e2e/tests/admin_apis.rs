@@ -76,12 +76,15 @@ fn the_broker_resource_lists_what_clients_read() {
     assert!(value("log.retention.ms").is_some() && value("num.partitions").is_some());
 }
 
+/// `__consumer_offsets` is served read-only (one internal partition of committed offsets),
+/// never created as an ordinary topic.
 #[test]
 fn a_lag_monitor_asking_for_consumer_offsets_creates_no_topic() {
     let request = MetadataRequest::default().with_allow_auto_topic_creation(true).with_topics(Some(vec![
         kafka_protocol::messages::metadata_request::MetadataRequestTopic::default().with_name(Some(name("__consumer_offsets"))),
     ]));
     let response: MetadataResponse = ask(ApiKey::Metadata, 9, &request);
-    assert_eq!(response.topics[0].error_code, 3);
+    let topic = &response.topics[0];
+    assert_eq!((topic.error_code, topic.is_internal, topic.partitions.len()), (0, true, 1));
     assert_eq!(psql("SELECT count(*) FROM kafka.topics WHERE name = '__consumer_offsets'"), "0");
 }

@@ -47,13 +47,14 @@ fn update_from(version: &str) -> String {
     psql_in(&database, &format!("CREATE EXTENSION pg_kafka VERSION '{version}'"));
     psql_in(&database, "INSERT INTO kafka.topics (name, partitions) VALUES ('kept', 2)");
     psql_in(&database, "ALTER EXTENSION pg_kafka UPDATE");
-    assert_eq!(psql_in(&database, "SELECT extversion FROM pg_extension WHERE extname = 'pg_kafka'"), "0.4.0");
+    assert_eq!(psql_in(&database, "SELECT extversion FROM pg_extension WHERE extname = 'pg_kafka'"), "0.5.0");
     psql_in(&fresh, "CREATE EXTENSION pg_kafka");
     let (updated, installed) = (shape_of(&database), shape_of(&fresh));
     assert!(installed.contains("table kafka.acls") && installed.contains("view kafka.connections"), "{installed}");
     assert!(installed.contains("view kafka.topic_messages") && installed.contains("view kafka.broker_stats"), "{installed}");
     assert!(installed.contains("kafka.consume(text,text,integer)") && installed.contains("search_path=pg_catalog, pg_temp"), "{installed}");
     assert!(installed.contains("consumer_offsets.metadata_bytes bytea"), "{installed}");
+    assert!(installed.contains("consumer_offsets.commit_number bigint") && installed.contains("offset_commit_numbers"), "{installed}");
     assert_eq!(updated, installed, "an install updated from {version} differs from a fresh one");
     assert_eq!(psql_in(&database, "SELECT name || ' ' || partitions FROM kafka.topics"), "kept 2");
     psql(&format!("DROP DATABASE {fresh}"));
@@ -72,12 +73,39 @@ fn updating_from_0_1_0_matches_a_fresh_install_and_keeps_the_data() {
     psql(&format!("DROP DATABASE {database}"));
 }
 
-/// The update users of the last release run: 0.3.0 gains the fixed search paths, the
-/// pg_monitor grant and the column for metadata text cannot hold.
+/// 0.3.0 gains the fixed search paths, the pg_monitor grant and the column for metadata
+/// text cannot hold.
 #[test]
 fn updating_from_0_3_0_matches_a_fresh_install_and_keeps_the_data() {
     let database = update_from("0.3.0");
     assert_eq!(psql_in(&database, "SELECT kafka.produce('kept', 'k', 'v', NULL, 0)"), "0");
     assert_eq!(psql_in(&database, "SELECT has_schema_privilege('pg_monitor', 'kafka', 'USAGE')"), "t");
+    psql(&format!("DROP DATABASE {database}"));
+}
+
+#[test]
+fn updating_from_0_4_0_matches_a_fresh_install() {
+    let database = update_from("0.4.0");
+    psql(&format!("DROP DATABASE {database}"));
+}
+
+/// The update users of the last release run: 0.4.0's committed offsets get commit numbers
+/// (their offsets in `__consumer_offsets`), and every later commit a new, higher one.
+#[test]
+fn updating_from_0_4_0_numbers_the_commits_already_stored() {
+    let database = format!("upgrade_commits_{}", std::process::id());
+    psql(&format!("DROP DATABASE IF EXISTS {database}"));
+    psql(&format!("CREATE DATABASE {database}"));
+    psql_in(&database, "CREATE EXTENSION pg_kafka VERSION '0.4.0'");
+    psql_in(&database, "INSERT INTO kafka.topics (name, partitions) VALUES ('kept', 2)");
+    psql_in(
+        &database,
+        "INSERT INTO kafka.consumer_offsets (group_id, topic_id, partition, committed_offset) \
+         SELECT 'g', id, p, 7 FROM kafka.topics, generate_series(0, 1) AS p",
+    );
+    psql_in(&database, "ALTER EXTENSION pg_kafka UPDATE");
+    assert_eq!(psql_in(&database, "SELECT string_agg(commit_number::text, ',' ORDER BY partition) FROM kafka.consumer_offsets"), "0,1");
+    psql_in(&database, "UPDATE kafka.consumer_offsets SET committed_offset = 8 WHERE partition = 0");
+    assert_eq!(psql_in(&database, "SELECT commit_number FROM kafka.consumer_offsets WHERE partition = 0"), "2");
     psql(&format!("DROP DATABASE {database}"));
 }

@@ -53,7 +53,7 @@ class ConsumerTest {
      * every poll and when partitions are taken from it, so the group reads every record once.
      */
     @ParameterizedTest(name = "{0} with {1} members")
-    @CsvSource({"range,1", "range,2", "range,3", "cooperative-sticky,2", "cooperative-sticky,3"})
+    @CsvSource({"range,1", "range,2", "range,3", "cooperative-sticky,1", "cooperative-sticky,2", "cooperative-sticky,3"})
     void aGroupReadsEveryRecordOnceAcrossRebalances(String assignor, int members) throws Exception {
         String topic = Cluster.uniqueTopic("group-" + assignor + members);
         int partitions = 6;
@@ -284,6 +284,56 @@ class ConsumerTest {
             }
         }
         throw new AssertionError("no assignment within 60 s: " + consumer.assignment());
+    }
+
+    /** Lag monitors read __consumer_offsets: commits appear there as Kafka's coordinator writes them. */
+    @Test
+    void theOffsetsTopicShowsEveryCommitInKafkasFormatAndRefusesWrites() throws Exception {
+        String topic = Cluster.uniqueTopic("offsets-topic");
+        String group = topic + "-group";
+        Cluster.createTopic(topic, 1, Map.of());
+        produce(topic, 1, 10);
+        try (KafkaConsumer<String, String> consumer = Cluster.consumer(group, Map.of())) {
+            consumer.assign(List.of(new TopicPartition(topic, 0)));
+            consumer.commitSync(Map.of(new TopicPartition(topic, 0), new OffsetAndMetadata(5, "meta")));
+        }
+        TopicPartition offsetsTopic = new TopicPartition("__consumer_offsets", 0);
+        try (var admin = Cluster.admin()) {
+            var description = admin.describeTopics(List.of("__consumer_offsets")).allTopicNames().get(30, TimeUnit.SECONDS);
+            assertTrue(description.get("__consumer_offsets").isInternal());
+            assertTrue(!admin.listTopics().names().get(30, TimeUnit.SECONDS).contains("__consumer_offsets"), "Admin lists no internal topic by default");
+        }
+        java.nio.ByteBuffer found = null;
+        try (KafkaConsumer<byte[], byte[]> consumer = Cluster.bytesConsumer()) {
+            consumer.assign(List.of(offsetsTopic));
+            consumer.seekToBeginning(List.of(offsetsTopic));
+            long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(30);
+            while (found == null && System.nanoTime() < deadline) {
+                for (ConsumerRecord<byte[], byte[]> record : consumer.poll(Duration.ofMillis(300))) {
+                    java.nio.ByteBuffer key = java.nio.ByteBuffer.wrap(record.key());
+                    if (key.getShort() == 1 && readString(key).equals(group) && readString(key).equals(topic) && key.getInt() == 0) {
+                        found = java.nio.ByteBuffer.wrap(record.value());
+                    }
+                }
+            }
+        }
+        assertTrue(found != null, "the commit is in __consumer_offsets");
+        assertEquals(3, found.getShort(), "value version 3");
+        assertEquals(5, found.getLong());
+        assertEquals(-1, found.getInt(), "no leader epoch");
+        assertEquals("meta", readString(found));
+        assertTrue(found.getLong() > 0, "a commit timestamp");
+        try (KafkaProducer<String, String> producer = Cluster.producer(Map.of("retries", "0", "enable.idempotence", "false"))) {
+            var failed = org.junit.jupiter.api.Assertions.assertThrows(java.util.concurrent.ExecutionException.class,
+                    () -> producer.send(new ProducerRecord<>("__consumer_offsets", 0, "k", "v")).get(30, TimeUnit.SECONDS));
+            assertTrue(failed.getCause() instanceof org.apache.kafka.common.errors.InvalidTopicException, failed.getCause().toString());
+        }
+    }
+
+    private static String readString(java.nio.ByteBuffer buffer) {
+        byte[] bytes = new byte[buffer.getShort()];
+        buffer.get(bytes);
+        return new String(bytes, java.nio.charset.StandardCharsets.UTF_8);
     }
 
     @Test
