@@ -155,6 +155,9 @@ impl Group {
         now: Instant,
     ) -> Pending<JoinResponse> {
         let leader_before = self.leader.clone().unwrap_or_default();
+        if let Some(instance) = &request.instance_id {
+            self.instances.insert(instance.clone(), new_id.clone());
+        }
         let Some(mut member) = self.members.remove(old_id) else {
             return self.add_member(new_id, request, now);
         };
@@ -172,9 +175,6 @@ impl Group {
         member.rebalance_timeout = Duration::from_millis(request.rebalance_timeout_ms as u64);
         member.last_seen = now;
         self.members.insert(new_id.clone(), member);
-        if let Some(instance) = &request.instance_id {
-            self.instances.insert(instance.clone(), new_id.clone());
-        }
         if self.leader.as_deref() == Some(old_id) {
             self.leader = Some(new_id.clone());
         }
