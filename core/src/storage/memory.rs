@@ -117,16 +117,7 @@ impl Storage for MemoryStorage {
         let mut candidates: Vec<StoredRecord> =
             self.rows_of(topic_id, partition).filter(|r| (limit.from..limit.below).contains(&r.offset)).collect();
         candidates.sort_by_key(|r| r.offset);
-        let mut records = Vec::new();
-        let mut bytes = 0;
-        for record in candidates {
-            bytes += record_bytes(&record);
-            if !limit.admits(records.len(), bytes) {
-                break;
-            }
-            records.push(record);
-        }
-        Ok(records)
+        Ok(limit.take(candidates))
     }
 
     fn first_offset(&mut self, topic_id: i32, partition: i32) -> Result<Option<i64>, StorageError> {

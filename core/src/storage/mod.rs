@@ -202,6 +202,20 @@ impl ReadLimit {
     pub fn admits(&self, count: usize, bytes: usize) -> bool {
         bytes <= self.max_bytes || (count == 0 && self.at_least_one)
     }
+
+    /// The leading `records` (in offset order) this limit admits.
+    pub fn take(&self, records: impl IntoIterator<Item = StoredRecord>) -> Vec<StoredRecord> {
+        let mut taken = Vec::new();
+        let mut bytes = 0;
+        for record in records {
+            bytes += record_bytes(&record);
+            if !self.admits(taken.len(), bytes) {
+                break;
+            }
+            taken.push(record);
+        }
+        taken
+    }
 }
 
 /// What a message costs against Fetch byte limits: its payload plus the per-record framing.

@@ -19,7 +19,7 @@ use kafka_protocol::ResponseError;
 use uuid::Uuid;
 
 use super::watermarks::Bounds;
-use super::{record_bytes, ReadLimit, Storage, StorageError, StoredRecord, Topic, DEFAULT_MAX_MESSAGE_BYTES};
+use super::{ReadLimit, Storage, StorageError, StoredRecord, Topic, DEFAULT_MAX_MESSAGE_BYTES};
 
 pub const NAME: &str = "__consumer_offsets";
 /// The topic's internal id: `kafka.topics` ids start at 1.
@@ -99,17 +99,8 @@ fn put_string(out: &mut BytesMut, bytes: &[u8]) -> Option<()> {
 /// holds offsets within 2^31 of its first: a read stops before a larger gap.
 pub fn read(storage: &mut dyn Storage, limit: ReadLimit) -> Result<Vec<StoredRecord>, StorageError> {
     let commits = storage.offset_commit_records(limit.from, limit.below, RECORDS_PER_READ)?;
-    let mut records = Vec::new();
-    let mut bytes = 0;
-    for record in commits.iter().filter_map(stored) {
-        bytes += record_bytes(&record);
-        let too_far = records.first().is_some_and(|first: &StoredRecord| record.offset - first.offset > i64::from(i32::MAX));
-        if too_far || !limit.admits(records.len(), bytes) {
-            break;
-        }
-        records.push(record);
-    }
-    Ok(records)
+    let first = commits.first().map_or(0, |c| c.number);
+    Ok(limit.take(commits.iter().filter_map(stored).take_while(|r| r.offset - first <= i64::from(i32::MAX))))
 }
 
 /// The partition's bounds: the oldest commit kept, and the next commit number.
