@@ -32,6 +32,9 @@ E2E_METRICS_PORT        ?= 59098
 E2E_CERTS               ?= target/e2e-certs
 # e.g. E2E_ARGS='--test outbox' to run one end-to-end test binary
 E2E_ARGS                ?=
+# How the test clusters' topics store messages unless a test says otherwise
+# (pg_kafka.default_topic_storage): rows or batches. CI runs the tiers on both.
+TOPIC_STORAGE           ?= rows
 PGRX_TEST_DATA ?= target/pgrx-test-data$(PG_SUFFIX)
 
 # `make bench` runs on its own fresh cluster too. BENCH_CONF: extra postgresql.conf lines
@@ -55,7 +58,7 @@ setup:
 # object); sql/history holds earlier versions' whole install scripts, installed beside
 # them so `ALTER EXTENSION pg_kafka UPDATE` can be tested from each.
 UPGRADES := sql/pg_kafka--0.1.0--0.2.0.sql sql/pg_kafka--0.2.0--0.3.0.sql sql/pg_kafka--0.3.0--0.4.0.sql \
-	sql/pg_kafka--0.4.0--0.5.0.sql
+	sql/pg_kafka--0.4.0--0.5.0.sql sql/pg_kafka--0.5.0--0.6.0.sql
 sql/pg_kafka--0.1.0--0.2.0.sql: sql/security.sql sql/connections.sql
 	{ echo "-- pg_kafka 0.1.0 to 0.2.0, written by make from $^"; cat $^; } > $@
 sql/pg_kafka--0.2.0--0.3.0.sql: sql/outbox.sql sql/monitor.sql
@@ -64,6 +67,8 @@ sql/pg_kafka--0.3.0--0.4.0.sql: sql/offsets.sql sql/hardening.sql
 	{ echo "-- pg_kafka 0.3.0 to 0.4.0, written by make from $^"; cat $^; } > $@
 sql/pg_kafka--0.4.0--0.5.0.sql: sql/offsets_topic.sql sql/hardening.sql
 	{ echo "-- pg_kafka 0.4.0 to 0.5.0, written by make from $^"; cat $^; } > $@
+sql/pg_kafka--0.5.0--0.6.0.sql: sql/batches.sql sql/hardening.sql
+	{ echo "-- pg_kafka 0.5.0 to 0.6.0, written by make from $^"; cat $^; } > $@
 
 install: setup $(UPGRADES)
 	cargo pgrx install --release --pg-config $(PG_CONFIG)
@@ -138,7 +143,8 @@ e2e-start:
 		"pg_kafka.ssl_client_auth = 'requested'" \
 		"pg_kafka.sasl_plain_without_tls = on" \
 		"pg_kafka.metrics_listener = '127.0.0.1:$(E2E_METRICS_PORT)'" \
-		"pg_kafka.retention_check_interval_ms = 1000" > target/e2e-listeners.conf
+		"pg_kafka.retention_check_interval_ms = 1000" \
+		"pg_kafka.default_topic_storage = '$(TOPIC_STORAGE)'" > target/e2e-listeners.conf
 	# RUST_BACKTRACE as many environments set it: errors must still reach clients as one line.
 	RUST_BACKTRACE=1 PGKAFKA_EXTRA_CONF=target/e2e-listeners.conf scripts/cluster.sh start $(E2E_DATA) $(E2E_PG_PORT) $(E2E_PORT)
 
@@ -188,7 +194,8 @@ CONFORMANCE_MODE    ?= full
 conformance: install
 	scripts/cluster.sh stop $(CONFORMANCE_DATA)
 	rm -rf $(CONFORMANCE_DATA)
-	printf '%s\n' "pg_kafka.default_partitions = 4" "pg_kafka.retention_check_interval_ms = 1000" > target/conformance.conf
+	printf '%s\n' "pg_kafka.default_partitions = 4" "pg_kafka.retention_check_interval_ms = 1000" \
+		"pg_kafka.default_topic_storage = '$(TOPIC_STORAGE)'" > target/conformance.conf
 	PGKAFKA_EXTRA_CONF=target/conformance.conf scripts/cluster.sh start $(CONFORMANCE_DATA) $(CONFORMANCE_PG_PORT) $(CONFORMANCE_PORT)
 	status=0; \
 	scripts/librdkafka-suite.sh 127.0.0.1:$(CONFORMANCE_PORT) $(CONFORMANCE_MODE) || status=1; \

@@ -74,6 +74,14 @@ if ! python3 -c "import kafka, sys; sys.exit(kafka.__version__ != '$KAFKA_PYTHON
     echo "setup: pip install kafka-python==$KAFKA_PYTHON_VERSION"
     python3 -m pip install -q --root-user-action=ignore "kafka-python==$KAFKA_PYTHON_VERSION"
 fi
+# kafka-python's codecs: topics in the batch layout send consumers the batches as the
+# producer compressed them (as Kafka does), so a consumer needs the producer's codec.
+PY_LZ4_VERSION=4.4.5
+PY_ZSTANDARD_VERSION=0.25.0
+if ! python3 -c "import lz4, zstandard, sys; sys.exit(lz4.__version__ != '$PY_LZ4_VERSION' or zstandard.__version__ != '$PY_ZSTANDARD_VERSION')" 2>/dev/null; then
+    echo "setup: pip install lz4==$PY_LZ4_VERSION zstandard==$PY_ZSTANDARD_VERSION"
+    python3 -m pip install -q --root-user-action=ignore "lz4==$PY_LZ4_VERSION" "zstandard==$PY_ZSTANDARD_VERSION"
+fi
 # confluent-kafka: librdkafka 2.x with SASL and TLS, for the security end-to-end tests
 # (Debian's kcat links librdkafka 2.0, which still repeats its SCRAM nonce).
 CONFLUENT_KAFKA_VERSION=2.16.1

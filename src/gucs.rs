@@ -11,6 +11,7 @@
 use std::ffi::CString;
 
 use pg_kafka_core::config::{defaults, ClientAuth, Config, SynchronousCommit};
+use pg_kafka_core::storage::StorageLayout;
 use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting, PostgresGucEnum};
 
 static HOST: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(defaults::HOST));
@@ -49,6 +50,8 @@ static SSL_CA_FILE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>:
 static SSL_CLIENT_AUTH: GucSetting<ClientAuthGuc> = GucSetting::<ClientAuthGuc>::new(ClientAuthGuc::from_core(defaults::SSL_CLIENT_AUTH));
 static CONNECTIONS_MAX_REAUTH_MS: GucSetting<i32> = GucSetting::<i32>::new(defaults::CONNECTIONS_MAX_REAUTH_MS);
 static READERS: GucSetting<i32> = GucSetting::<i32>::new(defaults::READERS);
+static DEFAULT_TOPIC_STORAGE: GucSetting<TopicStorageGuc> =
+    GucSetting::<TopicStorageGuc>::new(TopicStorageGuc::from_core(defaults::DEFAULT_TOPIC_STORAGE));
 static SYNCHRONOUS_COMMIT: GucSetting<SynchronousCommitGuc> =
     GucSetting::<SynchronousCommitGuc>::new(SynchronousCommitGuc::from_core(defaults::SYNCHRONOUS_COMMIT));
 
@@ -87,6 +90,31 @@ impl SynchronousCommitGuc {
             Self::Local => SynchronousCommit::Local,
             Self::RemoteWrite => SynchronousCommit::RemoteWrite,
             Self::RemoteApply => SynchronousCommit::RemoteApply,
+        }
+    }
+}
+
+/// `pg_kafka.default_topic_storage`: the layouts of `StorageLayout`, by their names.
+#[derive(Clone, Copy, Debug, PostgresGucEnum)]
+enum TopicStorageGuc {
+    #[name = c"rows"]
+    Rows,
+    #[name = c"batches"]
+    Batches,
+}
+
+impl TopicStorageGuc {
+    const fn from_core(value: StorageLayout) -> Self {
+        match value {
+            StorageLayout::Rows => Self::Rows,
+            StorageLayout::Batches => Self::Batches,
+        }
+    }
+
+    fn to_core(self) -> StorageLayout {
+        match self {
+            Self::Rows => StorageLayout::Rows,
+            Self::Batches => StorageLayout::Batches,
         }
     }
 }
@@ -163,6 +191,7 @@ pub fn config() -> Config {
         max_connections: unsigned(&MAX_CONNECTIONS) as usize,
         default_partitions: DEFAULT_PARTITIONS.get(),
         auto_create_topics: AUTO_CREATE_TOPICS.get(),
+        default_topic_storage: DEFAULT_TOPIC_STORAGE.get().to_core(),
         flush_interval_ms: unsigned(&FLUSH_INTERVAL_MS),
         max_batch_bytes: unsigned(&MAX_BATCH_BYTES) as usize,
         max_inflight_bytes: unsigned(&MAX_INFLIGHT_BYTES) as usize,
@@ -285,6 +314,14 @@ pub fn init() {
         c"Honoured only when the client also allows auto-creation in its request.",
         &AUTO_CREATE_TOPICS,
         GucContext::Sighup,
+        GucFlags::default(),
+    );
+    GucRegistry::define_enum_guc(
+        c"pg_kafka.default_topic_storage",
+        c"How new topics store their messages unless they say (CreateTopics config pg_kafka.storage, kafka.topics.storage).",
+        c"rows: a row of kafka.messages per message (index and query them by column). batches: a row of kafka.batches per produced record batch, stored and fetched as it arrived (faster).",
+        &DEFAULT_TOPIC_STORAGE,
+        GucContext::Userset,
         GucFlags::default(),
     );
     GucRegistry::define_int_guc(

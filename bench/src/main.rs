@@ -58,6 +58,9 @@ pub enum Only {
     Idempotent,
     /// rdkafka_performance produce beside reads against produce and replay alone.
     Mixed,
+    /// rdkafka_performance produce (plain, idempotent, 8 partitions) and consume on topics
+    /// in the batch layout against the same in the row layout.
+    Layouts,
 }
 
 impl Only {
@@ -67,7 +70,8 @@ impl Only {
             "partitions" => Only::Partitions,
             "idempotent" => Only::Idempotent,
             "mixed" => Only::Mixed,
-            other => panic!("BENCH_ONLY={other}: expected sustained, partitions, idempotent or mixed"),
+            "layouts" => Only::Layouts,
+            other => panic!("BENCH_ONLY={other}: expected sustained, partitions, idempotent, mixed or layouts"),
         }
     }
 }
@@ -105,11 +109,14 @@ impl Env {
     pub fn reset(&self, keep: Option<&str>) {
         let mut sql = self.sql();
         match keep {
-            None => sql.batch_execute("TRUNCATE kafka.messages; DELETE FROM kafka.topics WHERE name LIKE 'bench-%'"),
+            None => sql.batch_execute("TRUNCATE kafka.messages, kafka.batches; DELETE FROM kafka.topics WHERE name LIKE 'bench-%'"),
             Some(name) => {
                 sql.execute("DELETE FROM kafka.topics WHERE name LIKE 'bench-%' AND name <> $1", &[&name]).expect("delete topics");
-                sql.batch_execute("DELETE FROM kafka.messages WHERE topic_id NOT IN (SELECT id FROM kafka.topics)")
-                    .and_then(|()| sql.batch_execute("VACUUM kafka.messages"))
+                sql.batch_execute(
+                    "DELETE FROM kafka.messages WHERE topic_id NOT IN (SELECT id FROM kafka.topics);
+                     DELETE FROM kafka.batches WHERE topic_id NOT IN (SELECT id FROM kafka.topics)",
+                )
+                .and_then(|()| sql.batch_execute("VACUUM kafka.messages, kafka.batches"))
             }
         }
         .expect("reset the benchmark tables");
@@ -139,12 +146,16 @@ impl Env {
             .collect()
     }
 
-    /// Creates a topic and returns its id.
+    /// Creates a topic in the row layout and returns its id.
     pub fn create_topic(&self, name: &str, partitions: i32) -> i32 {
+        self.create_topic_in(name, partitions, "rows")
+    }
+
+    /// Creates a topic stored in `layout` ("rows" or "batches") and returns its id.
+    pub fn create_topic_in(&self, name: &str, partitions: i32, layout: &str) -> i32 {
         let mut sql = self.sql();
-        sql.query_one("INSERT INTO kafka.topics (name, partitions) VALUES ($1, $2) RETURNING id", &[&name, &partitions])
-            .expect("create topic")
-            .get(0)
+        let insert = "INSERT INTO kafka.topics (name, partitions, storage) VALUES ($1, $2, $3) RETURNING id";
+        sql.query_one(insert, &[&name, &partitions, &layout]).expect("create topic").get(0)
     }
 }
 
@@ -270,6 +281,29 @@ fn run_only(env: &Env, report: &mut Report, only: Only) {
             report.case(|r| fresh(&|| perf_tool::produce(env, idempotent, &perf_topic("p1-idempotent", r)).against(one_rate)));
             let one_in_flight = ProduceShape { one_in_flight: true, ..one };
             report.case(|r| fresh(&|| perf_tool::produce(env, one_in_flight, &perf_topic("p1-inflight1", r)).against(one_rate)));
+        }
+        Only::Layouts => {
+            for shape in [one, ProduceShape { idempotent: true, ..one }, ProduceShape::plain(size, 8)] {
+                let rows = report.case(|r| fresh(&|| perf_tool::produce(env, shape, &perf_topic("rows", r))));
+                let batches = ProduceShape { layout: "batches", ..shape };
+                report.case(|r| fresh(&|| perf_tool::produce(env, batches, &perf_topic("batches", r)).against(rows)));
+            }
+            let mut replay_rows = 0.0;
+            for layout in ["rows", "batches"] {
+                let filled = format!("bench-fill-{size}-{layout}");
+                perf_tool::produce(env, ProduceShape { layout, ..one }, &filled);
+                let rate = report.case(|_| {
+                    let row = env.round(Some(&filled), || perf_tool::consume(env, size, &filled));
+                    let row = Row { method: format!("{}, {layout} layout", row.method), ..row };
+                    if layout == "rows" {
+                        row
+                    } else {
+                        row.against(replay_rows)
+                    }
+                });
+                replay_rows = rate;
+                env.reset(None);
+            }
         }
         Only::Mixed => {
             let one_rate = report.case(|r| fresh(&|| perf_tool::produce(env, one, &perf_topic("p1", r))));

@@ -28,11 +28,13 @@ pub struct ProduceShape {
     pub one_in_flight: bool,
     /// Messages per second, or as fast as possible.
     pub rate: Option<usize>,
+    /// The topic's storage layout: "rows" or "batches".
+    pub layout: &'static str,
 }
 
 impl ProduceShape {
     pub fn plain(size: usize, partitions: i32) -> ProduceShape {
-        ProduceShape { size, partitions, idempotent: false, one_in_flight: false, rate: None }
+        ProduceShape { size, partitions, idempotent: false, one_in_flight: false, rate: None, layout: "rows" }
     }
 
     fn label(&self) -> String {
@@ -44,6 +46,9 @@ impl ProduceShape {
         }
         if let Some(rate) = self.rate {
             label.push_str(&format!(", at {rate} msg/s"));
+        }
+        if self.layout != "rows" {
+            label.push_str(&format!(", {} layout", self.layout));
         }
         label
     }
@@ -82,7 +87,7 @@ fn produce_command(env: &Env, topic: &str, shape: ProduceShape, messages: usize,
 
 /// Produces `env.messages` (or what `rate` sends in 10 s) into a new topic.
 pub fn produce(env: &Env, shape: ProduceShape, topic: &str) -> Row {
-    env.create_topic(topic, shape.partitions);
+    env.create_topic_in(topic, shape.partitions, shape.layout);
     let messages = shape.rate.map_or(env.messages, |rate| rate * 10);
     let latency_file = format!("target/bench/latency-{topic}.txt");
     let output = produce_command(env, topic, shape, messages, Some(&latency_file)).output().expect("run rdkafka_performance");

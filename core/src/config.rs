@@ -23,6 +23,7 @@ pub mod defaults {
     pub const MAX_CONNECTIONS: i32 = 1000;
     pub const DEFAULT_PARTITIONS: i32 = 1;
     pub const AUTO_CREATE_TOPICS: bool = true;
+    pub const DEFAULT_TOPIC_STORAGE: crate::storage::StorageLayout = crate::storage::StorageLayout::Rows;
     pub const FLUSH_INTERVAL_MS: i32 = 2;
     pub const MAX_BATCH_BYTES: i32 = 16 * 1024 * 1024;
     pub const MAX_INFLIGHT_BYTES: i32 = 256 * 1024 * 1024;
@@ -107,6 +108,8 @@ pub struct Config {
     pub max_connections: usize,
     pub default_partitions: i32,
     pub auto_create_topics: bool,
+    /// How topics created without a `pg_kafka.storage` config store their messages.
+    pub default_topic_storage: crate::storage::StorageLayout,
     /// The group-commit writer flushes at most this often (0: as soon as anything is queued).
     pub flush_interval_ms: u64,
     /// One flush writes at most this many payload bytes; reaching it flushes early.
@@ -192,6 +195,7 @@ impl Default for Config {
             max_connections: count(d::MAX_CONNECTIONS) as usize,
             default_partitions: d::DEFAULT_PARTITIONS,
             auto_create_topics: d::AUTO_CREATE_TOPICS,
+            default_topic_storage: d::DEFAULT_TOPIC_STORAGE,
             flush_interval_ms: count(d::FLUSH_INTERVAL_MS),
             max_batch_bytes: count(d::MAX_BATCH_BYTES) as usize,
             max_inflight_bytes: count(d::MAX_INFLIGHT_BYTES) as usize,

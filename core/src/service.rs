@@ -202,7 +202,15 @@ mod tests {
             })
             .collect();
         let record = Record { offset_delta: 0, timestamp: 0, key: None, value: None, headers: None };
-        let append = PartitionAppend { topic, topics_generation: 0, partition: 0, records: vec![record], batch_bytes: 0, producer: None };
+        let append = PartitionAppend {
+            topic,
+            topics_generation: 0,
+            partition: 0,
+            records: vec![record],
+            batch: None,
+            batch_bytes: 0,
+            producer: None,
+        };
         // Queued at once (the future only waits for the answer).
         let produced = tokio::spawn(broker.commit_queue().enqueue(vec![append], 1));
         while side.jobs.len() < 10 {

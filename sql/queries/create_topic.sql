@@ -1,3 +1,3 @@
-INSERT INTO kafka.topics (name, partitions) VALUES ($1, $2)
+INSERT INTO kafka.topics (name, partitions, storage) VALUES ($1, $2, $3)
 ON CONFLICT (name) DO NOTHING
-RETURNING id, name, topic_uuid, partitions, NULL::text
+RETURNING id, name, topic_uuid, partitions, NULL::text, storage

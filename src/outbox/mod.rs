@@ -22,10 +22,11 @@ use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 
 use pg_kafka_core::protocol::partitioner::partition_for_key;
+use pg_kafka_core::protocol::records::{encode_batch, Record};
 use pg_kafka_core::security::acl::{is_allowed, Operation, ResourceType};
 use pg_kafka_core::storage::headers_json::headers_from_json;
 use pg_kafka_core::storage::watermarks::PartitionKey;
-use pg_kafka_core::storage::{Storage, Topic};
+use pg_kafka_core::storage::{kafka_timestamp_ms, postgres_timestamp_us, Storage, StorageLayout, Topic};
 use pgrx::datum::TimestampWithTimeZone;
 use pgrx::prelude::*;
 use pgrx::spi::{OwnedPreparedStatement, SpiClient};
@@ -37,6 +38,7 @@ use crate::pg::storage::{topics_from, PgStorage};
 
 const TOPIC_FOR_PRODUCE: &str = include_str!("../../sql/queries/topic_for_produce.sql");
 const PRODUCE_ROW: &str = include_str!("../../sql/queries/produce_row.sql");
+const PRODUCE_BATCH: &str = include_str!("../../sql/queries/produce_batch.sql");
 
 /// What this backend's current transaction has produced.
 #[derive(Default)]
@@ -92,8 +94,11 @@ fn produce(topic: &str, message: Message<'_>) -> i64 {
         appends::yield_to_writer(key);
     }
     partition_lock::lock(topic.id, partition);
-    let offset = held.unwrap_or_else(|| stored_next_offset(topic.id, partition));
-    as_bootstrap_superuser(|| insert_row(topic.id, partition, offset, &message));
+    let offset = held.unwrap_or_else(|| stored_next_offset(&topic, partition));
+    as_bootstrap_superuser(|| match topic.layout {
+        StorageLayout::Rows => insert_row(topic.id, partition, offset, &message),
+        StorageLayout::Batches => insert_batch(topic.id, partition, offset, &message),
+    });
     with_produced(|p| {
         p.next_offsets.insert(key, offset + 1);
         p.written.insert(key);
@@ -146,6 +151,7 @@ fn may_insert_messages() -> bool {
 struct Plans {
     topic: OwnedPreparedStatement,
     insert: OwnedPreparedStatement,
+    insert_batch: OwnedPreparedStatement,
 }
 
 thread_local! {
@@ -172,7 +178,9 @@ fn plan(client: &mut SpiClient<'_>) -> Plans {
     let row_types = [O::INT4OID, O::INT4OID, O::INT8OID, O::TIMESTAMPTZOID, O::BYTEAOID, O::BYTEAOID, O::BYTEAOID].map(oid);
     let planned = client.prepare_mut(TOPIC_FOR_PRODUCE, &[oid(O::TEXTOID)]).map(|p| p.keep()).and_then(|topic| {
         let insert = client.prepare_mut(PRODUCE_ROW, &row_types)?.keep();
-        Ok(Plans { topic, insert })
+        let batch_types = [O::INT4OID, O::INT4OID, O::INT8OID, O::TIMESTAMPTZOID, O::BYTEAOID].map(oid);
+        let insert_batch = client.prepare_mut(PRODUCE_BATCH, &batch_types)?.keep();
+        Ok(Plans { topic, insert, insert_batch })
     });
     planned.unwrap_or_else(|e| error!("pg_kafka: cannot plan kafka.produce()'s statements: {e}"))
 }
@@ -220,8 +228,9 @@ fn random_below(n: i32) -> i32 {
 /// messages left it): read under a snapshot taken after the append lock was granted, so
 /// that it sees the commit of whoever held the lock before, even in a REPEATABLE READ or
 /// SERIALIZABLE transaction whose own snapshot is older.
-fn stored_next_offset(topic_id: i32, partition: i32) -> i64 {
-    match as_bootstrap_superuser(|| crate::pg::index_read::last_offset_now(topic_id, partition)) {
+fn stored_next_offset(topic: &Topic, partition: i32) -> i64 {
+    let topic_id = topic.id;
+    match as_bootstrap_superuser(|| crate::pg::index_read::last_offset_now(topic.layout, topic_id, partition)) {
         Ok(Some(last)) => last + 1,
         Ok(None) => empty_partition_next_offset(topic_id, partition),
         Err(e) => error!("pg_kafka: cannot read the next offset of topic id {topic_id} partition {partition}: {e}"),
@@ -271,6 +280,34 @@ fn insert_row(topic_id: i32, partition: i32, offset: i64, message: &Message<'_>)
                 ],
             )
             .map(|_| ())
+    });
+    if let Err(e) = inserted {
+        error!("pg_kafka: cannot store the message: {e}");
+    }
+}
+
+/// The message as a batch of one record (uncompressed, CreateTime: what a Kafka producer
+/// sending it alone would have sent) at `offset`.
+fn insert_batch(topic_id: i32, partition: i32, offset: i64, message: &Message<'_>) {
+    let timestamp_ms = match message.timestamp {
+        Some(ts) => kafka_timestamp_ms(ts.into()),
+        None => pg_kafka_core::storage::now_ms(),
+    };
+    let Some(Ok(timestamp)) = postgres_timestamp_us(timestamp_ms).map(TimestampWithTimeZone::try_from) else {
+        error!("pg_kafka: timestamp {timestamp_ms} ms is outside Postgres's range")
+    };
+    let bytes = |b: Option<&[u8]>| b.map(bytes::Bytes::copy_from_slice);
+    let record = Record {
+        offset_delta: 0,
+        timestamp: timestamp_ms,
+        key: bytes(message.key),
+        value: bytes(message.value),
+        headers: bytes(message.headers.as_deref()),
+    };
+    let batch = encode_batch(offset, &[record]);
+    let inserted = with_plans(|client, plans| {
+        let args = [topic_id.into(), partition.into(), offset.into(), timestamp.into(), batch.as_ref().into()];
+        client.update(&plans.insert_batch, None, &args).map(|_| ())
     });
     if let Err(e) = inserted {
         error!("pg_kafka: cannot store the message: {e}");

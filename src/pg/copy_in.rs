@@ -1,5 +1,6 @@
 //! The group-commit writer's insert: Postgres's own `COPY kafka.messages FROM ... (FORMAT
-//! binary)`, fed from memory through COPY's data-source callback.
+//! binary)` (or `kafka.batches`, for the batch layout), fed from memory through COPY's
+//! data-source callback.
 //!
 //! Why COPY and not `INSERT ... SELECT unnest(...)`: COPY inserts rows in batches
 //! (`table_multi_insert`: one WAL record per heap page instead of one per row) and skips the
@@ -8,7 +9,7 @@
 //! that baseline. Triggers, constraints and indexes behave exactly as for COPY.
 //!
 //! The rows arrive encoded by `pg_kafka_core::storage::copy_binary` (pure, unit-tested
-//! there); [`copy_into_messages`] must run on the worker's main thread inside a transaction.
+//! there); [`copy_into`] must run on the worker's main thread inside a transaction.
 
 use std::cell::RefCell;
 use std::ffi::{c_int, c_void};
@@ -53,10 +54,10 @@ unsafe extern "C-unwind" fn read_source(outbuf: *mut c_void, _minread: c_int, ma
     })
 }
 
-/// Runs `COPY kafka.messages FROM <data> (FORMAT binary)` in the current transaction.
+/// Runs `COPY kafka.<table> FROM <data> (FORMAT binary)` in the current transaction.
 /// A Postgres ERROR (constraint, trigger, duplicate key) arrives as a panic, which the
 /// transaction runner turns into a rollback.
-pub fn copy_into_messages(data: Vec<u8>) {
+pub fn copy_into(table: &std::ffi::CStr, data: Vec<u8>) {
     SOURCE.with(|s| *s.borrow_mut() = Some(Source { data, at: 0 }));
     let _clear = SourceGuard;
     // SAFETY: the same calls DoCopy makes for `COPY kafka.messages FROM STDIN`, on the
@@ -65,7 +66,7 @@ pub fn copy_into_messages(data: Vec<u8>) {
     unsafe {
         let lock = pg_sys::RowExclusiveLock as c_int;
         let pstate = pg_sys::make_parsestate(null_mut());
-        let name = pg_sys::makeRangeVar(pg_sys::pstrdup(c"kafka".as_ptr()), pg_sys::pstrdup(c"messages".as_ptr()), -1);
+        let name = pg_sys::makeRangeVar(pg_sys::pstrdup(c"kafka".as_ptr()), pg_sys::pstrdup(table.as_ptr()), -1);
         let rel = pg_sys::table_openrv(name, lock);
         // CopyFrom finds its target as range-table entry 1.
         pg_sys::addRangeTableEntryForRelation(pstate, rel, lock, null_mut(), false, false);

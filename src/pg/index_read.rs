@@ -1,5 +1,6 @@
 //! Fetch's read: one partition's messages in offset order, walked straight off the primary
-//! key index of `kafka.messages`, one tuple at a time.
+//! key index of `kafka.messages`, one tuple at a time (or its batches, off the primary key
+//! of `kafka.batches`, for the batch layout).
 //!
 //! Why not SPI: a cursor materializes each chunk of rows into a tuple table (a copy of
 //! every row, whatever its size, before the byte limit can be checked) and converts every
@@ -19,14 +20,36 @@ use std::ptr::null_mut;
 use bytes::Bytes;
 use pgrx::pg_sys;
 
-use pg_kafka_core::storage::{kafka_timestamp_ms, record_bytes, ReadLimit, StorageError, StoredRecord};
+use pg_kafka_core::storage::{kafka_timestamp_ms, record_bytes, ReadLimit, StorageError, StorageLayout, StoredRecord};
 
 use super::storage::database_error;
 
-/// The index key columns of `messages_pkey`: (topic_id, partition, "offset").
+/// The index key columns of `messages_pkey` (topic_id, partition, "offset") and of
+/// `batches_pkey` (topic_id, partition, last_offset).
 const KEY_TOPIC: i16 = 1;
 const KEY_PARTITION: i16 = 2;
 const KEY_OFFSET: i16 = 3;
+
+/// A table of a layout and the primary key walked, with the offset column the key ends in.
+struct Table {
+    heap: &'static CStr,
+    index: &'static CStr,
+    offset: &'static CStr,
+}
+
+fn table_of(layout: StorageLayout) -> Table {
+    match layout {
+        StorageLayout::Rows => Table { heap: c"messages", index: c"messages_pkey", offset: c"offset" },
+        StorageLayout::Batches => Table { heap: c"batches", index: c"batches_pkey", offset: c"last_offset" },
+    }
+}
+
+/// Column `name` of a relation, by number (1-based).
+unsafe fn attnum(relation: pg_sys::Oid, name: &CStr) -> Result<usize, StorageError> {
+    // SAFETY: a syscache lookup with a valid relation and a NUL-terminated name.
+    let number = unsafe { pg_sys::get_attnum(relation, name.as_ptr()) };
+    usize::try_from(number).ok().filter(|&n| n > 0).ok_or_else(|| database_error(format!("kafka table has no column {name:?}")))
+}
 
 /// Where each column of `kafka.messages` is in its tuples, looked up by name.
 struct Columns {
@@ -41,11 +64,8 @@ struct Columns {
 
 impl Columns {
     unsafe fn of(relation: pg_sys::Oid) -> Result<Columns, StorageError> {
-        let attnum = |name: &CStr| -> Result<usize, StorageError> {
-            // SAFETY: a syscache lookup with a valid relation and a NUL-terminated name.
-            let number = unsafe { pg_sys::get_attnum(relation, name.as_ptr()) };
-            usize::try_from(number).ok().filter(|&n| n > 0).ok_or_else(|| database_error(format!("kafka.messages has no column {name:?}")))
-        };
+        // SAFETY: as the caller promises: a valid relation.
+        let attnum = |name: &CStr| unsafe { attnum(relation, name) };
         let (offset, timestamp, key, value, headers) =
             (attnum(c"offset")?, attnum(c"timestamp")?, attnum(c"key")?, attnum(c"value")?, attnum(c"headers")?);
         let last = [offset, timestamp, key, value, headers].into_iter().max().unwrap_or(0) as i32;
@@ -73,7 +93,40 @@ pub fn read_partition(topic_id: i32, partition: i32, limit: ReadLimit) -> Result
     // SAFETY: main thread, in a transaction with an active snapshot (the runner's).
     // A new command, a new snapshot: what a query run now would see.
     unsafe {
-        scan_partition(topic_id, partition, &offsets, SnapshotOf::Transaction, |scan, slot, columns| collect(scan, slot, columns, limit))
+        scan_partition(&table_of(StorageLayout::Rows), topic_id, partition, &offsets, SnapshotOf::Transaction, |scan, slot, heap| {
+            collect(scan, slot, &Columns::of(heap)?, limit)
+        })
+    }?
+}
+
+/// Batches of (`topic_id`, `partition`) whose last offset is in `limit.from..limit.below`,
+/// in offset order, their bytes as stored, until `limit` admits no more bytes.
+pub fn read_batches(topic_id: i32, partition: i32, limit: ReadLimit) -> Result<Vec<Bytes>, StorageError> {
+    let offsets = [
+        OffsetKey { strategy: pg_sys::BTGreaterEqualStrategyNumber, procedure: pg_sys::F_INT8GE, offset: limit.from },
+        OffsetKey { strategy: pg_sys::BTLessStrategyNumber, procedure: pg_sys::F_INT8LT, offset: limit.below },
+    ];
+    // SAFETY: main thread, in a transaction with an active snapshot (the runner's); the
+    // batch column is read only while the slot holds its tuple.
+    unsafe {
+        scan_partition(&table_of(StorageLayout::Batches), topic_id, partition, &offsets, SnapshotOf::Transaction, |scan, slot, heap| {
+            let column = attnum(heap, c"batch")?;
+            let (mut batches, mut bytes) = (Vec::new(), 0);
+            while pg_sys::index_getnext_slot(scan, pg_sys::ScanDirection::ForwardScanDirection, slot) {
+                pg_sys::slot_getsomeattrs_int(slot, column as i32);
+                let i = column - 1;
+                if *(*slot).tts_isnull.add(i) {
+                    return Err(database_error("null batch"));
+                }
+                let batch = bytea(*(*slot).tts_values.add(i));
+                bytes += batch.len();
+                if !limit.admits(batches.len(), bytes) {
+                    break;
+                }
+                batches.push(batch);
+            }
+            Ok(batches)
+        })
     }?
 }
 
@@ -81,18 +134,20 @@ pub fn read_partition(topic_id: i32, partition: i32, limit: ReadLimit) -> Result
 /// transaction's own earlier rows: one backward step of the primary key index under the
 /// latest snapshot (not the transaction's, which in REPEATABLE READ may be older). `None`
 /// when the partition has no rows. For `kafka.produce()`, under the partition's lock.
-pub fn last_offset_now(topic_id: i32, partition: i32) -> Result<Option<i64>, StorageError> {
+pub fn last_offset_now(layout: StorageLayout, topic_id: i32, partition: i32) -> Result<Option<i64>, StorageError> {
+    let table = table_of(layout);
     // SAFETY: in a transaction; the slot holds the tuple while its offset is read.
     unsafe {
-        scan_partition(topic_id, partition, &[], SnapshotOf::Latest, |scan, slot, columns| {
+        scan_partition(&table, topic_id, partition, &[], SnapshotOf::Latest, |scan, slot, heap| {
+            let offset = attnum(heap, table.offset)?;
             if !pg_sys::index_getnext_slot(scan, pg_sys::ScanDirection::BackwardScanDirection, slot) {
-                return None;
+                return Ok(None);
             }
-            pg_sys::slot_getsomeattrs_int(slot, columns.offset as i32);
-            let i = columns.offset - 1;
-            (!*(*slot).tts_isnull.add(i)).then(|| (*(*slot).tts_values.add(i)).value() as i64)
+            pg_sys::slot_getsomeattrs_int(slot, offset as i32);
+            let i = offset - 1;
+            Ok((!*(*slot).tts_isnull.add(i)).then(|| (*(*slot).tts_values.add(i)).value() as i64))
         })
-    }
+    }?
 }
 
 /// A condition on the key's "offset" column, beside topic and partition.
@@ -111,26 +166,26 @@ enum SnapshotOf {
     Latest,
 }
 
-/// Opens `kafka.messages` and its primary key, scans (`topic_id`, `partition`) with
-/// `offsets` as further conditions under `snapshot`, hands the scan and a slot to `walk`,
-/// and closes everything again.
+/// Opens `table` and its primary key, scans (`topic_id`, `partition`) with `offsets` as
+/// further conditions under `snapshot`, hands the scan, a slot and the table's oid to
+/// `walk`, and closes everything again.
 ///
 /// # Safety
 /// In a transaction on the thread that owns Postgres; `walk` reads tuples only while the
 /// slot holds them. An ERROR inside aborts the transaction, which closes what is open.
 unsafe fn scan_partition<T>(
+    table: &Table,
     topic_id: i32,
     partition: i32,
     offsets: &[OffsetKey],
     snapshot: SnapshotOf,
-    walk: impl FnOnce(pg_sys::IndexScanDesc, *mut pg_sys::TupleTableSlot, &Columns) -> T,
+    walk: impl FnOnce(pg_sys::IndexScanDesc, *mut pg_sys::TupleTableSlot, pg_sys::Oid) -> T,
 ) -> Result<T, StorageError> {
     // SAFETY: as the caller promises; every relation, scan and slot opened here is closed
     // here.
     unsafe {
-        let heap_oid = relation_oid(c"messages")?;
-        let index_oid = relation_oid(c"messages_pkey")?;
-        let columns = Columns::of(heap_oid)?;
+        let heap_oid = relation_oid(table.heap)?;
+        let index_oid = relation_oid(table.index)?;
         let lock = pg_sys::AccessShareLock as pg_sys::LOCKMODE;
         let heap = pg_sys::table_open(heap_oid, lock);
         let index = pg_sys::index_open(index_oid, lock);
@@ -151,7 +206,7 @@ unsafe fn scan_partition<T>(
         let scan = begin_scan(heap, index, key_count);
         pg_sys::index_rescan(scan, keys.as_mut_ptr(), key_count, null_mut(), 0);
         let slot = pg_sys::table_slot_create(heap, null_mut());
-        let walked = walk(scan, slot, &columns);
+        let walked = walk(scan, slot, heap_oid);
         pg_sys::ExecDropSingleTupleTableSlot(slot);
         pg_sys::index_endscan(scan);
         pg_sys::PopActiveSnapshot();

@@ -14,11 +14,11 @@ use pgrx::spi::{SpiClient, SpiTupleTable};
 
 use pg_kafka_core::config::SynchronousCommit;
 use pg_kafka_core::storage::bridge::JobRunner;
-use pg_kafka_core::storage::copy_binary::encode_binary;
+use pg_kafka_core::storage::copy_binary::{encode_batches, encode_binary};
 use pg_kafka_core::storage::{
-    is_storable_text, is_valid_topic_name, kafka_timestamp_ms, postgres_timestamp_us, ActiveProducer, CommittedOffset, LogDirUsage,
-    LoginRole, MessageRows, OffsetCommit, ProducerKey, ProducerState, ReadLimit, SequencedBatch, Storage, StorageError, StoredRecord,
-    Topic, DEFAULT_MAX_MESSAGE_BYTES,
+    is_storable_text, is_valid_topic_name, kafka_timestamp_ms, postgres_timestamp_us, ActiveProducer, BatchRow, CommittedOffset,
+    LogDirUsage, LoginRole, MessageRows, OffsetCommit, ProducerKey, ProducerState, ReadLimit, SequencedBatch, Storage, StorageError,
+    StorageLayout, StoredRecord, Topic, DEFAULT_MAX_MESSAGE_BYTES,
 };
 
 use super::{copy_in, index_read};
@@ -82,18 +82,21 @@ pub(super) fn database_error(e: impl std::fmt::Display) -> StorageError {
     StorageError::Database { sqlstate: None, message: e.to_string() }
 }
 
-/// Rows of `(id, name, topic_uuid, partitions, max.message.bytes config)` as topics.
+/// Rows of `(id, name, topic_uuid, partitions, max.message.bytes config, storage)` as topics.
 pub(crate) fn topics_from(rows: SpiTupleTable<'_>) -> Result<Vec<Topic>, StorageError> {
     let mut topics = Vec::with_capacity(rows.len());
     for row in rows {
         let uuid: pgrx::Uuid = row.get(3).map_err(database_error)?.ok_or_else(|| database_error("null topic_uuid"))?;
         let max_message_bytes: Option<String> = row.get(5).map_err(database_error)?;
+        let storage: Option<String> = row.get(6).map_err(database_error)?;
+        let layout = storage.as_deref().and_then(StorageLayout::parse).ok_or_else(|| database_error(format!("bad storage {storage:?}")))?;
         topics.push(Topic {
             id: row.get(1).map_err(database_error)?.unwrap_or_default(),
             name: row.get(2).map_err(database_error)?.unwrap_or_default(),
             uuid: uuid::Uuid::from_bytes(*uuid.as_bytes()),
             partitions: row.get(4).map_err(database_error)?.unwrap_or_default(),
             max_message_bytes: max_message_bytes.and_then(|v| v.parse().ok()).unwrap_or(DEFAULT_MAX_MESSAGE_BYTES),
+            layout,
         });
     }
     Ok(topics)
@@ -158,12 +161,13 @@ impl Storage for PgStorage {
         })
     }
 
-    fn create_topic(&mut self, name: &str, partitions: i32) -> Result<Topic, StorageError> {
+    fn create_topic_as(&mut self, name: &str, partitions: i32, layout: StorageLayout) -> Result<Topic, StorageError> {
         if !is_valid_topic_name(name) {
             return Err(StorageError::InvalidTopicName(name.to_owned()));
         }
         with_client(|client| {
-            let rows = client.update(CREATE_TOPIC, None, &[name.into(), partitions.into()]).map_err(database_error)?;
+            let args = [name.into(), partitions.into(), layout.as_str().into()];
+            let rows = client.update(CREATE_TOPIC, None, &args).map_err(database_error)?;
             topics_from(rows)?.pop().ok_or_else(|| StorageError::TopicExists(name.to_owned()))
         })
     }
@@ -187,12 +191,21 @@ impl Storage for PgStorage {
     }
 
     fn append(&mut self, rows: &MessageRows) -> Result<(), StorageError> {
-        copy_in::copy_into_messages(encode_binary(rows)?);
+        copy_in::copy_into(c"messages", encode_binary(rows)?);
+        Ok(())
+    }
+
+    fn append_batches(&mut self, batches: &[BatchRow]) -> Result<(), StorageError> {
+        copy_in::copy_into(c"batches", encode_batches(batches)?);
         Ok(())
     }
 
     fn read(&mut self, topic_id: i32, partition: i32, limit: ReadLimit) -> Result<Vec<StoredRecord>, StorageError> {
         index_read::read_partition(topic_id, partition, limit)
+    }
+
+    fn read_batches(&mut self, topic_id: i32, partition: i32, limit: ReadLimit) -> Result<Vec<bytes::Bytes>, StorageError> {
+        index_read::read_batches(topic_id, partition, limit)
     }
 
     fn first_offset(&mut self, topic_id: i32, partition: i32) -> Result<Option<i64>, StorageError> {

@@ -15,7 +15,8 @@ use kafka_protocol::ResponseError;
 use super::topic_configs::{effective, invalid, is_stored, DEFAULT_CONFIG, DYNAMIC_TOPIC_CONFIG};
 use super::{decode, respond, storage_call, Broker, Outcome, NODE_ID};
 use crate::protocol::header::RequestFrame;
-use crate::storage::{is_valid_topic_name, StorageError, Topic};
+use crate::storage::batches::LAYOUT_CONFIG;
+use crate::storage::{is_valid_topic_name, StorageError, StorageLayout, Topic};
 
 /// The most partitions a topic may have (also checked by `kafka.topics`).
 pub const MAX_PARTITIONS: i32 = 100_000;
@@ -26,10 +27,12 @@ pub type Refusal = (ResponseError, String);
 struct Plan {
     partitions: i32,
     configs: Vec<(String, String)>,
+    /// Its `pg_kafka.storage` config, or the setting's default.
+    layout: StorageLayout,
 }
 
-/// A topic CreateTopics will create: name, partition count, configs.
-type TopicToCreate = (String, i32, Vec<(String, String)>);
+/// A topic CreateTopics will create: name, partition count, configs, layout.
+type TopicToCreate = (String, i32, Vec<(String, String)>, StorageLayout);
 
 pub async fn handle(broker: &Broker, request: &RequestFrame) -> Outcome {
     let body: CreateTopicsRequest = match decode(request) {
@@ -46,7 +49,7 @@ pub async fn handle(broker: &Broker, request: &RequestFrame) -> Outcome {
             _ if !may_create(t.name.as_str()) => {
                 Err((ResponseError::TopicAuthorizationFailed, "CREATE on the cluster or on the topic is needed".into()))
             }
-            false => plan(t, broker.config().default_partitions),
+            false => plan(t, broker.config().default_partitions, broker.config().default_topic_storage),
             true => Err(named_twice()),
         })
         .collect();
@@ -54,19 +57,19 @@ pub async fn handle(broker: &Broker, request: &RequestFrame) -> Outcome {
         .topics
         .iter()
         .zip(&plans)
-        .filter_map(|(t, p)| p.as_ref().ok().map(|p| (t.name.to_string(), p.partitions, p.configs.clone())))
+        .filter_map(|(t, p)| p.as_ref().ok().map(|p| (t.name.to_string(), p.partitions, p.configs.clone(), p.layout)))
         .collect();
     let validate_only = body.validate_only;
     let created = storage_call(broker, move |s| {
         let mut outcomes = Vec::new();
-        for (name, partitions, configs) in to_create {
+        for (name, partitions, configs, layout) in to_create {
             let outcome = if validate_only {
                 match s.topic(&name)? {
                     Some(_) => Err(StorageError::TopicExists(name.clone())),
                     None => Ok(None),
                 }
             } else {
-                match s.create_topic(&name, partitions) {
+                match s.create_topic_as(&name, partitions, layout) {
                     Ok(topic) => {
                         s.replace_topic_configs(topic.id, &configs)?;
                         Ok(Some(topic))
@@ -128,7 +131,7 @@ pub fn not_on_this_broker() -> Refusal {
 }
 
 /// Checks one requested topic.
-fn plan(topic: &CreatableTopic, default_partitions: i32) -> Result<Plan, Refusal> {
+fn plan(topic: &CreatableTopic, default_partitions: i32, default_layout: StorageLayout) -> Result<Plan, Refusal> {
     if !is_valid_topic_name(&topic.name) {
         return Err((ResponseError::InvalidTopicException, format!("invalid topic name \"{}\"", topic.name.as_str())));
     }
@@ -163,9 +166,16 @@ fn plan(topic: &CreatableTopic, default_partitions: i32) -> Result<Plan, Refusal
         return Err((ResponseError::InvalidPartitions, format!("partitions must be between 1 and {MAX_PARTITIONS}")));
     }
     let mut configs = Vec::new();
+    let mut layout = default_layout;
     for config in &topic.configs {
         let (name, value) = (config.name.to_string(), config.value.as_ref().map(ToString::to_string));
         let Some(value) = value else { continue };
+        if name == LAYOUT_CONFIG {
+            // Kept in kafka.topics.storage, not among the configs: fixed for the topic's life.
+            layout = StorageLayout::parse(&value)
+                .ok_or_else(|| (ResponseError::InvalidConfig, format!("{LAYOUT_CONFIG} must be \"rows\" or \"batches\", not {value:?}")))?;
+            continue;
+        }
         if let Some(problem) = invalid(&name, &value) {
             return Err((ResponseError::InvalidConfig, problem));
         }
@@ -175,7 +185,7 @@ fn plan(topic: &CreatableTopic, default_partitions: i32) -> Result<Plan, Refusal
         }
     }
     configs.sort();
-    Ok(Plan { partitions, configs })
+    Ok(Plan { partitions, configs, layout })
 }
 
 fn result(topic: &CreatableTopic, outcome: Result<(Plan, Option<Topic>), Refusal>) -> CreatableTopicResult {
@@ -250,5 +260,28 @@ mod tests {
         let dry: CreateTopicsResponse = round_trip(&broker, ApiKey::CreateTopics, 5, &dry).await;
         assert_eq!(dry.topics[0].error_code, 0);
         assert_eq!(broker.storage.call(|s| s.topic("f")).await.unwrap().unwrap(), None, "validate-only creates nothing");
+    }
+
+    #[tokio::test]
+    async fn the_storage_layout_is_a_config_kept_with_the_topic() {
+        let broker = broker();
+        let layout = |v: &'static str| {
+            vec![CreatableTopicConfig::default()
+                .with_name(StrBytes::from_static_str(LAYOUT_CONFIG))
+                .with_value(Some(StrBytes::from_static_str(v)))]
+        };
+        let request = CreateTopicsRequest::default().with_topics(vec![
+            topic("packed", 1, 1).with_configs(layout("batches")),
+            topic("plain", 1, 1),
+            topic("odd", 1, 1).with_configs(layout("columns")),
+        ]);
+        let response: CreateTopicsResponse = round_trip(&broker, ApiKey::CreateTopics, 7, &request).await;
+        let codes: Vec<i16> = response.topics.iter().map(|t| t.error_code).collect();
+        assert_eq!(codes, vec![0, 0, ResponseError::InvalidConfig.code()]);
+        let stored = broker.storage.call(|s| s.all_topics()).await.unwrap().unwrap();
+        let layouts: Vec<(&str, StorageLayout)> = stored.iter().map(|t| (t.name.as_str(), t.layout)).collect();
+        assert_eq!(layouts, vec![("packed", StorageLayout::Batches), ("plain", StorageLayout::Rows)]);
+        let configs = broker.storage.call(|s| s.topic_configs(1)).await.unwrap().unwrap();
+        assert!(configs.is_empty(), "kept in the topic, not among its configs: {configs:?}");
     }
 }

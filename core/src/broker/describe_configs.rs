@@ -4,6 +4,7 @@
 
 use super::authorize::access;
 use crate::security::acl::Operation;
+use crate::storage::batches::LAYOUT_CONFIG;
 use kafka_protocol::messages::describe_configs_response::{DescribeConfigsResourceResult, DescribeConfigsResult, DescribeConfigsSynonym};
 use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
 use kafka_protocol::protocol::StrBytes;
@@ -61,14 +62,14 @@ pub async fn handle(broker: &Broker, request: &RequestFrame) -> Outcome {
 
 async fn topic_lines(broker: &Broker, topic: &str) -> Result<Vec<Line>, (ResponseError, String)> {
     let name = topic.to_owned();
-    let stored = storage_call(broker, move |s| match s.topic(&name)? {
-        Some(t) => s.topic_configs(t.id).map(Some),
+    let (stored, layout) = storage_call(broker, move |s| match s.topic(&name)? {
+        Some(t) => s.topic_configs(t.id).map(|configs| Some((configs, t.layout))),
         None => Ok(None),
     })
     .await
     .map_err(|e| (ResponseError::KafkaStorageError, e.to_string()))?
     .ok_or_else(|| (ResponseError::UnknownTopicOrPartition, format!("topic \"{topic}\" does not exist")))?;
-    Ok(effective(&stored)
+    let mut lines: Vec<Line> = effective(&stored)
         .into_iter()
         .map(|c| Line {
             name: c.def.name.to_owned(),
@@ -79,7 +80,19 @@ async fn topic_lines(broker: &Broker, topic: &str) -> Result<Vec<Line>, (Respons
             doc: c.def.doc,
             default: c.is_set.then(|| c.def.default.to_owned()),
         })
-        .collect())
+        .collect();
+    // pg_kafka's own: the layout, chosen at creation (read-only from then on).
+    let default_layout = broker.config().default_topic_storage;
+    lines.push(Line {
+        name: LAYOUT_CONFIG.to_owned(),
+        value: layout.as_str().to_owned(),
+        read_only: true,
+        source: DYNAMIC_TOPIC_CONFIG,
+        config_type: ConfigType::String,
+        doc: "How the topic's messages are stored: rows (kafka.messages) or batches (kafka.batches). Chosen at creation.",
+        default: (layout != default_layout).then(|| default_layout.as_str().to_owned()),
+    });
+    Ok(lines)
 }
 
 /// The broker settings a Kafka 4.x broker reports that clients and tools read, with the

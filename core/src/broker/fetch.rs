@@ -25,13 +25,12 @@ use super::authorize::access;
 use super::{decode, respond, Broker, Outcome};
 use crate::logging;
 use crate::protocol::header::RequestFrame;
-use crate::protocol::records::{encode_batch, Record};
 use crate::security::acl::Operation;
 use crate::storage::bridge::{StorageCallError, Unavailable};
 use crate::storage::reads::{PartitionRead, ReadPlan, ReadResult};
 use crate::storage::topics::TopicRef;
 use crate::storage::watermarks::Bounds;
-use crate::storage::{StoredRecord, Topic};
+use crate::storage::Topic;
 
 /// A Fetch with data may always reserve this much from the in-flight budget (waiting for
 /// it if need be), so that readers progress while the budget is busy.
@@ -178,6 +177,7 @@ async fn gather(broker: &Broker, wanted: &[Wanted], limits: Limits) -> Result<Ga
                         from: w.fetch_offset,
                         below: b.high,
                         max_bytes: w.max_bytes,
+                        layout: topic.layout,
                     };
                     reads.push(read);
                     indexes.push(index);
@@ -200,11 +200,11 @@ async fn gather(broker: &Broker, wanted: &[Wanted], limits: Limits) -> Result<Ga
     if !reads.is_empty() {
         let (response_bytes, reserved) = reserve_response(broker, limits.response_bytes).await?;
         let read = read_plan(broker, ReadPlan { reads, response_bytes }).await?;
-        for (index, records) in indexes.into_iter().zip(read) {
-            if let Some(batch) = batch_of(&records) {
-                broker.metrics().fetched(records.len(), batch.len());
-                bytes += batch.len();
-                partitions[index].records = Some(batch);
+        for (index, answer) in indexes.into_iter().zip(read) {
+            if !answer.batches.is_empty() {
+                broker.metrics().fetched(answer.records, answer.batches.len());
+                bytes += answer.batches.len();
+                partitions[index].records = Some(answer.batches);
             }
         }
         let mut reserved = reserved;
@@ -285,22 +285,6 @@ async fn bounds_of(broker: &Broker, wanted: &[Wanted]) -> Result<Vec<Option<Boun
 fn with_bounds(data: PartitionData, bounds: &Bounds) -> PartitionData {
     // No transactions: everything committed is stable.
     data.with_high_watermark(bounds.high).with_last_stable_offset(bounds.high).with_log_start_offset(bounds.log_start)
-}
-
-/// Stored messages as one batch, offsets kept as stored (gaps stay gaps).
-fn batch_of(records: &[StoredRecord]) -> Option<Bytes> {
-    let base_offset = records.first()?.offset;
-    let records: Vec<Record> = records
-        .iter()
-        .map(|r| Record {
-            offset_delta: (r.offset - base_offset) as i32,
-            timestamp: r.timestamp_ms,
-            key: r.key.clone(),
-            value: r.value.clone(),
-            headers: r.headers.clone(),
-        })
-        .collect();
-    Some(encode_batch(base_offset, &records))
 }
 
 /// The response: one entry per requested topic, partitions in request order.

@@ -13,7 +13,7 @@ use super::authorize::{access, Access};
 use super::{decode, respond, Broker, Outcome, NODE_ID};
 use crate::protocol::header::RequestFrame;
 use crate::security::acl::{Operation, ResourceType, CLUSTER_NAME};
-use crate::storage::{is_valid_topic_name, Storage, StorageError, Topic};
+use crate::storage::{is_valid_topic_name, Storage, StorageError, StorageLayout, Topic};
 
 /// The cluster id every Metadata response carries (v2+).
 pub const CLUSTER_ID: &str = "pg_kafka";
@@ -51,7 +51,7 @@ pub async fn handle(broker: &Broker, request: &RequestFrame) -> Outcome {
         Wanted::All => false,
     };
     let auto_create = (broker.config().auto_create_topics && (version < 4 || body.allow_auto_topic_creation) && may_create)
-        .then_some(broker.config().default_partitions);
+        .then_some((broker.config().default_partitions, broker.config().default_topic_storage));
     let lookup = wanted.clone();
     let mut resolved = match broker.storage.call(move |storage| resolve(storage, &lookup, auto_create)).await {
         Ok(Ok(resolved)) => resolved,
@@ -125,10 +125,14 @@ fn wanted_topics(body: &MetadataRequest, version: i16) -> Wanted {
 /// (retriable: the client asks again and the next request creates more).
 pub const CREATIONS_PER_REQUEST: usize = 64;
 
-/// Looks up (and, with `auto_create = Some(partitions)`, creates) the wanted topics.
+/// Looks up (and, with `auto_create = Some((partitions, layout))`, creates) the wanted topics.
 /// Runs on the storage thread, with work bounded whatever the request names: the lookups
 /// of [`look_up`] and at most [`CREATIONS_PER_REQUEST`] creations.
-pub fn resolve(storage: &mut dyn Storage, wanted: &Wanted, auto_create: Option<i32>) -> Result<Vec<Resolved>, StorageError> {
+pub fn resolve(
+    storage: &mut dyn Storage,
+    wanted: &Wanted,
+    auto_create: Option<(i32, StorageLayout)>,
+) -> Result<Vec<Resolved>, StorageError> {
     let refs = match wanted {
         Wanted::All => {
             let all = crate::storage::offsets_topic::with_internal(storage.all_topics()?);
@@ -158,18 +162,23 @@ pub fn resolve(storage: &mut dyn Storage, wanted: &Wanted, auto_create: Option<i
 }
 
 /// A named topic that does not exist: created if the request may, within its allowance.
-fn create_missing(storage: &mut dyn Storage, name: &str, auto_create: Option<i32>, created: &mut usize) -> Result<Resolved, StorageError> {
+fn create_missing(
+    storage: &mut dyn Storage,
+    name: &str,
+    auto_create: Option<(i32, StorageLayout)>,
+    created: &mut usize,
+) -> Result<Resolved, StorageError> {
     let failed = |error| Ok(Resolved::Failed(TopicRef::Name(name.to_owned()), error));
     // Internal names are Kafka's own topics: a lag monitor asking for __consumer_offsets
     // must not turn it into an ordinary topic.
-    let Some(partitions) = auto_create.filter(|_| !crate::storage::is_internal_topic(name)) else {
+    let Some((partitions, layout)) = auto_create.filter(|_| !crate::storage::is_internal_topic(name)) else {
         return failed(ResponseError::UnknownTopicOrPartition);
     };
     if *created >= CREATIONS_PER_REQUEST {
         return failed(ResponseError::LeaderNotAvailable);
     }
     *created += 1;
-    match storage.create_topic(name, partitions) {
+    match storage.create_topic_as(name, partitions, layout) {
         Ok(topic) => Ok(Resolved::Found(topic)),
         // Created meanwhile by someone else (SQL, another database session): use theirs.
         Err(StorageError::TopicExists(_)) => match storage.topic(name)? {
@@ -339,7 +348,7 @@ mod tests {
         assert!(matches!(resolved[20_001], Resolved::Failed(_, ResponseError::InvalidTopicException)));
         assert!(matches!(resolved[0], Resolved::Failed(_, ResponseError::UnknownTopicOrPartition)));
 
-        let created = resolve(&mut storage, &wanted, Some(1)).unwrap();
+        let created = resolve(&mut storage, &wanted, Some((1, StorageLayout::Batches))).unwrap();
         let made = created.iter().filter(|r| matches!(r, Resolved::Found(_))).count();
         assert_eq!(made, CREATIONS_PER_REQUEST + 1, "the allowance, and the known topic");
         assert!(matches!(created[19_999], Resolved::Failed(_, ResponseError::LeaderNotAvailable)));

@@ -6,6 +6,8 @@ pub mod acls;
 pub mod alter_configs;
 pub mod api_versions;
 pub mod authorize;
+#[cfg(test)]
+mod batch_layout_tests;
 pub mod create_acls;
 pub mod create_partitions;
 pub mod create_topics;
@@ -609,6 +611,13 @@ pub mod testing {
         broker_counting_jobs(partitions).0
     }
 
+    /// A broker whose storage holds topic "t" with `partitions` partitions in `layout`.
+    pub fn broker_in_layout(partitions: i32, layout: crate::storage::StorageLayout) -> Broker {
+        let mut storage = MemoryStorage::default();
+        storage.create_topic_as("t", partitions, layout).unwrap();
+        spawn_counting(storage, Config::default(), Arc::new(AtomicUsize::new(0)))
+    }
+
     /// Like [`broker_with_writer`], with a count of the storage jobs and writer turns run so far.
     pub fn broker_counting_jobs(partitions: i32) -> (Broker, Arc<AtomicUsize>) {
         let mut storage = MemoryStorage::default();
@@ -677,6 +686,7 @@ pub mod testing {
             topics_generation: broker.topics.generation(),
             partition,
             records,
+            batch: None,
             batch_bytes: 0,
             producer: None,
         };

@@ -22,8 +22,9 @@ use crate::logging;
 use crate::protocol::header::RequestFrame;
 use crate::protocol::records::{decode_batches_within, is_plain, Batch, InflateBudget, InflateCap, Record, RecordsError};
 use crate::security::acl::Operation;
+use crate::storage::batches::checked;
 use crate::storage::topics::TopicRef;
-use crate::storage::Topic;
+use crate::storage::{StorageLayout, Topic};
 use crate::writer::group_commit::{AppendResult, PartitionAppend};
 use crate::writer::sequences::{add_sequence, ProducerBatch};
 
@@ -84,7 +85,7 @@ pub async fn handle(broker: &Broker, request: &RequestFrame, mut order: InOrder)
         .into_iter()
         .map(|append| {
             let append = append?;
-            bytes += append.records.iter().map(record_bytes).sum::<usize>();
+            bytes += append.records.iter().map(record_bytes).sum::<usize>() + append.batch.as_ref().map_or(0, |b| b.bytes.len());
             appends.push(append);
             Ok(appends.len() - 1)
         })
@@ -217,7 +218,7 @@ fn partition_append(
 ) -> Result<PartitionAppend, ResponseError> {
     let data = data.unwrap_or_default();
     let batch_bytes = data.len();
-    let mut batches = decode_batches_within(data, budget).map_err(|e| {
+    let mut batches = decode_batches_within(data.clone(), budget).map_err(|e| {
         logging::warning(format!("pg_kafka: rejected produce to \"{}\": {e}", topic.name));
         records_error_code(&e)
     })?;
@@ -229,7 +230,17 @@ fn partition_append(
         return Err(ResponseError::InvalidRecord);
     }
     let producer = producer_batch(&batch)?;
-    Ok(PartitionAppend { topic, topics_generation, partition, records: batch.records, batch_bytes, producer })
+    let (records, batch) = match topic.layout {
+        StorageLayout::Rows => (batch.records, None),
+        StorageLayout::Batches => {
+            let checked = checked(&batch, data).map_err(|e| {
+                logging::warning(format!("pg_kafka: rejected produce to \"{}\": {e}", topic.name));
+                ResponseError::InvalidRecord
+            })?;
+            (Vec::new(), Some(checked))
+        }
+    };
+    Ok(PartitionAppend { topic, topics_generation, partition, records, batch, batch_bytes, producer })
 }
 
 /// What an idempotent batch claims (`None` for producer id -1, the non-idempotent case).
@@ -482,8 +493,13 @@ mod idempotence_tests {
     }
 
     #[tokio::test]
-    async fn duplicates_gaps_and_stale_epochs_get_kafkas_answers() {
-        let broker = broker_with_writer(1);
+    async fn duplicates_gaps_and_stale_epochs_get_kafkas_answers_in_both_layouts() {
+        for layout in [crate::storage::StorageLayout::Rows, crate::storage::StorageLayout::Batches] {
+            duplicates_gaps_and_stale_epochs_get_kafkas_answers(crate::broker::testing::broker_in_layout(1, layout)).await;
+        }
+    }
+
+    async fn duplicates_gaps_and_stale_epochs_get_kafkas_answers(broker: Broker) {
         let batch = |epoch: i16, sequence: i32, n: usize| encode_producer_batch(0, &records(n), 5, epoch, sequence);
         assert_eq!(send(&broker, batch(0, 0, 2)).await, (0, 0));
         assert_eq!(send(&broker, batch(0, 0, 2)).await, (0, 0), "a retry gets the original offset");

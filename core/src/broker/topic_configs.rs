@@ -101,6 +101,9 @@ pub fn definition(name: &str) -> Option<&'static ConfigDef> {
 
 /// Why `name = value` cannot be set on a topic, if it cannot.
 pub fn invalid(name: &str, value: &str) -> Option<String> {
+    if name == crate::storage::batches::LAYOUT_CONFIG {
+        return Some(format!("{name} is chosen when a topic is created (CreateTopics) and cannot change"));
+    }
     let Some(def) = definition(name) else { return Some(format!("unknown topic config \"{name}\"")) };
     if !def.enforced {
         return (value != def.default).then(|| format!("{name} cannot be changed in pg_kafka (it is always {:?})", def.default));

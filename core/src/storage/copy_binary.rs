@@ -1,8 +1,8 @@
 //! Rows in COPY's binary format (`COPY ... FROM ... (FORMAT binary)`), columns in
-//! `kafka.messages` order: what the Postgres engine feeds its COPY with. Pure, so it is
-//! unit-tested here without Postgres.
+//! `kafka.messages` (or `kafka.batches`) order: what the Postgres engine feeds its COPY
+//! with. Pure, so it is unit-tested here without Postgres.
 
-use super::{postgres_timestamp_us, MessageRows, StorageError};
+use super::{postgres_timestamp_us, BatchRow, MessageRows, StorageError};
 
 /// COPY binary signature, then flags and header-extension length (both 0).
 const HEADER: &[u8] = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";
@@ -26,6 +26,33 @@ pub fn encode_binary(rows: &MessageRows) -> Result<Vec<u8>, StorageError> {
         field(&mut out, rows.keys[i].as_deref());
         field(&mut out, rows.values[i].as_deref());
         field(&mut out, rows.headers[i].as_deref());
+    }
+    out.extend_from_slice(&TRAILER.to_be_bytes());
+    Ok(out)
+}
+
+/// Columns of `kafka.batches`.
+const BATCH_COLUMNS: i16 = 10;
+
+/// Batches in COPY's binary format, columns in `kafka.batches` order.
+pub fn encode_batches(batches: &[BatchRow]) -> Result<Vec<u8>, StorageError> {
+    let bytes: usize = batches.iter().map(|b| b.bytes.len()).sum();
+    let mut out = Vec::with_capacity(HEADER.len() + bytes + batches.len() * 100 + 2);
+    out.extend_from_slice(HEADER);
+    for b in batches {
+        let ms = b.max_timestamp_ms;
+        let max_timestamp = postgres_timestamp_us(ms).ok_or(StorageError::TimestampOutOfRange(ms))?;
+        out.extend_from_slice(&BATCH_COLUMNS.to_be_bytes());
+        field(&mut out, Some(&b.topic_id.to_be_bytes()));
+        field(&mut out, Some(&b.partition.to_be_bytes()));
+        field(&mut out, Some(&b.base_offset.to_be_bytes()));
+        field(&mut out, Some(&b.last_offset().to_be_bytes()));
+        field(&mut out, Some(&b.record_count.to_be_bytes()));
+        field(&mut out, Some(&max_timestamp.to_be_bytes()));
+        field(&mut out, Some(&b.producer_id.to_be_bytes()));
+        field(&mut out, Some(&b.producer_epoch.to_be_bytes()));
+        field(&mut out, Some(&b.base_sequence.to_be_bytes()));
+        field(&mut out, Some(&b.bytes));
     }
     out.extend_from_slice(&TRAILER.to_be_bytes());
     Ok(out)
@@ -70,6 +97,32 @@ mod tests {
         want.extend_from_slice(&[0, 0, 0, 0]);
         want.extend_from_slice(&[0xff, 0xff]);
         assert_eq!(encode_binary(&rows).unwrap(), want);
+    }
+
+    #[test]
+    fn batches_encode_as_copy_binary_in_column_order() {
+        let batch = BatchRow {
+            topic_id: 3,
+            partition: 1,
+            base_offset: 10,
+            record_count: 2,
+            max_timestamp_ms: 946_684_800_001,
+            producer_id: -1,
+            producer_epoch: -1,
+            base_sequence: -1,
+            bytes: Bytes::from_static(b"xyz"),
+        };
+        let encoded = encode_batches(&[batch]).unwrap();
+        let mut want = HEADER.to_vec();
+        want.extend_from_slice(&[0, 10]);
+        want.extend_from_slice(&[0, 0, 0, 4, 0, 0, 0, 3, 0, 0, 0, 4, 0, 0, 0, 1]);
+        want.extend_from_slice(&[0, 0, 0, 8, 0, 0, 0, 0, 0, 0, 0, 10, 0, 0, 0, 8, 0, 0, 0, 0, 0, 0, 0, 11]);
+        want.extend_from_slice(&[0, 0, 0, 4, 0, 0, 0, 2]);
+        want.extend_from_slice(&[0, 0, 0, 8, 0, 0, 0, 0, 0, 0, 0x03, 0xe8]);
+        want.extend_from_slice(&[0, 0, 0, 8, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]);
+        want.extend_from_slice(&[0, 0, 0, 2, 0xff, 0xff, 0, 0, 0, 4, 0xff, 0xff, 0xff, 0xff]);
+        want.extend_from_slice(&[0, 0, 0, 3, b'x', b'y', b'z', 0xff, 0xff]);
+        assert_eq!(encoded, want);
     }
 
     #[test]

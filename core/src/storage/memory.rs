@@ -4,8 +4,9 @@ use std::collections::{BTreeMap, HashMap};
 
 use super::offsets_topic::OffsetCommitRecord;
 use super::{
-    is_valid_topic_name, record_bytes, ActiveProducer, CommittedOffset, LogDirUsage, LoginRole, MessageRows, OffsetCommit, ProducerKey,
-    ProducerState, ReadLimit, Storage, StorageError, StoredRecord, Topic, DEFAULT_MAX_MESSAGE_BYTES,
+    batches, is_valid_topic_name, record_bytes, ActiveProducer, BatchRow, CommittedOffset, LogDirUsage, LoginRole, MessageRows,
+    OffsetCommit, ProducerKey, ProducerState, ReadLimit, Storage, StorageError, StorageLayout, StoredRecord, Topic,
+    DEFAULT_MAX_MESSAGE_BYTES,
 };
 use crate::security::acl::{AclBinding, AclFilter, Principal};
 use uuid::Uuid;
@@ -26,6 +27,8 @@ pub struct MemoryStorage {
     producers: HashMap<ProducerKey, ProducerState>,
     /// Every appended row, in insertion order.
     pub messages: MessageRows,
+    /// Every appended batch (batch layout), in insertion order.
+    pub batches: Vec<BatchRow>,
     /// When set, `append` fails: lets tests exercise the writer's failure path.
     pub fail_appends: bool,
     /// Rows for this (topic id, partition) are refused as a trigger would refuse them.
@@ -54,7 +57,7 @@ impl Storage for MemoryStorage {
         Ok(self.topics.iter().find(|t| t.name == name).cloned())
     }
 
-    fn create_topic(&mut self, name: &str, partitions: i32) -> Result<Topic, StorageError> {
+    fn create_topic_as(&mut self, name: &str, partitions: i32, layout: StorageLayout) -> Result<Topic, StorageError> {
         if !is_valid_topic_name(name) {
             return Err(StorageError::InvalidTopicName(name.to_owned()));
         }
@@ -68,6 +71,7 @@ impl Storage for MemoryStorage {
             uuid: Uuid::new_v4(),
             partitions,
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+            layout,
         };
         self.topics.push(topic.clone());
         Ok(topic)
@@ -77,6 +81,7 @@ impl Storage for MemoryStorage {
         self.next_offset_probes += 1;
         let m = &self.messages;
         let last = (0..m.len()).filter(|&i| m.topic_ids[i] == topic_id && m.partitions[i] == partition).map(|i| m.offsets[i]).max();
+        let last = last.max(self.batches_of(topic_id, partition).map(BatchRow::last_offset).max());
         let log_start = self.log_starts.get(&(topic_id, partition)).copied().unwrap_or(0);
         Ok(last.map_or(0, |offset| offset + 1).max(log_start))
     }
@@ -113,6 +118,37 @@ impl Storage for MemoryStorage {
         Ok(())
     }
 
+    fn append_batches(&mut self, batches: &[BatchRow]) -> Result<(), StorageError> {
+        if self.fail_appends {
+            return Err(StorageError::Database { sqlstate: None, message: "appends are failing (test)".into() });
+        }
+        for batch in batches {
+            if self.batches_of(batch.topic_id, batch.partition).any(|b| b.last_offset() == batch.last_offset()) {
+                return Err(StorageError::Database {
+                    sqlstate: Some("23505".into()),
+                    message: "duplicate key (topic_id, partition, last_offset)".into(),
+                });
+            }
+        }
+        self.batches.extend_from_slice(batches);
+        Ok(())
+    }
+
+    fn read_batches(&mut self, topic_id: i32, partition: i32, limit: ReadLimit) -> Result<Vec<bytes::Bytes>, StorageError> {
+        let mut found: Vec<&BatchRow> =
+            self.batches_of(topic_id, partition).filter(|b| (limit.from..limit.below).contains(&b.last_offset())).collect();
+        found.sort_by_key(|b| b.base_offset);
+        let (mut taken, mut bytes) = (Vec::new(), 0);
+        for batch in found {
+            bytes += batch.bytes.len();
+            if !limit.admits(taken.len(), bytes) {
+                break;
+            }
+            taken.push(batch.bytes.clone());
+        }
+        Ok(taken)
+    }
+
     fn read(&mut self, topic_id: i32, partition: i32, limit: ReadLimit) -> Result<Vec<StoredRecord>, StorageError> {
         let mut candidates: Vec<StoredRecord> =
             self.rows_of(topic_id, partition).filter(|r| (limit.from..limit.below).contains(&r.offset)).collect();
@@ -136,6 +172,7 @@ impl Storage for MemoryStorage {
     fn delete_topic(&mut self, topic_id: i32) -> Result<(), StorageError> {
         self.topics.retain(|t| t.id != topic_id);
         self.retain_rows(|topic, _, _| topic != topic_id);
+        self.batches.retain(|b| b.topic_id != topic_id);
         self.configs.remove(&topic_id);
         self.log_starts.retain(|&(topic, _), _| topic != topic_id);
         for group in self.offsets.values_mut() {
@@ -172,6 +209,7 @@ impl Storage for MemoryStorage {
         *start = (*start).max(offset);
         let start = *start;
         self.retain_rows(|topic, p, o| !(topic == topic_id && p == partition && o < start));
+        self.batches.retain(|b| !(b.topic_id == topic_id && b.partition == partition && b.last_offset() < start));
         Ok(())
     }
 
@@ -323,8 +361,10 @@ impl Storage for MemoryStorage {
     fn log_dir_usage(&mut self) -> Result<LogDirUsage, StorageError> {
         let m = &self.messages;
         let len = |b: &Option<bytes::Bytes>| b.as_ref().map_or(0, bytes::Bytes::len);
-        let bytes: usize = m.keys.iter().chain(&m.values).chain(&m.headers).map(len).sum();
-        Ok(LogDirUsage { path: "memory".into(), table_bytes: bytes as i64, table_rows: m.len() as i64, volume_bytes: -1, usable_bytes: -1 })
+        let bytes: usize = m.keys.iter().chain(&m.values).chain(&m.headers).map(len).sum::<usize>()
+            + self.batches.iter().map(|b| b.bytes.len()).sum::<usize>();
+        let rows = m.len() + self.batches.iter().map(|b| b.record_count as usize).sum::<usize>();
+        Ok(LogDirUsage { path: "memory".into(), table_bytes: bytes as i64, table_rows: rows as i64, volume_bytes: -1, usable_bytes: -1 })
     }
 
     fn login_role(&mut self, name: &str) -> Result<Option<LoginRole>, StorageError> {
@@ -372,14 +412,29 @@ impl MemoryStorage {
         }
     }
 
+    fn batches_of(&self, topic_id: i32, partition: i32) -> impl Iterator<Item = &BatchRow> + '_ {
+        self.batches.iter().filter(move |b| b.topic_id == topic_id && b.partition == partition)
+    }
+
+    /// A partition's messages: its rows, and the records of its batches at or after the
+    /// log start (a batch the log start is inside of keeps its earlier records).
     fn rows_of(&self, topic_id: i32, partition: i32) -> impl Iterator<Item = StoredRecord> + '_ {
         let m = &self.messages;
-        (0..m.len()).filter(move |&i| m.topic_ids[i] == topic_id && m.partitions[i] == partition).map(move |i| StoredRecord {
-            offset: m.offsets[i],
-            timestamp_ms: m.timestamps_ms[i],
-            key: m.keys[i].clone(),
-            value: m.values[i].clone(),
-            headers: m.headers[i].clone(),
-        })
+        let log_start = self.log_starts.get(&(topic_id, partition)).copied().unwrap_or(0);
+        let unpacked: Vec<StoredRecord> = self
+            .batches_of(topic_id, partition)
+            .flat_map(|b| batches::unpack(&b.bytes).expect("stored batches decode"))
+            .filter(|r| r.offset >= log_start)
+            .collect();
+        (0..m.len())
+            .filter(move |&i| m.topic_ids[i] == topic_id && m.partitions[i] == partition)
+            .map(move |i| StoredRecord {
+                offset: m.offsets[i],
+                timestamp_ms: m.timestamps_ms[i],
+                key: m.keys[i].clone(),
+                value: m.values[i].clone(),
+                headers: m.headers[i].clone(),
+            })
+            .chain(unpacked)
     }
 }

@@ -16,7 +16,9 @@
 //! - [`readers`]: the reader processes' connections, for reads beside the group commit.
 //! - [`sql_appends`]: what SQL sessions produced, for the writer's counters and Fetch.
 //! - [`offsets_topic`]: `__consumer_offsets`, read-only, from the committed offsets.
+//! - [`batches`]: the batch layout, a row per produced record batch.
 
+pub mod batches;
 pub mod bridge;
 pub mod copy_binary;
 pub mod headers_json;
@@ -30,6 +32,7 @@ pub mod topics;
 pub mod watermarks;
 
 use crate::security::acl::{AclBinding, AclFilter, Principal};
+pub use batches::{BatchRow, StorageLayout};
 use bytes::Bytes;
 use uuid::Uuid;
 
@@ -44,6 +47,8 @@ pub struct Topic {
     pub partitions: i32,
     /// The topic's `max.message.bytes`: the largest record batch Produce accepts.
     pub max_message_bytes: i32,
+    /// How its messages are stored (`kafka.topics.storage`).
+    pub layout: StorageLayout,
 }
 
 /// Kafka's default `max.message.bytes` (1 MiB plus batch overhead).
@@ -234,8 +239,13 @@ pub trait Storage {
     fn all_topics(&mut self) -> Result<Vec<Topic>, StorageError>;
     /// The topic called `name`, if it exists.
     fn topic(&mut self, name: &str) -> Result<Option<Topic>, StorageError>;
-    /// Creates a topic; fails with [`StorageError::TopicExists`] if the name is taken.
-    fn create_topic(&mut self, name: &str, partitions: i32) -> Result<Topic, StorageError>;
+    /// Creates a topic stored in `layout`; fails with [`StorageError::TopicExists`] if the
+    /// name is taken.
+    fn create_topic_as(&mut self, name: &str, partitions: i32, layout: StorageLayout) -> Result<Topic, StorageError>;
+    /// Creates a topic in the row layout (tests, mostly).
+    fn create_topic(&mut self, name: &str, partitions: i32) -> Result<Topic, StorageError> {
+        self.create_topic_as(name, partitions, StorageLayout::Rows)
+    }
     /// The offset after the last message of a partition (0 when empty), read from the table.
     /// The writer calls this once per partition and counts in memory afterwards.
     fn next_offset(&mut self, topic_id: i32, partition: i32) -> Result<i64, StorageError>;
@@ -246,8 +256,14 @@ pub trait Storage {
     fn try_lock_partition(&mut self, topic_id: i32, partition: i32) -> Result<bool, StorageError>;
     /// Inserts the rows, all in the caller's transaction.
     fn append(&mut self, rows: &MessageRows) -> Result<(), StorageError>;
+    /// Inserts record batches (topics in the batch layout), in the caller's transaction.
+    fn append_batches(&mut self, batches: &[BatchRow]) -> Result<(), StorageError>;
     /// Messages in offset order within `limit` (one index range scan).
     fn read(&mut self, topic_id: i32, partition: i32, limit: ReadLimit) -> Result<Vec<StoredRecord>, StorageError>;
+    /// Stored batches (bytes as stored) whose last offset is in `limit.from..limit.below`,
+    /// in offset order, while their sizes add up to at most `limit.max_bytes` (the first
+    /// whatever its size with `at_least_one`).
+    fn read_batches(&mut self, topic_id: i32, partition: i32, limit: ReadLimit) -> Result<Vec<Bytes>, StorageError>;
     /// The first offset still stored, or `None` when the partition is empty.
     fn first_offset(&mut self, topic_id: i32, partition: i32) -> Result<Option<i64>, StorageError>;
     /// The first message whose timestamp is at or after `timestamp_ms`: (offset, timestamp).

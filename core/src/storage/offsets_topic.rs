@@ -31,7 +31,14 @@ pub const RECORDS_PER_READ: usize = 10_000;
 
 /// The topic as Metadata lists it.
 pub fn topic() -> Topic {
-    Topic { id: TOPIC_ID, name: NAME.to_owned(), uuid: TOPIC_UUID, partitions: 1, max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES }
+    Topic {
+        id: TOPIC_ID,
+        name: NAME.to_owned(),
+        uuid: TOPIC_UUID,
+        partitions: 1,
+        max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+        layout: super::StorageLayout::Rows,
+    }
 }
 
 /// `topics` (sorted by name) with this topic in its place.

@@ -272,7 +272,17 @@ mod tests {
     }
 
     fn plan_of(topic_id: i32, from: i64) -> ReadPlan {
-        ReadPlan { reads: vec![PartitionRead { topic_id, partition: 0, from, below: 3, max_bytes: 1 << 20 }], response_bytes: 1 << 20 }
+        ReadPlan {
+            reads: vec![PartitionRead {
+                topic_id,
+                partition: 0,
+                from,
+                below: 3,
+                max_bytes: 1 << 20,
+                layout: crate::storage::StorageLayout::Rows,
+            }],
+            response_bytes: 1 << 20,
+        }
     }
 
     #[tokio::test]
@@ -285,7 +295,7 @@ mod tests {
         let reader = fake_reader(path, storage, 1);
         until_connected(&readers).await;
         let read = readers.run(&plan, 1 << 20, Duration::from_secs(5)).await.expect("a reader answered").unwrap();
-        assert_eq!(read[0].iter().map(|r| r.offset).collect::<Vec<_>>(), vec![1, 2]);
+        assert_eq!(crate::storage::batches::unpack(&read[0].batches).unwrap().iter().map(|r| r.offset).collect::<Vec<_>>(), vec![1, 2]);
         // The reader leaves after one answer: it is pruned while idle, and runs go to the
         // main thread.
         reader.join().unwrap();

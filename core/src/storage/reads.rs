@@ -3,17 +3,23 @@
 //! the same plan in its own Postgres session, so the plan and its answer also travel
 //! over the reader socket, in the little binary format below.
 //!
+//! A read's answer is what the Fetch response carries for the partition: record batches.
+//! Batch-layout partitions give their stored batches as they are; row-layout partitions
+//! give their rows encoded as one uncompressed batch (by whoever ran the plan: a reader
+//! process spends its own core on it).
+//!
 //! Request (after the frame's kind byte, [`ReaderJob::KIND`]): `u32 reads` then per
-//! read `i32 topic, i32 partition, i64 from, i64 below, u64 max_bytes`, then
-//! `u64 response_bytes`. Answer: `u8 0` then `u32 reads` and per read `u32 records` and
-//! per record `i64 offset, i64 timestamp` and key, value, headers each as `i32 length`
-//! (-1: null) and bytes; or `u8 1` and a UTF-8 error message.
+//! read `i32 topic, i32 partition, i64 from, i64 below, u64 max_bytes, u8 layout`, then
+//! `u64 response_bytes`. Answer: `u8 0` then `u32 reads` and per read `u32 records`,
+//! `u32 length` and the batches' bytes; or `u8 1` and a UTF-8 error message.
 //! Every length is checked against what is left before anything is allocated.
 
-use bytes::{Buf, BufMut, Bytes};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 
+use super::batches::record_count;
 use super::readers::ReaderJob;
-use super::{offsets_topic, record_bytes, ReadLimit, Storage, StorageError, StoredRecord};
+use super::{offsets_topic, ReadLimit, Storage, StorageError, StorageLayout, StoredRecord};
+use crate::protocol::records::{encode_batch, Record};
 
 /// One partition's part of a Fetch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -24,6 +30,8 @@ pub struct PartitionRead {
     pub below: i64,
     /// The partition's own limit (the request's `partition_max_bytes`).
     pub max_bytes: usize,
+    /// Where its messages are.
+    pub layout: StorageLayout,
 }
 
 /// The reads of one Fetch, in request order, and the bytes its response may hold.
@@ -33,8 +41,16 @@ pub struct ReadPlan {
     pub response_bytes: usize,
 }
 
+/// One partition's answer: its record batches, ready for the Fetch response.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PartitionAnswer {
+    /// How many records the batches hold.
+    pub records: usize,
+    pub batches: Bytes,
+}
+
 /// What a plan read: one entry per read, in order, until the response was full.
-pub type ReadResult = Vec<Vec<StoredRecord>>;
+pub type ReadResult = Vec<PartitionAnswer>;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum WireError {
@@ -62,13 +78,13 @@ impl ReadPlan {
             }
             let limit =
                 ReadLimit { from: r.from, below: r.below, max_bytes: r.max_bytes.min(left), at_least_one: left == self.response_bytes };
-            let records = if r.topic_id == offsets_topic::TOPIC_ID {
-                offsets_topic::read(storage, limit)?
-            } else {
-                storage.read(r.topic_id, r.partition, limit)?
+            let answer = match r.layout {
+                _ if r.topic_id == offsets_topic::TOPIC_ID => rows_answer(offsets_topic::read(storage, limit)?),
+                StorageLayout::Rows => rows_answer(storage.read(r.topic_id, r.partition, limit)?),
+                StorageLayout::Batches => batches_answer(storage.read_batches(r.topic_id, r.partition, limit)?),
             };
-            left = left.saturating_sub(records.iter().map(record_bytes).sum());
-            read.push(records);
+            left = left.saturating_sub(answer.batches.len());
+            read.push(answer);
         }
         Ok(read)
     }
@@ -82,6 +98,7 @@ impl ReadPlan {
             out.put_i64(r.from);
             out.put_i64(r.below);
             out.put_u64(r.max_bytes as u64);
+            out.put_u8(r.layout as u8);
         }
         out.put_u64(self.response_bytes as u64);
         out
@@ -89,11 +106,17 @@ impl ReadPlan {
 
     pub fn decode(mut bytes: &[u8]) -> Result<ReadPlan, WireError> {
         let count = take(&mut bytes, 4)?.get_u32() as usize;
-        let mut reads = Vec::with_capacity(count.min(bytes.len() / 32));
+        let mut reads = Vec::with_capacity(count.min(bytes.len() / 33));
         for _ in 0..count {
-            let mut r = take(&mut bytes, 32)?;
+            let mut r = take(&mut bytes, 33)?;
             let (topic_id, partition, from, below) = (r.get_i32(), r.get_i32(), r.get_i64(), r.get_i64());
-            reads.push(PartitionRead { topic_id, partition, from, below, max_bytes: saturating_usize(r.get_u64()) });
+            let max_bytes = saturating_usize(r.get_u64());
+            let layout = match r.get_u8() {
+                0 => StorageLayout::Rows,
+                1 => StorageLayout::Batches,
+                other => return Err(WireError::UnknownTag(other)),
+            };
+            reads.push(PartitionRead { topic_id, partition, from, below, max_bytes, layout });
         }
         let response_bytes = saturating_usize(take(&mut bytes, 8)?.get_u64());
         finished(bytes)?;
@@ -101,28 +124,48 @@ impl ReadPlan {
     }
 }
 
-/// A plan's answer on the wire: its records, or the error that stopped it.
+/// Stored rows as one batch, offsets kept as stored (gaps stay gaps); nothing when none.
+fn rows_answer(records: Vec<StoredRecord>) -> PartitionAnswer {
+    let Some(base_offset) = records.first().map(|r| r.offset) else { return PartitionAnswer::default() };
+    let count = records.len();
+    let records: Vec<Record> = records
+        .into_iter()
+        .map(|r| Record {
+            offset_delta: (r.offset - base_offset) as i32,
+            timestamp: r.timestamp_ms,
+            key: r.key,
+            value: r.value,
+            headers: r.headers,
+        })
+        .collect();
+    PartitionAnswer { records: count, batches: encode_batch(base_offset, &records) }
+}
+
+/// Stored batches, back to back.
+fn batches_answer(batches: Vec<Bytes>) -> PartitionAnswer {
+    match batches.len() {
+        0 => PartitionAnswer::default(),
+        1 => PartitionAnswer { records: record_count(&batches[0]), batches: batches.into_iter().next().unwrap_or_default() },
+        _ => {
+            let mut out = BytesMut::with_capacity(batches.iter().map(Bytes::len).sum());
+            batches.iter().for_each(|b| out.extend_from_slice(b));
+            PartitionAnswer { records: batches.iter().map(|b| record_count(b)).sum(), batches: out.freeze() }
+        }
+    }
+}
+
+/// A plan's answer on the wire: its batches, or the error that stopped it.
 pub fn encode_answer(answer: &Result<ReadResult, StorageError>) -> Vec<u8> {
     let mut out = Vec::new();
     match answer {
         Ok(read) => {
+            out.reserve(5 + read.iter().map(|a| 8 + a.batches.len()).sum::<usize>());
             out.put_u8(0);
             out.put_u32(read.len() as u32);
-            for records in read {
-                out.put_u32(records.len() as u32);
-                for r in records {
-                    out.put_i64(r.offset);
-                    out.put_i64(r.timestamp_ms);
-                    for field in [&r.key, &r.value, &r.headers] {
-                        match field {
-                            None => out.put_i32(-1),
-                            Some(b) => {
-                                out.put_i32(b.len() as i32);
-                                out.put_slice(b);
-                            }
-                        }
-                    }
-                }
+            for answer in read {
+                out.put_u32(answer.records as u32);
+                out.put_u32(answer.batches.len() as u32);
+                out.put_slice(&answer.batches);
             }
         }
         Err(error) => put_error(&mut out, error),
@@ -155,32 +198,17 @@ pub fn decode_answer(bytes: Bytes) -> Result<Result<ReadResult, StorageError>, W
         Err(error) => return Ok(Err(error)),
     };
     let reads = take_bytes(&mut rest, 4)?.get_u32() as usize;
-    // Each read takes at least 4 bytes and each record at least 28: capacities never
-    // exceed what the bytes could hold.
-    let mut read = Vec::with_capacity(reads.min(rest.len() / 4));
+    // Each read takes at least 8 bytes: the capacity never exceeds what the bytes hold.
+    let mut read = Vec::with_capacity(reads.min(rest.len() / 8));
     for _ in 0..reads {
-        let count = take_bytes(&mut rest, 4)?.get_u32() as usize;
-        let mut records = Vec::with_capacity(count.min(rest.len() / 28));
-        for _ in 0..count {
-            let mut head = take_bytes(&mut rest, 16)?;
-            let (offset, timestamp_ms) = (head.get_i64(), head.get_i64());
-            let (key, value, headers) = (nullable(&mut rest)?, nullable(&mut rest)?, nullable(&mut rest)?);
-            records.push(StoredRecord { offset, timestamp_ms, key, value, headers });
-        }
-        read.push(records);
+        let mut head = take_bytes(&mut rest, 8)?;
+        let (records, len) = (head.get_u32() as usize, head.get_u32() as usize);
+        read.push(PartitionAnswer { records, batches: take_bytes(&mut rest, len)? });
     }
     if !rest.is_empty() {
         return Err(WireError::Trailing(rest.len()));
     }
     Ok(Ok(read))
-}
-
-fn nullable(rest: &mut Bytes) -> Result<Option<Bytes>, WireError> {
-    match take_bytes(rest, 4)?.get_i32() {
-        -1 => Ok(None),
-        len if len < 0 => Err(WireError::NegativeLength(len)),
-        len => take_bytes(rest, len as usize).map(Some),
-    }
 }
 
 impl ReaderJob for ReadPlan {
@@ -253,21 +281,46 @@ mod tests {
     #[test]
     fn a_plan_stops_when_the_response_is_full_but_gives_the_first_message_whole() {
         let (mut storage, topic_id) = filled();
-        let read = |partition, max_bytes| PartitionRead { topic_id, partition, from: 0, below: 5, max_bytes };
+        let read = |partition, max_bytes| PartitionRead { topic_id, partition, from: 0, below: 5, max_bytes, layout: StorageLayout::Rows };
         let everything = ReadPlan { reads: vec![read(0, usize::MAX), read(1, usize::MAX)], response_bytes: usize::MAX };
         let all = everything.run(&mut storage).unwrap();
-        assert_eq!((all.len(), all[0].len(), all[1].len()), (2, 5, 5));
+        assert_eq!((all.len(), all[0].records, all[1].records), (2, 5, 5));
         let tiny = ReadPlan { reads: vec![read(0, 1), read(1, 1)], response_bytes: 10 };
         let some = tiny.run(&mut storage).unwrap();
         assert_eq!(some.len(), 1, "full after the first partition");
-        assert_eq!(some[0].len(), 1, "one message whatever its size");
+        assert_eq!(some[0].records, 1, "one message whatever its size");
+    }
+
+    #[test]
+    fn batch_layout_reads_give_stored_batches_verbatim_from_the_one_holding_the_offset() {
+        use crate::protocol::records::{decode_batches, encode_batch};
+        use crate::storage::batches::checked;
+        let mut storage = MemoryStorage::default();
+        let topic = storage.create_topic_as("b", 1, StorageLayout::Batches).unwrap();
+        let record =
+            |delta| Record { offset_delta: delta, timestamp: 5, key: None, value: Some(Bytes::from(vec![7u8; 100])), headers: None };
+        let rows: Vec<_> = (0..3)
+            .map(|i| {
+                let raw = encode_batch(0, &[record(0), record(1), record(2)]);
+                let batch = decode_batches(raw.clone(), 1 << 20).unwrap().remove(0);
+                checked(&batch, raw).unwrap().placed(topic.id, 0, i * 3)
+            })
+            .collect();
+        storage.append_batches(&rows).unwrap();
+        let read =
+            |from, max_bytes| PartitionRead { topic_id: topic.id, partition: 0, from, below: 9, max_bytes, layout: StorageLayout::Batches };
+        let all = ReadPlan { reads: vec![read(4, usize::MAX)], response_bytes: usize::MAX }.run(&mut storage).unwrap();
+        assert_eq!(all[0].records, 6, "from the batch holding offset 4");
+        assert_eq!(all[0].batches, [rows[1].bytes.clone(), rows[2].bytes.clone()].concat());
+        let one = ReadPlan { reads: vec![read(0, 10)], response_bytes: 1 << 20 }.run(&mut storage).unwrap();
+        assert_eq!(one[0].batches, rows[0].bytes, "a whole first batch whatever the limit");
     }
 
     #[test]
     fn answers_and_plans_survive_the_wire() {
         let (mut storage, topic_id) = filled();
         let plan = ReadPlan {
-            reads: vec![PartitionRead { topic_id, partition: 1, from: 1, below: 4, max_bytes: 1 << 20 }],
+            reads: vec![PartitionRead { topic_id, partition: 1, from: 1, below: 4, max_bytes: 1 << 20, layout: StorageLayout::Rows }],
             response_bytes: 1 << 20,
         };
         assert_eq!(ReadPlan::decode(&plan.encode()), Ok(plan.clone()));
@@ -300,7 +353,7 @@ mod tests {
         }
         let (mut storage, topic_id) = filled();
         let plan = ReadPlan {
-            reads: vec![PartitionRead { topic_id, partition: 0, from: 0, below: 5, max_bytes: 1 << 20 }],
+            reads: vec![PartitionRead { topic_id, partition: 0, from: 0, below: 5, max_bytes: 1 << 20, layout: StorageLayout::Rows }],
             response_bytes: 1 << 20,
         };
         let encoded = encode_answer(&plan.run(&mut storage));

@@ -44,11 +44,12 @@ use tokio::sync::oneshot;
 use super::sequences::{ProducerBatch, SequenceCheck, Sequences};
 use crate::metrics::Metrics;
 use crate::protocol::records::Record;
+use crate::storage::batches::CheckedBatch;
 use crate::storage::bridge::{JobRunner, Unavailable, Waker};
 use crate::storage::sql_appends::{SqlAppendLog, SqlAppends};
 use crate::storage::topics::TopicCache;
 use crate::storage::watermarks::Watermarks;
-use crate::storage::{postgres_timestamp_us, MessageRows, Storage, StorageError, Topic};
+use crate::storage::{postgres_timestamp_us, BatchRow, MessageRows, Storage, StorageError, Topic};
 
 /// Records for one partition, as one producer sent them.
 #[derive(Clone, Debug)]
@@ -59,7 +60,10 @@ pub struct PartitionAppend {
     pub topics_generation: u64,
     /// A partition of `topic` (the handler checked the range).
     pub partition: i32,
+    /// The records, for a topic in the row layout.
     pub records: Vec<Record>,
+    /// The batch itself, checked, for a topic in the batch layout (`records` is empty then).
+    pub batch: Option<CheckedBatch>,
     /// The record batch's size as sent, checked against the topic's `max.message.bytes`.
     pub batch_bytes: usize,
     /// Set for an idempotent producer's batch: what its sequence check needs.
@@ -418,7 +422,7 @@ impl GroupCommitter {
         let committed = runner.run(&mut |storage| {
             let writable = lock_partitions(storage, jobs)?;
             self.forget_counters_sql_moved();
-            let mut rows = MessageRows::default();
+            let mut rows = Appended::default();
             results = jobs
                 .iter()
                 .zip(writable)
@@ -434,11 +438,13 @@ impl GroupCommitter {
                     Ok(Some(placements.into_iter().map(placement_result).collect()))
                 })
                 .collect::<Result<Vec<JobOutcome>, StorageError>>()?;
-            if !rows.is_empty() {
-                storage.append(&rows)?;
+            if !rows.messages.is_empty() {
+                storage.append(&rows.messages)?;
             }
-            stored_rows = rows.len();
-            stored_bytes = payload_bytes(&rows);
+            if !rows.batches.is_empty() {
+                storage.append_batches(&rows.batches)?;
+            }
+            (stored_rows, stored_bytes) = rows.counts();
             // Sequence state goes in with the rows it describes, or not at all.
             self.sequences.save(storage)?;
             Ok(())
@@ -505,7 +511,7 @@ impl GroupCommitter {
         &mut self,
         storage: &mut dyn Storage,
         append: &PartitionAppend,
-        rows: &mut MessageRows,
+        rows: &mut Appended,
         touched: &mut HashSet<(i32, i32)>,
     ) -> Result<Placement, StorageError> {
         let Some(topic) = self.current_topic(storage, append)? else {
@@ -514,7 +520,8 @@ impl GroupCommitter {
         if append.batch_bytes > usize::try_from(topic.max_message_bytes).unwrap_or(0) {
             return Ok(Placement::Refused(ResponseError::MessageTooLarge));
         }
-        if append.records.iter().any(|r| postgres_timestamp_us(r.timestamp).is_none()) {
+        let batch_timestamps = append.batch.iter().flat_map(|b| [b.timestamps.0, b.timestamps.1]);
+        if append.records.iter().map(|r| r.timestamp).chain(batch_timestamps).any(|ms| postgres_timestamp_us(ms).is_none()) {
             return Ok(Placement::Refused(ResponseError::InvalidTimestamp));
         }
         let producer = append.producer.map(|p| ((p.producer_id, topic.id, append.partition), p));
@@ -534,6 +541,11 @@ impl GroupCommitter {
             self.sequences.record(*producer_key, batch, base_offset);
         }
         let mut offset = base_offset;
+        if let Some(batch) = &append.batch {
+            rows.batches.push(batch.placed(topic.id, append.partition, base_offset));
+            offset += i64::from(batch.record_count);
+        }
+        let rows = &mut rows.messages;
         for record in &append.records {
             rows.topic_ids.push(topic.id);
             rows.partitions.push(append.partition);
@@ -597,10 +609,22 @@ fn lock_partitions(storage: &mut dyn Storage, jobs: &[ProduceJob]) -> Result<Vec
     Ok(writable)
 }
 
-/// Key, value and header bytes of the rows.
-fn payload_bytes(rows: &MessageRows) -> usize {
-    let len = |column: &[Option<bytes::Bytes>]| column.iter().flatten().map(bytes::Bytes::len).sum::<usize>();
-    len(&rows.keys) + len(&rows.values) + len(&rows.headers)
+/// What one write stores: rows (row layout) and batches (batch layout).
+#[derive(Default)]
+struct Appended {
+    messages: MessageRows,
+    batches: Vec<BatchRow>,
+}
+
+impl Appended {
+    /// Messages stored, and their bytes (key, value and headers of rows; whole batches).
+    fn counts(&self) -> (usize, usize) {
+        let len = |column: &[Option<bytes::Bytes>]| column.iter().flatten().map(bytes::Bytes::len).sum::<usize>();
+        let m = &self.messages;
+        let batch_records: usize = self.batches.iter().map(|b| b.record_count as usize).sum();
+        let batch_bytes: usize = self.batches.iter().map(|b| b.bytes.len()).sum();
+        (m.len() + batch_records, len(&m.keys) + len(&m.values) + len(&m.headers) + batch_bytes)
+    }
 }
 
 fn placement_result(placement: Placement) -> AppendResult {
@@ -676,11 +700,20 @@ mod tests {
             uuid: uuid::Uuid::nil(),
             partitions: 2,
             max_message_bytes: crate::storage::DEFAULT_MAX_MESSAGE_BYTES,
+            layout: crate::storage::StorageLayout::Rows,
         }
     }
 
     fn append(topic: &str, partition: i32, n: usize) -> PartitionAppend {
-        PartitionAppend { topic: resolved(topic), topics_generation: 0, partition, records: records(n), batch_bytes: 0, producer: None }
+        PartitionAppend {
+            topic: resolved(topic),
+            topics_generation: 0,
+            partition,
+            records: records(n),
+            batch: None,
+            batch_bytes: 0,
+            producer: None,
+        }
     }
 
     fn runner_with_topic(partitions: i32) -> DirectRunner<MemoryStorage> {

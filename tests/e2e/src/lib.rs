@@ -201,8 +201,9 @@ pub fn wait_for_readers(count: usize) {
     }
 }
 
-/// Makes each row written to `topic` sleep `seconds` in a trigger named `name`: a group
-/// commit that holds the worker's main thread. Undo with [`restore_inserts`].
+/// Makes each row written to `topic` (in the row layout: [`create_row_topic`]) sleep
+/// `seconds` in a trigger named `name`: a group commit that holds the worker's main
+/// thread. Undo with [`restore_inserts`].
 pub fn slow_down_inserts(topic: &str, name: &str, seconds: u32) {
     let topic_id = psql(&format!("SELECT id FROM kafka.topics WHERE name = '{topic}'"));
     psql(&format!(
@@ -483,17 +484,34 @@ pub mod consume {
     }
 }
 
-/// Creates a topic through SQL (tests that need a fixed partition count).
+/// Creates a topic through SQL (tests that need a fixed partition count), in the
+/// cluster's default layout (`pg_kafka.default_topic_storage`: CI runs both).
 pub fn create_topic(name: &str, partitions: i32) {
     psql(&format!("INSERT INTO kafka.topics (name, partitions) VALUES ('{name}', {partitions}) ON CONFLICT DO NOTHING"));
+}
+
+/// Creates a topic in the row layout: for tests of `kafka.messages` itself (its triggers,
+/// its locks), whatever the cluster's default.
+pub fn create_row_topic(name: &str, partitions: i32) {
+    psql(&format!("INSERT INTO kafka.topics (name, partitions, storage) VALUES ('{name}', {partitions}, 'rows') ON CONFLICT DO NOTHING"));
+}
+
+/// A topic's messages in either layout (rows of `kafka.messages` or records of
+/// `kafka.batches`), as a FROM item `m` with `kafka.messages`'s columns.
+pub fn messages_of(topic: &str) -> String {
+    format!(
+        "(SELECT * FROM kafka.messages WHERE topic_id = (SELECT id FROM kafka.topics WHERE name = '{topic}') \
+          UNION ALL \
+          SELECT * FROM kafka.batch_messages WHERE topic_id = (SELECT id FROM kafka.topics WHERE name = '{topic}')) m"
+    )
 }
 
 /// Per partition of a topic: (partition, row count, min offset, max offset, distinct offsets).
 pub fn partition_summary(topic: &str) -> Vec<(i32, i64, i64, i64, i64)> {
     psql(&format!(
         "SELECT partition, count(*), min(\"offset\"), max(\"offset\"), count(DISTINCT \"offset\") \
-         FROM kafka.messages m JOIN kafka.topics t ON t.id = m.topic_id WHERE t.name = '{topic}' \
-         GROUP BY partition ORDER BY partition"
+         FROM {} GROUP BY partition ORDER BY partition",
+        messages_of(topic)
     ))
     .lines()
     .map(|line| {

@@ -36,9 +36,7 @@ fn config_of(
 }
 
 fn rows(topic: &str) -> String {
-    psql(&format!(
-        "SELECT count(*) || ' ' || coalesce(min(\"offset\"), -1) FROM kafka.messages m JOIN kafka.topics t ON t.id = m.topic_id WHERE t.name = '{topic}'"
-    ))
+    psql(&format!("SELECT count(*) || ' ' || coalesce(min(\"offset\"), -1) FROM kafka.topic_messages m WHERE m.topic = '{topic}'"))
 }
 
 #[test]

@@ -141,7 +141,7 @@ fn a_long_poll_wakes_on_commit_and_an_idle_one_waits_out_max_wait() {
 #[test]
 fn rows_inserted_with_sql_are_consumed_and_produce_continues_after_them() {
     let topic = "e2e-consume-sql";
-    create_topic(topic, 1);
+    create_row_topic(topic, 1);
     assert_eq!(produce(topic, &[], [message(0, 1)]), (1, 0));
     let waiting = consumer(topic, &[0], Offset::Offset(1), &[("fetch.wait.max.ms", "10000")]);
     psql(&format!(
@@ -178,7 +178,7 @@ fn one_mebibyte_messages_round_trip() {
 #[test]
 fn the_writer_reports_table_statistics_for_autovacuum() {
     let topic = "e2e-consume-stats";
-    create_topic(topic, 1);
+    create_row_topic(topic, 1);
     let inserted = || psql("SELECT n_tup_ins FROM pg_stat_user_tables WHERE relid = 'kafka.messages'::regclass").parse::<i64>().unwrap();
     let before = inserted();
     assert_eq!(produce(topic, &[], (0..100).map(|i| message(i, 1))), (100, 0));

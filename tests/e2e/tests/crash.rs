@@ -37,7 +37,7 @@ fn stored_count_after_recovery(topic: &str) -> usize {
             .args(["-X", "-A", "-t", "-h", "127.0.0.1", "-U", "postgres", "-d", "postgres"])
             .args(["-p", &std::env::var("PGKAFKA_E2E_PG_PORT").unwrap()])
             .arg("-c")
-            .arg(format!("SELECT count(*) FROM kafka.messages m JOIN kafka.topics t ON t.id = m.topic_id WHERE t.name = '{topic}'"))
+            .arg(format!("SELECT count(*) FROM kafka.topic_messages m WHERE m.topic = '{topic}'"))
             .output()
             .unwrap();
         if let Ok(count) = String::from_utf8_lossy(&output.stdout).trim().parse() {
@@ -60,11 +60,7 @@ fn every_acknowledged_message_survives_a_sigkill_of_the_worker() {
         produce(topic, &settings, messages)
     });
     // Kill once part of the stream is stored, so the crash lands mid-stream.
-    let stored_count = || {
-        psql(&format!("SELECT count(*) FROM kafka.messages m JOIN kafka.topics t ON t.id = m.topic_id WHERE t.name = '{topic}'"))
-            .parse::<usize>()
-            .unwrap()
-    };
+    let stored_count = || psql(&format!("SELECT count(*) FROM kafka.topic_messages m WHERE m.topic = '{topic}'")).parse::<usize>().unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     while stored_count() < 10_000 {
         assert!(Instant::now() < deadline, "nothing stored after 30 s");
@@ -83,9 +79,7 @@ fn every_acknowledged_message_survives_a_sigkill_of_the_worker() {
         "worker {pid} killed with {at_crash} of {MESSAGES} stored; worker {new_pid} serving again after {back_after:?}; {delivered} delivered, {failed} failed"
     );
     assert_eq!((delivered, failed), (MESSAGES, 0), "the producer's retries went through");
-    let stored = psql(&format!(
-        "SELECT count(*) || ' ' || count(DISTINCT value) FROM kafka.messages m JOIN kafka.topics t ON t.id = m.topic_id WHERE t.name = '{topic}'"
-    ));
+    let stored = psql(&format!("SELECT count(*) || ' ' || count(DISTINCT value) FROM kafka.topic_messages m WHERE m.topic = '{topic}'"));
     assert_eq!(stored, format!("{MESSAGES} {MESSAGES}"), "every acknowledged message stored, exactly once");
     assert_gap_free(topic);
     assert!(server_log().contains("terminated by signal 9"), "it was a crash, with crash recovery");

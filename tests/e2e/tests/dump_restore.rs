@@ -92,9 +92,7 @@ fn a_dump_restored_into_a_new_cluster_serves_the_same_topics_messages_and_offset
         expected.sort();
         assert_eq!(values, expected);
         // And new messages continue after the restored offsets, never reusing one.
-        let high = count(&format!(
-            "SELECT max(m.\"offset\") FROM kafka.messages m JOIN kafka.topics t ON t.id = m.topic_id WHERE t.name = '{topic}' AND m.partition = 0"
-        ));
+        let high = count(&format!("SELECT max(m.\"offset\") FROM kafka.topic_messages m WHERE m.topic = '{topic}' AND m.partition = 0"));
         assert_eq!(high, "9");
     });
     cluster("stop", &data, None);

@@ -162,9 +162,7 @@ fn an_idempotent_producer_retrying_after_a_cut_connection_leaves_no_duplicates()
         assert!(sent >= 2, "batch {cut:?} was sent again after its answer was lost");
     }
     assert_eq!(assert_gap_free(topic), n as i64, "stored exactly once");
-    let distinct = psql(&format!(
-        "SELECT count(DISTINCT value) FROM kafka.messages m JOIN kafka.topics t ON t.id = m.topic_id WHERE t.name = '{topic}'"
-    ));
+    let distinct = psql(&format!("SELECT count(DISTINCT value) FROM kafka.topic_messages m WHERE m.topic = '{topic}'"));
     assert_eq!(distinct, n.to_string());
     let state =
         psql(&format!("SELECT count(*) FROM kafka.producer_state s JOIN kafka.topics t ON t.id = s.topic_id WHERE t.name = '{topic}'"));
@@ -190,9 +188,6 @@ fn without_idempotence_the_same_cut_stores_duplicates() {
     ];
     assert_eq!(produce(topic, &settings, messages), (n, 0));
     assert!(!proxy.seen.lock().unwrap().dropped.is_empty());
-    let stored: i64 =
-        psql(&format!("SELECT count(*) FROM kafka.messages m JOIN kafka.topics t ON t.id = m.topic_id WHERE t.name = '{topic}'"))
-            .parse()
-            .unwrap();
+    let stored: i64 = psql(&format!("SELECT count(*) FROM kafka.topic_messages m WHERE m.topic = '{topic}'")).parse().unwrap();
     assert!(stored > n as i64, "the retried batch was stored twice ({stored} rows for {n} messages)");
 }

@@ -37,9 +37,17 @@ fn partitions_and_stats_agree_with_what_was_produced() {
                 (last_append_time > now() - interval '1 minute') \
          FROM kafka.topic_partitions WHERE topic = '{topic}' ORDER BY partition"
     ));
-    // 500 messages a partition, each with a 2-4 byte key and a 100-byte value.
+    // 500 messages a partition, each with a 2-4 byte key and a 100-byte value (row
+    // layout: their payload), or the batches that hold them (batch layout).
     let key_bytes = |p: usize| (0..1000).filter(|i| i % 2 == p).map(|i| format!("k{i}").len()).sum::<usize>();
-    let want = format!("0:0:500:500:{}:true\n1:0:500:500:{}:true", 50_000 + key_bytes(0), 50_000 + key_bytes(1));
+    let bytes = |p: usize| match psql(&format!("SELECT storage FROM kafka.topics WHERE name = '{topic}'")).as_str() {
+        "rows" => (50_000 + key_bytes(p)).to_string(),
+        _ => psql(&format!(
+            "SELECT sum(octet_length(batch)) FROM kafka.batches WHERE partition = {p} \
+             AND topic_id = (SELECT id FROM kafka.topics WHERE name = '{topic}')"
+        )),
+    };
+    let want = format!("0:0:500:500:{}:true\n1:0:500:500:{}:true", bytes(0), bytes(1));
     assert_eq!(partitions, want);
     let after = (stat("produce_messages_total", None), stat("requests_total", Some("Produce")), stat("group_commits_total", None));
     assert!(after.0 - before.0 >= 1000.0, "produce_messages_total {before:?} → {after:?}");

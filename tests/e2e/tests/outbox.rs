@@ -341,7 +341,7 @@ fn the_readme_outbox_example_runs_as_written() {
 #[test]
 fn errors_under_rust_frames_reach_the_client_without_a_backtrace() {
     let topic = "e2e-outbox-refused";
-    create_topic(topic, 1);
+    create_row_topic(topic, 1);
     let topic_id = psql(&format!("SELECT id FROM kafka.topics WHERE name = '{topic}'"));
     psql(&format!(
         "CREATE OR REPLACE FUNCTION public.refuse_e2e_row() RETURNS trigger LANGUAGE plpgsql AS $$

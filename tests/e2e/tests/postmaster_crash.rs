@@ -17,9 +17,7 @@ fn postmaster_pid() -> String {
 }
 
 fn stored(topic: &str) -> String {
-    psql(&format!(
-        "SELECT count(*) || ' ' || count(DISTINCT value) FROM kafka.messages m JOIN kafka.topics t ON t.id = m.topic_id WHERE t.name = '{topic}'"
-    ))
+    psql(&format!("SELECT count(*) || ' ' || count(DISTINCT value) FROM kafka.topic_messages m WHERE m.topic = '{topic}'"))
 }
 
 #[test]

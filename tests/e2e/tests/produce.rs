@@ -23,8 +23,8 @@ fn message(i: usize, partitions: i32) -> Message {
 fn stored(topic: &str) -> HashMap<Vec<u8>, (Vec<u8>, Vec<u8>)> {
     let hex = |s: &str| (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect::<Vec<u8>>();
     psql(&format!(
-        "SELECT encode(key, 'hex'), encode(value, 'hex'), encode(coalesce(headers, ''), 'hex') \
-         FROM kafka.messages m JOIN kafka.topics t ON t.id = m.topic_id WHERE t.name = '{topic}'"
+        "SELECT encode(key, 'hex'), encode(value, 'hex'), encode(coalesce(headers, ''), 'hex') FROM {}",
+        pg_kafka_e2e::messages_of(topic)
     ))
     .lines()
     .map(|line| {
@@ -55,7 +55,7 @@ fn hundred_thousand_messages_with_keys_and_headers_land_exactly_once() {
         "SELECT partition, bool_and(n > previous AND n % 3 = partition) FROM ( \
            SELECT partition, n, lag(n) OVER (PARTITION BY partition ORDER BY \"offset\") AS previous \
            FROM (SELECT partition, \"offset\", substr(convert_from(key, 'UTF8'), 5)::int AS n \
-                 FROM kafka.messages m JOIN kafka.topics t ON t.id = m.topic_id WHERE t.name = '{topic}') keyed \
+                 FROM kafka.topic_messages m WHERE m.topic = '{topic}') keyed \
          ) ordered WHERE previous IS NOT NULL GROUP BY partition ORDER BY partition"
     ));
     assert_eq!(in_order, "0|t\n1|t\n2|t");
@@ -188,7 +188,7 @@ fn a_corrupted_crc_is_rejected_and_nothing_is_written() {
 #[test]
 fn a_failed_insert_fails_its_producers_and_the_next_batch_works() {
     let topic = "e2e-unwritable";
-    create_topic(topic, 1);
+    create_row_topic(topic, 1);
     assert_eq!(raw_produce(topic, raw_batch(&["before"]).freeze()), (0, 0));
     // Make the table unwritable for this topic only: other tests keep producing meanwhile.
     let topic_id = psql(&format!("SELECT id FROM kafka.topics WHERE name = '{topic}'"));

@@ -40,7 +40,7 @@ fn reads_do_not_wait_behind_a_group_commit_and_readers_that_go_are_replaced() {
     assert_eq!(consume(topic, &[0], Offset::Beginning, count).len(), count);
 
     let stalled = "e2e-readers-stall";
-    create_topic(stalled, 1);
+    create_row_topic(stalled, 1);
     slow_down_inserts(stalled, "e2e_stall", 3);
     let request = ProduceRequest::default().with_acks(-1).with_timeout_ms(30_000).with_topic_data(vec![TopicProduceData::default()
         .with_name(TopicName(stalled.to_owned().into()))

@@ -27,7 +27,7 @@ fn wait_for(sql: &str, wanted: &str, within: Duration) -> bool {
 fn a_slow_retention_pass_runs_in_a_reader_and_producers_are_answered_meanwhile() {
     wait_for_readers(2);
     let (topic, other) = ("e2e-retention", "e2e-retention-writes");
-    create_topic(topic, 1);
+    create_row_topic(topic, 1);
     create_topic(other, 1);
     assert_eq!(produce(topic, &[], (0..5).map(message)), (5, 0));
     let topic_id = psql(&format!("SELECT id FROM kafka.topics WHERE name = '{topic}'"));

@@ -49,7 +49,7 @@ fn scram_and_plain_log_in_with_the_roles_postgres_password_on_every_client() {
     // kafka-python, SCRAM-SHA-256.
     let produced = python("kp-produce", &kafka_python_scram("sec_alice", "alice-pw"), &["sec-alice-kp", "5"]);
     assert_eq!(produced["delivered"], 5, "{produced}");
-    assert_eq!(psql("SELECT count(*) FROM kafka.messages m JOIN kafka.topics t ON t.id = m.topic_id WHERE t.name = 'sec-alice-kp'"), "5");
+    assert_eq!(psql("SELECT count(*) FROM kafka.topic_messages WHERE topic = 'sec-alice-kp'"), "5");
 }
 
 #[test]

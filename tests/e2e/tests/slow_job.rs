@@ -12,7 +12,7 @@ use pg_kafka_e2e::*;
 #[test]
 fn a_storage_job_that_runs_too_long_is_cancelled_and_frees_the_thread() {
     let topic = "e2e-slow-job";
-    create_topic(topic, 1);
+    create_row_topic(topic, 1);
     slow_down_inserts(topic, "e2e_slow", 10);
     psql("ALTER SYSTEM SET pg_kafka.statement_timeout_ms = 1000");
     reload_and_wait();

@@ -12,7 +12,7 @@ use pg_kafka_e2e::*;
 #[test]
 fn a_locked_messages_table_delays_producers_but_freezes_nobody() {
     let topic = "e2e-table-lock";
-    create_topic(topic, 1);
+    create_row_topic(topic, 1);
     let mut locker = HeldSession::open();
     locker.run("BEGIN; LOCK TABLE kafka.messages IN ACCESS EXCLUSIVE MODE;");
     let locked_at = Instant::now();
@@ -33,10 +33,7 @@ fn a_locked_messages_table_delays_producers_but_freezes_nobody() {
     std::thread::sleep(Duration::from_secs(8).saturating_sub(locked_at.elapsed()));
     locker.run("COMMIT;");
     assert_eq!(producer.join().unwrap(), (1, 0), "delivered once the lock was released");
-    assert_eq!(
-        psql(&format!("SELECT count(*) FROM kafka.messages m JOIN kafka.topics t ON t.id = m.topic_id WHERE t.name = '{topic}'")),
-        "1"
-    );
+    assert_eq!(psql(&format!("SELECT count(*) FROM kafka.topic_messages m WHERE m.topic = '{topic}'")), "1");
     assert!(wait_for_log("55P03"), "the lock timeout is logged with its SQLSTATE");
     report_worker_peak_rss("a table lock");
     locker.assert_survived();

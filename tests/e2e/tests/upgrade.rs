@@ -47,7 +47,7 @@ fn update_from(version: &str) -> String {
     psql_in(&database, &format!("CREATE EXTENSION pg_kafka VERSION '{version}'"));
     psql_in(&database, "INSERT INTO kafka.topics (name, partitions) VALUES ('kept', 2)");
     psql_in(&database, "ALTER EXTENSION pg_kafka UPDATE");
-    assert_eq!(psql_in(&database, "SELECT extversion FROM pg_extension WHERE extname = 'pg_kafka'"), "0.5.0");
+    assert_eq!(psql_in(&database, "SELECT extversion FROM pg_extension WHERE extname = 'pg_kafka'"), "0.6.0");
     psql_in(&fresh, "CREATE EXTENSION pg_kafka");
     let (updated, installed) = (shape_of(&database), shape_of(&fresh));
     assert!(installed.contains("table kafka.acls") && installed.contains("view kafka.connections"), "{installed}");
@@ -55,6 +55,7 @@ fn update_from(version: &str) -> String {
     assert!(installed.contains("kafka.consume(text,text,integer)") && installed.contains("search_path=pg_catalog, pg_temp"), "{installed}");
     assert!(installed.contains("consumer_offsets.metadata_bytes bytea"), "{installed}");
     assert!(installed.contains("consumer_offsets.commit_number bigint") && installed.contains("offset_commit_numbers"), "{installed}");
+    assert!(installed.contains("table kafka.batches") && installed.contains("topics.storage text"), "{installed}");
     assert_eq!(updated, installed, "an install updated from {version} differs from a fresh one");
     assert_eq!(psql_in(&database, "SELECT name || ' ' || partitions FROM kafka.topics"), "kept 2");
     psql(&format!("DROP DATABASE {fresh}"));
@@ -89,7 +90,24 @@ fn updating_from_0_4_0_matches_a_fresh_install() {
     psql(&format!("DROP DATABASE {database}"));
 }
 
-/// The update users of the last release run: 0.4.0's committed offsets get commit numbers
+/// The update users of the last release run: 0.5.0's topics keep the row layout, and a
+/// batch-layout topic made after it reads through the same views.
+#[test]
+fn updating_from_0_5_0_keeps_topics_in_rows_and_adds_the_batch_layout() {
+    let database = update_from("0.5.0");
+    assert_eq!(psql_in(&database, "SELECT storage FROM kafka.topics WHERE name = 'kept'"), "rows");
+    psql_in(&database, "INSERT INTO kafka.topics (name, partitions, storage) VALUES ('packed', 1, 'batches')");
+    assert_eq!(psql_in(&database, "SELECT kafka.produce('packed', 'k', 'v')"), "0");
+    assert_eq!(psql_in(&database, "SELECT kafka.produce('packed', 'k', 'w')"), "1");
+    assert_eq!(
+        psql_in(&database, "SELECT string_agg(value_text, ',' ORDER BY \"offset\") FROM kafka.topic_messages WHERE topic = 'packed'"),
+        "v,w"
+    );
+    assert_eq!(psql_in(&database, "SELECT count(*) FROM kafka.batches"), "2");
+    psql(&format!("DROP DATABASE {database}"));
+}
+
+/// The update users of 0.4.0 run: its committed offsets get commit numbers
 /// (their offsets in `__consumer_offsets`), and every later commit a new, higher one.
 #[test]
 fn updating_from_0_4_0_numbers_the_commits_already_stored() {

@@ -1,0 +1,252 @@
+//! The batch layout: one produced record batch is one row of `kafka.batches`, its bytes
+//! stored as they arrived and sent back to consumers as they are.
+//!
+//! ```text
+//!  Produce ─▶ records::decode (CRC, counts, capped decompression: Kafka's checks)
+//!          ─▶ checked(): offsets deltas 0..n-1, one timestamp range, maxTimestamp set right
+//!  writer  ─▶ placed(base offset): baseOffset and partitionLeaderEpoch set (outside the CRC)
+//!          ─▶ COPY kafka.batches (topic, partition, base, last, count, max ts, producer, bytes)
+//!  Fetch   ─▶ rows whose last offset ≥ the fetch offset, bytes verbatim, whole batches
+//!  SQL     ─▶ kafka.batch_records(batch) = unpack(): the records as rows, offsets absolute
+//! ```
+//!
+//! Why a batch per row: a row per message costs a heap tuple, an index entry, a decode on
+//! produce and an encode on fetch for every message; a batch of 100-byte messages
+//! amortizes all of it over hundreds of them. The row layout stays for topics people index
+//! and query by column; a topic is one or the other for its whole life ([`StorageLayout`]).
+
+use bytes::{Bytes, BytesMut};
+
+use super::StoredRecord;
+use crate::protocol::records::{decode_batches, Batch, RecordsError, BATCH_HEADER_BYTES};
+
+/// How a topic's messages are stored; fixed when the topic is created.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum StorageLayout {
+    /// A row of `kafka.messages` per message.
+    #[default]
+    Rows,
+    /// A row of `kafka.batches` per produced record batch.
+    Batches,
+}
+
+impl StorageLayout {
+    /// The name in `kafka.topics.storage`, the topic config and the setting.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StorageLayout::Rows => "rows",
+            StorageLayout::Batches => "batches",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<StorageLayout> {
+        match name {
+            "rows" => Some(StorageLayout::Rows),
+            "batches" => Some(StorageLayout::Batches),
+            _ => None,
+        }
+    }
+}
+
+/// The topic config that chooses a topic's layout at creation (CreateTopics).
+pub const LAYOUT_CONFIG: &str = "pg_kafka.storage";
+
+/// One row of `kafka.batches`: a record batch with its offsets assigned.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BatchRow {
+    pub topic_id: i32,
+    pub partition: i32,
+    pub base_offset: i64,
+    pub record_count: i32,
+    /// The largest record timestamp (ms), as the batch header now says.
+    pub max_timestamp_ms: i64,
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub base_sequence: i32,
+    /// The whole batch, base offset set.
+    pub bytes: Bytes,
+}
+
+impl BatchRow {
+    pub fn last_offset(&self) -> i64 {
+        self.base_offset + i64::from(self.record_count) - 1
+    }
+}
+
+/// A produced batch that passed the checks, ready to be given offsets.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CheckedBatch {
+    pub record_count: i32,
+    pub max_timestamp_ms: i64,
+    /// The records' smallest and largest timestamps (both must be storable).
+    pub timestamps: (i64, i64),
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub base_sequence: i32,
+    /// The batch as sent, its maxTimestamp corrected if the producer got it wrong.
+    pub bytes: Bytes,
+}
+
+/// Why a batch cannot be stored as it is.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum BatchError {
+    #[error("a record batch without records")]
+    Empty,
+    #[error("record offset deltas are not 0..{0} in order")]
+    OffsetDeltas(usize),
+}
+
+/// Kafka's log validator on a decoded batch (`raw` is its bytes): at least one record,
+/// offset deltas 0, 1, … matching lastOffsetDelta, and the header's maxTimestamp equal
+/// to the records' largest (rewritten, with the CRC, where it is not, as Kafka does).
+pub fn checked(batch: &Batch, raw: Bytes) -> Result<CheckedBatch, BatchError> {
+    let count = batch.records.len();
+    if count == 0 {
+        return Err(BatchError::Empty);
+    }
+    let in_order = batch.records.iter().enumerate().all(|(i, r)| r.offset_delta as i64 == i as i64);
+    if !in_order || batch.last_offset_delta as i64 != count as i64 - 1 {
+        return Err(BatchError::OffsetDeltas(count));
+    }
+    let min = batch.records.iter().map(|r| r.timestamp).min().unwrap_or(-1);
+    let max = batch.records.iter().map(|r| r.timestamp).max().unwrap_or(-1);
+    let bytes = if batch.max_timestamp == max || batch.attributes & LOG_APPEND_TIME != 0 { raw } else { with_max_timestamp(&raw, max) };
+    Ok(CheckedBatch {
+        record_count: count as i32,
+        max_timestamp_ms: if batch.attributes & LOG_APPEND_TIME != 0 { batch.max_timestamp } else { max },
+        timestamps: (min, max),
+        producer_id: batch.producer_id,
+        producer_epoch: batch.producer_epoch,
+        base_sequence: batch.base_sequence,
+        bytes,
+    })
+}
+
+/// Attribute bit: the batch's timestamps are the broker's append time.
+const LOG_APPEND_TIME: i16 = 0x08;
+/// Where the header fields sit.
+const PARTITION_LEADER_EPOCH_AT: usize = 12;
+const CRC_AT: usize = 17;
+const CRC_START: usize = 21;
+const MAX_TIMESTAMP_AT: usize = 35;
+const RECORD_COUNT_AT: usize = 57;
+
+fn with_max_timestamp(raw: &Bytes, max: i64) -> Bytes {
+    let mut bytes = BytesMut::from(&raw[..]);
+    bytes[MAX_TIMESTAMP_AT..MAX_TIMESTAMP_AT + 8].copy_from_slice(&max.to_be_bytes());
+    let crc = crc32c::crc32c(&bytes[CRC_START..]);
+    bytes[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
+    bytes.freeze()
+}
+
+impl CheckedBatch {
+    /// The batch placed at `base_offset` of a partition: baseOffset set, and the
+    /// partition leader epoch set to -1, the epoch Metadata reports (neither is covered by
+    /// the CRC, so it stays as the producer computed it).
+    pub fn placed(&self, topic_id: i32, partition: i32, base_offset: i64) -> BatchRow {
+        let mut bytes = BytesMut::from(&self.bytes[..]);
+        bytes[..8].copy_from_slice(&base_offset.to_be_bytes());
+        bytes[PARTITION_LEADER_EPOCH_AT..PARTITION_LEADER_EPOCH_AT + 4].copy_from_slice(&(-1i32).to_be_bytes());
+        BatchRow {
+            topic_id,
+            partition,
+            base_offset,
+            record_count: self.record_count,
+            max_timestamp_ms: self.max_timestamp_ms,
+            producer_id: self.producer_id,
+            producer_epoch: self.producer_epoch,
+            base_sequence: self.base_sequence,
+            bytes: bytes.freeze(),
+        }
+    }
+}
+
+/// The number of records a stored batch holds, from its header (0 if it has none).
+pub fn record_count(batch: &[u8]) -> usize {
+    batch.get(RECORD_COUNT_AT..RECORD_COUNT_AT + 4).map_or(0, |b| i32::from_be_bytes(b.try_into().unwrap()).max(0) as usize)
+}
+
+/// The largest a stored batch may inflate to when SQL or ListOffsets unpacks it. Produce
+/// lets a request inflate to `pg_kafka.max_frame_bytes` (100 MB by default); this bounds
+/// what any bytes a SQL caller hands `kafka.batch_records()` can make a backend allocate.
+pub const MAX_UNPACKED_BYTES: usize = 128 << 20;
+
+/// The records of stored batch bytes, at their absolute offsets (what `kafka.batch_records`
+/// returns and what the row layout would have stored for them).
+pub fn unpack(bytes: &[u8]) -> Result<Vec<StoredRecord>, RecordsError> {
+    if bytes.len() < BATCH_HEADER_BYTES {
+        return Err(RecordsError::Corrupt("batch shorter than its header"));
+    }
+    let batches = decode_batches(Bytes::copy_from_slice(bytes), MAX_UNPACKED_BYTES)?;
+    Ok(batches
+        .into_iter()
+        .flat_map(|batch| {
+            let base = batch.base_offset;
+            batch.records.into_iter().map(move |r| StoredRecord {
+                offset: base + i64::from(r.offset_delta),
+                timestamp_ms: r.timestamp,
+                key: r.key,
+                value: r.value,
+                headers: r.headers,
+            })
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::records::{encode_producer_batch, Record};
+
+    fn record(delta: i32, timestamp: i64, value: &'static [u8]) -> Record {
+        Record { offset_delta: delta, timestamp, key: None, value: Some(Bytes::from_static(value)), headers: None }
+    }
+
+    fn decoded(bytes: &Bytes) -> Batch {
+        decode_batches(bytes.clone(), 1 << 20).unwrap().remove(0)
+    }
+
+    #[test]
+    fn a_placed_batch_keeps_its_bytes_and_crc_and_unpacks_at_its_offsets() {
+        let raw = encode_producer_batch(0, &[record(0, 10, b"a"), record(1, 30, b"b"), record(2, 20, b"c")], 7, 1, 5);
+        let checked = checked(&decoded(&raw), raw.clone()).unwrap();
+        assert_eq!((checked.record_count, checked.max_timestamp_ms, checked.timestamps), (3, 30, (10, 30)));
+        assert_eq!(checked.bytes, raw, "nothing to correct");
+        let row = checked.placed(4, 1, 100);
+        assert_eq!((row.base_offset, row.last_offset(), row.producer_id, row.base_sequence), (100, 102, 7, 5));
+        assert_eq!(&row.bytes[8..12], &raw[8..12]);
+        assert_eq!(&row.bytes[CRC_AT..], &raw[CRC_AT..], "the CRC-covered part is untouched");
+        let records = unpack(&row.bytes).unwrap();
+        assert_eq!(records.iter().map(|r| (r.offset, r.timestamp_ms)).collect::<Vec<_>>(), vec![(100, 10), (101, 30), (102, 20)]);
+        assert_eq!(record_count(&row.bytes), 3);
+    }
+
+    #[test]
+    fn a_wrong_max_timestamp_is_corrected_with_its_crc() {
+        let raw = encode_producer_batch(0, &[record(0, 10, b"a"), record(1, 30, b"b")], -1, -1, -1);
+        let mut lying = raw.to_vec();
+        lying[MAX_TIMESTAMP_AT..MAX_TIMESTAMP_AT + 8].copy_from_slice(&5i64.to_be_bytes());
+        let crc = crc32c::crc32c(&lying[CRC_START..]);
+        lying[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
+        let lying = Bytes::from(lying);
+        let checked = checked(&decoded(&lying), lying).unwrap();
+        assert_eq!(checked.bytes, raw);
+        assert_eq!(decoded(&checked.bytes).max_timestamp, 30, "still a valid batch");
+    }
+
+    #[test]
+    fn empty_batches_and_gapped_offsets_are_refused() {
+        let empty = encode_producer_batch(0, &[], -1, -1, -1);
+        assert_eq!(checked(&decoded(&empty), empty), Err(BatchError::Empty));
+        let gapped = encode_producer_batch(0, &[record(0, 1, b"a"), record(2, 1, b"b")], -1, -1, -1);
+        assert_eq!(checked(&decoded(&gapped), gapped), Err(BatchError::OffsetDeltas(2)));
+    }
+
+    #[test]
+    fn layouts_have_one_name_each() {
+        for layout in [StorageLayout::Rows, StorageLayout::Batches] {
+            assert_eq!(StorageLayout::parse(layout.as_str()), Some(layout));
+        }
+        assert_eq!(StorageLayout::parse("Rows"), None);
+    }
+}
