@@ -15,8 +15,9 @@
 //! PGKAFKA_BENCH_SASL_SSL, PGKAFKA_BENCH_CA_FILE, PGKAFKA_BENCH_RDKAFKA_PERFORMANCE;
 //! BENCH_MESSAGES (default 1,000,000), BENCH_ROUNDS (default 3), BENCH_SUSTAINED_MESSAGES
 //! (default 50,000,000), BENCH_ONLY (one group of cases: `sustained`, `partitions`,
-//! `idempotent`, `mixed`) with BENCH_SIZE (its message size, 100), BENCH_SQL (a SQL file
-//! run first, e.g. tuning/autovacuum.sql).
+//! `idempotent`, `mixed`, `layouts`, `kafka`) with BENCH_SIZE (its message size, 100),
+//! BENCH_SQL (a SQL file run first, e.g. tuning/autovacuum.sql). `kafka` and the full run
+//! measure Apache Kafka too (module `versus`).
 
 mod consume;
 mod copy;
@@ -26,6 +27,7 @@ mod perf_tool;
 mod produce;
 mod report;
 mod sql_produce;
+mod versus;
 
 use std::time::Duration;
 
@@ -61,6 +63,8 @@ pub enum Only {
     /// rdkafka_performance produce (plain, idempotent, 8 partitions) and consume on topics
     /// in the batch layout against the same in the row layout.
     Layouts,
+    /// pg_kafka (both layouts) beside Apache Kafka (defaults, and an fsync per append).
+    Kafka,
 }
 
 impl Only {
@@ -71,7 +75,8 @@ impl Only {
             "idempotent" => Only::Idempotent,
             "mixed" => Only::Mixed,
             "layouts" => Only::Layouts,
-            other => panic!("BENCH_ONLY={other}: expected sustained, partitions, idempotent, mixed or layouts"),
+            "kafka" => Only::Kafka,
+            other => panic!("BENCH_ONLY={other}: expected sustained, partitions, idempotent, mixed, layouts or kafka"),
         }
     }
 }
@@ -248,6 +253,8 @@ fn main() {
         }
         env.reset(None);
     }
+    // Apache Kafka on this machine, with the same clients, against both layouts.
+    versus::run(&env, &mut report, &[100, 1024]);
     // A long run with retention deleting behind the writer (once: it takes minutes).
     let sustained = env.sustained_messages;
     report.once(env.round(None, || perf_tool::sustained(&env, sustained, 20_000, "bench-sustained")));
@@ -282,6 +289,7 @@ fn run_only(env: &Env, report: &mut Report, only: Only) {
             let one_in_flight = ProduceShape { one_in_flight: true, ..one };
             report.case(|r| fresh(&|| perf_tool::produce(env, one_in_flight, &perf_topic("p1-inflight1", r)).against(one_rate)));
         }
+        Only::Kafka => versus::run(env, report, &[size]),
         Only::Layouts => {
             for shape in [one, ProduceShape { idempotent: true, ..one }, ProduceShape::plain(size, 8)] {
                 let rows = report.case(|r| fresh(&|| perf_tool::produce(env, shape, &perf_topic("rows", r))));

@@ -37,7 +37,7 @@ impl ProduceShape {
         ProduceShape { size, partitions, idempotent: false, one_in_flight: false, rate: None, layout: "rows" }
     }
 
-    fn label(&self) -> String {
+    pub fn label(&self) -> String {
         let mut label = format!("rdkafka_performance produce, {} B, {} partition(s)", self.size, self.partitions);
         for (on, what) in [(self.idempotent, ", idempotent"), (self.one_in_flight, ", max.in.flight=1")] {
             if on {
@@ -62,9 +62,9 @@ fn tool() -> Command {
 }
 
 /// The producer settings the measurements use: acks=all, linger.ms=5, 1 MB batches.
-fn produce_command(env: &Env, topic: &str, shape: ProduceShape, messages: usize, latency_file: Option<&str>) -> Command {
+fn produce_command(bootstrap: &str, topic: &str, shape: ProduceShape, messages: usize, latency_file: Option<&str>) -> Command {
     let mut command = tool();
-    command.args(["-P", "-t", topic, "-b", &env.bootstrap, "-a", "-1", "-i", "100"]);
+    command.args(["-P", "-t", topic, "-b", bootstrap, "-a", "-1", "-i", "100"]);
     command.args(["-s", &shape.size.to_string(), "-c", &messages.to_string()]);
     command.args(["-X", "linger.ms=5", "-X", "batch.size=1000000", "-X", "queue.buffering.max.messages=500000"]);
     if let Some(file) = latency_file {
@@ -88,9 +88,15 @@ fn produce_command(env: &Env, topic: &str, shape: ProduceShape, messages: usize,
 /// Produces `env.messages` (or what `rate` sends in 10 s) into a new topic.
 pub fn produce(env: &Env, shape: ProduceShape, topic: &str) -> Row {
     env.create_topic_in(topic, shape.partitions, shape.layout);
+    produce_to(env, &env.bootstrap, shape, topic)
+}
+
+/// Produces `env.messages` (or what `rate` sends in 10 s) into an existing topic of the
+/// broker at `bootstrap` (pg_kafka's, or Apache Kafka's beside it).
+pub fn produce_to(env: &Env, bootstrap: &str, shape: ProduceShape, topic: &str) -> Row {
     let messages = shape.rate.map_or(env.messages, |rate| rate * 10);
     let latency_file = format!("target/bench/latency-{topic}.txt");
-    let output = produce_command(env, topic, shape, messages, Some(&latency_file)).output().expect("run rdkafka_performance");
+    let output = produce_command(bootstrap, topic, shape, messages, Some(&latency_file)).output().expect("run rdkafka_performance");
     let summary = produced(&output.stdout, messages);
     let section = if shape.rate.is_some() { "latency" } else { "produce" };
     let row = Row::new(section, shape.label(), summary.messages, summary.messages * shape.size, summary.seconds);
@@ -109,7 +115,7 @@ pub fn sustained(env: &Env, messages: usize, retention_ms: i64, topic: &str) -> 
         )
         .expect("set retention.ms");
     let shape = ProduceShape::plain(100, 1);
-    let output = produce_command(env, topic, shape, messages, None).output().expect("run rdkafka_performance");
+    let output = produce_command(&env.bootstrap, topic, shape, messages, None).output().expect("run rdkafka_performance");
     produced(&output.stdout, messages);
     let lines = summary_lines(&output.stdout, "produced");
     let tenth = (messages / 5).min(10_000_000);
@@ -138,8 +144,13 @@ pub fn sustained(env: &Env, messages: usize, retention_ms: i64, topic: &str) -> 
 /// Starts a consumer of partitions `0..partitions` of `topic` from `offset` ("beginning",
 /// "end"), stopping after `messages` (or when killed).
 pub fn start_consumer(env: &Env, topic: &str, partitions: i32, offset: &str, messages: Option<usize>) -> Child {
+    start_consumer_on(&env.bootstrap, topic, partitions, offset, messages)
+}
+
+/// [`start_consumer`] on the broker at `bootstrap`.
+pub fn start_consumer_on(bootstrap: &str, topic: &str, partitions: i32, offset: &str, messages: Option<usize>) -> Child {
     let mut command = tool();
-    command.args(["-C", "-t", topic, "-b", &env.bootstrap, "-o", offset]);
+    command.args(["-C", "-t", topic, "-b", bootstrap, "-o", offset]);
     for partition in 0..partitions {
         command.args(["-p", &partition.to_string()]);
     }
@@ -230,7 +241,8 @@ pub fn produce_beside_reads(env: &Env, size: usize, replay_topic: &str, topic: &
     let replay = start_consumer(env, replay_topic, 1, "beginning", Some(env.messages));
     let shape = ProduceShape::plain(size, 1);
     let latency_file = format!("target/bench/latency-{topic}.txt");
-    let output = produce_command(env, topic, shape, env.messages, Some(&latency_file)).output().expect("run rdkafka_performance");
+    let output =
+        produce_command(&env.bootstrap, topic, shape, env.messages, Some(&latency_file)).output().expect("run rdkafka_performance");
     let replayed = consumed(replay, size, "rdkafka_performance replay from 0 while a producer writes");
     for mut tail in tails {
         let _ = tail.kill();

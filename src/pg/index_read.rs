@@ -86,10 +86,7 @@ unsafe fn relation_oid(name: &CStr) -> Result<pg_sys::Oid, StorageError> {
 /// Messages of (`topic_id`, `partition`) with offsets in `limit.from..limit.below`, in
 /// offset order, until `limit` admits no more bytes.
 pub fn read_partition(topic_id: i32, partition: i32, limit: ReadLimit) -> Result<Vec<StoredRecord>, StorageError> {
-    let offsets = [
-        OffsetKey { strategy: pg_sys::BTGreaterEqualStrategyNumber, procedure: pg_sys::F_INT8GE, offset: limit.from },
-        OffsetKey { strategy: pg_sys::BTLessStrategyNumber, procedure: pg_sys::F_INT8LT, offset: limit.below },
-    ];
+    let offsets = offset_range(&limit);
     // SAFETY: main thread, in a transaction with an active snapshot (the runner's).
     // A new command, a new snapshot: what a query run now would see.
     unsafe {
@@ -102,10 +99,7 @@ pub fn read_partition(topic_id: i32, partition: i32, limit: ReadLimit) -> Result
 /// Batches of (`topic_id`, `partition`) whose last offset is in `limit.from..limit.below`,
 /// in offset order, their bytes as stored, until `limit` admits no more bytes.
 pub fn read_batches(topic_id: i32, partition: i32, limit: ReadLimit) -> Result<Vec<Bytes>, StorageError> {
-    let offsets = [
-        OffsetKey { strategy: pg_sys::BTGreaterEqualStrategyNumber, procedure: pg_sys::F_INT8GE, offset: limit.from },
-        OffsetKey { strategy: pg_sys::BTLessStrategyNumber, procedure: pg_sys::F_INT8LT, offset: limit.below },
-    ];
+    let offsets = offset_range(&limit);
     // SAFETY: main thread, in a transaction with an active snapshot (the runner's); the
     // batch column is read only while the slot holds its tuple.
     unsafe {
@@ -148,6 +142,14 @@ pub fn last_offset_now(layout: StorageLayout, topic_id: i32, partition: i32) -> 
             Ok((!*(*slot).tts_isnull.add(i)).then(|| (*(*slot).tts_values.add(i)).value() as i64))
         })
     }?
+}
+
+/// The key conditions of a read: `limit.from <= offset < limit.below`.
+fn offset_range(limit: &ReadLimit) -> [OffsetKey; 2] {
+    [
+        OffsetKey { strategy: pg_sys::BTGreaterEqualStrategyNumber, procedure: pg_sys::F_INT8GE, offset: limit.from },
+        OffsetKey { strategy: pg_sys::BTLessStrategyNumber, procedure: pg_sys::F_INT8LT, offset: limit.below },
+    ]
 }
 
 /// A condition on the key's "offset" column, beside topic and partition.

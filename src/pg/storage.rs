@@ -49,6 +49,7 @@ const RETENTION_TOPICS: &str = include_str!("../../sql/queries/retention_topics.
 const RETENTION_BY_TIME: &str = include_str!("../../sql/queries/retention_by_time.sql");
 const RETENTION_BY_SIZE: &str = include_str!("../../sql/queries/retention_by_size.sql");
 const SAVE_PRODUCER_STATES: &str = include_str!("../../sql/queries/save_producer_states.sql");
+const BATCH_BYTES_PER_RECORD: &str = include_str!("../../sql/queries/batch_bytes_per_record.sql");
 const ROLES: &str = include_str!("../../sql/queries/roles.sql");
 const ACLS: &str = include_str!("../../sql/queries/acls.sql");
 const CREATE_ACLS: &str = include_str!("../../sql/queries/create_acls.sql");
@@ -432,6 +433,10 @@ impl Storage for PgStorage {
 
     fn active_producers(&mut self, partitions: &[(i32, i32)]) -> Result<Vec<ActiveProducer>, StorageError> {
         super::described::active_producers(partitions)
+    }
+
+    fn batch_bytes_per_record(&mut self, topic_id: i32, partition: i32) -> Result<Option<f64>, StorageError> {
+        Spi::get_one_with_args::<f64>(BATCH_BYTES_PER_RECORD, &[topic_id.into(), partition.into()]).map_err(database_error)
     }
 
     fn log_dir_usage(&mut self) -> Result<LogDirUsage, StorageError> {

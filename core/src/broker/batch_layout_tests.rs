@@ -1,54 +1,17 @@
 //! Produce and Fetch on a topic in the batch layout: what a producer sent is what a
 //! consumer gets, byte for byte but the base offset (and the partition leader epoch).
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
-use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-use kafka_protocol::messages::{ApiKey, FetchRequest, FetchResponse, ProduceRequest, ProduceResponse, TopicName};
+use kafka_protocol::messages::{ApiKey, FetchRequest, FetchResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::records::{Compression, Record as KpRecord, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+use kafka_protocol::records::Compression;
 use kafka_protocol::ResponseError;
 
-use super::testing::{broker_in_layout, round_trip, with_storage};
+use super::testing::{broker_in_layout, produce_to_partition_0 as produce, round_trip, with_storage};
 use super::Broker;
-use crate::protocol::records::{decode_batches, encode_batch, Record};
+use crate::protocol::records::{decode_batches, encode_batch, foreign_batch, Record};
 use crate::storage::StorageLayout;
-
-/// A batch of `count` records as kafka-protocol's encoder writes it (an encoder not ours),
-/// from idempotent producer `producer_id` (its first batch: the encoder keeps records in
-/// one batch only when their sequence numbers follow each other).
-fn foreign_batch(compression: Compression, count: i64, producer_id: i64) -> Bytes {
-    let records: Vec<KpRecord> = (0..count)
-        .map(|i| KpRecord {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: 0,
-            producer_id,
-            producer_epoch: 0,
-            timestamp_type: TimestampType::Creation,
-            offset: i,
-            sequence: i as i32,
-            timestamp: 1_700_000_000_000 + i,
-            key: (i % 2 == 0).then(|| Bytes::from(format!("key-{i}"))),
-            value: Some(Bytes::from(vec![i as u8; 100])),
-            headers: [(StrBytes::from_static_str("h"), Some(Bytes::from_static(b"\x00v")))].into_iter().collect(),
-        })
-        .collect();
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(&mut buf, &records, &RecordEncodeOptions { version: 2, compression }).unwrap();
-    buf.freeze()
-}
-
-async fn produce(broker: &Broker, data: Bytes) -> (i16, i64) {
-    let partition = PartitionProduceData::default().with_index(0).with_records(Some(data));
-    let request = ProduceRequest::default().with_acks(-1).with_topic_data(vec![TopicProduceData::default()
-        .with_name(TopicName(StrBytes::from_static_str("t")))
-        .with_partition_data(vec![partition])]);
-    let response: ProduceResponse = round_trip(broker, ApiKey::Produce, 9, &request).await;
-    let p = &response.responses[0].partition_responses[0];
-    (p.error_code, p.base_offset)
-}
 
 /// The records field of partition 0's answer to a Fetch from `offset`, and its log start.
 async fn fetch(broker: &Broker, offset: i64, version: i16) -> (Bytes, i64) {

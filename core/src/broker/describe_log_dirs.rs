@@ -1,8 +1,10 @@
 //! DescribeLogDirs (v1-v4): the database is the one broker's one log directory, named by
-//! the cluster's data directory. A partition's size is its share of `kafka.messages`'s
-//! bytes (table, indexes and TOAST) by its share of the table's rows: one catalog read and
-//! the partition bounds Fetch already keeps, never a scan of the messages. Needs DESCRIBE
-//! on the cluster, as in Kafka; topics named that do not exist are left out, as Kafka does.
+//! the cluster's data directory. A row-layout partition's size is its share of
+//! `kafka.messages`'s bytes (table, indexes and TOAST) by its share of the table's rows:
+//! one catalog read and the partition bounds Fetch already keeps, never a scan of the
+//! messages. A batch-layout partition's is its records times the stored bytes per record
+//! of its newest 100 batches (one bounded index walk). Needs DESCRIBE on the cluster, as in
+//! Kafka; topics named that do not exist are left out, as Kafka does.
 
 use kafka_protocol::messages::describe_log_dirs_response::{DescribeLogDirsPartition, DescribeLogDirsResult, DescribeLogDirsTopic};
 use kafka_protocol::messages::{DescribeLogDirsRequest, DescribeLogDirsResponse, TopicName};
@@ -14,7 +16,8 @@ use super::{decode, respond, Broker, Outcome};
 use crate::protocol::header::RequestFrame;
 use crate::security::acl::Operation;
 use crate::storage::topics::{look_up, TopicRef};
-use crate::storage::{LogDirUsage, Topic};
+use crate::storage::{StorageLayout, Topic};
+use std::collections::HashMap;
 
 pub async fn handle(broker: &Broker, request: &RequestFrame) -> Outcome {
     let body: DescribeLogDirsRequest = match decode(request) {
@@ -34,17 +37,27 @@ pub async fn handle(broker: &Broker, request: &RequestFrame) -> Outcome {
             let described = described_partitions(storage, wanted)?;
             let keys: Vec<(i32, i32)> = described.iter().flat_map(|(t, ps)| ps.iter().map(|p| (t.id, *p))).collect();
             watermarks.load(storage, &keys)?;
-            Ok((described, storage.log_dir_usage()?))
+            let mut per_record = HashMap::new();
+            for (topic, partitions) in described.iter().filter(|(t, _)| t.layout == StorageLayout::Batches) {
+                for &p in partitions {
+                    per_record.insert((topic.id, p), storage.batch_bytes_per_record(topic.id, p)?.unwrap_or(0.0));
+                }
+            }
+            Ok((described, storage.log_dir_usage()?, per_record))
         })
         .await;
-    let (described, usage) = match found {
+    let (described, usage, per_record) = match found {
         Ok(found) => found,
         Err(_) => return respond(request, &DescribeLogDirsResponse::default().with_error_code(ResponseError::KafkaStorageError.code())),
     };
     let topics = described
         .into_iter()
         .map(|(topic, partitions)| {
-            let partitions = partitions.into_iter().map(|p| partition_entry(broker, &usage, topic.id, p)).collect();
+            let size = |p: i32, records: i64| match per_record.get(&(topic.id, p)) {
+                Some(bytes) => (bytes * records as f64).round() as i64,
+                None => usage.estimate_bytes(records),
+            };
+            let partitions = partitions.into_iter().map(|p| partition_entry(broker, topic.id, p, size)).collect();
             DescribeLogDirsTopic::default().with_name(TopicName(StrBytes::from_string(topic.name))).with_partitions(partitions)
         })
         .collect();
@@ -80,15 +93,17 @@ fn described_partitions(
         .collect())
 }
 
-fn partition_entry(broker: &Broker, usage: &LogDirUsage, topic_id: i32, partition: i32) -> DescribeLogDirsPartition {
-    let rows = broker.watermarks.get(topic_id, partition).map_or(0, |b| b.high - b.log_start);
-    DescribeLogDirsPartition::default().with_partition_index(partition).with_partition_size(usage.estimate_bytes(rows)).with_offset_lag(0)
+/// A partition's entry, sized by `size(partition, records)`.
+fn partition_entry(broker: &Broker, topic_id: i32, partition: i32, size: impl Fn(i32, i64) -> i64) -> DescribeLogDirsPartition {
+    let records = broker.watermarks.get(topic_id, partition).map_or(0, |b| b.high - b.log_start);
+    DescribeLogDirsPartition::default().with_partition_index(partition).with_partition_size(size(partition, records)).with_offset_lag(0)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::broker::testing::{append_values, broker_with_writer, round_trip};
+    use crate::storage::LogDirUsage;
     use kafka_protocol::messages::describe_log_dirs_request::DescribableLogDirTopic;
     use kafka_protocol::messages::ApiKey;
 
@@ -116,6 +131,25 @@ mod tests {
         ]));
         let response: DescribeLogDirsResponse = round_trip(&broker, ApiKey::DescribeLogDirs, 4, &named).await;
         assert_eq!(sizes(&response), vec![("t".to_string(), vec![(1, 0)])], "unknown topics and partitions are left out");
+    }
+
+    #[tokio::test]
+    async fn batch_partitions_are_sized_by_their_stored_bytes_per_record() {
+        use crate::protocol::records::{encode_batch, Record};
+        let broker = crate::broker::testing::broker_in_layout(1, StorageLayout::Batches);
+        let record = |delta| Record { offset_delta: delta, timestamp: 1, key: None, value: Some(vec![7u8; 50].into()), headers: None };
+        let batch = encode_batch(0, &(0..4).map(record).collect::<Vec<_>>());
+        let produce = kafka_protocol::messages::ProduceRequest::default().with_acks(-1).with_topic_data(vec![
+            kafka_protocol::messages::produce_request::TopicProduceData::default()
+                .with_name(TopicName(StrBytes::from_static_str("t")))
+                .with_partition_data(vec![kafka_protocol::messages::produce_request::PartitionProduceData::default()
+                    .with_index(0)
+                    .with_records(Some(batch.clone()))]),
+        ]);
+        let _: kafka_protocol::messages::ProduceResponse = round_trip(&broker, ApiKey::Produce, 9, &produce).await;
+        let all: DescribeLogDirsResponse =
+            round_trip(&broker, ApiKey::DescribeLogDirs, 4, &DescribeLogDirsRequest::default().with_topics(None)).await;
+        assert_eq!(sizes(&all), vec![("t".to_string(), vec![(0, batch.len() as i64)])]);
     }
 
     #[test]

@@ -201,10 +201,10 @@ async fn gather(broker: &Broker, wanted: &[Wanted], limits: Limits) -> Result<Ga
         let (response_bytes, reserved) = reserve_response(broker, limits.response_bytes).await?;
         let read = read_plan(broker, ReadPlan { reads, response_bytes }).await?;
         for (index, answer) in indexes.into_iter().zip(read) {
-            if !answer.batches.is_empty() {
-                broker.metrics().fetched(answer.records, answer.batches.len());
-                bytes += answer.batches.len();
-                partitions[index].records = Some(answer.batches);
+            if !answer.is_empty() {
+                broker.metrics().fetched(answer.records, answer.len());
+                bytes += answer.len();
+                partitions[index].records = Some(answer.into_records());
             }
         }
         let mut reserved = reserved;

@@ -611,6 +611,20 @@ pub mod testing {
         broker_counting_jobs(partitions).0
     }
 
+    /// Produces `records` (a Produce partition's records field) to partition 0 of topic
+    /// "t" (v9, acks=all); returns the partition's (error code, base offset).
+    pub async fn produce_to_partition_0(broker: &Broker, records: Bytes) -> (i16, i64) {
+        use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+        use kafka_protocol::messages::{ProduceRequest, ProduceResponse, TopicName};
+        let partition = PartitionProduceData::default().with_index(0).with_records(Some(records));
+        let request = ProduceRequest::default().with_acks(-1).with_topic_data(vec![TopicProduceData::default()
+            .with_name(TopicName(kafka_protocol::protocol::StrBytes::from_static_str("t")))
+            .with_partition_data(vec![partition])]);
+        let response: ProduceResponse = round_trip(broker, ApiKey::Produce, 9, &request).await;
+        let p = &response.responses[0].partition_responses[0];
+        (p.error_code, p.base_offset)
+    }
+
     /// A broker whose storage holds topic "t" with `partitions` partitions in `layout`.
     pub fn broker_in_layout(partitions: i32, layout: crate::storage::StorageLayout) -> Broker {
         let mut storage = MemoryStorage::default();

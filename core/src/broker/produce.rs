@@ -464,11 +464,8 @@ mod tests {
 #[cfg(test)]
 mod idempotence_tests {
     use super::*;
-    use crate::broker::testing::{broker_with_writer, round_trip, with_storage};
+    use crate::broker::testing::{broker_with_writer, produce_to_partition_0 as send, with_storage};
     use crate::protocol::records::{encode_batch, encode_producer_batch};
-    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-    use kafka_protocol::messages::{ApiKey, TopicName};
-    use kafka_protocol::protocol::StrBytes;
 
     fn records(n: usize) -> Vec<Record> {
         (0..n)
@@ -480,16 +477,6 @@ mod idempotence_tests {
                 headers: None,
             })
             .collect()
-    }
-
-    async fn send(broker: &Broker, data: Bytes) -> (i16, i64) {
-        let partition = PartitionProduceData::default().with_index(0).with_records(Some(data));
-        let request = ProduceRequest::default().with_acks(-1).with_topic_data(vec![TopicProduceData::default()
-            .with_name(TopicName(StrBytes::from_static_str("t")))
-            .with_partition_data(vec![partition])]);
-        let response: ProduceResponse = round_trip(broker, ApiKey::Produce, 9, &request).await;
-        let p = &response.responses[0].partition_responses[0];
-        (p.error_code, p.base_offset)
     }
 
     #[tokio::test]

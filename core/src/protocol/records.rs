@@ -490,38 +490,43 @@ pub(crate) fn batch_with_body(codec: i16, count: i32, body: &[u8]) -> Bytes {
     bytes.into()
 }
 
+/// A batch of `count` records written by an independent encoder (kafka-protocol's),
+/// from idempotent producer `producer_id` at epoch 1, sequences from 0 (the encoder keeps
+/// records in one batch only when their sequences follow each other).
+#[cfg(test)]
+pub(crate) fn foreign_batch(compression: kafka_protocol::records::Compression, count: i64, producer_id: i64) -> Bytes {
+    use kafka_protocol::records::{Record as KpRecord, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+    let records: Vec<KpRecord> = (0..count)
+        .map(|i| KpRecord {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: 0,
+            producer_id,
+            producer_epoch: 1,
+            timestamp_type: TimestampType::Creation,
+            offset: i,
+            sequence: i as i32,
+            timestamp: 1_700_000_000_000 + i,
+            key: (i % 2 == 0).then(|| Bytes::from(format!("key-{i}"))),
+            value: Some(Bytes::from(vec![i as u8; 100])),
+            headers: [(kafka_protocol::protocol::StrBytes::from_static_str("h"), Some(Bytes::from_static(b"v")))].into_iter().collect(),
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    RecordBatchEncoder::encode(&mut buf, &records, &RecordEncodeOptions { version: 2, compression }).unwrap();
+    buf.freeze()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kafka_protocol::records::{
-        Compression as KpCompression, Record as KpRecord, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-    };
+    use kafka_protocol::records::Compression as KpCompression;
 
     const CAP: usize = 1 << 20;
 
-    /// Batches written by an independent encoder (kafka-protocol's), one per codec.
     fn foreign_batch(compression: KpCompression, count: i64) -> Bytes {
-        let records: Vec<KpRecord> = (0..count)
-            .map(|i| KpRecord {
-                transactional: false,
-                control: false,
-                delete_horizon: false,
-                partition_leader_epoch: 0,
-                producer_id: 7,
-                producer_epoch: 1,
-                timestamp_type: TimestampType::Creation,
-                offset: i,
-                sequence: i as i32,
-                timestamp: 1_700_000_000_000 + i,
-                key: (i % 2 == 0).then(|| Bytes::from(format!("key-{i}"))),
-                value: Some(Bytes::from(vec![i as u8; 100])),
-                headers: [(kafka_protocol::protocol::StrBytes::from_static_str("h"), Some(Bytes::from_static(b"v")))].into_iter().collect(),
-            })
-            .collect();
-        let mut buf = BytesMut::new();
-        let options = RecordEncodeOptions { version: 2, compression };
-        RecordBatchEncoder::encode(&mut buf, &records, &options).unwrap();
-        buf.freeze()
+        super::foreign_batch(compression, count, 7)
     }
 
     #[test]

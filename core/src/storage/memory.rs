@@ -367,6 +367,15 @@ impl Storage for MemoryStorage {
         Ok(LogDirUsage { path: "memory".into(), table_bytes: bytes as i64, table_rows: rows as i64, volume_bytes: -1, usable_bytes: -1 })
     }
 
+    fn batch_bytes_per_record(&mut self, topic_id: i32, partition: i32) -> Result<Option<f64>, StorageError> {
+        let mut newest: Vec<&BatchRow> = self.batches_of(topic_id, partition).collect();
+        newest.sort_by_key(|b| std::cmp::Reverse(b.base_offset));
+        newest.truncate(100);
+        let records: i64 = newest.iter().map(|b| i64::from(b.record_count)).sum();
+        let bytes: usize = newest.iter().map(|b| b.bytes.len()).sum();
+        Ok((records > 0).then(|| bytes as f64 / records as f64))
+    }
+
     fn login_role(&mut self, name: &str) -> Result<Option<LoginRole>, StorageError> {
         Ok(self.roles.get(name).cloned())
     }

@@ -322,6 +322,9 @@ pub trait Storage {
     fn active_producers(&mut self, partitions: &[(i32, i32)]) -> Result<Vec<ActiveProducer>, StorageError>;
     /// What the log directory holds and where it is.
     fn log_dir_usage(&mut self) -> Result<LogDirUsage, StorageError>;
+    /// Stored bytes per record of a batch-layout partition, from a bounded sample of its
+    /// newest batches; `None` when it has none.
+    fn batch_bytes_per_record(&mut self, topic_id: i32, partition: i32) -> Result<Option<f64>, StorageError>;
 
     /// What authentication needs to know of role `name`; `None` if there is no such role.
     fn login_role(&mut self, name: &str) -> Result<Option<LoginRole>, StorageError>;

@@ -295,7 +295,10 @@ mod tests {
         let reader = fake_reader(path, storage, 1);
         until_connected(&readers).await;
         let read = readers.run(&plan, 1 << 20, Duration::from_secs(5)).await.expect("a reader answered").unwrap();
-        assert_eq!(crate::storage::batches::unpack(&read[0].batches).unwrap().iter().map(|r| r.offset).collect::<Vec<_>>(), vec![1, 2]);
+        assert_eq!(
+            crate::storage::batches::unpack(&read[0].clone().into_records()).unwrap().iter().map(|r| r.offset).collect::<Vec<_>>(),
+            vec![1, 2]
+        );
         // The reader leaves after one answer: it is pruned while idle, and runs go to the
         // main thread.
         reader.join().unwrap();

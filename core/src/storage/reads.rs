@@ -46,7 +46,33 @@ pub struct ReadPlan {
 pub struct PartitionAnswer {
     /// How many records the batches hold.
     pub records: usize,
-    pub batches: Bytes,
+    /// The batches, in offset order, as they were read: kept apart (not concatenated) so
+    /// that an answer crossing the reader socket is copied once, into the socket's frame.
+    pub batches: Vec<Bytes>,
+}
+
+impl PartitionAnswer {
+    /// The batches' bytes together.
+    pub fn len(&self) -> usize {
+        self.batches.iter().map(Bytes::len).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.batches.iter().all(Bytes::is_empty)
+    }
+
+    /// The Fetch response's records field: the batches back to back.
+    pub fn into_records(mut self) -> Bytes {
+        match self.batches.len() {
+            0 => Bytes::new(),
+            1 => self.batches.pop().unwrap_or_default(),
+            _ => {
+                let mut out = BytesMut::with_capacity(self.len());
+                self.batches.iter().for_each(|b| out.extend_from_slice(b));
+                out.freeze()
+            }
+        }
+    }
 }
 
 /// What a plan read: one entry per read, in order, until the response was full.
@@ -83,7 +109,7 @@ impl ReadPlan {
                 StorageLayout::Rows => rows_answer(storage.read(r.topic_id, r.partition, limit)?),
                 StorageLayout::Batches => batches_answer(storage.read_batches(r.topic_id, r.partition, limit)?),
             };
-            left = left.saturating_sub(answer.batches.len());
+            left = left.saturating_sub(answer.len());
             read.push(answer);
         }
         Ok(read)
@@ -138,20 +164,12 @@ fn rows_answer(records: Vec<StoredRecord>) -> PartitionAnswer {
             headers: r.headers,
         })
         .collect();
-    PartitionAnswer { records: count, batches: encode_batch(base_offset, &records) }
+    PartitionAnswer { records: count, batches: vec![encode_batch(base_offset, &records)] }
 }
 
-/// Stored batches, back to back.
+/// Stored batches, as they were read.
 fn batches_answer(batches: Vec<Bytes>) -> PartitionAnswer {
-    match batches.len() {
-        0 => PartitionAnswer::default(),
-        1 => PartitionAnswer { records: record_count(&batches[0]), batches: batches.into_iter().next().unwrap_or_default() },
-        _ => {
-            let mut out = BytesMut::with_capacity(batches.iter().map(Bytes::len).sum());
-            batches.iter().for_each(|b| out.extend_from_slice(b));
-            PartitionAnswer { records: batches.iter().map(|b| record_count(b)).sum(), batches: out.freeze() }
-        }
-    }
+    PartitionAnswer { records: batches.iter().map(|b| record_count(b)).sum(), batches }
 }
 
 /// A plan's answer on the wire: its batches, or the error that stopped it.
@@ -159,13 +177,13 @@ pub fn encode_answer(answer: &Result<ReadResult, StorageError>) -> Vec<u8> {
     let mut out = Vec::new();
     match answer {
         Ok(read) => {
-            out.reserve(5 + read.iter().map(|a| 8 + a.batches.len()).sum::<usize>());
+            out.reserve(5 + read.iter().map(|a| 8 + a.len()).sum::<usize>());
             out.put_u8(0);
             out.put_u32(read.len() as u32);
             for answer in read {
                 out.put_u32(answer.records as u32);
-                out.put_u32(answer.batches.len() as u32);
-                out.put_slice(&answer.batches);
+                out.put_u32(answer.len() as u32);
+                answer.batches.iter().for_each(|b| out.put_slice(b));
             }
         }
         Err(error) => put_error(&mut out, error),
@@ -203,7 +221,8 @@ pub fn decode_answer(bytes: Bytes) -> Result<Result<ReadResult, StorageError>, W
     for _ in 0..reads {
         let mut head = take_bytes(&mut rest, 8)?;
         let (records, len) = (head.get_u32() as usize, head.get_u32() as usize);
-        read.push(PartitionAnswer { records, batches: take_bytes(&mut rest, len)? });
+        let batches = take_bytes(&mut rest, len)?;
+        read.push(PartitionAnswer { records, batches: if batches.is_empty() { Vec::new() } else { vec![batches] } });
     }
     if !rest.is_empty() {
         return Err(WireError::Trailing(rest.len()));
@@ -311,9 +330,9 @@ mod tests {
             |from, max_bytes| PartitionRead { topic_id: topic.id, partition: 0, from, below: 9, max_bytes, layout: StorageLayout::Batches };
         let all = ReadPlan { reads: vec![read(4, usize::MAX)], response_bytes: usize::MAX }.run(&mut storage).unwrap();
         assert_eq!(all[0].records, 6, "from the batch holding offset 4");
-        assert_eq!(all[0].batches, [rows[1].bytes.clone(), rows[2].bytes.clone()].concat());
+        assert_eq!(all[0].clone().into_records(), [rows[1].bytes.clone(), rows[2].bytes.clone()].concat());
         let one = ReadPlan { reads: vec![read(0, 10)], response_bytes: 1 << 20 }.run(&mut storage).unwrap();
-        assert_eq!(one[0].batches, rows[0].bytes, "a whole first batch whatever the limit");
+        assert_eq!(one[0].clone().into_records(), rows[0].bytes, "a whole first batch whatever the limit");
     }
 
     #[test]

@@ -21,6 +21,7 @@ import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicInteger;
 
+import org.apache.kafka.common.errors.RebalanceInProgressException;
 import org.apache.kafka.clients.consumer.ConsumerRebalanceListener;
 import org.apache.kafka.clients.consumer.ConsumerRecord;
 import org.apache.kafka.clients.consumer.ConsumerRecords;
@@ -86,7 +87,13 @@ class ConsumerTest {
                     while (!done.get() && System.nanoTime() < deadline) {
                         ConsumerRecords<String, String> records = consumer.poll(Duration.ofMillis(200));
                         records.forEach(r -> seen.add(r.value()));
-                        consumer.commitSync();
+                        try {
+                            consumer.commitSync();
+                        } catch (RebalanceInProgressException rebalancing) {
+                            // As with Kafka: a cooperative rebalance is under way; the next
+                            // poll completes it and the commit is made after it.
+                            continue;
+                        }
                         // Members joining later take partitions only once they have joined:
                         // keep the first member slow until every member is in.
                         if (seen.size() >= partitions * perPartition) {
