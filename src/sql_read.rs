@@ -6,7 +6,6 @@
 
 use pg_kafka_core::storage::batches::unpack;
 use pg_kafka_core::storage::headers_json::{headers_from_json, headers_to_json};
-use pg_kafka_core::storage::postgres_timestamp_us;
 use pgrx::datum::TimestampWithTimeZone;
 use pgrx::prelude::*;
 use pgrx::JsonB;
@@ -69,7 +68,7 @@ mod kafka {
         let rows: Vec<_> = records
             .into_iter()
             .map(|r| {
-                let Some(Ok(timestamp)) = postgres_timestamp_us(r.timestamp_ms).map(TimestampWithTimeZone::try_from) else {
+                let Some(timestamp) = crate::monitor::unix_ms_timestamp(r.timestamp_ms) else {
                     ereport!(
                         ERROR,
                         PgSqlErrorCode::ERRCODE_DATETIME_FIELD_OVERFLOW,

@@ -130,7 +130,7 @@ fn cases(env: &Env, report: &mut Report, broker: Broker, size: usize, baseline: 
                     _ => java_produce(env, &bootstrap, shape, &topic),
                 };
                 broker.reset(env, &topic);
-                compare(named(row, broker, tool), &case, false)
+                compare(named(row, broker), &case, false)
             });
             rates.push((case, rate));
         }
@@ -141,7 +141,7 @@ fn cases(env: &Env, report: &mut Report, broker: Broker, size: usize, baseline: 
         broker.create_topic(env, &topic, 1);
         let row = perf_tool::produce_to(env, &bootstrap, paced, &topic);
         broker.reset(env, &topic);
-        named(row, broker, "rdkafka_performance")
+        named(row, broker)
     });
     let filled = format!("bench-versus-{}-{size}-filled", broker.slug());
     broker.create_topic(env, &filled, 1);
@@ -156,7 +156,7 @@ fn cases(env: &Env, report: &mut Report, broker: Broker, size: usize, baseline: 
                 }
                 _ => java_consume(env, &bootstrap, size, &filled),
             };
-            compare(named(row, broker, tool), &case, true)
+            compare(named(row, broker), &case, true)
         });
         rates.push((case, rate));
     }
@@ -165,7 +165,7 @@ fn cases(env: &Env, report: &mut Report, broker: Broker, size: usize, baseline: 
 }
 
 /// The row, named after the broker it measured, in the section of this comparison.
-fn named(row: Row, broker: Broker, _tool: &str) -> Row {
+fn named(row: Row, broker: Broker) -> Row {
     Row { section: "versus Kafka", method: format!("{}: {}", broker.name(), row.method), ..row }
 }
 

@@ -7,7 +7,7 @@
 
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
-use pg_kafka_core::protocol::records::{decode_batches, is_plain, RecordsError};
+use pg_kafka_core::protocol::records::{decode_batches, is_plain, seal_crc, RecordsError, CRC_START};
 use pg_kafka_core::storage::batches::{checked, unpack};
 use pg_kafka_fuzz::{bounded, TrackingAllocator};
 
@@ -17,18 +17,13 @@ static ALLOCATOR: TrackingAllocator = TrackingAllocator;
 /// Inside the allowance: a decompressor that does not stop at its cap is a finding.
 const DECOMPRESSED_CAP: usize = 1 << 20;
 
-/// Where a batch's CRC32C sits and where the bytes it covers start.
-const CRC_AT: std::ops::Range<usize> = 17..21;
-const CRC_FROM: usize = 21;
-
 fuzz_target!(|data: &[u8]| {
     bounded(data, || {
         // Mutations almost never keep the CRC right; fix it so they reach the record
         // parser and the decompressors. A wrong CRC is covered by the unit tests.
         let mut batch = data.to_vec();
-        if batch.len() > CRC_FROM {
-            let crc = crc32c::crc32c(&batch[CRC_FROM..]);
-            batch[CRC_AT].copy_from_slice(&crc.to_be_bytes());
+        if batch.len() > CRC_START {
+            seal_crc(&mut batch);
         }
         let plain = is_plain(&batch);
         let decoded = decode_batches(Bytes::from(batch.clone()), DECOMPRESSED_CAP);

@@ -26,7 +26,7 @@ use pg_kafka_core::protocol::records::{encode_batch, Record};
 use pg_kafka_core::security::acl::{is_allowed, Operation, ResourceType};
 use pg_kafka_core::storage::headers_json::headers_from_json;
 use pg_kafka_core::storage::watermarks::PartitionKey;
-use pg_kafka_core::storage::{kafka_timestamp_ms, postgres_timestamp_us, Storage, StorageLayout, Topic};
+use pg_kafka_core::storage::{kafka_timestamp_ms, Storage, StorageLayout, Topic};
 use pgrx::datum::TimestampWithTimeZone;
 use pgrx::prelude::*;
 use pgrx::spi::{OwnedPreparedStatement, SpiClient};
@@ -293,7 +293,7 @@ fn insert_batch(topic_id: i32, partition: i32, offset: i64, message: &Message<'_
         Some(ts) => kafka_timestamp_ms(ts.into()),
         None => pg_kafka_core::storage::now_ms(),
     };
-    let Some(Ok(timestamp)) = postgres_timestamp_us(timestamp_ms).map(TimestampWithTimeZone::try_from) else {
+    let Some(timestamp) = crate::monitor::unix_ms_timestamp(timestamp_ms) else {
         error!("pg_kafka: timestamp {timestamp_ms} ms is outside Postgres's range")
     };
     let bytes = |b: Option<&[u8]>| b.map(bytes::Bytes::copy_from_slice);

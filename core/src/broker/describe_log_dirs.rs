@@ -139,14 +139,7 @@ mod tests {
         let broker = crate::broker::testing::broker_in_layout(1, StorageLayout::Batches);
         let record = |delta| Record { offset_delta: delta, timestamp: 1, key: None, value: Some(vec![7u8; 50].into()), headers: None };
         let batch = encode_batch(0, &(0..4).map(record).collect::<Vec<_>>());
-        let produce = kafka_protocol::messages::ProduceRequest::default().with_acks(-1).with_topic_data(vec![
-            kafka_protocol::messages::produce_request::TopicProduceData::default()
-                .with_name(TopicName(StrBytes::from_static_str("t")))
-                .with_partition_data(vec![kafka_protocol::messages::produce_request::PartitionProduceData::default()
-                    .with_index(0)
-                    .with_records(Some(batch.clone()))]),
-        ]);
-        let _: kafka_protocol::messages::ProduceResponse = round_trip(&broker, ApiKey::Produce, 9, &produce).await;
+        assert_eq!(crate::broker::testing::produce_to_partition_0(&broker, batch.clone()).await, (0, 0));
         let all: DescribeLogDirsResponse =
             round_trip(&broker, ApiKey::DescribeLogDirs, 4, &DescribeLogDirsRequest::default().with_topics(None)).await;
         assert_eq!(sizes(&all), vec![("t".to_string(), vec![(0, batch.len() as i64)])]);

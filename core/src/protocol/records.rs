@@ -19,8 +19,15 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 /// Bytes before the records: the fixed batch header.
 pub const BATCH_HEADER_BYTES: usize = 61;
+/// Where header fields sit in a batch (byte offsets).
+pub const PARTITION_LEADER_EPOCH_AT: usize = 12;
+pub const CRC_AT: usize = 17;
 /// Offset of `attributes`, where the CRC-covered part starts.
-const CRC_START: usize = 21;
+pub const CRC_START: usize = 21;
+pub const MAX_TIMESTAMP_AT: usize = 35;
+pub const RECORD_COUNT_AT: usize = 57;
+/// Attribute bit: the batch's timestamps are the broker's append time.
+pub const LOG_APPEND_TIME: i16 = 0x08;
 /// `baseOffset` and `batchLength` are not counted in `batchLength`.
 const LOG_OVERHEAD: usize = 12;
 /// The smallest possible record: length, attributes, three varints, null key, null value, 0 headers.
@@ -182,7 +189,7 @@ fn decode_batch(mut batch: Bytes, budget: &mut dyn InflateBudget) -> Result<Batc
     if magic != 2 {
         return Err(RecordsError::UnsupportedMagic(magic));
     }
-    let expected = u32::from_be_bytes(batch[17..21].try_into().unwrap());
+    let expected = u32::from_be_bytes(batch[CRC_AT..CRC_START].try_into().unwrap());
     let actual = crc32c::crc32c(&batch[CRC_START..]);
     if expected != actual {
         return Err(RecordsError::CrcMismatch { expected, actual });
@@ -198,7 +205,7 @@ fn decode_batch(mut batch: Bytes, budget: &mut dyn InflateBudget) -> Result<Batc
     let base_sequence = batch.get_i32();
     let record_count = batch.get_i32();
     let record_count = usize::try_from(record_count).map_err(|_| RecordsError::Corrupt("negative record count"))?;
-    let log_append_time = attributes & 0x08 != 0;
+    let log_append_time = attributes & LOG_APPEND_TIME != 0;
 
     let body = decompress(Compression::from_attributes(attributes)?, batch, budget)?;
     if record_count > body.len() / MIN_RECORD_BYTES {
@@ -423,6 +430,12 @@ fn snappy_decompress(data: &[u8], budget: &mut dyn InflateBudget) -> Result<Byte
     Ok(Bytes::from(out))
 }
 
+/// Writes a whole batch's CRC32C (of everything from `attributes` on) into its header.
+pub fn seal_crc(batch: &mut [u8]) {
+    let crc = crc32c::crc32c(&batch[CRC_START..]);
+    batch[CRC_AT..CRC_START].copy_from_slice(&crc.to_be_bytes());
+}
+
 /// Encodes records as one uncompressed v2 batch starting at `base_offset` (Fetch, tests).
 pub fn encode_batch(base_offset: i64, records: &[Record]) -> Bytes {
     encode_producer_batch(base_offset, records, -1, -1, -1)
@@ -471,8 +484,7 @@ pub fn encode_producer_batch(base_offset: i64, records: &[Record], producer_id: 
     out.put_i32(base_sequence);
     out.put_i32(records.len() as i32);
     out.put_slice(&body);
-    let crc = crc32c::crc32c(&out[CRC_START..]);
-    out[17..21].copy_from_slice(&crc.to_be_bytes());
+    seal_crc(&mut out);
     out.freeze()
 }
 
@@ -481,12 +493,11 @@ pub fn encode_producer_batch(base_offset: i64, records: &[Record], producer_id: 
 pub(crate) fn batch_with_body(codec: i16, count: i32, body: &[u8]) -> Bytes {
     let mut bytes = encode_batch(0, &[]).to_vec();
     bytes[21..23].copy_from_slice(&codec.to_be_bytes());
-    bytes[57..61].copy_from_slice(&count.to_be_bytes());
+    bytes[RECORD_COUNT_AT..RECORD_COUNT_AT + 4].copy_from_slice(&count.to_be_bytes());
     bytes.extend_from_slice(body);
     let length = (bytes.len() - 12) as i32;
     bytes[8..12].copy_from_slice(&length.to_be_bytes());
-    let crc = crc32c::crc32c(&bytes[CRC_START..]);
-    bytes[17..21].copy_from_slice(&crc.to_be_bytes());
+    seal_crc(&mut bytes);
     bytes.into()
 }
 
@@ -617,8 +628,7 @@ mod tests {
     fn lying_counts_and_lengths_are_corrupt_not_allocations() {
         let mut bytes = encode_batch(0, &[]).to_vec();
         bytes[57..61].copy_from_slice(&i32::MAX.to_be_bytes()); // record count
-        let crc = crc32c::crc32c(&bytes[CRC_START..]);
-        bytes[17..21].copy_from_slice(&crc.to_be_bytes());
+        seal_crc(&mut bytes);
         assert!(matches!(decode_batches(Bytes::from(bytes.clone()), CAP), Err(RecordsError::Corrupt(_))));
         bytes[8..12].copy_from_slice(&i32::MAX.to_be_bytes()); // batch length
         assert!(matches!(decode_batches(Bytes::from(bytes), CAP), Err(RecordsError::Corrupt(_))));

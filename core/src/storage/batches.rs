@@ -18,7 +18,10 @@
 use bytes::{Bytes, BytesMut};
 
 use super::StoredRecord;
-use crate::protocol::records::{decode_batches, Batch, RecordsError, BATCH_HEADER_BYTES};
+use crate::protocol::records::{
+    decode_batches, seal_crc, Batch, RecordsError, BATCH_HEADER_BYTES, LOG_APPEND_TIME, MAX_TIMESTAMP_AT, PARTITION_LEADER_EPOCH_AT,
+    RECORD_COUNT_AT,
+};
 
 /// How a topic's messages are stored; fixed when the topic is created.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -110,10 +113,12 @@ pub fn checked(batch: &Batch, raw: Bytes) -> Result<CheckedBatch, BatchError> {
     }
     let min = batch.records.iter().map(|r| r.timestamp).min().unwrap_or(-1);
     let max = batch.records.iter().map(|r| r.timestamp).max().unwrap_or(-1);
-    let bytes = if batch.max_timestamp == max || batch.attributes & LOG_APPEND_TIME != 0 { raw } else { with_max_timestamp(&raw, max) };
+    // With LogAppendTime every record's timestamp is the header's maxTimestamp already.
+    let log_append_time = batch.attributes & LOG_APPEND_TIME != 0;
+    let bytes = if batch.max_timestamp == max || log_append_time { raw } else { with_max_timestamp(&raw, max) };
     Ok(CheckedBatch {
         record_count: count as i32,
-        max_timestamp_ms: if batch.attributes & LOG_APPEND_TIME != 0 { batch.max_timestamp } else { max },
+        max_timestamp_ms: if log_append_time { batch.max_timestamp } else { max },
         timestamps: (min, max),
         producer_id: batch.producer_id,
         producer_epoch: batch.producer_epoch,
@@ -122,20 +127,10 @@ pub fn checked(batch: &Batch, raw: Bytes) -> Result<CheckedBatch, BatchError> {
     })
 }
 
-/// Attribute bit: the batch's timestamps are the broker's append time.
-const LOG_APPEND_TIME: i16 = 0x08;
-/// Where the header fields sit.
-const PARTITION_LEADER_EPOCH_AT: usize = 12;
-const CRC_AT: usize = 17;
-const CRC_START: usize = 21;
-const MAX_TIMESTAMP_AT: usize = 35;
-const RECORD_COUNT_AT: usize = 57;
-
 fn with_max_timestamp(raw: &Bytes, max: i64) -> Bytes {
     let mut bytes = BytesMut::from(&raw[..]);
     bytes[MAX_TIMESTAMP_AT..MAX_TIMESTAMP_AT + 8].copy_from_slice(&max.to_be_bytes());
-    let crc = crc32c::crc32c(&bytes[CRC_START..]);
-    bytes[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
+    seal_crc(&mut bytes);
     bytes.freeze()
 }
 
@@ -196,7 +191,7 @@ pub fn unpack(bytes: &[u8]) -> Result<Vec<StoredRecord>, RecordsError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::records::{encode_producer_batch, Record};
+    use crate::protocol::records::{encode_producer_batch, Record, CRC_AT};
 
     fn record(delta: i32, timestamp: i64, value: &'static [u8]) -> Record {
         Record { offset_delta: delta, timestamp, key: None, value: Some(Bytes::from_static(value)), headers: None }
@@ -226,8 +221,7 @@ mod tests {
         let raw = encode_producer_batch(0, &[record(0, 10, b"a"), record(1, 30, b"b")], -1, -1, -1);
         let mut lying = raw.to_vec();
         lying[MAX_TIMESTAMP_AT..MAX_TIMESTAMP_AT + 8].copy_from_slice(&5i64.to_be_bytes());
-        let crc = crc32c::crc32c(&lying[CRC_START..]);
-        lying[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
+        seal_crc(&mut lying);
         let lying = Bytes::from(lying);
         let checked = checked(&decoded(&lying), lying).unwrap();
         assert_eq!(checked.bytes, raw);

@@ -138,15 +138,7 @@ impl Storage for MemoryStorage {
         let mut found: Vec<&BatchRow> =
             self.batches_of(topic_id, partition).filter(|b| (limit.from..limit.below).contains(&b.last_offset())).collect();
         found.sort_by_key(|b| b.base_offset);
-        let (mut taken, mut bytes) = (Vec::new(), 0);
-        for batch in found {
-            bytes += batch.bytes.len();
-            if !limit.admits(taken.len(), bytes) {
-                break;
-            }
-            taken.push(batch.bytes.clone());
-        }
-        Ok(taken)
+        Ok(limit.take_by(found.into_iter().map(|b| b.bytes.clone()), bytes::Bytes::len))
     }
 
     fn read(&mut self, topic_id: i32, partition: i32, limit: ReadLimit) -> Result<Vec<StoredRecord>, StorageError> {

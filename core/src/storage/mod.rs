@@ -210,14 +210,20 @@ impl ReadLimit {
 
     /// The leading `records` (in offset order) this limit admits.
     pub fn take(&self, records: impl IntoIterator<Item = StoredRecord>) -> Vec<StoredRecord> {
+        self.take_by(records, record_bytes)
+    }
+
+    /// The leading `items` (in offset order) this limit admits, each costing `size` bytes
+    /// (records, or whole stored batches).
+    pub fn take_by<T>(&self, items: impl IntoIterator<Item = T>, size: impl Fn(&T) -> usize) -> Vec<T> {
         let mut taken = Vec::new();
         let mut bytes = 0;
-        for record in records {
-            bytes += record_bytes(&record);
+        for item in items {
+            bytes += size(&item);
             if !self.admits(taken.len(), bytes) {
                 break;
             }
-            taken.push(record);
+            taken.push(item);
         }
         taken
     }
