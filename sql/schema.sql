@@ -52,7 +52,7 @@ CREATE TABLE kafka.partition_starts (
 );
 
 -- Topic configs set through CreateTopics, AlterConfigs or IncrementalAlterConfigs.
--- Only keys pg_kafka enforces are stored; everything else reads as Kafka's default.
+-- Every key set is stored (validated as Kafka validates it); unset keys read as their defaults.
 CREATE TABLE kafka.topic_configs (
     topic_id  integer NOT NULL REFERENCES kafka.topics (id) ON DELETE CASCADE,
     name      text    NOT NULL,

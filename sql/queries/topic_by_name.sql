@@ -1,5 +1,5 @@
 SELECT t.id, t.name, t.topic_uuid, t.partitions,
-       (SELECT c.value FROM kafka.topic_configs c WHERE c.topic_id = t.id AND c.name = 'max.message.bytes'),
+       ARRAY(SELECT c.name || '=' || c.value FROM kafka.topic_configs c WHERE c.topic_id = t.id ORDER BY c.name),
        t.storage
 FROM kafka.topics t
 WHERE t.name = $1

@@ -75,7 +75,7 @@ impl Message<'_> {
 fn produce(topic: &str, message: Message<'_>) -> i64 {
     register_callbacks();
     let topic = writable_topic(topic);
-    if message.bytes() > usize::try_from(topic.max_message_bytes).unwrap_or(0) {
+    if message.bytes() > usize::try_from(topic.settings.max_message_bytes).unwrap_or(0) {
         ereport!(
             ERROR,
             PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED,
@@ -83,7 +83,7 @@ fn produce(topic: &str, message: Message<'_>) -> i64 {
                 "message of {} bytes is larger than topic \"{}\" accepts (max.message.bytes {})",
                 message.bytes(),
                 topic.name,
-                topic.max_message_bytes
+                topic.settings.max_message_bytes
             )
         );
     }

@@ -18,7 +18,7 @@ use pg_kafka_core::storage::copy_binary::{encode_batches, encode_binary};
 use pg_kafka_core::storage::{
     is_storable_text, is_valid_topic_name, kafka_timestamp_ms, postgres_timestamp_us, ActiveProducer, BatchRow, CommittedOffset,
     LogDirUsage, LoginRole, MessageRows, OffsetCommit, ProducerKey, ProducerState, ReadLimit, SequencedBatch, Storage, StorageError,
-    StorageLayout, StoredRecord, Topic, DEFAULT_MAX_MESSAGE_BYTES,
+    StorageLayout, StoredRecord, Topic, TopicSettings,
 };
 
 use super::{copy_in, index_read};
@@ -83,12 +83,14 @@ pub(super) fn database_error(e: impl std::fmt::Display) -> StorageError {
     StorageError::Database { sqlstate: None, message: e.to_string() }
 }
 
-/// Rows of `(id, name, topic_uuid, partitions, max.message.bytes config, storage)` as topics.
+/// Rows of `(id, name, topic_uuid, partitions, configs as name=value, storage)` as topics.
 pub(crate) fn topics_from(rows: SpiTupleTable<'_>) -> Result<Vec<Topic>, StorageError> {
     let mut topics = Vec::with_capacity(rows.len());
     for row in rows {
         let uuid: pgrx::Uuid = row.get(3).map_err(database_error)?.ok_or_else(|| database_error("null topic_uuid"))?;
-        let max_message_bytes: Option<String> = row.get(5).map_err(database_error)?;
+        let configs: Vec<String> = row.get(5).map_err(database_error)?.unwrap_or_default();
+        let configs: Vec<(String, String)> =
+            configs.iter().filter_map(|c| c.split_once('=')).map(|(n, v)| (n.to_owned(), v.to_owned())).collect();
         let storage: Option<String> = row.get(6).map_err(database_error)?;
         let layout = storage.as_deref().and_then(StorageLayout::parse).ok_or_else(|| database_error(format!("bad storage {storage:?}")))?;
         topics.push(Topic {
@@ -96,7 +98,7 @@ pub(crate) fn topics_from(rows: SpiTupleTable<'_>) -> Result<Vec<Topic>, Storage
             name: row.get(2).map_err(database_error)?.unwrap_or_default(),
             uuid: uuid::Uuid::from_bytes(*uuid.as_bytes()),
             partitions: row.get(4).map_err(database_error)?.unwrap_or_default(),
-            max_message_bytes: max_message_bytes.and_then(|v| v.parse().ok()).unwrap_or(DEFAULT_MAX_MESSAGE_BYTES),
+            settings: TopicSettings::from_stored(&configs),
             layout,
         });
     }

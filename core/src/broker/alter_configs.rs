@@ -113,7 +113,7 @@ mod tests {
             assert_eq!(ok.responses[0].error_code, 0, "v{version}");
         }
         let compact: AlterConfigsResponse =
-            round_trip(&broker, ApiKey::AlterConfigs, 1, &request("t", &[("cleanup.policy", "compact")])).await;
+            round_trip(&broker, ApiKey::AlterConfigs, 1, &request("t", &[("cleanup.policy", "compacted")])).await;
         assert_eq!(compact.responses[0].error_code, ResponseError::InvalidConfig.code());
         let unknown: AlterConfigsResponse = round_trip(&broker, ApiKey::AlterConfigs, 1, &request("nope", &[("retention.ms", "1")])).await;
         assert_eq!(unknown.responses[0].error_code, ResponseError::UnknownTopicOrPartition.code());

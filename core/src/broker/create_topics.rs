@@ -12,7 +12,7 @@ use kafka_protocol::messages::{BrokerId, CreateTopicsRequest, CreateTopicsRespon
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
-use super::topic_configs::{effective, invalid, is_stored, DEFAULT_CONFIG, DYNAMIC_TOPIC_CONFIG};
+use super::topic_configs::{effective, invalid};
 use super::{decode, respond, storage_call, Broker, Outcome, NODE_ID};
 use crate::protocol::header::RequestFrame;
 use crate::storage::batches::LAYOUT_CONFIG;
@@ -179,10 +179,8 @@ fn plan(topic: &CreatableTopic, default_partitions: i32, default_layout: Storage
         if let Some(problem) = invalid(&name, &value) {
             return Err((ResponseError::InvalidConfig, problem));
         }
-        if is_stored(&name) {
-            configs.retain(|(n, _): &(String, String)| *n != name);
-            configs.push((name, value));
-        }
+        configs.retain(|(n, _): &(String, String)| *n != name);
+        configs.push((name, value));
     }
     configs.sort();
     Ok(Plan { partitions, configs, layout })
@@ -202,9 +200,9 @@ fn result(topic: &CreatableTopic, outcome: Result<(Plan, Option<Topic>), Refusal
                 .map(|c| {
                     CreatableTopicConfigs::default()
                         .with_name(StrBytes::from_static_str(c.def.name))
+                        .with_config_source(c.source())
                         .with_value(Some(StrBytes::from_string(c.value)))
-                        .with_read_only(!c.def.enforced)
-                        .with_config_source(if c.is_set { DYNAMIC_TOPIC_CONFIG } else { DEFAULT_CONFIG })
+                        .with_read_only(false)
                 })
                 .collect();
             answer
@@ -242,7 +240,7 @@ mod tests {
             topic("bad name", 1, 1),
             topic("c", 0, 1),
             topic("d", 1, 3),
-            topic("e", 1, 1).with_configs(vec![config("cleanup.policy", "compact")]),
+            topic("e", 1, 1).with_configs(vec![config("cleanup.policy", "compacted")]),
         ]);
         let response: CreateTopicsResponse = round_trip(&broker, ApiKey::CreateTopics, 7, &request).await;
         let codes: Vec<(i16, i32)> = response.topics.iter().map(|t| (t.error_code, t.num_partitions)).collect();

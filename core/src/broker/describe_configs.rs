@@ -23,8 +23,8 @@ struct Line {
     source: i8,
     config_type: ConfigType,
     doc: &'static str,
-    /// The default underneath a value set on the topic (a synonym).
-    default: Option<String>,
+    /// The broker setting underneath, as a synonym: its name, value and source.
+    synonym: Option<(String, String, i8)>,
 }
 
 pub async fn handle(broker: &Broker, request: &RequestFrame) -> Outcome {
@@ -73,12 +73,15 @@ async fn topic_lines(broker: &Broker, topic: &str) -> Result<Vec<Line>, (Respons
         .into_iter()
         .map(|c| Line {
             name: c.def.name.to_owned(),
+            source: c.source(),
             value: c.value,
-            read_only: !c.def.enforced,
-            source: if c.is_set { DYNAMIC_TOPIC_CONFIG } else { DEFAULT_CONFIG },
+            read_only: false,
             config_type: c.def.config_type,
             doc: c.def.doc,
-            default: c.is_set.then(|| c.def.default.to_owned()),
+            synonym: c.def.synonym.map(|broker_name| {
+                let source = if c.def.broker_default { STATIC_BROKER_CONFIG } else { DEFAULT_CONFIG };
+                (broker_name.to_owned(), c.def.default.to_owned(), source)
+            }),
         })
         .collect();
     // pg_kafka's own: the layout, chosen at creation (read-only from then on).
@@ -90,7 +93,7 @@ async fn topic_lines(broker: &Broker, topic: &str) -> Result<Vec<Line>, (Respons
         source: DYNAMIC_TOPIC_CONFIG,
         config_type: ConfigType::String,
         doc: "How the topic's messages are stored: rows (kafka.messages) or batches (kafka.batches). Chosen at creation.",
-        default: (layout != default_layout).then(|| default_layout.as_str().to_owned()),
+        synonym: Some(("pg_kafka.default_topic_storage".to_owned(), default_layout.as_str().to_owned(), STATIC_BROKER_CONFIG)),
     });
     Ok(lines)
 }
@@ -107,7 +110,7 @@ fn broker_lines(broker: &Broker) -> Vec<Line> {
         source: STATIC_BROKER_CONFIG,
         config_type,
         doc: "Set through pg_kafka.* settings in postgresql.conf, or fixed by pg_kafka's design.",
-        default: None,
+        synonym: None,
     };
     let listeners =
         if config.listeners.is_empty() { format!("PLAINTEXT://{}:{}", config.host, config.port) } else { config.listeners.clone() };
@@ -158,14 +161,18 @@ fn broker_lines(broker: &Broker) -> Vec<Line> {
 fn encode_line(line: Line, synonyms: bool, documentation: bool) -> DescribeConfigsResourceResult {
     let text = |s: String| StrBytes::from_string(s);
     let synonyms = if synonyms {
-        let own = DescribeConfigsSynonym::default()
-            .with_name(text(line.name.clone()))
-            .with_value(Some(text(line.value.clone())))
-            .with_source(line.source);
-        let default = line.default.map(|d| {
-            DescribeConfigsSynonym::default().with_name(text(line.name.clone())).with_value(Some(text(d))).with_source(DEFAULT_CONFIG)
+        // As Kafka: the value's own source first (when it is the topic's), then the
+        // broker setting it falls back to.
+        let own = (line.source == DYNAMIC_TOPIC_CONFIG || line.synonym.is_none()).then(|| {
+            DescribeConfigsSynonym::default()
+                .with_name(text(line.name.clone()))
+                .with_value(Some(text(line.value.clone())))
+                .with_source(line.source)
         });
-        std::iter::once(own).chain(default).collect()
+        let broker = line.synonym.map(|(name, value, source)| {
+            DescribeConfigsSynonym::default().with_name(text(name)).with_value(Some(text(value))).with_source(source)
+        });
+        own.into_iter().chain(broker).collect()
     } else {
         Vec::new()
     };
@@ -202,5 +209,43 @@ mod tests {
         assert!(value("advertised.listeners").is_some_and(|l| l.starts_with("PLAINTEXT://")));
         assert!(configs.len() >= 25 && configs.iter().all(|c| c.read_only && c.config_source == STATIC_BROKER_CONFIG));
         assert!(configs.windows(2).all(|w| w[0].name.as_str() < w[1].name.as_str()), "sorted by name");
+    }
+
+    #[tokio::test]
+    async fn a_compacted_topic_describes_as_kafka_connect_verifies_it() {
+        use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
+        use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse, TopicName};
+        let broker = broker();
+        let config = |n: &'static str, v: &'static str| {
+            CreatableTopicConfig::default().with_name(StrBytes::from_static_str(n)).with_value(Some(StrBytes::from_static_str(v)))
+        };
+        let topic = CreatableTopic::default()
+            .with_name(TopicName(StrBytes::from_static_str("connect-configs")))
+            .with_num_partitions(1)
+            .with_replication_factor(1)
+            .with_configs(vec![config("cleanup.policy", "compact"), config("segment.bytes", "52428800")]);
+        let created: CreateTopicsResponse =
+            round_trip(&broker, ApiKey::CreateTopics, 7, &CreateTopicsRequest::default().with_topics(vec![topic])).await;
+        assert_eq!(created.topics[0].error_code, 0);
+        let stored = broker.storage.call(|s| s.topic("connect-configs")).await.unwrap().unwrap().unwrap();
+        assert!(stored.settings.compact && !stored.settings.delete);
+
+        let resource = DescribeConfigsResource::default()
+            .with_resource_type(TOPIC_RESOURCE)
+            .with_resource_name(StrBytes::from_static_str("connect-configs"))
+            .with_configuration_keys(None);
+        let request = DescribeConfigsRequest::default().with_resources(vec![resource]).with_include_synonyms(true);
+        let response: DescribeConfigsResponse = round_trip(&broker, ApiKey::DescribeConfigs, 4, &request).await;
+        let configs = &response.results[0].configs;
+        let find = |name: &str| configs.iter().find(|c| c.name.as_str() == name).unwrap();
+        let policy = find("cleanup.policy");
+        assert_eq!(policy.value.as_ref().map(|v| v.as_str()), Some("compact"));
+        assert_eq!(policy.config_source, DYNAMIC_TOPIC_CONFIG);
+        let synonyms: Vec<(&str, i8)> = policy.synonyms.iter().map(|s| (s.name.as_str(), s.source)).collect();
+        assert_eq!(synonyms, vec![("cleanup.policy", DYNAMIC_TOPIC_CONFIG), ("log.cleanup.policy", DEFAULT_CONFIG)]);
+        assert_eq!(find("segment.bytes").value.as_ref().map(|v| v.as_str()), Some("52428800"));
+        assert_eq!(find("retention.ms").config_source, STATIC_BROKER_CONFIG, "pg_kafka's broker default");
+        assert_eq!(find("min.insync.replicas").config_source, DEFAULT_CONFIG);
+        assert!(configs.iter().filter(|c| c.name.as_str() != LAYOUT_CONFIG).all(|c| !c.read_only));
     }
 }

@@ -10,21 +10,23 @@
 
 use bytes::Bytes;
 use kafka_protocol::messages::produce_request::TopicProduceData;
-use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::produce_response::{BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 use tokio::sync::OwnedSemaphorePermit;
 
 use super::authorize::access;
 use super::in_order::InOrder;
 use super::{decode, respond, Broker, Outcome};
+use crate::config::topic::TimestampType;
 use crate::logging;
 use crate::protocol::header::RequestFrame;
 use crate::protocol::records::{decode_batches_within, is_plain, Batch, InflateBudget, InflateCap, Record, RecordsError};
 use crate::security::acl::Operation;
 use crate::storage::batches::checked;
 use crate::storage::topics::TopicRef;
-use crate::storage::{StorageLayout, Topic};
+use crate::storage::{now_ms, StorageLayout, Topic};
 use crate::writer::group_commit::{AppendResult, PartitionAppend};
 use crate::writer::sequences::{add_sequence, ProducerBatch};
 
@@ -35,10 +37,10 @@ pub async fn handle(broker: &Broker, request: &RequestFrame, mut order: InOrder)
     };
     if body.transactional_id.is_some() {
         // Transactions need InitProducerId and friends, which are not served yet.
-        return respond(request, &response(&body, |_| Err(ResponseError::TransactionalIdAuthorizationFailed)));
+        return respond(request, &response(&body, |_| Err(ResponseError::TransactionalIdAuthorizationFailed.into())));
     }
     if !matches!(body.acks, -1..=1) {
-        return respond(request, &response(&body, |_| Err(ResponseError::InvalidRequiredAcks)));
+        return respond(request, &response(&body, |_| Err(ResponseError::InvalidRequiredAcks.into())));
     }
 
     let (topics, generation) = resolve_topics(broker, &body, request.version()).await;
@@ -76,12 +78,12 @@ pub async fn handle(broker: &Broker, request: &RequestFrame, mut order: InOrder)
         })
         .collect();
     let Some((decoded, _inflated)) = decode_partitions(broker, wanted, generation).await else {
-        return respond(request, &response(&body, |_| Err(ResponseError::KafkaStorageError)));
+        return respond(request, &response(&body, |_| Err(ResponseError::KafkaStorageError.into())));
     };
     let mut appends = Vec::new();
     let mut bytes = 0;
     // Per partition, in request order: a decoding error now, or the index of its append.
-    let slots: Vec<Result<usize, ResponseError>> = decoded
+    let slots: Vec<Result<usize, Refusal>> = decoded
         .into_iter()
         .map(|append| {
             let append = append?;
@@ -115,8 +117,8 @@ pub async fn handle(broker: &Broker, request: &RequestFrame, mut order: InOrder)
     respond(
         request,
         &response(&body, |_| match slots.next().expect("one slot per partition") {
-            Ok(index) => committed[index],
-            Err(error) => Err(error),
+            Ok(index) => committed[index].map_err(Refusal::from),
+            Err(refusal) => Err(refusal),
         }),
     )
 }
@@ -162,7 +164,7 @@ async fn decode_partitions(
     broker: &Broker,
     wanted: Vec<Result<PartitionRecords, ResponseError>>,
     generation: u64,
-) -> Option<(Vec<Result<PartitionAppend, ResponseError>>, Option<OwnedSemaphorePermit>)> {
+) -> Option<(Vec<Result<PartitionAppend, Refusal>>, Option<OwnedSemaphorePermit>)> {
     if is_small_and_plain(&wanted) {
         // Nothing to inflate: a budget of nothing is never drawn on.
         return Some((decode_all(wanted, generation, &mut InflateCap::new(0)), None));
@@ -188,10 +190,10 @@ fn decode_all(
     wanted: Vec<Result<PartitionRecords, ResponseError>>,
     generation: u64,
     budget: &mut InflateCap,
-) -> Vec<Result<PartitionAppend, ResponseError>> {
+) -> Vec<Result<PartitionAppend, Refusal>> {
     wanted
         .into_iter()
-        .map(|w| w.and_then(|(topic, partition, data)| partition_append(topic, generation, partition, data, budget)))
+        .map(|w| w.map_err(Refusal::from).and_then(|(topic, partition, data)| partition_append(topic, generation, partition, data, budget)))
         .collect()
 }
 
@@ -215,7 +217,7 @@ fn partition_append(
     partition: i32,
     data: Option<Bytes>,
     budget: &mut dyn InflateBudget,
-) -> Result<PartitionAppend, ResponseError> {
+) -> Result<PartitionAppend, Refusal> {
     let data = data.unwrap_or_default();
     let batch_bytes = data.len();
     let mut batches = decode_batches_within(data.clone(), budget).map_err(|e| {
@@ -224,20 +226,37 @@ fn partition_append(
     })?;
     let (Some(batch), None) = (batches.pop(), batches.pop()) else {
         logging::warning(format!("pg_kafka: rejected produce to \"{}\": not exactly one record batch", topic.name));
-        return Err(ResponseError::InvalidRecord);
+        return Err(ResponseError::InvalidRecord.into());
     };
     if batch.is_transactional() || batch.is_control() {
-        return Err(ResponseError::InvalidRecord);
+        return Err(ResponseError::InvalidRecord.into());
     }
     let producer = producer_batch(&batch)?;
+    let now_ms = now_ms();
+    let settings = &topic.settings;
+    if let Some(record) = batch.records.iter().find(|r| !settings.timestamp_in_range(r.timestamp, now_ms)) {
+        logging::warning(format!(
+            "pg_kafka: rejected produce to \"{}\": timestamp {} is out of range (message.timestamp.before.max.ms / after.max.ms)",
+            topic.name, record.timestamp
+        ));
+        return Err(ResponseError::InvalidTimestamp.into());
+    }
+    keyed_if_compacted(&topic, &batch)?;
+    let log_append_time = settings.timestamp_type == TimestampType::LogAppendTime;
     let (records, batch) = match topic.layout {
-        StorageLayout::Rows => (batch.records, None),
+        StorageLayout::Rows => {
+            let mut records = batch.records;
+            if log_append_time {
+                records.iter_mut().for_each(|r| r.timestamp = now_ms);
+            }
+            (records, None)
+        }
         StorageLayout::Batches => {
             let checked = checked(&batch, data).map_err(|e| {
                 logging::warning(format!("pg_kafka: rejected produce to \"{}\": {e}", topic.name));
                 ResponseError::InvalidRecord
             })?;
-            (Vec::new(), Some(checked))
+            (Vec::new(), Some(if log_append_time { checked.appended_at(now_ms) } else { checked }))
         }
     };
     Ok(PartitionAppend { topic, topics_generation, partition, records, batch, batch_bytes, producer })
@@ -272,8 +291,42 @@ fn record_bytes(record: &Record) -> usize {
     len(&record.key) + len(&record.value) + len(&record.headers) + 32
 }
 
+/// Why a partition's batch was not appended: Kafka's error code and, where Kafka names
+/// them, the records at fault (their index in the batch) and a message.
+#[derive(Debug)]
+struct Refusal {
+    error: ResponseError,
+    record_errors: Vec<i32>,
+    message: Option<String>,
+}
+
+impl From<ResponseError> for Refusal {
+    fn from(error: ResponseError) -> Refusal {
+        Refusal { error, record_errors: Vec::new(), message: None }
+    }
+}
+
+/// A compacted topic keeps the latest record of each key, so a record without one cannot
+/// be stored: as Kafka, the batch is INVALID_RECORD, naming the keyless records.
+fn keyed_if_compacted(topic: &Topic, batch: &Batch) -> Result<(), Refusal> {
+    if !topic.settings.compact {
+        return Ok(());
+    }
+    let keyless: Vec<i32> = batch.records.iter().enumerate().filter(|(_, r)| r.key.is_none()).map(|(i, _)| i as i32).collect();
+    if keyless.is_empty() {
+        return Ok(());
+    }
+    let message = "Compacted topic cannot accept message without key in topic partition".to_owned();
+    logging::warning(format!(
+        "pg_kafka: rejected produce to \"{}\": {} record(s) without a key on a compacted topic",
+        topic.name,
+        keyless.len()
+    ));
+    Err(Refusal { error: ResponseError::InvalidRecord, record_errors: keyless, message: Some(message) })
+}
+
 /// A response with one entry per requested partition, in request order.
-fn response(body: &ProduceRequest, mut result_of: impl FnMut(i32) -> AppendResult) -> ProduceResponse {
+fn response(body: &ProduceRequest, mut result_of: impl FnMut(i32) -> Result<i64, Refusal>) -> ProduceResponse {
     let topics = body
         .topic_data
         .iter()
@@ -285,9 +338,22 @@ fn response(body: &ProduceRequest, mut result_of: impl FnMut(i32) -> AppendResul
                     let answer = PartitionProduceResponse::default().with_index(p.index).with_log_append_time_ms(-1);
                     match result_of(p.index) {
                         Ok(base_offset) => answer.with_base_offset(base_offset),
-                        Err(error) => {
+                        Err(refusal) => {
                             crate::metrics::note_error();
-                            answer.with_error_code(error.code()).with_base_offset(-1)
+                            let record_errors = refusal
+                                .record_errors
+                                .iter()
+                                .map(|&index| {
+                                    BatchIndexAndErrorMessage::default()
+                                        .with_batch_index(index)
+                                        .with_batch_index_error_message(refusal.message.clone().map(StrBytes::from_string))
+                                })
+                                .collect();
+                            answer
+                                .with_error_code(refusal.error.code())
+                                .with_base_offset(-1)
+                                .with_record_errors(record_errors)
+                                .with_error_message(refusal.message.map(StrBytes::from_string))
                         }
                     }
                 })
@@ -507,5 +573,97 @@ mod idempotence_tests {
         two.extend_from_slice(&encode_batch(1, &records(1)));
         assert_eq!(send(&broker, two.into()).await, (ResponseError::InvalidRecord.code(), -1));
         assert_eq!(send(&broker, Bytes::new()).await, (ResponseError::InvalidRecord.code(), -1));
+    }
+}
+
+#[cfg(test)]
+mod topic_settings_tests {
+    use super::*;
+    use crate::broker::testing::{broker_in_layout, produce_to_partition_0 as send, with_storage};
+    use crate::protocol::records::encode_batch;
+    use crate::storage::{batches::unpack, ReadLimit, StoredRecord};
+
+    fn at(timestamp: i64) -> Bytes {
+        let record = Record { offset_delta: 0, timestamp, key: None, value: Some(Bytes::from_static(b"v")), headers: None };
+        encode_batch(0, &[record])
+    }
+
+    async fn configured(layout: StorageLayout, configs: &[(&str, &str)]) -> Broker {
+        let broker = broker_in_layout(1, layout);
+        let configs: Vec<(String, String)> = configs.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect();
+        with_storage(&broker, move |s| s.replace_topic_configs(1, &configs)).await.unwrap();
+        broker
+    }
+
+    async fn stored(broker: &Broker, layout: StorageLayout) -> Vec<StoredRecord> {
+        let limit = ReadLimit { from: 0, below: i64::MAX, max_bytes: 1 << 20, at_least_one: true };
+        match layout {
+            StorageLayout::Rows => with_storage(broker, move |s| s.read(1, 0, limit)).await.unwrap(),
+            StorageLayout::Batches => {
+                let batches = with_storage(broker, move |s| s.read_batches(1, 0, limit)).await.unwrap();
+                batches.iter().flat_map(|b| unpack(b).unwrap()).collect()
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn timestamps_beyond_the_topics_bounds_are_invalid_in_both_layouts() {
+        for layout in [StorageLayout::Rows, StorageLayout::Batches] {
+            let broker = configured(layout, &[("message.timestamp.before.max.ms", "60000")]).await;
+            let now = now_ms();
+            assert_eq!(send(&broker, at(now)).await, (0, 0));
+            assert_eq!(send(&broker, at(-1)).await, (0, 1), "no timestamp is not checked");
+            assert_eq!(send(&broker, at(now - 3_600_000)).await, (ResponseError::InvalidTimestamp.code(), -1), "{layout:?}");
+            assert_eq!(send(&broker, at(now + 7_200_000)).await, (ResponseError::InvalidTimestamp.code(), -1), "Kafka 4: ≤ 1 h ahead");
+            assert_eq!(stored(&broker, layout).await.len(), 2);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_log_append_time_topic_keeps_the_brokers_time_in_both_layouts() {
+        for layout in [StorageLayout::Rows, StorageLayout::Batches] {
+            let broker = configured(layout, &[("message.timestamp.type", "LogAppendTime")]).await;
+            let before = now_ms();
+            assert_eq!(send(&broker, at(1_000)).await, (0, 0), "the producer's time is not checked");
+            let records = stored(&broker, layout).await;
+            assert!(records[0].timestamp_ms >= before && records[0].timestamp_ms <= now_ms(), "{layout:?}: {}", records[0].timestamp_ms);
+            if layout == StorageLayout::Batches {
+                let batch = with_storage(&broker, |s| {
+                    s.read_batches(1, 0, ReadLimit { from: 0, below: 9, max_bytes: 1 << 20, at_least_one: true })
+                })
+                .await
+                .unwrap();
+                let decoded = crate::protocol::records::decode_batches(batch[0].clone(), 1 << 20).unwrap();
+                assert_ne!(decoded[0].attributes & crate::protocol::records::LOG_APPEND_TIME, 0, "the type bit is set");
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_compacted_topic_refuses_records_without_a_key_naming_them() {
+        use crate::broker::testing::round_trip;
+        use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+        use kafka_protocol::messages::TopicName;
+        for layout in [StorageLayout::Rows, StorageLayout::Batches] {
+            let broker = configured(layout, &[("cleanup.policy", "compact")]).await;
+            let record = |i: i32, key: Option<&'static [u8]>| Record {
+                offset_delta: i,
+                timestamp: now_ms(),
+                key: key.map(Bytes::from_static),
+                value: Some(Bytes::from_static(b"v")),
+                headers: None,
+            };
+            let batch = encode_batch(0, &[record(0, Some(b"k")), record(1, None), record(2, Some(b"k")), record(3, None)]);
+            let request = ProduceRequest::default().with_acks(-1).with_topic_data(vec![TopicProduceData::default()
+                .with_name(TopicName(StrBytes::from_static_str("t")))
+                .with_partition_data(vec![PartitionProduceData::default().with_index(0).with_records(Some(batch))])]);
+            let response: ProduceResponse = round_trip(&broker, kafka_protocol::messages::ApiKey::Produce, 9, &request).await;
+            let answer = &response.responses[0].partition_responses[0];
+            assert_eq!(answer.error_code, ResponseError::InvalidRecord.code(), "{layout:?}");
+            assert_eq!(answer.record_errors.iter().map(|e| e.batch_index).collect::<Vec<_>>(), vec![1, 3]);
+            assert!(answer.error_message.as_ref().is_some_and(|m| m.contains("without key")));
+            let keyed = encode_batch(0, &[record(0, Some(b"k"))]);
+            assert_eq!(send(&broker, keyed).await, (0, 0), "keyed records are stored");
+        }
     }
 }

@@ -19,8 +19,8 @@ use bytes::{Bytes, BytesMut};
 
 use super::StoredRecord;
 use crate::protocol::records::{
-    decode_batches, seal_crc, Batch, RecordsError, BATCH_HEADER_BYTES, LOG_APPEND_TIME, MAX_TIMESTAMP_AT, PARTITION_LEADER_EPOCH_AT,
-    RECORD_COUNT_AT,
+    decode_batches, seal_crc, Batch, RecordsError, BATCH_HEADER_BYTES, CRC_START as ATTRIBUTES_AT, LOG_APPEND_TIME, MAX_TIMESTAMP_AT,
+    PARTITION_LEADER_EPOCH_AT, RECORD_COUNT_AT,
 };
 
 /// How a topic's messages are stored; fixed when the topic is created.
@@ -135,6 +135,21 @@ fn with_max_timestamp(raw: &Bytes, max: i64) -> Bytes {
 }
 
 impl CheckedBatch {
+    /// The batch as a `LogAppendTime` topic keeps it: the timestamp type bit set and
+    /// maxTimestamp the append time (every record then reads as that time, as in Kafka),
+    /// its CRC refreshed.
+    pub fn appended_at(mut self, now_ms: i64) -> CheckedBatch {
+        let mut bytes = BytesMut::from(&self.bytes[..]);
+        let attributes = i16::from_be_bytes([bytes[ATTRIBUTES_AT], bytes[ATTRIBUTES_AT + 1]]) | LOG_APPEND_TIME;
+        bytes[ATTRIBUTES_AT..ATTRIBUTES_AT + 2].copy_from_slice(&attributes.to_be_bytes());
+        bytes[MAX_TIMESTAMP_AT..MAX_TIMESTAMP_AT + 8].copy_from_slice(&now_ms.to_be_bytes());
+        seal_crc(&mut bytes);
+        self.bytes = bytes.freeze();
+        self.max_timestamp_ms = now_ms;
+        self.timestamps = (now_ms, now_ms);
+        self
+    }
+
     /// The batch placed at `base_offset` of a partition: baseOffset set, and the
     /// partition leader epoch set to -1, the epoch Metadata reports (neither is covered by
     /// the CRC, so it stays as the producer computed it).

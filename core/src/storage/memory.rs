@@ -5,8 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use super::offsets_topic::OffsetCommitRecord;
 use super::{
     batches, is_valid_topic_name, record_bytes, ActiveProducer, BatchRow, CommittedOffset, LogDirUsage, LoginRole, MessageRows,
-    OffsetCommit, ProducerKey, ProducerState, ReadLimit, Storage, StorageError, StorageLayout, StoredRecord, Topic,
-    DEFAULT_MAX_MESSAGE_BYTES,
+    OffsetCommit, ProducerKey, ProducerState, ReadLimit, Storage, StorageError, StorageLayout, StoredRecord, Topic, TopicSettings,
 };
 use crate::security::acl::{AclBinding, AclFilter, Principal};
 use uuid::Uuid;
@@ -70,7 +69,7 @@ impl Storage for MemoryStorage {
             name: name.to_owned(),
             uuid: Uuid::new_v4(),
             partitions,
-            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+            settings: TopicSettings::default(),
             layout,
         };
         self.topics.push(topic.clone());
@@ -187,11 +186,8 @@ impl Storage for MemoryStorage {
     fn replace_topic_configs(&mut self, topic_id: i32, configs: &[(String, String)]) -> Result<(), StorageError> {
         let mut configs = configs.to_vec();
         configs.sort();
-        let max_bytes = configs.iter().find(|(n, _)| n == "max.message.bytes").and_then(|(_, v)| v.parse().ok());
-        self.topics
-            .iter_mut()
-            .filter(|t| t.id == topic_id)
-            .for_each(|t| t.max_message_bytes = max_bytes.unwrap_or(DEFAULT_MAX_MESSAGE_BYTES));
+        let settings = TopicSettings::from_stored(&configs);
+        self.topics.iter_mut().filter(|t| t.id == topic_id).for_each(|t| t.settings = settings.clone());
         self.configs.insert(topic_id, configs);
         Ok(())
     }

@@ -45,14 +45,13 @@ pub struct Topic {
     /// The Kafka topic id (Metadata v10+).
     pub uuid: Uuid,
     pub partitions: i32,
-    /// The topic's `max.message.bytes`: the largest record batch Produce accepts.
-    pub max_message_bytes: i32,
+    /// What its configs make Produce, Fetch and the cleaner do (`max.message.bytes`, ...).
+    pub settings: TopicSettings,
     /// How its messages are stored (`kafka.topics.storage`).
     pub layout: StorageLayout,
 }
 
-/// Kafka's default `max.message.bytes` (1 MiB plus batch overhead).
-pub const DEFAULT_MAX_MESSAGE_BYTES: i32 = 1_048_588;
+pub use crate::config::topic::{TopicSettings, DEFAULT_MAX_MESSAGE_BYTES};
 
 /// An offset a consumer group commits, for a topic already resolved to its id.
 #[derive(Clone, Debug, PartialEq, Eq)]

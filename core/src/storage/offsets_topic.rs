@@ -19,7 +19,7 @@ use kafka_protocol::ResponseError;
 use uuid::Uuid;
 
 use super::watermarks::Bounds;
-use super::{ReadLimit, Storage, StorageError, StoredRecord, Topic, DEFAULT_MAX_MESSAGE_BYTES};
+use super::{ReadLimit, Storage, StorageError, StoredRecord, Topic};
 
 pub const NAME: &str = "__consumer_offsets";
 /// The topic's internal id: `kafka.topics` ids start at 1.
@@ -36,7 +36,7 @@ pub fn topic() -> Topic {
         name: NAME.to_owned(),
         uuid: TOPIC_UUID,
         partitions: 1,
-        max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+        settings: super::TopicSettings::default(),
         layout: super::StorageLayout::Rows,
     }
 }

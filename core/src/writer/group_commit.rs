@@ -517,7 +517,7 @@ impl GroupCommitter {
         let Some(topic) = self.current_topic(storage, append)? else {
             return Ok(Placement::Refused(ResponseError::UnknownTopicOrPartition));
         };
-        if append.batch_bytes > usize::try_from(topic.max_message_bytes).unwrap_or(0) {
+        if append.batch_bytes > usize::try_from(topic.settings.max_message_bytes).unwrap_or(0) {
             return Ok(Placement::Refused(ResponseError::MessageTooLarge));
         }
         let batch_timestamps = append.batch.iter().flat_map(|b| [b.timestamps.0, b.timestamps.1]);
@@ -699,7 +699,7 @@ mod tests {
             name: name.into(),
             uuid: uuid::Uuid::nil(),
             partitions: 2,
-            max_message_bytes: crate::storage::DEFAULT_MAX_MESSAGE_BYTES,
+            settings: Default::default(),
             layout: crate::storage::StorageLayout::Rows,
         }
     }

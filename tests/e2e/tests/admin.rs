@@ -53,20 +53,29 @@ fn topics_are_created_configured_grown_trimmed_and_deleted_through_the_admin_cli
     assert_eq!(psql(&format!("SELECT partitions FROM kafka.topics WHERE name = '{topic}'")), "3");
 
     assert_eq!(config_of(&admin, &options, topic, "retention.ms"), (Some("3600000".into()), ConfigSource::DynamicTopic, false));
-    assert_eq!(config_of(&admin, &options, topic, "segment.bytes"), (Some("1073741824".into()), ConfigSource::Default, true));
+    assert_eq!(config_of(&admin, &options, topic, "segment.bytes"), (Some("1073741824".into()), ConfigSource::Default, false));
 
     // AlterConfigs replaces the whole set: retention.ms goes back to its default.
     let alter = AlterConfig::new(ResourceSpecifier::Topic(topic)).set("max.message.bytes", "2000");
     let altered = block_on(admin.alter_configs(&[alter], &options)).expect("alter_configs");
     assert!(altered[0].is_ok(), "{altered:?}");
     assert_eq!(config_of(&admin, &options, topic, "max.message.bytes").0.as_deref(), Some("2000"));
-    assert_eq!(config_of(&admin, &options, topic, "retention.ms"), (Some("-1".into()), ConfigSource::Default, false));
-    let compact = AlterConfig::new(ResourceSpecifier::Topic(topic)).set("cleanup.policy", "compact");
+    // pg_kafka's broker keeps messages unless told otherwise (Kafka's default is 7 days).
+    assert_eq!(config_of(&admin, &options, topic, "retention.ms"), (Some("-1".into()), ConfigSource::StaticBroker, false));
+    let compact =
+        AlterConfig::new(ResourceSpecifier::Topic(topic)).set("cleanup.policy", "compact,delete").set("max.message.bytes", "2000");
+    block_on(admin.alter_configs(&[compact], &options)).expect("alter_configs");
+    assert_eq!(config_of(&admin, &options, topic, "cleanup.policy").0.as_deref(), Some("compact,delete"));
+    let wrong = AlterConfig::new(ResourceSpecifier::Topic(topic)).set("cleanup.policy", "compacted");
     // rust-rdkafka 0.38 reports every AlterConfigs resource as Ok whatever its error code
     // (it never reads it); the refusal (INVALID_CONFIG, unit-tested) shows as no change.
-    block_on(admin.alter_configs(&[compact], &options)).expect("alter_configs answers");
-    assert_eq!(config_of(&admin, &options, topic, "cleanup.policy").0.as_deref(), Some("delete"));
+    block_on(admin.alter_configs(&[wrong], &options)).expect("alter_configs answers");
+    assert_eq!(config_of(&admin, &options, topic, "cleanup.policy").0.as_deref(), Some("compact,delete"));
     assert_eq!(config_of(&admin, &options, topic, "max.message.bytes").0.as_deref(), Some("2000"), "nothing applied");
+    // A compacted topic refuses records without a key (as Kafka): back to delete.
+    let plain = AlterConfig::new(ResourceSpecifier::Topic(topic)).set("max.message.bytes", "2000");
+    block_on(admin.alter_configs(&[plain], &options)).expect("alter_configs");
+    assert_eq!(config_of(&admin, &options, topic, "cleanup.policy").0.as_deref(), Some("delete"));
 
     // max.message.bytes is enforced on Produce.
     let big = Message { value: vec![b'x'; 5000], ..Message::default() };

@@ -5,6 +5,8 @@
 //! network side owns that snapshot. Tests build a `Config` with `Config::default()`, which
 //! reads the same table, so a default is written down exactly once.
 
+pub mod topic;
+
 use std::ffi::CStr;
 use std::sync::Arc;
 
