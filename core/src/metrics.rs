@@ -85,6 +85,8 @@ struct Inner {
     produced_bytes: AtomicU64,
     fetched_messages: AtomicU64,
     fetched_bytes: AtomicU64,
+    compacted_partitions: AtomicU64,
+    compacted_records: AtomicU64,
     /// When each partition was last appended to (ms since the Unix epoch).
     appended: Mutex<std::collections::HashMap<(i32, i32), i64>>,
     /// The counters at the last rate sample, and the rates computed then.
@@ -176,6 +178,12 @@ impl Metrics {
         self.inner.fetched_bytes.fetch_add(bytes as u64, Ordering::Relaxed);
     }
 
+    /// A compaction pass cleaned `partitions` partitions, removing `records` records.
+    pub fn compacted(&self, partitions: usize, records: i64) {
+        self.inner.compacted_partitions.fetch_add(partitions as u64, Ordering::Relaxed);
+        self.inner.compacted_records.fetch_add(records.max(0) as u64, Ordering::Relaxed);
+    }
+
     /// A partition was appended to (by the writer, or by a SQL session that committed).
     pub fn appended(&self, key: (i32, i32)) {
         let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
@@ -228,6 +236,12 @@ impl Metrics {
         out.push(counter("produce_bytes_total", &self.inner.produced_bytes, "payload bytes acknowledged to producers"));
         out.push(counter("fetch_messages_total", &self.inner.fetched_messages, "messages returned to consumers"));
         out.push(counter("fetch_bytes_total", &self.inner.fetched_bytes, "record bytes returned to consumers"));
+        out.push(counter(
+            "compacted_partitions_total",
+            &self.inner.compacted_partitions,
+            "partitions a compaction pass cleaned (cleanup.policy=compact)",
+        ));
+        out.push(counter("compaction_removed_records_total", &self.inner.compacted_records, "records compaction removed"));
         if let Some(commits) = self.inner.commits.lock().as_mut() {
             out.push(Metric { name: "group_commits_total", api: None, value: commits.count as f64, help: "group commits" });
             push_percentiles(&mut out, COMMIT_ROWS, None, commits.rows.percentiles(), 1.0, "messages per group commit");

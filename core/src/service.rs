@@ -138,9 +138,10 @@ pub fn assemble(config: Config, wake: Waker, shutdown: watch::Receiver<bool>) ->
     let retention_watermarks = watermarks.clone();
     let config = SharedConfig::new(config);
     let connections = Registry::default();
+    let retention_metrics = metrics.clone();
     let broker = Broker::new(config.clone(), storage, commits, watermarks, topics, groups, shutdown, connections.clone(), metrics);
     let readers = broker.readers().clone();
-    let retention = Retention::new(retention_every, retention_watermarks, readers.clone(), statement_timeout);
+    let retention = Retention::new(retention_every, retention_watermarks, retention_metrics, readers.clone(), statement_timeout);
     let figures = broker.figures();
     (broker, StorageSide { jobs, committer, retention, config, connections, readers, figures })
 }
@@ -210,6 +211,7 @@ mod tests {
             batch: None,
             batch_bytes: 0,
             producer: None,
+            log_append_time: None,
         };
         // Queued at once (the future only waits for the answer).
         let produced = tokio::spawn(broker.commit_queue().enqueue(vec![append], 1));
@@ -277,7 +279,7 @@ mod tests {
         let watermarks = Watermarks::default();
         let mut runner = DirectRunner(storage);
         watermarks.load(&mut runner.0, &[(topic_id, 0)]).unwrap();
-        let mut retention = Retention::new(Duration::ZERO, watermarks.clone(), readers, Duration::from_secs(5));
+        let mut retention = Retention::new(Duration::ZERO, watermarks.clone(), Metrics::default(), readers, Duration::from_secs(5));
         retention.run_if_due(&mut runner);
         let deleted_in_reader = tokio::task::spawn_blocking(move || reports.recv_timeout(Duration::from_secs(5))).await.unwrap();
         assert_eq!(deleted_in_reader, Ok(Some(7)), "a reader deleted offsets 0..7");
@@ -295,7 +297,7 @@ mod tests {
         until_connected(&readers, 1).await;
         let (storage, topic_id) = retention_storage();
         let mut runner = DirectRunner(storage);
-        let mut retention = Retention::new(Duration::ZERO, Watermarks::default(), readers, Duration::from_secs(5));
+        let mut retention = Retention::new(Duration::ZERO, Watermarks::default(), Metrics::default(), readers, Duration::from_secs(5));
         retention.run_if_due(&mut runner);
         assert_eq!(runner.0.first_offset(topic_id, 0).unwrap(), Some(7));
     }

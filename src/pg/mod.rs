@@ -3,10 +3,12 @@
 //! [`index_read`] reads Fetch's messages straight off the primary key index,
 //! [`described`] reads what DescribeLogDirs and DescribeProducers show,
 //! [`partition_lock`] is the append lock the writer and `kafka.produce()` share, and
+//! [`cleaning`] does compaction's storage work,
 //! [`storage::TransactionRunner`] runs each unit of storage work in its own transaction,
 //! and [`privileged`] is how SQL runs with more privilege than its caller.
 //! Main thread only.
 
+pub mod cleaning;
 pub mod copy_in;
 pub mod described;
 pub mod index_read;

@@ -17,11 +17,11 @@ use pg_kafka_core::storage::bridge::JobRunner;
 use pg_kafka_core::storage::copy_binary::{encode_batches, encode_binary};
 use pg_kafka_core::storage::{
     is_storable_text, is_valid_topic_name, kafka_timestamp_ms, postgres_timestamp_us, ActiveProducer, BatchRow, CommittedOffset,
-    LogDirUsage, LoginRole, MessageRows, OffsetCommit, ProducerKey, ProducerState, ReadLimit, SequencedBatch, Storage, StorageError,
-    StorageLayout, StoredRecord, Topic, TopicSettings,
+    LogDirUsage, LoginRole, MessageRows, OffsetCommit, PartitionCleaning, ProducerKey, ProducerState, ReadLimit, SequencedBatch, Storage,
+    StorageError, StorageLayout, StoredRecord, Topic, TopicSettings,
 };
 
-use super::{copy_in, index_read};
+use super::{cleaning, copy_in, index_read};
 use pg_kafka_core::storage::offsets_topic::OffsetCommitRecord;
 
 const ALL_TOPICS: &str = include_str!("../../sql/queries/all_topics.sql");
@@ -119,7 +119,7 @@ fn storable<'a>(texts: impl IntoIterator<Item = &'a str>) -> Result<(), StorageE
 }
 
 /// Runs a statement that returns no rows the caller needs.
-fn execute(sql: &str, args: &[pgrx::datum::DatumWithOid<'_>]) -> Result<(), StorageError> {
+pub(super) fn execute(sql: &str, args: &[pgrx::datum::DatumWithOid<'_>]) -> Result<(), StorageError> {
     with_client(|client| client.update(sql, None, args).map(drop).map_err(database_error))
 }
 
@@ -148,7 +148,7 @@ fn batches_literal(state: &ProducerState) -> String {
     format!("{{{}}}", rows.join(","))
 }
 
-fn with_client<R>(f: impl FnOnce(&mut SpiClient<'_>) -> Result<R, StorageError>) -> Result<R, StorageError> {
+pub(super) fn with_client<R>(f: impl FnOnce(&mut SpiClient<'_>) -> Result<R, StorageError>) -> Result<R, StorageError> {
     Spi::connect_mut(f)
 }
 
@@ -375,15 +375,7 @@ impl Storage for PgStorage {
                     target = target.max(first_kept.unwrap_or(high));
                 }
                 if retention_bytes >= 0 {
-                    let first_kept = with_client(|client| {
-                        let args = [topic_id.into(), partition.into(), retention_bytes.into()];
-                        client
-                            .select(RETENTION_BY_SIZE, Some(1), &args)
-                            .map_err(database_error)?
-                            .first()
-                            .get_one::<i64>()
-                            .map_err(database_error)
-                    })?;
+                    let first_kept = self.first_offset_within_bytes(topic_id, partition, retention_bytes)?;
                     target = target.max(first_kept.unwrap_or(start));
                 }
                 if target > start {
@@ -392,6 +384,29 @@ impl Storage for PgStorage {
             }
         }
         Ok(starts)
+    }
+
+    fn first_offset_within_bytes(&mut self, topic_id: i32, partition: i32, bytes: i64) -> Result<Option<i64>, StorageError> {
+        with_client(|client| {
+            let args = [topic_id.into(), partition.into(), bytes.into()];
+            client.select(RETENTION_BY_SIZE, Some(1), &args).map_err(database_error)?.first().get_one::<i64>().map_err(database_error)
+        })
+    }
+
+    fn cleaning_state(&mut self, topic_id: i32, partition: i32) -> Result<Option<PartitionCleaning>, StorageError> {
+        cleaning::state(topic_id, partition)
+    }
+
+    fn save_cleaning_state(&mut self, topic_id: i32, partition: i32, state: &PartitionCleaning) -> Result<(), StorageError> {
+        cleaning::save_state(topic_id, partition, state)
+    }
+
+    fn delete_messages(&mut self, topic_id: i32, partition: i32, offsets: &[i64]) -> Result<(), StorageError> {
+        cleaning::delete_messages(topic_id, partition, offsets)
+    }
+
+    fn replace_batches(&mut self, topic_id: i32, partition: i32, changes: &[(i64, Option<BatchRow>)]) -> Result<(), StorageError> {
+        cleaning::replace_batches(topic_id, partition, changes)
     }
 
     fn next_producer_id(&mut self) -> Result<i64, StorageError> {

@@ -703,6 +703,7 @@ pub mod testing {
             batch: None,
             batch_bytes: 0,
             producer: None,
+            log_append_time: None,
         };
         broker.commits.submit(vec![append], 1).await.unwrap()[0].unwrap()
     }

@@ -82,14 +82,16 @@ pub async fn handle(broker: &Broker, request: &RequestFrame, mut order: InOrder)
     };
     let mut appends = Vec::new();
     let mut bytes = 0;
-    // Per partition, in request order: a decoding error now, or the index of its append.
-    let slots: Vec<Result<usize, Refusal>> = decoded
+    // Per partition, in request order: a decoding error now, or the index of its append
+    // and its log append time.
+    let slots: Vec<Result<(usize, Option<i64>), Refusal>> = decoded
         .into_iter()
         .map(|append| {
             let append = append?;
             bytes += append.records.iter().map(record_bytes).sum::<usize>() + append.batch.as_ref().map_or(0, |b| b.bytes.len());
+            let log_append_time = append.log_append_time;
             appends.push(append);
-            Ok(appends.len() - 1)
+            Ok((appends.len() - 1, log_append_time))
         })
         .collect();
 
@@ -117,7 +119,7 @@ pub async fn handle(broker: &Broker, request: &RequestFrame, mut order: InOrder)
     respond(
         request,
         &response(&body, |_| match slots.next().expect("one slot per partition") {
-            Ok(index) => committed[index].map_err(Refusal::from),
+            Ok((index, log_append_time)) => committed[index].map(|base| (base, log_append_time)).map_err(Refusal::from),
             Err(refusal) => Err(refusal),
         }),
     )
@@ -259,7 +261,8 @@ fn partition_append(
             (Vec::new(), Some(if log_append_time { checked.appended_at(now_ms) } else { checked }))
         }
     };
-    Ok(PartitionAppend { topic, topics_generation, partition, records, batch, batch_bytes, producer })
+    let log_append_time = log_append_time.then_some(now_ms);
+    Ok(PartitionAppend { topic, topics_generation, partition, records, batch, batch_bytes, producer, log_append_time })
 }
 
 /// What an idempotent batch claims (`None` for producer id -1, the non-idempotent case).
@@ -326,7 +329,8 @@ fn keyed_if_compacted(topic: &Topic, batch: &Batch) -> Result<(), Refusal> {
 }
 
 /// A response with one entry per requested partition, in request order.
-fn response(body: &ProduceRequest, mut result_of: impl FnMut(i32) -> Result<i64, Refusal>) -> ProduceResponse {
+/// Success is the base offset and, for a `LogAppendTime` topic, the time given.
+fn response(body: &ProduceRequest, mut result_of: impl FnMut(i32) -> Result<(i64, Option<i64>), Refusal>) -> ProduceResponse {
     let topics = body
         .topic_data
         .iter()
@@ -337,7 +341,9 @@ fn response(body: &ProduceRequest, mut result_of: impl FnMut(i32) -> Result<i64,
                 .map(|p| {
                     let answer = PartitionProduceResponse::default().with_index(p.index).with_log_append_time_ms(-1);
                     match result_of(p.index) {
-                        Ok(base_offset) => answer.with_base_offset(base_offset),
+                        Ok((base_offset, log_append_time)) => {
+                            answer.with_base_offset(base_offset).with_log_append_time_ms(log_append_time.unwrap_or(-1))
+                        }
                         Err(refusal) => {
                             crate::metrics::note_error();
                             let record_errors = refusal
@@ -624,9 +630,13 @@ mod topic_settings_tests {
         for layout in [StorageLayout::Rows, StorageLayout::Batches] {
             let broker = configured(layout, &[("message.timestamp.type", "LogAppendTime")]).await;
             let before = now_ms();
-            assert_eq!(send(&broker, at(1_000)).await, (0, 0), "the producer's time is not checked");
+            let response = produce_v9(&broker, at(1_000)).await;
+            let answer = &response.responses[0].partition_responses[0];
+            assert_eq!((answer.error_code, answer.base_offset), (0, 0), "the producer's time is not checked");
             let records = stored(&broker, layout).await;
             assert!(records[0].timestamp_ms >= before && records[0].timestamp_ms <= now_ms(), "{layout:?}: {}", records[0].timestamp_ms);
+            let answered = answer.log_append_time_ms;
+            assert_eq!(answered, records[0].timestamp_ms, "{layout:?}: the producer is told the time given");
             if layout == StorageLayout::Batches {
                 let batch = with_storage(&broker, |s| {
                     s.read_batches(1, 0, ReadLimit { from: 0, below: 9, max_bytes: 1 << 20, at_least_one: true })
@@ -639,11 +649,19 @@ mod topic_settings_tests {
         }
     }
 
-    #[tokio::test]
-    async fn a_compacted_topic_refuses_records_without_a_key_naming_them() {
+    /// Produce v9 of one batch to partition 0 of "t", acks=all: the whole response.
+    async fn produce_v9(broker: &Broker, batch: Bytes) -> ProduceResponse {
         use crate::broker::testing::round_trip;
         use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
         use kafka_protocol::messages::TopicName;
+        let request = ProduceRequest::default().with_acks(-1).with_topic_data(vec![TopicProduceData::default()
+            .with_name(TopicName(StrBytes::from_static_str("t")))
+            .with_partition_data(vec![PartitionProduceData::default().with_index(0).with_records(Some(batch))])]);
+        round_trip(broker, kafka_protocol::messages::ApiKey::Produce, 9, &request).await
+    }
+
+    #[tokio::test]
+    async fn a_compacted_topic_refuses_records_without_a_key_naming_them() {
         for layout in [StorageLayout::Rows, StorageLayout::Batches] {
             let broker = configured(layout, &[("cleanup.policy", "compact")]).await;
             let record = |i: i32, key: Option<&'static [u8]>| Record {
@@ -654,10 +672,7 @@ mod topic_settings_tests {
                 headers: None,
             };
             let batch = encode_batch(0, &[record(0, Some(b"k")), record(1, None), record(2, Some(b"k")), record(3, None)]);
-            let request = ProduceRequest::default().with_acks(-1).with_topic_data(vec![TopicProduceData::default()
-                .with_name(TopicName(StrBytes::from_static_str("t")))
-                .with_partition_data(vec![PartitionProduceData::default().with_index(0).with_records(Some(batch))])]);
-            let response: ProduceResponse = round_trip(&broker, kafka_protocol::messages::ApiKey::Produce, 9, &request).await;
+            let response = produce_v9(&broker, batch).await;
             let answer = &response.responses[0].partition_responses[0];
             assert_eq!(answer.error_code, ResponseError::InvalidRecord.code(), "{layout:?}");
             assert_eq!(answer.record_errors.iter().map(|e| e.batch_index).collect::<Vec<_>>(), vec![1, 3]);

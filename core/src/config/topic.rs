@@ -237,6 +237,22 @@ pub struct TopicSettings {
     /// `message.timestamp.before.max.ms` / `after.max.ms` (CreateTime only).
     pub timestamp_before_max_ms: i64,
     pub timestamp_after_max_ms: i64,
+    /// What compaction follows (read when `compact`).
+    pub compaction: CompactionSettings,
+}
+
+/// The configs that say when and how far a compacted partition is cleaned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CompactionSettings {
+    pub min_lag_ms: i64,
+    pub max_lag_ms: i64,
+    /// How long a tombstone stays after compaction reached it.
+    pub delete_retention_ms: i64,
+    /// `min.cleanable.dirty.ratio` in millionths (the settings stay `Eq`).
+    pub min_dirty_ppm: u32,
+    /// `segment.bytes` and `segment.ms`: the head compaction leaves alone.
+    pub segment_bytes: i64,
+    pub segment_ms: i64,
 }
 
 impl Default for TopicSettings {
@@ -270,6 +286,14 @@ impl TopicSettings {
             },
             timestamp_before_max_ms: number("message.timestamp.before.max.ms"),
             timestamp_after_max_ms: number("message.timestamp.after.max.ms"),
+            compaction: CompactionSettings {
+                min_lag_ms: number("min.compaction.lag.ms"),
+                max_lag_ms: number("max.compaction.lag.ms"),
+                delete_retention_ms: number("delete.retention.ms"),
+                min_dirty_ppm: text("min.cleanable.dirty.ratio").trim().parse::<f64>().map_or(500_000, |r| (r * 1e6).round() as u32),
+                segment_bytes: number("segment.bytes"),
+                segment_ms: number("segment.ms"),
+            },
         }
     }
 
@@ -330,6 +354,10 @@ mod tests {
         assert_eq!(plain.max_message_bytes, DEFAULT_MAX_MESSAGE_BYTES);
         let compacted = TopicSettings::from_stored(&stored(&[("cleanup.policy", "compact"), ("max.message.bytes", "bad")]));
         assert!(compacted.compact && !compacted.delete);
+        assert_eq!(compacted.compaction.min_dirty_ppm, 500_000);
+        assert_eq!(compacted.compaction.segment_bytes, 1 << 30);
+        let eager = TopicSettings::from_stored(&stored(&[("min.cleanable.dirty.ratio", "0.01"), ("segment.ms", "100")]));
+        assert_eq!((eager.compaction.min_dirty_ppm, eager.compaction.segment_ms), (10_000, 100));
         assert_eq!(compacted.max_message_bytes, DEFAULT_MAX_MESSAGE_BYTES, "an unparsable stored value counts as unset");
         let now = 1_000_000_000;
         assert!(plain.timestamp_in_range(now + 3_600_000, now));

@@ -25,6 +25,7 @@ pub const CRC_AT: usize = 17;
 /// Offset of `attributes`, where the CRC-covered part starts.
 pub const CRC_START: usize = 21;
 pub const MAX_TIMESTAMP_AT: usize = 35;
+pub const LAST_OFFSET_DELTA_AT: usize = 23;
 pub const RECORD_COUNT_AT: usize = 57;
 /// Attribute bit: the batch's timestamps are the broker's append time.
 pub const LOG_APPEND_TIME: i16 = 0x08;
@@ -444,8 +445,54 @@ pub fn encode_batch(base_offset: i64, records: &[Record]) -> Bytes {
 /// Like [`encode_batch`], from an idempotent producer: its id, epoch and the batch's
 /// first sequence number.
 pub fn encode_producer_batch(base_offset: i64, records: &[Record], producer_id: i64, epoch: i16, base_sequence: i32) -> Bytes {
-    let base_timestamp = records.iter().map(|r| r.timestamp).min().unwrap_or(-1);
-    let max_timestamp = records.iter().map(|r| r.timestamp).max().unwrap_or(-1);
+    let head = Head {
+        base_offset,
+        attributes: 0,
+        last_offset_delta: records.last().map_or(0, |r| r.offset_delta),
+        base_timestamp: records.iter().map(|r| r.timestamp).min().unwrap_or(-1),
+        max_timestamp: records.iter().map(|r| r.timestamp).max().unwrap_or(-1),
+        producer_id,
+        producer_epoch: epoch,
+        base_sequence,
+    };
+    encode(&head, records)
+}
+
+/// `original` with only `records` left (a subset of its own, offset deltas kept): what
+/// compaction writes back. Offsets, the last offset delta, the producer's fields and the
+/// timestamp type stay as they were (as Kafka's cleaner keeps them, so the batch still
+/// ends where it ended and the producer's sequence stays known); the records are written
+/// uncompressed, which every client reads.
+pub fn encode_batch_like(original: &Batch, records: &[Record]) -> Bytes {
+    let log_append_time = original.attributes & LOG_APPEND_TIME != 0;
+    let timestamps = || records.iter().map(|r| r.timestamp);
+    let head = Head {
+        base_offset: original.base_offset,
+        attributes: original.attributes & !0x07,
+        last_offset_delta: original.last_offset_delta,
+        base_timestamp: if log_append_time { original.base_timestamp } else { timestamps().min().unwrap_or(-1) },
+        max_timestamp: if log_append_time { original.max_timestamp } else { timestamps().max().unwrap_or(-1) },
+        producer_id: original.producer_id,
+        producer_epoch: original.producer_epoch,
+        base_sequence: original.base_sequence,
+    };
+    encode(&head, records)
+}
+
+/// A batch header's fields, before the length, CRC and count are known.
+struct Head {
+    base_offset: i64,
+    attributes: i16,
+    last_offset_delta: i32,
+    base_timestamp: i64,
+    max_timestamp: i64,
+    producer_id: i64,
+    producer_epoch: i16,
+    base_sequence: i32,
+}
+
+fn encode(head: &Head, records: &[Record]) -> Bytes {
+    let base_timestamp = head.base_timestamp;
     let mut body = BytesMut::new();
     let mut record_bytes = BytesMut::new();
     for record in records {
@@ -470,18 +517,18 @@ pub fn encode_producer_batch(base_offset: i64, records: &[Record], producer_id: 
         body.put_slice(&record_bytes);
     }
     let mut out = BytesMut::with_capacity(BATCH_HEADER_BYTES + body.len());
-    out.put_i64(base_offset);
+    out.put_i64(head.base_offset);
     out.put_i32((BATCH_HEADER_BYTES - LOG_OVERHEAD + body.len()) as i32);
     out.put_i32(-1); // partition leader epoch
     out.put_i8(2);
     out.put_u32(0); // CRC, filled in below
-    out.put_i16(0); // attributes: no compression, CreateTime
-    out.put_i32(records.last().map_or(0, |r| r.offset_delta)); // last offset delta
+    out.put_i16(head.attributes);
+    out.put_i32(head.last_offset_delta);
     out.put_i64(base_timestamp);
-    out.put_i64(max_timestamp);
-    out.put_i64(producer_id);
-    out.put_i16(epoch);
-    out.put_i32(base_sequence);
+    out.put_i64(head.max_timestamp);
+    out.put_i64(head.producer_id);
+    out.put_i16(head.producer_epoch);
+    out.put_i32(head.base_sequence);
     out.put_i32(records.len() as i32);
     out.put_slice(&body);
     seal_crc(&mut out);

@@ -19,8 +19,8 @@ use bytes::{Bytes, BytesMut};
 
 use super::StoredRecord;
 use crate::protocol::records::{
-    decode_batches, seal_crc, Batch, RecordsError, BATCH_HEADER_BYTES, CRC_START as ATTRIBUTES_AT, LOG_APPEND_TIME, MAX_TIMESTAMP_AT,
-    PARTITION_LEADER_EPOCH_AT, RECORD_COUNT_AT,
+    decode_batches, seal_crc, Batch, RecordsError, BATCH_HEADER_BYTES, CRC_START as ATTRIBUTES_AT, LAST_OFFSET_DELTA_AT, LOG_APPEND_TIME,
+    MAX_TIMESTAMP_AT, PARTITION_LEADER_EPOCH_AT, RECORD_COUNT_AT,
 };
 
 /// How a topic's messages are stored; fixed when the topic is created.
@@ -71,9 +71,17 @@ pub struct BatchRow {
 }
 
 impl BatchRow {
+    /// The batch's last offset, as its header says (compaction may have left fewer
+    /// records than the batch spans; the batch still ends where it ended).
     pub fn last_offset(&self) -> i64 {
-        self.base_offset + i64::from(self.record_count) - 1
+        last_offset_of(&self.bytes)
     }
+}
+
+/// A stored batch's last offset: its base offset plus its header's last offset delta.
+pub fn last_offset_of(batch: &[u8]) -> i64 {
+    let field = |at: usize, n: usize| batch.get(at..at + n).map_or(0, |b| b.iter().fold(0i64, |v, byte| v << 8 | i64::from(*byte)));
+    field(0, 8) + i64::from(field(LAST_OFFSET_DELTA_AT, 4) as i32)
 }
 
 /// A produced batch that passed the checks, ready to be given offsets.

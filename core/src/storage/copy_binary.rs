@@ -101,6 +101,8 @@ mod tests {
 
     #[test]
     fn batches_encode_as_copy_binary_in_column_order() {
+        let record = |delta| crate::protocol::records::Record { offset_delta: delta, timestamp: 1, key: None, value: None, headers: None };
+        let two_records = crate::protocol::records::encode_batch(10, &[record(0), record(1)]);
         let batch = BatchRow {
             topic_id: 3,
             partition: 1,
@@ -110,7 +112,7 @@ mod tests {
             producer_id: -1,
             producer_epoch: -1,
             base_sequence: -1,
-            bytes: Bytes::from_static(b"xyz"),
+            bytes: two_records.clone(),
         };
         let encoded = encode_batches(&[batch]).unwrap();
         let mut want = HEADER.to_vec();
@@ -121,7 +123,9 @@ mod tests {
         want.extend_from_slice(&[0, 0, 0, 8, 0, 0, 0, 0, 0, 0, 0x03, 0xe8]);
         want.extend_from_slice(&[0, 0, 0, 8, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]);
         want.extend_from_slice(&[0, 0, 0, 2, 0xff, 0xff, 0, 0, 0, 4, 0xff, 0xff, 0xff, 0xff]);
-        want.extend_from_slice(&[0, 0, 0, 3, b'x', b'y', b'z', 0xff, 0xff]);
+        want.extend_from_slice(&(two_records.len() as u32).to_be_bytes());
+        want.extend_from_slice(&two_records);
+        want.extend_from_slice(&[0xff, 0xff]);
         assert_eq!(encoded, want);
     }
 

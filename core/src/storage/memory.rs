@@ -5,7 +5,8 @@ use std::collections::{BTreeMap, HashMap};
 use super::offsets_topic::OffsetCommitRecord;
 use super::{
     batches, is_valid_topic_name, record_bytes, ActiveProducer, BatchRow, CommittedOffset, LogDirUsage, LoginRole, MessageRows,
-    OffsetCommit, ProducerKey, ProducerState, ReadLimit, Storage, StorageError, StorageLayout, StoredRecord, Topic, TopicSettings,
+    OffsetCommit, PartitionCleaning, ProducerKey, ProducerState, ReadLimit, Storage, StorageError, StorageLayout, StoredRecord, Topic,
+    TopicSettings,
 };
 use crate::security::acl::{AclBinding, AclFilter, Principal};
 use uuid::Uuid;
@@ -19,6 +20,7 @@ pub struct MemoryStorage {
     log_starts: HashMap<(i32, i32), i64>,
     /// group → (topic id, partition) → commit.
     offsets: BTreeMap<String, BTreeMap<(i32, i32), OffsetCommit>>,
+    cleaning: HashMap<(i32, i32), PartitionCleaning>,
     last_producer_id: i64,
     /// (group, topic id, partition) → the number of its latest commit.
     commit_numbers: HashMap<(String, i32, i32), i64>,
@@ -198,6 +200,48 @@ impl Storage for MemoryStorage {
         let start = *start;
         self.retain_rows(|topic, p, o| !(topic == topic_id && p == partition && o < start));
         self.batches.retain(|b| !(b.topic_id == topic_id && b.partition == partition && b.last_offset() < start));
+        Ok(())
+    }
+
+    fn first_offset_within_bytes(&mut self, topic_id: i32, partition: i32, bytes: i64) -> Result<Option<i64>, StorageError> {
+        let mut rows: Vec<StoredRecord> = self.rows_of(topic_id, partition).collect();
+        rows.sort_by_key(|r| std::cmp::Reverse(r.offset));
+        let mut kept = 0;
+        for row in &rows {
+            kept += record_bytes(row) - crate::storage::RECORD_OVERHEAD_BYTES;
+            if kept as i64 > bytes {
+                return Ok(Some(row.offset + 1));
+            }
+        }
+        Ok(None)
+    }
+
+    fn cleaning_state(&mut self, topic_id: i32, partition: i32) -> Result<Option<PartitionCleaning>, StorageError> {
+        Ok(self.cleaning.get(&(topic_id, partition)).cloned())
+    }
+
+    fn save_cleaning_state(&mut self, topic_id: i32, partition: i32, state: &PartitionCleaning) -> Result<(), StorageError> {
+        self.cleaning.insert((topic_id, partition), state.clone());
+        Ok(())
+    }
+
+    fn delete_messages(&mut self, topic_id: i32, partition: i32, offsets: &[i64]) -> Result<(), StorageError> {
+        self.retain_rows(|topic, p, o| !(topic == topic_id && p == partition && offsets.binary_search(&o).is_ok()));
+        Ok(())
+    }
+
+    fn replace_batches(&mut self, topic_id: i32, partition: i32, changes: &[(i64, Option<BatchRow>)]) -> Result<(), StorageError> {
+        for (last_offset, replacement) in changes {
+            let at =
+                self.batches.iter().position(|b| b.topic_id == topic_id && b.partition == partition && b.last_offset() == *last_offset);
+            match (at, replacement) {
+                (Some(at), Some(row)) => self.batches[at] = row.clone(),
+                (Some(at), None) => {
+                    self.batches.remove(at);
+                }
+                (None, _) => {}
+            }
+        }
         Ok(())
     }
 

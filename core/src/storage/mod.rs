@@ -150,6 +150,8 @@ pub enum StorageError {
     /// A database error, with Postgres's SQLSTATE when it came from an ERROR.
     #[error("database error{}: {message}", sqlstate.as_ref().map(|code| format!(" (SQLSTATE {code})")).unwrap_or_default())]
     Database { sqlstate: Option<String>, message: String },
+    #[error("a stored record batch cannot be read: {0}")]
+    CorruptBatch(String),
 }
 
 /// Rows for `kafka.messages`, column by column, offsets already assigned: the shape of
@@ -234,6 +236,21 @@ pub fn record_bytes(record: &StoredRecord) -> usize {
     len(&record.key) + len(&record.value) + len(&record.headers) + RECORD_OVERHEAD_BYTES
 }
 
+/// Where compaction stands on a partition (`kafka.partition_cleaning`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PartitionCleaning {
+    /// Below this offset the partition is compacted: the first dirty offset.
+    pub cleaned_to: i64,
+    /// Payload bytes the compacted part kept after the last pass (the dirty ratio's base).
+    pub clean_bytes: i64,
+    /// `(offset, ms)`: a pass reached every offset below `offset` at `ms`; oldest first,
+    /// a few entries (what a tombstone's `delete.retention.ms` counts from).
+    pub reached: Vec<(i64, i64)>,
+    pub last_pass_ms: i64,
+    pub last_removed: i64,
+    pub removed_total: i64,
+}
+
 /// An upper bound for a record's varint framing inside a batch (length, attributes,
 /// timestamp and offset deltas, key and value lengths).
 pub const RECORD_OVERHEAD_BYTES: usize = 21;
@@ -314,6 +331,19 @@ pub trait Storage {
     /// (`now_ms` is the current Kafka time): `(topic id, partition, offset)` for the
     /// partitions that have messages to delete.
     fn retention_starts(&mut self, now_ms: i64) -> Result<Vec<(i32, i32, i64)>, StorageError>;
+
+    /// The first offset of the newest messages that hold at most `bytes` payload bytes
+    /// together (`None`: the whole partition does): where compaction's head starts.
+    fn first_offset_within_bytes(&mut self, topic_id: i32, partition: i32, bytes: i64) -> Result<Option<i64>, StorageError>;
+    /// A compacted partition's cleaner state (`None` before its first pass).
+    fn cleaning_state(&mut self, topic_id: i32, partition: i32) -> Result<Option<PartitionCleaning>, StorageError>;
+    /// Stores a partition's cleaner state, in the caller's transaction.
+    fn save_cleaning_state(&mut self, topic_id: i32, partition: i32, state: &PartitionCleaning) -> Result<(), StorageError>;
+    /// Deletes the messages at `offsets` of a row-layout partition (compaction).
+    fn delete_messages(&mut self, topic_id: i32, partition: i32, offsets: &[i64]) -> Result<(), StorageError>;
+    /// Replaces batch-layout batches, each named by its last offset, with what compaction
+    /// left of them, or deletes them (`None`).
+    fn replace_batches(&mut self, topic_id: i32, partition: i32, changes: &[(i64, Option<BatchRow>)]) -> Result<(), StorageError>;
 
     /// A producer id never handed out before, even across restarts.
     fn next_producer_id(&mut self) -> Result<i64, StorageError>;

@@ -68,6 +68,9 @@ pub struct PartitionAppend {
     pub batch_bytes: usize,
     /// Set for an idempotent producer's batch: what its sequence check needs.
     pub producer: Option<ProducerBatch>,
+    /// The broker's time given to the records of a `LogAppendTime` topic, answered to the
+    /// producer in `log_append_time_ms` (`None`: CreateTime, answered -1).
+    pub log_append_time: Option<i64>,
 }
 
 /// The base offset given to an append, or why it was refused.
@@ -713,6 +716,7 @@ mod tests {
             batch: None,
             batch_bytes: 0,
             producer: None,
+            log_append_time: None,
         }
     }
 

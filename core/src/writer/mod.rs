@@ -2,6 +2,7 @@
 //! writer that turns queued Produce batches into one transaction, the idempotent
 //! producers' sequence checks it applies, and the periodic retention pass.
 
+pub mod compaction;
 pub mod group_commit;
 pub mod retention;
 pub mod sequences;

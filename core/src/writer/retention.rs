@@ -20,14 +20,24 @@ use std::time::{Duration, Instant};
 use bytes::{Buf, BufMut, Bytes};
 
 use crate::logging;
+use crate::metrics::Metrics;
 use crate::storage::bridge::{in_transaction, JobRunner};
 use crate::storage::readers::{ReaderJob, Readers};
 use crate::storage::reads::{finished, put_error, split_answer, take, take_bytes, WireError};
 use crate::storage::watermarks::Watermarks;
 use crate::storage::{Storage, StorageError};
+use crate::writer::compaction::{compact_all, Cleaned};
 
 /// A partition whose log start a pass moved: (topic id, partition, new log start).
 pub type LogStart = (i32, i32, i64);
+
+/// What a pass did: log starts retention moved, and partitions compaction cleaned
+/// (`writer::compaction`, which runs in the same pass and transaction).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PassDone {
+    pub moved: Vec<LogStart>,
+    pub cleaned: Vec<Cleaned>,
+}
 
 /// One retention pass, as of `now_ms`: a job for the main thread or a reader process.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -36,13 +46,15 @@ pub struct RetentionPass {
 }
 
 impl RetentionPass {
-    /// Moves the log start of every partition past its limits and deletes the rows below.
-    pub fn run(&self, storage: &mut dyn Storage) -> Result<Vec<LogStart>, StorageError> {
+    /// Moves the log start of every partition past its limits and deletes the rows
+    /// below, then compacts the compacted partitions that are due.
+    pub fn run(&self, storage: &mut dyn Storage) -> Result<PassDone, StorageError> {
         let moved = storage.retention_starts(self.now_ms)?;
         for &(topic_id, partition, start) in &moved {
             storage.delete_records_before(topic_id, partition, start)?;
         }
-        Ok(moved)
+        let cleaned = compact_all(storage, self.now_ms)?;
+        Ok(PassDone { moved, cleaned })
     }
 
     /// The pass on the reader socket: `i64 now_ms`.
@@ -53,17 +65,27 @@ impl RetentionPass {
     }
 
     /// Its answer: `u8 0`, `u32 count` and per moved partition `i32 topic, i32 partition,
-    /// i64 log start`; or the error.
-    pub fn encode_answer(answer: &Result<Vec<LogStart>, StorageError>) -> Vec<u8> {
+    /// i64 log start`, then `u32 count` and per cleaned partition `i32 topic, i32
+    /// partition, i64 removed, i64 cleaned to`; or the error.
+    pub fn encode_answer(answer: &Result<PassDone, StorageError>) -> Vec<u8> {
         let mut out = Vec::new();
         match answer {
-            Ok(moved) => {
+            Ok(done) => {
                 out.put_u8(0);
-                out.put_u32(moved.len() as u32);
-                for &(topic_id, partition, start) in moved {
+                out.put_u32(done.moved.len() as u32);
+                for &(topic_id, partition, start) in &done.moved {
                     out.put_i32(topic_id);
                     out.put_i32(partition);
                     out.put_i64(start);
+                }
+                out.put_u32(done.cleaned.len() as u32);
+                for cleaned in &done.cleaned {
+                    out.put_u16(cleaned.topic.len() as u16);
+                    out.put_slice(cleaned.topic.as_bytes());
+                    out.put_i32(cleaned.topic_id);
+                    out.put_i32(cleaned.partition);
+                    out.put_i64(cleaned.removed);
+                    out.put_i64(cleaned.cleaned_to);
                 }
             }
             Err(error) => put_error(&mut out, error),
@@ -73,14 +95,14 @@ impl RetentionPass {
 }
 
 impl ReaderJob for RetentionPass {
-    type Answer = Vec<LogStart>;
+    type Answer = PassDone;
     const KIND: u8 = 1;
 
     fn encode(&self) -> Vec<u8> {
         self.now_ms.to_be_bytes().to_vec()
     }
 
-    fn decode_answer(bytes: Bytes) -> Result<Result<Vec<LogStart>, StorageError>, WireError> {
+    fn decode_answer(bytes: Bytes) -> Result<Result<PassDone, StorageError>, WireError> {
         let mut rest = match split_answer(bytes)? {
             Ok(rest) => rest,
             Err(error) => return Ok(Err(error)),
@@ -91,8 +113,17 @@ impl ReaderJob for RetentionPass {
             let mut entry = take_bytes(&mut rest, 16)?;
             moved.push((entry.get_i32(), entry.get_i32(), entry.get_i64()));
         }
+        let count = take_bytes(&mut rest, 4)?.get_u32() as usize;
+        let mut cleaned = Vec::with_capacity(count.min(rest.len() / 26));
+        for _ in 0..count {
+            let name_len = take_bytes(&mut rest, 2)?.get_u16() as usize;
+            let topic = String::from_utf8_lossy(&take_bytes(&mut rest, name_len)?).into_owned();
+            let mut entry = take_bytes(&mut rest, 24)?;
+            let (topic_id, partition) = (entry.get_i32(), entry.get_i32());
+            cleaned.push(Cleaned { topic, topic_id, partition, removed: entry.get_i64(), cleaned_to: entry.get_i64() });
+        }
         finished(&rest)?;
-        Ok(Ok(moved))
+        Ok(Ok(PassDone { moved, cleaned }))
     }
 }
 
@@ -101,6 +132,8 @@ pub struct Retention {
     interval: Duration,
     last_run: Instant,
     watermarks: Watermarks,
+    /// Where compaction's counts go (Prometheus, `kafka.broker_stats`).
+    metrics: Metrics,
     readers: Arc<Readers>,
     /// How long a reader may take to answer before it counts as failed (past its own
     /// statement timeout, so a slow pass ends as an error there, not as two passes).
@@ -124,11 +157,18 @@ const MIN_READERS: usize = 2;
 const MAX_ANSWER_BYTES: usize = 64 << 20;
 
 impl Retention {
-    pub fn new(interval: Duration, watermarks: Watermarks, readers: Arc<Readers>, statement_timeout: Duration) -> Retention {
+    pub fn new(
+        interval: Duration,
+        watermarks: Watermarks,
+        metrics: Metrics,
+        readers: Arc<Readers>,
+        statement_timeout: Duration,
+    ) -> Retention {
         Retention {
             interval,
             last_run: Instant::now(),
             watermarks,
+            metrics,
             readers,
             reader_timeout: statement_timeout.saturating_add(Duration::from_secs(5)),
             handoff: Arc::default(),
@@ -149,7 +189,7 @@ impl Retention {
         }
         let pass = RetentionPass { now_ms: crate::storage::now_ms() };
         if handed_back || !self.hand_to_reader(pass) {
-            finish(&self.watermarks, in_transaction(runner, |storage| pass.run(storage)));
+            finish(&self.watermarks, &self.metrics, in_transaction(runner, |storage| pass.run(storage)));
         }
         self.interval
     }
@@ -161,12 +201,13 @@ impl Retention {
         let Some(runtime) = self.readers.runtime().filter(|_| self.readers.connected() >= MIN_READERS) else {
             return false;
         };
-        let (readers, watermarks, timeout) = (self.readers.clone(), self.watermarks.clone(), self.reader_timeout);
+        let (readers, watermarks, metrics, timeout) =
+            (self.readers.clone(), self.watermarks.clone(), self.metrics.clone(), self.reader_timeout);
         let handoff = self.handoff.clone();
         let in_reader = InReader::mark(handoff);
         runtime.spawn(async move {
             match readers.run(&pass, MAX_ANSWER_BYTES, timeout).await {
-                Some(outcome) => finish(&watermarks, outcome),
+                Some(outcome) => finish(&watermarks, &metrics, outcome),
                 None => in_reader.0.handed_back.store(true, Ordering::Release),
             }
         });
@@ -192,14 +233,21 @@ impl Drop for InReader {
 }
 
 /// Makes a committed pass visible to Fetch, and says what it did.
-fn finish(watermarks: &Watermarks, outcome: Result<Vec<LogStart>, StorageError>) {
+fn finish(watermarks: &Watermarks, metrics: &Metrics, outcome: Result<PassDone, StorageError>) {
     match outcome {
-        Ok(moved) => {
+        Ok(PassDone { moved, cleaned }) => {
+            metrics.compacted(cleaned.len(), cleaned.iter().map(|c| c.removed).sum());
             for &(topic_id, partition, start) in &moved {
                 watermarks.raise_log_start(topic_id, partition, start);
             }
             if !moved.is_empty() {
                 logging::log(format!("pg_kafka: retention moved the log start of {} partitions", moved.len()));
+            }
+            for c in cleaned.iter().filter(|c| c.removed > 0) {
+                logging::log(format!(
+                    "pg_kafka: compaction removed {} records of \"{}\" partition {} (superseded keys, keyless records, old tombstones; compacted below offset {})",
+                    c.removed, c.topic, c.partition, c.cleaned_to
+                ));
             }
         }
         Err(e) => logging::warning(format!("pg_kafka: applying retention failed: {e}")),
@@ -219,9 +267,10 @@ mod tests {
         assert_eq!(RetentionPass::decode(&pass.encode()), Ok(pass));
         assert!(RetentionPass::decode(&pass.encode()[..7]).is_err());
         assert!(RetentionPass::decode(&[pass.encode(), vec![0]].concat()).is_err(), "trailing bytes");
-        let moved = vec![(1, 0, 7), (2, 3, 9)];
-        let answer = RetentionPass::encode_answer(&Ok(moved.clone()));
-        assert_eq!(RetentionPass::decode_answer(Bytes::from(answer.clone())), Ok(Ok(moved)));
+        let cleaned = vec![Cleaned { topic: "t".into(), topic_id: 4, partition: 1, removed: 10, cleaned_to: 99 }];
+        let done = PassDone { moved: vec![(1, 0, 7), (2, 3, 9)], cleaned };
+        let answer = RetentionPass::encode_answer(&Ok(done.clone()));
+        assert_eq!(RetentionPass::decode_answer(Bytes::from(answer.clone())), Ok(Ok(done)));
         for cut in 0..answer.len() {
             assert!(RetentionPass::decode_answer(Bytes::copy_from_slice(&answer[..cut])).is_err(), "cut at {cut}");
         }
@@ -236,6 +285,27 @@ mod tests {
     }
 
     #[test]
+    fn a_pass_compacts_compacted_topics_and_counts_what_it_removed() {
+        let mut storage = MemoryStorage::default();
+        let topic = storage.create_topic("t", 2).unwrap();
+        storage.append(&retention_scenario_rows(topic.id, crate::storage::now_ms())).unwrap();
+        let configs = [("cleanup.policy", "compact"), ("segment.ms", "1"), ("min.compaction.lag.ms", "30000")];
+        storage.replace_topic_configs(topic.id, &configs.map(|(n, v)| (n.to_owned(), v.to_owned()))).unwrap();
+        let metrics = Metrics::default();
+        let mut retention = Retention::new(Duration::ZERO, Watermarks::default(), metrics.clone(), Arc::default(), Duration::from_secs(1));
+        let mut runner = DirectRunner(storage);
+        retention.run_if_due(&mut runner);
+        // Partition 0's keyless records a minute or more old go but the last; partition 1's
+        // are younger than the minimum lag. No retention: the log start stays.
+        let limit = crate::storage::ReadLimit { from: 0, below: 10, max_bytes: 1 << 20, at_least_one: true };
+        let mut left = |p| runner.0.read(topic.id, p, limit).unwrap().iter().map(|r| r.offset).collect::<Vec<_>>();
+        assert_eq!((left(0), left(1).len()), (vec![9], 10));
+        let figure = |name| metrics.snapshot().iter().find(|m| m.name == name).map(|m| m.value);
+        assert_eq!(figure("compaction_removed_records_total"), Some(9.0));
+        assert_eq!(figure("compacted_partitions_total"), Some(1.0));
+    }
+
+    #[test]
     fn old_and_oversized_prefixes_are_deleted_and_the_log_start_moves() {
         let mut storage = MemoryStorage::default();
         let topic = storage.create_topic("t", 2).unwrap();
@@ -246,7 +316,7 @@ mod tests {
             .unwrap();
         let watermarks = Watermarks::default();
         watermarks.load(&mut storage, &[(topic.id, 0), (topic.id, 1)]).unwrap();
-        let mut retention = Retention::new(Duration::ZERO, watermarks.clone(), Arc::default(), Duration::from_secs(1));
+        let mut retention = Retention::new(Duration::ZERO, watermarks.clone(), Metrics::default(), Arc::default(), Duration::from_secs(1));
         let mut runner = DirectRunner(storage);
         retention.run_if_due(&mut runner);
         // Partition 0: by time, messages from the last 150 s are kept (offsets 7, 8, 9); by

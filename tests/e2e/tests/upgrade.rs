@@ -47,7 +47,7 @@ fn update_from(version: &str) -> String {
     psql_in(&database, &format!("CREATE EXTENSION pg_kafka VERSION '{version}'"));
     psql_in(&database, "INSERT INTO kafka.topics (name, partitions) VALUES ('kept', 2)");
     psql_in(&database, "ALTER EXTENSION pg_kafka UPDATE");
-    assert_eq!(psql_in(&database, "SELECT extversion FROM pg_extension WHERE extname = 'pg_kafka'"), "0.6.0");
+    assert_eq!(psql_in(&database, "SELECT extversion FROM pg_extension WHERE extname = 'pg_kafka'"), "0.7.0");
     psql_in(&fresh, "CREATE EXTENSION pg_kafka");
     let (updated, installed) = (shape_of(&database), shape_of(&fresh));
     assert!(installed.contains("table kafka.acls") && installed.contains("view kafka.connections"), "{installed}");
@@ -56,6 +56,7 @@ fn update_from(version: &str) -> String {
     assert!(installed.contains("consumer_offsets.metadata_bytes bytea"), "{installed}");
     assert!(installed.contains("consumer_offsets.commit_number bigint") && installed.contains("offset_commit_numbers"), "{installed}");
     assert!(installed.contains("table kafka.batches") && installed.contains("topics.storage text"), "{installed}");
+    assert!(installed.contains("table kafka.partition_cleaning"), "{installed}");
     assert_eq!(updated, installed, "an install updated from {version} differs from a fresh one");
     assert_eq!(psql_in(&database, "SELECT name || ' ' || partitions FROM kafka.topics"), "kept 2");
     psql(&format!("DROP DATABASE {fresh}"));
@@ -104,6 +105,24 @@ fn updating_from_0_5_0_keeps_topics_in_rows_and_adds_the_batch_layout() {
         "v,w"
     );
     assert_eq!(psql_in(&database, "SELECT count(*) FROM kafka.batches"), "2");
+    psql(&format!("DROP DATABASE {database}"));
+}
+
+/// The update users of the last release run: batches keep their bytes, and a batch may
+/// now span more offsets than it holds records (what compaction leaves).
+#[test]
+fn updating_from_0_6_0_keeps_batches_and_lets_compaction_rewrite_them() {
+    let database = format!("upgrade_batches_{}", std::process::id());
+    psql(&format!("DROP DATABASE IF EXISTS {database}"));
+    psql(&format!("CREATE DATABASE {database}"));
+    psql_in(&database, "CREATE EXTENSION pg_kafka VERSION '0.6.0'");
+    psql_in(&database, "INSERT INTO kafka.topics (name, partitions, storage) VALUES ('packed', 1, 'batches')");
+    assert_eq!(psql_in(&database, "SELECT kafka.produce('packed', 'k', 'v')"), "0");
+    psql_in(&database, "ALTER EXTENSION pg_kafka UPDATE");
+    assert_eq!(psql_in(&database, "SELECT string_agg(value_text, ',') FROM kafka.topic_messages WHERE topic = 'packed'"), "v");
+    psql_in(&database, "UPDATE kafka.batches SET last_offset = last_offset + 2");
+    assert_eq!(psql_in(&database, "SELECT last_offset - base_offset + 1 - record_count FROM kafka.batches"), "2");
+    assert_eq!(psql_in(&database, "SELECT count(*) FROM kafka.partition_cleaning"), "0");
     psql(&format!("DROP DATABASE {database}"));
 }
 

@@ -1,0 +1,384 @@
+//! Compaction of topics whose `cleanup.policy` contains `compact`, as Kafka's log cleaner
+//! defines it: for each key only the latest record survives, once it is out of the head
+//! (Kafka's active segment: the newest `segment.bytes` / `segment.ms`) and older than
+//! `min.compaction.lag.ms`; offsets never change (consumers see gaps); a tombstone (null
+//! value) goes `delete.retention.ms` after compaction reached it; records without a key
+//! go (Produce refuses them on a compacted topic; older ones came before the policy).
+//!
+//! Why here: it runs in the retention pass (a reader process's own session and
+//! transaction, beside the group commit; no append lock: it only touches offsets below
+//! the high watermark, which the writer never writes again), and it is incremental as
+//! Kafka's is. Per partition a pass:
+//!
+//! ```text
+//!  log start ........ cleaned_to ............ end ......... high watermark
+//!  |  clean (compacted)  |  dirty (new since)  |  head (left alone)  |
+//! ```
+//! 1. finds `end`: the head's start, the first record younger than the minimum lag, never
+//!    past the last record (the high watermark is the last stored offset + 1);
+//! 2. cleans when the dirty part is at least `min.cleanable.dirty.ratio` of what the
+//!    partition holds, or a dirty record is older than `max.compaction.lag.ms`;
+//! 3. maps each key of the dirty part to its latest offset (bounded: a pass that fills the
+//!    map stops its dirty part there, the rest is the next pass's);
+//! 4. walks log start..end in chunks, removing what the map supersedes, keyless records
+//!    and tombstones below the horizon: rows are deleted, batches rewritten without them
+//!    (same offsets, last offset delta and producer fields) or deleted when emptied;
+//! 5. stores where it reached (`kafka.partition_cleaning`).
+
+use std::collections::HashMap;
+
+use bytes::Bytes;
+
+use crate::config::topic::CompactionSettings;
+use crate::protocol::records::{decode_batches, encode_batch_like, MAX_TIMESTAMP_AT};
+use crate::storage::batches::{last_offset_of, record_count, unpack, BatchRow, MAX_UNPACKED_BYTES};
+use crate::storage::{ReadLimit, Storage, StorageError, StorageLayout, StoredRecord, Topic};
+
+/// Records the dirty part of one pass may hold (the rest waits for the next pass).
+const MAX_DIRTY_RECORDS: usize = 1_000_000;
+/// Key bytes the map of one pass may hold.
+const MAX_KEY_BYTES: usize = 64 << 20;
+/// Bytes read from storage at a time.
+const CHUNK_BYTES: usize = 8 << 20;
+/// Passes whose reach is remembered for tombstones (older ones merge into later ones).
+const MAX_REACHED: usize = 32;
+
+/// What a pass did to one partition.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Cleaned {
+    pub topic: String,
+    pub topic_id: i32,
+    pub partition: i32,
+    pub removed: i64,
+    pub cleaned_to: i64,
+}
+
+/// Compacts every partition of every compacted topic that is due, as of `now_ms`.
+pub fn compact_all(storage: &mut dyn Storage, now_ms: i64) -> Result<Vec<Cleaned>, StorageError> {
+    let mut cleaned = Vec::new();
+    for topic in storage.all_topics()?.into_iter().filter(|t| t.settings.compact) {
+        for partition in 0..topic.partitions {
+            if let Some(done) = compact_partition(storage, &topic, partition, now_ms)? {
+                cleaned.push(done);
+            }
+        }
+    }
+    Ok(cleaned)
+}
+
+/// One record as the cleaner sees it: its value dropped, only whether it had one kept.
+struct Seen {
+    offset: i64,
+    key: Option<Bytes>,
+    tombstone: bool,
+    timestamp_ms: i64,
+    bytes: usize,
+}
+
+impl Seen {
+    fn of(record: StoredRecord) -> Seen {
+        let len = |b: &Option<Bytes>| b.as_ref().map_or(0, Bytes::len);
+        let bytes = len(&record.key) + len(&record.value) + len(&record.headers);
+        Seen { offset: record.offset, tombstone: record.value.is_none(), key: record.key, timestamp_ms: record.timestamp_ms, bytes }
+    }
+}
+
+/// Compacts one partition if it is due; `None` when it was not.
+pub fn compact_partition(storage: &mut dyn Storage, topic: &Topic, partition: i32, now_ms: i64) -> Result<Option<Cleaned>, StorageError> {
+    let settings = topic.settings.compaction;
+    let high = storage.next_offset(topic.id, partition)?;
+    let Some(start) = storage.first_offset(topic.id, partition)? else { return Ok(None) };
+    let mut state = storage.cleaning_state(topic.id, partition)?.unwrap_or_default();
+    let from = state.cleaned_to.max(start);
+    let end = cleanable_end(storage, topic.id, partition, start, high, &settings, now_ms)?;
+    if end <= from {
+        return Ok(None);
+    }
+    let (dirty, read_to) = read_seen(storage, topic, partition, from, end, MAX_DIRTY_RECORDS)?;
+    // A batch reaching past `end` is the next pass's: the dirty part ends before it.
+    let (latest, end) = latest_offsets(&dirty, end.min(read_to));
+    if end <= from {
+        return Ok(None);
+    }
+    let dirty_bytes: usize = dirty.iter().take_while(|s| s.offset < end).map(|s| s.bytes).sum();
+    let overdue = dirty.first().is_some_and(|s| s.timestamp_ms < now_ms.saturating_sub(settings.max_lag_ms));
+    if !overdue && !dirty_enough(dirty_bytes as i64, state.clean_bytes, settings.min_dirty_ppm) {
+        return Ok(None);
+    }
+    drop(dirty);
+    let horizon = tombstone_horizon(&state.reached, settings.delete_retention_ms, now_ms);
+    let decide = |offset: i64, key: Option<&Bytes>, tombstone: bool| removable(offset, key, tombstone, &latest, horizon);
+    let (removed, kept_bytes) = match topic.layout {
+        StorageLayout::Rows => clean_rows(storage, topic.id, partition, start, end, decide)?,
+        StorageLayout::Batches => clean_batches(storage, topic.id, partition, start, end, decide)?,
+    };
+    state.cleaned_to = end;
+    state.clean_bytes = kept_bytes;
+    state.reached = reached_after(&state.reached, (end, now_ms), settings.delete_retention_ms, now_ms);
+    state.last_pass_ms = now_ms;
+    state.last_removed = removed;
+    state.removed_total += removed;
+    storage.save_cleaning_state(topic.id, partition, &state)?;
+    Ok(Some(Cleaned { topic: topic.name.clone(), topic_id: topic.id, partition, removed, cleaned_to: end }))
+}
+
+/// Where the cleanable part ends: the head's start (the newest `segment.bytes` that are
+/// also younger than `segment.ms`, or `max.compaction.lag.ms` which rolls Kafka's segments
+/// too), the first record younger than `min.compaction.lag.ms`, and never past the last
+/// record (removing it would lower the high watermark).
+fn cleanable_end(
+    storage: &mut dyn Storage,
+    topic_id: i32,
+    partition: i32,
+    start: i64,
+    high: i64,
+    settings: &CompactionSettings,
+    now_ms: i64,
+) -> Result<i64, StorageError> {
+    let by_bytes = storage.first_offset_within_bytes(topic_id, partition, settings.segment_bytes)?.unwrap_or(start);
+    let first_younger = |storage: &mut dyn Storage, age_ms: i64| -> Result<i64, StorageError> {
+        let since = now_ms.saturating_sub(age_ms);
+        Ok(storage.offset_for_timestamp(topic_id, partition, since)?.map_or(high, |(offset, _)| offset))
+    };
+    let by_time = first_younger(storage, settings.segment_ms.min(settings.max_lag_ms))?;
+    let mut end = by_bytes.max(by_time).min(high - 1);
+    if settings.min_lag_ms > 0 {
+        end = end.min(first_younger(storage, settings.min_lag_ms)?);
+    }
+    Ok(end)
+}
+
+/// Whether `dirty` bytes are at least `min_ppm` millionths of what the partition holds.
+fn dirty_enough(dirty: i64, clean: i64, min_ppm: u32) -> bool {
+    let total = dirty.saturating_add(clean.max(0));
+    dirty > 0 && i128::from(dirty) * 1_000_000 >= i128::from(total) * i128::from(min_ppm)
+}
+
+/// Each key of the dirty records below `end` with its latest offset, and where the dirty
+/// part ends: earlier than `end` when the map would outgrow [`MAX_KEY_BYTES`] or the
+/// records were cut at [`MAX_DIRTY_RECORDS`].
+fn latest_offsets(dirty: &[Seen], end: i64) -> (HashMap<Bytes, i64>, i64) {
+    let mut latest = HashMap::new();
+    let mut key_bytes = 0;
+    let mut reached = end;
+    for (at, seen) in dirty.iter().enumerate() {
+        if seen.offset >= end {
+            break;
+        }
+        if let Some(key) = &seen.key {
+            if !latest.contains_key(key) {
+                if key_bytes + key.len() > MAX_KEY_BYTES && !latest.is_empty() {
+                    reached = seen.offset;
+                    break;
+                }
+                key_bytes += key.len();
+            }
+            latest.insert(key.clone(), seen.offset);
+        }
+        if at + 1 == MAX_DIRTY_RECORDS {
+            reached = reached.min(seen.offset + 1);
+        }
+    }
+    (latest, reached)
+}
+
+/// Whether compaction removes the record at `offset`.
+fn removable(offset: i64, key: Option<&Bytes>, tombstone: bool, latest: &HashMap<Bytes, i64>, horizon: i64) -> bool {
+    match key {
+        None => true,
+        Some(key) => latest.get(key).is_some_and(|&newest| newest > offset) || (tombstone && offset < horizon),
+    }
+}
+
+/// Below which offset tombstones may go: what a pass reached at least
+/// `delete_retention_ms` ago (0: none did).
+fn tombstone_horizon(reached: &[(i64, i64)], delete_retention_ms: i64, now_ms: i64) -> i64 {
+    let before = now_ms.saturating_sub(delete_retention_ms);
+    reached.iter().filter(|(_, at)| *at <= before).map(|(offset, _)| *offset).max().unwrap_or(0)
+}
+
+/// `reached` with a new pass added, pruned: entries older than the horizon's own are
+/// dropped, and past [`MAX_REACHED`] middle entries merge into later ones (a tombstone
+/// then waits longer, never less).
+fn reached_after(reached: &[(i64, i64)], pass: (i64, i64), delete_retention_ms: i64, now_ms: i64) -> Vec<(i64, i64)> {
+    let before = now_ms.saturating_sub(delete_retention_ms);
+    let horizon_at = reached.iter().filter(|(_, at)| *at <= before).map(|(_, at)| *at).max();
+    let mut kept: Vec<(i64, i64)> = reached.iter().copied().filter(|(_, at)| horizon_at.is_none_or(|h| *at >= h)).collect();
+    kept.push(pass);
+    while kept.len() > MAX_REACHED {
+        kept.remove(1);
+    }
+    kept
+}
+
+/// Reads the records of `from..below` as the cleaner sees them, at most `max`, and
+/// where the reading stopped (after the last whole batch read, in the batch layout).
+fn read_seen(
+    storage: &mut dyn Storage,
+    topic: &Topic,
+    partition: i32,
+    from: i64,
+    below: i64,
+    max: usize,
+) -> Result<(Vec<Seen>, i64), StorageError> {
+    let mut seen = Vec::new();
+    let mut cursor = from;
+    while cursor < below && seen.len() < max {
+        let limit = ReadLimit { from: cursor, below, max_bytes: CHUNK_BYTES, at_least_one: true };
+        let (records, read_to) = match topic.layout {
+            StorageLayout::Rows => {
+                let rows = storage.read(topic.id, partition, limit)?;
+                let read_to = rows.last().map(|r| r.offset + 1);
+                (rows, read_to)
+            }
+            StorageLayout::Batches => {
+                let batches = storage.read_batches(topic.id, partition, limit)?;
+                let read_to = batches.last().map(|b| last_offset_of(b) + 1);
+                (unpacked(&batches)?, read_to)
+            }
+        };
+        let Some(read_to) = read_to else { break };
+        seen.extend(records.into_iter().filter(|r| (cursor..below).contains(&r.offset)).map(Seen::of).take(max - seen.len()));
+        cursor = read_to;
+    }
+    Ok((seen, cursor))
+}
+
+fn unpacked(batches: &[Bytes]) -> Result<Vec<StoredRecord>, StorageError> {
+    let mut records = Vec::new();
+    for batch in batches {
+        records.extend(unpack(batch).map_err(|e| StorageError::CorruptBatch(e.to_string()))?);
+    }
+    Ok(records)
+}
+
+type Decide<'a> = dyn Fn(i64, Option<&Bytes>, bool) -> bool + 'a;
+
+/// Deletes the rows of `start..end` the decision removes: (removed, payload bytes kept).
+fn clean_rows(
+    storage: &mut dyn Storage,
+    topic_id: i32,
+    partition: i32,
+    start: i64,
+    end: i64,
+    decide: impl Fn(i64, Option<&Bytes>, bool) -> bool,
+) -> Result<(i64, i64), StorageError> {
+    let (mut removed, mut kept) = (0, 0);
+    let mut cursor = start;
+    while cursor < end {
+        let rows = storage.read(topic_id, partition, ReadLimit { from: cursor, below: end, max_bytes: CHUNK_BYTES, at_least_one: true })?;
+        let Some(last) = rows.last().map(|r| r.offset) else { break };
+        let mut gone = Vec::new();
+        for row in rows.into_iter().map(Seen::of) {
+            if decide(row.offset, row.key.as_ref(), row.tombstone) {
+                gone.push(row.offset);
+            } else {
+                kept += row.bytes as i64;
+            }
+        }
+        if !gone.is_empty() {
+            storage.delete_messages(topic_id, partition, &gone)?;
+            removed += gone.len() as i64;
+        }
+        cursor = last + 1;
+    }
+    Ok((removed, kept))
+}
+
+/// Rewrites the batches of `start..end` without the records the decision removes:
+/// (removed, payload bytes kept). A batch reaching past `end` keeps its later records.
+fn clean_batches(
+    storage: &mut dyn Storage,
+    topic_id: i32,
+    partition: i32,
+    start: i64,
+    end: i64,
+    decide: impl Fn(i64, Option<&Bytes>, bool) -> bool,
+) -> Result<(i64, i64), StorageError> {
+    let decide: &Decide<'_> = &decide;
+    let (mut removed, mut kept) = (0, 0);
+    let mut cursor = start;
+    while cursor < end {
+        let batches = storage.read_batches(
+            topic_id,
+            partition,
+            ReadLimit { from: cursor, below: end, max_bytes: CHUNK_BYTES, at_least_one: true },
+        )?;
+        if batches.is_empty() {
+            break;
+        }
+        let mut changes = Vec::new();
+        for stored in batches {
+            let batch = compacted_batch(topic_id, partition, &stored, start, end, decide)?;
+            cursor = cursor.max(batch.change.0 + 1);
+            removed += batch.removed;
+            kept += batch.kept_bytes;
+            if batch.removed > 0 {
+                changes.push(batch.change);
+            }
+        }
+        if !changes.is_empty() {
+            storage.replace_batches(topic_id, partition, &changes)?;
+        }
+    }
+    Ok((removed, kept))
+}
+
+/// One stored batch after compaction.
+struct CompactedBatch {
+    /// Its last offset, which names it, and what replaces it (`None`: it was emptied).
+    change: (i64, Option<BatchRow>),
+    /// Records removed from it.
+    removed: i64,
+    /// Payload bytes kept of its records in `start..end`.
+    kept_bytes: i64,
+}
+
+/// One stored batch without the records the decision removes.
+fn compacted_batch(
+    topic_id: i32,
+    partition: i32,
+    stored: &Bytes,
+    start: i64,
+    end: i64,
+    decide: &Decide<'_>,
+) -> Result<CompactedBatch, StorageError> {
+    let decoded = decode_batches(stored.clone(), MAX_UNPACKED_BYTES).map_err(|e| StorageError::CorruptBatch(e.to_string()))?;
+    let batch = decoded.into_iter().next().ok_or_else(|| StorageError::CorruptBatch("no batch in a stored row".to_owned()))?;
+    let last_offset = batch.base_offset + i64::from(batch.last_offset_delta);
+    let len = |b: &Option<Bytes>| b.as_ref().map_or(0, Bytes::len) as i64;
+    let (mut gone, mut kept_bytes) = (0, 0);
+    let mut survivors = Vec::with_capacity(batch.records.len());
+    for record in &batch.records {
+        let offset = batch.base_offset + i64::from(record.offset_delta);
+        let cleanable = (start..end).contains(&offset);
+        if cleanable && decide(offset, record.key.as_ref(), record.value.is_none()) {
+            gone += 1;
+            continue;
+        }
+        if cleanable {
+            kept_bytes += len(&record.key) + len(&record.value) + len(&record.headers);
+        }
+        survivors.push(record.clone());
+    }
+    if gone == 0 || survivors.is_empty() {
+        return Ok(CompactedBatch { change: (last_offset, None), removed: gone, kept_bytes });
+    }
+    let bytes = encode_batch_like(&batch, &survivors);
+    let row = BatchRow {
+        topic_id,
+        partition,
+        base_offset: batch.base_offset,
+        record_count: record_count(&bytes) as i32,
+        max_timestamp_ms: i64::from_be_bytes(bytes[MAX_TIMESTAMP_AT..MAX_TIMESTAMP_AT + 8].try_into().expect("a whole header")),
+        producer_id: batch.producer_id,
+        producer_epoch: batch.producer_epoch,
+        base_sequence: batch.base_sequence,
+        bytes,
+    };
+    Ok(CompactedBatch { change: (last_offset, Some(row)), removed: gone, kept_bytes })
+}
+
+#[cfg(test)]
+#[path = "compaction_tests.rs"]
+mod tests;

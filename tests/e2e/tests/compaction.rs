@@ -1,0 +1,77 @@
+//! Compacted topics, created as Kafka Connect and Kafka Streams create theirs, in both
+//! storage layouts: keyless records are refused, and the retention pass (every second on
+//! the make e2e cluster) leaves the latest record of each key at its offset.
+
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::{ClientConfig, Offset};
+
+use pg_kafka_e2e::consume::{consumer, receive};
+use pg_kafka_e2e::produce::{produce, Message};
+use pg_kafka_e2e::*;
+
+fn keyed(key: &str, value: String) -> Message {
+    Message { key: Some(key.as_bytes().to_vec()), value: value.into_bytes(), ..Message::default() }
+}
+
+fn create_compacted(topic: &str, layout: &str) {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new().set("bootstrap.servers", bootstrap()).create().expect("admin");
+    let new = NewTopic::new(topic, 1, TopicReplication::Fixed(1))
+        .set("cleanup.policy", "compact")
+        .set("segment.ms", "100")
+        .set("min.cleanable.dirty.ratio", "0.01")
+        .set("pg_kafka.storage", layout);
+    let created = block_on(admin.create_topics(&[new], &AdminOptions::new().request_timeout(Some(Duration::from_secs(10))))).unwrap();
+    assert_eq!(created[0], Ok(topic.to_owned()));
+}
+
+#[test]
+fn a_compacted_topic_keeps_the_latest_record_of_each_key_in_both_layouts() {
+    for layout in ["rows", "batches"] {
+        let topic = format!("e2e-compacted-{layout}");
+        create_compacted(&topic, layout);
+        let keyless = Message { value: b"no key".to_vec(), ..Message::default() };
+        assert_eq!(produce(&topic, &[("message.timeout.ms", "5000")], [keyless]), (0, 1), "{layout}: INVALID_RECORD");
+        let updates = (0..100).map(|i| keyed(&format!("k{}", i % 10), format!("v{i}")));
+        assert_eq!(produce(&topic, &[], updates), (100, 0));
+        // Its own batch: the last record, which no pass removes.
+        std::thread::sleep(Duration::from_millis(200));
+        assert_eq!(produce(&topic, &[], [keyed("tail", "t".into())]), (1, 0));
+
+        let cleaned = format!(
+            "SELECT coalesce(max(c.cleaned_to), 0) FROM kafka.partition_cleaning c JOIN kafka.topics t ON t.id = c.topic_id WHERE t.name = '{topic}'"
+        );
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while psql(&cleaned) != "100" {
+            assert!(Instant::now() < deadline, "{layout}: compaction reached {}", psql(&cleaned));
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let reader = consumer(&topic, &[0], Offset::Beginning, &[]);
+        let left = receive(&reader, 11, Duration::from_secs(20));
+        let seen: Vec<(i64, String)> = left.iter().map(|m| (m.offset, String::from_utf8_lossy(&m.value).into_owned())).collect();
+        let want: Vec<(i64, String)> = (90..100).map(|i| (i, format!("v{i}"))).chain([(100, "t".to_owned())]).collect();
+        assert_eq!(seen, want, "{layout}: the latest of each key, at its offset");
+        assert!(receive(&reader, 1, Duration::from_millis(500)).is_empty(), "{layout}: nothing else");
+        let counted = format!("SELECT count(*) FROM {}", messages_of(&topic));
+        assert_eq!(psql(&counted), "11", "{layout}");
+        assert_eq!(psql(&format!("SELECT high_watermark FROM kafka.topic_partitions WHERE topic = '{topic}'")), "101");
+        let standing = format!(
+            "SELECT cleaned_to, compaction_removed, dirty_ratio BETWEEN 0 AND 1, last_compaction > now() - interval '1 minute' \
+             FROM kafka.topic_partitions WHERE topic = '{topic}'"
+        );
+        assert_eq!(psql(&standing), "100|90|t|t", "{layout}: where compaction stands");
+
+        // The topic as a table: each key's latest value; a tombstone takes its key out.
+        let latest = format!("SELECT string_agg(key_text || '=' || value_text, ',' ORDER BY \"offset\") FROM kafka.latest('{topic}')");
+        let want: Vec<String> = (90..100).map(|i| format!("k{}=v{i}", i % 10)).chain(["tail=t".to_owned()]).collect();
+        assert_eq!(psql(&latest), want.join(","), "{layout}");
+        psql(&format!("SELECT kafka.produce('{topic}', 'k3'::text, NULL::text)"));
+        assert_eq!(psql(&latest), want.iter().filter(|kv| !kv.starts_with("k3=")).cloned().collect::<Vec<_>>().join(","), "{layout}");
+    }
+    psql("INSERT INTO kafka.topics (name, partitions) VALUES ('e2e-not-compacted', 1)");
+    let not_compacted = "SELECT cleaned_to IS NULL AND dirty_ratio IS NULL AND compaction_removed IS NULL FROM kafka.topic_partitions WHERE topic = 'e2e-not-compacted'";
+    assert_eq!(psql(not_compacted), "t");
+    assert!(wait_for_log("pg_kafka: compaction removed 90 records of \"e2e-compacted-batches\" partition 0"));
+}
