@@ -20,7 +20,8 @@ import xml.etree.ElementTree as ElementTree
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCENARIOS = ["metadata", "round trip", "codecs", "groups", "static members", "idempotent", "errors", "admin",
-             "tools", "transactions", "SASL/TLS", "stateless topology", "legacy versions"]
+             "tools", "transactions", "compaction", "SASL/TLS", "stateless topology", "stateful topology",
+             "Connect workers", "legacy versions"]
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
