@@ -15,10 +15,11 @@
 //! PGKAFKA_BENCH_SASL_SSL, PGKAFKA_BENCH_CA_FILE, PGKAFKA_BENCH_RDKAFKA_PERFORMANCE;
 //! BENCH_MESSAGES (default 1,000,000), BENCH_ROUNDS (default 3), BENCH_SUSTAINED_MESSAGES
 //! (default 50,000,000), BENCH_ONLY (one group of cases: `sustained`, `partitions`,
-//! `idempotent`, `mixed`, `layouts`, `kafka`) with BENCH_SIZE (its message size, 100),
+//! `idempotent`, `mixed`, `layouts`, `kafka`, `compaction`) with BENCH_SIZE (its message size, 100),
 //! BENCH_SQL (a SQL file run first, e.g. tuning/autovacuum.sql). `kafka` and the full run
 //! measure Apache Kafka too (module `versus`).
 
+mod compaction;
 mod consume;
 mod copy;
 mod idle;
@@ -65,6 +66,9 @@ pub enum Only {
     Layouts,
     /// pg_kafka (both layouts) beside Apache Kafka (defaults, and an fsync per append).
     Kafka,
+    /// Compacting a partition of BENCH_COMPACTION_MESSAGES over 100k keys, and produce
+    /// beside it against produce alone.
+    Compaction,
 }
 
 impl Only {
@@ -76,7 +80,8 @@ impl Only {
             "mixed" => Only::Mixed,
             "layouts" => Only::Layouts,
             "kafka" => Only::Kafka,
-            other => panic!("BENCH_ONLY={other}: expected sustained, partitions, idempotent, mixed, layouts or kafka"),
+            "compaction" => Only::Compaction,
+            other => panic!("BENCH_ONLY={other}: expected sustained, partitions, idempotent, mixed, layouts, kafka or compaction"),
         }
     }
 }
@@ -258,6 +263,8 @@ fn main() {
     // A long run with retention deleting behind the writer (once: it takes minutes).
     let sustained = env.sustained_messages;
     report.once(env.round(None, || perf_tool::sustained(&env, sustained, 20_000, "bench-sustained")));
+    // Compaction of a large partition, and produce beside it.
+    compaction::run(&env, &mut report);
     // Thousands of idle consumers in long poll (needs pg_kafka.max_connections above it).
     let idle = idle::long_polls(&env, IDLE_CONSUMERS);
     report.finish(&[vec![idle], env.peak_memory()].concat());
@@ -290,6 +297,7 @@ fn run_only(env: &Env, report: &mut Report, only: Only) {
             report.case(|r| fresh(&|| perf_tool::produce(env, one_in_flight, &perf_topic("p1-inflight1", r)).against(one_rate)));
         }
         Only::Kafka => versus::run(env, report, &[size]),
+        Only::Compaction => compaction::run(env, report),
         Only::Layouts => {
             for shape in [one, ProduceShape { idempotent: true, ..one }, ProduceShape::plain(size, 8)] {
                 let rows = report.case(|r| fresh(&|| perf_tool::produce(env, shape, &perf_topic("rows", r))));

@@ -25,9 +25,6 @@ import java.util.regex.Pattern;
 import java.util.stream.IntStream;
 
 import org.apache.kafka.clients.admin.Admin;
-import org.apache.kafka.clients.admin.Config;
-import org.apache.kafka.common.config.ConfigResource;
-import org.apache.kafka.common.config.TopicConfig;
 import org.apache.kafka.common.utils.internals.Exit;
 import org.apache.kafka.connect.cli.ConnectDistributed;
 import org.apache.kafka.connect.runtime.Connect;
@@ -114,7 +111,7 @@ class ConnectTest {
         // The worker verified its config topic is exactly compact before it started;
         // so are its offsets and status topics.
         for (String internal : List.of(prefix + "-configs", prefix + "-offsets", prefix + "-status")) {
-            assertEquals("compact", cleanupPolicy(internal), internal);
+            assertEquals("compact", Cluster.cleanupPolicy(internal), internal);
         }
         // What a schema registry checks of its _schemas topic at start: one partition, compact.
         try (Admin admin = Cluster.admin()) {
@@ -209,14 +206,6 @@ class ConnectTest {
         while (!condition.getAsBoolean()) {
             assertTrue(System.nanoTime() < deadline, what + " within 90 s");
             Thread.sleep(250);
-        }
-    }
-
-    private static String cleanupPolicy(String topic) throws Exception {
-        try (Admin admin = Cluster.admin()) {
-            ConfigResource resource = new ConfigResource(ConfigResource.Type.TOPIC, topic);
-            Config config = admin.describeConfigs(Set.of(resource)).all().get(30, TimeUnit.SECONDS).get(resource);
-            return config.get(TopicConfig.CLEANUP_POLICY_CONFIG).value();
         }
     }
 }

@@ -12,18 +12,14 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Properties;
-import java.util.Set;
 import java.util.TreeMap;
 import java.util.concurrent.TimeUnit;
 import java.util.function.BooleanSupplier;
 import java.util.stream.Collectors;
 
-import org.apache.kafka.clients.admin.Admin;
-import org.apache.kafka.clients.admin.Config;
 import org.apache.kafka.clients.consumer.ConsumerRecord;
 import org.apache.kafka.clients.producer.KafkaProducer;
 import org.apache.kafka.clients.producer.ProducerRecord;
-import org.apache.kafka.common.config.ConfigResource;
 import org.apache.kafka.common.config.TopicConfig;
 import org.apache.kafka.common.serialization.Serdes;
 import org.apache.kafka.common.serialization.StringDeserializer;
@@ -146,8 +142,8 @@ class StatefulStreamsTest {
         // deletes by time), and compacted by pg_kafka while the app ran.
         String countChangelog = application + "-counts-changelog";
         String windowChangelog = application + "-windows-changelog";
-        assertEquals("compact", cleanupPolicy(countChangelog));
-        assertEquals("compact,delete", cleanupPolicy(windowChangelog));
+        assertEquals("compact", Cluster.cleanupPolicy(countChangelog));
+        assertEquals("compact,delete", Cluster.cleanupPolicy(windowChangelog));
         waitFor(() -> !"0".equals(Cluster.psql("SELECT coalesce(sum(compaction_removed), 0) FROM kafka.topic_partitions WHERE topic = '"
                 + countChangelog + "'")), "compaction removed superseded counts from " + countChangelog);
 
@@ -215,14 +211,6 @@ class StatefulStreamsTest {
         while (!condition.getAsBoolean()) {
             assertTrue(System.nanoTime() < deadline, what + " within 30 s");
             Thread.sleep(250);
-        }
-    }
-
-    private static String cleanupPolicy(String topic) throws Exception {
-        try (Admin admin = Cluster.admin()) {
-            ConfigResource resource = new ConfigResource(ConfigResource.Type.TOPIC, topic);
-            Config config = admin.describeConfigs(Set.of(resource)).all().get(30, TimeUnit.SECONDS).get(resource);
-            return config.get(TopicConfig.CLEANUP_POLICY_CONFIG).value();
         }
     }
 
