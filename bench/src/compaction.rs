@@ -38,8 +38,8 @@ pub fn run(env: &Env, report: &mut Report) {
 fn fill(env: &Env, topic: &str, messages: i64) -> i32 {
     let topic_id = env.create_topic(topic, 1);
     let insert = "INSERT INTO kafka.messages (topic_id, partition, \"offset\", \"timestamp\", key, value) \
-                  SELECT $1, 0, g, now() - interval '1 hour', convert_to('key-' || (g % $3), 'UTF8'), convert_to(repeat('v', 100), 'UTF8') \
-                  FROM generate_series(0, $2 - 1) AS g";
+                  SELECT $1, 0, g, now() - interval '1 hour', convert_to('key-' || (g % $3::bigint), 'UTF8'), convert_to(repeat('v', 100), 'UTF8') \
+                  FROM generate_series(0::bigint, $2::bigint - 1) AS g";
     env.sql().execute(insert, &[&topic_id, &messages, &KEYS]).expect("fill the compacted topic");
     topic_id
 }

@@ -95,6 +95,7 @@ pub fn produce(env: &Env, shape: ProduceShape, topic: &str) -> Row {
 /// broker at `bootstrap` (pg_kafka's, or Apache Kafka's beside it).
 pub fn produce_to(env: &Env, bootstrap: &str, shape: ProduceShape, topic: &str) -> Row {
     let messages = shape.rate.map_or(env.messages, |rate| rate * 10);
+    std::fs::create_dir_all("target/bench").expect("target/bench");
     let latency_file = format!("target/bench/latency-{topic}.txt");
     let output = produce_command(bootstrap, topic, shape, messages, Some(&latency_file)).output().expect("run rdkafka_performance");
     let summary = produced(&output.stdout, messages);

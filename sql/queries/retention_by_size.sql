@@ -1,6 +1,6 @@
 -- The first offset to keep so the partition holds at most $3 payload bytes: newest rows
 -- (or batches, by their size) first, a running sum, stop at the first that does not fit.
--- Reads what is kept (and never below the log start).
+-- Reads what is kept, never below the log start nor below $4.
 WITH log_start AS (
     SELECT coalesce((SELECT log_start_offset FROM kafka.partition_starts WHERE topic_id = $1 AND partition = $2), 0) AS o
 )
@@ -11,7 +11,7 @@ SELECT max(first_kept) FROM (
                 sum(coalesce(octet_length(key), 0) + coalesce(octet_length(value), 0) + coalesce(octet_length(headers), 0))
                     OVER (ORDER BY "offset" DESC) AS kept_bytes
          FROM kafka.messages
-         WHERE topic_id = $1 AND partition = $2 AND "offset" >= (SELECT o FROM log_start)
+         WHERE topic_id = $1 AND partition = $2 AND "offset" >= greatest((SELECT o FROM log_start), $4)
      ) newest_first
      WHERE kept_bytes > $3
      ORDER BY "offset" DESC
@@ -21,7 +21,7 @@ SELECT max(first_kept) FROM (
      FROM (
          SELECT last_offset, sum(octet_length(batch)) OVER (ORDER BY last_offset DESC) AS kept_bytes
          FROM kafka.batches
-         WHERE topic_id = $1 AND partition = $2 AND last_offset >= (SELECT o FROM log_start)
+         WHERE topic_id = $1 AND partition = $2 AND last_offset >= greatest((SELECT o FROM log_start), $4)
      ) newest_first
      WHERE kept_bytes > $3
      ORDER BY last_offset DESC

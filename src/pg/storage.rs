@@ -375,7 +375,7 @@ impl Storage for PgStorage {
                     target = target.max(first_kept.unwrap_or(high));
                 }
                 if retention_bytes >= 0 {
-                    let first_kept = self.first_offset_within_bytes(topic_id, partition, retention_bytes)?;
+                    let first_kept = self.first_offset_within_bytes(topic_id, partition, retention_bytes, start)?;
                     target = target.max(first_kept.unwrap_or(start));
                 }
                 if target > start {
@@ -386,9 +386,9 @@ impl Storage for PgStorage {
         Ok(starts)
     }
 
-    fn first_offset_within_bytes(&mut self, topic_id: i32, partition: i32, bytes: i64) -> Result<Option<i64>, StorageError> {
+    fn first_offset_within_bytes(&mut self, topic_id: i32, partition: i32, bytes: i64, from: i64) -> Result<Option<i64>, StorageError> {
         with_client(|client| {
-            let args = [topic_id.into(), partition.into(), bytes.into()];
+            let args = [topic_id.into(), partition.into(), bytes.into(), from.into()];
             client.select(RETENTION_BY_SIZE, Some(1), &args).map_err(database_error)?.first().get_one::<i64>().map_err(database_error)
         })
     }

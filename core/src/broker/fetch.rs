@@ -24,7 +24,9 @@ use tokio::time::Instant;
 use super::authorize::access;
 use super::{decode, respond, Broker, Outcome};
 use crate::logging;
+use crate::protocol::compress;
 use crate::protocol::header::RequestFrame;
+use crate::protocol::records::Compression;
 use crate::security::acl::Operation;
 use crate::storage::bridge::{StorageCallError, Unavailable};
 use crate::storage::reads::{PartitionRead, ReadPlan, ReadResult};
@@ -178,6 +180,7 @@ async fn gather(broker: &Broker, wanted: &[Wanted], limits: Limits) -> Result<Ga
                         below: b.high,
                         max_bytes: w.max_bytes,
                         layout: topic.layout,
+                        codec: compress::target(topic.settings.compression).filter(|(codec, _)| *codec != Compression::None),
                     };
                     reads.push(read);
                     indexes.push(index);

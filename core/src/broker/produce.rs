@@ -21,8 +21,9 @@ use super::in_order::InOrder;
 use super::{decode, respond, Broker, Outcome};
 use crate::config::topic::TimestampType;
 use crate::logging;
+use crate::protocol::compress;
 use crate::protocol::header::RequestFrame;
-use crate::protocol::records::{decode_batches_within, is_plain, Batch, InflateBudget, InflateCap, Record, RecordsError};
+use crate::protocol::records::{decode_batches_within, encode_batch_in, is_plain, Batch, InflateBudget, InflateCap, Record, RecordsError};
 use crate::security::acl::Operation;
 use crate::storage::batches::checked;
 use crate::storage::topics::TopicRef;
@@ -254,6 +255,7 @@ fn partition_append(
             (records, None)
         }
         StorageLayout::Batches => {
+            let data = in_topic_codec(&topic, &batch, data)?;
             let checked = checked(&batch, data).map_err(|e| {
                 logging::warning(format!("pg_kafka: rejected produce to \"{}\": {e}", topic.name));
                 ResponseError::InvalidRecord
@@ -263,6 +265,19 @@ fn partition_append(
     };
     let log_append_time = log_append_time.then_some(now_ms);
     Ok(PartitionAppend { topic, topics_generation, partition, records, batch, batch_bytes, producer, log_append_time })
+}
+
+/// The batch as its topic keeps it: recompressed when `compression.type` names a codec
+/// other than the producer's (as Kafka's log validator does), else as sent.
+fn in_topic_codec(topic: &Topic, batch: &Batch, data: Bytes) -> Result<Bytes, ResponseError> {
+    let Some((codec, level)) = compress::target(topic.settings.compression) else { return Ok(data) };
+    if batch.attributes & 0x07 == codec as i16 {
+        return Ok(data);
+    }
+    encode_batch_in(batch, &batch.records, codec, level).map_err(|e| {
+        logging::warning(format!("pg_kafka: rejected produce to \"{}\": {e}", topic.name));
+        ResponseError::KafkaStorageError
+    })
 }
 
 /// What an idempotent batch claims (`None` for producer id -1, the non-idempotent case).
@@ -283,6 +298,7 @@ fn producer_batch(batch: &Batch) -> Result<Option<ProducerBatch>, ResponseError>
 fn records_error_code(error: &RecordsError) -> ResponseError {
     match error {
         RecordsError::CrcMismatch { .. } | RecordsError::Corrupt(_) | RecordsError::Decompress(_) => ResponseError::CorruptMessage,
+        RecordsError::Compress(_) => ResponseError::KafkaStorageError,
         RecordsError::UnsupportedMagic(_) => ResponseError::UnsupportedForMessageFormat,
         RecordsError::UnknownCodec(_) => ResponseError::UnsupportedCompressionType,
         RecordsError::TooLarge(_) => ResponseError::MessageTooLarge,
@@ -649,6 +665,40 @@ mod topic_settings_tests {
         }
     }
 
+    #[tokio::test]
+    async fn a_batch_topic_keeps_batches_in_its_compression_type() {
+        use crate::protocol::records::{decode_batches, encode_batch_in, Compression};
+        let plain = encode_batch(0, &[record(0, Some(b"k")), record(1, Some(b"k"))]);
+        let gzipped = {
+            let decoded = decode_batches(plain.clone(), 1 << 20).unwrap().remove(0);
+            encode_batch_in(&decoded, &decoded.records, Compression::Gzip, -1).unwrap()
+        };
+        for (config, sent, kept) in [
+            ("producer", gzipped.clone(), Compression::Gzip),
+            ("zstd", plain.clone(), Compression::Zstd),
+            ("lz4", gzipped.clone(), Compression::Lz4),
+            ("uncompressed", gzipped, Compression::None),
+        ] {
+            let broker = configured(StorageLayout::Batches, &[("compression.type", config)]).await;
+            assert_eq!(send(&broker, sent).await, (0, 0), "{config}");
+            let limit = ReadLimit { from: 0, below: 9, max_bytes: 1 << 20, at_least_one: true };
+            let stored = with_storage(&broker, move |s| s.read_batches(1, 0, limit)).await.unwrap();
+            let batch = decode_batches(stored[0].clone(), 1 << 20).unwrap().remove(0);
+            assert_eq!(batch.attributes & 0x07, kept as i16, "{config}");
+            assert_eq!(batch.records.iter().map(|r| r.key.clone()).collect::<Vec<_>>(), vec![Some(Bytes::from_static(b"k")); 2]);
+        }
+    }
+
+    fn record(i: i32, key: Option<&'static [u8]>) -> Record {
+        Record {
+            offset_delta: i,
+            timestamp: now_ms(),
+            key: key.map(Bytes::from_static),
+            value: Some(Bytes::from_static(b"v")),
+            headers: None,
+        }
+    }
+
     /// Produce v9 of one batch to partition 0 of "t", acks=all: the whole response.
     async fn produce_v9(broker: &Broker, batch: Bytes) -> ProduceResponse {
         use crate::broker::testing::round_trip;
@@ -664,13 +714,6 @@ mod topic_settings_tests {
     async fn a_compacted_topic_refuses_records_without_a_key_naming_them() {
         for layout in [StorageLayout::Rows, StorageLayout::Batches] {
             let broker = configured(layout, &[("cleanup.policy", "compact")]).await;
-            let record = |i: i32, key: Option<&'static [u8]>| Record {
-                offset_delta: i,
-                timestamp: now_ms(),
-                key: key.map(Bytes::from_static),
-                value: Some(Bytes::from_static(b"v")),
-                headers: None,
-            };
             let batch = encode_batch(0, &[record(0, Some(b"k")), record(1, None), record(2, Some(b"k")), record(3, None)]);
             let response = produce_v9(&broker, batch).await;
             let answer = &response.responses[0].partition_responses[0];

@@ -224,6 +224,24 @@ pub enum TimestampType {
     LogAppendTime,
 }
 
+/// `compression.type` with its level (`compression.gzip.level`, `compression.zstd.level`;
+/// LZ4 is written at its one level).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum TopicCompression {
+    /// Batches stay as each producer compressed them.
+    #[default]
+    Producer,
+    Uncompressed,
+    Gzip {
+        level: i32,
+    },
+    Snappy,
+    Lz4,
+    Zstd {
+        level: i32,
+    },
+}
+
 /// What Produce, Fetch and the cleaner act on, parsed once from a topic's stored configs
 /// (unset keys: their defaults).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -239,6 +257,8 @@ pub struct TopicSettings {
     pub timestamp_after_max_ms: i64,
     /// What compaction follows (read when `compact`).
     pub compaction: CompactionSettings,
+    /// The codec stored batches (and, in the row layout, fetched ones) are in.
+    pub compression: TopicCompression,
 }
 
 /// The configs that say when and how far a compacted partition is cleaned.
@@ -293,6 +313,14 @@ impl TopicSettings {
                 min_dirty_ppm: text("min.cleanable.dirty.ratio").trim().parse::<f64>().map_or(500_000, |r| (r * 1e6).round() as u32),
                 segment_bytes: number("segment.bytes"),
                 segment_ms: number("segment.ms"),
+            },
+            compression: match text("compression.type") {
+                "uncompressed" => TopicCompression::Uncompressed,
+                "gzip" => TopicCompression::Gzip { level: number("compression.gzip.level") as i32 },
+                "snappy" => TopicCompression::Snappy,
+                "lz4" => TopicCompression::Lz4,
+                "zstd" => TopicCompression::Zstd { level: number("compression.zstd.level") as i32 },
+                _ => TopicCompression::Producer,
             },
         }
     }

@@ -11,6 +11,7 @@
 //!   so that no array length read off the wire can make the decoder pre-allocate more than
 //!   the bytes actually present justify.
 
+pub mod compress;
 pub mod frame;
 pub mod header;
 pub mod legacy;

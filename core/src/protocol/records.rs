@@ -48,6 +48,8 @@ pub enum RecordsError {
     TooLarge(usize),
     #[error("decompression failed: {0}")]
     Decompress(String),
+    #[error("compression failed: {0}")]
+    Compress(String),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -60,7 +62,8 @@ pub enum Compression {
 }
 
 impl Compression {
-    fn from_attributes(attributes: i16) -> Result<Compression, RecordsError> {
+    /// The codec of a batch's attributes (their low three bits).
+    pub fn from_attributes(attributes: i16) -> Result<Compression, RecordsError> {
         Ok(match attributes & 0x07 {
             0 => Compression::None,
             1 => Compression::Gzip,
@@ -489,6 +492,30 @@ struct Head {
     producer_id: i64,
     producer_epoch: i16,
     base_sequence: i32,
+}
+
+/// Like [`encode_batch_like`], the records compressed with `codec` at `level` (what a
+/// topic's `compression.type` asks for; [`Compression::None`] strips the producer's).
+pub fn encode_batch_in(original: &Batch, records: &[Record], codec: Compression, level: i32) -> Result<Bytes, RecordsError> {
+    compress_batch(encode_batch_like(original, records), codec, level)
+}
+
+/// An uncompressed batch with its records compressed by `codec` at `level`: the header
+/// kept, its length, codec bits and CRC updated.
+pub fn compress_batch(plain: Bytes, codec: Compression, level: i32) -> Result<Bytes, RecordsError> {
+    if codec == Compression::None {
+        return Ok(plain);
+    }
+    let body = super::compress::compress(codec, level, &plain[BATCH_HEADER_BYTES..])?;
+    let mut out = BytesMut::with_capacity(BATCH_HEADER_BYTES + body.len());
+    out.extend_from_slice(&plain[..BATCH_HEADER_BYTES]);
+    out.extend_from_slice(&body);
+    let length = (out.len() - LOG_OVERHEAD) as i32;
+    out[8..12].copy_from_slice(&length.to_be_bytes());
+    let attributes = i16::from_be_bytes([out[CRC_START], out[CRC_START + 1]]) | codec as i16;
+    out[CRC_START..CRC_START + 2].copy_from_slice(&attributes.to_be_bytes());
+    seal_crc(&mut out);
+    Ok(out.freeze())
 }
 
 fn encode(head: &Head, records: &[Record]) -> Bytes {

@@ -203,8 +203,8 @@ impl Storage for MemoryStorage {
         Ok(())
     }
 
-    fn first_offset_within_bytes(&mut self, topic_id: i32, partition: i32, bytes: i64) -> Result<Option<i64>, StorageError> {
-        let mut rows: Vec<StoredRecord> = self.rows_of(topic_id, partition).collect();
+    fn first_offset_within_bytes(&mut self, topic_id: i32, partition: i32, bytes: i64, from: i64) -> Result<Option<i64>, StorageError> {
+        let mut rows: Vec<StoredRecord> = self.rows_of(topic_id, partition).filter(|r| r.offset >= from).collect();
         rows.sort_by_key(|r| std::cmp::Reverse(r.offset));
         let mut kept = 0;
         for row in &rows {

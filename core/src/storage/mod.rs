@@ -333,8 +333,10 @@ pub trait Storage {
     fn retention_starts(&mut self, now_ms: i64) -> Result<Vec<(i32, i32, i64)>, StorageError>;
 
     /// The first offset of the newest messages that hold at most `bytes` payload bytes
-    /// together (`None`: the whole partition does): where compaction's head starts.
-    fn first_offset_within_bytes(&mut self, topic_id: i32, partition: i32, bytes: i64) -> Result<Option<i64>, StorageError>;
+    /// together, counting only those at or after `from` (`None`: all of those do): where
+    /// retention.bytes starts a partition and compaction's head starts. Reads at most the
+    /// messages after `from`.
+    fn first_offset_within_bytes(&mut self, topic_id: i32, partition: i32, bytes: i64, from: i64) -> Result<Option<i64>, StorageError>;
     /// A compacted partition's cleaner state (`None` before its first pass).
     fn cleaning_state(&mut self, topic_id: i32, partition: i32) -> Result<Option<PartitionCleaning>, StorageError>;
     /// Stores a partition's cleaner state, in the caller's transaction.

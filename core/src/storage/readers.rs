@@ -280,6 +280,7 @@ mod tests {
                 below: 3,
                 max_bytes: 1 << 20,
                 layout: crate::storage::StorageLayout::Rows,
+                codec: None,
             }],
             response_bytes: 1 << 20,
         }

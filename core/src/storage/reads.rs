@@ -19,7 +19,7 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use super::batches::record_count;
 use super::readers::ReaderJob;
 use super::{offsets_topic, ReadLimit, Storage, StorageError, StorageLayout, StoredRecord};
-use crate::protocol::records::{encode_batch, Record};
+use crate::protocol::records::{compress_batch, encode_batch, Compression, Record};
 
 /// One partition's part of a Fetch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -32,6 +32,9 @@ pub struct PartitionRead {
     pub max_bytes: usize,
     /// Where its messages are.
     pub layout: StorageLayout,
+    /// The codec and level a row-layout partition's batch is sent in (its topic's
+    /// `compression.type`); `None`: uncompressed. Batch-layout partitions are stored in it.
+    pub codec: Option<(Compression, i32)>,
 }
 
 /// The reads of one Fetch, in request order, and the bytes its response may hold.
@@ -105,8 +108,8 @@ impl ReadPlan {
             let limit =
                 ReadLimit { from: r.from, below: r.below, max_bytes: r.max_bytes.min(left), at_least_one: left == self.response_bytes };
             let answer = match r.layout {
-                _ if r.topic_id == offsets_topic::TOPIC_ID => rows_answer(offsets_topic::read(storage, limit)?),
-                StorageLayout::Rows => rows_answer(storage.read(r.topic_id, r.partition, limit)?),
+                _ if r.topic_id == offsets_topic::TOPIC_ID => rows_answer(offsets_topic::read(storage, limit)?, None),
+                StorageLayout::Rows => rows_answer(storage.read(r.topic_id, r.partition, limit)?, r.codec),
                 StorageLayout::Batches => batches_answer(storage.read_batches(r.topic_id, r.partition, limit)?),
             };
             left = left.saturating_sub(answer.len());
@@ -125,6 +128,9 @@ impl ReadPlan {
             out.put_i64(r.below);
             out.put_u64(r.max_bytes as u64);
             out.put_u8(r.layout as u8);
+            let (codec, level) = r.codec.map_or((NO_CODEC, 0), |(codec, level)| (codec as u8, level));
+            out.put_u8(codec);
+            out.put_i32(level);
         }
         out.put_u64(self.response_bytes as u64);
         out
@@ -132,9 +138,9 @@ impl ReadPlan {
 
     pub fn decode(mut bytes: &[u8]) -> Result<ReadPlan, WireError> {
         let count = take(&mut bytes, 4)?.get_u32() as usize;
-        let mut reads = Vec::with_capacity(count.min(bytes.len() / 33));
+        let mut reads = Vec::with_capacity(count.min(bytes.len() / READ_BYTES));
         for _ in 0..count {
-            let mut r = take(&mut bytes, 33)?;
+            let mut r = take(&mut bytes, READ_BYTES)?;
             let (topic_id, partition, from, below) = (r.get_i32(), r.get_i32(), r.get_i64(), r.get_i64());
             let max_bytes = saturating_usize(r.get_u64());
             let layout = match r.get_u8() {
@@ -142,7 +148,11 @@ impl ReadPlan {
                 1 => StorageLayout::Batches,
                 other => return Err(WireError::UnknownTag(other)),
             };
-            reads.push(PartitionRead { topic_id, partition, from, below, max_bytes, layout });
+            let codec = match (r.get_u8(), r.get_i32()) {
+                (NO_CODEC, _) => None,
+                (codec, level) => Some((Compression::from_attributes(i16::from(codec)).map_err(|_| WireError::UnknownTag(codec))?, level)),
+            };
+            reads.push(PartitionRead { topic_id, partition, from, below, max_bytes, layout, codec });
         }
         let response_bytes = saturating_usize(take(&mut bytes, 8)?.get_u64());
         finished(bytes)?;
@@ -150,8 +160,14 @@ impl ReadPlan {
     }
 }
 
-/// Stored rows as one batch, offsets kept as stored (gaps stay gaps); nothing when none.
-fn rows_answer(records: Vec<StoredRecord>) -> PartitionAnswer {
+/// A read on the wire: topic, partition, from, below, max bytes, layout, codec, level.
+const READ_BYTES: usize = 4 + 4 + 8 + 8 + 8 + 1 + 1 + 4;
+/// The codec byte of a read whose rows go uncompressed.
+const NO_CODEC: u8 = u8::MAX;
+
+/// Stored rows as one batch, offsets kept as stored (gaps stay gaps), compressed with
+/// `codec` when one is given; nothing when there are no rows.
+fn rows_answer(records: Vec<StoredRecord>, codec: Option<(Compression, i32)>) -> PartitionAnswer {
     let Some(base_offset) = records.first().map(|r| r.offset) else { return PartitionAnswer::default() };
     let count = records.len();
     let records: Vec<Record> = records
@@ -164,7 +180,10 @@ fn rows_answer(records: Vec<StoredRecord>) -> PartitionAnswer {
             headers: r.headers,
         })
         .collect();
-    PartitionAnswer { records: count, batches: vec![encode_batch(base_offset, &records)] }
+    let plain = encode_batch(base_offset, &records);
+    // An encoder that fails (it does not on bytes it made) leaves the batch uncompressed.
+    let batch = codec.and_then(|(codec, level)| compress_batch(plain.clone(), codec, level).ok()).unwrap_or(plain);
+    PartitionAnswer { records: count, batches: vec![batch] }
 }
 
 /// Stored batches, as they were read.
@@ -300,7 +319,15 @@ mod tests {
     #[test]
     fn a_plan_stops_when_the_response_is_full_but_gives_the_first_message_whole() {
         let (mut storage, topic_id) = filled();
-        let read = |partition, max_bytes| PartitionRead { topic_id, partition, from: 0, below: 5, max_bytes, layout: StorageLayout::Rows };
+        let read = |partition, max_bytes| PartitionRead {
+            topic_id,
+            partition,
+            from: 0,
+            below: 5,
+            max_bytes,
+            layout: StorageLayout::Rows,
+            codec: None,
+        };
         let everything = ReadPlan { reads: vec![read(0, usize::MAX), read(1, usize::MAX)], response_bytes: usize::MAX };
         let all = everything.run(&mut storage).unwrap();
         assert_eq!((all.len(), all[0].records, all[1].records), (2, 5, 5));
@@ -326,8 +353,15 @@ mod tests {
             })
             .collect();
         storage.append_batches(&rows).unwrap();
-        let read =
-            |from, max_bytes| PartitionRead { topic_id: topic.id, partition: 0, from, below: 9, max_bytes, layout: StorageLayout::Batches };
+        let read = |from, max_bytes| PartitionRead {
+            topic_id: topic.id,
+            partition: 0,
+            from,
+            below: 9,
+            max_bytes,
+            layout: StorageLayout::Batches,
+            codec: None,
+        };
         let all = ReadPlan { reads: vec![read(4, usize::MAX)], response_bytes: usize::MAX }.run(&mut storage).unwrap();
         assert_eq!(all[0].records, 6, "from the batch holding offset 4");
         assert_eq!(all[0].clone().into_records(), [rows[1].bytes.clone(), rows[2].bytes.clone()].concat());
@@ -339,7 +373,15 @@ mod tests {
     fn answers_and_plans_survive_the_wire() {
         let (mut storage, topic_id) = filled();
         let plan = ReadPlan {
-            reads: vec![PartitionRead { topic_id, partition: 1, from: 1, below: 4, max_bytes: 1 << 20, layout: StorageLayout::Rows }],
+            reads: vec![PartitionRead {
+                topic_id,
+                partition: 1,
+                from: 1,
+                below: 4,
+                max_bytes: 1 << 20,
+                layout: StorageLayout::Rows,
+                codec: None,
+            }],
             response_bytes: 1 << 20,
         };
         assert_eq!(ReadPlan::decode(&plan.encode()), Ok(plan.clone()));
@@ -350,6 +392,33 @@ mod tests {
             panic!("an error comes back as an error")
         };
         assert!(message.contains("cancelled"), "{message}");
+    }
+
+    #[test]
+    fn a_row_partition_of_a_compressed_topic_is_sent_in_its_codec() {
+        let (mut storage, topic_id) = filled();
+        let read = |codec| ReadPlan {
+            reads: vec![PartitionRead {
+                topic_id,
+                partition: 0,
+                from: 0,
+                below: 5,
+                max_bytes: 1 << 20,
+                layout: StorageLayout::Rows,
+                codec,
+            }],
+            response_bytes: 1 << 20,
+        };
+        let plain = read(None).run(&mut storage).unwrap().remove(0).into_records();
+        let plain = crate::protocol::records::decode_batches(plain, 1 << 20).unwrap();
+        for codec in [Compression::Gzip, Compression::Snappy, Compression::Lz4, Compression::Zstd] {
+            let plan = read(Some((codec, 3)));
+            assert_eq!(ReadPlan::decode(&plan.encode()), Ok(plan.clone()), "the codec crosses the reader socket");
+            let sent = plan.run(&mut storage).unwrap().remove(0).into_records();
+            let decoded = crate::protocol::records::decode_batches(sent, 1 << 20).unwrap();
+            assert_eq!(decoded[0].attributes & 0x07, codec as i16);
+            assert_eq!(decoded[0].records, plain[0].records, "{codec:?}");
+        }
     }
 
     /// Whatever arrives, decoding answers or refuses without panicking, and never
@@ -372,7 +441,15 @@ mod tests {
         }
         let (mut storage, topic_id) = filled();
         let plan = ReadPlan {
-            reads: vec![PartitionRead { topic_id, partition: 0, from: 0, below: 5, max_bytes: 1 << 20, layout: StorageLayout::Rows }],
+            reads: vec![PartitionRead {
+                topic_id,
+                partition: 0,
+                from: 0,
+                below: 5,
+                max_bytes: 1 << 20,
+                layout: StorageLayout::Rows,
+                codec: None,
+            }],
             response_bytes: 1 << 20,
         };
         let encoded = encode_answer(&plan.run(&mut storage));

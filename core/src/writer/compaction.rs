@@ -90,7 +90,7 @@ pub fn compact_partition(storage: &mut dyn Storage, topic: &Topic, partition: i3
     let Some(start) = storage.first_offset(topic.id, partition)? else { return Ok(None) };
     let mut state = storage.cleaning_state(topic.id, partition)?.unwrap_or_default();
     let from = state.cleaned_to.max(start);
-    let end = cleanable_end(storage, topic.id, partition, start, high, &settings, now_ms)?;
+    let end = cleanable_end(storage, topic.id, partition, from, high, &settings, now_ms)?;
     if end <= from {
         return Ok(None);
     }
@@ -130,17 +130,24 @@ fn cleanable_end(
     storage: &mut dyn Storage,
     topic_id: i32,
     partition: i32,
-    start: i64,
+    from: i64,
     high: i64,
     settings: &CompactionSettings,
     now_ms: i64,
 ) -> Result<i64, StorageError> {
-    let by_bytes = storage.first_offset_within_bytes(topic_id, partition, settings.segment_bytes)?.unwrap_or(start);
     let first_younger = |storage: &mut dyn Storage, age_ms: i64| -> Result<i64, StorageError> {
         let since = now_ms.saturating_sub(age_ms);
         Ok(storage.offset_for_timestamp(topic_id, partition, since)?.map_or(high, |(offset, _)| offset))
     };
     let by_time = first_younger(storage, settings.segment_ms.min(settings.max_lag_ms))?;
+    // The head is what is both young and within the newest segment.bytes: when nothing is
+    // young, the bytes do not matter (and are not summed). Only the dirty part's bytes
+    // are (where the head starts below `from`, nothing is cleanable by bytes).
+    let by_bytes = if by_time >= high - 1 {
+        by_time
+    } else {
+        storage.first_offset_within_bytes(topic_id, partition, settings.segment_bytes, from)?.unwrap_or(from)
+    };
     let mut end = by_bytes.max(by_time).min(high - 1);
     if settings.min_lag_ms > 0 {
         end = end.min(first_younger(storage, settings.min_lag_ms)?);

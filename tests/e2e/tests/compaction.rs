@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::admin::{AdminClient, AdminOptions, AlterConfig, NewTopic, ResourceSpecifier, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::{ClientConfig, Offset};
 
@@ -74,4 +74,62 @@ fn a_compacted_topic_keeps_the_latest_record_of_each_key_in_both_layouts() {
     let not_compacted = "SELECT cleaned_to IS NULL AND dirty_ratio IS NULL AND compaction_removed IS NULL FROM kafka.topic_partitions WHERE topic = 'e2e-not-compacted'";
     assert_eq!(psql(not_compacted), "t");
     assert!(wait_for_log("pg_kafka: compaction removed 90 records of \"e2e-compacted-batches\" partition 0"));
+}
+
+fn alter_topic(topic: &str, configs: &[(&str, &str)]) {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new().set("bootstrap.servers", bootstrap()).create().expect("admin");
+    let alter = configs.iter().fold(AlterConfig::new(ResourceSpecifier::Topic(topic)), |a, (name, value)| a.set(name, value));
+    let altered = block_on(admin.alter_configs(&[alter], &AdminOptions::new().request_timeout(Some(Duration::from_secs(10))))).unwrap();
+    assert!(altered[0].is_ok(), "{altered:?}");
+}
+
+/// A topic that holds data changes its cleanup.policy both ways: made compacted, the
+/// records compaction removes go (keyless ones too, as Kafka's cleaner drops them);
+/// made `delete` again, keyless records are accepted and nothing more is compacted.
+#[test]
+fn a_topic_holding_data_changes_its_cleanup_policy_both_ways() {
+    let topic = "e2e-policy-change";
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new().set("bootstrap.servers", bootstrap()).create().expect("admin");
+    let new = NewTopic::new(topic, 1, TopicReplication::Fixed(1)).set("pg_kafka.storage", "batches");
+    block_on(admin.create_topics(&[new], &AdminOptions::new())).unwrap();
+    let keyless = || Message { value: b"no key".to_vec(), ..Message::default() };
+    assert_eq!(produce(topic, &[], [keyless()]), (1, 0), "a delete topic takes keyless records");
+    assert_eq!(produce(topic, &[], (0..20).map(|i| keyed(&format!("k{}", i % 2), format!("v{i}")))), (20, 0));
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(produce(topic, &[], [keyed("tail", "t".into())]), (1, 0));
+
+    alter_topic(topic, &[("cleanup.policy", "compact"), ("segment.ms", "100"), ("min.cleanable.dirty.ratio", "0.01")]);
+    let counted = format!("SELECT count(*) FROM {}", messages_of(topic));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while psql(&counted) != "3" {
+        assert!(Instant::now() < deadline, "compaction left {} records", psql(&counted));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let latest = format!("SELECT string_agg(key_text || '=' || value_text, ',' ORDER BY \"offset\") FROM kafka.latest('{topic}')");
+    assert_eq!(psql(&latest), "k0=v18,k1=v19,tail=t");
+    assert_eq!(produce(topic, &[("message.timeout.ms", "5000")], [keyless()]), (0, 1), "compacted: keyless refused");
+
+    alter_topic(topic, &[("cleanup.policy", "delete")]);
+    assert_eq!(produce(topic, &[], [keyless()]), (1, 0), "delete again: keyless accepted");
+    assert_eq!(produce(topic, &[], [keyed("k0", "again".into())]), (1, 0));
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(psql(&counted), "5", "nothing compacted any more");
+}
+
+/// A row-layout topic with compression.type sends its fetched batches in that codec,
+/// which librdkafka decodes (the Java tier reads every codec in both layouts).
+#[test]
+fn a_row_topic_sends_batches_in_its_compression_type() {
+    for codec in ["gzip", "snappy", "lz4", "zstd"] {
+        let topic = format!("e2e-row-codec-{codec}");
+        let admin: AdminClient<DefaultClientContext> = ClientConfig::new().set("bootstrap.servers", bootstrap()).create().expect("admin");
+        let new = NewTopic::new(&topic, 1, TopicReplication::Fixed(1)).set("compression.type", codec).set("pg_kafka.storage", "rows");
+        block_on(admin.create_topics(&[new], &AdminOptions::new())).unwrap();
+        let sent: Vec<String> = (0..200).map(|i| format!("{codec} {i} {}", "z".repeat(i % 97))).collect();
+        assert_eq!(produce(&topic, &[], sent.iter().map(|v| keyed("k", v.clone()))), (200, 0));
+        let reader = consumer(&topic, &[0], Offset::Beginning, &[]);
+        let got: Vec<String> =
+            receive(&reader, 200, Duration::from_secs(20)).iter().map(|m| String::from_utf8_lossy(&m.value).into_owned()).collect();
+        assert_eq!(got, sent, "{codec}");
+    }
 }

@@ -30,6 +30,7 @@ import org.apache.kafka.common.record.TimestampType;
 import org.apache.kafka.common.utils.Utils;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.CsvSource;
 import org.junit.jupiter.params.provider.ValueSource;
 
 /** Kafka's Java producer: acks, idempotence, codecs, headers, timestamps, partitioning, sizes, errors. */
@@ -116,6 +117,28 @@ class ProducerTest {
         for (int i = 0; i < records.size(); i++) {
             assertEquals("k" + (i % 7), records.get(i).key());
             assertEquals(i, records.get(i).offset());
+        }
+    }
+
+    /** A topic's compression.type: both layouts keep or send batches in that codec, which the Java consumer reads. */
+    @ParameterizedTest
+    @CsvSource({"gzip,rows", "snappy,rows", "lz4,rows", "zstd,rows", "gzip,batches", "snappy,batches", "lz4,batches", "zstd,batches"})
+    void aTopicsCompressionTypeIsWhatConsumersRead(String codec, String layout) throws Exception {
+        String topic = Cluster.uniqueTopic("topic-codec-" + codec + "-" + layout);
+        Cluster.createTopic(topic, 1, Map.of("compression.type", codec, "pg_kafka.storage", layout));
+        List<String> sent = new ArrayList<>();
+        try (KafkaProducer<String, String> producer = Cluster.producer(Map.of("linger.ms", "20"))) {
+            for (int i = 0; i < 300; i++) {
+                sent.add("value " + i + " " + "y".repeat(i % 300));
+                producer.send(new ProducerRecord<>(topic, "k" + i, sent.get(i)));
+            }
+            producer.flush();
+        }
+        assertEquals(sent, values(Cluster.readAll(topic)), codec + " in " + layout);
+        if (layout.equals("batches")) {
+            String codecs = Cluster.psql("SELECT string_agg(DISTINCT (get_byte(batch, 22) & 7)::text, ',') FROM kafka.batches b "
+                    + "JOIN kafka.topics t ON t.id = b.topic_id WHERE t.name = '" + topic + "'");
+            assertEquals(Map.of("gzip", "1", "snappy", "2", "lz4", "3", "zstd", "4").get(codec), codecs, "stored in the topic's codec");
         }
     }
 
