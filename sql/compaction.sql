@@ -21,6 +21,10 @@ CREATE TABLE kafka.partition_cleaning (
     last_pass        timestamptz NOT NULL,
     last_removed     bigint      NOT NULL,
     removed_total    bigint      NOT NULL,
+    -- A round of cleaning that spans passes (0: none): its dirty part's end, and how far
+    -- its walk from the log start has come.
+    round_end        bigint      NOT NULL DEFAULT 0,
+    walked_to        bigint      NOT NULL DEFAULT 0,
     PRIMARY KEY (topic_id, partition)
 );
 SELECT pg_catalog.pg_extension_config_dump('kafka.partition_cleaning', '');

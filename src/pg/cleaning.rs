@@ -27,6 +27,8 @@ pub fn state(topic_id: i32, partition: i32) -> Result<Option<PartitionCleaning>,
             last_pass_ms: long(5)?,
             last_removed: long(6)?,
             removed_total: long(7)?,
+            round_end: long(8)?,
+            walked_to: long(9)?,
         }))
     })
 }
@@ -44,6 +46,8 @@ pub fn save_state(topic_id: i32, partition: i32, state: &PartitionCleaning) -> R
         state.last_pass_ms.into(),
         state.last_removed.into(),
         state.removed_total.into(),
+        state.round_end.into(),
+        state.walked_to.into(),
     ];
     execute(SAVE_CLEANING_STATE, &args)
 }

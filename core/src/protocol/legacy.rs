@@ -139,8 +139,11 @@ fn list_offsets_response(t: &mut Translator) -> Step {
     })
 }
 
-/// DescribeConfigs v1 to v0: config_source becomes is_default, synonyms go.
+/// DescribeConfigs v1 to v0: config_source becomes is_default, synonyms go. As the
+/// brokers of v0's time said, a value not set on the resource itself is the default:
+/// Kafka's own default, or the broker's static one (pg_kafka's retention.ms, say).
 fn describe_configs_response(t: &mut Translator) -> Step {
+    const STATIC_BROKER_CONFIG: i8 = 4;
     const DEFAULT_CONFIG: i8 = 5;
     t.copy(4)?; // throttle
     t.array(|t| {
@@ -153,7 +156,7 @@ fn describe_configs_response(t: &mut Translator) -> Step {
             t.copy_nullable_string()?;
             t.copy(1)?; // read only
             let source = t.read_i8()?;
-            t.out.put_u8(u8::from(source == DEFAULT_CONFIG));
+            t.out.put_u8(u8::from(source == DEFAULT_CONFIG || source == STATIC_BROKER_CONFIG));
             t.copy(1)?; // sensitive
             t.skip_array(|t| {
                 t.skip_string()?;
@@ -451,12 +454,13 @@ mod tests {
         let response = DescribeConfigsResponse::default().with_results(vec![DescribeConfigsResult::default()
             .with_resource_type(2)
             .with_resource_name(StrBytes::from_static_str("t"))
-            .with_configs(vec![entry("a", 5), entry("b", 1)])]);
+            .with_configs(vec![entry("a", 5), entry("b", 1), entry("c", 4)])]);
         let old = translate_response(ApiKey::DescribeConfigs, 0, &encode(&response, 1)).unwrap();
-        // Two entries: name "a"/"b", value "1", read_only, is_default, sensitive (9 bytes each).
-        let entries = &old[old.len() - 2 * 9..];
+        // Three entries: name, value "1", read_only, is_default, sensitive (9 bytes each).
+        let entries = &old[old.len() - 3 * 9..];
         assert_eq!(entries[7], 1, "source 5 is the default");
-        assert_eq!(entries[9 + 7], 0);
+        assert_eq!(entries[9 + 7], 0, "set on the topic");
+        assert_eq!(entries[18 + 7], 1, "the broker's static value is not set on the topic");
     }
 
     #[test]

@@ -249,6 +249,11 @@ pub struct PartitionCleaning {
     pub last_pass_ms: i64,
     pub last_removed: i64,
     pub removed_total: i64,
+    /// A round of cleaning in progress (0: none): its dirty part ends here, and its walk
+    /// from the log start reached `walked_to` (a pass stops at its time budget; the next
+    /// one goes on from there).
+    pub round_end: i64,
+    pub walked_to: i64,
 }
 
 /// An upper bound for a record's varint framing inside a batch (length, attributes,

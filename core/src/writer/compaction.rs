@@ -26,6 +26,7 @@
 //! 5. stores where it reached (`kafka.partition_cleaning`).
 
 use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
@@ -53,14 +54,30 @@ pub struct Cleaned {
     pub cleaned_to: i64,
 }
 
-/// Compacts every partition of every compacted topic that is due, as of `now_ms`.
-pub fn compact_all(storage: &mut dyn Storage, now_ms: i64) -> Result<Vec<Cleaned>, StorageError> {
-    let mut cleaned = Vec::new();
+/// How long one pass may spend walking partitions (it runs in one reader transaction
+/// under `pg_kafka.statement_timeout_ms`, 30 s by default, with retention before it): a
+/// round of cleaning that takes longer goes on in the next passes.
+pub const PASS_BUDGET: Duration = Duration::from_secs(10);
+
+/// Compacts the partitions of compacted topics that are due, as of `now_ms`, least
+/// recently cleaned first, until `deadline` (each partition it reaches walks at least a
+/// chunk, so every round ends).
+pub fn compact_all(storage: &mut dyn Storage, now_ms: i64, deadline: Instant) -> Result<Vec<Cleaned>, StorageError> {
+    let mut due = Vec::new();
     for topic in storage.all_topics()?.into_iter().filter(|t| t.settings.compact) {
         for partition in 0..topic.partitions {
-            if let Some(done) = compact_partition(storage, &topic, partition, now_ms)? {
-                cleaned.push(done);
-            }
+            let last_pass_ms = storage.cleaning_state(topic.id, partition)?.map_or(i64::MIN, |s| s.last_pass_ms);
+            due.push((last_pass_ms, topic.clone(), partition));
+        }
+    }
+    due.sort_by_key(|(last_pass_ms, topic, partition)| (*last_pass_ms, topic.id, *partition));
+    let mut cleaned = Vec::new();
+    for (_, topic, partition) in due {
+        if Instant::now() >= deadline {
+            break;
+        }
+        if let Some(done) = compact_partition(storage, &topic, partition, now_ms, deadline)? {
+            cleaned.push(done);
         }
     }
     Ok(cleaned)
@@ -83,43 +100,77 @@ impl Seen {
     }
 }
 
-/// Compacts one partition if it is due; `None` when it was not.
-pub fn compact_partition(storage: &mut dyn Storage, topic: &Topic, partition: i32, now_ms: i64) -> Result<Option<Cleaned>, StorageError> {
+/// Compacts one partition if it is due (or goes on with its round); `None` when it was not.
+pub fn compact_partition(
+    storage: &mut dyn Storage,
+    topic: &Topic,
+    partition: i32,
+    now_ms: i64,
+    deadline: Instant,
+) -> Result<Option<Cleaned>, StorageError> {
     let settings = topic.settings.compaction;
     let high = storage.next_offset(topic.id, partition)?;
     let Some(start) = storage.first_offset(topic.id, partition)? else { return Ok(None) };
     let mut state = storage.cleaning_state(topic.id, partition)?.unwrap_or_default();
     let from = state.cleaned_to.max(start);
-    let end = cleanable_end(storage, topic.id, partition, from, high, &settings, now_ms)?;
+    let resuming = state.round_end > from;
+    let end = if resuming { state.round_end } else { cleanable_end(storage, topic.id, partition, from, high, &settings, now_ms)? };
     if end <= from {
         return Ok(None);
     }
     let (dirty, read_to) = read_seen(storage, topic, partition, from, end, MAX_DIRTY_RECORDS)?;
-    // A batch reaching past `end` is the next pass's: the dirty part ends before it.
+    // A batch reaching past `end` is the next round's: the dirty part ends before it.
     let (latest, end) = latest_offsets(&dirty, end.min(read_to));
     if end <= from {
         return Ok(None);
     }
-    let dirty_bytes: usize = dirty.iter().take_while(|s| s.offset < end).map(|s| s.bytes).sum();
-    let overdue = dirty.first().is_some_and(|s| s.timestamp_ms < now_ms.saturating_sub(settings.max_lag_ms));
-    if !overdue && !dirty_enough(dirty_bytes as i64, state.clean_bytes, settings.min_dirty_ppm) {
-        return Ok(None);
+    if !resuming {
+        let dirty_bytes: usize = dirty.iter().take_while(|s| s.offset < end).map(|s| s.bytes).sum();
+        let overdue = dirty.first().is_some_and(|s| s.timestamp_ms < now_ms.saturating_sub(settings.max_lag_ms));
+        if !overdue && !dirty_enough(dirty_bytes as i64, state.clean_bytes, settings.min_dirty_ppm) {
+            return Ok(None);
+        }
+        (state.round_end, state.walked_to, state.clean_bytes) = (end, start, 0);
     }
     drop(dirty);
     let horizon = tombstone_horizon(&state.reached, settings.delete_retention_ms, now_ms);
     let decide = |offset: i64, key: Option<&Bytes>, tombstone: bool| removable(offset, key, tombstone, &latest, horizon);
-    let (removed, kept_bytes) = match topic.layout {
-        StorageLayout::Rows => clean_rows(storage, topic.id, partition, start, end, decide)?,
-        StorageLayout::Batches => clean_batches(storage, topic.id, partition, start, end, decide)?,
+    let walk = Walk { topic_id: topic.id, partition, start, from: state.walked_to.max(start), end, deadline };
+    let walked = match topic.layout {
+        StorageLayout::Rows => clean_rows(storage, &walk, decide)?,
+        StorageLayout::Batches => clean_batches(storage, &walk, decide)?,
     };
-    state.cleaned_to = end;
-    state.clean_bytes = kept_bytes;
-    state.reached = reached_after(&state.reached, (end, now_ms), settings.delete_retention_ms, now_ms);
+    state.clean_bytes += walked.kept_bytes;
     state.last_pass_ms = now_ms;
-    state.last_removed = removed;
-    state.removed_total += removed;
+    state.last_removed = walked.removed;
+    state.removed_total += walked.removed;
+    if walked.reached >= end {
+        state.cleaned_to = end;
+        state.reached = reached_after(&state.reached, (end, now_ms), settings.delete_retention_ms, now_ms);
+        (state.round_end, state.walked_to) = (0, 0);
+    } else {
+        state.walked_to = walked.reached;
+    }
     storage.save_cleaning_state(topic.id, partition, &state)?;
-    Ok(Some(Cleaned { topic: topic.name.clone(), topic_id: topic.id, partition, removed, cleaned_to: end }))
+    Ok(Some(Cleaned { topic: topic.name.clone(), topic_id: topic.id, partition, removed: walked.removed, cleaned_to: state.cleaned_to }))
+}
+
+/// One pass's walk over a partition: `from..end` of a round that cleans `start..end`.
+struct Walk {
+    topic_id: i32,
+    partition: i32,
+    start: i64,
+    from: i64,
+    end: i64,
+    deadline: Instant,
+}
+
+/// What a walk did: records removed, payload bytes kept, and where it stopped (`end`
+/// when it got there).
+struct Walked {
+    removed: i64,
+    kept_bytes: i64,
+    reached: i64,
 }
 
 /// Where the cleanable part ends: the head's start (the newest `segment.bytes` that are
@@ -261,74 +312,71 @@ fn unpacked(batches: &[Bytes]) -> Result<Vec<StoredRecord>, StorageError> {
 
 type Decide<'a> = dyn Fn(i64, Option<&Bytes>, bool) -> bool + 'a;
 
-/// Deletes the rows of `start..end` the decision removes: (removed, payload bytes kept).
-fn clean_rows(
-    storage: &mut dyn Storage,
-    topic_id: i32,
-    partition: i32,
-    start: i64,
-    end: i64,
-    decide: impl Fn(i64, Option<&Bytes>, bool) -> bool,
-) -> Result<(i64, i64), StorageError> {
-    let (mut removed, mut kept) = (0, 0);
-    let mut cursor = start;
-    while cursor < end {
-        let rows = storage.read(topic_id, partition, ReadLimit { from: cursor, below: end, max_bytes: CHUNK_BYTES, at_least_one: true })?;
-        let Some(last) = rows.last().map(|r| r.offset) else { break };
+/// Deletes the rows of the walk the decision removes, chunk by chunk until its end or
+/// its deadline.
+fn clean_rows(storage: &mut dyn Storage, walk: &Walk, decide: impl Fn(i64, Option<&Bytes>, bool) -> bool) -> Result<Walked, StorageError> {
+    let mut walked = Walked { removed: 0, kept_bytes: 0, reached: walk.from };
+    while walked.reached < walk.end {
+        let limit = ReadLimit { from: walked.reached, below: walk.end, max_bytes: CHUNK_BYTES, at_least_one: true };
+        let rows = storage.read(walk.topic_id, walk.partition, limit)?;
+        let Some(last) = rows.last().map(|r| r.offset) else {
+            walked.reached = walk.end;
+            break;
+        };
         let mut gone = Vec::new();
         for row in rows.into_iter().map(Seen::of) {
             if decide(row.offset, row.key.as_ref(), row.tombstone) {
                 gone.push(row.offset);
             } else {
-                kept += row.bytes as i64;
+                walked.kept_bytes += row.bytes as i64;
             }
         }
         if !gone.is_empty() {
-            storage.delete_messages(topic_id, partition, &gone)?;
-            removed += gone.len() as i64;
+            storage.delete_messages(walk.topic_id, walk.partition, &gone)?;
+            walked.removed += gone.len() as i64;
         }
-        cursor = last + 1;
+        walked.reached = last + 1;
+        if Instant::now() >= walk.deadline {
+            break;
+        }
     }
-    Ok((removed, kept))
+    Ok(walked)
 }
 
-/// Rewrites the batches of `start..end` without the records the decision removes:
-/// (removed, payload bytes kept). A batch reaching past `end` keeps its later records.
+/// Rewrites the batches of the walk without the records the decision removes, chunk by
+/// chunk until its end or its deadline. A batch reaching past `end` keeps its later records.
 fn clean_batches(
     storage: &mut dyn Storage,
-    topic_id: i32,
-    partition: i32,
-    start: i64,
-    end: i64,
+    walk: &Walk,
     decide: impl Fn(i64, Option<&Bytes>, bool) -> bool,
-) -> Result<(i64, i64), StorageError> {
+) -> Result<Walked, StorageError> {
     let decide: &Decide<'_> = &decide;
-    let (mut removed, mut kept) = (0, 0);
-    let mut cursor = start;
-    while cursor < end {
-        let batches = storage.read_batches(
-            topic_id,
-            partition,
-            ReadLimit { from: cursor, below: end, max_bytes: CHUNK_BYTES, at_least_one: true },
-        )?;
+    let mut walked = Walked { removed: 0, kept_bytes: 0, reached: walk.from };
+    while walked.reached < walk.end {
+        let limit = ReadLimit { from: walked.reached, below: walk.end, max_bytes: CHUNK_BYTES, at_least_one: true };
+        let batches = storage.read_batches(walk.topic_id, walk.partition, limit)?;
         if batches.is_empty() {
+            walked.reached = walk.end;
             break;
         }
         let mut changes = Vec::new();
         for stored in batches {
-            let batch = compacted_batch(topic_id, partition, &stored, start, end, decide)?;
-            cursor = cursor.max(batch.change.0 + 1);
-            removed += batch.removed;
-            kept += batch.kept_bytes;
+            let batch = compacted_batch(walk.topic_id, walk.partition, &stored, walk.start, walk.end, decide)?;
+            walked.reached = walked.reached.max(batch.change.0 + 1);
+            walked.removed += batch.removed;
+            walked.kept_bytes += batch.kept_bytes;
             if batch.removed > 0 {
                 changes.push(batch.change);
             }
         }
         if !changes.is_empty() {
-            storage.replace_batches(topic_id, partition, &changes)?;
+            storage.replace_batches(walk.topic_id, walk.partition, &changes)?;
+        }
+        if Instant::now() >= walk.deadline {
+            break;
         }
     }
-    Ok((removed, kept))
+    Ok(walked)
 }
 
 /// One stored batch after compaction.

@@ -71,7 +71,7 @@ impl Partition {
     }
 
     fn compact(&mut self, now: i64) -> Option<Cleaned> {
-        compact_partition(&mut self.storage, &self.topic, 0, now).unwrap()
+        compact_partition(&mut self.storage, &self.topic, 0, now, Instant::now() + PASS_BUDGET).unwrap()
     }
 
     /// What a consumer reading from the start sees: (offset, key, value).
@@ -227,4 +227,36 @@ fn the_tombstone_horizon_and_the_reach_history_never_move_a_deletion_earlier() {
         assert!(tombstone_horizon(&reached, 1_000_000, now) <= exact);
     }
     assert!(dirty_enough(50, 50, 500_000) && !dirty_enough(49, 51, 500_000) && !dirty_enough(0, 0, 0));
+}
+
+#[test]
+fn a_round_longer_than_a_pass_goes_on_in_the_next_passes_and_readers_always_see_each_keys_latest() {
+    both_layouts(|layout| {
+        let mut p = Partition::new(layout, EAGER);
+        let then = now_ms() - HOUR;
+        let value: &'static str = Box::leak("x".repeat(1024).into_boxed_str());
+        let keys = ["k0", "k1", "k2", "k3", "k4", "k5", "k6", "k7", "k8", "k9"];
+        for _ in 0..30 {
+            let messages: Vec<Message> = (0..1000).map(|i| (Some(keys[i % 10]), Some(value))).collect();
+            p.append(then, &messages);
+        }
+        p.append(then, &[(Some("tail"), Some("t"))]);
+        // A deadline already past: each pass walks one 8 MiB chunk, then stops.
+        let mut passes = 0;
+        loop {
+            let cleaned =
+                compact_partition(&mut p.storage, &p.topic, 0, now_ms(), Instant::now()).unwrap().expect("a round is due or going on");
+            passes += 1;
+            let latest: HashMap<String, i64> = p.log().into_iter().filter_map(|(o, k, _)| k.map(|k| (k, o))).collect();
+            assert_eq!(latest.len(), 11, "{layout:?}: every key is still there after pass {passes}");
+            assert_eq!(latest["k9"], 29_999, "{layout:?}: and with its latest record");
+            if cleaned.cleaned_to == 30_000 {
+                break;
+            }
+            assert!(passes < 20, "{layout:?}: the round ends");
+        }
+        assert!(passes >= 3, "{layout:?}: 30 MB took {passes} passes of 8 MiB");
+        assert_eq!(p.offsets(), [29_990, 29_991, 29_992, 29_993, 29_994, 29_995, 29_996, 29_997, 29_998, 29_999, 30_000]);
+        assert_eq!(p.storage.cleaning_state(p.topic.id, 0).unwrap().map(|s| (s.round_end, s.walked_to)), Some((0, 0)));
+    });
 }

@@ -26,7 +26,7 @@ use crate::storage::readers::{ReaderJob, Readers};
 use crate::storage::reads::{finished, put_error, split_answer, take, take_bytes, WireError};
 use crate::storage::watermarks::Watermarks;
 use crate::storage::{Storage, StorageError};
-use crate::writer::compaction::{compact_all, Cleaned};
+use crate::writer::compaction::{compact_all, Cleaned, PASS_BUDGET};
 
 /// A partition whose log start a pass moved: (topic id, partition, new log start).
 pub type LogStart = (i32, i32, i64);
@@ -53,7 +53,7 @@ impl RetentionPass {
         for &(topic_id, partition, start) in &moved {
             storage.delete_records_before(topic_id, partition, start)?;
         }
-        let cleaned = compact_all(storage, self.now_ms)?;
+        let cleaned = compact_all(storage, self.now_ms, std::time::Instant::now() + PASS_BUDGET)?;
         Ok(PassDone { moved, cleaned })
     }
 

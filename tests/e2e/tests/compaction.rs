@@ -70,7 +70,7 @@ fn a_compacted_topic_keeps_the_latest_record_of_each_key_in_both_layouts() {
         psql(&format!("SELECT kafka.produce('{topic}', 'k3'::text, NULL::text)"));
         assert_eq!(psql(&latest), want.iter().filter(|kv| !kv.starts_with("k3=")).cloned().collect::<Vec<_>>().join(","), "{layout}");
     }
-    psql("INSERT INTO kafka.topics (name, partitions) VALUES ('e2e-not-compacted', 1)");
+    psql("INSERT INTO kafka.topics (name, partitions) VALUES ('e2e-not-compacted', 1) ON CONFLICT DO NOTHING");
     let not_compacted = "SELECT cleaned_to IS NULL AND dirty_ratio IS NULL AND compaction_removed IS NULL FROM kafka.topic_partitions WHERE topic = 'e2e-not-compacted'";
     assert_eq!(psql(not_compacted), "t");
     assert!(wait_for_log("pg_kafka: compaction removed 90 records of \"e2e-compacted-batches\" partition 0"));
