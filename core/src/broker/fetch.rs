@@ -26,7 +26,6 @@ use super::{decode, respond, Broker, Outcome};
 use crate::logging;
 use crate::protocol::compress;
 use crate::protocol::header::RequestFrame;
-use crate::protocol::records::Compression;
 use crate::security::acl::Operation;
 use crate::storage::bridge::{StorageCallError, Unavailable};
 use crate::storage::reads::{PartitionRead, ReadPlan, ReadResult};
@@ -180,7 +179,7 @@ async fn gather(broker: &Broker, wanted: &[Wanted], limits: Limits) -> Result<Ga
                         below: b.high,
                         max_bytes: w.max_bytes,
                         layout: topic.layout,
-                        codec: compress::target(topic.settings.compression).filter(|(codec, _)| *codec != Compression::None),
+                        codec: compress::target(topic.settings.compression),
                     };
                     reads.push(read);
                     indexes.push(index);

@@ -23,7 +23,9 @@ use crate::config::topic::TimestampType;
 use crate::logging;
 use crate::protocol::compress;
 use crate::protocol::header::RequestFrame;
-use crate::protocol::records::{decode_batches_within, encode_batch_in, is_plain, Batch, InflateBudget, InflateCap, Record, RecordsError};
+use crate::protocol::records::{
+    decode_batches_within, encode_batch_in, is_plain, Batch, Compression, InflateBudget, InflateCap, Record, RecordsError,
+};
 use crate::security::acl::Operation;
 use crate::storage::batches::checked;
 use crate::storage::topics::TopicRef;
@@ -271,7 +273,7 @@ fn partition_append(
 /// other than the producer's (as Kafka's log validator does), else as sent.
 fn in_topic_codec(topic: &Topic, batch: &Batch, data: Bytes) -> Result<Bytes, ResponseError> {
     let Some((codec, level)) = compress::target(topic.settings.compression) else { return Ok(data) };
-    if batch.attributes & 0x07 == codec as i16 {
+    if Compression::from_attributes(batch.attributes).ok() == Some(codec) {
         return Ok(data);
     }
     encode_batch_in(batch, &batch.records, codec, level).map_err(|e| {

@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use super::offsets_topic::OffsetCommitRecord;
 use super::{
-    batches, is_valid_topic_name, record_bytes, ActiveProducer, BatchRow, CommittedOffset, LogDirUsage, LoginRole, MessageRows,
+    batches, is_valid_topic_name, payload_bytes, ActiveProducer, BatchRow, CommittedOffset, LogDirUsage, LoginRole, MessageRows,
     OffsetCommit, PartitionCleaning, ProducerKey, ProducerState, ReadLimit, Storage, StorageError, StorageLayout, StoredRecord, Topic,
     TopicSettings,
 };
@@ -208,7 +208,7 @@ impl Storage for MemoryStorage {
         rows.sort_by_key(|r| std::cmp::Reverse(r.offset));
         let mut kept = 0;
         for row in &rows {
-            kept += record_bytes(row) - crate::storage::RECORD_OVERHEAD_BYTES;
+            kept += payload_bytes(row);
             if kept as i64 > bytes {
                 return Ok(Some(row.offset + 1));
             }
@@ -343,7 +343,7 @@ impl Storage for MemoryStorage {
                 if retention_bytes >= 0 {
                     let mut kept = 0;
                     for row in rows.iter().rev() {
-                        kept += record_bytes(row) - crate::storage::RECORD_OVERHEAD_BYTES;
+                        kept += payload_bytes(row);
                         if kept as i64 > retention_bytes {
                             target = target.max(row.offset + 1);
                             break;

@@ -232,8 +232,14 @@ impl ReadLimit {
 
 /// What a message costs against Fetch byte limits: its payload plus the per-record framing.
 pub fn record_bytes(record: &StoredRecord) -> usize {
+    payload_bytes(record) + RECORD_OVERHEAD_BYTES
+}
+
+/// A message's payload: key, value and headers (what retention.bytes, segment.bytes and
+/// compaction's dirty ratio count).
+pub fn payload_bytes(record: &StoredRecord) -> usize {
     let len = |b: &Option<Bytes>| b.as_ref().map_or(0, Bytes::len);
-    len(&record.key) + len(&record.value) + len(&record.headers) + RECORD_OVERHEAD_BYTES
+    len(&record.key) + len(&record.value) + len(&record.headers)
 }
 
 /// Where compaction stands on a partition (`kafka.partition_cleaning`).

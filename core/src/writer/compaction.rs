@@ -33,7 +33,7 @@ use bytes::Bytes;
 use crate::config::topic::CompactionSettings;
 use crate::protocol::records::{decode_batches, encode_batch_like, MAX_TIMESTAMP_AT};
 use crate::storage::batches::{last_offset_of, record_count, unpack, BatchRow, MAX_UNPACKED_BYTES};
-use crate::storage::{ReadLimit, Storage, StorageError, StorageLayout, StoredRecord, Topic};
+use crate::storage::{payload_bytes, PartitionCleaning, ReadLimit, Storage, StorageError, StorageLayout, StoredRecord, Topic};
 
 /// Records the dirty part of one pass may hold (the rest waits for the next pass).
 const MAX_DIRTY_RECORDS: usize = 1_000_000;
@@ -66,17 +66,17 @@ pub fn compact_all(storage: &mut dyn Storage, now_ms: i64, deadline: Instant) ->
     let mut due = Vec::new();
     for topic in storage.all_topics()?.into_iter().filter(|t| t.settings.compact) {
         for partition in 0..topic.partitions {
-            let last_pass_ms = storage.cleaning_state(topic.id, partition)?.map_or(i64::MIN, |s| s.last_pass_ms);
-            due.push((last_pass_ms, topic.clone(), partition));
+            let state = storage.cleaning_state(topic.id, partition)?;
+            due.push((state, topic.clone(), partition));
         }
     }
-    due.sort_by_key(|(last_pass_ms, topic, partition)| (*last_pass_ms, topic.id, *partition));
+    due.sort_by_key(|(state, topic, partition)| (state.as_ref().map_or(i64::MIN, |s| s.last_pass_ms), topic.id, *partition));
     let mut cleaned = Vec::new();
-    for (_, topic, partition) in due {
+    for (state, topic, partition) in due {
         if Instant::now() >= deadline {
             break;
         }
-        if let Some(done) = compact_partition(storage, &topic, partition, now_ms, deadline)? {
+        if let Some(done) = compact_from(storage, &topic, partition, state.unwrap_or_default(), now_ms, deadline)? {
             cleaned.push(done);
         }
     }
@@ -94,8 +94,7 @@ struct Seen {
 
 impl Seen {
     fn of(record: StoredRecord) -> Seen {
-        let len = |b: &Option<Bytes>| b.as_ref().map_or(0, Bytes::len);
-        let bytes = len(&record.key) + len(&record.value) + len(&record.headers);
+        let bytes = payload_bytes(&record);
         Seen { offset: record.offset, tombstone: record.value.is_none(), key: record.key, timestamp_ms: record.timestamp_ms, bytes }
     }
 }
@@ -108,10 +107,22 @@ pub fn compact_partition(
     now_ms: i64,
     deadline: Instant,
 ) -> Result<Option<Cleaned>, StorageError> {
+    let state = storage.cleaning_state(topic.id, partition)?.unwrap_or_default();
+    compact_from(storage, topic, partition, state, now_ms, deadline)
+}
+
+/// [`compact_partition`] from the partition's cleaner state as stored.
+fn compact_from(
+    storage: &mut dyn Storage,
+    topic: &Topic,
+    partition: i32,
+    mut state: PartitionCleaning,
+    now_ms: i64,
+    deadline: Instant,
+) -> Result<Option<Cleaned>, StorageError> {
     let settings = topic.settings.compaction;
     let high = storage.next_offset(topic.id, partition)?;
     let Some(start) = storage.first_offset(topic.id, partition)? else { return Ok(None) };
-    let mut state = storage.cleaning_state(topic.id, partition)?.unwrap_or_default();
     let from = state.cleaned_to.max(start);
     let resuming = state.round_end > from;
     let end = if resuming { state.round_end } else { cleanable_end(storage, topic.id, partition, from, high, &settings, now_ms)? };
@@ -312,30 +323,18 @@ fn unpacked(batches: &[Bytes]) -> Result<Vec<StoredRecord>, StorageError> {
 
 type Decide<'a> = dyn Fn(i64, Option<&Bytes>, bool) -> bool + 'a;
 
-/// Deletes the rows of the walk the decision removes, chunk by chunk until its end or
-/// its deadline.
-fn clean_rows(storage: &mut dyn Storage, walk: &Walk, decide: impl Fn(i64, Option<&Bytes>, bool) -> bool) -> Result<Walked, StorageError> {
+/// Walks `walk` a chunk at a time until its end or its deadline: `chunk` cleans the chunk
+/// from an offset and says what it did (`None`: nothing is left to read).
+fn walk_in_chunks(walk: &Walk, mut chunk: impl FnMut(i64) -> Result<Option<Walked>, StorageError>) -> Result<Walked, StorageError> {
     let mut walked = Walked { removed: 0, kept_bytes: 0, reached: walk.from };
     while walked.reached < walk.end {
-        let limit = ReadLimit { from: walked.reached, below: walk.end, max_bytes: CHUNK_BYTES, at_least_one: true };
-        let rows = storage.read(walk.topic_id, walk.partition, limit)?;
-        let Some(last) = rows.last().map(|r| r.offset) else {
+        let Some(done) = chunk(walked.reached)? else {
             walked.reached = walk.end;
             break;
         };
-        let mut gone = Vec::new();
-        for row in rows.into_iter().map(Seen::of) {
-            if decide(row.offset, row.key.as_ref(), row.tombstone) {
-                gone.push(row.offset);
-            } else {
-                walked.kept_bytes += row.bytes as i64;
-            }
-        }
-        if !gone.is_empty() {
-            storage.delete_messages(walk.topic_id, walk.partition, &gone)?;
-            walked.removed += gone.len() as i64;
-        }
-        walked.reached = last + 1;
+        walked.removed += done.removed;
+        walked.kept_bytes += done.kept_bytes;
+        walked.reached = done.reached;
         if Instant::now() >= walk.deadline {
             break;
         }
@@ -343,28 +342,50 @@ fn clean_rows(storage: &mut dyn Storage, walk: &Walk, decide: impl Fn(i64, Optio
     Ok(walked)
 }
 
-/// Rewrites the batches of the walk without the records the decision removes, chunk by
-/// chunk until its end or its deadline. A batch reaching past `end` keeps its later records.
+/// Deletes the rows of the walk the decision removes.
+fn clean_rows(storage: &mut dyn Storage, walk: &Walk, decide: impl Fn(i64, Option<&Bytes>, bool) -> bool) -> Result<Walked, StorageError> {
+    walk_in_chunks(walk, |from| {
+        let rows =
+            storage.read(walk.topic_id, walk.partition, ReadLimit { from, below: walk.end, max_bytes: CHUNK_BYTES, at_least_one: true })?;
+        let Some(last) = rows.last().map(|r| r.offset) else { return Ok(None) };
+        let mut done = Walked { removed: 0, kept_bytes: 0, reached: last + 1 };
+        let mut gone = Vec::new();
+        for row in rows.into_iter().map(Seen::of) {
+            if decide(row.offset, row.key.as_ref(), row.tombstone) {
+                gone.push(row.offset);
+            } else {
+                done.kept_bytes += row.bytes as i64;
+            }
+        }
+        if !gone.is_empty() {
+            storage.delete_messages(walk.topic_id, walk.partition, &gone)?;
+            done.removed = gone.len() as i64;
+        }
+        Ok(Some(done))
+    })
+}
+
+/// Rewrites the batches of the walk without the records the decision removes. A batch
+/// reaching past `end` keeps its later records.
 fn clean_batches(
     storage: &mut dyn Storage,
     walk: &Walk,
     decide: impl Fn(i64, Option<&Bytes>, bool) -> bool,
 ) -> Result<Walked, StorageError> {
     let decide: &Decide<'_> = &decide;
-    let mut walked = Walked { removed: 0, kept_bytes: 0, reached: walk.from };
-    while walked.reached < walk.end {
-        let limit = ReadLimit { from: walked.reached, below: walk.end, max_bytes: CHUNK_BYTES, at_least_one: true };
+    walk_in_chunks(walk, |from| {
+        let limit = ReadLimit { from, below: walk.end, max_bytes: CHUNK_BYTES, at_least_one: true };
         let batches = storage.read_batches(walk.topic_id, walk.partition, limit)?;
         if batches.is_empty() {
-            walked.reached = walk.end;
-            break;
+            return Ok(None);
         }
+        let mut done = Walked { removed: 0, kept_bytes: 0, reached: from };
         let mut changes = Vec::new();
         for stored in batches {
             let batch = compacted_batch(walk.topic_id, walk.partition, &stored, walk.start, walk.end, decide)?;
-            walked.reached = walked.reached.max(batch.change.0 + 1);
-            walked.removed += batch.removed;
-            walked.kept_bytes += batch.kept_bytes;
+            done.reached = done.reached.max(batch.change.0 + 1);
+            done.removed += batch.removed;
+            done.kept_bytes += batch.kept_bytes;
             if batch.removed > 0 {
                 changes.push(batch.change);
             }
@@ -372,11 +393,8 @@ fn clean_batches(
         if !changes.is_empty() {
             storage.replace_batches(walk.topic_id, walk.partition, &changes)?;
         }
-        if Instant::now() >= walk.deadline {
-            break;
-        }
-    }
-    Ok(walked)
+        Ok(Some(done))
+    })
 }
 
 /// One stored batch after compaction.
