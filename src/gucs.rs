@@ -34,6 +34,7 @@ static GROUP_MAX_SESSION_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(de
 static GROUP_INITIAL_REBALANCE_DELAY_MS: GucSetting<i32> = GucSetting::<i32>::new(defaults::GROUP_INITIAL_REBALANCE_DELAY_MS);
 static GROUP_MAX_SIZE: GucSetting<i32> = GucSetting::<i32>::new(defaults::GROUP_MAX_SIZE);
 static RETENTION_CHECK_INTERVAL_MS: GucSetting<i32> = GucSetting::<i32>::new(defaults::RETENTION_CHECK_INTERVAL_MS);
+static COMPACTION_WORK_PERCENT: GucSetting<i32> = GucSetting::<i32>::new(defaults::COMPACTION_WORK_PERCENT);
 static REQUEST_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(defaults::REQUEST_TIMEOUT_MS);
 static CONNECTIONS_MAX_IDLE_MS: GucSetting<i32> = GucSetting::<i32>::new(defaults::CONNECTIONS_MAX_IDLE_MS);
 static FETCH_MAX_BYTES: GucSetting<i32> = GucSetting::<i32>::new(defaults::FETCH_MAX_BYTES);
@@ -203,6 +204,7 @@ pub fn config() -> Config {
         group_initial_rebalance_delay_ms: unsigned(&GROUP_INITIAL_REBALANCE_DELAY_MS),
         group_max_size: unsigned(&GROUP_MAX_SIZE) as usize,
         retention_check_interval_ms: unsigned(&RETENTION_CHECK_INTERVAL_MS),
+        compaction_work_percent: unsigned(&COMPACTION_WORK_PERCENT) as u32,
         lock_timeout_ms: unsigned(&LOCK_TIMEOUT_MS),
         statement_timeout_ms: unsigned(&STATEMENT_TIMEOUT_MS),
         request_timeout_ms: unsigned(&REQUEST_TIMEOUT_MS),
@@ -431,6 +433,16 @@ pub fn init() {
         86_400_000,
         GucContext::Postmaster,
         GucFlags::UNIT_MS,
+    );
+    GucRegistry::define_int_guc(
+        c"pg_kafka.compaction_work_percent",
+        c"The share of its time a compaction pass works.",
+        c"Between chunks of 8 MB it reads or cleans, the pass rests so that its work takes this share of its time, leaving CPU and I/O to the writer and its producers (as Kafka's log.cleaner.io.max.bytes.per.second throttles its cleaner). 100 never rests.",
+        &COMPACTION_WORK_PERCENT,
+        1,
+        100,
+        GucContext::Postmaster,
+        GucFlags::empty(),
     );
     GucRegistry::define_int_guc(
         c"pg_kafka.lock_timeout_ms",

@@ -87,6 +87,8 @@ struct Inner {
     fetched_bytes: AtomicU64,
     compacted_partitions: AtomicU64,
     compacted_records: AtomicU64,
+    /// Where compaction stands on each compacted partition, as of the last pass.
+    cleaner: Mutex<Vec<CleanerFigures>>,
     /// When each partition was last appended to (ms since the Unix epoch).
     appended: Mutex<std::collections::HashMap<(i32, i32), i64>>,
     /// The counters at the last rate sample, and the rates computed then.
@@ -97,6 +99,32 @@ struct RateSample {
     at: Instant,
     counters: [u64; 4],
     per_second: [f64; 4],
+}
+
+/// Where compaction stands on one compacted partition after a pass: Kafka's cleaner
+/// figures (its `LogToClean`), per partition.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CleanerFigures {
+    pub topic: String,
+    pub partition: i32,
+    /// The dirty part's payload bytes below the head (what a pass would clean), and their
+    /// share of those plus the clean part's (the ratio `min.cleanable.dirty.ratio` is
+    /// compared with); `None` when the pass did not measure them (a round of cleaning
+    /// going on, or the pass's time was up): the last measure stands.
+    pub cleanable: Option<Cleanable>,
+    /// When a pass last cleaned the partition (ms since the Unix epoch).
+    pub last_pass_ms: Option<i64>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Cleanable {
+    pub bytes: i64,
+    pub dirty_ratio: f64,
+}
+
+impl Cleanable {
+    /// Nothing to clean.
+    pub const NONE: Cleanable = Cleanable { bytes: 0, dirty_ratio: 0.0 };
 }
 
 /// Rates are computed over at least this long.
@@ -182,6 +210,21 @@ impl Metrics {
     pub fn compacted(&self, partitions: usize, records: i64) {
         self.inner.compacted_partitions.fetch_add(partitions as u64, Ordering::Relaxed);
         self.inner.compacted_records.fetch_add(records.max(0) as u64, Ordering::Relaxed);
+    }
+
+    /// A pass's view of every compacted partition: replaces the last one (partitions no
+    /// longer compacted go), keeping a partition's last measure where this pass took none.
+    pub fn cleaner(&self, mut figures: Vec<CleanerFigures>) {
+        let mut kept = self.inner.cleaner.lock();
+        for now in figures.iter_mut().filter(|f| f.cleanable.is_none()) {
+            now.cleanable = kept.iter().find(|k| k.topic == now.topic && k.partition == now.partition).and_then(|k| k.cleanable);
+        }
+        *kept = figures;
+    }
+
+    /// Every compacted partition's cleaner figures, as of the last pass.
+    pub fn cleaner_figures(&self) -> Vec<CleanerFigures> {
+        self.inner.cleaner.lock().clone()
     }
 
     /// A partition was appended to (by the writer, or by a SQL session that committed).
@@ -286,8 +329,9 @@ pub fn api_name(api: ApiKey) -> &'static str {
 
 static API_NAMES: Mutex<BTreeMap<i16, &'static str>> = Mutex::new(BTreeMap::new());
 
-/// The snapshot in Prometheus's text format (metric names prefixed `pg_kafka_`).
-pub fn prometheus_text(snapshot: &Snapshot) -> String {
+/// The snapshot and the cleaner's figures in Prometheus's text format (metric names
+/// prefixed `pg_kafka_`; the cleaner's labelled by topic and partition).
+pub fn prometheus_text(snapshot: &[Metric], cleaner: &[CleanerFigures]) -> String {
     let mut out = String::new();
     let mut described = std::collections::HashSet::new();
     for metric in snapshot {
@@ -301,7 +345,39 @@ pub fn prometheus_text(snapshot: &Snapshot) -> String {
             None => out.push_str(&format!("{name} {}\n", metric.value)),
         }
     }
+    push_cleaner_text(&mut out, cleaner);
     out
+}
+
+/// Per compacted partition: cleanable bytes, dirty ratio, and the last pass's time.
+fn push_cleaner_text(out: &mut String, cleaner: &[CleanerFigures]) {
+    type Figure = fn(&CleanerFigures) -> Option<f64>;
+    let gauges: [(&str, &str, Figure); 3] = [
+        ("compaction_cleanable_bytes", "payload bytes compaction would clean (the dirty part below the head)", |f| {
+            f.cleanable.map(|c| c.bytes as f64)
+        }),
+        ("compaction_dirty_ratio", "cleanable bytes over those and the compacted part's (min.cleanable.dirty.ratio's measure)", |f| {
+            f.cleanable.map(|c| c.dirty_ratio)
+        }),
+        ("compaction_last_pass_timestamp_seconds", "when compaction last cleaned the partition (Unix seconds)", |f| {
+            f.last_pass_ms.map(|ms| ms as f64 / 1000.0)
+        }),
+    ];
+    for (name, help, figure) in gauges {
+        let values: Vec<_> = cleaner.iter().filter_map(|f| figure(f).map(|v| (f, v))).collect();
+        if values.is_empty() {
+            continue;
+        }
+        out.push_str(&format!("# HELP pg_kafka_{name} {help}\n# TYPE pg_kafka_{name} gauge\n"));
+        for (f, value) in values {
+            out.push_str(&format!("pg_kafka_{name}{{topic=\"{}\",partition=\"{}\"}} {value}\n", label_value(&f.topic), f.partition));
+        }
+    }
+}
+
+/// A label value as Prometheus's text format escapes it (backslash, quote, newline).
+fn label_value(text: &str) -> String {
+    text.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 
 #[cfg(test)]
@@ -347,7 +423,7 @@ mod tests {
         assert!((1000.0..1010.0).contains(&max_rows), "{max_rows} (2 significant digits)");
         assert_eq!(value(&snapshot, "produce_messages_total", None), Some(1010.0));
         assert_eq!(value(&snapshot, "fetch_bytes_total", None), Some(700.0));
-        let text = prometheus_text(&snapshot);
+        let text = prometheus_text(&snapshot, &[]);
         assert!(text.contains("# TYPE pg_kafka_group_commits_total counter\npg_kafka_group_commits_total 2\n"), "{text}");
         assert!(text.contains("pg_kafka_group_commit_ms_max 4\n") || text.contains("pg_kafka_group_commit_ms_max 4.0"), "{text}");
     }
@@ -358,6 +434,31 @@ mod tests {
         assert_eq!(api_name(ApiKey::ApiVersions), "ApiVersions");
         let metrics = Metrics::default();
         metrics.request(ApiKey::Metadata, Duration::from_millis(1), false);
-        assert!(prometheus_text(&metrics.snapshot()).contains("pg_kafka_requests_total{api=\"Metadata\"} 1\n"));
+        assert!(prometheus_text(&metrics.snapshot(), &[]).contains("pg_kafka_requests_total{api=\"Metadata\"} 1\n"));
+    }
+
+    #[test]
+    fn cleaner_figures_are_labelled_per_partition_and_a_pass_without_a_measure_keeps_the_last() {
+        let metrics = Metrics::default();
+        let figures =
+            |topic: &str, partition, cleanable, last_pass_ms| CleanerFigures { topic: topic.into(), partition, cleanable, last_pass_ms };
+        let measured = Some(Cleanable { bytes: 300, dirty_ratio: 0.75 });
+        metrics.cleaner(vec![figures("a", 0, measured, Some(1_700_000_000_500)), figures("gone", 1, measured, None)]);
+        // The next pass took no measure of "a" (a round going on) and "gone" is no longer compacted.
+        metrics.cleaner(vec![figures("a", 0, None, Some(1_700_000_001_000)), figures("we\"ird\\", 2, None, None)]);
+        assert_eq!(metrics.cleaner_figures()[0].cleanable, measured);
+        let text = prometheus_text(&[], &metrics.cleaner_figures());
+        assert!(
+            text.contains(
+                "# TYPE pg_kafka_compaction_dirty_ratio gauge\npg_kafka_compaction_dirty_ratio{topic=\"a\",partition=\"0\"} 0.75\n"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("pg_kafka_compaction_cleanable_bytes{topic=\"a\",partition=\"0\"} 300\n"), "{text}");
+        assert!(text.contains("pg_kafka_compaction_last_pass_timestamp_seconds{topic=\"a\",partition=\"0\"} 1700000001\n"), "{text}");
+        assert!(!text.contains("gone"), "{text}");
+        assert!(!text.contains("topic=\"we"), "a partition with no figure has no line: {text}");
+        let odd = prometheus_text(&[], &[figures("we\"ird\\\n", 2, measured, None)]);
+        assert!(odd.contains("{topic=\"we\\\"ird\\\\\\n\",partition=\"2\"} 300\n"), "{odd}");
     }
 }

@@ -33,7 +33,7 @@ use crate::storage::sql_appends::SqlAppendLog;
 use crate::storage::topics::TopicCache;
 use crate::storage::watermarks::Watermarks;
 use crate::writer::group_commit::{self, CommitSettings, GroupCommitter};
-use crate::writer::retention::{Retention, RetentionPass};
+use crate::writer::retention::{Retention, RetentionPass, RetentionTiming};
 
 /// The time storage jobs may take in one turn of the storage thread before the group
 /// commit gets its turn.
@@ -133,15 +133,14 @@ pub fn assemble(config: Config, wake: Waker, shutdown: watch::Receiver<bool>) ->
     let metrics = Metrics::default();
     committer.set_metrics(metrics.clone());
     let groups = GroupCoordinator::new(GroupSettings::from_config(&config));
-    let retention_every = Duration::from_millis(config.retention_check_interval_ms);
-    let statement_timeout = Duration::from_millis(config.statement_timeout_ms);
+    let retention_timing = RetentionTiming::of(&config);
     let retention_watermarks = watermarks.clone();
     let config = SharedConfig::new(config);
     let connections = Registry::default();
     let retention_metrics = metrics.clone();
     let broker = Broker::new(config.clone(), storage, commits, watermarks, topics, groups, shutdown, connections.clone(), metrics);
     let readers = broker.readers().clone();
-    let retention = Retention::new(retention_every, retention_watermarks, retention_metrics, readers.clone(), statement_timeout);
+    let retention = Retention::new(retention_timing, retention_watermarks, retention_metrics, readers.clone());
     let figures = broker.figures();
     (broker, StorageSide { jobs, committer, retention, config, connections, readers, figures })
 }
@@ -279,7 +278,8 @@ mod tests {
         let watermarks = Watermarks::default();
         let mut runner = DirectRunner(storage);
         watermarks.load(&mut runner.0, &[(topic_id, 0)]).unwrap();
-        let mut retention = Retention::new(Duration::ZERO, watermarks.clone(), Metrics::default(), readers, Duration::from_secs(5));
+        let mut retention =
+            Retention::new(RetentionTiming::every_look(Duration::from_secs(5)), watermarks.clone(), Metrics::default(), readers);
         retention.run_if_due(&mut runner);
         let deleted_in_reader = tokio::task::spawn_blocking(move || reports.recv_timeout(Duration::from_secs(5))).await.unwrap();
         assert_eq!(deleted_in_reader, Ok(Some(7)), "a reader deleted offsets 0..7");
@@ -297,7 +297,8 @@ mod tests {
         until_connected(&readers, 1).await;
         let (storage, topic_id) = retention_storage();
         let mut runner = DirectRunner(storage);
-        let mut retention = Retention::new(Duration::ZERO, Watermarks::default(), Metrics::default(), readers, Duration::from_secs(5));
+        let mut retention =
+            Retention::new(RetentionTiming::every_look(Duration::from_secs(5)), Watermarks::default(), Metrics::default(), readers);
         retention.run_if_due(&mut runner);
         assert_eq!(runner.0.first_offset(topic_id, 0).unwrap(), Some(7));
     }

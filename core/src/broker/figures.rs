@@ -11,7 +11,7 @@ use tokio::sync::Semaphore;
 use super::groups::{GroupCoordinator, GroupDescription};
 use super::session::Registry;
 use super::Broker;
-use crate::metrics::{Metric, Metrics, Snapshot};
+use crate::metrics::{CleanerFigures, Metric, Metrics, Snapshot};
 use crate::storage::bridge::StorageClient;
 use crate::storage::readers::Readers;
 use crate::storage::watermarks::{Bounds, PartitionKey, Watermarks};
@@ -73,6 +73,11 @@ impl Figures {
         let mut snapshot: Snapshot = gauges.into_iter().map(|(name, value, help)| Metric { name, api: None, value, help }).collect();
         snapshot.extend(self.metrics.snapshot());
         snapshot
+    }
+
+    /// Where compaction stands on each compacted partition, as of the last pass.
+    pub fn cleaner(&self) -> Vec<CleanerFigures> {
+        self.metrics.cleaner_figures()
     }
 
     /// Every group, as DescribeGroups shows it (with its generation), by id.

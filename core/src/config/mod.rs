@@ -37,6 +37,7 @@ pub mod defaults {
     pub const GROUP_INITIAL_REBALANCE_DELAY_MS: i32 = 3000;
     pub const GROUP_MAX_SIZE: i32 = 1000;
     pub const RETENTION_CHECK_INTERVAL_MS: i32 = 60_000;
+    pub const COMPACTION_WORK_PERCENT: i32 = 50;
     pub const LOCK_TIMEOUT_MS: i32 = 1000;
     pub const STATEMENT_TIMEOUT_MS: i32 = 30_000;
     pub const REQUEST_TIMEOUT_MS: i32 = 30_000;
@@ -133,6 +134,9 @@ pub struct Config {
     pub group_max_size: usize,
     /// How often `retention.ms` / `retention.bytes` are applied.
     pub retention_check_interval_ms: u64,
+    /// The share of its time a compaction pass in a reader works (it rests the rest,
+    /// between chunks), 1..=100.
+    pub compaction_work_percent: u32,
     /// `lock_timeout` of the worker's session: a lock held by a user's session fails the
     /// worker's transaction (producers get a retriable error) instead of freezing it.
     pub lock_timeout_ms: u64,
@@ -209,6 +213,7 @@ impl Default for Config {
             group_initial_rebalance_delay_ms: count(d::GROUP_INITIAL_REBALANCE_DELAY_MS),
             group_max_size: count(d::GROUP_MAX_SIZE) as usize,
             retention_check_interval_ms: count(d::RETENTION_CHECK_INTERVAL_MS),
+            compaction_work_percent: count(d::COMPACTION_WORK_PERCENT) as u32,
             lock_timeout_ms: count(d::LOCK_TIMEOUT_MS),
             statement_timeout_ms: count(d::STATEMENT_TIMEOUT_MS),
             request_timeout_ms: count(d::REQUEST_TIMEOUT_MS),

@@ -70,7 +70,7 @@ async fn answer(mut stream: TcpStream, figures: &Figures) -> std::io::Result<()>
         .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "no request head in time"))??;
     let response = match request_target(&head) {
         Some("/metrics") | Some("/") => {
-            let body = prometheus_text(&figures.broker());
+            let body = prometheus_text(&figures.broker(), &figures.cleaner());
             http_response("200 OK", "text/plain; version=0.0.4; charset=utf-8", &body)
         }
         Some(_) => http_response("404 Not Found", "text/plain", "not found: try /metrics\n"),

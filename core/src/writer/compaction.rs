@@ -31,6 +31,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use crate::config::topic::CompactionSettings;
+use crate::metrics::{Cleanable, CleanerFigures};
 use crate::protocol::records::{decode_batches, encode_batch_like, MAX_TIMESTAMP_AT};
 use crate::storage::batches::{last_offset_of, record_count, unpack, BatchRow, MAX_UNPACKED_BYTES};
 use crate::storage::{payload_bytes, PartitionCleaning, ReadLimit, Storage, StorageError, StorageLayout, StoredRecord, Topic};
@@ -58,11 +59,55 @@ pub struct Cleaned {
 /// under `pg_kafka.statement_timeout_ms`, 30 s by default, with retention before it): a
 /// round of cleaning that takes longer goes on in the next passes.
 pub const PASS_BUDGET: Duration = Duration::from_secs(10);
+/// The longest rest between two chunks.
+const MAX_REST: Duration = Duration::from_secs(1);
+
+/// How long a pass may work, and at what pace: after each chunk it read or cleaned it
+/// rests so that work takes `work_percent` of its time (`pg_kafka.compaction_work_percent`:
+/// on a small machine the pass would otherwise take a core from the writer and its
+/// clients; Kafka's cleaner is throttled by `log.cleaner.io.max.bytes.per.second`).
+#[derive(Clone, Copy, Debug)]
+pub struct Budget {
+    pub deadline: Instant,
+    pub work_percent: u32,
+}
+
+impl Budget {
+    /// A pass that starts now, paced at `work_percent` (100: no rest).
+    pub fn pass(work_percent: u32) -> Budget {
+        Budget { deadline: Instant::now() + PASS_BUDGET, work_percent: work_percent.clamp(1, 100) }
+    }
+
+    fn over(&self) -> bool {
+        Instant::now() >= self.deadline
+    }
+
+    /// Rests after work that began at `began`, as the pace asks (never past the deadline).
+    fn rest_after(&self, began: Instant) {
+        if self.work_percent >= 100 {
+            return;
+        }
+        let worked = began.elapsed();
+        let rest = worked.mul_f64(f64::from(100 - self.work_percent) / f64::from(self.work_percent)).min(MAX_REST);
+        let rest = rest.min(self.deadline.saturating_duration_since(Instant::now()));
+        if !rest.is_zero() {
+            std::thread::sleep(rest);
+        }
+    }
+}
+
+/// What a pass did: the partitions it cleaned, and where compaction stands on every
+/// compacted partition.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Compaction {
+    pub cleaned: Vec<Cleaned>,
+    pub figures: Vec<CleanerFigures>,
+}
 
 /// Compacts the partitions of compacted topics that are due, as of `now_ms`, least
-/// recently cleaned first, until `deadline` (each partition it reaches walks at least a
-/// chunk, so every round ends).
-pub fn compact_all(storage: &mut dyn Storage, now_ms: i64, deadline: Instant) -> Result<Vec<Cleaned>, StorageError> {
+/// recently cleaned first, until the budget's deadline (each partition it reaches walks at
+/// least a chunk, so every round ends).
+pub fn compact_all(storage: &mut dyn Storage, now_ms: i64, budget: Budget) -> Result<Compaction, StorageError> {
     let mut due = Vec::new();
     for topic in storage.all_topics()?.into_iter().filter(|t| t.settings.compact) {
         for partition in 0..topic.partitions {
@@ -71,16 +116,28 @@ pub fn compact_all(storage: &mut dyn Storage, now_ms: i64, deadline: Instant) ->
         }
     }
     due.sort_by_key(|(state, topic, partition)| (state.as_ref().map_or(i64::MIN, |s| s.last_pass_ms), topic.id, *partition));
-    let mut cleaned = Vec::new();
+    let mut pass = Compaction::default();
     for (state, topic, partition) in due {
-        if Instant::now() >= deadline {
-            break;
-        }
-        if let Some(done) = compact_from(storage, &topic, partition, state.unwrap_or_default(), now_ms, deadline)? {
-            cleaned.push(done);
-        }
+        let mut state = state.unwrap_or_default();
+        let looked = if !budget.over() { compact_from(storage, &topic, partition, &mut state, now_ms, budget)? } else { Looked::default() };
+        pass.cleaned.extend(looked.cleaned);
+        pass.figures.push(CleanerFigures {
+            topic: topic.name.clone(),
+            partition,
+            cleanable: looked.cleanable,
+            last_pass_ms: (state.last_pass_ms > 0).then_some(state.last_pass_ms),
+        });
     }
-    Ok(cleaned)
+    Ok(pass)
+}
+
+/// What a pass did to one partition and what it measured there.
+#[derive(Default)]
+struct Looked {
+    cleaned: Option<Cleaned>,
+    /// The dirty part below the head, when the pass measured it (not while a round of
+    /// cleaning goes on: its dirty part was measured when it began).
+    cleanable: Option<Cleanable>,
 }
 
 /// One record as the cleaner sees it: its value dropped, only whether it had one kept.
@@ -107,46 +164,52 @@ pub fn compact_partition(
     now_ms: i64,
     deadline: Instant,
 ) -> Result<Option<Cleaned>, StorageError> {
-    let state = storage.cleaning_state(topic.id, partition)?.unwrap_or_default();
-    compact_from(storage, topic, partition, state, now_ms, deadline)
+    let mut state = storage.cleaning_state(topic.id, partition)?.unwrap_or_default();
+    let budget = Budget { deadline, work_percent: 100 };
+    Ok(compact_from(storage, topic, partition, &mut state, now_ms, budget)?.cleaned)
 }
 
-/// [`compact_partition`] from the partition's cleaner state as stored.
+/// [`compact_partition`] from the partition's cleaner state as stored (`state`, which it
+/// moves on).
 fn compact_from(
     storage: &mut dyn Storage,
     topic: &Topic,
     partition: i32,
-    mut state: PartitionCleaning,
+    state: &mut PartitionCleaning,
     now_ms: i64,
-    deadline: Instant,
-) -> Result<Option<Cleaned>, StorageError> {
+    budget: Budget,
+) -> Result<Looked, StorageError> {
+    let nothing_cleanable = Looked { cleaned: None, cleanable: Some(Cleanable::NONE) };
     let settings = topic.settings.compaction;
     let high = storage.next_offset(topic.id, partition)?;
-    let Some(start) = storage.first_offset(topic.id, partition)? else { return Ok(None) };
+    let Some(start) = storage.first_offset(topic.id, partition)? else { return Ok(nothing_cleanable) };
     let from = state.cleaned_to.max(start);
     let resuming = state.round_end > from;
     let end = if resuming { state.round_end } else { cleanable_end(storage, topic.id, partition, from, high, &settings, now_ms)? };
     if end <= from {
-        return Ok(None);
+        return Ok(nothing_cleanable);
     }
-    let (dirty, read_to) = read_seen(storage, topic, partition, from, end, MAX_DIRTY_RECORDS)?;
+    let (dirty, read_to) = read_seen(storage, topic, partition, (from, end), MAX_DIRTY_RECORDS, budget)?;
     // A batch reaching past `end` is the next round's: the dirty part ends before it.
     let (latest, end) = latest_offsets(&dirty, end.min(read_to));
     if end <= from {
-        return Ok(None);
+        return Ok(nothing_cleanable);
     }
+    let mut cleanable = None;
     if !resuming {
-        let dirty_bytes: usize = dirty.iter().take_while(|s| s.offset < end).map(|s| s.bytes).sum();
+        let dirty_bytes = dirty.iter().take_while(|s| s.offset < end).map(|s| s.bytes as i64).sum();
         let overdue = dirty.first().is_some_and(|s| s.timestamp_ms < now_ms.saturating_sub(settings.max_lag_ms));
-        if !overdue && !dirty_enough(dirty_bytes as i64, state.clean_bytes, settings.min_dirty_ppm) {
-            return Ok(None);
+        let measured = Cleanable { bytes: dirty_bytes, dirty_ratio: dirty_ratio(dirty_bytes, state.clean_bytes) };
+        if !overdue && !dirty_enough(dirty_bytes, state.clean_bytes, settings.min_dirty_ppm) {
+            return Ok(Looked { cleaned: None, cleanable: Some(measured) });
         }
+        cleanable = Some(measured);
         (state.round_end, state.walked_to, state.clean_bytes) = (end, start, 0);
     }
     drop(dirty);
     let horizon = tombstone_horizon(&state.reached, settings.delete_retention_ms, now_ms);
     let decide = |offset: i64, key: Option<&Bytes>, tombstone: bool| removable(offset, key, tombstone, &latest, horizon);
-    let walk = Walk { topic_id: topic.id, partition, start, from: state.walked_to.max(start), end, deadline };
+    let walk = Walk { topic_id: topic.id, partition, start, from: state.walked_to.max(start), end, budget };
     let walked = match topic.layout {
         StorageLayout::Rows => clean_rows(storage, &walk, decide)?,
         StorageLayout::Batches => clean_batches(storage, &walk, decide)?,
@@ -162,8 +225,12 @@ fn compact_from(
     } else {
         state.walked_to = walked.reached;
     }
-    storage.save_cleaning_state(topic.id, partition, &state)?;
-    Ok(Some(Cleaned { topic: topic.name.clone(), topic_id: topic.id, partition, removed: walked.removed, cleaned_to: state.cleaned_to }))
+    storage.save_cleaning_state(topic.id, partition, state)?;
+    // A round that ended leaves nothing cleanable below its end; one going on, what it measured.
+    let cleanable = if state.round_end == 0 { Some(Cleanable::NONE) } else { cleanable };
+    let cleaned =
+        Cleaned { topic: topic.name.clone(), topic_id: topic.id, partition, removed: walked.removed, cleaned_to: state.cleaned_to };
+    Ok(Looked { cleaned: Some(cleaned), cleanable })
 }
 
 /// One pass's walk over a partition: `from..end` of a round that cleans `start..end`.
@@ -173,7 +240,7 @@ struct Walk {
     start: i64,
     from: i64,
     end: i64,
-    deadline: Instant,
+    budget: Budget,
 }
 
 /// What a walk did: records removed, payload bytes kept, and where it stopped (`end`
@@ -215,6 +282,16 @@ fn cleanable_end(
         end = end.min(first_younger(storage, settings.min_lag_ms)?);
     }
     Ok(end)
+}
+
+/// `dirty` bytes' share of those and the `clean` part's (Kafka's cleanable ratio).
+fn dirty_ratio(dirty: i64, clean: i64) -> f64 {
+    let total = dirty.max(0).saturating_add(clean.max(0));
+    if total == 0 {
+        0.0
+    } else {
+        dirty.max(0) as f64 / total as f64
+    }
 }
 
 /// Whether `dirty` bytes are at least `min_ppm` millionths of what the partition holds.
@@ -286,13 +363,14 @@ fn read_seen(
     storage: &mut dyn Storage,
     topic: &Topic,
     partition: i32,
-    from: i64,
-    below: i64,
+    (from, below): (i64, i64),
     max: usize,
+    budget: Budget,
 ) -> Result<(Vec<Seen>, i64), StorageError> {
     let mut seen = Vec::new();
     let mut cursor = from;
     while cursor < below && seen.len() < max {
+        let began = Instant::now();
         let limit = ReadLimit { from: cursor, below, max_bytes: CHUNK_BYTES, at_least_one: true };
         let (records, read_to) = match topic.layout {
             StorageLayout::Rows => {
@@ -309,6 +387,7 @@ fn read_seen(
         let Some(read_to) = read_to else { break };
         seen.extend(records.into_iter().filter(|r| (cursor..below).contains(&r.offset)).map(Seen::of).take(max - seen.len()));
         cursor = read_to;
+        budget.rest_after(began);
     }
     Ok((seen, cursor))
 }
@@ -328,6 +407,7 @@ type Decide<'a> = dyn Fn(i64, Option<&Bytes>, bool) -> bool + 'a;
 fn walk_in_chunks(walk: &Walk, mut chunk: impl FnMut(i64) -> Result<Option<Walked>, StorageError>) -> Result<Walked, StorageError> {
     let mut walked = Walked { removed: 0, kept_bytes: 0, reached: walk.from };
     while walked.reached < walk.end {
+        let began = Instant::now();
         let Some(done) = chunk(walked.reached)? else {
             walked.reached = walk.end;
             break;
@@ -335,9 +415,10 @@ fn walk_in_chunks(walk: &Walk, mut chunk: impl FnMut(i64) -> Result<Option<Walke
         walked.removed += done.removed;
         walked.kept_bytes += done.kept_bytes;
         walked.reached = done.reached;
-        if Instant::now() >= walk.deadline {
+        if walk.budget.over() {
             break;
         }
+        walk.budget.rest_after(began);
     }
     Ok(walked)
 }

@@ -1,6 +1,7 @@
 //! Compaction on both layouts of the in-memory engine: what survives, what goes, and when.
 
 use super::*;
+use crate::metrics::Cleanable;
 use crate::protocol::records::{encode_batch, Batch, Record};
 use crate::storage::batches::checked;
 use crate::storage::memory::MemoryStorage;
@@ -181,6 +182,33 @@ fn a_partition_whose_dirty_share_is_below_the_ratio_waits() {
 }
 
 #[test]
+fn a_pass_measures_each_compacted_partitions_cleanable_bytes_and_dirty_ratio_as_kafka_does() {
+    both_layouts(|layout| {
+        let mut p = Partition::new(layout, &[("segment.ms", "1"), ("min.cleanable.dirty.ratio", "0.9")]);
+        let figures = |p: &mut Partition| {
+            let pass = compact_all(&mut p.storage, now_ms(), Budget::pass(50)).unwrap();
+            assert_eq!(pass.figures.len(), 1, "{layout:?}: one compacted partition");
+            (pass.cleaned.len(), pass.figures[0].clone())
+        };
+        let (cleaned, empty) = figures(&mut p);
+        assert_eq!((cleaned, empty.cleanable, empty.last_pass_ms), (0, Some(Cleanable::NONE), None), "{layout:?}: nothing yet");
+        let then = now_ms() - HOUR;
+        p.append(then, &[(Some("a"), Some("1")), (Some("b"), Some("1")), (Some("c"), Some("1"))]);
+        p.append(then, &[(Some("z"), Some("1"))]);
+        let (cleaned, first) = figures(&mut p);
+        assert_eq!((cleaned, first.cleanable), (1, Some(Cleanable::NONE)), "{layout:?}: cleaned, nothing left below the head");
+        assert!(first.last_pass_ms.is_some_and(|ms| ms >= then), "{layout:?}");
+        // The clean part keeps 6 payload bytes (a, b, c); z@3 and a@4 are dirty (4 bytes),
+        // z@5 is the head: 4 / (4 + 6), below 0.9, so no pass cleans it.
+        p.append(then, &[(Some("a"), Some("2"))]);
+        p.append(then, &[(Some("z"), Some("2"))]);
+        let (cleaned, waiting) = figures(&mut p);
+        assert_eq!((cleaned, waiting.cleanable), (0, Some(Cleanable { bytes: 4, dirty_ratio: 0.4 })), "{layout:?}");
+        assert_eq!(waiting.last_pass_ms, first.last_pass_ms, "{layout:?}: the last pass that cleaned");
+    });
+}
+
+#[test]
 fn a_rewritten_batch_keeps_its_offsets_producer_and_end() {
     let mut p = Partition::new(StorageLayout::Batches, EAGER);
     let then = now_ms() - HOUR;
@@ -259,4 +287,23 @@ fn a_round_longer_than_a_pass_goes_on_in_the_next_passes_and_readers_always_see_
         assert_eq!(p.offsets(), [29_990, 29_991, 29_992, 29_993, 29_994, 29_995, 29_996, 29_997, 29_998, 29_999, 30_000]);
         assert_eq!(p.storage.cleaning_state(p.topic.id, 0).unwrap().map(|s| (s.round_end, s.walked_to)), Some((0, 0)));
     });
+}
+
+#[test]
+fn a_paced_pass_rests_as_long_as_its_share_asks_and_never_past_its_deadline() {
+    let rested_after = |budget: Budget, work: Duration| {
+        let began = Instant::now();
+        std::thread::sleep(work);
+        let rest_began = Instant::now();
+        budget.rest_after(began);
+        rest_began.elapsed()
+    };
+    let work = Duration::from_millis(40);
+    let quarter = rested_after(Budget::pass(25), work);
+    assert!(quarter >= work * 3 && quarter < work * 3 + Duration::from_millis(200), "25%: rests three times its work, {quarter:?}");
+    assert!(rested_after(Budget::pass(100), work) < Duration::from_millis(5), "100%: no rest");
+    let closing = Budget { deadline: Instant::now() + Duration::from_millis(60), work_percent: 1 };
+    let rest = rested_after(closing, work);
+    assert!(rest < Duration::from_millis(100), "the deadline ends the rest, {rest:?}");
+    assert_eq!(Budget::pass(0).work_percent, 1, "a share is at least 1%");
 }

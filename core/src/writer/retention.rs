@@ -20,29 +20,32 @@ use std::time::{Duration, Instant};
 use bytes::{Buf, BufMut, Bytes};
 
 use crate::logging;
-use crate::metrics::Metrics;
+use crate::metrics::{Cleanable, CleanerFigures, Metrics};
 use crate::storage::bridge::{in_transaction, JobRunner};
 use crate::storage::readers::{ReaderJob, Readers};
 use crate::storage::reads::{finished, put_error, split_answer, take, take_bytes, WireError};
 use crate::storage::watermarks::Watermarks;
 use crate::storage::{Storage, StorageError};
-use crate::writer::compaction::{compact_all, Cleaned, PASS_BUDGET};
+use crate::writer::compaction::{compact_all, Budget, Cleaned, Compaction};
 
 /// A partition whose log start a pass moved: (topic id, partition, new log start).
 pub type LogStart = (i32, i32, i64);
 
-/// What a pass did: log starts retention moved, and partitions compaction cleaned
-/// (`writer::compaction`, which runs in the same pass and transaction).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// What a pass did: log starts retention moved, partitions compaction cleaned
+/// (`writer::compaction`, which runs in the same pass and transaction) and where it
+/// stands on every compacted partition.
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct PassDone {
     pub moved: Vec<LogStart>,
-    pub cleaned: Vec<Cleaned>,
+    pub compaction: Compaction,
 }
 
-/// One retention pass, as of `now_ms`: a job for the main thread or a reader process.
+/// One retention pass, as of `now_ms`: a job for the main thread or a reader process;
+/// its compaction works `work_percent` of its time (see `compaction::Budget`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RetentionPass {
     pub now_ms: i64,
+    pub work_percent: u32,
 }
 
 impl RetentionPass {
@@ -53,20 +56,24 @@ impl RetentionPass {
         for &(topic_id, partition, start) in &moved {
             storage.delete_records_before(topic_id, partition, start)?;
         }
-        let cleaned = compact_all(storage, self.now_ms, std::time::Instant::now() + PASS_BUDGET)?;
-        Ok(PassDone { moved, cleaned })
+        let compaction = compact_all(storage, self.now_ms, Budget::pass(self.work_percent))?;
+        Ok(PassDone { moved, compaction })
     }
 
-    /// The pass on the reader socket: `i64 now_ms`.
+    /// The pass on the reader socket: `i64 now_ms, u32 work_percent`.
     pub fn decode(mut bytes: &[u8]) -> Result<RetentionPass, WireError> {
-        let now_ms = take(&mut bytes, 8)?.get_i64();
+        let mut fields = take(&mut bytes, 12)?;
+        let (now_ms, work_percent) = (fields.get_i64(), fields.get_u32());
         finished(bytes)?;
-        Ok(RetentionPass { now_ms })
+        Ok(RetentionPass { now_ms, work_percent })
     }
 
     /// Its answer: `u8 0`, `u32 count` and per moved partition `i32 topic, i32 partition,
-    /// i64 log start`, then `u32 count` and per cleaned partition `i32 topic, i32
-    /// partition, i64 removed, i64 cleaned to`; or the error.
+    /// i64 log start`, then `u32 count` and per cleaned partition `u16 length, topic
+    /// name, i32 topic, i32 partition, i64 removed, i64 cleaned to`, then `u32 count` and
+    /// per compacted partition `u16 length, topic name, i32 partition, u8 which figures
+    /// follow (1: cleanable, 2: last pass), i64 cleanable bytes, f64 dirty ratio, i64 last
+    /// pass`; or the error.
     pub fn encode_answer(answer: &Result<PassDone, StorageError>) -> Vec<u8> {
         let mut out = Vec::new();
         match answer {
@@ -78,14 +85,17 @@ impl RetentionPass {
                     out.put_i32(partition);
                     out.put_i64(start);
                 }
-                out.put_u32(done.cleaned.len() as u32);
-                for cleaned in &done.cleaned {
-                    out.put_u16(cleaned.topic.len() as u16);
-                    out.put_slice(cleaned.topic.as_bytes());
+                out.put_u32(done.compaction.cleaned.len() as u32);
+                for cleaned in &done.compaction.cleaned {
+                    put_name(&mut out, &cleaned.topic);
                     out.put_i32(cleaned.topic_id);
                     out.put_i32(cleaned.partition);
                     out.put_i64(cleaned.removed);
                     out.put_i64(cleaned.cleaned_to);
+                }
+                out.put_u32(done.compaction.figures.len() as u32);
+                for figures in &done.compaction.figures {
+                    put_figures(&mut out, figures);
                 }
             }
             Err(error) => put_error(&mut out, error),
@@ -99,7 +109,7 @@ impl ReaderJob for RetentionPass {
     const KIND: u8 = 1;
 
     fn encode(&self) -> Vec<u8> {
-        self.now_ms.to_be_bytes().to_vec()
+        [&self.now_ms.to_be_bytes()[..], &self.work_percent.to_be_bytes()].concat()
     }
 
     fn decode_answer(bytes: Bytes) -> Result<Result<PassDone, StorageError>, WireError> {
@@ -116,15 +126,53 @@ impl ReaderJob for RetentionPass {
         let count = take_bytes(&mut rest, 4)?.get_u32() as usize;
         let mut cleaned = Vec::with_capacity(count.min(rest.len() / 26));
         for _ in 0..count {
-            let name_len = take_bytes(&mut rest, 2)?.get_u16() as usize;
-            let topic = String::from_utf8_lossy(&take_bytes(&mut rest, name_len)?).into_owned();
+            let topic = take_name(&mut rest)?;
             let mut entry = take_bytes(&mut rest, 24)?;
             let (topic_id, partition) = (entry.get_i32(), entry.get_i32());
             cleaned.push(Cleaned { topic, topic_id, partition, removed: entry.get_i64(), cleaned_to: entry.get_i64() });
         }
+        let count = take_bytes(&mut rest, 4)?.get_u32() as usize;
+        let mut figures = Vec::with_capacity(count.min(rest.len() / 31));
+        for _ in 0..count {
+            figures.push(take_figures(&mut rest)?);
+        }
         finished(&rest)?;
-        Ok(Ok(PassDone { moved, cleaned }))
+        Ok(Ok(PassDone { moved, compaction: Compaction { cleaned, figures } }))
     }
+}
+
+fn put_name(out: &mut Vec<u8>, name: &str) {
+    out.put_u16(name.len() as u16);
+    out.put_slice(name.as_bytes());
+}
+
+fn take_name(rest: &mut Bytes) -> Result<String, WireError> {
+    let len = take_bytes(rest, 2)?.get_u16() as usize;
+    Ok(String::from_utf8_lossy(&take_bytes(rest, len)?).into_owned())
+}
+
+fn put_figures(out: &mut Vec<u8>, figures: &CleanerFigures) {
+    put_name(out, &figures.topic);
+    out.put_i32(figures.partition);
+    out.put_u8(u8::from(figures.cleanable.is_some()) | u8::from(figures.last_pass_ms.is_some()) << 1);
+    let cleanable = figures.cleanable.unwrap_or(Cleanable::NONE);
+    out.put_i64(cleanable.bytes);
+    out.put_f64(cleanable.dirty_ratio);
+    out.put_i64(figures.last_pass_ms.unwrap_or(0));
+}
+
+fn take_figures(rest: &mut Bytes) -> Result<CleanerFigures, WireError> {
+    let topic = take_name(rest)?;
+    let mut entry = take_bytes(rest, 29)?;
+    let (partition, present) = (entry.get_i32(), entry.get_u8());
+    let cleanable = Cleanable { bytes: entry.get_i64(), dirty_ratio: entry.get_f64() };
+    let last_pass_ms = entry.get_i64();
+    Ok(CleanerFigures {
+        topic,
+        partition,
+        cleanable: (present & 1 != 0).then_some(cleanable),
+        last_pass_ms: (present & 2 != 0).then_some(last_pass_ms),
+    })
 }
 
 /// Runs retention every interval, in a reader process when two are connected.
@@ -138,6 +186,8 @@ pub struct Retention {
     /// How long a reader may take to answer before it counts as failed (past its own
     /// statement timeout, so a slow pass ends as an error there, not as two passes).
     reader_timeout: Duration,
+    /// What a pass in a reader gives compaction of its time.
+    work_percent: u32,
     handoff: Arc<Handoff>,
 }
 
@@ -156,21 +206,42 @@ const MIN_READERS: usize = 2;
 /// An answer larger than this is a reader gone wrong (16 bytes a moved partition).
 const MAX_ANSWER_BYTES: usize = 64 << 20;
 
+/// When passes run and how long and hard they may work.
+#[derive(Clone, Copy, Debug)]
+pub struct RetentionTiming {
+    /// `pg_kafka.retention_check_interval_ms`.
+    pub interval: Duration,
+    /// `pg_kafka.statement_timeout_ms`: a reader's pass ends as an error past it.
+    pub statement_timeout: Duration,
+    /// `pg_kafka.compaction_work_percent`.
+    pub compaction_work_percent: u32,
+}
+
+impl RetentionTiming {
+    pub fn of(config: &crate::config::Config) -> RetentionTiming {
+        RetentionTiming {
+            interval: Duration::from_millis(config.retention_check_interval_ms),
+            statement_timeout: Duration::from_millis(config.statement_timeout_ms),
+            compaction_work_percent: config.compaction_work_percent,
+        }
+    }
+
+    /// A pass at every look, unpaced (tests).
+    pub fn every_look(statement_timeout: Duration) -> RetentionTiming {
+        RetentionTiming { interval: Duration::ZERO, statement_timeout, compaction_work_percent: 100 }
+    }
+}
+
 impl Retention {
-    pub fn new(
-        interval: Duration,
-        watermarks: Watermarks,
-        metrics: Metrics,
-        readers: Arc<Readers>,
-        statement_timeout: Duration,
-    ) -> Retention {
+    pub fn new(timing: RetentionTiming, watermarks: Watermarks, metrics: Metrics, readers: Arc<Readers>) -> Retention {
         Retention {
-            interval,
+            interval: timing.interval,
             last_run: Instant::now(),
             watermarks,
             metrics,
             readers,
-            reader_timeout: statement_timeout.saturating_add(Duration::from_secs(5)),
+            reader_timeout: timing.statement_timeout.saturating_add(Duration::from_secs(5)),
+            work_percent: timing.compaction_work_percent,
             handoff: Arc::default(),
         }
     }
@@ -187,8 +258,10 @@ impl Retention {
         if self.handoff.in_reader.load(Ordering::Acquire) {
             return self.interval; // the last pass is still deleting
         }
-        let pass = RetentionPass { now_ms: crate::storage::now_ms() };
+        let pass = RetentionPass { now_ms: crate::storage::now_ms(), work_percent: self.work_percent };
         if handed_back || !self.hand_to_reader(pass) {
+            // On the main thread the pass holds the group commit: it rests nowhere.
+            let pass = RetentionPass { work_percent: 100, ..pass };
             finish(&self.watermarks, &self.metrics, in_transaction(runner, |storage| pass.run(storage)));
         }
         self.interval
@@ -235,8 +308,9 @@ impl Drop for InReader {
 /// Makes a committed pass visible to Fetch, and says what it did.
 fn finish(watermarks: &Watermarks, metrics: &Metrics, outcome: Result<PassDone, StorageError>) {
     match outcome {
-        Ok(PassDone { moved, cleaned }) => {
+        Ok(PassDone { moved, compaction: Compaction { cleaned, figures } }) => {
             metrics.compacted(cleaned.len(), cleaned.iter().map(|c| c.removed).sum());
+            metrics.cleaner(figures);
             for &(topic_id, partition, start) in &moved {
                 watermarks.raise_log_start(topic_id, partition, start);
             }
@@ -263,12 +337,21 @@ mod tests {
 
     #[test]
     fn a_pass_and_its_answer_cross_the_reader_socket_and_cut_bytes_are_refused() {
-        let pass = RetentionPass { now_ms: 1_700_000_000_000 };
+        let pass = RetentionPass { now_ms: 1_700_000_000_000, work_percent: 50 };
         assert_eq!(RetentionPass::decode(&pass.encode()), Ok(pass));
         assert!(RetentionPass::decode(&pass.encode()[..7]).is_err());
         assert!(RetentionPass::decode(&[pass.encode(), vec![0]].concat()).is_err(), "trailing bytes");
         let cleaned = vec![Cleaned { topic: "t".into(), topic_id: 4, partition: 1, removed: 10, cleaned_to: 99 }];
-        let done = PassDone { moved: vec![(1, 0, 7), (2, 3, 9)], cleaned };
+        let figures = vec![
+            CleanerFigures {
+                topic: "t".into(),
+                partition: 1,
+                cleanable: Some(Cleanable { bytes: 5, dirty_ratio: 0.25 }),
+                last_pass_ms: Some(8),
+            },
+            CleanerFigures { topic: "u".into(), partition: 0, cleanable: None, last_pass_ms: None },
+        ];
+        let done = PassDone { moved: vec![(1, 0, 7), (2, 3, 9)], compaction: Compaction { cleaned, figures } };
         let answer = RetentionPass::encode_answer(&Ok(done.clone()));
         assert_eq!(RetentionPass::decode_answer(Bytes::from(answer.clone())), Ok(Ok(done)));
         for cut in 0..answer.len() {
@@ -292,7 +375,8 @@ mod tests {
         let configs = [("cleanup.policy", "compact"), ("segment.ms", "1"), ("min.compaction.lag.ms", "30000")];
         storage.replace_topic_configs(topic.id, &configs.map(|(n, v)| (n.to_owned(), v.to_owned()))).unwrap();
         let metrics = Metrics::default();
-        let mut retention = Retention::new(Duration::ZERO, Watermarks::default(), metrics.clone(), Arc::default(), Duration::from_secs(1));
+        let mut retention =
+            Retention::new(RetentionTiming::every_look(Duration::from_secs(1)), Watermarks::default(), metrics.clone(), Arc::default());
         let mut runner = DirectRunner(storage);
         retention.run_if_due(&mut runner);
         // Partition 0's keyless records a minute or more old go but the last; partition 1's
@@ -316,7 +400,8 @@ mod tests {
             .unwrap();
         let watermarks = Watermarks::default();
         watermarks.load(&mut storage, &[(topic.id, 0), (topic.id, 1)]).unwrap();
-        let mut retention = Retention::new(Duration::ZERO, watermarks.clone(), Metrics::default(), Arc::default(), Duration::from_secs(1));
+        let mut retention =
+            Retention::new(RetentionTiming::every_look(Duration::from_secs(1)), watermarks.clone(), Metrics::default(), Arc::default());
         let mut runner = DirectRunner(storage);
         retention.run_if_due(&mut runner);
         // Partition 0: by time, messages from the last 150 s are kept (offsets 7, 8, 9); by

@@ -150,6 +150,24 @@ pub fn wait_for_log(needle: &str) -> bool {
 
 /// `pg_reload_conf()`, returning once the worker has applied it (its "settings reloaded"
 /// line appears once more than before).
+/// The metrics listener's address (`pg_kafka.metrics_listener` on the make e2e cluster).
+pub fn metrics_address() -> String {
+    std::env::var("PGKAFKA_E2E_METRICS").expect("PGKAFKA_E2E_METRICS is set by make e2e-test")
+}
+
+/// The metrics listener's answer to a GET of `path`, or "" when it dropped the connection
+/// (all its slots busy).
+pub fn http_get(path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut response = String::new();
+    if let Ok(mut stream) = std::net::TcpStream::connect(metrics_address()) {
+        if write!(stream, "GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").is_ok() {
+            let _ = stream.read_to_string(&mut response);
+        }
+    }
+    response
+}
+
 pub fn reload_and_wait() {
     const RELOADED: &str = "pg_kafka: settings reloaded";
     let before = server_log().matches(RELOADED).count();

@@ -62,6 +62,7 @@ fn a_compacted_topic_keeps_the_latest_record_of_each_key_in_both_layouts() {
              FROM kafka.topic_partitions WHERE topic = '{topic}'"
         );
         assert_eq!(psql(&standing), "100|90|t|t", "{layout}: where compaction stands");
+        assert_prometheus_shows_the_cleaner(&topic);
 
         // The topic as a table: each key's latest value; a tombstone takes its key out.
         let latest = format!("SELECT string_agg(key_text || '=' || value_text, ',' ORDER BY \"offset\") FROM kafka.latest('{topic}')");
@@ -74,6 +75,23 @@ fn a_compacted_topic_keeps_the_latest_record_of_each_key_in_both_layouts() {
     let not_compacted = "SELECT cleaned_to IS NULL AND dirty_ratio IS NULL AND compaction_removed IS NULL FROM kafka.topic_partitions WHERE topic = 'e2e-not-compacted'";
     assert_eq!(psql(not_compacted), "t");
     assert!(wait_for_log("pg_kafka: compaction removed 90 records of \"e2e-compacted-batches\" partition 0"));
+}
+
+/// The cleaner's gauges for the topic's partition 0 on the metrics listener: nothing left
+/// to clean after the pass that cleaned it, which was within the last minute.
+fn assert_prometheus_shows_the_cleaner(topic: &str) {
+    let scraped = http_get("/metrics");
+    let value = |name: &str| -> f64 {
+        let line_start = format!("pg_kafka_{name}{{topic=\"{topic}\",partition=\"0\"}} ");
+        let line = scraped.lines().find(|l| l.starts_with(&line_start)).unwrap_or_else(|| panic!("no {line_start}in {scraped}"));
+        line[line_start.len()..].parse().unwrap()
+    };
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
+    let last_pass = value("compaction_last_pass_timestamp_seconds");
+    assert!((now - 60.0..=now + 1.0).contains(&last_pass), "{topic}: last pass at {last_pass}, now {now}");
+    let (cleanable, ratio) = (value("compaction_cleanable_bytes"), value("compaction_dirty_ratio"));
+    assert!((0.0..=1.0).contains(&ratio) && cleanable >= 0.0, "{topic}: {cleanable} bytes, ratio {ratio}");
+    assert!(scraped.contains("# TYPE pg_kafka_compaction_dirty_ratio gauge\n"), "{scraped}");
 }
 
 fn alter_topic(topic: &str, configs: &[(&str, &str)]) {

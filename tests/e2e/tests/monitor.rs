@@ -2,7 +2,7 @@
 //! `kafka.broker_stats`, `kafka.api_stats`, `kafka.groups`, `kafka.group_members`,
 //! `kafka.connections` and `pg_kafka.metrics_listener` agree with what clients did.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
@@ -116,21 +116,6 @@ fn only_monitoring_roles_read_the_figures() {
     psql("GRANT pg_monitor TO monitor_nobody");
     psql("SET ROLE monitor_nobody; SELECT count(*) FROM kafka.broker_stats, kafka.topic_partitions, kafka.groups");
     psql("REVOKE pg_monitor FROM monitor_nobody");
-}
-
-fn metrics_address() -> String {
-    std::env::var("PGKAFKA_E2E_METRICS").expect("PGKAFKA_E2E_METRICS is set by make e2e-test")
-}
-
-/// The endpoint's answer, or "" when it dropped the connection (all its slots busy).
-fn http_get(path: &str) -> String {
-    let mut response = String::new();
-    if let Ok(mut stream) = TcpStream::connect(metrics_address()) {
-        if write!(stream, "GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").is_ok() {
-            let _ = stream.read_to_string(&mut response);
-        }
-    }
-    response
 }
 
 #[test]
