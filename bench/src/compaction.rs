@@ -2,9 +2,9 @@
 //! messages of 100 B over 100,000 keys, filled server-side an hour in the past, then made
 //! `cleanup.policy=compact` (head: the last record). Reported: the records compaction
 //! removed per second until it reached the end, and rdkafka_performance producing to
-//! another topic three times while it runs (their sum) against the same produce alone. Compaction runs in the
-//! retention pass (every `pg_kafka.retention_check_interval_ms`, 5 s in `make bench`),
-//! a million dirty records a pass at most.
+//! another topic three times while it runs (their sum) against the same produce alone.
+//! Compaction runs in the retention pass (every `pg_kafka.retention_check_interval_ms`,
+//! 5 s in `make bench`), a million dirty records a pass at most.
 
 use std::time::{Duration, Instant};
 
@@ -42,9 +42,7 @@ fn produce_beside(env: &Env, shape: ProduceShape, round: usize) -> Row {
         std::thread::sleep(Duration::from_secs(if run == 0 { 5 } else { 10 }));
         runs.push(perf_tool::produce(env, shape, &format!("bench-compaction-beside-r{round}-{run}")));
     }
-    let worst = |at: usize| {
-        runs.iter().filter_map(|run| run.latency_ms.map(|l| l[at])).fold(None, |w: Option<f64>, l| Some(w.map_or(l, |w| w.max(l))))
-    };
+    let worst = |at: usize| runs.iter().filter_map(|run| run.latency_ms.map(|l| l[at])).reduce(f64::max);
     let latency_ms = match (worst(0), worst(1), worst(2)) {
         (Some(p50), Some(p99), Some(p999)) => Some([p50, p99, p999]),
         _ => None,
