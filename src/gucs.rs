@@ -29,6 +29,7 @@ static MAX_BATCH_BYTES: GucSetting<i32> = GucSetting::<i32>::new(defaults::MAX_B
 static MAX_INFLIGHT_BYTES: GucSetting<i32> = GucSetting::<i32>::new(defaults::MAX_INFLIGHT_BYTES);
 static REFRESH_INTERVAL_MS: GucSetting<i32> = GucSetting::<i32>::new(defaults::REFRESH_INTERVAL_MS);
 static MAX_WAIT_MS: GucSetting<i32> = GucSetting::<i32>::new(defaults::MAX_WAIT_MS);
+static TRANSACTION_MAX_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(defaults::TRANSACTION_MAX_TIMEOUT_MS);
 static GROUP_MIN_SESSION_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(defaults::GROUP_MIN_SESSION_TIMEOUT_MS);
 static GROUP_MAX_SESSION_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(defaults::GROUP_MAX_SESSION_TIMEOUT_MS);
 static GROUP_INITIAL_REBALANCE_DELAY_MS: GucSetting<i32> = GucSetting::<i32>::new(defaults::GROUP_INITIAL_REBALANCE_DELAY_MS);
@@ -199,6 +200,7 @@ pub fn config() -> Config {
         synchronous_commit: SYNCHRONOUS_COMMIT.get().to_core(),
         refresh_interval_ms: unsigned(&REFRESH_INTERVAL_MS),
         max_wait_ms: unsigned(&MAX_WAIT_MS),
+        transaction_max_timeout_ms: i64::from(TRANSACTION_MAX_TIMEOUT_MS.get()),
         group_min_session_timeout_ms: unsigned(&GROUP_MIN_SESSION_TIMEOUT_MS),
         group_max_session_timeout_ms: unsigned(&GROUP_MAX_SESSION_TIMEOUT_MS),
         group_initial_rebalance_delay_ms: unsigned(&GROUP_INITIAL_REBALANCE_DELAY_MS),
@@ -381,6 +383,16 @@ pub fn init() {
         &MAX_WAIT_MS,
         0,
         600_000,
+        GucContext::Sighup,
+        GucFlags::UNIT_MS,
+    );
+    GucRegistry::define_int_guc(
+        c"pg_kafka.transaction_max_timeout_ms",
+        c"Longest transaction timeout a transactional producer may ask for.",
+        c"Kafka's transaction.max.timeout.ms; InitProducerId above it gets INVALID_TRANSACTION_TIMEOUT.",
+        &TRANSACTION_MAX_TIMEOUT_MS,
+        1,
+        i32::MAX,
         GucContext::Sighup,
         GucFlags::UNIT_MS,
     );

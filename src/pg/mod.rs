@@ -3,7 +3,7 @@
 //! [`index_read`] reads Fetch's messages straight off the primary key index,
 //! [`described`] reads what DescribeLogDirs and DescribeProducers show,
 //! [`partition_lock`] is the append lock the writer and `kafka.produce()` share, and
-//! [`cleaning`] does compaction's storage work,
+//! [`cleaning`] does compaction's storage work, [`transactions`] keeps transactions' state,
 //! [`storage::TransactionRunner`] runs each unit of storage work in its own transaction,
 //! and [`privileged`] is how SQL runs with more privilege than its caller.
 //! Main thread only.
@@ -15,3 +15,4 @@ pub mod index_read;
 pub mod partition_lock;
 pub mod privileged;
 pub mod storage;
+pub mod transactions;

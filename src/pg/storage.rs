@@ -23,6 +23,7 @@ use pg_kafka_core::storage::{
 
 use super::{cleaning, copy_in, index_read};
 use pg_kafka_core::storage::offsets_topic::OffsetCommitRecord;
+use pg_kafka_core::storage::transactions::{AbortedTxn, OpenTxn, TxnLogChanges, TxnRecord};
 
 const ALL_TOPICS: &str = include_str!("../../sql/queries/all_topics.sql");
 const TOPIC_BY_NAME: &str = include_str!("../../sql/queries/topic_by_name.sql");
@@ -108,7 +109,7 @@ pub(crate) fn topics_from(rows: SpiTupleTable<'_>) -> Result<Vec<Topic>, Storage
 /// Refuses strings a `text` datum cannot hold (NUL bytes) with Postgres's own SQLSTATE
 /// 22021, instead of building an invalid datum. Handlers refuse them earlier with a Kafka
 /// error; this is the last line.
-fn storable<'a>(texts: impl IntoIterator<Item = &'a str>) -> Result<(), StorageError> {
+pub(super) fn storable<'a>(texts: impl IntoIterator<Item = &'a str>) -> Result<(), StorageError> {
     match texts.into_iter().find(|t| !is_storable_text(t)) {
         None => Ok(()),
         Some(_) => Err(StorageError::Database {
@@ -454,6 +455,22 @@ impl Storage for PgStorage {
 
     fn batch_bytes_per_record(&mut self, topic_id: i32, partition: i32) -> Result<Option<f64>, StorageError> {
         Spi::get_one_with_args::<f64>(BATCH_BYTES_PER_RECORD, &[topic_id.into(), partition.into()]).map_err(database_error)
+    }
+
+    fn transactions(&mut self) -> Result<Vec<TxnRecord>, StorageError> {
+        super::transactions::transactions()
+    }
+
+    fn save_transaction(&mut self, record: &TxnRecord) -> Result<(), StorageError> {
+        super::transactions::save_transaction(record)
+    }
+
+    fn txn_log_state(&mut self) -> Result<(Vec<OpenTxn>, Vec<AbortedTxn>), StorageError> {
+        super::transactions::txn_log_state()
+    }
+
+    fn save_txn_log(&mut self, changes: &TxnLogChanges) -> Result<(), StorageError> {
+        super::transactions::save_txn_log(changes)
     }
 
     fn log_dir_usage(&mut self) -> Result<LogDirUsage, StorageError> {

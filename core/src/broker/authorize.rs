@@ -212,6 +212,12 @@ impl Access {
         self.check(operation, ResourceType::Group, name, ResponseError::GroupAuthorizationFailed)
     }
 
+    /// `Ok` if `operation` on transactional id `name` is allowed; else
+    /// TRANSACTIONAL_ID_AUTHORIZATION_FAILED (logged).
+    pub fn check_transactional_id(&self, operation: Operation, name: &str) -> Result<(), ResponseError> {
+        self.check(operation, ResourceType::TransactionalId, name, ResponseError::TransactionalIdAuthorizationFailed)
+    }
+
     /// `Ok` if `operation` on the cluster is allowed; else CLUSTER_AUTHORIZATION_FAILED (logged).
     pub fn check_cluster(&self, operation: Operation) -> Result<(), ResponseError> {
         self.check(operation, ResourceType::Cluster, CLUSTER_NAME, ResponseError::ClusterAuthorizationFailed)

@@ -1,5 +1,7 @@
 //! Fetch (v4-v18): read committed messages back as uncompressed RecordBatch v2, waiting
-//! (long polling) when there is nothing new.
+//! (long polling) when there is nothing new. A read_committed Fetch reads up to the last
+//! stable offset and is told the aborted transactions in its range (their records stay in
+//! the log, as in Kafka; the client skips them).
 //!
 //! ```text
 //!  resolve topics (cache) ─▶ bounds from Watermarks ─▶ readable partitions?
@@ -16,8 +18,8 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
-use kafka_protocol::messages::{FetchRequest, FetchResponse};
+use kafka_protocol::messages::fetch_response::{AbortedTransaction, FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::{FetchRequest, FetchResponse, ProducerId};
 use kafka_protocol::ResponseError;
 use tokio::time::Instant;
 
@@ -60,9 +62,14 @@ pub async fn handle(broker: &Broker, request: &RequestFrame) -> Outcome {
     };
     let max_wait = Duration::from_millis(body.max_wait_ms.max(0) as u64).min(Duration::from_millis(broker.config().max_wait_ms));
     let deadline = Instant::now() + max_wait;
+    let read_committed = body.isolation_level == READ_COMMITTED;
+    if read_committed && broker.txns.ready(broker).await.is_err() {
+        return respond(request, &error_response(&body, version, ResponseError::KafkaStorageError));
+    }
     let limits = Limits {
         response_bytes: (body.max_bytes.max(0) as usize).min(broker.config().fetch_max_bytes),
         min_bytes: body.min_bytes.max(0) as usize,
+        read_committed,
     };
     // Fetches of one connection reserve (and long-poll) one after another, as Kafka
     // handles a connection's requests; the turn passes on when this one returns.
@@ -103,7 +110,13 @@ pub async fn handle(broker: &Broker, request: &RequestFrame) -> Outcome {
 struct Limits {
     response_bytes: usize,
     min_bytes: usize,
+    /// isolation_level 1: nothing at or after the last stable offset, and the aborted
+    /// transactions of the range read.
+    read_committed: bool,
 }
+
+/// Fetch's isolation_level for read_committed.
+pub const READ_COMMITTED: i8 = 1;
 
 /// One requested partition, with what the request asked of it.
 struct Wanted {
@@ -162,6 +175,10 @@ async fn gather(broker: &Broker, wanted: &[Wanted], limits: Limits) -> Result<Ga
     let (mut reads, mut indexes) = (Vec::new(), Vec::new());
     for (index, (w, bounds)) in wanted.iter().zip(&bounds).enumerate() {
         let mut data = PartitionData::default().with_partition_index(w.partition).with_records(Some(Bytes::new()));
+        let with_bounds = |data: PartitionData, b: &Bounds| match &w.topic {
+            Ok(topic) => with_bounds(data, b, broker.txns.log().stable_offset((topic.id, w.partition), b.high)),
+            Err(_) => data,
+        };
         let status = match (&w.topic, bounds) {
             (Err(error), _) => Err(*error),
             (Ok(_), None) => Err(ResponseError::UnknownTopicOrPartition),
@@ -171,12 +188,20 @@ async fn gather(broker: &Broker, wanted: &[Wanted], limits: Limits) -> Result<Ga
             }
             (Ok(topic), Some(b)) => {
                 data = with_bounds(data, b);
-                if w.fetch_offset < b.high {
+                let below = if limits.read_committed { data.last_stable_offset } else { b.high };
+                if limits.read_committed {
+                    let aborted = broker.txns.log().aborted_between((topic.id, w.partition), w.fetch_offset, below);
+                    let aborted = aborted.into_iter().map(|(producer_id, first_offset)| {
+                        AbortedTransaction::default().with_producer_id(ProducerId(producer_id)).with_first_offset(first_offset)
+                    });
+                    data = data.with_aborted_transactions(Some(aborted.collect()));
+                }
+                if w.fetch_offset < below {
                     let read = PartitionRead {
                         topic_id: topic.id,
                         partition: w.partition,
                         from: w.fetch_offset,
-                        below: b.high,
+                        below,
                         max_bytes: w.max_bytes,
                         layout: topic.layout,
                         codec: compress::target(topic.settings.compression),
@@ -284,9 +309,10 @@ async fn bounds_of(broker: &Broker, wanted: &[Wanted]) -> Result<Vec<Option<Boun
     Ok(wanted.iter().map(|w| key(w).and_then(|(t, p)| broker.watermarks.get(t, p))).collect())
 }
 
-fn with_bounds(data: PartitionData, bounds: &Bounds) -> PartitionData {
-    // No transactions: everything committed is stable.
-    data.with_high_watermark(bounds.high).with_last_stable_offset(bounds.high).with_log_start_offset(bounds.log_start)
+/// The partition's offsets: high watermark, last stable offset (the first offset of its
+/// oldest open transaction, else the high watermark), log start.
+fn with_bounds(data: PartitionData, bounds: &Bounds, stable: i64) -> PartitionData {
+    data.with_high_watermark(bounds.high).with_last_stable_offset(stable).with_log_start_offset(bounds.log_start)
 }
 
 /// The response: one entry per requested topic, partitions in request order.

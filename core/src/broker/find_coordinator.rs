@@ -1,5 +1,5 @@
-//! FindCoordinator (v0-v6): this broker coordinates every group (and would every
-//! transactional id). v4+ asks for many keys at once.
+//! FindCoordinator (v0-v6): this broker coordinates every group and every transactional
+//! id. v4+ asks for many keys at once.
 
 use super::authorize::access;
 use crate::security::acl::Operation;
@@ -26,15 +26,14 @@ pub async fn handle(broker: &Broker, request: &RequestFrame) -> Outcome {
     let access = access(broker).await;
     let keys: Vec<&str> =
         if request.version() >= 4 { body.coordinator_keys.iter().map(|k| k.as_str()).collect() } else { vec![body.key.as_str()] };
-    // Groups (key type 0) need DESCRIBE on the group; transactions are not served.
-    let denied = body.key_type == 0 && keys.iter().any(|key| access.check_group(Operation::Describe, key).is_err());
-    let error = if !known_key_type(body.key_type) {
-        Some(ResponseError::InvalidRequest)
-    } else if denied {
-        Some(ResponseError::GroupAuthorizationFailed)
-    } else {
-        None
-    };
+    // Groups (key type 0) need DESCRIBE on the group, transactional ids (1) DESCRIBE on
+    // the id.
+    let denied = keys.iter().find_map(|key| match body.key_type {
+        0 => access.check_group(Operation::Describe, key).err(),
+        1 => access.check_transactional_id(Operation::Describe, key).err(),
+        _ => None,
+    });
+    let error = if !known_key_type(body.key_type) { Some(ResponseError::InvalidRequest) } else { denied };
     let code = error.map_or(0, |e| e.code());
     let (node, host, port) = if error.is_some() { (-1, StrBytes::default(), -1) } else { (NODE_ID, host, port) };
     let response = if request.version() >= 4 {

@@ -4,8 +4,9 @@
 //! Earliest (-2, and -4 "earliest local": all of our log is local) and latest (-1) come
 //! from the in-memory partition bounds; max timestamp (-3, v7+) and a timestamp search
 //! (target >= 0: the first offset whose timestamp is at or after it) read the table, all
-//! partitions of a request in one storage job. Without transactions the last stable offset
-//! is the high watermark, so both isolation levels get the same answer. -5 ("latest
+//! partitions of a request in one storage job. Latest under read_committed (isolation
+//! level 1, v2+) is the last stable offset: the first offset of the oldest open
+//! transaction on the partition, else the high watermark. -5 ("latest
 //! tiered", v9+) has no tiered storage to point into and answers offset -1.
 
 use kafka_protocol::messages::list_offsets_response::{ListOffsetsPartitionResponse, ListOffsetsTopicResponse};
@@ -17,7 +18,7 @@ use super::{decode, respond, Broker, Outcome};
 use crate::logging;
 use crate::protocol::header::RequestFrame;
 use crate::security::acl::Operation;
-use crate::storage::bridge::StorageCallError;
+use crate::storage::bridge::{StorageCallError, Unavailable};
 use crate::storage::topics::TopicRef;
 use crate::storage::watermarks::Bounds;
 use crate::storage::{Storage, StorageError};
@@ -112,9 +113,16 @@ async fn answer_all(broker: &Broker, body: &ListOffsetsRequest) -> Result<Vec<An
             answers[index] = Ok(answer);
         }
     }
+    let read_committed = body.isolation_level == super::fetch::READ_COMMITTED;
+    if read_committed && !known.is_empty() {
+        broker.txns.ready(broker).await.map_err(|_| StorageCallError::Unavailable(Unavailable("transaction state not loaded")))?;
+    }
     for (index, topic_id, partition, target) in known {
         // Bounds vanish only when the topic was deleted meanwhile.
         answers[index] = match broker.watermarks.get(topic_id, partition) {
+            Some(bounds) if target == LATEST && read_committed => {
+                Ok((broker.txns.log().stable_offset((topic_id, partition), bounds.high), -1))
+            }
             Some(bounds) => Ok((bound_for(target, bounds), -1)),
             None => Err(ResponseError::UnknownTopicOrPartition),
         };

@@ -3,6 +3,8 @@
 //! shape, and routes.
 
 pub mod acls;
+pub mod add_offsets_to_txn;
+pub mod add_partitions_to_txn;
 pub mod alter_configs;
 pub mod api_versions;
 pub mod authorize;
@@ -22,7 +24,9 @@ pub mod describe_configs;
 pub mod describe_groups;
 pub mod describe_log_dirs;
 pub mod describe_producers;
+pub mod describe_transactions;
 pub mod elect_leaders;
+pub mod end_txn;
 pub mod fetch;
 pub mod figures;
 pub mod find_coordinator;
@@ -36,6 +40,7 @@ pub mod leave_group;
 pub mod list_groups;
 pub mod list_offsets;
 pub mod list_partition_reassignments;
+pub mod list_transactions;
 pub mod metadata;
 pub mod offset_commit;
 pub mod offset_delete;
@@ -49,6 +54,8 @@ mod security_tests;
 pub mod session;
 pub mod sync_group;
 pub mod topic_configs;
+pub mod transactions;
+pub mod txn_offset_commit;
 
 use std::sync::Arc;
 
@@ -145,6 +152,8 @@ pub struct Broker {
     topics: TopicCache,
     /// Consumer group membership (in memory).
     groups: GroupCoordinator,
+    /// Transactional ids, their producers and open transactions.
+    txns: transactions::TxnCoordinator,
     /// Becomes true when the server shuts down: long polls answer at once.
     shutdown: tokio::sync::watch::Receiver<bool>,
     /// Request bytes held at once over all connections (`pg_kafka.max_inflight_bytes`):
@@ -194,6 +203,7 @@ impl Broker {
         watermarks: Watermarks,
         topics: TopicCache,
         groups: GroupCoordinator,
+        txns: transactions::TxnCoordinator,
         shutdown: tokio::sync::watch::Receiver<bool>,
         connections: session::Registry,
         metrics: Metrics,
@@ -215,6 +225,7 @@ impl Broker {
             watermarks,
             topics,
             groups,
+            txns,
             shutdown,
             budget,
             unauthenticated,
@@ -273,6 +284,27 @@ impl Broker {
     /// Consumer-group membership, whose session expiry the server drives.
     pub fn groups(&self) -> &GroupCoordinator {
         &self.groups
+    }
+
+    /// The transaction coordinator, whose timeouts the server drives.
+    pub fn txns(&self) -> &transactions::TxnCoordinator {
+        &self.txns
+    }
+
+    /// Loads the transaction state (finishing what a crash left), then aborts timed-out
+    /// transactions every second until `shutdown`.
+    pub async fn run_transactions(self, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {
+                    if self.txns.ready(&self).await.is_ok() {
+                        self.txns.expire(&self).await;
+                    }
+                }
+                _ = shutdown.changed() => return,
+            }
+        }
     }
 
     /// ACLs and logged-in principals.
@@ -415,6 +447,12 @@ impl Broker {
             ApiKey::DescribeClientQuotas => describe_client_quotas::handle(self, request).await,
             ApiKey::DescribeLogDirs => describe_log_dirs::handle(self, request).await,
             ApiKey::DescribeProducers => describe_producers::handle(self, request).await,
+            ApiKey::AddPartitionsToTxn => add_partitions_to_txn::handle(self, request).await,
+            ApiKey::AddOffsetsToTxn => add_offsets_to_txn::handle(self, request).await,
+            ApiKey::TxnOffsetCommit => txn_offset_commit::handle(self, request).await,
+            ApiKey::EndTxn => end_txn::handle(self, request).await,
+            ApiKey::DescribeTransactions => describe_transactions::handle(self, request).await,
+            ApiKey::ListTransactions => list_transactions::handle(self, request).await,
             other => Outcome::Close(format!("no handler for {other:?}")),
         }
     }
@@ -506,6 +544,10 @@ fn changes_state(api_key: ApiKey) -> bool {
         ApiKey::Metadata // may create topics
             | ApiKey::OffsetCommit
             | ApiKey::InitProducerId
+            | ApiKey::AddPartitionsToTxn
+            | ApiKey::AddOffsetsToTxn
+            | ApiKey::TxnOffsetCommit
+            | ApiKey::EndTxn
             | ApiKey::CreateTopics
             | ApiKey::DeleteTopics
             | ApiKey::CreatePartitions

@@ -35,53 +35,20 @@ pub async fn handle(broker: &Broker, request: &RequestFrame) -> Outcome {
         return respond(request, &response(&body, |_, _| Some(error)));
     }
 
-    let wanted: Vec<(TopicRef, i32)> = body
+    let wanted: Vec<WantedTopic> = body
         .topics
         .iter()
-        .map(|t| (TopicRef::Name(t.name.to_string()), t.partitions.iter().map(|p| p.partition_index).max().unwrap_or(0)))
+        .map(|t| {
+            let partitions = t.partitions.iter().map(|p| {
+                (p.partition_index, p.committed_offset, p.committed_leader_epoch, p.committed_metadata.as_ref().map(ToString::to_string))
+            });
+            (t.name.to_string(), partitions.collect())
+        })
         .collect();
-    let found = match broker.topics.resolve(&broker.storage, &wanted).await {
-        Ok(found) => found,
-        Err(e) => {
-            logging::warning(format!("pg_kafka: offset commit failed: {e}"));
-            return respond(request, &response(&body, |_, _| Some(ResponseError::CoordinatorNotAvailable)));
-        }
+    let (refusals, commits) = match checked_commits(broker, &access, &wanted).await {
+        Ok(checked) => checked,
+        Err(error) => return respond(request, &response(&body, |_, _| Some(error))),
     };
-    // Per (topic, partition): a refusal, or the commit to store (the last one wins when a
-    // request names a partition twice).
-    let mut refusals = BTreeMap::new();
-    let mut commits = BTreeMap::new();
-    for topic in &body.topics {
-        let resolved = found.get(&TopicRef::Name(topic.name.to_string())).cloned().flatten();
-        for p in &topic.partitions {
-            let key = (topic.name.to_string(), p.partition_index);
-            let metadata = p.committed_metadata.as_ref().map(ToString::to_string);
-            let refusal = match &resolved {
-                // Offsets of `__consumer_offsets` itself are not stored (its id is no topic row).
-                Some(t) if (0..t.partitions).contains(&p.partition_index) => {
-                    access.check_topic(Operation::Read, &t.name).and_then(|()| offsets_topic::refuse_change(t.id)).err()
-                }
-                _ => Some(ResponseError::UnknownTopicOrPartition),
-            }
-            .or_else(|| metadata.as_ref().filter(|m| m.len() > MAX_METADATA_BYTES).map(|_| ResponseError::OffsetMetadataTooLarge));
-            match (refusal, &resolved) {
-                (Some(error), _) => {
-                    refusals.insert(key, error);
-                }
-                (None, Some(t)) => {
-                    let commit = OffsetCommit {
-                        topic_id: t.id,
-                        partition: p.partition_index,
-                        offset: p.committed_offset,
-                        leader_epoch: p.committed_leader_epoch,
-                        metadata,
-                    };
-                    commits.insert(key, commit);
-                }
-                (None, None) => unreachable!("a partition without a topic is refused"),
-            }
-        }
-    }
     let rows: Vec<OffsetCommit> = commits.into_values().collect();
     let stored = if rows.is_empty() {
         Ok(())
@@ -98,6 +65,59 @@ pub async fn handle(broker: &Broker, request: &RequestFrame) -> Outcome {
             refusals.get(&(topic.to_owned(), partition)).copied().or_else(|| stored.is_err().then_some(ResponseError::KafkaStorageError))
         }),
     )
+}
+
+/// One topic's offsets as a commit request names them: partitions with offset, leader
+/// epoch and metadata.
+pub(super) type WantedTopic = (String, Vec<(i32, i64, i32, Option<String>)>);
+
+/// Per (topic, partition): refusals, and the commits to store (the last one wins when a
+/// request names a partition twice). READ on each topic, partitions that exist, metadata
+/// within `offset.metadata.max.bytes`; shared by OffsetCommit and TxnOffsetCommit.
+pub(super) async fn checked_commits(
+    broker: &Broker,
+    access: &super::authorize::Access,
+    wanted: &[WantedTopic],
+) -> Result<(BTreeMap<(String, i32), ResponseError>, BTreeMap<(String, i32), OffsetCommit>), ResponseError> {
+    let refs: Vec<(TopicRef, i32)> =
+        wanted.iter().map(|(name, partitions)| (TopicRef::Name(name.clone()), partitions.iter().map(|p| p.0).max().unwrap_or(0))).collect();
+    let found = broker.topics.resolve(&broker.storage, &refs).await.map_err(|e| {
+        logging::warning(format!("pg_kafka: offset commit failed: {e}"));
+        ResponseError::CoordinatorNotAvailable
+    })?;
+    let mut refusals = BTreeMap::new();
+    let mut commits = BTreeMap::new();
+    for (name, partitions) in wanted {
+        let resolved = found.get(&TopicRef::Name(name.clone())).cloned().flatten();
+        for (partition, offset, leader_epoch, metadata) in partitions {
+            let key = (name.clone(), *partition);
+            let refusal = match &resolved {
+                // Offsets of `__consumer_offsets` itself are not stored (its id is no topic row).
+                Some(t) if (0..t.partitions).contains(partition) => {
+                    access.check_topic(Operation::Read, &t.name).and_then(|()| offsets_topic::refuse_change(t.id)).err()
+                }
+                _ => Some(ResponseError::UnknownTopicOrPartition),
+            }
+            .or_else(|| metadata.as_ref().filter(|m| m.len() > MAX_METADATA_BYTES).map(|_| ResponseError::OffsetMetadataTooLarge));
+            match (refusal, &resolved) {
+                (Some(error), _) => {
+                    refusals.insert(key, error);
+                }
+                (None, Some(t)) => {
+                    let commit = OffsetCommit {
+                        topic_id: t.id,
+                        partition: *partition,
+                        offset: *offset,
+                        leader_epoch: *leader_epoch,
+                        metadata: metadata.clone(),
+                    };
+                    commits.insert(key, commit);
+                }
+                (None, None) => unreachable!("a partition without a topic is refused"),
+            }
+        }
+    }
+    Ok((refusals, commits))
 }
 
 /// One entry per requested partition, with the error `error_of(topic, partition)` gives.

@@ -38,16 +38,17 @@ pub async fn handle(broker: &Broker, request: &RequestFrame, mut order: InOrder)
         Ok(body) => body,
         Err(outcome) => return outcome,
     };
-    if body.transactional_id.is_some() {
-        // Transactions need InitProducerId and friends, which are not served yet.
-        return respond(request, &response(&body, |_| Err(ResponseError::TransactionalIdAuthorizationFailed.into())));
-    }
     if !matches!(body.acks, -1..=1) {
         return respond(request, &response(&body, |_| Err(ResponseError::InvalidRequiredAcks.into())));
     }
 
-    let (topics, generation) = resolve_topics(broker, &body, request.version()).await;
     let access = access(broker).await;
+    if let Some(id) = &body.transactional_id {
+        if let Err(denied) = access.check_transactional_id(Operation::Write, id.as_str()) {
+            return respond(request, &response(&body, |_| Err(denied.into())));
+        }
+    }
+    let (topics, generation) = resolve_topics(broker, &body, request.version()).await;
     // WRITE is checked before existence (as Kafka does): an unauthorized client learns
     // nothing of which topics exist.
     let topics: Vec<_> = body
@@ -83,6 +84,9 @@ pub async fn handle(broker: &Broker, request: &RequestFrame, mut order: InOrder)
     let Some((decoded, _inflated)) = decode_partitions(broker, wanted, generation).await else {
         return respond(request, &response(&body, |_| Err(ResponseError::KafkaStorageError.into())));
     };
+    let in_transaction = body.transactional_id.is_some();
+    let decoded: Vec<Result<PartitionAppend, Refusal>> =
+        decoded.into_iter().map(|append| append.and_then(|a| admitted_in_transaction(broker, a, in_transaction))).collect();
     let mut appends = Vec::new();
     let mut bytes = 0;
     // Per partition, in request order: a decoding error now, or the index of its append
@@ -233,8 +237,13 @@ fn partition_append(
         logging::warning(format!("pg_kafka: rejected produce to \"{}\": not exactly one record batch", topic.name));
         return Err(ResponseError::InvalidRecord.into());
     };
-    if batch.is_transactional() || batch.is_control() {
+    // Control batches are the coordinator's to write.
+    if batch.is_control() {
         return Err(ResponseError::InvalidRecord.into());
+    }
+    if batch.is_transactional() && topic.layout == StorageLayout::Rows {
+        logging::warning(format!("pg_kafka: rejected transactional produce to \"{}\": transactions need the batch layout", topic.name));
+        return Err(ResponseError::InvalidTxnState.into());
     }
     let producer = producer_batch(&batch)?;
     let now_ms = now_ms();
@@ -267,6 +276,18 @@ fn partition_append(
     };
     let log_append_time = log_append_time.then_some(now_ms);
     Ok(PartitionAppend { topic, topics_generation, partition, records, batch, batch_bytes, producer, log_append_time })
+}
+
+/// A transactional batch may only come with a transactional id, from the producer whose
+/// transaction is open on the partition (AddPartitionsToTxn), at its current epoch; a
+/// row-layout partition is never in a transaction.
+fn admitted_in_transaction(broker: &Broker, append: PartitionAppend, in_transaction: bool) -> Result<PartitionAppend, Refusal> {
+    let Some(batch) = append.batch.as_ref().filter(|b| b.transactional) else { return Ok(append) };
+    if !in_transaction {
+        return Err(ResponseError::InvalidRecord.into());
+    }
+    broker.txns.admits(batch.producer_id, batch.producer_epoch, (append.topic.id, append.partition))?;
+    Ok(append)
 }
 
 /// The batch as its topic keeps it: recompressed when `compression.type` names a codec

@@ -32,6 +32,7 @@ pub mod defaults {
     pub const SYNCHRONOUS_COMMIT: super::SynchronousCommit = super::SynchronousCommit::On;
     pub const REFRESH_INTERVAL_MS: i32 = 500;
     pub const MAX_WAIT_MS: i32 = 30_000;
+    pub const TRANSACTION_MAX_TIMEOUT_MS: i32 = 900_000;
     pub const GROUP_MIN_SESSION_TIMEOUT_MS: i32 = 6000;
     pub const GROUP_MAX_SESSION_TIMEOUT_MS: i32 = 1_800_000;
     pub const GROUP_INITIAL_REBALANCE_DELAY_MS: i32 = 3000;
@@ -125,6 +126,9 @@ pub struct Config {
     pub refresh_interval_ms: u64,
     /// Longest a Fetch is held waiting for data, whatever its `max_wait_ms` asks.
     pub max_wait_ms: u64,
+    /// Longest `transaction.timeout.ms` a transactional producer may ask for (Kafka's
+    /// `transaction.max.timeout.ms`); InitProducerId above it gets INVALID_TRANSACTION_TIMEOUT.
+    pub transaction_max_timeout_ms: i64,
     /// Session timeouts a JoinGroup may ask for (Kafka's `group.min/max.session.timeout.ms`).
     pub group_min_session_timeout_ms: u64,
     pub group_max_session_timeout_ms: u64,
@@ -208,6 +212,7 @@ impl Default for Config {
             synchronous_commit: d::SYNCHRONOUS_COMMIT,
             refresh_interval_ms: count(d::REFRESH_INTERVAL_MS),
             max_wait_ms: count(d::MAX_WAIT_MS),
+            transaction_max_timeout_ms: i64::from(d::TRANSACTION_MAX_TIMEOUT_MS),
             group_min_session_timeout_ms: count(d::GROUP_MIN_SESSION_TIMEOUT_MS),
             group_max_session_timeout_ms: count(d::GROUP_MAX_SESSION_TIMEOUT_MS),
             group_initial_rebalance_delay_ms: count(d::GROUP_INITIAL_REBALANCE_DELAY_MS),

@@ -102,10 +102,10 @@ pub struct Batch {
 
 impl Batch {
     pub fn is_transactional(&self) -> bool {
-        self.attributes & 0x10 != 0
+        self.attributes & TRANSACTIONAL != 0
     }
     pub fn is_control(&self) -> bool {
-        self.attributes & 0x20 != 0
+        self.attributes & CONTROL != 0
     }
 }
 
@@ -459,6 +459,40 @@ pub fn encode_producer_batch(base_offset: i64, records: &[Record], producer_id: 
         base_sequence,
     };
     encode(&head, records)
+}
+
+/// The attributes bits of a transactional batch and of a control batch.
+pub const TRANSACTIONAL: i16 = 0x10;
+pub const CONTROL: i16 = 0x20;
+
+/// A transaction's end marker on a partition: a control batch of one record (key: version
+/// 0 and the type, 0 abort or 1 commit; value: version 0 and the coordinator epoch, 0
+/// here), from the transaction's producer, at `base_offset`.
+pub fn encode_marker_batch(base_offset: i64, producer_id: i64, epoch: i16, commit: bool, timestamp_ms: i64) -> Bytes {
+    let key = Bytes::copy_from_slice(&[0, 0, 0, u8::from(commit)]);
+    let value = Bytes::from_static(&[0, 0, 0, 0, 0, 0]);
+    let record = Record { offset_delta: 0, timestamp: timestamp_ms, key: Some(key), value: Some(value), headers: None };
+    let head = Head {
+        base_offset,
+        attributes: TRANSACTIONAL | CONTROL,
+        last_offset_delta: 0,
+        base_timestamp: timestamp_ms,
+        max_timestamp: timestamp_ms,
+        producer_id,
+        producer_epoch: epoch,
+        base_sequence: -1,
+    };
+    encode(&head, &[record])
+}
+
+/// Whether a control record's key says commit (`Some(true)`), abort (`Some(false)`), or
+/// is not a transaction marker (`None`).
+pub fn marker_commits(key: &[u8]) -> Option<bool> {
+    match key {
+        [0, 0, 0, 0] => Some(false),
+        [0, 0, 0, 1] => Some(true),
+        _ => None,
+    }
 }
 
 /// `original` with only `records` left (a subset of its own, offset deltas kept): what

@@ -167,6 +167,35 @@ pub fn sample_body(key: ApiKey, v: i16) -> Option<Vec<u8>> {
             let t = describe_producers_request::TopicRequest::default().with_name(topic()).with_partition_indexes(vec![0, 1]);
             encode(&DescribeProducersRequest::default().with_topics(vec![t.clone(), t]), v)
         }
+        ApiKey::AddPartitionsToTxn => {
+            let t = add_partitions_to_txn_request::AddPartitionsToTxnTopic::default().with_name(topic()).with_partitions(vec![0, 1]);
+            let r = AddPartitionsToTxnRequest::default().with_v3_and_below_transactional_id(TransactionalId(s("tx")));
+            encode(&r.with_v3_and_below_producer_id(ProducerId(7)).with_v3_and_below_topics(vec![t.clone(), t]), v)
+        }
+        ApiKey::AddOffsetsToTxn => {
+            let r = AddOffsetsToTxnRequest::default().with_transactional_id(TransactionalId(s("tx"))).with_producer_id(ProducerId(7));
+            encode(&r.with_group_id(group()), v)
+        }
+        ApiKey::TxnOffsetCommit => {
+            let p = txn_offset_commit_request::TxnOffsetCommitRequestPartition::default().with_committed_metadata(Some(s("m")));
+            let t =
+                txn_offset_commit_request::TxnOffsetCommitRequestTopic::default().with_name(topic()).with_partitions(vec![p.clone(), p]);
+            let r = TxnOffsetCommitRequest::default().with_transactional_id(TransactionalId(s("tx"))).with_group_id(group());
+            let r = if v >= 3 { r.with_member_id(s("m")).with_group_instance_id(Some(s("i"))) } else { r };
+            encode(&r.with_topics(vec![t.clone(), t]), v)
+        }
+        ApiKey::EndTxn => encode(
+            &EndTxnRequest::default().with_transactional_id(TransactionalId(s("tx"))).with_producer_id(ProducerId(7)).with_committed(true),
+            v,
+        ),
+        ApiKey::DescribeTransactions => encode(
+            &DescribeTransactionsRequest::default().with_transactional_ids(vec![TransactionalId(s("a")), TransactionalId(s("b"))]),
+            v,
+        ),
+        ApiKey::ListTransactions => {
+            let r = ListTransactionsRequest::default().with_state_filters(vec![s("Ongoing"), s("Empty")]);
+            encode(&r.with_producer_id_filters(vec![ProducerId(1), ProducerId(2)]), v)
+        }
         ApiKey::DescribeAcls => {
             let r = DescribeAclsRequest::default().with_resource_type_filter(2).with_resource_name_filter(Some(s("t")));
             encode(&r.with_principal_filter(Some(s("User:a"))).with_host_filter(Some(s("*"))).with_operation(1).with_permission_type(1), v)

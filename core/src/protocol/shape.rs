@@ -35,6 +35,8 @@ pub enum Field {
     Bytes,
     /// An array of INT32 (no tagged fields per element).
     Int32s,
+    /// An array of INT64 (no tagged fields per element).
+    Int64s,
     /// An array of STRING (no tagged fields per element).
     Strs,
     /// An array of structs; each element ends with tagged fields in flexible versions.
@@ -274,6 +276,31 @@ fn group_or_admin_schema(api_key: ApiKey, version: i16) -> Option<Vec<Field>> {
         ApiKey::DescribeLogDirs => vec![Some(Structs(vec![Str, Int32s]))],
         // topics[name, partition_indexes]
         ApiKey::DescribeProducers => vec![Some(Structs(vec![Str, Int32s]))],
+        // v0-3: transactional_id, producer_id, producer_epoch, topics[name, partitions]
+        ApiKey::AddPartitionsToTxn => vec![Some(Str), Some(Int64), Some(Int16), Some(Structs(vec![Str, Int32s]))],
+        // transactional_id, producer_id, producer_epoch, group_id
+        ApiKey::AddOffsetsToTxn => vec![Some(Str), Some(Int64), Some(Int16), Some(Str)],
+        // transactional_id, group_id, producer_id, producer_epoch, generation_id, member_id
+        // and group_instance_id (v3+), topics[name, partitions[index, offset, leader epoch
+        // (v2+), metadata]]
+        ApiKey::TxnOffsetCommit => {
+            let partition = [Some(Int32), Some(Int64), when(version >= 2, Int32), Some(Str)];
+            vec![
+                Some(Str),
+                Some(Str),
+                Some(Int64),
+                Some(Int16),
+                when(version >= 3, Int32),
+                when(version >= 3, Str),
+                when(version >= 3, Str),
+                Some(Structs(vec![Str, Structs(partition.into_iter().flatten().collect())])),
+            ]
+        }
+        // transactional_id, producer_id, producer_epoch, committed
+        ApiKey::EndTxn => vec![Some(Str), Some(Int64), Some(Int16), Some(Bool)],
+        ApiKey::DescribeTransactions => vec![Some(Strs)],
+        // state_filters, producer_id_filters, duration_filter (v1+)
+        ApiKey::ListTransactions => vec![Some(Strs), Some(Int64s), when(version >= 1, Int64)],
         ApiKey::CreateAcls | ApiKey::DeleteAcls => vec![Some(Structs(acl_filter_fields(version).into_iter().flatten().collect()))],
         _ => return None,
     };
@@ -367,6 +394,13 @@ impl<'a> Cursor<'a> {
         Ok(())
     }
 
+    /// An array of `size`-byte scalars.
+    fn scalars(&mut self, size: usize) -> Result<(), ShapeError> {
+        let count = self.length(4)?.unwrap_or(0);
+        self.skip(count.checked_mul(size).ok_or(ShapeError::InvalidLength(count as i64))?)?;
+        self.decodes_to(VEC_BYTES + count * size)
+    }
+
     fn walk_field(&mut self, field: &Field) -> Result<(), ShapeError> {
         match field {
             Field::Int8 | Field::Bool => self.scalar(1),
@@ -376,11 +410,8 @@ impl<'a> Cursor<'a> {
             Field::Uuid => self.scalar(16),
             Field::Str => self.length(2).and_then(|len| self.bytes_field(len.unwrap_or(0))),
             Field::Bytes => self.length(4).and_then(|len| self.bytes_field(len.unwrap_or(0))),
-            Field::Int32s => {
-                let count = self.length(4)?.unwrap_or(0);
-                self.skip(count.checked_mul(4).ok_or(ShapeError::InvalidLength(count as i64))?)?;
-                self.decodes_to(VEC_BYTES + count * 4)
-            }
+            Field::Int32s => self.scalars(4),
+            Field::Int64s => self.scalars(8),
             Field::Strs => {
                 let count = self.length(4)?.unwrap_or(0);
                 self.decodes_to(VEC_BYTES)?;

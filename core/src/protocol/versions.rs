@@ -66,6 +66,15 @@ pub const SERVED_APIS: &[ServedApi] = &[
     api(ApiKey::DescribeClientQuotas, 0, 1),
     api(ApiKey::DescribeLogDirs, 1, 4),
     api(ApiKey::DescribeProducers, 0, 0),
+    // Transactions V1: AddPartitionsToTxn as clients send it (v4+ is broker to broker),
+    // EndTxn and TxnOffsetCommit below their KIP-890 (V2) versions.
+    api(ApiKey::AddPartitionsToTxn, 0, 3),
+    api(ApiKey::AddOffsetsToTxn, 0, 4),
+    api(ApiKey::TxnOffsetCommit, 0, 4),
+    api(ApiKey::EndTxn, 0, 4),
+    api(ApiKey::DescribeTransactions, 0, 0),
+    // v2 filters ids by a regular expression: not served.
+    api(ApiKey::ListTransactions, 0, 1),
 ];
 
 /// The entry for `key`, if we serve that API at all.

@@ -170,6 +170,7 @@ impl Server {
                 };
             runtime.block_on(async move {
                 tokio::spawn(broker.groups().clone().run_expiry(shutdown_rx.clone()));
+                tokio::spawn(broker.clone().run_transactions(shutdown_rx.clone()));
                 if let Some(socket) = readers {
                     tokio::spawn(broker.readers().clone().accept(socket, shutdown_rx.clone()));
                 }

@@ -19,8 +19,8 @@ use bytes::{Bytes, BytesMut};
 
 use super::StoredRecord;
 use crate::protocol::records::{
-    decode_batches, seal_crc, Batch, RecordsError, BATCH_HEADER_BYTES, CRC_START as ATTRIBUTES_AT, LAST_OFFSET_DELTA_AT, LOG_APPEND_TIME,
-    MAX_TIMESTAMP_AT, PARTITION_LEADER_EPOCH_AT, RECORD_COUNT_AT,
+    decode_batches, encode_marker_batch, seal_crc, Batch, RecordsError, BATCH_HEADER_BYTES, CRC_START as ATTRIBUTES_AT,
+    LAST_OFFSET_DELTA_AT, LOG_APPEND_TIME, MAX_TIMESTAMP_AT, PARTITION_LEADER_EPOCH_AT, RECORD_COUNT_AT,
 };
 
 /// How a topic's messages are stored; fixed when the topic is created.
@@ -94,6 +94,11 @@ pub struct CheckedBatch {
     pub producer_id: i64,
     pub producer_epoch: i16,
     pub base_sequence: i32,
+    /// Part of a transaction (its producer's records are held back from read_committed
+    /// consumers until the transaction's marker).
+    pub transactional: bool,
+    /// A transaction's end marker (the coordinator's control batch): commit or abort.
+    pub marker: Option<bool>,
     /// The batch as sent, its maxTimestamp corrected if the producer got it wrong.
     pub bytes: Bytes,
 }
@@ -131,8 +136,25 @@ pub fn checked(batch: &Batch, raw: Bytes) -> Result<CheckedBatch, BatchError> {
         producer_id: batch.producer_id,
         producer_epoch: batch.producer_epoch,
         base_sequence: batch.base_sequence,
+        transactional: batch.is_transactional(),
+        marker: None,
         bytes,
     })
+}
+
+/// A transaction's end marker for one partition, as the writer places it.
+pub fn marker(producer_id: i64, epoch: i16, commit: bool, now_ms: i64) -> CheckedBatch {
+    CheckedBatch {
+        record_count: 1,
+        max_timestamp_ms: now_ms,
+        timestamps: (now_ms, now_ms),
+        producer_id,
+        producer_epoch: epoch,
+        base_sequence: -1,
+        transactional: true,
+        marker: Some(commit),
+        bytes: encode_marker_batch(0, producer_id, epoch, commit, now_ms),
+    }
 }
 
 fn with_max_timestamp(raw: &Bytes, max: i64) -> Bytes {
@@ -190,7 +212,8 @@ pub fn record_count(batch: &[u8]) -> usize {
 pub const MAX_UNPACKED_BYTES: usize = 128 << 20;
 
 /// The records of stored batch bytes, at their absolute offsets (what `kafka.batch_records`
-/// returns and what the row layout would have stored for them).
+/// returns and what the row layout would have stored for them). Control batches
+/// (transaction markers) hold no records of the topic's: they are left out.
 pub fn unpack(bytes: &[u8]) -> Result<Vec<StoredRecord>, RecordsError> {
     if bytes.len() < BATCH_HEADER_BYTES {
         return Err(RecordsError::Corrupt("batch shorter than its header"));
@@ -198,6 +221,7 @@ pub fn unpack(bytes: &[u8]) -> Result<Vec<StoredRecord>, RecordsError> {
     let batches = decode_batches(Bytes::copy_from_slice(bytes), MAX_UNPACKED_BYTES)?;
     Ok(batches
         .into_iter()
+        .filter(|batch| !batch.is_control())
         .flat_map(|batch| {
             let base = batch.base_offset;
             batch.records.into_iter().map(move |r| StoredRecord {

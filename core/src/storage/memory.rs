@@ -3,6 +3,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use super::offsets_topic::OffsetCommitRecord;
+use super::transactions::{AbortedTxn, OpenTxn, TxnLogChanges, TxnRecord};
 use super::{
     batches, is_valid_topic_name, payload_bytes, ActiveProducer, BatchRow, CommittedOffset, LogDirUsage, LoginRole, MessageRows,
     OffsetCommit, PartitionCleaning, ProducerKey, ProducerState, ReadLimit, Storage, StorageError, StorageLayout, StoredRecord, Topic,
@@ -26,6 +27,9 @@ pub struct MemoryStorage {
     commit_numbers: HashMap<(String, i32, i32), i64>,
     next_commit_number: i64,
     producers: HashMap<ProducerKey, ProducerState>,
+    transactions: BTreeMap<String, TxnRecord>,
+    open_txns: BTreeMap<((i32, i32), i64), OpenTxn>,
+    aborted_txns: Vec<AbortedTxn>,
     /// Every appended row, in insertion order.
     pub messages: MessageRows,
     /// Every appended batch (batch layout), in insertion order.
@@ -388,6 +392,30 @@ impl Storage for MemoryStorage {
         found.sort_by_key(|producer| (producer.partition, producer.producer_id));
         found.truncate(super::DESCRIBED_PRODUCERS_LIMIT);
         Ok(found)
+    }
+
+    fn transactions(&mut self) -> Result<Vec<TxnRecord>, StorageError> {
+        Ok(self.transactions.values().cloned().collect())
+    }
+
+    fn save_transaction(&mut self, record: &TxnRecord) -> Result<(), StorageError> {
+        self.transactions.insert(record.transactional_id.clone(), record.clone());
+        Ok(())
+    }
+
+    fn txn_log_state(&mut self) -> Result<(Vec<OpenTxn>, Vec<AbortedTxn>), StorageError> {
+        Ok((self.open_txns.values().copied().collect(), self.aborted_txns.clone()))
+    }
+
+    fn save_txn_log(&mut self, changes: &TxnLogChanges) -> Result<(), StorageError> {
+        for txn in &changes.begun {
+            self.open_txns.entry((txn.partition, txn.producer_id)).or_insert(*txn);
+        }
+        for key in &changes.ended {
+            self.open_txns.remove(key);
+        }
+        self.aborted_txns.extend(changes.aborted.iter().copied());
+        Ok(())
     }
 
     fn log_dir_usage(&mut self) -> Result<LogDirUsage, StorageError> {

@@ -29,6 +29,7 @@ pub mod readers;
 pub mod reads;
 pub mod sql_appends;
 pub mod topics;
+pub mod transactions;
 pub mod watermarks;
 
 use crate::security::acl::{AclBinding, AclFilter, Principal};
@@ -368,6 +369,17 @@ pub trait Storage {
     /// The idempotent producers that wrote to `partitions` (`(topic id, partition)`), at
     /// most [`DESCRIBED_PRODUCERS_LIMIT`], sorted by partition and producer id.
     fn active_producers(&mut self, partitions: &[(i32, i32)]) -> Result<Vec<ActiveProducer>, StorageError>;
+    /// Every transactional id's record, sorted by id.
+    fn transactions(&mut self) -> Result<Vec<transactions::TxnRecord>, StorageError>;
+    /// Stores a transactional id's record (replacing the one stored), in the caller's
+    /// transaction.
+    fn save_transaction(&mut self, record: &transactions::TxnRecord) -> Result<(), StorageError>;
+    /// The log's transaction state: the open transactions on each partition and the
+    /// aborted ranges.
+    fn txn_log_state(&mut self) -> Result<(Vec<transactions::OpenTxn>, Vec<transactions::AbortedTxn>), StorageError>;
+    /// Stores what a write changed in the log's transaction state, in the caller's
+    /// transaction (the writer's, with the records and markers it describes).
+    fn save_txn_log(&mut self, changes: &transactions::TxnLogChanges) -> Result<(), StorageError>;
     /// What the log directory holds and where it is.
     fn log_dir_usage(&mut self) -> Result<LogDirUsage, StorageError>;
     /// Stored bytes per record of a batch-layout partition, from a bounded sample of its

@@ -500,6 +500,11 @@ fn compacted_batch(
     let decoded = decode_batches(stored.clone(), MAX_UNPACKED_BYTES).map_err(|e| StorageError::CorruptBatch(e.to_string()))?;
     let batch = decoded.into_iter().next().ok_or_else(|| StorageError::CorruptBatch("no batch in a stored row".to_owned()))?;
     let last_offset = batch.base_offset + i64::from(batch.last_offset_delta);
+    if batch.is_control() {
+        // A transaction marker is kept (Kafka's cleaner keeps markers while the
+        // transaction's records may still be read); its key is not a key of the topic's.
+        return Ok(CompactedBatch { change: (last_offset, None), removed: 0, kept_bytes: 0 });
+    }
     let len = |b: &Option<Bytes>| b.as_ref().map_or(0, Bytes::len) as i64;
     let (mut gone, mut kept_bytes) = (0, 0);
     let mut survivors = Vec::with_capacity(batch.records.len());

@@ -42,12 +42,14 @@ use kafka_protocol::ResponseError;
 use tokio::sync::oneshot;
 
 use super::sequences::{ProducerBatch, SequenceCheck, Sequences};
+use super::transactions::TxnWrites;
 use crate::metrics::Metrics;
 use crate::protocol::records::Record;
 use crate::storage::batches::CheckedBatch;
 use crate::storage::bridge::{JobRunner, Unavailable, Waker};
 use crate::storage::sql_appends::{SqlAppendLog, SqlAppends};
 use crate::storage::topics::TopicCache;
+use crate::storage::transactions::TxnLog;
 use crate::storage::watermarks::Watermarks;
 use crate::storage::{postgres_timestamp_us, BatchRow, MessageRows, Storage, StorageError, Topic};
 
@@ -76,9 +78,16 @@ pub struct PartitionAppend {
 /// The base offset given to an append, or why it was refused.
 pub type AppendResult = Result<i64, ResponseError>;
 
+/// Storage work that goes into the same transaction as a job's appends (a transaction's
+/// end: its state and offsets with its markers). It may run more than once if the write
+/// is retried, each time in a new transaction.
+pub type AfterAppend = Box<dyn Fn(&mut dyn Storage) -> Result<(), StorageError> + Send + Sync>;
+
 /// One Produce request's appends, waiting for the writer.
 pub struct ProduceJob {
     appends: Vec<PartitionAppend>,
+    /// Run in the transaction that stores the appends, after them.
+    then: Option<AfterAppend>,
     bytes: usize,
     reply: oneshot::Sender<Vec<AppendResult>>,
     queued_at: Instant,
@@ -127,9 +136,20 @@ impl CommitQueue {
         appends: Vec<PartitionAppend>,
         bytes: usize,
     ) -> impl std::future::Future<Output = Result<Vec<AppendResult>, Unavailable>> + use<> {
+        self.enqueue_then(appends, bytes, None)
+    }
+
+    /// Like [`enqueue`](Self::enqueue), with storage work `then` done in the same
+    /// transaction as the appends.
+    pub fn enqueue_then(
+        &self,
+        appends: Vec<PartitionAppend>,
+        bytes: usize,
+        then: Option<AfterAppend>,
+    ) -> impl std::future::Future<Output = Result<Vec<AppendResult>, Unavailable>> + use<> {
         let (reply, result) = oneshot::channel();
         self.queued_bytes.fetch_add(bytes, Ordering::Relaxed);
-        let queued = match self.jobs.send(ProduceJob { appends, bytes, reply, queued_at: Instant::now() }) {
+        let queued = match self.jobs.send(ProduceJob { appends, then, bytes, reply, queued_at: Instant::now() }) {
             Ok(()) => {
                 (self.wake)();
                 Ok(())
@@ -170,6 +190,8 @@ pub struct GroupCommitter {
     rechecked: HashMap<i32, Option<Topic>>,
     /// Idempotent producers' sequence state.
     sequences: Sequences,
+    /// Where transactions begin and end on each partition.
+    txns: TxnWrites,
     /// Jobs that found a partition locked by a SQL transaction, oldest first; they go
     /// before anything newer.
     deferred: VecDeque<ProduceJob>,
@@ -200,6 +222,7 @@ pub fn channel(settings: CommitSettings, wake: Waker, watermarks: Watermarks, to
         topics,
         rechecked: HashMap::new(),
         sequences: Sequences::default(),
+        txns: TxnWrites::default(),
         deferred: VecDeque::new(),
         sql_log: None,
         counters_seen: 0,
@@ -275,6 +298,11 @@ impl GroupCommitter {
     /// (`pg_kafka.request_timeout_ms`, reloadable).
     pub fn set_max_lock_wait(&mut self, wait: Duration) {
         self.settings.max_lock_wait = wait;
+    }
+
+    /// Where the log's transaction state is kept for Fetch.
+    pub fn set_txn_log(&mut self, log: TxnLog) {
+        self.txns = TxnWrites::new(log);
     }
 
     pub fn set_metrics(&mut self, metrics: Metrics) {
@@ -438,6 +466,9 @@ impl GroupCommitter {
                         .iter()
                         .map(|append| self.place(storage, append, &mut rows, &mut touched))
                         .collect::<Result<Vec<Placement>, StorageError>>()?;
+                    if let Some(then) = &job.then {
+                        then(storage)?;
+                    }
                     Ok(Some(placements.into_iter().map(placement_result).collect()))
                 })
                 .collect::<Result<Vec<JobOutcome>, StorageError>>()?;
@@ -448,8 +479,9 @@ impl GroupCommitter {
                 storage.append_batches(&rows.batches)?;
             }
             (stored_rows, stored_bytes) = rows.counts();
-            // Sequence state goes in with the rows it describes, or not at all.
+            // Sequence and transaction state go in with the rows they describe, or not at all.
             self.sequences.save(storage)?;
+            self.txns.save(storage)?;
             Ok(())
         });
         self.rechecked.clear();
@@ -457,6 +489,7 @@ impl GroupCommitter {
             self.metrics.group_commit(stored_rows, started.elapsed());
             self.metrics.produced(stored_rows, stored_bytes);
             self.sequences.committed();
+            self.txns.committed();
             self.publish(&touched);
             self.written_since_refresh.extend(touched);
             return Ok(results);
@@ -465,6 +498,7 @@ impl GroupCommitter {
         // they are re-read from the table.
         self.next_offsets.retain(|key, _| !touched.contains(key));
         self.sequences.rolled_back();
+        self.txns.rolled_back();
         committed.map(|()| results)
     }
 
@@ -545,6 +579,14 @@ impl GroupCommitter {
         }
         let mut offset = base_offset;
         if let Some(batch) = &append.batch {
+            match batch.marker {
+                Some(commit) => {
+                    self.sequences.marker(storage, (batch.producer_id, topic.id, append.partition), batch.producer_epoch)?;
+                    self.txns.marker(key, batch.producer_id, base_offset, commit);
+                }
+                None if batch.transactional => self.txns.records(key, batch.producer_id, base_offset),
+                None => {}
+            }
             rows.batches.push(batch.placed(topic.id, append.partition, base_offset));
             offset += i64::from(batch.record_count);
         }

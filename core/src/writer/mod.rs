@@ -6,3 +6,4 @@ pub mod compaction;
 pub mod group_commit;
 pub mod retention;
 pub mod sequences;
+pub mod transactions;

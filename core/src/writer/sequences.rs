@@ -90,6 +90,22 @@ impl Sequences {
         self.touched.insert(key);
     }
 
+    /// A transaction marker of `epoch` was placed for the producer on the partition (the
+    /// coordinator writes them, and bumps the epoch when it aborts to fence a producer):
+    /// batches of an older epoch that arrive after it are fenced, as in Kafka's producer
+    /// state. A newer epoch starts the sequence over.
+    pub fn marker(&mut self, storage: &mut dyn Storage, key: ProducerKey, epoch: i16) -> Result<(), StorageError> {
+        let known = self.load(storage, key)?.map(|state| state.epoch);
+        if known.is_some_and(|known| known >= epoch) {
+            return Ok(());
+        }
+        let state = self.states.entry(key).or_default();
+        state.epoch = epoch;
+        state.batches.clear();
+        self.touched.insert(key);
+        Ok(())
+    }
+
     /// Writes every state touched since the last commit, in the caller's transaction.
     pub fn save(&self, storage: &mut dyn Storage) -> Result<(), StorageError> {
         let states: Vec<(ProducerKey, ProducerState)> =
@@ -141,6 +157,18 @@ mod tests {
     }
 
     const KEY: ProducerKey = (7, 1, 0);
+
+    #[test]
+    fn a_marker_of_a_newer_epoch_fences_the_older_one() {
+        let (mut sequences, mut storage) = (Sequences::default(), MemoryStorage::default());
+        sequences.record(KEY, &batch(2, 0, 9), 0);
+        sequences.marker(&mut storage, KEY, 2).unwrap();
+        assert_eq!(sequences.check(&mut storage, KEY, &batch(2, 10, 19)).unwrap(), SequenceCheck::Append, "same epoch: sequence goes on");
+        sequences.marker(&mut storage, KEY, 3).unwrap();
+        let fenced = SequenceCheck::Refused(ResponseError::InvalidProducerEpoch);
+        assert_eq!(sequences.check(&mut storage, KEY, &batch(2, 10, 19)).unwrap(), fenced);
+        assert_eq!(sequences.check(&mut storage, KEY, &batch(4, 0, 0)).unwrap(), SequenceCheck::Append);
+    }
 
     #[test]
     fn retries_of_the_last_five_batches_are_duplicates_and_gaps_are_refused() {

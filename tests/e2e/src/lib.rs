@@ -732,3 +732,60 @@ pub mod secure {
         ]
     }
 }
+
+pub mod transactions {
+    //! Transactional producers through rdkafka (librdkafka speaks transactions V1).
+
+    use std::time::Duration;
+
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    use rdkafka::ClientConfig;
+
+    use super::consume::{consumer, receive};
+
+    /// Creates a topic in the batch layout (transactions need it).
+    pub fn create_batch_topic(name: &str, partitions: i32) {
+        super::psql(&format!(
+            "INSERT INTO kafka.topics (name, partitions, storage) VALUES ('{name}', {partitions}, 'batches') ON CONFLICT DO NOTHING"
+        ));
+    }
+
+    /// A transactional producer of `id`, its transactions initialised.
+    pub fn producer(id: &str, settings: &[(&str, &str)]) -> BaseProducer {
+        let mut config = ClientConfig::new();
+        config.set("bootstrap.servers", super::bootstrap()).set("transactional.id", id).set("linger.ms", "1");
+        for (key, value) in settings {
+            config.set(*key, *value);
+        }
+        let producer: BaseProducer = config.create().expect("producer");
+        producer.init_transactions(Duration::from_secs(30)).expect("init_transactions");
+        producer
+    }
+
+    /// Sends `values` to partition 0 of `topic` in the open transaction and flushes.
+    pub fn send(producer: &BaseProducer, topic: &str, values: &[String]) {
+        for value in values {
+            producer.send(BaseRecord::<(), _>::to(topic).partition(0).payload(value.as_bytes())).expect("send");
+        }
+        producer.flush(Duration::from_secs(30)).expect("flush");
+    }
+
+    /// The values of partition 0 of `topic` from the start at `isolation`, reading until
+    /// `quiet` passes without a new one.
+    pub fn values(topic: &str, isolation: &str, quiet: Duration) -> Vec<String> {
+        let consumer = consumer(topic, &[0], rdkafka::Offset::Beginning, &[("isolation.level", isolation)]);
+        let mut values = Vec::new();
+        loop {
+            let got = receive(&consumer, usize::MAX, quiet);
+            if got.is_empty() {
+                return values;
+            }
+            values.extend(got.into_iter().map(|m| String::from_utf8(m.value).unwrap()));
+        }
+    }
+
+    /// `prefix0`, `prefix1`, … `prefix{n-1}`.
+    pub fn numbered(prefix: &str, n: usize) -> Vec<String> {
+        (0..n).map(|i| format!("{prefix}{i}")).collect()
+    }
+}

@@ -47,7 +47,7 @@ fn update_from(version: &str) -> String {
     psql_in(&database, &format!("CREATE EXTENSION pg_kafka VERSION '{version}'"));
     psql_in(&database, "INSERT INTO kafka.topics (name, partitions) VALUES ('kept', 2)");
     psql_in(&database, "ALTER EXTENSION pg_kafka UPDATE");
-    assert_eq!(psql_in(&database, "SELECT extversion FROM pg_extension WHERE extname = 'pg_kafka'"), "0.7.0");
+    assert_eq!(psql_in(&database, "SELECT extversion FROM pg_extension WHERE extname = 'pg_kafka'"), "0.8.0");
     psql_in(&fresh, "CREATE EXTENSION pg_kafka");
     let (updated, installed) = (shape_of(&database), shape_of(&fresh));
     assert!(installed.contains("table kafka.acls") && installed.contains("view kafka.connections"), "{installed}");
@@ -57,6 +57,7 @@ fn update_from(version: &str) -> String {
     assert!(installed.contains("consumer_offsets.commit_number bigint") && installed.contains("offset_commit_numbers"), "{installed}");
     assert!(installed.contains("table kafka.batches") && installed.contains("topics.storage text"), "{installed}");
     assert!(installed.contains("table kafka.partition_cleaning"), "{installed}");
+    assert!(installed.contains("table kafka.transaction_state") && installed.contains("view kafka.transactions"), "{installed}");
     assert_eq!(updated, installed, "an install updated from {version} differs from a fresh one");
     assert_eq!(psql_in(&database, "SELECT name || ' ' || partitions FROM kafka.topics"), "kept 2");
     psql(&format!("DROP DATABASE {fresh}"));
@@ -123,6 +124,19 @@ fn updating_from_0_6_0_keeps_batches_and_lets_compaction_rewrite_them() {
     psql_in(&database, "UPDATE kafka.batches SET last_offset = last_offset + 2");
     assert_eq!(psql_in(&database, "SELECT last_offset - base_offset + 1 - record_count FROM kafka.batches"), "2");
     assert_eq!(psql_in(&database, "SELECT count(*) FROM kafka.partition_cleaning"), "0");
+    psql(&format!("DROP DATABASE {database}"));
+}
+
+/// The update users of the last release run: 0.7.0's batches read as before (they hold
+/// no transactions), transactions' tables start empty.
+#[test]
+fn updating_from_0_7_0_matches_a_fresh_install_and_reads_batches_as_before() {
+    let database = update_from("0.7.0");
+    psql_in(&database, "INSERT INTO kafka.topics (name, partitions, storage) VALUES ('packed', 1, 'batches')");
+    assert_eq!(psql_in(&database, "SELECT kafka.produce('packed', 'k', 'v')"), "0");
+    assert_eq!(psql_in(&database, "SELECT string_agg(value_text, ',') FROM kafka.topic_messages WHERE topic = 'packed'"), "v");
+    assert_eq!(psql_in(&database, "SELECT count(*) FROM kafka.consume('g', 'packed')"), "1");
+    assert_eq!(psql_in(&database, "SELECT count(*) FROM kafka.transactions"), "0");
     psql(&format!("DROP DATABASE {database}"));
 }
 

@@ -26,6 +26,7 @@ class ToolsTest {
     private static final String CONSOLE_CONSUMER = "org.apache.kafka.tools.consumer.ConsoleConsumer";
     private static final String PRODUCER_PERF = "org.apache.kafka.tools.ProducerPerformance";
     private static final String CONSUMER_PERF = "org.apache.kafka.tools.ConsumerPerformance";
+    private static final String TRANSACTIONS = "org.apache.kafka.tools.TransactionsCommand";
 
     private static Cluster.Result tool(String mainClass, String input, String... args) {
         String classpath;
@@ -142,5 +143,28 @@ class ToolsTest {
         List<String> fields = Arrays.stream(last.split(",")).map(String::trim).collect(Collectors.toList());
         assertEquals("20000", fields.get(4), consumed);
         assertEquals("20000", Cluster.psql("SELECT count(*) FROM kafka.topic_messages WHERE topic = '" + topic + "'"));
+    }
+
+    @Test
+    void kafkaTransactionsListsAndDescribesAnOpenTransaction() throws Exception {
+        String topic = Cluster.uniqueTopic("tool-txn");
+        Cluster.createTopic(topic, 1, Map.of("pg_kafka.storage", "batches"));
+        String id = "tool-txn-" + java.util.UUID.randomUUID();
+        try (org.apache.kafka.clients.producer.KafkaProducer<String, String> producer = Cluster.producer(Map.of("transactional.id", id))) {
+            producer.initTransactions();
+            producer.beginTransaction();
+            producer.send(new org.apache.kafka.clients.producer.ProducerRecord<>(topic, 0, "k", "v"));
+            producer.flush();
+            String listed = ok(TRANSACTIONS, "", "--bootstrap-server", bootstrap(), "list");
+            assertTrue(listed.lines().anyMatch(l -> l.contains(id) && l.contains("Ongoing")), listed);
+            String described = ok(TRANSACTIONS, "", "--bootstrap-server", bootstrap(), "describe", "--transactional-id", id);
+            assertTrue(described.contains("Ongoing") && described.contains(topic + "-0"), described);
+            String producers = ok(TRANSACTIONS, "", "--bootstrap-server", bootstrap(), "describe-producers", "--topic", topic,
+                    "--partition", "0");
+            assertTrue(producers.lines().count() >= 2, producers);
+            producer.commitTransaction();
+        }
+        String described = ok(TRANSACTIONS, "", "--bootstrap-server", bootstrap(), "describe", "--transactional-id", id);
+        assertTrue(described.contains("CompleteCommit"), described);
     }
 }

@@ -1,0 +1,406 @@
+//! The transaction coordinator: one record per transactional id (producer id, epoch,
+//! state, partitions, offsets), kept in `kafka.transaction_state` and in memory, changed
+//! by InitProducerId, AddPartitionsToTxn, AddOffsetsToTxn, TxnOffsetCommit and EndTxn.
+//!
+//! ```text
+//!  InitProducerId ─▶ Empty ─ AddPartitions / AddOffsets ─▶ Ongoing ─ EndTxn ─▶ PrepareCommit|Abort
+//!        ▲  (an open transaction is aborted, epoch + 1: the older producer is fenced)    │ stored
+//!        └──────────── CompleteCommit|Abort ◀── ONE group commit: the markers, the state, ┘
+//!                                                 the offsets (on commit)
+//! ```
+//!
+//! Kafka's coordinator writes PrepareCommit to its log, answers, then writes markers; the
+//! answer here waits for the markers, so a client never sees CONCURRENT_TRANSACTIONS for
+//! its own last transaction. The end of a transaction is one Postgres commit: its markers
+//! (placed by the group-commit writer, offsets given there), its state and, when it
+//! commits, its consumer offsets ([`CommitQueue::enqueue_then`]). A Prepare state found at
+//! start (the worker or Postgres died between the two) is finished; a transaction found
+//! open is aborted with its epoch bumped. Transactions that outlive their timeout are
+//! aborted the same way by [`TxnCoordinator::expire`].
+//!
+//! One transactional id is changed by one request at a time (a per-id async lock); the
+//! producers' open partitions are also kept in a plain map for Produce's check.
+//! Transactions V2 (KIP-890) is not advertised: clients use V1 (AddPartitionsToTxn).
+
+mod records;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use kafka_protocol::ResponseError;
+use parking_lot::{Mutex, RwLock};
+
+use super::{storage_call, Broker};
+use crate::logging;
+use crate::storage::batches::marker;
+use crate::storage::transactions::{PendingOffset, TxnLog, TxnRecord, TxnState};
+use crate::storage::watermarks::PartitionKey;
+use crate::storage::{now_ms, OffsetCommit, Topic};
+use crate::writer::group_commit::PartitionAppend;
+pub use records::{check_producer, FencedAs};
+
+/// One transactional id's place in memory: its record (`None`: never initialised) and the
+/// topics of its partitions, as AddPartitionsToTxn resolved them.
+#[derive(Default)]
+struct Slot {
+    record: Option<TxnRecord>,
+    topics: HashMap<i32, Topic>,
+}
+
+type SlotRef = Arc<tokio::sync::Mutex<Slot>>;
+
+#[derive(Clone, Default)]
+pub struct TxnCoordinator {
+    inner: Arc<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    slots: Mutex<HashMap<String, SlotRef>>,
+    /// Producer id → its epoch and the partitions of its open transaction.
+    producers: RwLock<HashMap<i64, (i16, HashSet<PartitionKey>)>>,
+    /// Set once the stored state was loaded and what crashed was finished.
+    ready: tokio::sync::OnceCell<()>,
+    /// The log's side, shared with the writer and Fetch.
+    log: TxnLog,
+}
+
+/// An epoch one below this is the last a producer id may use; the next InitProducerId
+/// then hands out a new producer id (as Kafka does).
+const LAST_EPOCH: i16 = i16::MAX - 1;
+
+impl TxnCoordinator {
+    pub fn new(log: TxnLog) -> TxnCoordinator {
+        TxnCoordinator { inner: Arc::new(Inner { log, ..Inner::default() }) }
+    }
+
+    /// The log's transaction state (last stable offsets, aborted ranges).
+    pub fn log(&self) -> &TxnLog {
+        &self.inner.log
+    }
+
+    /// Loads the stored state once: every record, the log's open transactions and aborted
+    /// ranges; finishes transactions a crash left ending and aborts those left open.
+    pub async fn ready(&self, broker: &Broker) -> Result<(), ResponseError> {
+        self.inner.ready.get_or_try_init(|| self.recover(broker)).await.map(drop)
+    }
+
+    async fn recover(&self, broker: &Broker) -> Result<(), ResponseError> {
+        let loaded = storage_call(broker, |s| Ok((s.transactions()?, s.txn_log_state()?))).await;
+        let (records, (open, aborted)) = loaded.map_err(|e| {
+            logging::warning(format!("pg_kafka: cannot load transaction state: {e}"));
+            ResponseError::CoordinatorLoadInProgress
+        })?;
+        self.inner.log.load(&open, &aborted);
+        let mut unfinished = Vec::new();
+        for record in records {
+            let id = record.transactional_id.clone();
+            if record.state.is_open() {
+                unfinished.push(id.clone());
+            }
+            self.publish(&record);
+            self.slot(&id).lock().await.record = Some(record);
+        }
+        for id in unfinished {
+            let slot = self.slot(&id);
+            let mut slot = slot.lock().await;
+            let Some(record) = slot.record.clone() else { continue };
+            let outcome = match record.state {
+                TxnState::PrepareCommit => self.finish(broker, &mut slot, true).await,
+                TxnState::PrepareAbort => self.finish(broker, &mut slot, false).await,
+                _ => self.abort_fencing(broker, &mut slot).await,
+            };
+            logging::log(format!(
+                "pg_kafka: transactional id \"{id}\" was {} at start: {}",
+                record.state.as_str(),
+                match outcome {
+                    Ok(()) => format!("now {}", slot.record.as_ref().map_or("?", |r| r.state.as_str())),
+                    Err(e) => format!("left as it was ({e:?}), tried again on its next request"),
+                }
+            ));
+        }
+        Ok(())
+    }
+
+    fn slot(&self, id: &str) -> SlotRef {
+        self.inner.slots.lock().entry(id.to_owned()).or_default().clone()
+    }
+
+    /// Keeps Produce's view of `record`'s producer current.
+    fn publish(&self, record: &TxnRecord) {
+        let partitions = if record.state == TxnState::Ongoing { record.partitions.iter().copied().collect() } else { HashSet::new() };
+        self.inner.producers.write().insert(record.producer_id, (record.producer_epoch, partitions));
+    }
+
+    /// Produce's check of a transactional batch: its producer's transaction is open on the
+    /// partition, at this epoch.
+    pub fn admits(&self, producer_id: i64, epoch: i16, partition: PartitionKey) -> Result<(), ResponseError> {
+        let producers = self.inner.producers.read();
+        match producers.get(&producer_id) {
+            None => Err(ResponseError::InvalidProducerIdMapping),
+            Some((current, _)) if epoch < *current => Err(ResponseError::InvalidProducerEpoch),
+            Some((current, partitions)) if epoch == *current && partitions.contains(&partition) => Ok(()),
+            Some(_) => Err(ResponseError::InvalidTxnState),
+        }
+    }
+
+    /// InitProducerId with a transactional id: a producer id and a new epoch. An open
+    /// transaction is aborted first (the previous producer of the id is fenced).
+    pub async fn init_producer(
+        &self,
+        broker: &Broker,
+        id: &str,
+        timeout_ms: i32,
+        expected: Option<(i64, i16)>,
+    ) -> Result<(i64, i16), ResponseError> {
+        self.ready(broker).await?;
+        let slot = self.slot(id);
+        let mut slot = slot.lock().await;
+        if let (Some(record), Some((producer_id, epoch))) = (&slot.record, expected) {
+            // KIP-360: a producer that names its id and epoch must be the current one.
+            if record.producer_id != producer_id || record.producer_epoch != epoch {
+                return Err(ResponseError::ProducerFenced);
+            }
+        }
+        if slot.record.as_ref().is_some_and(|r| r.state.is_open()) {
+            self.abort_fencing(broker, &mut slot).await?;
+        }
+        let now = now_ms();
+        let record = match slot.record.take() {
+            Some(old) if old.producer_epoch < LAST_EPOCH => TxnRecord { producer_epoch: old.producer_epoch + 1, ..old },
+            _ => {
+                let producer_id = storage_call(broker, |s| s.next_producer_id()).await.map_err(unavailable)?;
+                records::fresh(id, producer_id, now)
+            }
+        };
+        let record = TxnRecord { state: TxnState::Empty, timeout_ms, started_ms: None, updated_ms: now, ..record };
+        self.store(broker, &mut slot, record).await?;
+        let record = slot.record.as_ref().expect("just stored");
+        Ok((record.producer_id, record.producer_epoch))
+    }
+
+    /// AddPartitionsToTxn: `topics` with their partitions join the open transaction.
+    pub async fn add_partitions(
+        &self,
+        broker: &Broker,
+        id: &str,
+        producer: (i64, i16),
+        partitions: &[(Topic, i32)],
+    ) -> Result<(), ResponseError> {
+        self.change(broker, id, producer, |slot, record| {
+            for (topic, partition) in partitions {
+                slot.topics.insert(topic.id, topic.clone());
+                record.partitions.push((topic.id, *partition));
+            }
+            record.partitions.sort_unstable();
+            record.partitions.dedup();
+        })
+        .await
+    }
+
+    /// AddOffsetsToTxn: the transaction will commit offsets of `group`.
+    pub async fn add_group(&self, broker: &Broker, id: &str, producer: (i64, i16), group: &str) -> Result<(), ResponseError> {
+        self.change(broker, id, producer, |_, record| {
+            if !record.groups.iter().any(|g| g == group) {
+                record.groups.push(group.to_owned());
+                record.groups.sort();
+            }
+        })
+        .await
+    }
+
+    /// TxnOffsetCommit: offsets of `group` to commit with the transaction (the group was
+    /// added by AddOffsetsToTxn).
+    pub async fn commit_offsets(
+        &self,
+        broker: &Broker,
+        id: &str,
+        producer: (i64, i16),
+        group: &str,
+        offsets: Vec<OffsetCommit>,
+    ) -> Result<(), ResponseError> {
+        self.ready(broker).await?;
+        let slot = self.slot(id);
+        let mut slot = slot.lock().await;
+        let record = slot.record.as_ref().ok_or(ResponseError::InvalidProducerIdMapping)?;
+        check_producer(record, producer)?;
+        if record.state != TxnState::Ongoing || !record.groups.iter().any(|g| g == group) {
+            return Err(ResponseError::InvalidTxnState);
+        }
+        let mut record = record.clone();
+        for commit in offsets {
+            let same =
+                |p: &PendingOffset| p.group == group && (p.commit.topic_id, p.commit.partition) == (commit.topic_id, commit.partition);
+            record.pending_offsets.retain(|p| !same(p));
+            record.pending_offsets.push(PendingOffset { group: group.to_owned(), commit });
+        }
+        record.updated_ms = now_ms();
+        self.store(broker, &mut slot, record).await
+    }
+
+    /// EndTxn: commits or aborts the open transaction; answers once its markers, its state
+    /// and its offsets are committed. A retry of an end already done succeeds.
+    pub async fn end(&self, broker: &Broker, id: &str, producer: (i64, i16), commit: bool) -> Result<(), ResponseError> {
+        self.ready(broker).await?;
+        let slot = self.slot(id);
+        let mut slot = slot.lock().await;
+        let record = slot.record.as_ref().ok_or(ResponseError::InvalidProducerIdMapping)?;
+        check_producer(record, producer)?;
+        match (record.state, commit) {
+            (TxnState::Ongoing, _) => {}
+            (TxnState::CompleteCommit, true) | (TxnState::CompleteAbort, false) => return Ok(()),
+            (TxnState::PrepareCommit, true) | (TxnState::PrepareAbort, false) => {}
+            _ => return Err(ResponseError::InvalidTxnState),
+        }
+        self.finish(broker, &mut slot, commit).await
+    }
+
+    /// Aborts every transaction open longer than its timeout, bumping its epoch (its
+    /// producer is fenced, as Kafka does).
+    pub async fn expire(&self, broker: &Broker) {
+        if self.inner.ready.get().is_none() {
+            return;
+        }
+        let now = now_ms();
+        let slots: Vec<(String, SlotRef)> = self.inner.slots.lock().iter().map(|(id, slot)| (id.clone(), slot.clone())).collect();
+        for (id, slot) in slots {
+            let Ok(mut slot) = slot.try_lock() else { continue };
+            let expired = slot.record.as_ref().is_some_and(|r| {
+                r.state == TxnState::Ongoing && r.started_ms.is_some_and(|started| now - started > i64::from(r.timeout_ms))
+            });
+            if expired {
+                match self.abort_fencing(broker, &mut slot).await {
+                    Ok(()) => logging::log(format!("pg_kafka: aborted transaction of \"{id}\": it was open longer than its timeout")),
+                    Err(e) => logging::warning(format!("pg_kafka: cannot abort the timed-out transaction of \"{id}\": {e:?}")),
+                }
+            }
+        }
+    }
+
+    /// Every record, for DescribeTransactions, ListTransactions and `kafka.transactions`.
+    pub async fn records(&self, broker: &Broker) -> Result<Vec<TxnRecord>, ResponseError> {
+        self.ready(broker).await?;
+        let slots: Vec<SlotRef> = self.inner.slots.lock().values().cloned().collect();
+        let mut records = Vec::with_capacity(slots.len());
+        for slot in slots {
+            records.extend(slot.lock().await.record.clone());
+        }
+        records.sort_by(|a, b| a.transactional_id.cmp(&b.transactional_id));
+        Ok(records)
+    }
+
+    /// A change of an open (or opening) transaction by its producer.
+    async fn change(
+        &self,
+        broker: &Broker,
+        id: &str,
+        producer: (i64, i16),
+        apply: impl FnOnce(&mut Slot, &mut TxnRecord),
+    ) -> Result<(), ResponseError> {
+        self.ready(broker).await?;
+        let slot = self.slot(id);
+        let mut slot = slot.lock().await;
+        let record = slot.record.as_ref().ok_or(ResponseError::InvalidProducerIdMapping)?;
+        check_producer(record, producer)?;
+        if matches!(record.state, TxnState::PrepareCommit | TxnState::PrepareAbort) {
+            return Err(ResponseError::ConcurrentTransactions);
+        }
+        let mut record = record.clone();
+        let now = now_ms();
+        if record.state != TxnState::Ongoing {
+            record = records::begun(record, now);
+        }
+        apply(&mut slot, &mut record);
+        record.updated_ms = now;
+        self.store(broker, &mut slot, record).await
+    }
+
+    /// Stores `record` as the id's state, then keeps it.
+    async fn store(&self, broker: &Broker, slot: &mut Slot, record: TxnRecord) -> Result<(), ResponseError> {
+        let stored = record.clone();
+        storage_call(broker, move |s| s.save_transaction(&stored)).await.map_err(unavailable)?;
+        self.publish(&record);
+        slot.record = Some(record);
+        Ok(())
+    }
+
+    /// Aborts the open transaction with the epoch bumped: markers of the new epoch end it,
+    /// and its producer (at the old epoch) is fenced.
+    async fn abort_fencing(&self, broker: &Broker, slot: &mut Slot) -> Result<(), ResponseError> {
+        let Some(record) = slot.record.clone() else { return Ok(()) };
+        let bumped = TxnRecord { producer_epoch: (record.producer_epoch + 1).min(LAST_EPOCH), ..record };
+        slot.record = Some(bumped);
+        self.finish(broker, slot, false).await
+    }
+
+    /// Ends the slot's transaction: Prepare stored, then the markers, the Complete state
+    /// and (on commit) the offsets in one group commit.
+    async fn finish(&self, broker: &Broker, slot: &mut Slot, commit: bool) -> Result<(), ResponseError> {
+        let record = slot.record.clone().ok_or(ResponseError::InvalidProducerIdMapping)?;
+        let prepare_state = if commit { TxnState::PrepareCommit } else { TxnState::PrepareAbort };
+        let prepared = TxnRecord { state: prepare_state, updated_ms: now_ms(), ..record };
+        let missing: Vec<i32> = prepared.partitions.iter().map(|p| p.0).filter(|topic_id| !slot.topics.contains_key(topic_id)).collect();
+        let stored = prepared.clone();
+        let topics = storage_call(broker, move |s| {
+            s.save_transaction(&stored)?;
+            Ok(if missing.is_empty() { Vec::new() } else { s.all_topics()? })
+        })
+        .await
+        .map_err(unavailable)?;
+        slot.topics.extend(topics.into_iter().map(|t| (t.id, t)));
+        self.publish(&prepared);
+        slot.record = Some(prepared.clone());
+        let complete = records::completed(&prepared, commit, now_ms());
+        let offsets = if commit { records::offsets_by_group(&prepared) } else { Vec::new() };
+        let stored = complete.clone();
+        let then = Box::new(move |s: &mut dyn crate::storage::Storage| {
+            s.save_transaction(&stored)?;
+            offsets.iter().try_for_each(|(group, commits)| s.commit_offsets(group, commits))
+        });
+        let generation = broker.topics.generation();
+        let now = now_ms();
+        let appends: Vec<PartitionAppend> = prepared
+            .partitions
+            .iter()
+            .filter_map(|&(topic_id, partition)| {
+                let topic = slot.topics.get(&topic_id)?.clone();
+                Some(marker_append(topic, generation, partition, &prepared, commit, now))
+            })
+            .collect();
+        let bytes = appends.iter().map(|a| a.batch_bytes).sum();
+        let results = broker.commits.enqueue_then(appends, bytes, Some(then)).await.map_err(|e| {
+            logging::warning(format!("pg_kafka: writing the markers of \"{}\" failed: {e}", prepared.transactional_id));
+            ResponseError::CoordinatorNotAvailable
+        })?;
+        if let Some(error) = results.iter().find_map(|r| r.err()).filter(|e| *e != ResponseError::UnknownTopicOrPartition) {
+            logging::warning(format!("pg_kafka: writing the markers of \"{}\" failed: {error:?}", prepared.transactional_id));
+            return Err(ResponseError::CoordinatorNotAvailable);
+        }
+        self.publish(&complete);
+        slot.record = Some(complete);
+        Ok(())
+    }
+}
+
+/// The marker of `record`'s transaction for one partition, as an append.
+fn marker_append(topic: Topic, generation: u64, partition: i32, record: &TxnRecord, commit: bool, now: i64) -> PartitionAppend {
+    let batch = marker(record.producer_id, record.producer_epoch, commit, now);
+    PartitionAppend {
+        topic,
+        topics_generation: generation,
+        partition,
+        records: Vec::new(),
+        batch_bytes: 0,
+        batch: Some(batch),
+        producer: None,
+        log_append_time: None,
+    }
+}
+
+fn unavailable(e: impl std::fmt::Display) -> ResponseError {
+    logging::warning(format!("pg_kafka: transaction state not stored: {e}"));
+    ResponseError::CoordinatorNotAvailable
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,127 @@
+//! The coordinator's rules on one record, without storage: what a new id, a begun and a
+//! completed transaction look like, and who may change it.
+
+use kafka_protocol::ResponseError;
+
+use crate::storage::transactions::{TxnRecord, TxnState};
+use crate::storage::OffsetCommit;
+
+/// A transactional id's first record.
+pub fn fresh(id: &str, producer_id: i64, now_ms: i64) -> TxnRecord {
+    TxnRecord {
+        transactional_id: id.to_owned(),
+        producer_id,
+        producer_epoch: 0,
+        state: TxnState::Empty,
+        timeout_ms: 0,
+        partitions: Vec::new(),
+        groups: Vec::new(),
+        pending_offsets: Vec::new(),
+        started_ms: None,
+        updated_ms: now_ms,
+    }
+}
+
+/// `record` with a new transaction begun at `now_ms` (nothing of the last one kept).
+pub fn begun(record: TxnRecord, now_ms: i64) -> TxnRecord {
+    TxnRecord {
+        state: TxnState::Ongoing,
+        partitions: Vec::new(),
+        groups: Vec::new(),
+        pending_offsets: Vec::new(),
+        started_ms: Some(now_ms),
+        ..record
+    }
+}
+
+/// `record` once its transaction ended (its partitions and offsets are done with).
+pub fn completed(record: &TxnRecord, commit: bool, now_ms: i64) -> TxnRecord {
+    TxnRecord {
+        state: if commit { TxnState::CompleteCommit } else { TxnState::CompleteAbort },
+        partitions: Vec::new(),
+        groups: Vec::new(),
+        pending_offsets: Vec::new(),
+        updated_ms: now_ms,
+        ..record.clone()
+    }
+}
+
+/// The offsets a committing transaction stores, per group.
+pub fn offsets_by_group(record: &TxnRecord) -> Vec<(String, Vec<OffsetCommit>)> {
+    let mut groups: Vec<(String, Vec<OffsetCommit>)> = Vec::new();
+    for pending in &record.pending_offsets {
+        match groups.iter_mut().find(|(group, _)| *group == pending.group) {
+            Some((_, commits)) => commits.push(pending.commit.clone()),
+            None => groups.push((pending.group.clone(), vec![pending.commit.clone()])),
+        }
+    }
+    groups
+}
+
+/// Whether `producer` (id, epoch) is the record's current producer: another id is
+/// INVALID_PRODUCER_ID_MAPPING, another epoch PRODUCER_FENCED (an older producer of the
+/// same transactional id, fenced by a newer InitProducerId).
+pub fn check_producer(record: &TxnRecord, (producer_id, epoch): (i64, i16)) -> Result<(), ResponseError> {
+    if record.producer_id != producer_id {
+        Err(ResponseError::InvalidProducerIdMapping)
+    } else if record.producer_epoch != epoch {
+        Err(ResponseError::ProducerFenced)
+    } else {
+        Ok(())
+    }
+}
+
+/// PRODUCER_FENCED exists from these versions of each API on (KIP-588); older versions
+/// are answered INVALID_PRODUCER_EPOCH, which their clients know.
+pub trait FencedAs {
+    fn for_version(self, version: i16, fenced_from: i16) -> ResponseError;
+}
+
+impl FencedAs for ResponseError {
+    fn for_version(self, version: i16, fenced_from: i16) -> ResponseError {
+        if self == ResponseError::ProducerFenced && version < fenced_from {
+            ResponseError::InvalidProducerEpoch
+        } else {
+            self
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::transactions::PendingOffset;
+
+    #[test]
+    fn only_the_current_producer_may_change_a_transaction() {
+        let record = TxnRecord { producer_epoch: 3, ..fresh("t", 9, 0) };
+        assert_eq!(check_producer(&record, (9, 3)), Ok(()));
+        assert_eq!(check_producer(&record, (9, 2)), Err(ResponseError::ProducerFenced));
+        assert_eq!(check_producer(&record, (8, 3)), Err(ResponseError::InvalidProducerIdMapping));
+        assert_eq!(ResponseError::ProducerFenced.for_version(1, 2), ResponseError::InvalidProducerEpoch);
+        assert_eq!(ResponseError::ProducerFenced.for_version(2, 2), ResponseError::ProducerFenced);
+        assert_eq!(ResponseError::InvalidTxnState.for_version(0, 2), ResponseError::InvalidTxnState);
+    }
+
+    #[test]
+    fn a_completed_transaction_keeps_its_producer_and_forgets_its_parts() {
+        let offset = |group: &str, partition| PendingOffset {
+            group: group.to_owned(),
+            commit: OffsetCommit { topic_id: 1, partition, offset: 5, leader_epoch: -1, metadata: None },
+        };
+        let open = TxnRecord {
+            partitions: vec![(1, 0)],
+            groups: vec!["a".into(), "b".into()],
+            pending_offsets: vec![offset("a", 0), offset("b", 0), offset("a", 1)],
+            ..begun(fresh("t", 9, 0), 10)
+        };
+        assert_eq!(open.state, TxnState::Ongoing);
+        let by_group = offsets_by_group(&open);
+        assert_eq!(by_group.iter().map(|(g, c)| (g.as_str(), c.len())).collect::<Vec<_>>(), vec![("a", 2), ("b", 1)]);
+        let done = completed(&open, false, 20);
+        assert_eq!((done.state, done.producer_id, done.started_ms, done.updated_ms), (TxnState::CompleteAbort, 9, Some(10), 20));
+        assert!(done.partitions.is_empty() && done.groups.is_empty() && done.pending_offsets.is_empty());
+        let again = begun(done, 30);
+        assert_eq!((again.state, again.started_ms), (TxnState::Ongoing, Some(30)));
+    }
+}

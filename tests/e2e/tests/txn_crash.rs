@@ -1,0 +1,71 @@
+//! After a crash every open transaction is aborted, never left half-applied: the worker
+//! is killed with SIGKILL (Postgres reinitializes) and Postgres is restarted while a
+//! transaction is open; when the worker is back, the transaction is aborted (its producer
+//! fenced), read_committed consumers move past it, and the id's next producer commits.
+//! Alone in its own test binary because it crashes the shared test cluster on purpose.
+
+use std::time::{Duration, Instant};
+
+use pg_kafka_e2e::transactions::{create_batch_topic, numbered, producer, send, values};
+use pg_kafka_e2e::*;
+use rdkafka::producer::Producer;
+
+const QUIET: Duration = Duration::from_secs(2);
+
+/// The transaction's state once the worker serves again (it loads and settles
+/// transactions at start).
+fn state_after_recovery(id: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let output = std::process::Command::new("psql")
+            .args(["-X", "-A", "-t", "-h", "127.0.0.1", "-U", "postgres", "-d", "postgres"])
+            .args(["-p", &std::env::var("PGKAFKA_E2E_PG_PORT").unwrap()])
+            .arg("-c")
+            .arg(format!("SELECT state FROM kafka.transactions WHERE transactional_id = '{id}'"))
+            .output()
+            .unwrap();
+        let state = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+        if state == "CompleteAbort" {
+            return state;
+        }
+        assert!(Instant::now() < deadline, "transaction of {id} still {state:?} 90 s after the crash");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+fn crash_mid_transaction(how: &str, crash: impl FnOnce()) {
+    let topic = format!("e2e-txn-crash-{how}-{}", std::process::id());
+    let id = format!("e2e-txn-crash-{how}-{}", std::process::id());
+    create_batch_topic(&topic, 1);
+    {
+        let zombie = producer(&id, &[]);
+        zombie.begin_transaction().unwrap();
+        send(&zombie, &topic, &numbered("before", 2));
+        zombie.commit_transaction(Duration::from_secs(30)).unwrap();
+        zombie.begin_transaction().unwrap();
+        send(&zombie, &topic, &numbered("open", 5));
+        crash();
+        assert_eq!(state_after_recovery(&id), "CompleteAbort", "{how}");
+        // The producer that was open at the crash is fenced: its commit fails.
+        assert!(zombie.commit_transaction(Duration::from_secs(10)).is_err(), "{how}: the zombie's commit fails");
+    }
+    let next = producer(&id, &[]);
+    next.begin_transaction().unwrap();
+    send(&next, &topic, &numbered("after", 3));
+    next.commit_transaction(Duration::from_secs(30)).unwrap();
+    assert_eq!(values(&topic, "read_committed", QUIET), [numbered("before", 2), numbered("after", 3)].concat(), "{how}");
+    assert_eq!(
+        psql(&format!("SELECT count(*) FROM kafka.open_transactions o JOIN kafka.topics t ON t.id = o.topic_id WHERE t.name = '{topic}'")),
+        "0",
+        "{how}: nothing holds the last stable offset back"
+    );
+}
+
+#[test]
+fn a_transaction_open_at_a_crash_is_aborted_when_the_worker_is_back() {
+    crash_mid_transaction("sigkill", || {
+        let pid = psql("SELECT pid FROM pg_stat_activity WHERE backend_type = 'pg_kafka'");
+        assert!(std::process::Command::new("kill").args(["-9", &pid]).status().unwrap().success());
+    });
+    crash_mid_transaction("restart", restart_postgres);
+}

@@ -1,0 +1,258 @@
+package pgkafka;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertInstanceOf;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Set;
+import java.util.UUID;
+import java.util.concurrent.TimeUnit;
+
+import org.apache.kafka.clients.admin.Admin;
+import org.apache.kafka.clients.admin.OffsetSpec;
+import org.apache.kafka.clients.consumer.ConsumerRecord;
+import org.apache.kafka.clients.consumer.ConsumerRecords;
+import org.apache.kafka.clients.consumer.KafkaConsumer;
+import org.apache.kafka.clients.consumer.OffsetAndMetadata;
+import org.apache.kafka.clients.producer.KafkaProducer;
+import org.apache.kafka.clients.producer.ProducerRecord;
+import org.apache.kafka.common.IsolationLevel;
+import org.apache.kafka.common.KafkaException;
+import org.apache.kafka.common.TopicPartition;
+import org.apache.kafka.common.errors.ProducerFencedException;
+import org.apache.kafka.clients.admin.ListOffsetsOptions;
+import org.junit.jupiter.api.Test;
+
+/**
+ * Transactions with Kafka's own Java client (V1: AddPartitionsToTxn, EndTxn v4): commit and
+ * abort seen by read_committed and read_uncommitted consumers, an open transaction holding
+ * read_committed back, zombie fencing, consume-transform-produce with offsets in the
+ * transaction, a timed-out transaction aborted by the coordinator. Topics in the batch layout.
+ */
+class TransactionsTest {
+    private static final Map<String, String> BATCHES = Map.of("pg_kafka.storage", "batches");
+
+    private static KafkaProducer<String, String> transactional(String id, Map<String, String> more) {
+        Map<String, String> props = new HashMap<>(Map.of("transactional.id", id, "linger.ms", "0"));
+        props.putAll(more);
+        KafkaProducer<String, String> producer = Cluster.producer(props);
+        producer.initTransactions();
+        return producer;
+    }
+
+    private static KafkaConsumer<String, String> consumer(String isolation) {
+        return Cluster.consumer(null, Map.of("isolation.level", isolation));
+    }
+
+    private static List<String> values(List<ConsumerRecord<String, String>> records) {
+        return records.stream().map(ConsumerRecord::value).toList();
+    }
+
+    private static List<String> readValues(String topic, String isolation) {
+        try (KafkaConsumer<String, String> consumer = consumer(isolation)) {
+            return values(Cluster.readAll(consumer, topic));
+        }
+    }
+
+    private static void send(KafkaProducer<String, String> producer, String topic, String prefix, int n) {
+        for (int i = 0; i < n; i++) {
+            producer.send(new ProducerRecord<>(topic, 0, "k" + i, prefix + i));
+        }
+    }
+
+    private static List<String> numbered(String prefix, int n) {
+        List<String> values = new ArrayList<>();
+        for (int i = 0; i < n; i++) {
+            values.add(prefix + i);
+        }
+        return values;
+    }
+
+    @Test
+    void readCommittedSeesCommittedTransactionsOnlyAndReadUncommittedSeesAll() throws Exception {
+        String topic = Cluster.uniqueTopic("txn-commit-abort");
+        Cluster.createTopic(topic, 1, BATCHES);
+        String id = "txn-" + UUID.randomUUID();
+        try (KafkaProducer<String, String> producer = transactional(id, Map.of())) {
+            producer.beginTransaction();
+            send(producer, topic, "a", 10);
+            producer.commitTransaction();
+            producer.beginTransaction();
+            send(producer, topic, "b", 5);
+            producer.flush();
+            producer.abortTransaction();
+            producer.beginTransaction();
+            send(producer, topic, "c", 3);
+            producer.commitTransaction();
+        }
+        List<String> committed = new ArrayList<>(numbered("a", 10));
+        committed.addAll(numbered("c", 3));
+        assertEquals(committed, readValues(topic, "read_committed"));
+        List<String> all = new ArrayList<>(numbered("a", 10));
+        all.addAll(numbered("b", 5));
+        all.addAll(numbered("c", 3));
+        assertEquals(all, readValues(topic, "read_uncommitted"), "aborted records stay in the log, as in Kafka");
+        assertEquals("CompleteCommit|", Cluster.psql("SELECT state || '|' || array_to_string(partitions, ',') FROM kafka.transactions "
+                + "WHERE transactional_id = '" + id + "'"));
+        // 10 + marker + 5 + marker + 3 + marker
+        assertEquals("21", Cluster.psql("SELECT max(last_offset) + 1 FROM kafka.batches b JOIN kafka.topics t ON t.id = b.topic_id "
+                + "WHERE t.name = '" + topic + "'"));
+        assertEquals("13", Cluster.psql("SELECT count(*) FROM kafka.topic_messages WHERE topic = '" + topic + "'"),
+                "SQL reads records, not markers");
+    }
+
+    @Test
+    void anOpenTransactionHoldsReadCommittedConsumersAtItsFirstOffset() throws Exception {
+        String topic = Cluster.uniqueTopic("txn-open");
+        Cluster.createTopic(topic, 1, BATCHES);
+        TopicPartition partition = new TopicPartition(topic, 0);
+        try (KafkaProducer<String, String> producer = transactional("txn-" + UUID.randomUUID(), Map.of());
+                Admin admin = Cluster.admin()) {
+            producer.beginTransaction();
+            send(producer, topic, "a", 4);
+            producer.commitTransaction();
+            producer.beginTransaction();
+            send(producer, topic, "b", 6);
+            producer.flush();
+            ListOffsetsOptions committed = new ListOffsetsOptions(IsolationLevel.READ_COMMITTED);
+            long stable = admin.listOffsets(Map.of(partition, OffsetSpec.latest()), committed).all().get(30, TimeUnit.SECONDS).get(partition).offset();
+            long high = admin.listOffsets(Map.of(partition, OffsetSpec.latest())).all().get(30, TimeUnit.SECONDS).get(partition).offset();
+            assertEquals(5, stable, "the open transaction's first offset (4 records and a marker before it)");
+            assertEquals(11, high);
+            try (KafkaConsumer<String, String> consumer = consumer("read_committed")) {
+                consumer.assign(List.of(partition));
+                consumer.seekToBeginning(List.of(partition));
+                List<String> seen = new ArrayList<>();
+                long until = System.nanoTime() + TimeUnit.SECONDS.toNanos(3);
+                while (System.nanoTime() < until) {
+                    consumer.poll(Duration.ofMillis(200)).forEach(r -> seen.add(r.value()));
+                }
+                assertEquals(numbered("a", 4), seen, "nothing of the open transaction");
+                producer.commitTransaction();
+                until = System.nanoTime() + TimeUnit.SECONDS.toNanos(30);
+                while (seen.size() < 10 && System.nanoTime() < until) {
+                    consumer.poll(Duration.ofMillis(200)).forEach(r -> seen.add(r.value()));
+                }
+                List<String> want = new ArrayList<>(numbered("a", 4));
+                want.addAll(numbered("b", 6));
+                assertEquals(want, seen, "the rest once it committed");
+            }
+        }
+    }
+
+    @Test
+    void aSecondProducerWithTheSameTransactionalIdFencesTheFirst() throws Exception {
+        String topic = Cluster.uniqueTopic("txn-fence");
+        Cluster.createTopic(topic, 1, BATCHES);
+        String id = "txn-" + UUID.randomUUID();
+        try (KafkaProducer<String, String> zombie = transactional(id, Map.of())) {
+            zombie.beginTransaction();
+            send(zombie, topic, "zombie", 3);
+            zombie.flush();
+            try (KafkaProducer<String, String> successor = transactional(id, Map.of())) {
+                // As from Kafka: its produce gets INVALID_PRODUCER_EPOCH (abortable in the client),
+                // its abort PRODUCER_FENCED (fatal).
+                assertThrows(KafkaException.class, () -> {
+                    send(zombie, topic, "late", 1);
+                    zombie.commitTransaction();
+                });
+                KafkaException fenced = assertThrows(KafkaException.class, zombie::abortTransaction);
+                assertTrue(fenced instanceof ProducerFencedException || fenced.getCause() instanceof ProducerFencedException,
+                        "fenced: " + fenced);
+                successor.beginTransaction();
+                send(successor, topic, "next", 2);
+                successor.commitTransaction();
+            }
+        }
+        assertEquals(numbered("next", 2), readValues(topic, "read_committed"), "the zombie's transaction was aborted");
+    }
+
+    @Test
+    void consumeTransformProduceCommitsOffsetsWithTheOutputExactlyOnce() throws Exception {
+        String input = Cluster.uniqueTopic("txn-input");
+        String output = Cluster.uniqueTopic("txn-output");
+        Cluster.createTopic(input, 1, BATCHES);
+        Cluster.createTopic(output, 1, BATCHES);
+        try (KafkaProducer<String, String> plain = Cluster.producer(Map.of())) {
+            send(plain, input, "in", 100);
+            plain.flush();
+        }
+        String group = "txn-group-" + UUID.randomUUID();
+        TopicPartition in = new TopicPartition(input, 0);
+        try (KafkaProducer<String, String> producer = transactional("txn-" + UUID.randomUUID(), Map.of());
+                KafkaConsumer<String, String> consumer = Cluster.consumer(group, Map.of("isolation.level", "read_committed", "max.poll.records", "30"))) {
+            consumer.subscribe(List.of(input));
+            int done = 0;
+            boolean abortedOnce = false;
+            long until = System.nanoTime() + TimeUnit.SECONDS.toNanos(60);
+            while (done < 100 && System.nanoTime() < until) {
+                ConsumerRecords<String, String> records = consumer.poll(Duration.ofMillis(500));
+                if (records.isEmpty()) {
+                    continue;
+                }
+                producer.beginTransaction();
+                long next = 0;
+                for (ConsumerRecord<String, String> record : records) {
+                    producer.send(new ProducerRecord<>(output, 0, record.key(), record.value().replace("in", "out")));
+                    next = record.offset() + 1;
+                }
+                producer.sendOffsetsToTransaction(Map.of(in, new OffsetAndMetadata(next)), consumer.groupMetadata());
+                if (!abortedOnce) {
+                    // The first batch is aborted and processed again: its output and offsets never count.
+                    producer.abortTransaction();
+                    abortedOnce = true;
+                    consumer.seek(in, 0);
+                    continue;
+                }
+                producer.commitTransaction();
+                done += records.count();
+            }
+            assertEquals(100, done);
+        }
+        assertEquals(numbered("out", 100), readValues(output, "read_committed"), "each record once");
+        try (Admin admin = Cluster.admin()) {
+            Map<TopicPartition, OffsetAndMetadata> offsets = admin.listConsumerGroupOffsets(group).partitionsToOffsetAndMetadata().get(30, TimeUnit.SECONDS);
+            assertEquals(100, offsets.get(in).offset());
+        }
+    }
+
+    @Test
+    void aTransactionOpenLongerThanItsTimeoutIsAbortedAndItsProducerFenced() throws Exception {
+        String topic = Cluster.uniqueTopic("txn-timeout");
+        Cluster.createTopic(topic, 1, BATCHES);
+        String id = "txn-" + UUID.randomUUID();
+        try (KafkaProducer<String, String> producer = transactional(id, Map.of("transaction.timeout.ms", "1500"))) {
+            producer.beginTransaction();
+            send(producer, topic, "late", 3);
+            producer.flush();
+            long until = System.nanoTime() + TimeUnit.SECONDS.toNanos(30);
+            while (!Cluster.psql("SELECT state FROM kafka.transactions WHERE transactional_id = '" + id + "'").equals("CompleteAbort")) {
+                assertTrue(System.nanoTime() < until, "the coordinator aborts it within 30 s");
+                Thread.sleep(200);
+            }
+            KafkaException failed = assertThrows(KafkaException.class, producer::commitTransaction);
+            assertInstanceOf(KafkaException.class, failed);
+        }
+        assertEquals(List.of(), readValues(topic, "read_committed"));
+        assertEquals(numbered("late", 3), readValues(topic, "read_uncommitted"));
+    }
+
+    @Test
+    void aRowLayoutTopicCannotJoinATransaction() throws Exception {
+        String topic = Cluster.uniqueTopic("txn-rows");
+        Cluster.createTopic(topic, 1, Map.of("pg_kafka.storage", "rows"));
+        try (KafkaProducer<String, String> producer = transactional("txn-" + UUID.randomUUID(), Map.of())) {
+            producer.beginTransaction();
+            send(producer, topic, "x", 1);
+            assertThrows(KafkaException.class, producer::commitTransaction);
+        }
+        assertEquals(List.of(), readValues(topic, "read_uncommitted"));
+        assertEquals(Set.of(), Set.copyOf(readValues(topic, "read_committed")));
+    }
+}
