@@ -203,7 +203,7 @@ conformance: install
 		"pg_kafka.default_topic_storage = '$(TOPIC_STORAGE)'" > target/conformance.conf
 	PGKAFKA_EXTRA_CONF=target/conformance.conf scripts/cluster.sh start $(CONFORMANCE_DATA) $(CONFORMANCE_PG_PORT) $(CONFORMANCE_PORT)
 	status=0; \
-	scripts/librdkafka-suite.sh 127.0.0.1:$(CONFORMANCE_PORT) $(CONFORMANCE_MODE) || status=1; \
+	TOPIC_STORAGE=$(TOPIC_STORAGE) scripts/librdkafka-suite.sh 127.0.0.1:$(CONFORMANCE_PORT) $(CONFORMANCE_MODE) || status=1; \
 	TOPIC_STORAGE=$(TOPIC_STORAGE) scripts/franz-go-suite.sh 127.0.0.1:$(CONFORMANCE_PORT) $(CONFORMANCE_MODE) || status=1; \
 	scripts/cluster.sh stop $(CONFORMANCE_DATA); scripts/compatibility.py; exit $$status
 

@@ -15,7 +15,7 @@
 //! PGKAFKA_BENCH_SASL_SSL, PGKAFKA_BENCH_CA_FILE, PGKAFKA_BENCH_RDKAFKA_PERFORMANCE;
 //! BENCH_MESSAGES (default 1,000,000), BENCH_ROUNDS (default 3), BENCH_SUSTAINED_MESSAGES
 //! (default 50,000,000), BENCH_ONLY (one group of cases: `sustained`, `partitions`,
-//! `idempotent`, `mixed`, `layouts`, `kafka`, `compaction`) with BENCH_SIZE (its message size, 100),
+//! `idempotent`, `mixed`, `layouts`, `kafka`, `compaction`, `transactions`) with BENCH_SIZE (its message size, 100),
 //! BENCH_SQL (a SQL file run first, e.g. tuning/autovacuum.sql). `kafka` and the full run
 //! measure Apache Kafka too (module `versus`).
 
@@ -28,6 +28,7 @@ mod perf_tool;
 mod produce;
 mod report;
 mod sql_produce;
+mod transactions;
 mod versus;
 
 use std::time::Duration;
@@ -69,6 +70,9 @@ pub enum Only {
     /// Compacting a partition of BENCH_COMPACTION_MESSAGES over 100k keys, and produce
     /// beside it against produce alone.
     Compaction,
+    /// Transactional produce (a commit every 1,000) against idempotent; read_committed
+    /// consume against read_uncommitted.
+    Transactions,
 }
 
 impl Only {
@@ -81,7 +85,10 @@ impl Only {
             "layouts" => Only::Layouts,
             "kafka" => Only::Kafka,
             "compaction" => Only::Compaction,
-            other => panic!("BENCH_ONLY={other}: expected sustained, partitions, idempotent, mixed, layouts, kafka or compaction"),
+            "transactions" => Only::Transactions,
+            other => {
+                panic!("BENCH_ONLY={other}: expected sustained, partitions, idempotent, mixed, layouts, kafka, compaction or transactions")
+            }
         }
     }
 }
@@ -298,6 +305,7 @@ fn run_only(env: &Env, report: &mut Report, only: Only) {
         }
         Only::Kafka => versus::run(env, report, &[size]),
         Only::Compaction => compaction::run(env, report),
+        Only::Transactions => transactions::run(env, report, size),
         Only::Layouts => {
             for shape in [one, ProduceShape { idempotent: true, ..one }, ProduceShape::plain(size, 8)] {
                 let rows = report.case(|r| fresh(&|| perf_tool::produce(env, shape, &perf_topic("rows", r))));

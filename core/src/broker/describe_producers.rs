@@ -1,8 +1,8 @@
 //! DescribeProducers (v0): the idempotent producers whose state a partition keeps
 //! (`kafka.producer_state`), for `kafka-transactions describe-producers` and Admin's
-//! describeProducers. With no transactions yet, no producer has an open transaction
-//! (`current_txn_start_offset` -1) and no coordinator epoch; the last timestamp is when
-//! the partition last stored a batch of it. Needs READ on each topic, as in Kafka; a
+//! describeProducers. A producer with a transaction open on the partition shows its first
+//! offset there (`current_txn_start_offset`, else -1); there is no coordinator epoch; the
+//! last timestamp is when the partition last stored a batch of it. Needs READ on each topic, as in Kafka; a
 //! partition that does not exist answers UNKNOWN_TOPIC_OR_PARTITION.
 
 use std::collections::HashMap;
@@ -54,7 +54,7 @@ pub async fn handle(broker: &Broker, request: &RequestFrame) -> Outcome {
     };
     let mut by_partition: HashMap<(i32, i32), Vec<ProducerState>> = HashMap::new();
     for producer in producers {
-        by_partition.entry(producer.partition).or_default().push(described(&producer));
+        by_partition.entry(producer.partition).or_default().push(described(&producer, broker.txns.log()));
     }
     let topics = body
         .topics
@@ -78,14 +78,14 @@ pub async fn handle(broker: &Broker, request: &RequestFrame) -> Outcome {
     respond(request, &DescribeProducersResponse::default().with_topics(topics))
 }
 
-fn described(producer: &ActiveProducer) -> ProducerState {
+fn described(producer: &ActiveProducer, txns: &crate::storage::transactions::TxnLog) -> ProducerState {
     ProducerState::default()
         .with_producer_id(ProducerId(producer.producer_id))
         .with_producer_epoch(i32::from(producer.epoch))
         .with_last_sequence(producer.last_sequence)
         .with_last_timestamp(producer.last_timestamp_ms)
         .with_coordinator_epoch(-1)
-        .with_current_txn_start_offset(-1)
+        .with_current_txn_start_offset(txns.open_at(producer.partition, producer.producer_id).unwrap_or(-1))
 }
 
 fn failed(partition: i32, error: ResponseError) -> PartitionResponse {

@@ -74,3 +74,74 @@ fn librdkafka_sends_a_groups_offsets_with_its_transaction() {
     assert_eq!(committed.find_partition(&input, 0).unwrap().offset(), Offset::Offset(10));
     assert_eq!(values(&output, "read_committed", QUIET), numbered("out", 10));
 }
+
+/// Hostile transactional requests: lying array lengths, ids never initialised, a
+/// transactional id with NUL bytes (stored byte-exact, shown escaped), EndTxn of another
+/// producer's transaction. Each gets a Kafka error or a closed connection; the worker and a
+/// psql session held across them live on.
+#[test]
+fn hostile_transactional_requests_get_kafka_errors_and_nothing_else() {
+    use kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
+    use kafka_protocol::messages::{
+        AddPartitionsToTxnRequest, AddPartitionsToTxnResponse, ApiKey, EndTxnRequest, EndTxnResponse, InitProducerIdRequest,
+        InitProducerIdResponse, ProducerId, TopicName, TransactionalId,
+    };
+    use kafka_protocol::protocol::StrBytes;
+    use kafka_protocol::ResponseError;
+    let topic = format!("e2e-txn-hostile-{}", std::process::id());
+    create_batch_topic(&topic, 1);
+    assert_survives("hostile transactional requests", || {
+        // AddPartitionsToTxn v3 whose topics array claims a billion entries.
+        let mut body = Vec::new();
+        body.extend_from_slice(&[0, 2, b't', b'x']);
+        body.extend_from_slice(&7i64.to_be_bytes());
+        body.extend_from_slice(&0i16.to_be_bytes());
+        body.extend_from_slice(&1_000_000_000i32.to_be_bytes());
+        let mut client = RawClient::connect();
+        client.send(ApiKey::AddPartitionsToTxn, 3, &body);
+        assert!(client.is_closed_by_server());
+
+        let nul_id = "tx\0with\0nul";
+        let mut client = RawClient::connect();
+        let init = InitProducerIdRequest::default()
+            .with_transactional_id(Some(TransactionalId(StrBytes::from_static_str(nul_id))))
+            .with_transaction_timeout_ms(60_000);
+        client.send_message(ApiKey::InitProducerId, 4, &init);
+        let r: InitProducerIdResponse = client.read_response(ApiKey::InitProducerId, 4);
+        assert_eq!(r.error_code, 0);
+        let shown = psql("SELECT transactional_id FROM kafka.transactions WHERE transactional_id LIKE 'tx\\\\000with%'");
+        assert_eq!(shown, "tx\\000with\\000nul", "stored byte-exact, shown escaped");
+
+        // Another producer id for that transactional id, and an id never initialised.
+        let end = |id: &'static str, producer: i64| {
+            EndTxnRequest::default()
+                .with_transactional_id(TransactionalId(StrBytes::from_static_str(id)))
+                .with_producer_id(ProducerId(producer))
+                .with_committed(true)
+        };
+        client.send_message(ApiKey::EndTxn, 3, &end(nul_id, r.producer_id.0 + 1));
+        let e: EndTxnResponse = client.read_response(ApiKey::EndTxn, 3);
+        assert_eq!(e.error_code, ResponseError::InvalidProducerIdMapping.code());
+        for i in 0..1000 {
+            let id: &'static str = format!("never-initialised-{i}").leak();
+            client.send_message(ApiKey::EndTxn, 3, &end(id, 1));
+            let e: EndTxnResponse = client.read_response(ApiKey::EndTxn, 3);
+            assert_eq!(e.error_code, ResponseError::InvalidProducerIdMapping.code());
+        }
+        assert_eq!(psql("SELECT count(*) FROM kafka.transactions WHERE transactional_id LIKE 'never-initialised-%'"), "0");
+
+        // Partitions that do not exist, in a topic that does.
+        let add = AddPartitionsToTxnRequest::default()
+            .with_v3_and_below_transactional_id(TransactionalId(StrBytes::from_static_str(nul_id)))
+            .with_v3_and_below_producer_id(r.producer_id)
+            .with_v3_and_below_producer_epoch(r.producer_epoch)
+            .with_v3_and_below_topics(vec![AddPartitionsToTxnTopic::default()
+                .with_name(TopicName(StrBytes::from_string(topic.clone())))
+                .with_partitions(vec![0, -1, i32::MAX])]);
+        client.send_message(ApiKey::AddPartitionsToTxn, 3, &add);
+        let a: AddPartitionsToTxnResponse = client.read_response(ApiKey::AddPartitionsToTxn, 3);
+        let codes: Vec<i16> = a.results_by_topic_v3_and_below[0].results_by_partition.iter().map(|p| p.partition_error_code).collect();
+        let (not_attempted, unknown) = (ResponseError::OperationNotAttempted.code(), ResponseError::UnknownTopicOrPartition.code());
+        assert_eq!(codes, vec![not_attempted, unknown, unknown]);
+    });
+}

@@ -122,8 +122,14 @@ impl TxnCoordinator {
         Ok(())
     }
 
+    /// The id's slot, made if new (InitProducerId and loading only: requests naming ids
+    /// never initialised must not grow the map).
     fn slot(&self, id: &str) -> SlotRef {
         self.inner.slots.lock().entry(id.to_owned()).or_default().clone()
+    }
+
+    fn existing(&self, id: &str) -> Option<SlotRef> {
+        self.inner.slots.lock().get(id).cloned()
     }
 
     /// Keeps Produce's view of `record`'s producer current.
@@ -220,7 +226,7 @@ impl TxnCoordinator {
         offsets: Vec<OffsetCommit>,
     ) -> Result<(), ResponseError> {
         self.ready(broker).await?;
-        let slot = self.slot(id);
+        let slot = self.existing(id).ok_or(ResponseError::InvalidProducerIdMapping)?;
         let mut slot = slot.lock().await;
         let record = slot.record.as_ref().ok_or(ResponseError::InvalidProducerIdMapping)?;
         check_producer(record, producer)?;
@@ -242,7 +248,7 @@ impl TxnCoordinator {
     /// and its offsets are committed. A retry of an end already done succeeds.
     pub async fn end(&self, broker: &Broker, id: &str, producer: (i64, i16), commit: bool) -> Result<(), ResponseError> {
         self.ready(broker).await?;
-        let slot = self.slot(id);
+        let slot = self.existing(id).ok_or(ResponseError::InvalidProducerIdMapping)?;
         let mut slot = slot.lock().await;
         let record = slot.record.as_ref().ok_or(ResponseError::InvalidProducerIdMapping)?;
         check_producer(record, producer)?;
@@ -298,7 +304,7 @@ impl TxnCoordinator {
         apply: impl FnOnce(&mut Slot, &mut TxnRecord),
     ) -> Result<(), ResponseError> {
         self.ready(broker).await?;
-        let slot = self.slot(id);
+        let slot = self.existing(id).ok_or(ResponseError::InvalidProducerIdMapping)?;
         let mut slot = slot.lock().await;
         let record = slot.record.as_ref().ok_or(ResponseError::InvalidProducerIdMapping)?;
         check_producer(record, producer)?;

@@ -301,3 +301,25 @@ async fn transactions_are_listed_and_described_as_the_kafka_transactions_tool_as
     assert_eq!(known.topics.iter().map(|t| (t.topic.as_str(), t.partitions.clone())).collect::<Vec<_>>(), vec![("t", vec![0, 1])]);
     assert_eq!(r.transaction_states[1].error_code, ResponseError::TransactionalIdNotFound.code());
 }
+
+#[tokio::test]
+async fn describe_producers_shows_where_an_open_transaction_began() {
+    use kafka_protocol::messages::describe_producers_request::TopicRequest;
+    use kafka_protocol::messages::{DescribeProducersRequest, DescribeProducersResponse};
+    let broker = broker();
+    let producer = init(&broker, 60_000).await;
+    let request = DescribeProducersRequest::default()
+        .with_topics(vec![TopicRequest::default().with_name(TopicName(name("t"))).with_partition_indexes(vec![0])]);
+    let start_offsets = |broker: Broker| {
+        let request = request.clone();
+        async move {
+            let r: DescribeProducersResponse = round_trip(&broker, ApiKey::DescribeProducers, 0, &request).await;
+            r.topics[0].partitions[0].active_producers.iter().map(|p| (p.producer_id.0, p.current_txn_start_offset)).collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(add_partitions(&broker, producer, "t", vec![0]).await, vec![0]);
+    assert_eq!(produce(&broker, "t", 0, transactional_batch(producer, 0, 2)).await, (0, 0));
+    assert_eq!(start_offsets(broker.clone()).await, vec![(producer.0, 0)]);
+    assert_eq!(end(&broker, producer, true).await, 0);
+    assert_eq!(start_offsets(broker.clone()).await, vec![(producer.0, -1)]);
+}

@@ -1,0 +1,169 @@
+package pgkafka;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertNotEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import java.nio.file.Files;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import java.util.Properties;
+import java.util.TreeMap;
+import java.util.concurrent.TimeUnit;
+
+import org.apache.kafka.clients.consumer.ConsumerRecord;
+import org.apache.kafka.clients.consumer.KafkaConsumer;
+import org.apache.kafka.clients.producer.KafkaProducer;
+import org.apache.kafka.clients.producer.ProducerRecord;
+import org.apache.kafka.common.serialization.Serdes;
+import org.apache.kafka.streams.KafkaStreams;
+import org.apache.kafka.streams.StreamsBuilder;
+import org.apache.kafka.streams.StreamsConfig;
+import org.apache.kafka.streams.kstream.Materialized;
+import org.apache.kafka.streams.kstream.Produced;
+import org.apache.kafka.streams.state.KeyValueStore;
+import org.apache.kafka.common.utils.Bytes;
+import org.junit.jupiter.api.Test;
+
+/**
+ * Kafka Streams exactly_once_v2 on pg_kafka: a count by key whose state lives in a
+ * changelog written in the same transactions as the output and the input offsets. The
+ * pg_kafka worker is killed with SIGKILL while the application runs (Postgres
+ * reinitializes; the open transaction is aborted and the application's producer fenced
+ * when the worker is back), and the application is restarted with an empty state
+ * directory (its state restored from the changelog): each key's output counts go up by
+ * one at a time, never repeat, and end at the number of its input records.
+ * Internal topics get the batch layout through Streams' `topic.` prefix.
+ */
+class ExactlyOnceStreamsTest {
+    private static final int KEYS = 10;
+
+    private static Properties props(String app) throws Exception {
+        Properties props = new Properties();
+        props.put(StreamsConfig.APPLICATION_ID_CONFIG, app);
+        props.put(StreamsConfig.BOOTSTRAP_SERVERS_CONFIG, Cluster.bootstrap());
+        props.put(StreamsConfig.PROCESSING_GUARANTEE_CONFIG, StreamsConfig.EXACTLY_ONCE_V2);
+        props.put(StreamsConfig.COMMIT_INTERVAL_MS_CONFIG, "100");
+        props.put(StreamsConfig.STATESTORE_CACHE_MAX_BYTES_CONFIG, "0");
+        props.put(StreamsConfig.DEFAULT_KEY_SERDE_CLASS_CONFIG, Serdes.StringSerde.class);
+        props.put(StreamsConfig.DEFAULT_VALUE_SERDE_CLASS_CONFIG, Serdes.StringSerde.class);
+        props.put(StreamsConfig.STATE_DIR_CONFIG, Files.createTempDirectory("eos-state").toString());
+        props.put(StreamsConfig.topicPrefix("pg_kafka.storage"), "batches");
+        props.put(StreamsConfig.consumerPrefix("session.timeout.ms"), "10000");
+        props.put(StreamsConfig.producerPrefix("delivery.timeout.ms"), "120000");
+        return props;
+    }
+
+    private static org.apache.kafka.streams.Topology topology(String input, String output) {
+        StreamsBuilder builder = new StreamsBuilder();
+        builder.<String, String>stream(input)
+                .groupByKey()
+                .count(Materialized.<String, Long, KeyValueStore<Bytes, byte[]>>as("counts").withValueSerde(Serdes.Long()))
+                .toStream()
+                .mapValues(count -> Long.toString(count))
+                .to(output, Produced.with(Serdes.String(), Serdes.String()));
+        return builder.build();
+    }
+
+    private static void produce(String topic, int from, int to) {
+        try (KafkaProducer<String, String> producer = Cluster.producer(Map.of("enable.idempotence", "true"))) {
+            for (int i = from; i < to; i++) {
+                producer.send(new ProducerRecord<>(topic, "k" + (i % KEYS), "v" + i));
+            }
+            producer.flush();
+        }
+    }
+
+    /** Each key's output counts in order, read_committed. */
+    private static Map<String, List<Long>> counts(String output) {
+        Map<String, List<Long>> counts = new TreeMap<>();
+        try (KafkaConsumer<String, String> consumer = Cluster.consumer(null, Map.of("isolation.level", "read_committed"))) {
+            for (ConsumerRecord<String, String> r : Cluster.readAll(consumer, output)) {
+                counts.computeIfAbsent(r.key(), k -> new ArrayList<>()).add(Long.parseLong(r.value()));
+            }
+        }
+        return counts;
+    }
+
+    private static boolean reached(String output, long each) {
+        Map<String, List<Long>> counts = counts(output);
+        return counts.size() == KEYS && counts.values().stream().allMatch(c -> c.get(c.size() - 1) == each);
+    }
+
+    private static void runUntil(String app, String input, String output, long each, Runnable meanwhile) throws Exception {
+        try (KafkaStreams streams = new KafkaStreams(topology(input, output), props(app))) {
+            streams.start();
+            meanwhile.run();
+            long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(180);
+            while (!reached(output, each)) {
+                assertNotEquals(KafkaStreams.State.ERROR, streams.state(), "the application failed");
+                assertTrue(System.nanoTime() < deadline, "counts of " + each + " not reached within 180 s: " + counts(output));
+                Thread.sleep(500);
+            }
+            streams.close(Duration.ofSeconds(30));
+        }
+    }
+
+    private static void sleep(long ms) {
+        try {
+            Thread.sleep(ms);
+        } catch (InterruptedException e) {
+            throw new AssertionError(e);
+        }
+    }
+
+    /** Produces records `from`..`to` of the input, one every 2 ms, in a thread of its own. */
+    private static Thread producing(String topic, int from, int to) {
+        Thread thread = new Thread(() -> {
+            try (KafkaProducer<String, String> producer = Cluster.producer(Map.of("enable.idempotence", "true", "linger.ms", "0"))) {
+                for (int i = from; i < to; i++) {
+                    producer.send(new ProducerRecord<>(topic, "k" + (i % KEYS), "v" + i));
+                    sleep(2);
+                }
+                producer.flush();
+            }
+        });
+        thread.start();
+        return thread;
+    }
+
+    @Test
+    void countsStayExactAcrossAKillOfTheWorkerAndARestartThatRestoresFromTheChangelog() throws Exception {
+        String input = Cluster.uniqueTopic("eos-input");
+        String output = Cluster.uniqueTopic("eos-output");
+        Cluster.createTopic(input, 2, Map.of("pg_kafka.storage", "batches"));
+        Cluster.createTopic(output, 2, Map.of("pg_kafka.storage", "batches"));
+        String app = "eos-" + java.util.UUID.randomUUID().toString().substring(0, 8);
+        Thread[] input1 = new Thread[1];
+        runUntil(app, input, output, 200, () -> {
+            input1[0] = producing(input, 0, 2000);
+            // Kill the worker while input flows and the application has committed some output:
+            // a transaction of the application is open at the kill.
+            long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(120);
+            while (counts(output).isEmpty()) {
+                assertTrue(System.nanoTime() < deadline, "no output within 120 s");
+                sleep(200);
+            }
+            String pid = Cluster.psql("SELECT pid FROM pg_stat_activity WHERE backend_type = 'pg_kafka'");
+            Cluster.run(List.of("kill", "-9", pid), 10);
+        });
+        input1[0].join();
+        String aborted = Cluster.psql("SELECT count(*) FROM regexp_split_to_table(pg_read_file('server.log'), E'\\n') AS l "
+                + "WHERE l LIKE '%transactional id \"" + app + "%was Ongoing at start%'");
+        assertEquals("1", aborted,
+                "the application's transaction was open at the kill and aborted when the worker came back");
+        produce(input, 2000, 2100);
+        runUntil(app, input, output, 210, () -> {});
+        for (Map.Entry<String, List<Long>> key : counts(output).entrySet()) {
+            List<Long> values = key.getValue();
+            for (int i = 1; i < values.size(); i++) {
+                assertEquals(values.get(i - 1) + 1, values.get(i), key.getKey() + ": counts go up one at a time, none repeated");
+            }
+            assertEquals(210L, values.get(values.size() - 1), key.getKey());
+        }
+        String changelog = app + "-counts-changelog";
+        assertEquals("batches", Cluster.psql("SELECT storage FROM kafka.topics WHERE name = '" + changelog + "'"));
+    }
+}
