@@ -29,7 +29,14 @@ pub fn consumer(env: &Env, topic: &str, partitions: i32, from: Offset, settings:
 
 /// Reads partition 0 of `topic` from offset 0, one message per `poll()`.
 pub fn throughput(env: &Env, size: usize, topic: &str) -> Row {
-    let consumer = consumer(env, topic, 1, Offset::Beginning, &[]);
+    let (count, bytes, seconds) = read(env, topic, &[]);
+    Row::new("consume", format!("Kafka fetch (rdkafka), {size} B"), count, bytes, seconds)
+}
+
+/// Reads `env.messages` messages of partition 0 of `topic` from offset 0 with consumer
+/// `settings`: (messages, payload bytes, seconds).
+pub fn read(env: &Env, topic: &str, settings: &[(&str, &str)]) -> (usize, usize, f64) {
+    let consumer = consumer(env, topic, 1, Offset::Beginning, settings);
     let started = Instant::now();
     let (mut count, mut bytes) = (0, 0);
     while count < env.messages {
@@ -42,5 +49,5 @@ pub fn throughput(env: &Env, size: usize, topic: &str) -> Row {
             None => panic!("no message for 10 s after {count}"),
         }
     }
-    Row::new("consume", format!("Kafka fetch (rdkafka), {size} B"), count, bytes, started.elapsed().as_secs_f64())
+    (count, bytes, started.elapsed().as_secs_f64())
 }

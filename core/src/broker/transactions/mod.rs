@@ -3,20 +3,20 @@
 //! by InitProducerId, AddPartitionsToTxn, AddOffsetsToTxn, TxnOffsetCommit and EndTxn.
 //!
 //! ```text
-//!  InitProducerId ─▶ Empty ─ AddPartitions / AddOffsets ─▶ Ongoing ─ EndTxn ─▶ PrepareCommit|Abort
-//!        ▲  (an open transaction is aborted, epoch + 1: the older producer is fenced)    │ stored
+//!  InitProducerId ─▶ Empty ─ AddPartitions / AddOffsets ─▶ Ongoing ─ EndTxn ──────────────┐
+//!        ▲  (an open transaction is aborted, epoch + 1: the older producer is fenced)     │
 //!        └──────────── CompleteCommit|Abort ◀── ONE group commit: the markers, the state, ┘
 //!                                                 the offsets (on commit)
 //! ```
 //!
-//! Kafka's coordinator writes PrepareCommit to its log, answers, then writes markers; the
-//! answer here waits for the markers, so a client never sees CONCURRENT_TRANSACTIONS for
-//! its own last transaction. The end of a transaction is one Postgres commit: its markers
-//! (placed by the group-commit writer, offsets given there), its state and, when it
-//! commits, its consumer offsets ([`CommitQueue::enqueue_then`]). A Prepare state found at
-//! start (the worker or Postgres died between the two) is finished; a transaction found
-//! open is aborted with its epoch bumped. Transactions that outlive their timeout are
-//! aborted the same way by [`TxnCoordinator::expire`].
+//! Kafka's coordinator stores PrepareCommit, answers, then writes markers to every
+//! partition's leader; here the markers (placed by the group-commit writer, offsets given
+//! there), the Complete state and, when it commits, the consumer offsets are one Postgres
+//! commit ([`crate::writer::group_commit::CommitQueue::enqueue_then`]), and EndTxn is answered after it. A crash before
+//! it leaves the transaction Ongoing: the worker aborts it at start with its epoch bumped
+//! (its producer was never told it committed). A Prepare state (stored by no version of
+//! pg_kafka now, kept for safety) is finished at start. Transactions that outlive their
+//! timeout are aborted the same way by [`TxnCoordinator::expire`].
 //!
 //! One transactional id is changed by one request at a time (a per-id async lock); the
 //! producers' open partitions are also kept in a plain map for Produce's check.
@@ -132,6 +132,20 @@ impl TxnCoordinator {
         self.inner.slots.lock().get(id).cloned()
     }
 
+    /// The id's slot, locked, once the state is loaded, the id known and `producer` its
+    /// current producer (its record is then `Some`).
+    async fn producers_slot(
+        &self,
+        broker: &Broker,
+        id: &str,
+        producer: (i64, i16),
+    ) -> Result<tokio::sync::OwnedMutexGuard<Slot>, ResponseError> {
+        self.ready(broker).await?;
+        let slot = self.existing(id).ok_or(ResponseError::InvalidProducerIdMapping)?.lock_owned().await;
+        check_producer(slot.record.as_ref().ok_or(ResponseError::InvalidProducerIdMapping)?, producer)?;
+        Ok(slot)
+    }
+
     /// Keeps Produce's view of `record`'s producer current.
     fn publish(&self, record: &TxnRecord) {
         let partitions = if record.state == TxnState::Ongoing { record.partitions.iter().copied().collect() } else { HashSet::new() };
@@ -225,11 +239,8 @@ impl TxnCoordinator {
         group: &str,
         offsets: Vec<OffsetCommit>,
     ) -> Result<(), ResponseError> {
-        self.ready(broker).await?;
-        let slot = self.existing(id).ok_or(ResponseError::InvalidProducerIdMapping)?;
-        let mut slot = slot.lock().await;
-        let record = slot.record.as_ref().ok_or(ResponseError::InvalidProducerIdMapping)?;
-        check_producer(record, producer)?;
+        let mut slot = self.producers_slot(broker, id, producer).await?;
+        let record = slot.record.as_ref().expect("checked");
         if record.state != TxnState::Ongoing || !record.groups.iter().any(|g| g == group) {
             return Err(ResponseError::InvalidTxnState);
         }
@@ -247,11 +258,8 @@ impl TxnCoordinator {
     /// EndTxn: commits or aborts the open transaction; answers once its markers, its state
     /// and its offsets are committed. A retry of an end already done succeeds.
     pub async fn end(&self, broker: &Broker, id: &str, producer: (i64, i16), commit: bool) -> Result<(), ResponseError> {
-        self.ready(broker).await?;
-        let slot = self.existing(id).ok_or(ResponseError::InvalidProducerIdMapping)?;
-        let mut slot = slot.lock().await;
-        let record = slot.record.as_ref().ok_or(ResponseError::InvalidProducerIdMapping)?;
-        check_producer(record, producer)?;
+        let mut slot = self.producers_slot(broker, id, producer).await?;
+        let record = slot.record.as_ref().expect("checked");
         match (record.state, commit) {
             (TxnState::Ongoing, _) => {}
             (TxnState::CompleteCommit, true) | (TxnState::CompleteAbort, false) => return Ok(()),
@@ -303,11 +311,8 @@ impl TxnCoordinator {
         producer: (i64, i16),
         apply: impl FnOnce(&mut Slot, &mut TxnRecord),
     ) -> Result<(), ResponseError> {
-        self.ready(broker).await?;
-        let slot = self.existing(id).ok_or(ResponseError::InvalidProducerIdMapping)?;
-        let mut slot = slot.lock().await;
-        let record = slot.record.as_ref().ok_or(ResponseError::InvalidProducerIdMapping)?;
-        check_producer(record, producer)?;
+        let mut slot = self.producers_slot(broker, id, producer).await?;
+        let record = slot.record.as_ref().expect("checked");
         if matches!(record.state, TxnState::PrepareCommit | TxnState::PrepareAbort) {
             return Err(ResponseError::ConcurrentTransactions);
         }
@@ -339,21 +344,21 @@ impl TxnCoordinator {
         self.finish(broker, slot, false).await
     }
 
-    /// Ends the slot's transaction: Prepare stored, then the markers, the Complete state
-    /// and (on commit) the offsets in one group commit.
+    /// Ends the slot's transaction: the markers, the Complete state and (on commit) the
+    /// offsets in one group commit. Kafka stores PrepareCommit first because its markers go
+    /// to many partition leaders; here one Postgres commit holds them all.
     async fn finish(&self, broker: &Broker, slot: &mut Slot, commit: bool) -> Result<(), ResponseError> {
         let record = slot.record.clone().ok_or(ResponseError::InvalidProducerIdMapping)?;
         let prepare_state = if commit { TxnState::PrepareCommit } else { TxnState::PrepareAbort };
         let prepared = TxnRecord { state: prepare_state, updated_ms: now_ms(), ..record };
-        let missing: Vec<i32> = prepared.partitions.iter().map(|p| p.0).filter(|topic_id| !slot.topics.contains_key(topic_id)).collect();
-        let stored = prepared.clone();
-        let topics = storage_call(broker, move |s| {
-            s.save_transaction(&stored)?;
-            Ok(if missing.is_empty() { Vec::new() } else { s.all_topics()? })
-        })
-        .await
-        .map_err(unavailable)?;
-        slot.topics.extend(topics.into_iter().map(|t| (t.id, t)));
+        if prepared.partitions.iter().any(|(topic_id, _)| !slot.topics.contains_key(topic_id)) {
+            // Only after a restart: AddPartitionsToTxn resolved the topics of this start.
+            let topics = storage_call(broker, |s| s.all_topics()).await.map_err(unavailable)?;
+            slot.topics.extend(topics.into_iter().map(|t| (t.id, t)));
+        }
+        // Not stored: the markers and the Complete state commit together, so a crash
+        // before leaves the transaction Ongoing (aborted at start; its producer was never
+        // told it committed). In memory it stops Produce from adding to the transaction.
         self.publish(&prepared);
         slot.record = Some(prepared.clone());
         let complete = records::completed(&prepared, commit, now_ms());
