@@ -110,12 +110,18 @@ pub enum BatchError {
     Empty,
     #[error("record offset deltas are not 0..{0} in order")]
     OffsetDeltas(usize),
+    #[error("a control batch: transaction markers are the coordinator's to write")]
+    Control,
 }
 
-/// Kafka's log validator on a decoded batch (`raw` is its bytes): at least one record,
-/// offset deltas 0, 1, … matching lastOffsetDelta, and the header's maxTimestamp equal
-/// to the records' largest (rewritten, with the CRC, where it is not, as Kafka does).
+/// Kafka's log validator on a decoded batch (`raw` is its bytes): no control batch, at
+/// least one record, offset deltas 0, 1, … matching lastOffsetDelta, and the header's
+/// maxTimestamp equal to the records' largest (rewritten, with the CRC, where it is not,
+/// as Kafka does).
 pub fn checked(batch: &Batch, raw: Bytes) -> Result<CheckedBatch, BatchError> {
+    if batch.is_control() {
+        return Err(BatchError::Control);
+    }
     let count = batch.records.len();
     if count == 0 {
         return Err(BatchError::Empty);
@@ -281,6 +287,17 @@ mod tests {
         assert_eq!(checked(&decoded(&empty), empty), Err(BatchError::Empty));
         let gapped = encode_producer_batch(0, &[record(0, 1, b"a"), record(2, 1, b"b")], -1, -1, -1);
         assert_eq!(checked(&decoded(&gapped), gapped), Err(BatchError::OffsetDeltas(2)));
+    }
+
+    #[test]
+    fn control_batches_are_the_coordinators_and_unpack_to_no_records() {
+        let control = crate::protocol::records::encode_marker_batch(4, 7, 0, true, 1);
+        assert_eq!(checked(&decoded(&control), control.clone()), Err(BatchError::Control));
+        let placed = marker(7, 0, true, 1).placed(1, 0, 4);
+        assert_eq!((placed.record_count, placed.last_offset()), (1, 4));
+        assert!(unpack(&placed.bytes).unwrap().is_empty(), "a marker holds no record of the topic's");
+        let key = decoded(&placed.bytes).records[0].key.clone().unwrap();
+        assert_eq!(crate::protocol::records::marker_commits(&key), Some(true));
     }
 
     #[test]
