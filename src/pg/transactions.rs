@@ -16,7 +16,23 @@ const BEGIN_TRANSACTIONS: &str = include_str!("../../sql/queries/begin_transacti
 const END_TRANSACTIONS: &str = include_str!("../../sql/queries/end_transactions.sql");
 const ABORT_TRANSACTIONS: &str = include_str!("../../sql/queries/abort_transactions.sql");
 
+/// Whether the database has transactions' tables: a database still at an older version of
+/// the extension (its DBA has not run ALTER EXTENSION pg_kafka UPDATE, which the worker's
+/// start warns about) has none, so it holds no transaction, and reads of committed
+/// records must not wait for state that cannot exist.
+fn tables_exist() -> Result<bool, StorageError> {
+    let exists = pgrx::Spi::get_one::<bool>(
+        "SELECT pg_catalog.to_regclass('kafka.transaction_state') IS NOT NULL \
+         AND pg_catalog.to_regclass('kafka.open_transactions') IS NOT NULL \
+         AND pg_catalog.to_regclass('kafka.aborted_transactions') IS NOT NULL",
+    );
+    Ok(exists.map_err(database_error)?.unwrap_or(false))
+}
+
 pub fn transactions() -> Result<Vec<TxnRecord>, StorageError> {
+    if !tables_exist()? {
+        return Ok(Vec::new());
+    }
     with_client(|client| client.select(TRANSACTIONS, None, &[]).map_err(database_error)?.map(|row| record(&row)).collect())
 }
 
@@ -96,6 +112,9 @@ pub fn save_transaction(record: &TxnRecord) -> Result<(), StorageError> {
 }
 
 pub fn txn_log_state() -> Result<(Vec<OpenTxn>, Vec<AbortedTxn>), StorageError> {
+    if !tables_exist()? {
+        return Ok((Vec::new(), Vec::new()));
+    }
     with_client(|client| {
         let open = client.select(OPEN_TRANSACTIONS, None, &[]).map_err(database_error)?;
         let open = open
