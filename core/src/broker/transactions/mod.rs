@@ -14,9 +14,11 @@
 //! there), the Complete state and, when it commits, the consumer offsets are one Postgres
 //! commit ([`crate::writer::group_commit::CommitQueue::enqueue_then`]), and EndTxn is answered after it. A crash before
 //! it leaves the transaction Ongoing: the worker aborts it at start with its epoch bumped
-//! (its producer was never told it committed). A Prepare state (stored by no version of
-//! pg_kafka now, kept for safety) is finished at start. Transactions that outlive their
-//! timeout are aborted the same way by [`TxnCoordinator::expire`].
+//! (its producer was never told it committed). While its markers are written the slot
+//! stays locked and keeps the Ongoing record; only Produce's view is closed, and it is
+//! reopened if the write fails, so a failed end leaves memory as storage has it.
+//! Transactions that outlive their timeout are aborted the same way by
+//! [`TxnCoordinator::expire`].
 //!
 //! One transactional id is changed by one request at a time (a per-id async lock); the
 //! producers' open partitions are also kept in a plain map for Produce's check.
@@ -80,7 +82,7 @@ impl TxnCoordinator {
     }
 
     /// Loads the stored state once: every record, the log's open transactions and aborted
-    /// ranges; finishes transactions a crash left ending and aborts those left open.
+    /// ranges; aborts the transactions a crash left open.
     pub async fn ready(&self, broker: &Broker) -> Result<(), ResponseError> {
         self.inner.ready.get_or_try_init(|| self.recover(broker)).await.map(drop)
     }
@@ -105,11 +107,7 @@ impl TxnCoordinator {
             let slot = self.slot(&id);
             let mut slot = slot.lock().await;
             let Some(record) = slot.record.clone() else { continue };
-            let outcome = match record.state {
-                TxnState::PrepareCommit => self.finish(broker, &mut slot, true).await,
-                TxnState::PrepareAbort => self.finish(broker, &mut slot, false).await,
-                _ => self.abort_fencing(broker, &mut slot).await,
-            };
+            let outcome = self.abort_fencing(broker, &mut slot).await;
             logging::log(format!(
                 "pg_kafka: transactional id \"{id}\" was {} at start: {}",
                 record.state.as_str(),
@@ -263,10 +261,10 @@ impl TxnCoordinator {
         match (record.state, commit) {
             (TxnState::Ongoing, _) => {}
             (TxnState::CompleteCommit, true) | (TxnState::CompleteAbort, false) => return Ok(()),
-            (TxnState::PrepareCommit, true) | (TxnState::PrepareAbort, false) => {}
             _ => return Err(ResponseError::InvalidTxnState),
         }
-        self.finish(broker, &mut slot, commit).await
+        let record = record.clone();
+        self.finish(broker, &mut slot, record, commit).await
     }
 
     /// Aborts every transaction open longer than its timeout, bumping its epoch (its
@@ -312,11 +310,7 @@ impl TxnCoordinator {
         apply: impl FnOnce(&mut Slot, &mut TxnRecord),
     ) -> Result<(), ResponseError> {
         let mut slot = self.producers_slot(broker, id, producer).await?;
-        let record = slot.record.as_ref().expect("checked");
-        if matches!(record.state, TxnState::PrepareCommit | TxnState::PrepareAbort) {
-            return Err(ResponseError::ConcurrentTransactions);
-        }
-        let mut record = record.clone();
+        let mut record = slot.record.clone().expect("checked");
         let now = now_ms();
         if record.state != TxnState::Ongoing {
             record = records::begun(record, now);
@@ -340,15 +334,15 @@ impl TxnCoordinator {
     async fn abort_fencing(&self, broker: &Broker, slot: &mut Slot) -> Result<(), ResponseError> {
         let Some(record) = slot.record.clone() else { return Ok(()) };
         let bumped = TxnRecord { producer_epoch: (record.producer_epoch + 1).min(LAST_EPOCH), ..record };
-        slot.record = Some(bumped);
-        self.finish(broker, slot, false).await
+        self.finish(broker, slot, bumped, false).await
     }
 
     /// Ends the slot's transaction: the markers, the Complete state and (on commit) the
     /// offsets in one group commit. Kafka stores PrepareCommit first because its markers go
     /// to many partition leaders; here one Postgres commit holds them all.
-    async fn finish(&self, broker: &Broker, slot: &mut Slot, commit: bool) -> Result<(), ResponseError> {
-        let record = slot.record.clone().ok_or(ResponseError::InvalidProducerIdMapping)?;
+    /// `record` is the slot's Ongoing record (its epoch bumped when aborting to fence);
+    /// the slot holds it only once the end committed.
+    async fn finish(&self, broker: &Broker, slot: &mut Slot, record: TxnRecord, commit: bool) -> Result<(), ResponseError> {
         let prepare_state = if commit { TxnState::PrepareCommit } else { TxnState::PrepareAbort };
         let prepared = TxnRecord { state: prepare_state, updated_ms: now_ms(), ..record };
         if prepared.partitions.iter().any(|(topic_id, _)| !slot.topics.contains_key(topic_id)) {
@@ -356,11 +350,10 @@ impl TxnCoordinator {
             let topics = storage_call(broker, |s| s.all_topics()).await.map_err(unavailable)?;
             slot.topics.extend(topics.into_iter().map(|t| (t.id, t)));
         }
-        // Not stored: the markers and the Complete state commit together, so a crash
-        // before leaves the transaction Ongoing (aborted at start; its producer was never
-        // told it committed). In memory it stops Produce from adding to the transaction.
+        // Neither stored nor kept: the markers and the Complete state commit together, so
+        // a crash before leaves the transaction Ongoing (aborted at start; its producer
+        // was never told it committed). Published, it stops Produce adding to it.
         self.publish(&prepared);
-        slot.record = Some(prepared.clone());
         let complete = records::completed(&prepared, commit, now_ms());
         let offsets = if commit { records::offsets_by_group(&prepared) } else { Vec::new() };
         let stored = complete.clone();
@@ -379,12 +372,19 @@ impl TxnCoordinator {
             })
             .collect();
         let bytes = appends.iter().map(|a| a.batch_bytes).sum();
-        let results = broker.commits.enqueue_then(appends, bytes, Some(then)).await.map_err(|e| {
-            logging::warning(format!("pg_kafka: writing the markers of \"{}\" failed: {e}", prepared.transactional_id));
-            ResponseError::CoordinatorNotAvailable
-        })?;
-        if let Some(error) = results.iter().find_map(|r| r.err()).filter(|e| *e != ResponseError::UnknownTopicOrPartition) {
-            logging::warning(format!("pg_kafka: writing the markers of \"{}\" failed: {error:?}", prepared.transactional_id));
+        let written = match broker.commits.enqueue_then(appends, bytes, Some(then)).await {
+            Err(e) => Err(e.to_string()),
+            Ok(results) => match results.iter().find_map(|r| r.err()).filter(|e| *e != ResponseError::UnknownTopicOrPartition) {
+                Some(error) => Err(format!("{error:?}")),
+                None => Ok(()),
+            },
+        };
+        if let Err(reason) = written {
+            logging::warning(format!("pg_kafka: writing the markers of \"{}\" failed: {reason}", prepared.transactional_id));
+            // Produce sees the transaction as storage still has it: open, at its epoch.
+            if let Some(open) = &slot.record {
+                self.publish(open);
+            }
             return Err(ResponseError::CoordinatorNotAvailable);
         }
         self.publish(&complete);
