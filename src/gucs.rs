@@ -30,6 +30,7 @@ static MAX_INFLIGHT_BYTES: GucSetting<i32> = GucSetting::<i32>::new(defaults::MA
 static REFRESH_INTERVAL_MS: GucSetting<i32> = GucSetting::<i32>::new(defaults::REFRESH_INTERVAL_MS);
 static MAX_WAIT_MS: GucSetting<i32> = GucSetting::<i32>::new(defaults::MAX_WAIT_MS);
 static TRANSACTION_MAX_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(defaults::TRANSACTION_MAX_TIMEOUT_MS);
+static TRANSACTION_VERSION: GucSetting<i32> = GucSetting::<i32>::new(defaults::TRANSACTION_VERSION);
 static GROUP_MIN_SESSION_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(defaults::GROUP_MIN_SESSION_TIMEOUT_MS);
 static GROUP_MAX_SESSION_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(defaults::GROUP_MAX_SESSION_TIMEOUT_MS);
 static GROUP_INITIAL_REBALANCE_DELAY_MS: GucSetting<i32> = GucSetting::<i32>::new(defaults::GROUP_INITIAL_REBALANCE_DELAY_MS);
@@ -201,6 +202,8 @@ pub fn config() -> Config {
         refresh_interval_ms: unsigned(&REFRESH_INTERVAL_MS),
         max_wait_ms: unsigned(&MAX_WAIT_MS),
         transaction_max_timeout_ms: i64::from(TRANSACTION_MAX_TIMEOUT_MS.get()),
+        transaction_version: TRANSACTION_VERSION.get() as i16,
+        features_epoch: pg_kafka_core::storage::now_ms(),
         group_min_session_timeout_ms: unsigned(&GROUP_MIN_SESSION_TIMEOUT_MS),
         group_max_session_timeout_ms: unsigned(&GROUP_MAX_SESSION_TIMEOUT_MS),
         group_initial_rebalance_delay_ms: unsigned(&GROUP_INITIAL_REBALANCE_DELAY_MS),
@@ -395,6 +398,16 @@ pub fn init() {
         i32::MAX,
         GucContext::Sighup,
         GucFlags::UNIT_MS,
+    );
+    GucRegistry::define_int_guc(
+        c"pg_kafka.transaction_version",
+        c"The transaction.version feature level clients are told (2: Transactions V2, KIP-890).",
+        c"Kafka's transaction.version feature: at 2, clients that know KIP-890 add partitions with Produce and bump the epoch at every EndTxn; 0 or 1 keeps every client on Transactions V1.",
+        &TRANSACTION_VERSION,
+        0,
+        2,
+        GucContext::Sighup,
+        GucFlags::default(),
     );
     GucRegistry::define_int_guc(
         c"pg_kafka.group_min_session_timeout_ms",

@@ -1,19 +1,27 @@
-//! ApiVersions: which APIs and versions we serve, read from the one versions table.
+//! ApiVersions: which APIs and versions we serve, read from the one versions table, and
+//! (v3+) the features we support and finalize: `transaction.version`, which tells Java
+//! 4.x and franz-go to use Transactions V2 (KIP-890).
 //!
 //! A request of a version we do not serve is answered with UNSUPPORTED_VERSION in a v0
 //! body that still lists our APIs (KIP-511); clients then retry with a version we list.
 
-use kafka_protocol::messages::api_versions_response::ApiVersion;
+use kafka_protocol::messages::api_versions_response::{ApiVersion, FinalizedFeatureKey, SupportedFeatureKey};
 use kafka_protocol::messages::{ApiVersionsRequest, ApiVersionsResponse};
+use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
 use super::{respond, respond_at, session, Outcome};
+use crate::config::Config;
 use crate::protocol::header::RequestFrame;
 use crate::protocol::versions::{self, SERVED_APIS};
 
-pub fn handle(request: &mut RequestFrame) -> Outcome {
+/// Kafka's feature for the transaction protocol: 2 is Transactions V2.
+const TRANSACTION_VERSION: &str = "transaction.version";
+const TRANSACTION_VERSION_MAX: i16 = 2;
+
+pub fn handle(request: &mut RequestFrame, config: &Config) -> Outcome {
     note_client_software(request);
-    let body = ApiVersionsResponse::default().with_api_keys(served_api_list());
+    let body = with_features(ApiVersionsResponse::default().with_api_keys(served_api_list()), config);
     if versions::is_served(request.api_key, request.version()) {
         respond(request, &body)
     } else {
@@ -29,6 +37,19 @@ fn note_client_software(request: &mut RequestFrame) {
     }
     let (Ok(body), Some(session)) = (super::decode::<ApiVersionsRequest>(request), session::current()) else { return };
     session.saw_software(body.client_software_name.as_str(), body.client_software_version.as_str());
+}
+
+/// The features supported and finalized (fields of v3+, ignored by older versions). A
+/// level of 0 is not listed as finalized, as Kafka lists it.
+fn with_features(body: ApiVersionsResponse, config: &Config) -> ApiVersionsResponse {
+    let name = StrBytes::from_static_str(TRANSACTION_VERSION);
+    let supported = SupportedFeatureKey::default().with_name(name.clone()).with_min_version(0).with_max_version(TRANSACTION_VERSION_MAX);
+    let level = config.transaction_version.clamp(0, TRANSACTION_VERSION_MAX);
+    let finalized =
+        (level > 0).then(|| FinalizedFeatureKey::default().with_name(name).with_min_version_level(level).with_max_version_level(level));
+    body.with_supported_features(vec![supported])
+        .with_finalized_features_epoch(config.features_epoch)
+        .with_finalized_features(finalized.into_iter().collect())
 }
 
 fn served_api_list() -> Vec<ApiVersion> {
@@ -53,6 +74,21 @@ mod tests {
             let metadata = response.api_keys.iter().find(|k| k.api_key == ApiKey::Metadata as i16).unwrap();
             assert_eq!((metadata.min_version, metadata.max_version), (0, 12));
         }
+    }
+
+    #[tokio::test]
+    async fn finalizes_the_transaction_version_the_settings_name() {
+        let level = |response: &ApiVersionsResponse| {
+            let feature = response.finalized_features.iter().find(|f| f.name.as_str() == TRANSACTION_VERSION);
+            feature.map(|f| (f.min_version_level, f.max_version_level))
+        };
+        let response: ApiVersionsResponse = round_trip(&broker(), ApiKey::ApiVersions, 3, &ApiVersionsRequest::default()).await;
+        assert_eq!(level(&response), Some((2, 2)), "Transactions V2 by default");
+        assert_eq!(response.supported_features[0].max_version, 2);
+        let config = Config { transaction_version: 0, features_epoch: 7, ..Config::default() };
+        let broker = crate::broker::testing::broker_on(crate::storage::memory::MemoryStorage::default(), config);
+        let response: ApiVersionsResponse = round_trip(&broker, ApiKey::ApiVersions, 3, &ApiVersionsRequest::default()).await;
+        assert_eq!((level(&response), response.finalized_features_epoch), (None, 7), "level 0 is not listed");
     }
 
     #[tokio::test]

@@ -1,11 +1,12 @@
-//! EndTxn (v0-v4): commits or aborts the producer's open transaction. The answer comes
-//! once the markers, the coordinator's state and the offsets are committed together
-//! (see [`super::transactions`]).
+//! EndTxn: commits or aborts the producer's open transaction. The answer comes once the
+//! markers, the coordinator's state and the offsets are committed together (see
+//! [`super::transactions`]). v5+ is Transactions V2 (KIP-890): every end bumps the
+//! producer's epoch, and the answer carries the producer id and epoch to go on with.
 
-use kafka_protocol::messages::{EndTxnRequest, EndTxnResponse};
+use kafka_protocol::messages::{EndTxnRequest, EndTxnResponse, ProducerId};
 
 use super::authorize::access;
-use super::transactions::FencedAs;
+use super::transactions::{FencedAs, TRANSACTIONS_V2};
 use super::{decode, respond, Broker, Outcome};
 use crate::protocol::header::RequestFrame;
 use crate::security::acl::Operation;
@@ -16,10 +17,18 @@ pub async fn handle(broker: &Broker, request: &RequestFrame) -> Outcome {
         Err(outcome) => return outcome,
     };
     let id = body.transactional_id.as_str();
+    let producer = (body.producer_id.0, body.producer_epoch);
+    let v2 = request.version() >= TRANSACTIONS_V2;
     let ended = match access(broker).await.check_transactional_id(Operation::Write, id) {
-        Ok(()) => broker.txns.end(broker, id, (body.producer_id.0, body.producer_epoch), body.committed).await,
+        Ok(()) => broker.txns.end(broker, id, producer, body.committed, v2).await,
         Err(error) => Err(error),
     };
-    let code = ended.err().map_or(0, |e| e.for_version(request.version(), 2).code());
-    respond(request, &EndTxnResponse::default().with_error_code(code))
+    let response = match ended {
+        Ok((producer_id, epoch)) => EndTxnResponse::default().with_producer_id(ProducerId(producer_id)).with_producer_epoch(epoch),
+        Err(error) => EndTxnResponse::default()
+            .with_error_code(error.for_version(request.version(), 2).code())
+            .with_producer_id(ProducerId(-1))
+            .with_producer_epoch(-1),
+    };
+    respond(request, &response)
 }

@@ -389,7 +389,7 @@ impl Broker {
 
     async fn dispatch(&self, mut request: RequestFrame, order: in_order::InOrder) -> Outcome {
         if request.api_key == ApiKey::ApiVersions {
-            return api_versions::handle(&mut request);
+            return api_versions::handle(&mut request, &self.config());
         }
         if let Err(refused) = admit(&mut request) {
             return refused;

@@ -18,6 +18,7 @@ use tokio::sync::OwnedSemaphorePermit;
 
 use super::authorize::access;
 use super::in_order::InOrder;
+use super::transactions::PRODUCE_TRANSACTIONS_V2;
 use super::{decode, respond, Broker, Outcome};
 use crate::config::topic::TimestampType;
 use crate::logging;
@@ -85,6 +86,10 @@ pub async fn handle(broker: &Broker, request: &RequestFrame, mut order: InOrder)
         return respond(request, &response(&body, |_| Err(ResponseError::KafkaStorageError.into())));
     };
     let in_transaction = body.transactional_id.is_some();
+    let mut decoded = decoded;
+    if let Some(id) = body.transactional_id.as_ref().filter(|_| request.version() >= PRODUCE_TRANSACTIONS_V2) {
+        add_to_transaction(broker, id.as_str(), &mut decoded).await;
+    }
     let decoded: Vec<Result<PartitionAppend, Refusal>> =
         decoded.into_iter().map(|append| append.and_then(|a| admitted_in_transaction(broker, a, in_transaction))).collect();
     let mut appends = Vec::new();
@@ -288,6 +293,26 @@ fn admitted_in_transaction(broker: &Broker, append: PartitionAppend, in_transact
     }
     broker.txns.admits(batch.producer_id, batch.producer_epoch, (append.topic.id, append.partition))?;
     Ok(append)
+}
+
+/// Produce v12+ (Transactions V2): the partitions of transactional batches not yet in the
+/// producer's transaction join it; where that is refused, so are their batches.
+async fn add_to_transaction(broker: &Broker, id: &str, decoded: &mut [Result<PartitionAppend, Refusal>]) {
+    let outside = |append: &PartitionAppend| {
+        let batch = append.batch.as_ref().filter(|b| b.transactional)?;
+        // Whatever Produce's view says (it is filled once the coordinator loaded its state),
+        // the coordinator decides.
+        let admitted = broker.txns.admits(batch.producer_id, batch.producer_epoch, (append.topic.id, append.partition));
+        admitted.is_err().then_some((batch.producer_id, batch.producer_epoch))
+    };
+    let joining: Vec<(usize, (i64, i16))> =
+        decoded.iter().enumerate().filter_map(|(i, append)| Some((i, outside(append.as_ref().ok()?)?))).collect();
+    let Some(&(_, producer)) = joining.first() else { return };
+    let partitions: Vec<(Topic, i32)> =
+        joining.iter().filter_map(|(i, _)| decoded[*i].as_ref().ok().map(|a| (a.topic.clone(), a.partition))).collect();
+    if let Err(error) = broker.txns.add_for_produce(broker, id, producer, &partitions).await {
+        joining.iter().for_each(|(i, _)| decoded[*i] = Err(error.into()));
+    }
 }
 
 /// The batch as its topic keeps it: recompressed when `compression.type` names a codec

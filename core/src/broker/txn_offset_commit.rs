@@ -1,5 +1,6 @@
-//! TxnOffsetCommit (v0-v4): a consumer group's offsets, committed when the producer's
-//! transaction commits (consume-transform-produce). The group's generation and member
+//! TxnOffsetCommit: a consumer group's offsets, committed when the producer's
+//! transaction commits (consume-transform-produce). v5+ (Transactions V2) adds the group
+//! to the transaction itself, with no AddOffsetsToTxn before it. The group's generation and member
 //! are checked as OffsetCommit checks them (v3+ sends them); the offsets wait in the
 //! transaction's record until EndTxn.
 
@@ -10,7 +11,7 @@ use kafka_protocol::ResponseError;
 use super::authorize::access;
 use super::groups::{check_group_id, MemberRef};
 use super::offset_commit::{checked_commits, WantedTopic};
-use super::transactions::FencedAs;
+use super::transactions::{FencedAs, TRANSACTIONS_V2};
 use super::{decode, respond, Broker, Outcome};
 use crate::protocol::header::RequestFrame;
 use crate::security::acl::Operation;
@@ -47,7 +48,8 @@ pub async fn handle(broker: &Broker, request: &RequestFrame) -> Outcome {
     };
     let producer = (body.producer_id.0, body.producer_epoch);
     let stored = if refusals.is_empty() {
-        broker.txns.commit_offsets(broker, id, producer, &group, commits.into_values().collect()).await
+        let v2 = request.version() >= TRANSACTIONS_V2;
+        broker.txns.commit_offsets(broker, id, producer, &group, commits.into_values().collect(), v2).await
     } else {
         // Kafka stores none of a request with a refused partition.
         Err(ResponseError::OperationNotAttempted)

@@ -33,6 +33,8 @@ pub mod defaults {
     pub const REFRESH_INTERVAL_MS: i32 = 500;
     pub const MAX_WAIT_MS: i32 = 30_000;
     pub const TRANSACTION_MAX_TIMEOUT_MS: i32 = 900_000;
+    /// Transactions V2 (KIP-890) for the clients that know it.
+    pub const TRANSACTION_VERSION: i32 = 2;
     pub const GROUP_MIN_SESSION_TIMEOUT_MS: i32 = 6000;
     pub const GROUP_MAX_SESSION_TIMEOUT_MS: i32 = 1_800_000;
     pub const GROUP_INITIAL_REBALANCE_DELAY_MS: i32 = 3000;
@@ -129,6 +131,12 @@ pub struct Config {
     /// Longest `transaction.timeout.ms` a transactional producer may ask for (Kafka's
     /// `transaction.max.timeout.ms`); InitProducerId above it gets INVALID_TRANSACTION_TIMEOUT.
     pub transaction_max_timeout_ms: i64,
+    /// The `transaction.version` feature ApiVersions finalizes (Kafka's feature levels: 2 is
+    /// Transactions V2, KIP-890; 0 and 1 keep clients on V1).
+    pub transaction_version: i16,
+    /// When these settings were read (ms since the epoch): the epoch of the features
+    /// ApiVersions finalizes, so a client sees a change at a reload.
+    pub features_epoch: i64,
     /// Session timeouts a JoinGroup may ask for (Kafka's `group.min/max.session.timeout.ms`).
     pub group_min_session_timeout_ms: u64,
     pub group_max_session_timeout_ms: u64,
@@ -213,6 +221,8 @@ impl Default for Config {
             refresh_interval_ms: count(d::REFRESH_INTERVAL_MS),
             max_wait_ms: count(d::MAX_WAIT_MS),
             transaction_max_timeout_ms: i64::from(d::TRANSACTION_MAX_TIMEOUT_MS),
+            transaction_version: d::TRANSACTION_VERSION as i16,
+            features_epoch: 0,
             group_min_session_timeout_ms: count(d::GROUP_MIN_SESSION_TIMEOUT_MS),
             group_max_session_timeout_ms: count(d::GROUP_MAX_SESSION_TIMEOUT_MS),
             group_initial_rebalance_delay_ms: count(d::GROUP_INITIAL_REBALANCE_DELAY_MS),

@@ -66,12 +66,13 @@ pub const SERVED_APIS: &[ServedApi] = &[
     api(ApiKey::DescribeClientQuotas, 0, 1),
     api(ApiKey::DescribeLogDirs, 1, 4),
     api(ApiKey::DescribeProducers, 0, 0),
-    // Transactions V1: AddPartitionsToTxn as clients send it (v4+ is broker to broker),
-    // EndTxn and TxnOffsetCommit below their KIP-890 (V2) versions.
+    // AddPartitionsToTxn as clients send it (v4+ is broker to broker); EndTxn and
+    // TxnOffsetCommit v5 are Transactions V2 (KIP-890), which clients use when ApiVersions
+    // finalizes `transaction.version` 2.
     api(ApiKey::AddPartitionsToTxn, 0, 3),
     api(ApiKey::AddOffsetsToTxn, 0, 4),
-    api(ApiKey::TxnOffsetCommit, 0, 4),
-    api(ApiKey::EndTxn, 0, 4),
+    api(ApiKey::TxnOffsetCommit, 0, 5),
+    api(ApiKey::EndTxn, 0, 5),
     api(ApiKey::DescribeTransactions, 0, 0),
     // v2 filters ids by a regular expression: not served.
     api(ApiKey::ListTransactions, 0, 1),

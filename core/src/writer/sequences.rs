@@ -72,6 +72,9 @@ impl Sequences {
             Some(last) if add_sequence(last.last_sequence, 1) != batch.first_sequence => {
                 Ok(SequenceCheck::Refused(ResponseError::OutOfOrderSequenceNumber))
             }
+            // A marker of this epoch started it over (Transactions V2 bumps the epoch at
+            // every end): its first batch has sequence 0, as Kafka checks.
+            None if batch.first_sequence != 0 => Ok(SequenceCheck::Refused(ResponseError::OutOfOrderSequenceNumber)),
             _ => Ok(SequenceCheck::Append),
         }
     }

@@ -67,14 +67,14 @@ fn unsupported_versions_of_other_apis_close_the_connection_not_hang() {
         client.send(ApiKey::Metadata, 13, &[0, 0, 0]);
         assert!(client.is_closed_by_server());
         let mut client = RawClient::connect();
-        // Transactions V2's EndTxn (KIP-890) is past the versions served.
-        client.send(ApiKey::EndTxn, 5, &[]);
+        // AddPartitionsToTxn v4+ is broker to broker: past the versions served.
+        client.send(ApiKey::AddPartitionsToTxn, 4, &[]);
         assert!(client.is_closed_by_server());
         let mut client = RawClient::connect();
         client.send(ApiKey::WriteTxnMarkers, 1, &[]);
         assert!(client.is_closed_by_server());
         assert!(wait_for_log("unsupported request Metadata v13"));
-        assert!(wait_for_log("unsupported request EndTxn v5"));
+        assert!(wait_for_log("unsupported request AddPartitionsToTxn v4"));
         assert!(wait_for_log("unsupported request WriteTxnMarkers v1"));
     });
 }

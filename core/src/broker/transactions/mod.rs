@@ -22,7 +22,10 @@
 //!
 //! One transactional id is changed by one request at a time (a per-id async lock); the
 //! producers' open partitions are also kept in a plain map for Produce's check.
-//! Transactions V2 (KIP-890) is not advertised: clients use V1 (AddPartitionsToTxn).
+//! Transactions V2 (KIP-890) is served beside V1 (see [`TRANSACTIONS_V2`]): a V2 client's
+//! Produce and TxnOffsetCommit add their partition or group themselves, and every EndTxn
+//! bumps the epoch. Which one a client uses follows the `transaction.version` feature
+//! ApiVersions finalizes (`pg_kafka.transaction_version`).
 
 mod records;
 
@@ -39,6 +42,7 @@ use crate::storage::transactions::{PendingOffset, TxnLog, TxnRecord, TxnState};
 use crate::storage::watermarks::PartitionKey;
 use crate::storage::{now_ms, OffsetCommit, Topic};
 use crate::writer::group_commit::PartitionAppend;
+use records::EndV2;
 pub use records::{check_producer, FencedAs};
 
 /// One transactional id's place in memory: its record (`None`: never initialised) and the
@@ -66,6 +70,12 @@ struct Inner {
     /// The log's side, shared with the writer and Fetch.
     log: TxnLog,
 }
+
+/// The first version of EndTxn and TxnOffsetCommit of Transactions V2 (KIP-890); Produce's
+/// is [`PRODUCE_TRANSACTIONS_V2`].
+pub const TRANSACTIONS_V2: i16 = 5;
+/// From this version on, Produce adds its partitions to the transaction itself.
+pub const PRODUCE_TRANSACTIONS_V2: i16 = 12;
 
 /// An epoch one below this is the last a producer id may use; the next InitProducerId
 /// then hands out a new producer id (as Kafka does).
@@ -216,19 +226,35 @@ impl TxnCoordinator {
         .await
     }
 
-    /// AddOffsetsToTxn: the transaction will commit offsets of `group`.
-    pub async fn add_group(&self, broker: &Broker, id: &str, producer: (i64, i16), group: &str) -> Result<(), ResponseError> {
-        self.change(broker, id, producer, |_, record| {
-            if !record.groups.iter().any(|g| g == group) {
-                record.groups.push(group.to_owned());
-                record.groups.sort();
+    /// Produce v12+ (Transactions V2): the partitions `producer` writes transactional
+    /// batches to join its transaction, as AddPartitionsToTxn would add them. Errors come
+    /// as Produce answers them (Kafka's produce path maps them the same way): a fenced
+    /// producer gets INVALID_PRODUCER_EPOCH, and a coordinator that cannot answer now
+    /// NOT_ENOUGH_REPLICAS, which producers retry.
+    pub async fn add_for_produce(
+        &self,
+        broker: &Broker,
+        id: &str,
+        producer: (i64, i16),
+        partitions: &[(Topic, i32)],
+    ) -> Result<(), ResponseError> {
+        self.add_partitions(broker, id, producer, partitions).await.map_err(|error| match error {
+            ResponseError::ProducerFenced => ResponseError::InvalidProducerEpoch,
+            ResponseError::CoordinatorNotAvailable | ResponseError::CoordinatorLoadInProgress | ResponseError::ConcurrentTransactions => {
+                ResponseError::NotEnoughReplicas
             }
+            other => other,
         })
-        .await
     }
 
-    /// TxnOffsetCommit: offsets of `group` to commit with the transaction (the group was
-    /// added by AddOffsetsToTxn).
+    /// AddOffsetsToTxn: the transaction will commit offsets of `group`.
+    pub async fn add_group(&self, broker: &Broker, id: &str, producer: (i64, i16), group: &str) -> Result<(), ResponseError> {
+        self.change(broker, id, producer, |_, record| records::add_group(record, group)).await
+    }
+
+    /// TxnOffsetCommit: offsets of `group` to commit with the transaction. In V1 the group
+    /// was added by AddOffsetsToTxn; V2 (v5+) adds it here, beginning a transaction if none
+    /// is open, as Kafka's group coordinator does.
     pub async fn commit_offsets(
         &self,
         broker: &Broker,
@@ -236,35 +262,71 @@ impl TxnCoordinator {
         producer: (i64, i16),
         group: &str,
         offsets: Vec<OffsetCommit>,
+        v2: bool,
     ) -> Result<(), ResponseError> {
         let mut slot = self.producers_slot(broker, id, producer).await?;
-        let record = slot.record.as_ref().expect("checked");
+        let mut record = slot.record.clone().expect("checked");
+        let now = now_ms();
+        if v2 {
+            if record.state != TxnState::Ongoing {
+                record = records::begun(record, now);
+            }
+            records::add_group(&mut record, group);
+        }
         if record.state != TxnState::Ongoing || !record.groups.iter().any(|g| g == group) {
             return Err(ResponseError::InvalidTxnState);
         }
-        let mut record = record.clone();
         for commit in offsets {
             let same =
                 |p: &PendingOffset| p.group == group && (p.commit.topic_id, p.commit.partition) == (commit.topic_id, commit.partition);
             record.pending_offsets.retain(|p| !same(p));
             record.pending_offsets.push(PendingOffset { group: group.to_owned(), commit });
         }
-        record.updated_ms = now_ms();
+        record.updated_ms = now;
         self.store(broker, &mut slot, record).await
     }
 
     /// EndTxn: commits or aborts the open transaction; answers once its markers, its state
-    /// and its offsets are committed. A retry of an end already done succeeds.
-    pub async fn end(&self, broker: &Broker, id: &str, producer: (i64, i16), commit: bool) -> Result<(), ResponseError> {
+    /// and its offsets are committed, with the producer id and epoch the producer goes on
+    /// with. V1 (EndTxn v0-4) keeps the epoch, and a retry of an end already done
+    /// succeeds; V2 (v5+, KIP-890) bumps it at every end ([`records::end_v2`]).
+    pub async fn end(&self, broker: &Broker, id: &str, producer: (i64, i16), commit: bool, v2: bool) -> Result<(i64, i16), ResponseError> {
+        if v2 {
+            return self.end_v2(broker, id, producer, commit).await;
+        }
         let mut slot = self.producers_slot(broker, id, producer).await?;
         let record = slot.record.as_ref().expect("checked");
         match (record.state, commit) {
             (TxnState::Ongoing, _) => {}
-            (TxnState::CompleteCommit, true) | (TxnState::CompleteAbort, false) => return Ok(()),
+            (TxnState::CompleteCommit, true) | (TxnState::CompleteAbort, false) => return Ok(producer),
             _ => return Err(ResponseError::InvalidTxnState),
         }
         let record = record.clone();
-        self.finish(broker, &mut slot, record, commit).await
+        self.finish(broker, &mut slot, record, commit, None).await?;
+        Ok(producer)
+    }
+
+    /// A V2 end: the markers carry the next epoch, which fences the ending epoch's late
+    /// batches; a spent epoch moves the id to a new producer id, as Kafka does.
+    async fn end_v2(&self, broker: &Broker, id: &str, producer: (i64, i16), commit: bool) -> Result<(i64, i16), ResponseError> {
+        self.ready(broker).await?;
+        let mut slot = self.existing(id).ok_or(ResponseError::InvalidProducerIdMapping)?.lock_owned().await;
+        let record = slot.record.clone().ok_or(ResponseError::InvalidProducerIdMapping)?;
+        let step = records::end_v2(&record, producer, commit)?;
+        if step != EndV2::Done {
+            // Every record's epoch is at most LAST_EPOCH, so the markers' fits an i16.
+            let spent = record.producer_epoch >= LAST_EPOCH;
+            let successor = if spent { Some(storage_call(broker, |s| s.next_producer_id()).await.map_err(unavailable)?) } else { None };
+            let bumped = TxnRecord { producer_epoch: record.producer_epoch + 1, ..record };
+            if step == EndV2::Finish {
+                self.finish(broker, &mut slot, bumped, commit, successor).await?;
+            } else {
+                let done = records::completed(&bumped, false, now_ms());
+                self.store(broker, &mut slot, records::succeeded_by(done, successor)).await?;
+            }
+        }
+        let record = slot.record.as_ref().expect("stored");
+        Ok((record.producer_id, record.producer_epoch))
     }
 
     /// Aborts every transaction open longer than its timeout, bumping its epoch (its
@@ -334,15 +396,23 @@ impl TxnCoordinator {
     async fn abort_fencing(&self, broker: &Broker, slot: &mut Slot) -> Result<(), ResponseError> {
         let Some(record) = slot.record.clone() else { return Ok(()) };
         let bumped = TxnRecord { producer_epoch: (record.producer_epoch + 1).min(LAST_EPOCH), ..record };
-        self.finish(broker, slot, bumped, false).await
+        self.finish(broker, slot, bumped, false, None).await
     }
 
     /// Ends the slot's transaction: the markers, the Complete state and (on commit) the
     /// offsets in one group commit. Kafka stores PrepareCommit first because its markers go
     /// to many partition leaders; here one Postgres commit holds them all.
-    /// `record` is the slot's Ongoing record (its epoch bumped when aborting to fence);
-    /// the slot holds it only once the end committed.
-    async fn finish(&self, broker: &Broker, slot: &mut Slot, record: TxnRecord, commit: bool) -> Result<(), ResponseError> {
+    /// `record` is the slot's Ongoing record (its epoch bumped when aborting to fence, and
+    /// at every V2 end); the slot holds it only once the end committed, under `successor`'s
+    /// producer id when one takes over a spent epoch.
+    async fn finish(
+        &self,
+        broker: &Broker,
+        slot: &mut Slot,
+        record: TxnRecord,
+        commit: bool,
+        successor: Option<i64>,
+    ) -> Result<(), ResponseError> {
         let prepare_state = if commit { TxnState::PrepareCommit } else { TxnState::PrepareAbort };
         let prepared = TxnRecord { state: prepare_state, updated_ms: now_ms(), ..record };
         if prepared.partitions.iter().any(|(topic_id, _)| !slot.topics.contains_key(topic_id)) {
@@ -354,7 +424,7 @@ impl TxnCoordinator {
         // a crash before leaves the transaction Ongoing (aborted at start; its producer
         // was never told it committed). Published, it stops Produce adding to it.
         self.publish(&prepared);
-        let complete = records::completed(&prepared, commit, now_ms());
+        let complete = records::succeeded_by(records::completed(&prepared, commit, now_ms()), successor);
         let offsets = if commit { records::offsets_by_group(&prepared) } else { Vec::new() };
         let stored = complete.clone();
         let then = Box::new(move |s: &mut dyn crate::storage::Storage| {
@@ -386,6 +456,9 @@ impl TxnCoordinator {
                 self.publish(open);
             }
             return Err(ResponseError::CoordinatorNotAvailable);
+        }
+        if complete.producer_id != prepared.producer_id {
+            self.inner.producers.write().remove(&prepared.producer_id);
         }
         self.publish(&complete);
         slot.record = Some(complete);

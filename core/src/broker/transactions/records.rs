@@ -46,6 +46,23 @@ pub fn completed(record: &TxnRecord, commit: bool, now_ms: i64) -> TxnRecord {
     }
 }
 
+/// `group`'s offsets will be committed with the transaction.
+pub fn add_group(record: &mut TxnRecord, group: &str) {
+    if !record.groups.iter().any(|g| g == group) {
+        record.groups.push(group.to_owned());
+        record.groups.sort();
+    }
+}
+
+/// `record` under a new producer id at epoch 0 when `successor` names one (its epoch was
+/// spent), else as it is.
+pub fn succeeded_by(record: TxnRecord, successor: Option<i64>) -> TxnRecord {
+    match successor {
+        Some(producer_id) => TxnRecord { producer_id, producer_epoch: 0, ..record },
+        None => record,
+    }
+}
+
 /// The offsets a committing transaction stores, per group.
 pub fn offsets_by_group(record: &TxnRecord) -> Vec<(String, Vec<OffsetCommit>)> {
     let mut groups: Vec<(String, Vec<OffsetCommit>)> = Vec::new();
@@ -68,6 +85,38 @@ pub fn check_producer(record: &TxnRecord, (producer_id, epoch): (i64, i16)) -> R
         Err(ResponseError::ProducerFenced)
     } else {
         Ok(())
+    }
+}
+
+/// What an EndTxn of Transactions V2 (v5+, KIP-890) does: every end bumps the epoch, so
+/// a request one epoch behind is a retry of an end already done (or a commit racing the
+/// coordinator's own abort, which is fenced, as KAFKA-20785 settled).
+#[derive(Debug, PartialEq, Eq)]
+pub enum EndV2 {
+    /// Ends the open transaction with markers of the next epoch.
+    Finish,
+    /// Nothing open: the epoch is bumped with no markers (an abort is always legal in V2:
+    /// the producer cannot know whether its first Produce added a partition).
+    BumpOnly,
+    /// A retry of the end that brought the record where it is: answered with its epoch.
+    Done,
+}
+
+pub fn end_v2(record: &TxnRecord, (producer_id, epoch): (i64, i16), commit: bool) -> Result<EndV2, ResponseError> {
+    use TxnState::*;
+    if record.producer_id != producer_id {
+        return Err(ResponseError::InvalidProducerIdMapping);
+    }
+    let retry = i32::from(record.producer_epoch) == i32::from(epoch) + 1;
+    if record.producer_epoch != epoch && !retry {
+        return Err(ResponseError::ProducerFenced);
+    }
+    match (record.state, commit, retry) {
+        (Ongoing, _, false) => Ok(EndV2::Finish),
+        (Empty | CompleteAbort | CompleteCommit, false, false) => Ok(EndV2::BumpOnly),
+        (CompleteAbort, false, true) | (CompleteCommit, true, true) => Ok(EndV2::Done),
+        (Ongoing | Empty | CompleteAbort, _, true) => Err(ResponseError::ProducerFenced),
+        _ => Err(ResponseError::InvalidTxnState),
     }
 }
 
@@ -101,6 +150,30 @@ mod tests {
         assert_eq!(ResponseError::ProducerFenced.for_version(1, 2), ResponseError::InvalidProducerEpoch);
         assert_eq!(ResponseError::ProducerFenced.for_version(2, 2), ResponseError::ProducerFenced);
         assert_eq!(ResponseError::InvalidTxnState.for_version(0, 2), ResponseError::InvalidTxnState);
+    }
+
+    #[test]
+    fn v2_ends_follow_kafkas_table() {
+        use EndV2::*;
+        use ResponseError::{InvalidTxnState as Its, ProducerFenced as Pf};
+        let at = |state| TxnRecord { state, producer_epoch: 5, ..fresh("t", 9, 0) };
+        // (state, abort at 5, abort retried at 4, commit at 5, commit retried at 4)
+        let table = [
+            (TxnState::Ongoing, Ok(Finish), Err(Pf), Ok(Finish), Err(Pf)),
+            (TxnState::Empty, Ok(BumpOnly), Err(Pf), Err(Its), Err(Pf)),
+            (TxnState::CompleteAbort, Ok(BumpOnly), Ok(Done), Err(Its), Err(Pf)),
+            (TxnState::CompleteCommit, Ok(BumpOnly), Err(Its), Err(Its), Ok(Done)),
+        ];
+        for (state, abort, abort_retry, commit, commit_retry) in table {
+            let record = at(state);
+            assert_eq!(end_v2(&record, (9, 5), false), abort, "{state:?} abort");
+            assert_eq!(end_v2(&record, (9, 4), false), abort_retry, "{state:?} abort retried");
+            assert_eq!(end_v2(&record, (9, 5), true), commit, "{state:?} commit");
+            assert_eq!(end_v2(&record, (9, 4), true), commit_retry, "{state:?} commit retried");
+            assert_eq!(end_v2(&record, (9, 3), true), Err(Pf), "two epochs behind");
+            assert_eq!(end_v2(&record, (9, 6), false), Err(Pf), "ahead");
+            assert_eq!(end_v2(&record, (8, 5), false), Err(ResponseError::InvalidProducerIdMapping));
+        }
     }
 
     #[test]

@@ -71,24 +71,34 @@ fn transactional_batch((id, epoch): (i64, i16), sequence: i32, n: usize) -> Byte
 }
 
 async fn produce(broker: &Broker, topic: &'static str, partition: i32, batch: Bytes) -> (i16, i64) {
+    produce_at(broker, 9, topic, partition, batch).await
+}
+
+/// Produce at `version` (12+: Transactions V2, the partition joins the transaction).
+async fn produce_at(broker: &Broker, version: i16, topic: &'static str, partition: i32, batch: Bytes) -> (i16, i64) {
     let data = PartitionProduceData::default().with_index(partition).with_records(Some(batch));
     let request = ProduceRequest::default()
         .with_transactional_id(Some(TransactionalId(name(TXN))))
         .with_acks(-1)
         .with_topic_data(vec![TopicProduceData::default().with_name(TopicName(name(topic))).with_partition_data(vec![data])]);
-    let r: ProduceResponse = round_trip(broker, ApiKey::Produce, 9, &request).await;
+    let r: ProduceResponse = round_trip(broker, ApiKey::Produce, version, &request).await;
     let p = &r.responses[0].partition_responses[0];
     (p.error_code, p.base_offset)
 }
 
-async fn end(broker: &Broker, (id, epoch): (i64, i16), committed: bool) -> i16 {
+async fn end(broker: &Broker, producer: (i64, i16), committed: bool) -> i16 {
+    end_at(broker, 3, producer, committed).await.0
+}
+
+/// EndTxn at `version`: the error code and the producer id and epoch to go on with (v5+).
+async fn end_at(broker: &Broker, version: i16, (id, epoch): (i64, i16), committed: bool) -> (i16, (i64, i16)) {
     let request = EndTxnRequest::default()
         .with_transactional_id(TransactionalId(name(TXN)))
         .with_producer_id(ProducerId(id))
         .with_producer_epoch(epoch)
         .with_committed(committed);
-    let r: EndTxnResponse = round_trip(broker, ApiKey::EndTxn, 3, &request).await;
-    r.error_code
+    let r: EndTxnResponse = round_trip(broker, ApiKey::EndTxn, version, &request).await;
+    (r.error_code, (r.producer_id.0, r.producer_epoch))
 }
 
 /// Partition `partition` of "t" fetched from 0 at `isolation`: (high watermark, last
@@ -172,25 +182,12 @@ async fn row_layout_partitions_and_unknown_ones_are_refused_whole() {
 async fn offsets_committed_in_a_transaction_count_only_once_it_commits() {
     let broker = broker();
     let producer = init(&broker, 60_000).await;
-    let commit_offset = |offset: i64| {
-        let partition = TxnOffsetCommitRequestPartition::default().with_partition_index(0).with_committed_offset(offset);
-        TxnOffsetCommitRequest::default()
-            .with_transactional_id(TransactionalId(name(TXN)))
-            .with_group_id(GroupId(name("g")))
-            .with_producer_id(ProducerId(producer.0))
-            .with_producer_epoch(producer.1)
-            .with_generation_id(-1)
-            .with_topics(vec![TxnOffsetCommitRequestTopic::default().with_name(TopicName(name("t"))).with_partitions(vec![partition])])
-    };
+    let commit_offset = |offset: i64| txn_offset_commit(producer, offset);
     let add_offsets = AddOffsetsToTxnRequest::default()
         .with_transactional_id(TransactionalId(name(TXN)))
         .with_producer_id(ProducerId(producer.0))
         .with_producer_epoch(producer.1)
         .with_group_id(GroupId(name("g")));
-    let committed = |broker: &Broker| {
-        let broker = broker.clone();
-        async move { with_storage(&broker, |s| s.committed_offsets("g").unwrap().iter().map(|c| c.offset).collect::<Vec<_>>()).await }
-    };
     let r: TxnOffsetCommitResponse = round_trip(&broker, ApiKey::TxnOffsetCommit, 3, &commit_offset(5)).await;
     assert_eq!(r.topics[0].partitions[0].error_code, ResponseError::InvalidTxnState.code(), "the group was not added");
     for (offset, commit) in [(5, false), (9, true)] {
@@ -202,6 +199,78 @@ async fn offsets_committed_in_a_transaction_count_only_once_it_commits() {
         assert_eq!(end(&broker, producer, commit).await, 0);
     }
     assert_eq!(committed(&broker).await, vec![9], "the aborted transaction's offset never counted");
+}
+
+/// TxnOffsetCommit of offset `offset` of "t"/0 for group "g".
+fn txn_offset_commit((id, epoch): (i64, i16), offset: i64) -> TxnOffsetCommitRequest {
+    let partition = TxnOffsetCommitRequestPartition::default().with_partition_index(0).with_committed_offset(offset);
+    TxnOffsetCommitRequest::default()
+        .with_transactional_id(TransactionalId(name(TXN)))
+        .with_group_id(GroupId(name("g")))
+        .with_producer_id(ProducerId(id))
+        .with_producer_epoch(epoch)
+        .with_generation_id(-1)
+        .with_topics(vec![TxnOffsetCommitRequestTopic::default().with_name(TopicName(name("t"))).with_partitions(vec![partition])])
+}
+
+/// Group "g"'s committed offsets.
+async fn committed(broker: &Broker) -> Vec<i64> {
+    with_storage(broker, |s| s.committed_offsets("g").unwrap().iter().map(|c| c.offset).collect::<Vec<_>>()).await
+}
+
+#[tokio::test]
+async fn transactions_v2_add_partitions_and_groups_implicitly_and_bump_the_epoch_at_every_end() {
+    let broker = broker();
+    let first = init(&broker, 60_000).await;
+    // Produce v12+ adds the partition itself; older versions still need AddPartitionsToTxn.
+    assert_eq!(produce_at(&broker, 11, "t", 0, transactional_batch(first, 0, 1)).await.0, ResponseError::InvalidTxnState.code());
+    assert_eq!(produce_at(&broker, 12, "t", 0, transactional_batch(first, 0, 2)).await, (0, 0));
+    let r: TxnOffsetCommitResponse = round_trip(&broker, ApiKey::TxnOffsetCommit, 5, &txn_offset_commit(first, 2)).await;
+    assert_eq!(r.topics[0].partitions[0].error_code, 0, "v5 adds the group itself");
+    assert_eq!(fetch(&broker, 0, 1).await.1, 0, "open: the stable offset holds");
+    let (code, second) = end_at(&broker, 5, first, true).await;
+    assert_eq!((code, second), (0, (first.0, first.1 + 1)), "EndTxn v5 answers the next epoch");
+    assert_eq!(committed(&broker).await, vec![2]);
+    assert_eq!(fetch(&broker, 0, 1).await, (3, 3, vec![], vec![0, 1], vec![2]));
+    assert_eq!(end_at(&broker, 5, first, true).await, (0, second), "a retried end succeeds with the epoch it gave");
+    assert_eq!(end_at(&broker, 5, first, false).await.0, ResponseError::InvalidTxnState.code());
+
+    // The ended epoch is fenced by its markers; the next one starts its sequences over.
+    assert_eq!(produce_at(&broker, 12, "t", 0, transactional_batch(first, 2, 1)).await.0, ResponseError::InvalidProducerEpoch.code());
+    assert_eq!(produce_at(&broker, 12, "t", 0, transactional_batch(second, 1, 1)).await.0, ResponseError::OutOfOrderSequenceNumber.code());
+    assert_eq!(produce_at(&broker, 12, "t", 0, transactional_batch(second, 0, 1)).await, (0, 3));
+    let (code, third) = end_at(&broker, 5, second, false).await;
+    assert_eq!((code, third.1), (0, second.1 + 1));
+    assert_eq!(fetch(&broker, 0, 1).await.2, vec![(first.0, 3)], "the aborted one");
+    assert_eq!(end_at(&broker, 5, second, true).await.0, ResponseError::ProducerFenced.code(), "a commit racing an abort is fenced");
+
+    // An abort with nothing open bumps the epoch (the producer may not know whether its
+    // first Produce added a partition); a commit of nothing is refused.
+    assert_eq!(end_at(&broker, 5, third, true).await.0, ResponseError::InvalidTxnState.code());
+    let (code, fourth) = end_at(&broker, 5, third, false).await;
+    assert_eq!((code, fourth.1), (0, third.1 + 1));
+    assert_eq!(fetch(&broker, 0, 1).await.4, vec![2, 4], "no marker for a transaction with no partitions");
+}
+
+#[tokio::test]
+async fn a_spent_epoch_moves_the_transactional_id_to_a_new_producer_id() {
+    let mut storage = MemoryStorage::default();
+    storage.create_topic_as("t", 1, StorageLayout::Batches).unwrap();
+    let last_epoch = i16::MAX - 1;
+    let record = TxnRecord { producer_epoch: last_epoch, ..super::records::fresh(TXN, 5, 1) };
+    storage.save_transaction(&record).unwrap();
+    let broker = broker_on(storage, Config::default());
+    assert_eq!(produce_at(&broker, 12, "t", 0, transactional_batch((5, last_epoch), 0, 1)).await, (0, 0));
+    let (code, (producer_id, epoch)) = end_at(&broker, 5, (5, last_epoch), true).await;
+    assert_eq!(code, 0);
+    assert!(producer_id != 5 && epoch == 0, "a new producer id at epoch 0, not {producer_id}/{epoch}");
+    let (.., markers) = fetch(&broker, 0, 1).await;
+    assert_eq!(markers, vec![1], "the marker, at epoch {}", i16::MAX);
+    assert_eq!(produce_at(&broker, 12, "t", 0, transactional_batch((producer_id, 0), 0, 1)).await, (0, 2));
+    assert_eq!(
+        produce_at(&broker, 12, "t", 0, transactional_batch((5, last_epoch), 1, 1)).await.0,
+        ResponseError::InvalidProducerIdMapping.code()
+    );
 }
 
 #[tokio::test]

@@ -45,7 +45,10 @@ class ExactlyOnceStreamsTest {
         props.put(StreamsConfig.APPLICATION_ID_CONFIG, app);
         props.put(StreamsConfig.BOOTSTRAP_SERVERS_CONFIG, Cluster.bootstrap());
         props.put(StreamsConfig.PROCESSING_GUARANTEE_CONFIG, StreamsConfig.EXACTLY_ONCE_V2);
-        props.put(StreamsConfig.COMMIT_INTERVAL_MS_CONFIG, "100");
+        // Transactions V2 opens a transaction with its first Produce: with no linger and half a
+        // second between commits, the application's transaction is open most of the time.
+        props.put(StreamsConfig.COMMIT_INTERVAL_MS_CONFIG, "500");
+        props.put(StreamsConfig.producerPrefix("linger.ms"), "0");
         props.put(StreamsConfig.STATESTORE_CACHE_MAX_BYTES_CONFIG, "0");
         props.put(StreamsConfig.DEFAULT_KEY_SERDE_CLASS_CONFIG, Serdes.StringSerde.class);
         props.put(StreamsConfig.DEFAULT_VALUE_SERDE_CLASS_CONFIG, Serdes.StringSerde.class);
@@ -145,6 +148,10 @@ class ExactlyOnceStreamsTest {
             while (counts(output).isEmpty()) {
                 assertTrue(System.nanoTime() < deadline, "no output within 120 s");
                 sleep(200);
+            }
+            while (!Cluster.psql("SELECT count(*) FROM kafka.transactions WHERE transactional_id LIKE '" + app
+                    + "%' AND state = 'Ongoing'").equals("1")) {
+                assertTrue(System.nanoTime() < deadline, "no transaction of the application open within 120 s");
             }
             String pid = Cluster.psql("SELECT pid FROM pg_stat_activity WHERE backend_type = 'pg_kafka'");
             Cluster.run(List.of("kill", "-9", pid), 10);

@@ -30,7 +30,8 @@ import org.apache.kafka.clients.admin.ListOffsetsOptions;
 import org.junit.jupiter.api.Test;
 
 /**
- * Transactions with Kafka's own Java client (V1: AddPartitionsToTxn, EndTxn v4): commit and
+ * Transactions with Kafka's own Java client (Transactions V2, KIP-890, as the broker finalizes
+ * transaction.version 2; V1 when it is set to 1): commit and
  * abort seen by read_committed and read_uncommitted consumers, an open transaction holding
  * read_committed back, zombie fencing, consume-transform-produce with offsets in the
  * transaction, a timed-out transaction aborted by the coordinator. Topics in the batch layout.
@@ -254,5 +255,63 @@ class TransactionsTest {
         }
         assertEquals(List.of(), readValues(topic, "read_uncommitted"));
         assertEquals(Set.of(), Set.copyOf(readValues(topic, "read_committed")));
+    }
+
+    private static int epoch(String id) {
+        return Integer.parseInt(Cluster.psql("SELECT producer_epoch FROM kafka.transactions WHERE transactional_id = '" + id + "'"));
+    }
+
+    /** The transaction.version level ApiVersions finalizes now (0: not listed). */
+    private static short transactionVersion(Admin admin) throws Exception {
+        var finalized = admin.describeFeatures().featureMetadata().get().finalizedFeatures().get("transaction.version");
+        return finalized == null ? 0 : finalized.maxVersionLevel();
+    }
+
+    private static void setTransactionVersion(Admin admin, String setting, short level) throws Exception {
+        Cluster.psql("ALTER SYSTEM " + setting);
+        Cluster.psql("SELECT pg_reload_conf()");
+        long until = System.nanoTime() + TimeUnit.SECONDS.toNanos(30);
+        while (transactionVersion(admin) != level) {
+            assertTrue(System.nanoTime() < until, "the worker finalizes transaction.version " + level + " within 30 s");
+            Thread.sleep(200);
+        }
+    }
+
+    /** Three committed transactions of `id`: the epoch it ends at, less the one it began at. */
+    private static int epochBumpsOverThreeCommits(String id, String topic, String prefix) {
+        try (KafkaProducer<String, String> producer = transactional(id, Map.of())) {
+            int first = epoch(id);
+            for (int round = 0; round < 3; round++) {
+                producer.beginTransaction();
+                send(producer, topic, prefix + round + "-", 2);
+                producer.commitTransaction();
+            }
+            return epoch(id) - first;
+        }
+    }
+
+    @Test
+    void transactionsV2BumpTheEpochAtEveryCommitAndVersion1KeepsTheJavaClientOnV1() throws Exception {
+        String topic = Cluster.uniqueTopic("txn-versions");
+        Cluster.createTopic(topic, 1, BATCHES);
+        try (Admin admin = Cluster.admin()) {
+            assertEquals(2, transactionVersion(admin), "Transactions V2 by default");
+            assertEquals(3, epochBumpsOverThreeCommits("txn-" + UUID.randomUUID(), topic, "v2-"),
+                    "V2: EndTxn v5 bumps the epoch at every end");
+            try {
+                setTransactionVersion(admin, "SET pg_kafka.transaction_version = 1", (short) 1);
+                assertEquals(0, epochBumpsOverThreeCommits("txn-" + UUID.randomUUID(), topic, "v1-"),
+                        "V1: AddPartitionsToTxn, and EndTxn keeps the epoch");
+            } finally {
+                setTransactionVersion(admin, "RESET pg_kafka.transaction_version", (short) 2);
+            }
+        }
+        List<String> expected = new ArrayList<>();
+        for (String version : List.of("v2-", "v1-")) {
+            for (int round = 0; round < 3; round++) {
+                expected.addAll(numbered(version + round + "-", 2));
+            }
+        }
+        assertEquals(expected, readValues(topic, "read_committed"));
     }
 }
