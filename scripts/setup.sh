@@ -82,6 +82,12 @@ if ! python3 -c "import lz4, zstandard, sys; sys.exit(lz4.__version__ != '$PY_LZ
     echo "setup: pip install lz4==$PY_LZ4_VERSION zstandard==$PY_ZSTANDARD_VERSION"
     python3 -m pip install -q --root-user-action=ignore "lz4==$PY_LZ4_VERSION" "zstandard==$PY_ZSTANDARD_VERSION"
 fi
+# aiokafka: an asyncio client of its own protocol code, in the transactions tests.
+AIOKAFKA_VERSION=0.14.0
+if ! python3 -c "import aiokafka, sys; sys.exit(aiokafka.__version__ != '$AIOKAFKA_VERSION')" 2>/dev/null; then
+    echo "setup: pip install aiokafka==$AIOKAFKA_VERSION"
+    python3 -m pip install -q --root-user-action=ignore "aiokafka==$AIOKAFKA_VERSION"
+fi
 # confluent-kafka: librdkafka 2.x with SASL and TLS, for the security end-to-end tests
 # (Debian's kcat links librdkafka 2.0, which still repeats its SCRAM nonce).
 CONFLUENT_KAFKA_VERSION=2.16.1

@@ -1,6 +1,8 @@
 //! Transactions with librdkafka (V1: AddPartitionsToTxn v0, EndTxn, TxnOffsetCommit):
 //! committed and aborted transactions as read_committed and read_uncommitted consumers
 //! see them, and consume-transform-produce with the group's offsets in the transaction.
+//! The same scenario with Python's three clients (confluent-kafka, kafka-python, aiokafka:
+//! `clients/transactions.py`), each read back by its own consumer.
 
 use std::time::Duration;
 
@@ -38,6 +40,32 @@ fn librdkafka_commits_and_aborts_as_read_committed_consumers_see_them() {
          WHERE t.name = '{topic}'"
     ));
     assert_eq!(aborted, "21-28", "20 records and a marker, then 7 aborted ones and their marker");
+}
+
+#[test]
+fn python_clients_commit_and_abort_with_offsets_as_their_own_consumers_see_it() {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/clients/transactions.py");
+    let committed: Vec<String> = [numbered("a", 10), numbered("c", 3)].concat();
+    let all: Vec<String> = [numbered("a", 10), numbered("b", 5), numbered("c", 3)].concat();
+    for client in ["ck", "kp", "aio"] {
+        let name = format!("e2e-txn-py-{client}-{}", std::process::id());
+        create_batch_topic(&name, 1);
+        let output = std::process::Command::new("timeout")
+            .args(["120", "python3", script, client, &bootstrap(), &name, &name, &name])
+            .output()
+            .expect("python3 runs");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let answer: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap_or_default())
+            .unwrap_or_else(|_| panic!("{client}: no answer ({stdout:?}, {})", String::from_utf8_lossy(&output.stderr)));
+        let list = |key: &str| -> Vec<String> {
+            let values = answer[key].as_array().unwrap_or_else(|| panic!("{client}: {answer}"));
+            values.iter().map(|v| v.as_str().unwrap_or_default().to_owned()).collect()
+        };
+        assert_eq!(list("committed"), committed, "{client}: read_committed skips the aborted round");
+        assert_eq!(list("uncommitted"), all, "{client}: read_uncommitted sees every record");
+        let offset = psql(&format!("SELECT committed_offset FROM kafka.consumer_offsets WHERE group_id = '{name}'"));
+        assert_eq!(offset, "7", "{client}: the last committed transaction's offset, never the aborted one's");
+    }
 }
 
 #[test]

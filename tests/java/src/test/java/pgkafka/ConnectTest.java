@@ -38,7 +38,10 @@ import org.junit.jupiter.api.Test;
  * its config, offset and status topics (compacted) and verifies their cleanup policy
  * before it starts; a file source and sink run end to end; a restarted worker finds the
  * connectors' configs and resumes the source at its stored offset with no duplicate; a
- * second worker joins and the tasks are spread over both.
+ * second worker joins and the tasks are spread over both. With
+ * `exactly.once.source.support=enabled` (internal topics in the batch layout, which
+ * transactions need), the source's records and offsets are written in transactions, and a
+ * restarted worker resumes with each line in the topic once, read_committed.
  */
 class ConnectTest {
 
@@ -141,6 +144,43 @@ class ConnectTest {
         List<String> written = new ArrayList<>(LineFileConnectors.readLines(sink));
         assertEquals(300, written.size(), "each line written once by the sink");
         assertEquals(new TreeSet<>(expected), new TreeSet<>(written));
+    }
+
+    @Test
+    void anExactlyOnceSourceWritesRecordsAndOffsetsInTransactions() throws Exception {
+        String prefix = Cluster.uniqueTopic("connect-eos");
+        String topic = prefix + "-lines";
+        Map<String, String> batches = Map.of("pg_kafka.storage", "batches");
+        Cluster.createTopic(topic, 1, batches);
+        Path source = Files.createTempDirectory("pg-kafka-connect-eos").resolve("source.txt");
+        appendLines(source, 0, 100);
+        Map<String, String> props = workerProps(prefix);
+        props.put("exactly.once.source.support", "enabled");
+        // KIP-605: topic configs for the internal topics the worker creates.
+        for (String internal : List.of("config.storage.", "offset.storage.", "status.storage.")) {
+            props.put(internal + "pg_kafka.storage", "batches");
+        }
+        try (Worker first = Worker.start(props)) {
+            create(first, "eos-source", Map.of("connector.class", LineFileConnectors.Source.class.getName(),
+                    "tasks.max", "1", "file", source.toString(), "topic", topic, "exactly.once.support", "requested"));
+            waitFor(() -> committedLines(topic).size() >= 100, "100 lines committed");
+        }
+        appendLines(source, 100, 150);
+        try (Worker restarted = Worker.start(props)) {
+            waitFor(() -> committedLines(topic).size() >= 150, "the restarted worker's source committed 150 lines");
+            Thread.sleep(1000); // anything sent twice would be committed by now
+        }
+        List<String> expected = IntStream.range(0, 150).mapToObj(ConnectTest::line).toList();
+        assertEquals(expected, committedLines(topic), "each line once, in order: records and offsets commit together");
+        String taskTransactions = Cluster.psql("SELECT count(*) FROM kafka.transactions WHERE transactional_id = '"
+                + prefix + "-workers-eos-source-0' AND state = 'CompleteCommit'");
+        assertEquals("1", taskTransactions, "the task's producer is transactional (Connect's id: group, connector, task)");
+    }
+
+    private static List<String> committedLines(String topic) {
+        try (var consumer = Cluster.consumer(null, Map.of("isolation.level", "read_committed"))) {
+            return Cluster.readAll(consumer, topic).stream().map(r -> r.value()).toList();
+        }
     }
 
     private static String line(int i) {
