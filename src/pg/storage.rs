@@ -273,7 +273,8 @@ impl Storage for PgStorage {
 
     fn delete_records_before(&mut self, topic_id: i32, partition: i32, offset: i64) -> Result<(), StorageError> {
         execute(DELETE_RECORDS, &[topic_id.into(), partition.into(), offset.into()])?;
-        execute(MOVE_LOG_START, &[topic_id.into(), partition.into(), offset.into()])
+        execute(MOVE_LOG_START, &[topic_id.into(), partition.into(), offset.into()])?;
+        super::transactions::forget_aborted_before(topic_id, partition, offset)
     }
 
     fn commit_offsets(&mut self, group: &str, offsets: &[OffsetCommit]) -> Result<(), StorageError> {

@@ -15,6 +15,7 @@ const ABORTED_TRANSACTIONS: &str = include_str!("../../sql/queries/aborted_trans
 const BEGIN_TRANSACTIONS: &str = include_str!("../../sql/queries/begin_transactions.sql");
 const END_TRANSACTIONS: &str = include_str!("../../sql/queries/end_transactions.sql");
 const ABORT_TRANSACTIONS: &str = include_str!("../../sql/queries/abort_transactions.sql");
+const FORGET_ABORTED_TRANSACTIONS: &str = include_str!("../../sql/queries/forget_aborted_transactions.sql");
 
 /// Whether the database has transactions' tables: a database still at an older version of
 /// the extension (its DBA has not run ALTER EXTENSION pg_kafka UPDATE, which the worker's
@@ -27,6 +28,15 @@ fn tables_exist() -> Result<bool, StorageError> {
          AND pg_catalog.to_regclass('kafka.aborted_transactions') IS NOT NULL",
     );
     Ok(exists.map_err(database_error)?.unwrap_or(false))
+}
+
+/// Drops the aborted ranges of a partition that end below `log_start` (its records are
+/// gone), so the table does not grow with every abort for ever.
+pub fn forget_aborted_before(topic_id: i32, partition: i32, log_start: i64) -> Result<(), StorageError> {
+    if !tables_exist()? {
+        return Ok(());
+    }
+    execute(FORGET_ABORTED_TRANSACTIONS, &[topic_id.into(), partition.into(), log_start.into()])
 }
 
 pub fn transactions() -> Result<Vec<TxnRecord>, StorageError> {

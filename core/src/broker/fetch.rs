@@ -190,6 +190,7 @@ async fn gather(broker: &Broker, wanted: &[Wanted], limits: Limits) -> Result<Ga
                 data = with_bounds(data, b);
                 let below = if limits.read_committed { data.last_stable_offset } else { b.high };
                 if limits.read_committed {
+                    broker.txns.log().forget_aborted_before((topic.id, w.partition), b.log_start);
                     let aborted = broker.txns.log().aborted_between((topic.id, w.partition), w.fetch_offset, below);
                     let aborted = aborted.into_iter().map(|(producer_id, first_offset)| {
                         AbortedTransaction::default().with_producer_id(ProducerId(producer_id)).with_first_offset(first_offset)

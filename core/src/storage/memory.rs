@@ -204,6 +204,7 @@ impl Storage for MemoryStorage {
         let start = *start;
         self.retain_rows(|topic, p, o| !(topic == topic_id && p == partition && o < start));
         self.batches.retain(|b| !(b.topic_id == topic_id && b.partition == partition && b.last_offset() < start));
+        self.aborted_txns.retain(|t| !(t.partition == (topic_id, partition) && t.last_offset < start));
         Ok(())
     }
 

@@ -186,6 +186,23 @@ impl TxnLog {
         found
     }
 
+    /// Forgets the aborted ranges of `partition` that end below its log start: no read
+    /// reaches them again (storage drops them as the log start moves). Cheap when there is
+    /// nothing to forget.
+    pub fn forget_aborted_before(&self, partition: PartitionKey, log_start: i64) {
+        let stale = |state: &LogState| state.aborted.get(&partition).and_then(|a| a.keys().next()).is_some_and(|&last| last < log_start);
+        if !stale(&self.inner.read()) {
+            return;
+        }
+        let mut state = self.inner.write();
+        if let Some(aborted) = state.aborted.get_mut(&partition) {
+            *aborted = aborted.split_off(&log_start);
+            if aborted.is_empty() {
+                state.aborted.remove(&partition);
+            }
+        }
+    }
+
     /// Applies what a committed write changed.
     pub fn apply(&self, changes: &TxnLogChanges) {
         let mut state = self.inner.write();
@@ -247,6 +264,10 @@ mod tests {
         assert_eq!(log.aborted_between(p, 9, 10), vec![(6, 4)]);
         assert_eq!(log.aborted_between(p, 13, 20), vec![]);
         assert_eq!(log.aborted_between(p, 0, 4), vec![(5, 0)]);
+        log.forget_aborted_before(p, 10);
+        assert_eq!(log.aborted_between(p, 0, 100), vec![(5, 10)], "ranges ending below the log start are forgotten");
+        log.forget_aborted_before(p, 13);
+        assert_eq!(log.aborted_between(p, 0, 100), vec![]);
     }
 
     #[test]

@@ -106,6 +106,16 @@ class TransactionsTest {
                 + "WHERE t.name = '" + topic + "'"));
         assertEquals("13", Cluster.psql("SELECT count(*) FROM kafka.topic_messages WHERE topic = '" + topic + "'"),
                 "SQL reads records, not markers");
+        // DeleteRecords past the aborted transaction's marker (offset 16) forgets its range.
+        String aborted = "SELECT count(*) FROM kafka.aborted_transactions a JOIN kafka.topics t ON t.id = a.topic_id "
+                + "WHERE t.name = '" + topic + "'";
+        assertEquals("1", Cluster.psql(aborted));
+        try (Admin admin = Cluster.admin()) {
+            admin.deleteRecords(Map.of(new TopicPartition(topic, 0), org.apache.kafka.clients.admin.RecordsToDelete.beforeOffset(17)))
+                    .all().get(30, TimeUnit.SECONDS);
+        }
+        assertEquals("0", Cluster.psql(aborted), "no read reaches the aborted range again");
+        assertEquals(numbered("c", 3), readValues(topic, "read_committed"));
     }
 
     @Test
