@@ -30,6 +30,7 @@ static MAX_INFLIGHT_BYTES: GucSetting<i32> = GucSetting::<i32>::new(defaults::MA
 static REFRESH_INTERVAL_MS: GucSetting<i32> = GucSetting::<i32>::new(defaults::REFRESH_INTERVAL_MS);
 static MAX_WAIT_MS: GucSetting<i32> = GucSetting::<i32>::new(defaults::MAX_WAIT_MS);
 static TRANSACTION_MAX_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(defaults::TRANSACTION_MAX_TIMEOUT_MS);
+static TRANSACTIONAL_ID_EXPIRATION_MS: GucSetting<i32> = GucSetting::<i32>::new(defaults::TRANSACTIONAL_ID_EXPIRATION_MS);
 static TRANSACTION_VERSION: GucSetting<i32> = GucSetting::<i32>::new(defaults::TRANSACTION_VERSION);
 static GROUP_MIN_SESSION_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(defaults::GROUP_MIN_SESSION_TIMEOUT_MS);
 static GROUP_MAX_SESSION_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(defaults::GROUP_MAX_SESSION_TIMEOUT_MS);
@@ -202,6 +203,7 @@ pub fn config() -> Config {
         refresh_interval_ms: unsigned(&REFRESH_INTERVAL_MS),
         max_wait_ms: unsigned(&MAX_WAIT_MS),
         transaction_max_timeout_ms: i64::from(TRANSACTION_MAX_TIMEOUT_MS.get()),
+        transactional_id_expiration_ms: i64::from(TRANSACTIONAL_ID_EXPIRATION_MS.get()),
         transaction_version: TRANSACTION_VERSION.get() as i16,
         features_epoch: pg_kafka_core::storage::now_ms(),
         group_min_session_timeout_ms: unsigned(&GROUP_MIN_SESSION_TIMEOUT_MS),
@@ -395,6 +397,16 @@ pub fn init() {
         c"Kafka's transaction.max.timeout.ms; InitProducerId above it gets INVALID_TRANSACTION_TIMEOUT.",
         &TRANSACTION_MAX_TIMEOUT_MS,
         1,
+        i32::MAX,
+        GucContext::Sighup,
+        GucFlags::UNIT_MS,
+    );
+    GucRegistry::define_int_guc(
+        c"pg_kafka.transactional_id_expiration_ms",
+        c"How long a transactional id with no transaction open is kept after its last use.",
+        c"Kafka's transactional.id.expiration.ms: then its record is deleted, and the id starts afresh at its next InitProducerId.",
+        &TRANSACTIONAL_ID_EXPIRATION_MS,
+        1000,
         i32::MAX,
         GucContext::Sighup,
         GucFlags::UNIT_MS,

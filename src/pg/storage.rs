@@ -466,6 +466,10 @@ impl Storage for PgStorage {
         super::transactions::save_transaction(record)
     }
 
+    fn expire_transaction(&mut self, record: &TxnRecord) -> Result<(), StorageError> {
+        super::transactions::expire_transaction(record)
+    }
+
     fn txn_log_state(&mut self) -> Result<(Vec<OpenTxn>, Vec<AbortedTxn>), StorageError> {
         super::transactions::txn_log_state()
     }

@@ -16,6 +16,7 @@ const BEGIN_TRANSACTIONS: &str = include_str!("../../sql/queries/begin_transacti
 const END_TRANSACTIONS: &str = include_str!("../../sql/queries/end_transactions.sql");
 const ABORT_TRANSACTIONS: &str = include_str!("../../sql/queries/abort_transactions.sql");
 const FORGET_ABORTED_TRANSACTIONS: &str = include_str!("../../sql/queries/forget_aborted_transactions.sql");
+const EXPIRE_TRANSACTION: &str = include_str!("../../sql/queries/expire_transaction.sql");
 
 /// Whether the database has transactions' tables: a database still at an older version of
 /// the extension (its DBA has not run ALTER EXTENSION pg_kafka UPDATE, which the worker's
@@ -37,6 +38,11 @@ pub fn forget_aborted_before(topic_id: i32, partition: i32, log_start: i64) -> R
         return Ok(());
     }
     execute(FORGET_ABORTED_TRANSACTIONS, &[topic_id.into(), partition.into(), log_start.into()])
+}
+
+pub fn expire_transaction(record: &TxnRecord) -> Result<(), StorageError> {
+    let id = record.transactional_id.as_bytes().to_vec();
+    execute(EXPIRE_TRANSACTION, &[id.into(), record.producer_id.into(), record.producer_epoch.into()])
 }
 
 pub fn transactions() -> Result<Vec<TxnRecord>, StorageError> {

@@ -33,6 +33,8 @@ pub mod defaults {
     pub const REFRESH_INTERVAL_MS: i32 = 500;
     pub const MAX_WAIT_MS: i32 = 30_000;
     pub const TRANSACTION_MAX_TIMEOUT_MS: i32 = 900_000;
+    /// Kafka's `transactional.id.expiration.ms`: 7 days.
+    pub const TRANSACTIONAL_ID_EXPIRATION_MS: i32 = 604_800_000;
     /// Transactions V2 (KIP-890) for the clients that know it.
     pub const TRANSACTION_VERSION: i32 = 2;
     pub const GROUP_MIN_SESSION_TIMEOUT_MS: i32 = 6000;
@@ -131,6 +133,9 @@ pub struct Config {
     /// Longest `transaction.timeout.ms` a transactional producer may ask for (Kafka's
     /// `transaction.max.timeout.ms`); InitProducerId above it gets INVALID_TRANSACTION_TIMEOUT.
     pub transaction_max_timeout_ms: i64,
+    /// How long a transactional id with no transaction open is kept after its last change
+    /// (Kafka's `transactional.id.expiration.ms`); then it is forgotten.
+    pub transactional_id_expiration_ms: i64,
     /// The `transaction.version` feature ApiVersions finalizes (Kafka's feature levels: 2 is
     /// Transactions V2, KIP-890; 0 and 1 keep clients on V1).
     pub transaction_version: i16,
@@ -221,6 +226,7 @@ impl Default for Config {
             refresh_interval_ms: count(d::REFRESH_INTERVAL_MS),
             max_wait_ms: count(d::MAX_WAIT_MS),
             transaction_max_timeout_ms: i64::from(d::TRANSACTION_MAX_TIMEOUT_MS),
+            transactional_id_expiration_ms: i64::from(d::TRANSACTIONAL_ID_EXPIRATION_MS),
             transaction_version: d::TRANSACTION_VERSION as i16,
             features_epoch: 0,
             group_min_session_timeout_ms: count(d::GROUP_MIN_SESSION_TIMEOUT_MS),

@@ -404,6 +404,15 @@ impl Storage for MemoryStorage {
         Ok(())
     }
 
+    fn expire_transaction(&mut self, record: &TxnRecord) -> Result<(), StorageError> {
+        let same =
+            |r: &TxnRecord| (r.producer_id, r.producer_epoch, r.state.is_open()) == (record.producer_id, record.producer_epoch, false);
+        if self.transactions.get(&record.transactional_id).is_some_and(same) {
+            self.transactions.remove(&record.transactional_id);
+        }
+        Ok(())
+    }
+
     fn txn_log_state(&mut self) -> Result<(Vec<OpenTxn>, Vec<AbortedTxn>), StorageError> {
         Ok((self.open_txns.values().copied().collect(), self.aborted_txns.clone()))
     }

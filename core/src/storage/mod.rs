@@ -374,6 +374,9 @@ pub trait Storage {
     /// Stores a transactional id's record (replacing the one stored), in the caller's
     /// transaction.
     fn save_transaction(&mut self, record: &transactions::TxnRecord) -> Result<(), StorageError>;
+    /// Forgets a transactional id that expired as `record` (no longer stored if a newer
+    /// record of the id replaced it meanwhile).
+    fn expire_transaction(&mut self, record: &transactions::TxnRecord) -> Result<(), StorageError>;
     /// The log's transaction state: the open transactions on each partition and the
     /// aborted ranges.
     fn txn_log_state(&mut self) -> Result<(Vec<transactions::OpenTxn>, Vec<transactions::AbortedTxn>), StorageError>;

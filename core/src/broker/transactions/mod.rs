@@ -330,12 +330,17 @@ impl TxnCoordinator {
     }
 
     /// Aborts every transaction open longer than its timeout, bumping its epoch (its
-    /// producer is fenced, as Kafka does).
+    /// producer is fenced, as Kafka does), then forgets the ids idle too long.
     pub async fn expire(&self, broker: &Broker) {
         if self.inner.ready.get().is_none() {
             return;
         }
         let now = now_ms();
+        self.abort_timed_out(broker, now).await;
+        self.forget_idle(broker, now).await;
+    }
+
+    async fn abort_timed_out(&self, broker: &Broker, now: i64) {
         let slots: Vec<(String, SlotRef)> = self.inner.slots.lock().iter().map(|(id, slot)| (id.clone(), slot.clone())).collect();
         for (id, slot) in slots {
             let Ok(mut slot) = slot.try_lock() else { continue };
@@ -348,6 +353,42 @@ impl TxnCoordinator {
                     Err(e) => logging::warning(format!("pg_kafka: cannot abort the timed-out transaction of \"{id}\": {e:?}")),
                 }
             }
+        }
+    }
+
+    /// Forgets the ids with no transaction open whose last change is older than
+    /// `pg_kafka.transactional_id_expiration_ms` (Kafka's `transactional.id.expiration.ms`),
+    /// so ids used once do not stay for ever; the next InitProducerId of one starts afresh.
+    /// Only slots no request holds leave the map (its reference is then the only one, and
+    /// no request can take one while the map is locked).
+    async fn forget_idle(&self, broker: &Broker, now: i64) {
+        let expiration = broker.config().transactional_id_expiration_ms;
+        let idle = |slot: &Slot| slot.record.as_ref().is_some_and(|r| !r.state.is_open() && now - r.updated_ms > expiration);
+        let expired: Vec<TxnRecord> = {
+            let mut slots = self.inner.slots.lock();
+            let ids: Vec<String> = slots
+                .iter()
+                .filter(|(_, slot)| Arc::strong_count(slot) == 1 && slot.try_lock().is_ok_and(|slot| idle(&slot)))
+                .map(|(id, _)| id.clone())
+                .collect();
+            ids.iter().filter_map(|id| slots.remove(id)).filter_map(|slot| slot.try_lock().ok()?.record.clone()).collect()
+        };
+        if expired.is_empty() {
+            return;
+        }
+        {
+            let mut producers = self.inner.producers.write();
+            for record in &expired {
+                if producers.get(&record.producer_id).is_some_and(|(epoch, _)| *epoch == record.producer_epoch) {
+                    producers.remove(&record.producer_id);
+                }
+            }
+        }
+        let count = expired.len();
+        let forgotten = storage_call(broker, move |s| expired.iter().try_for_each(|record| s.expire_transaction(record))).await;
+        match forgotten {
+            Ok(()) => logging::log(format!("pg_kafka: forgot {count} transactional id(s) idle longer than {expiration} ms")),
+            Err(e) => logging::warning(format!("pg_kafka: cannot forget expired transactional ids: {e}")),
         }
     }
 

@@ -314,6 +314,26 @@ async fn a_transaction_left_open_by_a_crash_is_aborted_at_start_and_a_timed_out_
 }
 
 #[tokio::test]
+async fn ids_idle_past_their_expiration_are_forgotten_and_start_afresh() {
+    let mut storage = MemoryStorage::default();
+    storage.create_topic_as("t", 1, StorageLayout::Batches).unwrap();
+    let broker = broker_on(storage, Config { transactional_id_expiration_ms: 1, ..Config::default() });
+    let first = init(&broker, 60_000).await;
+    assert_eq!(add_partitions(&broker, first, "t", vec![0]).await, vec![0]);
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    broker.txns().expire(&broker).await;
+    assert_eq!(broker.txns().records(&broker).await.unwrap().len(), 1, "an open transaction is never forgotten");
+    assert_eq!(end(&broker, first, true).await, 0);
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    broker.txns().expire(&broker).await;
+    assert!(broker.txns().records(&broker).await.unwrap().is_empty());
+    assert!(with_storage(&broker, |s| s.transactions().unwrap()).await.is_empty(), "its record is deleted");
+    assert_eq!(end(&broker, first, true).await, ResponseError::InvalidProducerIdMapping.code());
+    let again = init(&broker, 60_000).await;
+    assert_ne!(again.0, first.0, "a new producer id, epoch {}", again.1);
+}
+
+#[tokio::test]
 async fn a_fenced_producers_batch_reaching_the_writer_after_the_abort_marker_is_refused() {
     use crate::storage::batches::checked;
     use crate::writer::group_commit::PartitionAppend;
