@@ -5,6 +5,7 @@ import static org.junit.jupiter.api.Assertions.assertNotEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.nio.file.Files;
+import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
@@ -32,13 +33,22 @@ import org.junit.jupiter.api.Test;
  * changelog written in the same transactions as the output and the input offsets. The
  * pg_kafka worker is killed with SIGKILL while the application runs (Postgres
  * reinitializes; the open transaction is aborted and the application's producer fenced
- * when the worker is back), and the application is restarted with an empty state
- * directory (its state restored from the changelog): each key's output counts go up by
- * one at a time, never repeat, and end at the number of its input records.
+ * when the worker is back); then the application itself, run in a JVM of its own, is
+ * killed with SIGKILL while its transaction is open (the coordinator aborts it at its
+ * timeout), and the application is restarted with an empty state directory (its state
+ * restored from the changelog): each key's output counts go up by one at a time, never
+ * repeat, and end at the number of its input records.
  * Internal topics get the batch layout through Streams' `topic.` prefix.
  */
 class ExactlyOnceStreamsTest {
     private static final int KEYS = 10;
+
+    /** The application in a JVM of its own (killed by the test): `app input output`. */
+    public static void main(String[] args) throws Exception {
+        KafkaStreams streams = new KafkaStreams(topology(args[1], args[2]), props(args[0]));
+        streams.start();
+        Thread.sleep(Long.MAX_VALUE);
+    }
 
     private static Properties props(String app) throws Exception {
         Properties props = new Properties();
@@ -88,6 +98,35 @@ class ExactlyOnceStreamsTest {
             }
         }
         return counts;
+    }
+
+    private static String ongoing(String app) {
+        return Cluster.psql("SELECT count(*) FROM kafka.transactions WHERE transactional_id LIKE '" + app + "%' AND state = 'Ongoing'");
+    }
+
+    private static String logLines(String like) {
+        return Cluster.psql("SELECT count(*) FROM regexp_split_to_table(pg_read_file('server.log'), E'\\n') AS l WHERE l LIKE '"
+                + like + "'");
+    }
+
+    /** Runs the application in a JVM of its own until its transaction is open and
+     * `input` flowing, then kills it with SIGKILL. */
+    private static void killAppMidTransaction(String app, String input, String output) throws Exception {
+        Path log = Files.createTempFile("eos-app", ".log");
+        Process child = new ProcessBuilder(Path.of(System.getProperty("java.home"), "bin", "java").toString(), "-Xmx256m",
+                "-cp", System.getProperty("java.class.path"), ExactlyOnceStreamsTest.class.getName(), app, input, output)
+                .redirectErrorStream(true).redirectOutput(log.toFile()).start();
+        try {
+            long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(120);
+            while (!ongoing(app).equals("1")) {
+                assertTrue(child.isAlive(), "the application's JVM exited: " + Files.readString(log));
+                assertTrue(System.nanoTime() < deadline, "no transaction of the application's JVM open within 120 s");
+                sleep(20);
+            }
+        } finally {
+            child.destroyForcibly(); // SIGKILL: no commit, no abort, no leave
+            child.waitFor(30, TimeUnit.SECONDS);
+        }
     }
 
     private static boolean reached(String output, long each) {
@@ -149,26 +188,28 @@ class ExactlyOnceStreamsTest {
                 assertTrue(System.nanoTime() < deadline, "no output within 120 s");
                 sleep(200);
             }
-            while (!Cluster.psql("SELECT count(*) FROM kafka.transactions WHERE transactional_id LIKE '" + app
-                    + "%' AND state = 'Ongoing'").equals("1")) {
+            while (!ongoing(app).equals("1")) {
                 assertTrue(System.nanoTime() < deadline, "no transaction of the application open within 120 s");
             }
             String pid = Cluster.psql("SELECT pid FROM pg_stat_activity WHERE backend_type = 'pg_kafka'");
             Cluster.run(List.of("kill", "-9", pid), 10);
         });
         input1[0].join();
-        String aborted = Cluster.psql("SELECT count(*) FROM regexp_split_to_table(pg_read_file('server.log'), E'\\n') AS l "
-                + "WHERE l LIKE '%transactional id \"" + app + "%was Ongoing at start%'");
-        assertEquals("1", aborted,
+        assertEquals("1", logLines("%transactional id \"" + app + "%was Ongoing at start%"),
                 "the application's transaction was open at the kill and aborted when the worker came back");
-        produce(input, 2000, 2100);
-        runUntil(app, input, output, 210, () -> {});
+        Thread input2 = producing(input, 2000, 4000);
+        killAppMidTransaction(app, input, output);
+        input2.join();
+        produce(input, 4000, 4100);
+        runUntil(app, input, output, 410, () -> {});
+        assertEquals("1", logLines("%aborted transaction of \"" + app + "%open longer than its timeout%"),
+                "the killed application's transaction was aborted at its timeout");
         for (Map.Entry<String, List<Long>> key : counts(output).entrySet()) {
             List<Long> values = key.getValue();
             for (int i = 1; i < values.size(); i++) {
                 assertEquals(values.get(i - 1) + 1, values.get(i), key.getKey() + ": counts go up one at a time, none repeated");
             }
-            assertEquals(210L, values.get(values.size() - 1), key.getKey());
+            assertEquals(410L, values.get(values.size() - 1), key.getKey());
         }
         String changelog = app + "-counts-changelog";
         assertEquals("batches", Cluster.psql("SELECT storage FROM kafka.topics WHERE name = '" + changelog + "'"));
