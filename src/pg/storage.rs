@@ -466,6 +466,16 @@ impl Storage for PgStorage {
         super::transactions::save_transaction(record)
     }
 
+    fn partition_transactions(
+        &mut self,
+        topic_id: i32,
+        partition: i32,
+        from: i64,
+        below: i64,
+    ) -> Result<(Option<i64>, Vec<AbortedTxn>), StorageError> {
+        super::transactions::partition_transactions(topic_id, partition, from, below)
+    }
+
     fn expire_transaction(&mut self, record: &TxnRecord) -> Result<(), StorageError> {
         super::transactions::expire_transaction(record)
     }

@@ -17,6 +17,8 @@ const END_TRANSACTIONS: &str = include_str!("../../sql/queries/end_transactions.
 const ABORT_TRANSACTIONS: &str = include_str!("../../sql/queries/abort_transactions.sql");
 const FORGET_ABORTED_TRANSACTIONS: &str = include_str!("../../sql/queries/forget_aborted_transactions.sql");
 const EXPIRE_TRANSACTION: &str = include_str!("../../sql/queries/expire_transaction.sql");
+const PARTITION_TRANSACTIONS: &str = include_str!("../../sql/queries/partition_transactions.sql");
+const PARTITION_ABORTED: &str = include_str!("../../sql/queries/partition_aborted.sql");
 
 /// Whether the database has transactions' tables: a database still at an older version of
 /// the extension (its DBA has not run ALTER EXTENSION pg_kafka UPDATE, which the worker's
@@ -155,6 +157,33 @@ pub fn txn_log_state() -> Result<(Vec<OpenTxn>, Vec<AbortedTxn>), StorageError> 
             .collect::<Result<Vec<_>, StorageError>>()?;
         Ok((open, aborted))
     })
+}
+
+pub fn partition_transactions(
+    topic_id: i32,
+    partition: i32,
+    from: i64,
+    below: i64,
+) -> Result<(Option<i64>, Vec<AbortedTxn>), StorageError> {
+    if !tables_exist()? {
+        return Ok((None, Vec::new()));
+    }
+    let key = [topic_id.into(), partition.into()];
+    let open = pgrx::Spi::get_one_with_args::<i64>(PARTITION_TRANSACTIONS, &key).map_err(database_error)?;
+    let aborted = with_client(|client| {
+        let args = [topic_id.into(), partition.into(), from.into(), below.into()];
+        let rows = client.select(PARTITION_ABORTED, None, &args).map_err(database_error)?;
+        rows.map(|row| {
+            Ok(AbortedTxn {
+                partition: (topic_id, partition),
+                producer_id: column(&row, 1)?,
+                first_offset: column(&row, 2)?,
+                last_offset: column(&row, 3)?,
+            })
+        })
+        .collect::<Result<Vec<_>, StorageError>>()
+    })?;
+    Ok((open, aborted))
 }
 
 pub fn save_txn_log(changes: &TxnLogChanges) -> Result<(), StorageError> {

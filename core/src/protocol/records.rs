@@ -26,6 +26,7 @@ pub const CRC_AT: usize = 17;
 pub const CRC_START: usize = 21;
 pub const MAX_TIMESTAMP_AT: usize = 35;
 pub const LAST_OFFSET_DELTA_AT: usize = 23;
+pub const PRODUCER_ID_AT: usize = 43;
 pub const RECORD_COUNT_AT: usize = 57;
 /// Attribute bit: the batch's timestamps are the broker's append time.
 pub const LOG_APPEND_TIME: i16 = 0x08;

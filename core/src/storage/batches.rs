@@ -19,8 +19,8 @@ use bytes::{Bytes, BytesMut};
 
 use super::StoredRecord;
 use crate::protocol::records::{
-    decode_batches, encode_marker_batch, seal_crc, Batch, RecordsError, BATCH_HEADER_BYTES, CRC_START as ATTRIBUTES_AT,
-    LAST_OFFSET_DELTA_AT, LOG_APPEND_TIME, MAX_TIMESTAMP_AT, PARTITION_LEADER_EPOCH_AT, RECORD_COUNT_AT,
+    decode_batches, encode_marker_batch, seal_crc, Batch, RecordsError, BATCH_HEADER_BYTES, CONTROL, CRC_START as ATTRIBUTES_AT,
+    LAST_OFFSET_DELTA_AT, LOG_APPEND_TIME, MAX_TIMESTAMP_AT, PARTITION_LEADER_EPOCH_AT, PRODUCER_ID_AT, RECORD_COUNT_AT, TRANSACTIONAL,
 };
 
 /// How a topic's messages are stored; fixed when the topic is created.
@@ -205,6 +205,13 @@ impl CheckedBatch {
             bytes: bytes.freeze(),
         }
     }
+}
+
+/// The producer of a stored transactional batch of records (not a marker), from its header.
+pub fn transactional_producer_of(batch: &[u8]) -> Option<i64> {
+    let attributes = i16::from_be_bytes(batch.get(ATTRIBUTES_AT..ATTRIBUTES_AT + 2)?.try_into().ok()?);
+    let producer_id = i64::from_be_bytes(batch.get(PRODUCER_ID_AT..PRODUCER_ID_AT + 8)?.try_into().ok()?);
+    (attributes & TRANSACTIONAL != 0 && attributes & CONTROL == 0).then_some(producer_id)
 }
 
 /// The number of records a stored batch holds, from its header (0 if it has none).

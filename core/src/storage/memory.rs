@@ -404,6 +404,20 @@ impl Storage for MemoryStorage {
         Ok(())
     }
 
+    fn partition_transactions(
+        &mut self,
+        topic_id: i32,
+        partition: i32,
+        from: i64,
+        below: i64,
+    ) -> Result<(Option<i64>, Vec<AbortedTxn>), StorageError> {
+        let key = (topic_id, partition);
+        let open = self.open_txns.values().filter(|t| t.partition == key).map(|t| t.first_offset).min();
+        let aborted =
+            self.aborted_txns.iter().filter(|t| t.partition == key && t.last_offset >= from && t.first_offset < below).copied().collect();
+        Ok((open, aborted))
+    }
+
     fn expire_transaction(&mut self, record: &TxnRecord) -> Result<(), StorageError> {
         let same =
             |r: &TxnRecord| (r.producer_id, r.producer_epoch, r.state.is_open()) == (record.producer_id, record.producer_epoch, false);

@@ -374,6 +374,15 @@ pub trait Storage {
     /// Stores a transactional id's record (replacing the one stored), in the caller's
     /// transaction.
     fn save_transaction(&mut self, record: &transactions::TxnRecord) -> Result<(), StorageError>;
+    /// What compaction must know of a partition's transactions: the first offset of its
+    /// oldest open one, and the aborted ranges that reach into `from..below`.
+    fn partition_transactions(
+        &mut self,
+        topic_id: i32,
+        partition: i32,
+        from: i64,
+        below: i64,
+    ) -> Result<(Option<i64>, Vec<transactions::AbortedTxn>), StorageError>;
     /// Forgets a transactional id that expired as `record` (no longer stored if a newer
     /// record of the id replaced it meanwhile).
     fn expire_transaction(&mut self, record: &transactions::TxnRecord) -> Result<(), StorageError>;

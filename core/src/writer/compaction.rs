@@ -24,6 +24,11 @@
 //!    and tombstones below the horizon: rows are deleted, batches rewritten without them
 //!    (same offsets, last offset delta and producer fields) or deleted when emptied;
 //! 5. stores where it reached (`kafka.partition_cleaning`).
+//!
+//! Transactions (batch layout), as Kafka's cleaner treats them: the cleanable part ends
+//! at the partition's last stable offset (a record of an open transaction may yet be
+//! aborted), and a record of an aborted transaction supersedes nothing (it is removed
+//! once a later record of its key is committed; markers stay).
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -33,7 +38,8 @@ use bytes::Bytes;
 use crate::config::topic::CompactionSettings;
 use crate::metrics::{Cleanable, CleanerFigures};
 use crate::protocol::records::{decode_batches, encode_batch_like, MAX_TIMESTAMP_AT};
-use crate::storage::batches::{last_offset_of, record_count, unpack, BatchRow, MAX_UNPACKED_BYTES};
+use crate::storage::batches::{last_offset_of, record_count, transactional_producer_of, unpack, BatchRow, MAX_UNPACKED_BYTES};
+use crate::storage::transactions::AbortedTxn;
 use crate::storage::{payload_bytes, PartitionCleaning, ReadLimit, Storage, StorageError, StorageLayout, StoredRecord, Topic};
 
 /// Records the dirty part of one pass may hold (the rest waits for the next pass).
@@ -147,13 +153,23 @@ struct Seen {
     tombstone: bool,
     timestamp_ms: i64,
     bytes: usize,
+    /// Written by a transaction that aborted: it supersedes nothing.
+    aborted: bool,
 }
 
 impl Seen {
     fn of(record: StoredRecord) -> Seen {
         let bytes = payload_bytes(&record);
-        Seen { offset: record.offset, tombstone: record.value.is_none(), key: record.key, timestamp_ms: record.timestamp_ms, bytes }
+        let (offset, tombstone, timestamp_ms) = (record.offset, record.value.is_none(), record.timestamp_ms);
+        Seen { offset, tombstone, key: record.key, timestamp_ms, bytes, aborted: false }
     }
+}
+
+/// Whether a stored batch holds records of a transaction that aborted.
+fn is_aborted(batch: &[u8], aborted: &[AbortedTxn]) -> bool {
+    let Some(producer_id) = transactional_producer_of(batch) else { return false };
+    let (base, last) = (i64::from_be_bytes(batch[..8].try_into().expect("a stored batch has its header")), last_offset_of(batch));
+    aborted.iter().any(|t| t.producer_id == producer_id && t.first_offset <= base && last <= t.last_offset)
 }
 
 /// Compacts one partition if it is due (or goes on with its round); `None` when it was not.
@@ -185,11 +201,17 @@ fn compact_from(
     let Some(start) = storage.first_offset(topic.id, partition)? else { return Ok(nothing_cleanable) };
     let from = state.cleaned_to.max(start);
     let resuming = state.round_end > from;
+    let (first_open, aborted) = match topic.layout {
+        StorageLayout::Rows => (None, Vec::new()),
+        StorageLayout::Batches => storage.partition_transactions(topic.id, partition, from, high)?,
+    };
     let end = if resuming { state.round_end } else { cleanable_end(storage, topic.id, partition, from, high, &settings, now_ms)? };
+    // Nothing at or past the last stable offset: an open transaction's record may abort.
+    let end = first_open.map_or(end, |open| end.min(open));
     if end <= from {
         return Ok(nothing_cleanable);
     }
-    let (dirty, read_to) = read_seen(storage, topic, partition, (from, end), MAX_DIRTY_RECORDS, budget)?;
+    let (dirty, read_to) = read_seen(storage, topic, partition, (from, end), &aborted, budget)?;
     // A batch reaching past `end` is the next round's: the dirty part ends before it.
     let (latest, end) = latest_offsets(&dirty, end.min(read_to));
     if end <= from {
@@ -311,7 +333,7 @@ fn latest_offsets(dirty: &[Seen], end: i64) -> (HashMap<Bytes, i64>, i64) {
         if seen.offset >= end {
             break;
         }
-        if let Some(key) = &seen.key {
+        if let Some(key) = seen.key.as_ref().filter(|_| !seen.aborted) {
             if !latest.contains_key(key) {
                 if key_bytes + key.len() > MAX_KEY_BYTES && !latest.is_empty() {
                     reached = seen.offset;
@@ -357,35 +379,42 @@ fn reached_after(reached: &[(i64, i64)], pass: (i64, i64), delete_retention_ms: 
     kept
 }
 
-/// Reads the records of `from..below` as the cleaner sees them, at most `max`, and
-/// where the reading stopped (after the last whole batch read, in the batch layout).
+/// Reads the records of `from..below` as the cleaner sees them, at most
+/// [`MAX_DIRTY_RECORDS`], and where the reading stopped (after the last whole batch read,
+/// in the batch layout); those of `aborted` transactions marked so.
 fn read_seen(
     storage: &mut dyn Storage,
     topic: &Topic,
     partition: i32,
     (from, below): (i64, i64),
-    max: usize,
+    aborted: &[AbortedTxn],
     budget: Budget,
 ) -> Result<(Vec<Seen>, i64), StorageError> {
+    let max = MAX_DIRTY_RECORDS;
     let mut seen = Vec::new();
     let mut cursor = from;
     while cursor < below && seen.len() < max {
         let began = Instant::now();
         let limit = ReadLimit { from: cursor, below, max_bytes: CHUNK_BYTES, at_least_one: true };
-        let (records, read_to) = match topic.layout {
+        let (records, read_to): (Vec<Seen>, _) = match topic.layout {
             StorageLayout::Rows => {
                 let rows = storage.read(topic.id, partition, limit)?;
                 let read_to = rows.last().map(|r| r.offset + 1);
-                (rows, read_to)
+                (rows.into_iter().map(Seen::of).collect(), read_to)
             }
             StorageLayout::Batches => {
                 let batches = storage.read_batches(topic.id, partition, limit)?;
                 let read_to = batches.last().map(|b| last_offset_of(b) + 1);
-                (unpacked(&batches)?, read_to)
+                let mut records = Vec::new();
+                for batch in &batches {
+                    let aborted = is_aborted(batch, aborted);
+                    records.extend(unpacked(std::slice::from_ref(batch))?.into_iter().map(|r| Seen { aborted, ..Seen::of(r) }));
+                }
+                (records, read_to)
             }
         };
         let Some(read_to) = read_to else { break };
-        seen.extend(records.into_iter().filter(|r| (cursor..below).contains(&r.offset)).map(Seen::of).take(max - seen.len()));
+        seen.extend(records.into_iter().filter(|r| (cursor..below).contains(&r.offset)).take(max - seen.len()));
         cursor = read_to;
         budget.rest_after(began);
     }

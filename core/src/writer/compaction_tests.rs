@@ -2,9 +2,10 @@
 
 use super::*;
 use crate::metrics::Cleanable;
-use crate::protocol::records::{encode_batch, Batch, Record};
+use crate::protocol::records::{encode_batch, Batch, Record, TRANSACTIONAL};
 use crate::storage::batches::checked;
 use crate::storage::memory::MemoryStorage;
+use crate::storage::transactions::{AbortedTxn, OpenTxn, TxnLogChanges};
 use crate::storage::{now_ms, MessageRows};
 
 const HOUR: i64 = 3_600_000;
@@ -31,6 +32,12 @@ impl Partition {
 
     /// Appends `messages` (one batch in the batch layout) stamped `timestamp_ms`.
     fn append(&mut self, timestamp_ms: i64, messages: &[Message]) {
+        self.append_as(timestamp_ms, messages, None);
+    }
+
+    /// Appends `messages` as one batch of producer 7, transactional when `transactional`
+    /// names its producer id instead (batch layout).
+    fn append_as(&mut self, timestamp_ms: i64, messages: &[Message], transactional: Option<i64>) {
         let bytes = |s: Option<&'static str>| s.map(|s| Bytes::from_static(s.as_bytes()));
         match self.topic.layout {
             StorageLayout::Rows => {
@@ -62,6 +69,10 @@ impl Partition {
                 // that a rewrite can be seen to keep the producer fields.
                 let plain = decode_batches(encode_batch(0, &records), 1 << 20).unwrap().remove(0);
                 let idempotent = Batch { producer_id: 7, producer_epoch: 1, base_sequence: self.next as i32, ..plain };
+                let idempotent = match transactional {
+                    Some(producer_id) => Batch { producer_id, attributes: idempotent.attributes | TRANSACTIONAL, ..idempotent },
+                    None => idempotent,
+                };
                 let raw = encode_batch_like(&idempotent, &idempotent.records);
                 let batch = decode_batches(raw.clone(), 1 << 20).unwrap().remove(0);
                 let row = checked(&batch, raw).unwrap().placed(self.topic.id, 0, self.next);
@@ -306,4 +317,33 @@ fn a_paced_pass_rests_as_long_as_its_share_asks_and_never_past_its_deadline() {
     let rest = rested_after(closing, work);
     assert!(rest < Duration::from_millis(100), "the deadline ends the rest, {rest:?}");
     assert_eq!(Budget::pass(0).work_percent, 1, "a share is at least 1%");
+}
+
+#[test]
+fn an_aborted_record_supersedes_nothing_and_an_open_transaction_stops_the_cleaner() {
+    let mut p = Partition::new(StorageLayout::Batches, EAGER);
+    let then = now_ms() - HOUR;
+    let key = (p.topic.id, 0);
+    p.append(then, &[(Some("a"), Some("1"))]);
+    // Producer 9's transaction wrote a=2 at offset 1 and aborted (its marker would be at 2).
+    p.append_as(then, &[(Some("a"), Some("2"))], Some(9));
+    let aborted = AbortedTxn { partition: key, producer_id: 9, first_offset: 1, last_offset: 2 };
+    p.storage.save_txn_log(&TxnLogChanges { ended: vec![(key, 9)], aborted: vec![aborted], ..Default::default() }).unwrap();
+    p.next += 1;
+    p.append(then, &[(Some("b"), Some("1"))]);
+    p.compact(now_ms());
+    assert_eq!(p.offsets(), vec![0, 1, 3], "a=1 stays: the aborted a=2 does not supersede it");
+
+    // Producer 10's transaction is open from offset 4: nothing from there on is cleaned.
+    p.append_as(then, &[(Some("b"), Some("2"))], Some(10));
+    let open = OpenTxn { partition: key, producer_id: 10, first_offset: 4 };
+    p.storage.save_txn_log(&TxnLogChanges { begun: vec![open], ..Default::default() }).unwrap();
+    p.append(then, &[(Some("a"), Some("3")), (Some("c"), Some("1"))]);
+    p.compact(now_ms());
+    assert_eq!(p.offsets(), vec![0, 1, 3, 4, 5, 6], "b=1 stays while b=2's transaction may abort");
+
+    p.storage.save_txn_log(&TxnLogChanges { ended: vec![(key, 10)], ..Default::default() }).unwrap();
+    p.append(then, &[(Some("d"), Some("1"))]);
+    p.compact(now_ms());
+    assert_eq!(p.offsets(), vec![4, 5, 6, 7], "committed: a=3 and b=2 supersede, the aborted a=2 goes with a=1");
 }

@@ -1,0 +1,3 @@
+-- What compaction must know of a partition's transactions: the first offset of the
+-- oldest one open ...
+SELECT min(first_offset) FROM kafka.open_transactions WHERE topic_id = $1 AND partition = $2
