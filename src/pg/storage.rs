@@ -23,7 +23,7 @@ use pg_kafka_core::storage::{
 
 use super::{cleaning, copy_in, index_read};
 use pg_kafka_core::storage::offsets_topic::OffsetCommitRecord;
-use pg_kafka_core::storage::transactions::{AbortedTxn, OpenTxn, TxnLogChanges, TxnRecord};
+use pg_kafka_core::storage::transactions::{AbortedTxn, OpenTxn, PartitionTransactions, TxnLogChanges, TxnRecord};
 
 const ALL_TOPICS: &str = include_str!("../../sql/queries/all_topics.sql");
 const TOPIC_BY_NAME: &str = include_str!("../../sql/queries/topic_by_name.sql");
@@ -466,14 +466,8 @@ impl Storage for PgStorage {
         super::transactions::save_transaction(record)
     }
 
-    fn partition_transactions(
-        &mut self,
-        topic_id: i32,
-        partition: i32,
-        from: i64,
-        below: i64,
-    ) -> Result<(Option<i64>, Vec<AbortedTxn>), StorageError> {
-        super::transactions::partition_transactions(topic_id, partition, from, below)
+    fn partition_transactions(&mut self, key: (i32, i32), from: i64, below: i64) -> Result<PartitionTransactions, StorageError> {
+        super::transactions::partition_transactions(key, from, below)
     }
 
     fn expire_transaction(&mut self, record: &TxnRecord) -> Result<(), StorageError> {

@@ -2,7 +2,7 @@
 //! log's open transactions and aborted ranges (`kafka.open_transactions`,
 //! `kafka.aborted_transactions`). The storage engine's trait methods call these.
 
-use pg_kafka_core::storage::transactions::{AbortedTxn, OpenTxn, PendingOffset, TxnLogChanges, TxnRecord, TxnState};
+use pg_kafka_core::storage::transactions::{AbortedTxn, OpenTxn, PartitionTransactions, PendingOffset, TxnLogChanges, TxnRecord, TxnState};
 use pg_kafka_core::storage::{OffsetCommit, StorageError};
 use pgrx::spi::SpiHeapTupleData;
 
@@ -159,12 +159,7 @@ pub fn txn_log_state() -> Result<(Vec<OpenTxn>, Vec<AbortedTxn>), StorageError> 
     })
 }
 
-pub fn partition_transactions(
-    topic_id: i32,
-    partition: i32,
-    from: i64,
-    below: i64,
-) -> Result<(Option<i64>, Vec<AbortedTxn>), StorageError> {
+pub fn partition_transactions((topic_id, partition): (i32, i32), from: i64, below: i64) -> Result<PartitionTransactions, StorageError> {
     if !tables_exist()? {
         return Ok((None, Vec::new()));
     }

@@ -18,7 +18,7 @@ use tokio::sync::OwnedSemaphorePermit;
 
 use super::authorize::access;
 use super::in_order::InOrder;
-use super::transactions::PRODUCE_TRANSACTIONS_V2;
+use super::transactions::{as_produce_error, PRODUCE_TRANSACTIONS_V2};
 use super::{decode, respond, Broker, Outcome};
 use crate::config::topic::TimestampType;
 use crate::logging;
@@ -310,7 +310,8 @@ async fn add_to_transaction(broker: &Broker, id: &str, decoded: &mut [Result<Par
     let Some(&(_, producer)) = joining.first() else { return };
     let partitions: Vec<(Topic, i32)> =
         joining.iter().filter_map(|(i, _)| decoded[*i].as_ref().ok().map(|a| (a.topic.clone(), a.partition))).collect();
-    if let Err(error) = broker.txns.add_for_produce(broker, id, producer, &partitions).await {
+    if let Err(error) = broker.txns.add_partitions(broker, id, producer, &partitions).await {
+        let error = as_produce_error(error);
         joining.iter().for_each(|(i, _)| decoded[*i] = Err(error.into()));
     }
 }

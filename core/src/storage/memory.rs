@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use super::offsets_topic::OffsetCommitRecord;
-use super::transactions::{AbortedTxn, OpenTxn, TxnLogChanges, TxnRecord};
+use super::transactions::{AbortedTxn, OpenTxn, PartitionTransactions, TxnLogChanges, TxnRecord};
 use super::{
     batches, is_valid_topic_name, payload_bytes, ActiveProducer, BatchRow, CommittedOffset, LogDirUsage, LoginRole, MessageRows,
     OffsetCommit, PartitionCleaning, ProducerKey, ProducerState, ReadLimit, Storage, StorageError, StorageLayout, StoredRecord, Topic,
@@ -404,14 +404,7 @@ impl Storage for MemoryStorage {
         Ok(())
     }
 
-    fn partition_transactions(
-        &mut self,
-        topic_id: i32,
-        partition: i32,
-        from: i64,
-        below: i64,
-    ) -> Result<(Option<i64>, Vec<AbortedTxn>), StorageError> {
-        let key = (topic_id, partition);
+    fn partition_transactions(&mut self, key: (i32, i32), from: i64, below: i64) -> Result<PartitionTransactions, StorageError> {
         let open = self.open_txns.values().filter(|t| t.partition == key).map(|t| t.first_offset).min();
         let aborted =
             self.aborted_txns.iter().filter(|t| t.partition == key && t.last_offset >= from && t.first_offset < below).copied().collect();

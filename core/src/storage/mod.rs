@@ -378,11 +378,10 @@ pub trait Storage {
     /// oldest open one, and the aborted ranges that reach into `from..below`.
     fn partition_transactions(
         &mut self,
-        topic_id: i32,
-        partition: i32,
+        key: (i32, i32),
         from: i64,
         below: i64,
-    ) -> Result<(Option<i64>, Vec<transactions::AbortedTxn>), StorageError>;
+    ) -> Result<transactions::PartitionTransactions, StorageError>;
     /// Forgets a transactional id that expired as `record` (no longer stored if a newer
     /// record of the id replaced it meanwhile).
     fn expire_transaction(&mut self, record: &transactions::TxnRecord) -> Result<(), StorageError>;

@@ -203,7 +203,7 @@ fn compact_from(
     let resuming = state.round_end > from;
     let (first_open, aborted) = match topic.layout {
         StorageLayout::Rows => (None, Vec::new()),
-        StorageLayout::Batches => storage.partition_transactions(topic.id, partition, from, high)?,
+        StorageLayout::Batches => storage.partition_transactions((topic.id, partition), from, high)?,
     };
     let end = if resuming { state.round_end } else { cleanable_end(storage, topic.id, partition, from, high, &settings, now_ms)? };
     // Nothing at or past the last stable offset: an open transaction's record may abort.

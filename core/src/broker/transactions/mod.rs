@@ -43,7 +43,7 @@ use crate::storage::watermarks::PartitionKey;
 use crate::storage::{now_ms, OffsetCommit, Topic};
 use crate::writer::group_commit::PartitionAppend;
 use records::EndV2;
-pub use records::{check_producer, FencedAs};
+pub use records::{as_produce_error, check_producer, FencedAs};
 
 /// One transactional id's place in memory: its record (`None`: never initialised) and the
 /// topics of its partitions, as AddPartitionsToTxn resolved them.
@@ -224,27 +224,6 @@ impl TxnCoordinator {
             record.partitions.dedup();
         })
         .await
-    }
-
-    /// Produce v12+ (Transactions V2): the partitions `producer` writes transactional
-    /// batches to join its transaction, as AddPartitionsToTxn would add them. Errors come
-    /// as Produce answers them (Kafka's produce path maps them the same way): a fenced
-    /// producer gets INVALID_PRODUCER_EPOCH, and a coordinator that cannot answer now
-    /// NOT_ENOUGH_REPLICAS, which producers retry.
-    pub async fn add_for_produce(
-        &self,
-        broker: &Broker,
-        id: &str,
-        producer: (i64, i16),
-        partitions: &[(Topic, i32)],
-    ) -> Result<(), ResponseError> {
-        self.add_partitions(broker, id, producer, partitions).await.map_err(|error| match error {
-            ResponseError::ProducerFenced => ResponseError::InvalidProducerEpoch,
-            ResponseError::CoordinatorNotAvailable | ResponseError::CoordinatorLoadInProgress | ResponseError::ConcurrentTransactions => {
-                ResponseError::NotEnoughReplicas
-            }
-            other => other,
-        })
     }
 
     /// AddOffsetsToTxn: the transaction will commit offsets of `group`.

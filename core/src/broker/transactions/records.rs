@@ -120,6 +120,20 @@ pub fn end_v2(record: &TxnRecord, (producer_id, epoch): (i64, i16), commit: bool
     }
 }
 
+/// An error of adding Produce v12+'s partitions (Transactions V2) as Produce answers it
+/// (Kafka's produce path maps them the same way): a fenced producer gets
+/// INVALID_PRODUCER_EPOCH, and a coordinator that cannot answer now NOT_ENOUGH_REPLICAS,
+/// which producers retry.
+pub fn as_produce_error(error: ResponseError) -> ResponseError {
+    match error {
+        ResponseError::ProducerFenced => ResponseError::InvalidProducerEpoch,
+        ResponseError::CoordinatorNotAvailable | ResponseError::CoordinatorLoadInProgress | ResponseError::ConcurrentTransactions => {
+            ResponseError::NotEnoughReplicas
+        }
+        other => other,
+    }
+}
+
 /// PRODUCER_FENCED exists from these versions of each API on (KIP-588); older versions
 /// are answered INVALID_PRODUCER_EPOCH, which their clients know.
 pub trait FencedAs {
