@@ -9,10 +9,12 @@
 //! producers' records in its range were aborted. Only the group-commit writer changes it,
 //! after the transaction that stored the change committed ([`TxnLog::apply`]).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use parking_lot::RwLock;
+
+use kafka_protocol::ResponseError;
 
 use super::watermarks::PartitionKey;
 use super::OffsetCommit;
@@ -132,10 +134,49 @@ impl TxnLogChanges {
     }
 }
 
-/// The log's transaction state, shared by the writer (which changes it) and Fetch.
+/// The log's transaction state, shared by the writer (which changes it) and Fetch, and the
+/// coordinator's view of open transactions (which it keeps current).
 #[derive(Clone, Default)]
 pub struct TxnLog {
     inner: Arc<RwLock<LogState>>,
+    producers: OpenProducers,
+}
+
+/// Each producer's epoch and the partitions of its open transaction, as the coordinator
+/// has them: Produce admits a transactional batch by it, and the writer asks again as it
+/// places one, so a batch that passed Produce's check before its transaction ended (a V1
+/// producer's epoch does not change at the end) cannot open a transaction nobody ends.
+#[derive(Clone, Default)]
+pub struct OpenProducers(Arc<RwLock<HashMap<i64, OpenProducer>>>);
+
+/// A producer's epoch and the partitions of its open transaction (none: no transaction).
+type OpenProducer = (i16, HashSet<PartitionKey>);
+
+impl OpenProducers {
+    /// Whether `producer_id`'s transaction is open on `partition` at `epoch`: an unknown
+    /// producer is INVALID_PRODUCER_ID_MAPPING, an older epoch INVALID_PRODUCER_EPOCH,
+    /// anything else not open there INVALID_TXN_STATE.
+    pub fn admits(&self, producer_id: i64, epoch: i16, partition: PartitionKey) -> Result<(), ResponseError> {
+        match self.0.read().get(&producer_id) {
+            None => Err(ResponseError::InvalidProducerIdMapping),
+            Some((current, _)) if epoch < *current => Err(ResponseError::InvalidProducerEpoch),
+            Some((current, partitions)) if epoch == *current && partitions.contains(&partition) => Ok(()),
+            Some(_) => Err(ResponseError::InvalidTxnState),
+        }
+    }
+
+    /// The producer's epoch and open partitions now (none: no transaction open).
+    pub fn publish(&self, producer_id: i64, epoch: i16, partitions: HashSet<PartitionKey>) {
+        self.0.write().insert(producer_id, (epoch, partitions));
+    }
+
+    /// Forgets `producer_id` if it is still at `epoch`.
+    pub fn forget(&self, producer_id: i64, epoch: i16) {
+        let mut producers = self.0.write();
+        if producers.get(&producer_id).is_some_and(|(current, _)| *current == epoch) {
+            producers.remove(&producer_id);
+        }
+    }
 }
 
 #[derive(Default)]
@@ -148,6 +189,11 @@ struct LogState {
 }
 
 impl TxnLog {
+    /// The coordinator's view of open transactions.
+    pub fn producers(&self) -> &OpenProducers {
+        &self.producers
+    }
+
     /// Whether the state was loaded from storage since the start.
     pub fn is_loaded(&self) -> bool {
         self.inner.read().loaded

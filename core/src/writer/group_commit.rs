@@ -570,6 +570,14 @@ impl GroupCommitter {
             }
         }
         let key = (topic.id, append.partition);
+        // Asked again here, not only by Produce: its batch may reach the writer after the
+        // transaction's marker (a V1 producer keeps its epoch), and would open a
+        // transaction nobody ends.
+        if let Some(batch) = append.batch.as_ref().filter(|b| b.transactional && b.marker.is_none()) {
+            if let Err(error) = self.txns.admits(batch.producer_id, batch.producer_epoch, key) {
+                return Ok(Placement::Refused(error));
+            }
+        }
         let base_offset = match self.next_offsets.get(&key) {
             Some(&next) => next,
             None => storage.next_offset(topic.id, append.partition)?,

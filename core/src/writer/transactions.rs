@@ -8,6 +8,8 @@
 //! after that transaction committed ([`TxnWrites::committed`]); a rolled-back write leaves
 //! no trace.
 
+use kafka_protocol::ResponseError;
+
 use crate::storage::transactions::{AbortedTxn, OpenTxn, TxnLog, TxnLogChanges};
 use crate::storage::watermarks::PartitionKey;
 use crate::storage::{Storage, StorageError};
@@ -33,6 +35,12 @@ impl TxnWrites {
             None if ended_here => None,
             None => self.log.open_at(partition, producer_id),
         }
+    }
+
+    /// Whether the coordinator has `producer_id`'s transaction open on `partition` at
+    /// `epoch` now (see [`crate::storage::transactions::OpenProducers`]).
+    pub fn admits(&self, producer_id: i64, epoch: i16, partition: PartitionKey) -> Result<(), ResponseError> {
+        self.log.producers().admits(producer_id, epoch, partition)
     }
 
     /// A transactional batch of `producer_id` was placed at `base_offset`.

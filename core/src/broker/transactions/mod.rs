@@ -33,7 +33,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use kafka_protocol::ResponseError;
-use parking_lot::{Mutex, RwLock};
+use parking_lot::Mutex;
 
 use super::{storage_call, Broker};
 use crate::logging;
@@ -63,8 +63,6 @@ pub struct TxnCoordinator {
 #[derive(Default)]
 struct Inner {
     slots: Mutex<HashMap<String, SlotRef>>,
-    /// Producer id → its epoch and the partitions of its open transaction.
-    producers: RwLock<HashMap<i64, (i16, HashSet<PartitionKey>)>>,
     /// Set once the stored state was loaded and what crashed was finished.
     ready: tokio::sync::OnceCell<()>,
     /// The log's side, shared with the writer and Fetch.
@@ -157,19 +155,13 @@ impl TxnCoordinator {
     /// Keeps Produce's view of `record`'s producer current.
     fn publish(&self, record: &TxnRecord) {
         let partitions = if record.state == TxnState::Ongoing { record.partitions.iter().copied().collect() } else { HashSet::new() };
-        self.inner.producers.write().insert(record.producer_id, (record.producer_epoch, partitions));
+        self.inner.log.producers().publish(record.producer_id, record.producer_epoch, partitions);
     }
 
     /// Produce's check of a transactional batch: its producer's transaction is open on the
     /// partition, at this epoch.
     pub fn admits(&self, producer_id: i64, epoch: i16, partition: PartitionKey) -> Result<(), ResponseError> {
-        let producers = self.inner.producers.read();
-        match producers.get(&producer_id) {
-            None => Err(ResponseError::InvalidProducerIdMapping),
-            Some((current, _)) if epoch < *current => Err(ResponseError::InvalidProducerEpoch),
-            Some((current, partitions)) if epoch == *current && partitions.contains(&partition) => Ok(()),
-            Some(_) => Err(ResponseError::InvalidTxnState),
-        }
+        self.inner.log.producers().admits(producer_id, epoch, partition)
     }
 
     /// InitProducerId with a transactional id: a producer id and a new epoch. An open
@@ -355,13 +347,8 @@ impl TxnCoordinator {
         if expired.is_empty() {
             return;
         }
-        {
-            let mut producers = self.inner.producers.write();
-            for record in &expired {
-                if producers.get(&record.producer_id).is_some_and(|(epoch, _)| *epoch == record.producer_epoch) {
-                    producers.remove(&record.producer_id);
-                }
-            }
+        for record in &expired {
+            self.inner.log.producers().forget(record.producer_id, record.producer_epoch);
         }
         let count = expired.len();
         let forgotten = storage_call(broker, move |s| expired.iter().try_for_each(|record| s.expire_transaction(record))).await;
@@ -478,7 +465,7 @@ impl TxnCoordinator {
             return Err(ResponseError::CoordinatorNotAvailable);
         }
         if complete.producer_id != prepared.producer_id {
-            self.inner.producers.write().remove(&prepared.producer_id);
+            self.inner.log.producers().forget(prepared.producer_id, prepared.producer_epoch);
         }
         self.publish(&complete);
         slot.record = Some(complete);

@@ -333,21 +333,16 @@ async fn ids_idle_past_their_expiration_are_forgotten_and_start_afresh() {
     assert_ne!(again.0, first.0, "a new producer id, epoch {}", again.1);
 }
 
-#[tokio::test]
-async fn a_fenced_producers_batch_reaching_the_writer_after_the_abort_marker_is_refused() {
+/// A transactional batch of `producer` at `sequence` on "t"/0 handed to the writer as if
+/// it had passed Produce's check before what the test did since; what the writer answers.
+async fn reaching_the_writer_late(broker: &Broker, producer: (i64, i16), sequence: i32) -> Vec<crate::writer::group_commit::AppendResult> {
     use crate::storage::batches::checked;
     use crate::writer::group_commit::PartitionAppend;
     use crate::writer::sequences::ProducerBatch;
-    let broker = broker();
-    let old = init(&broker, 60_000).await;
-    assert_eq!(add_partitions(&broker, old, "t", vec![0]).await, vec![0]);
-    assert_eq!(produce(&broker, "t", 0, transactional_batch(old, 0, 1)).await, (0, 0));
-    init(&broker, 60_000).await; // aborts with a marker of the next epoch
-                                 // A batch of the old epoch that passed Produce's check before the fence.
-    let raw = transactional_batch(old, 1, 1);
+    let raw = transactional_batch(producer, sequence, 1);
     let batch = checked(&decode_batches(raw.clone(), 1 << 20).unwrap()[0], raw.clone()).unwrap();
-    let topic = with_storage(&broker, |s| s.topic("t").unwrap().unwrap()).await;
-    let producer = ProducerBatch { producer_id: old.0, epoch: old.1, first_sequence: 1, last_sequence: 1 };
+    let topic = with_storage(broker, |s| s.topic("t").unwrap().unwrap()).await;
+    let sequenced = ProducerBatch { producer_id: producer.0, epoch: producer.1, first_sequence: sequence, last_sequence: sequence };
     let append = PartitionAppend {
         topic,
         topics_generation: broker.topics.generation(),
@@ -355,13 +350,38 @@ async fn a_fenced_producers_batch_reaching_the_writer_after_the_abort_marker_is_
         records: Vec::new(),
         batch: Some(batch),
         batch_bytes: raw.len(),
-        producer: Some(producer),
+        producer: Some(sequenced),
         log_append_time: None,
     };
-    let results = broker.commit_queue().submit(vec![append], raw.len()).await.unwrap();
-    assert_eq!(results, vec![Err(ResponseError::InvalidProducerEpoch)]);
+    broker.commit_queue().submit(vec![append], raw.len()).await.unwrap()
+}
+
+#[tokio::test]
+async fn a_fenced_producers_batch_reaching_the_writer_after_the_abort_marker_is_refused() {
+    let broker = broker();
+    let old = init(&broker, 60_000).await;
+    assert_eq!(add_partitions(&broker, old, "t", vec![0]).await, vec![0]);
+    assert_eq!(produce(&broker, "t", 0, transactional_batch(old, 0, 1)).await, (0, 0));
+    init(&broker, 60_000).await; // aborts with a marker of the next epoch
+    assert_eq!(reaching_the_writer_late(&broker, old, 1).await, vec![Err(ResponseError::InvalidProducerEpoch)]);
     let (high, stable, ..) = fetch(&broker, 0, 1).await;
     assert_eq!((high, stable), (2, 2), "no transaction left open to hold the stable offset");
+}
+
+#[tokio::test]
+async fn a_v1_batch_reaching_the_writer_after_its_commit_marker_opens_nothing() {
+    let broker = broker();
+    let producer = init(&broker, 60_000).await;
+    assert_eq!(add_partitions(&broker, producer, "t", vec![0]).await, vec![0]);
+    assert_eq!(produce(&broker, "t", 0, transactional_batch(producer, 0, 1)).await, (0, 0));
+    assert_eq!(end(&broker, producer, true).await, 0);
+    // Same epoch (V1 keeps it): only the coordinator knows its transaction is over.
+    assert_eq!(reaching_the_writer_late(&broker, producer, 1).await, vec![Err(ResponseError::InvalidTxnState)]);
+    let (high, stable, ..) = fetch(&broker, 0, 1).await;
+    assert_eq!((high, stable), (2, 2), "no transaction left open to hold the stable offset");
+    // Its next transaction, added again, writes on.
+    assert_eq!(add_partitions(&broker, producer, "t", vec![0]).await, vec![0]);
+    assert_eq!(produce(&broker, "t", 0, transactional_batch(producer, 1, 1)).await, (0, 2));
 }
 
 #[tokio::test]

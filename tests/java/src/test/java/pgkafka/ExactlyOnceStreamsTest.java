@@ -134,17 +134,23 @@ class ExactlyOnceStreamsTest {
         return counts.size() == KEYS && counts.values().stream().allMatch(c -> c.get(c.size() - 1) == each);
     }
 
-    private static void runUntil(String app, String input, String output, long each, Runnable meanwhile) throws Exception {
+    /** Runs the application until every key's count is `each()`, asked after `meanwhile`. */
+    private static void runUntil(String app, String input, String output, java.util.function.LongSupplier each, Runnable meanwhile)
+            throws Exception {
         try (KafkaStreams streams = new KafkaStreams(topology(input, output), props(app))) {
             streams.start();
             meanwhile.run();
-            long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(180);
-            while (!reached(output, each)) {
-                assertNotEquals(KafkaStreams.State.ERROR, streams.state(), "the application failed");
-                assertTrue(System.nanoTime() < deadline, "counts of " + each + " not reached within 180 s: " + counts(output));
-                Thread.sleep(500);
-            }
+            waitForCounts(streams, output, each.getAsLong());
             streams.close(Duration.ofSeconds(30));
+        }
+    }
+
+    private static void waitForCounts(KafkaStreams streams, String output, long each) throws Exception {
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(180);
+        while (!reached(output, each)) {
+            assertNotEquals(KafkaStreams.State.ERROR, streams.state(), "the application failed");
+            assertTrue(System.nanoTime() < deadline, "counts of " + each + " not reached within 180 s: " + counts(output));
+            Thread.sleep(500);
         }
     }
 
@@ -156,19 +162,43 @@ class ExactlyOnceStreamsTest {
         }
     }
 
-    /** Produces records `from`..`to` of the input, one every 2 ms, in a thread of its own. */
-    private static Thread producing(String topic, int from, int to) {
-        Thread thread = new Thread(() -> {
+    /** Input records from `from` on, one every 2 ms, in a thread of its own, until stopped:
+     * input flows whenever the test kills something, however slow the application starts. */
+    private static final class Input extends Thread {
+        private final String topic;
+        private final int from;
+        private volatile boolean stopping;
+        private int end;
+
+        Input(String topic, int from) {
+            this.topic = topic;
+            this.from = from;
+            start();
+        }
+
+        @Override
+        public void run() {
             try (KafkaProducer<String, String> producer = Cluster.producer(Map.of("enable.idempotence", "true", "linger.ms", "0"))) {
-                for (int i = from; i < to; i++) {
+                int i = from;
+                for (; !(stopping && i % KEYS == 0); i++) {
                     producer.send(new ProducerRecord<>(topic, "k" + (i % KEYS), "v" + i));
-                    sleep(2);
+                    ExactlyOnceStreamsTest.sleep(2);
                 }
                 producer.flush();
+                end = i;
             }
-        });
-        thread.start();
-        return thread;
+        }
+
+        /** Stops at the next multiple of KEYS (every key as often); returns that end. */
+        int stopAt() {
+            stopping = true;
+            try {
+                join();
+            } catch (InterruptedException e) {
+                throw new AssertionError(e);
+            }
+            return end;
+        }
     }
 
     @Test
@@ -178,9 +208,10 @@ class ExactlyOnceStreamsTest {
         Cluster.createTopic(input, 2, Map.of("pg_kafka.storage", "batches"));
         Cluster.createTopic(output, 2, Map.of("pg_kafka.storage", "batches"));
         String app = "eos-" + java.util.UUID.randomUUID().toString().substring(0, 8);
-        Thread[] input1 = new Thread[1];
-        runUntil(app, input, output, 200, () -> {
-            input1[0] = producing(input, 0, 2000);
+        Input[] input1 = new Input[1];
+        int[] ends = new int[2];
+        runUntil(app, input, output, () -> ends[0] / KEYS, () -> {
+            input1[0] = new Input(input, 0);
             // Kill the worker while input flows and the application has committed some output:
             // a transaction of the application is open at the kill.
             long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(120);
@@ -193,15 +224,17 @@ class ExactlyOnceStreamsTest {
             }
             String pid = Cluster.psql("SELECT pid FROM pg_stat_activity WHERE backend_type = 'pg_kafka'");
             Cluster.run(List.of("kill", "-9", pid), 10);
+            sleep(1000); // input goes on while the worker is back
+            ends[0] = input1[0].stopAt();
         });
-        input1[0].join();
         assertEquals("1", logLines("%transactional id \"" + app + "%was Ongoing at start%"),
                 "the application's transaction was open at the kill and aborted when the worker came back");
-        Thread input2 = producing(input, 2000, 4000);
+        Input input2 = new Input(input, ends[0]);
         killAppMidTransaction(app, input, output);
-        input2.join();
-        produce(input, 4000, 4100);
-        runUntil(app, input, output, 410, () -> {});
+        ends[1] = input2.stopAt();
+        produce(input, ends[1], ends[1] + 100);
+        long each = (ends[1] + 100) / KEYS;
+        runUntil(app, input, output, () -> each, () -> {});
         assertEquals("1", logLines("%aborted transaction of \"" + app + "%open longer than its timeout%"),
                 "the killed application's transaction was aborted at its timeout");
         for (Map.Entry<String, List<Long>> key : counts(output).entrySet()) {
@@ -209,7 +242,7 @@ class ExactlyOnceStreamsTest {
             for (int i = 1; i < values.size(); i++) {
                 assertEquals(values.get(i - 1) + 1, values.get(i), key.getKey() + ": counts go up one at a time, none repeated");
             }
-            assertEquals(410L, values.get(values.size() - 1), key.getKey());
+            assertEquals(each, values.get(values.size() - 1), key.getKey());
         }
         String changelog = app + "-counts-changelog";
         assertEquals("batches", Cluster.psql("SELECT storage FROM kafka.topics WHERE name = '" + changelog + "'"));
