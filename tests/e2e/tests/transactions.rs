@@ -157,6 +157,13 @@ fn hostile_transactional_requests_get_kafka_errors_and_nothing_else() {
             assert_eq!(e.error_code, ResponseError::InvalidProducerIdMapping.code());
         }
         assert_eq!(psql("SELECT count(*) FROM kafka.transactions WHERE transactional_id LIKE 'never-initialised-%'"), "0");
+        // Transactions V2's EndTxn with epochs at the ends of the range: fenced, never a
+        // retry by wrapping arithmetic, and no producer to go on with.
+        for epoch in [i16::MAX, i16::MIN, -1] {
+            client.send_message(ApiKey::EndTxn, 5, &end(nul_id, r.producer_id.0).with_producer_epoch(epoch));
+            let e: EndTxnResponse = client.read_response(ApiKey::EndTxn, 5);
+            assert_eq!((e.error_code, e.producer_id.0, e.producer_epoch), (ResponseError::ProducerFenced.code(), -1, -1), "epoch {epoch}");
+        }
 
         // Partitions that do not exist, in a topic that does.
         let add = AddPartitionsToTxnRequest::default()

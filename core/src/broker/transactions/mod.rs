@@ -75,6 +75,12 @@ pub const TRANSACTIONS_V2: i16 = 5;
 /// From this version on, Produce adds its partitions to the transaction itself.
 pub const PRODUCE_TRANSACTIONS_V2: i16 = 12;
 
+/// Most consumer groups one transaction may commit offsets of (a consume-transform-produce
+/// step has one), and most offsets it may hold until it ends: each change of the record
+/// stores all of them, so unbounded they would make every request of the id slower.
+pub const MAX_TRANSACTION_GROUPS: usize = 1_000;
+pub const MAX_TRANSACTION_OFFSETS: usize = 100_000;
+
 /// An epoch one below this is the last a producer id may use; the next InitProducerId
 /// then hands out a new producer id (as Kafka does).
 const LAST_EPOCH: i16 = i16::MAX - 1;
@@ -214,13 +220,14 @@ impl TxnCoordinator {
             }
             record.partitions.sort_unstable();
             record.partitions.dedup();
+            Ok(())
         })
         .await
     }
 
     /// AddOffsetsToTxn: the transaction will commit offsets of `group`.
     pub async fn add_group(&self, broker: &Broker, id: &str, producer: (i64, i16), group: &str) -> Result<(), ResponseError> {
-        self.change(broker, id, producer, |_, record| records::add_group(record, group)).await
+        self.change(broker, id, producer, |_, record| within_bounds(id, records::add_group(record, group))).await
     }
 
     /// TxnOffsetCommit: offsets of `group` to commit with the transaction. In V1 the group
@@ -242,7 +249,7 @@ impl TxnCoordinator {
             if record.state != TxnState::Ongoing {
                 record = records::begun(record, now);
             }
-            records::add_group(&mut record, group);
+            within_bounds(id, records::add_group(&mut record, group))?;
         }
         if record.state != TxnState::Ongoing || !record.groups.iter().any(|g| g == group) {
             return Err(ResponseError::InvalidTxnState);
@@ -253,6 +260,7 @@ impl TxnCoordinator {
             record.pending_offsets.retain(|p| !same(p));
             record.pending_offsets.push(PendingOffset { group: group.to_owned(), commit });
         }
+        within_bounds(id, &record)?;
         record.updated_ms = now;
         self.store(broker, &mut slot, record).await
     }
@@ -376,7 +384,7 @@ impl TxnCoordinator {
         broker: &Broker,
         id: &str,
         producer: (i64, i16),
-        apply: impl FnOnce(&mut Slot, &mut TxnRecord),
+        apply: impl FnOnce(&mut Slot, &mut TxnRecord) -> Result<(), ResponseError>,
     ) -> Result<(), ResponseError> {
         let mut slot = self.producers_slot(broker, id, producer).await?;
         let mut record = slot.record.clone().expect("checked");
@@ -384,7 +392,7 @@ impl TxnCoordinator {
         if record.state != TxnState::Ongoing {
             record = records::begun(record, now);
         }
-        apply(&mut slot, &mut record);
+        apply(&mut slot, &mut record)?;
         record.updated_ms = now;
         self.store(broker, &mut slot, record).await
     }
@@ -486,6 +494,19 @@ fn marker_append(topic: Topic, generation: u64, partition: i32, record: &TxnReco
         producer: None,
         log_append_time: None,
     }
+}
+
+/// Refuses a transaction past [`MAX_TRANSACTION_GROUPS`] or [`MAX_TRANSACTION_OFFSETS`],
+/// with a line in the log (Kafka sets no such bound; its clients never come near it).
+fn within_bounds(id: &str, record: &TxnRecord) -> Result<(), ResponseError> {
+    if record.groups.len() <= MAX_TRANSACTION_GROUPS && record.pending_offsets.len() <= MAX_TRANSACTION_OFFSETS {
+        return Ok(());
+    }
+    logging::warning(format!(
+        "pg_kafka: refused a change of transactional id \"{id}\": a transaction holds at most {MAX_TRANSACTION_GROUPS} groups \
+         and {MAX_TRANSACTION_OFFSETS} offsets"
+    ));
+    Err(ResponseError::InvalidRequest)
 }
 
 fn unavailable(e: impl std::fmt::Display) -> ResponseError {

@@ -46,12 +46,13 @@ pub fn completed(record: &TxnRecord, commit: bool, now_ms: i64) -> TxnRecord {
     }
 }
 
-/// `group`'s offsets will be committed with the transaction.
-pub fn add_group(record: &mut TxnRecord, group: &str) {
+/// `group`'s offsets will be committed with the transaction; the record, changed.
+pub fn add_group<'a>(record: &'a mut TxnRecord, group: &str) -> &'a TxnRecord {
     if !record.groups.iter().any(|g| g == group) {
         record.groups.push(group.to_owned());
         record.groups.sort();
     }
+    record
 }
 
 /// `record` under a new producer id at epoch 0 when `successor` names one (its epoch was

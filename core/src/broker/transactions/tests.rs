@@ -314,6 +314,21 @@ async fn a_transaction_left_open_by_a_crash_is_aborted_at_start_and_a_timed_out_
 }
 
 #[tokio::test]
+async fn a_transaction_holds_a_bounded_number_of_groups() {
+    use super::MAX_TRANSACTION_GROUPS;
+    let broker = broker();
+    let producer = init(&broker, 60_000).await;
+    for group in 0..MAX_TRANSACTION_GROUPS {
+        broker.txns().add_group(&broker, TXN, producer, &format!("g{group}")).await.unwrap();
+    }
+    let refused = broker.txns().add_group(&broker, TXN, producer, "one-too-many").await;
+    assert_eq!(refused, Err(ResponseError::InvalidRequest));
+    broker.txns().add_group(&broker, TXN, producer, "g7").await.expect("a group already in it is no more");
+    let records = broker.txns().records(&broker).await.unwrap();
+    assert_eq!(records[0].groups.len(), MAX_TRANSACTION_GROUPS);
+}
+
+#[tokio::test]
 async fn ids_idle_past_their_expiration_are_forgotten_and_start_afresh() {
     let mut storage = MemoryStorage::default();
     storage.create_topic_as("t", 1, StorageLayout::Batches).unwrap();
