@@ -192,7 +192,8 @@ impl TxnCoordinator {
             self.abort_fencing(broker, &mut slot).await?;
         }
         let now = now_ms();
-        let record = match slot.record.take() {
+        // A clone: should the new producer id not come, the slot keeps what storage has.
+        let record = match slot.record.clone() {
             Some(old) if old.producer_epoch < LAST_EPOCH => TxnRecord { producer_epoch: old.producer_epoch + 1, ..old },
             _ => {
                 let producer_id = storage_call(broker, |s| s.next_producer_id()).await.map_err(unavailable)?;
@@ -293,10 +294,11 @@ impl TxnCoordinator {
         let record = slot.record.clone().ok_or(ResponseError::InvalidProducerIdMapping)?;
         let step = records::end_v2(&record, producer, commit)?;
         if step != EndV2::Done {
-            // Every record's epoch is at most LAST_EPOCH, so the markers' fits an i16.
+            // The coordinator keeps epochs at most LAST_EPOCH; saturating all the same (the
+            // table is a superuser's to write).
             let spent = record.producer_epoch >= LAST_EPOCH;
             let successor = if spent { Some(storage_call(broker, |s| s.next_producer_id()).await.map_err(unavailable)?) } else { None };
-            let bumped = TxnRecord { producer_epoch: record.producer_epoch + 1, ..record };
+            let bumped = TxnRecord { producer_epoch: record.producer_epoch.saturating_add(1), ..record };
             if step == EndV2::Finish {
                 self.finish(broker, &mut slot, bumped, commit, successor).await?;
             } else {
@@ -410,7 +412,7 @@ impl TxnCoordinator {
     /// and its producer (at the old epoch) is fenced.
     async fn abort_fencing(&self, broker: &Broker, slot: &mut Slot) -> Result<(), ResponseError> {
         let Some(record) = slot.record.clone() else { return Ok(()) };
-        let bumped = TxnRecord { producer_epoch: (record.producer_epoch + 1).min(LAST_EPOCH), ..record };
+        let bumped = TxnRecord { producer_epoch: record.producer_epoch.saturating_add(1).min(LAST_EPOCH), ..record };
         self.finish(broker, slot, bumped, false, None).await
     }
 
