@@ -154,6 +154,15 @@ fn unauthenticated_connections_cannot_fill_the_budget() {
         std::thread::sleep(Duration::from_secs(6));
         drop(attackers);
     });
+    // The next test (a SASL login) must not find the login budget still held: wait until
+    // the worker has let the attackers' connections go.
+    let started = Instant::now();
+    let unauthenticated = "SELECT count(*) FROM kafka.connections WHERE principal IS NULL AND listener LIKE 'SASL%'";
+    while psql(unauthenticated) != "0" {
+        assert!(started.elapsed() < Duration::from_secs(60), "the attackers' connections still open after 60 s");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    println!("attackers' connections gone {} ms after they hung up", started.elapsed().as_millis());
 }
 
 /// Three PLAINTEXT connections each send 90 MiB of a 100 MB frame and go silent: each
