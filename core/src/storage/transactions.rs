@@ -113,11 +113,11 @@ pub struct AbortedTxn {
     pub last_offset: i64,
 }
 
-/// What one write changed in the log's transaction state.
 /// What compaction knows of a partition's transactions: the first offset of the oldest
 /// open one, and aborted ranges.
 pub type PartitionTransactions = (Option<i64>, Vec<AbortedTxn>);
 
+/// What one write changed in the log's transaction state.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct TxnLogChanges {
     /// Transactions that wrote their first records on a partition.
