@@ -78,10 +78,19 @@ impl BatchRow {
     }
 }
 
+/// A stored batch's header field of `n` bytes at `at` (0 if the batch is shorter).
+fn header_field(batch: &[u8], at: usize, n: usize) -> i64 {
+    batch.get(at..at + n).map_or(0, |b| b.iter().fold(0i64, |v, byte| v << 8 | i64::from(*byte)))
+}
+
+/// A stored batch's base offset, from its header.
+pub fn base_offset_of(batch: &[u8]) -> i64 {
+    header_field(batch, 0, 8)
+}
+
 /// A stored batch's last offset: its base offset plus its header's last offset delta.
 pub fn last_offset_of(batch: &[u8]) -> i64 {
-    let field = |at: usize, n: usize| batch.get(at..at + n).map_or(0, |b| b.iter().fold(0i64, |v, byte| v << 8 | i64::from(*byte)));
-    field(0, 8) + i64::from(field(LAST_OFFSET_DELTA_AT, 4) as i32)
+    base_offset_of(batch) + i64::from(header_field(batch, LAST_OFFSET_DELTA_AT, 4) as i32)
 }
 
 /// A produced batch that passed the checks, ready to be given offsets.

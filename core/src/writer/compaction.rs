@@ -38,7 +38,9 @@ use bytes::Bytes;
 use crate::config::topic::CompactionSettings;
 use crate::metrics::{Cleanable, CleanerFigures};
 use crate::protocol::records::{decode_batches, encode_batch_like, MAX_TIMESTAMP_AT};
-use crate::storage::batches::{last_offset_of, record_count, transactional_producer_of, unpack, BatchRow, MAX_UNPACKED_BYTES};
+use crate::storage::batches::{
+    base_offset_of, last_offset_of, record_count, transactional_producer_of, unpack, BatchRow, MAX_UNPACKED_BYTES,
+};
 use crate::storage::transactions::AbortedTxn;
 use crate::storage::{payload_bytes, PartitionCleaning, ReadLimit, Storage, StorageError, StorageLayout, StoredRecord, Topic};
 
@@ -168,7 +170,7 @@ impl Seen {
 /// Whether a stored batch holds records of a transaction that aborted.
 fn is_aborted(batch: &[u8], aborted: &[AbortedTxn]) -> bool {
     let Some(producer_id) = transactional_producer_of(batch) else { return false };
-    let (base, last) = (i64::from_be_bytes(batch[..8].try_into().expect("a stored batch has its header")), last_offset_of(batch));
+    let (base, last) = (base_offset_of(batch), last_offset_of(batch));
     aborted.iter().any(|t| t.producer_id == producer_id && t.first_offset <= base && last <= t.last_offset)
 }
 
