@@ -243,27 +243,24 @@ impl TxnCoordinator {
         offsets: Vec<OffsetCommit>,
         v2: bool,
     ) -> Result<(), ResponseError> {
-        let mut slot = self.producers_slot(broker, id, producer).await?;
-        let mut record = slot.record.clone().expect("checked");
-        let now = now_ms();
-        if v2 {
-            if record.state != TxnState::Ongoing {
-                record = records::begun(record, now);
+        // `change` begins a transaction where none is open, with no group: a V1 commit
+        // then finds its group missing and is refused, changing nothing.
+        self.change(broker, id, producer, |_, record| {
+            if v2 {
+                within_bounds(id, records::add_group(record, group))?;
             }
-            within_bounds(id, records::add_group(&mut record, group))?;
-        }
-        if record.state != TxnState::Ongoing || !record.groups.iter().any(|g| g == group) {
-            return Err(ResponseError::InvalidTxnState);
-        }
-        for commit in offsets {
-            let same =
-                |p: &PendingOffset| p.group == group && (p.commit.topic_id, p.commit.partition) == (commit.topic_id, commit.partition);
-            record.pending_offsets.retain(|p| !same(p));
-            record.pending_offsets.push(PendingOffset { group: group.to_owned(), commit });
-        }
-        within_bounds(id, &record)?;
-        record.updated_ms = now;
-        self.store(broker, &mut slot, record).await
+            if !record.groups.iter().any(|g| g == group) {
+                return Err(ResponseError::InvalidTxnState);
+            }
+            for commit in offsets {
+                let same =
+                    |p: &PendingOffset| p.group == group && (p.commit.topic_id, p.commit.partition) == (commit.topic_id, commit.partition);
+                record.pending_offsets.retain(|p| !same(p));
+                record.pending_offsets.push(PendingOffset { group: group.to_owned(), commit });
+            }
+            within_bounds(id, record)
+        })
+        .await
     }
 
     /// EndTxn: commits or aborts the open transaction; answers once its markers, its state
