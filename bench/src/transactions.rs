@@ -5,12 +5,10 @@
 
 use std::time::{Duration, Instant};
 
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-use rdkafka::types::RDKafkaErrorCode;
-use rdkafka::ClientConfig;
+use rdkafka::producer::{Producer, ThreadedProducer};
 
 use crate::copy::value;
-use crate::produce::Acks;
+use crate::produce::{producer_on, send, Acks};
 use crate::report::Report;
 use crate::{consume, Env, Row};
 
@@ -30,22 +28,15 @@ pub fn run(env: &Env, report: &mut Report, size: usize) {
     report.case(|_| env.round(Some(&filled), || consume(env, size, &filled, "read_committed").against(uncommitted)));
 }
 
-/// A producer polled by the sending thread itself, which waits for its deliveries with
-/// short polls ([`drain`]): rust-rdkafka's `flush` (which its `commit_transaction` runs
-/// first) polls 100 ms after the first check whatever arrives, a pause per transaction
-/// that librdkafka's own flush (C, Python) does not have.
-fn producer(env: &Env, acks: Acks, transactional_id: Option<&str>) -> BaseProducer<Acks> {
-    let mut config = ClientConfig::new();
-    config
-        .set("bootstrap.servers", &env.bootstrap)
-        .set("enable.idempotence", "true")
-        .set("acks", "all")
-        .set("linger.ms", "5")
-        .set("queue.buffering.max.messages", "500000");
+/// The bench's producer (idempotent, acks=all, linger.ms=5), with `transactional_id` a
+/// transactional one. Its own thread serves delivery reports, so [`flush`] can block in
+/// librdkafka as a C or Python application's commit does.
+fn producer(env: &Env, acks: Acks, transactional_id: Option<&str>) -> ThreadedProducer<Acks> {
+    let mut connection = vec![("bootstrap.servers".to_string(), env.bootstrap.clone())];
     if let Some(id) = transactional_id {
-        config.set("transactional.id", id);
+        connection.push(("transactional.id".to_string(), id.to_string()));
     }
-    config.create_with_context(acks).expect("producer")
+    producer_on(&connection, acks, "5", true)
 }
 
 /// Produces `env.messages` to a new batch-layout topic; with a transactional id, in
@@ -64,14 +55,14 @@ fn produce(env: &Env, size: usize, transactional_id: Option<&str>, topic: &str) 
             producer.begin_transaction().expect("begin_transaction");
         }
         for _ in chunk_start..(chunk_start + PER_TRANSACTION).min(env.messages) {
-            send(&producer, topic, &payload);
+            send(&producer, topic, 0, &payload);
         }
         if transactional_id.is_some() {
-            drain(&producer);
+            flush(&producer);
             producer.commit_transaction(TIMEOUT).expect("commit_transaction");
         }
     }
-    drain(&producer);
+    flush(&producer);
     let seconds = started.elapsed().as_secs_f64();
     let delivered = acks.ok.load(std::sync::atomic::Ordering::Relaxed);
     assert_eq!(delivered, env.messages, "every message acknowledged");
@@ -82,32 +73,17 @@ fn produce(env: &Env, size: usize, transactional_id: Option<&str>, topic: &str) 
     Row::new("transactions", method, delivered, delivered * size, seconds)
 }
 
-/// Waits until every message sent was acknowledged.
-fn drain(producer: &BaseProducer<Acks>) {
-    let deadline = Instant::now() + TIMEOUT;
-    while producer.in_flight_count() > 0 {
-        assert!(Instant::now() < deadline, "messages unacknowledged after {TIMEOUT:?}");
-        producer.poll(Duration::from_millis(1));
-    }
-}
-
-/// Sends one message to partition 0, serving delivery reports while the queue is full.
-fn send(producer: &BaseProducer<Acks>, topic: &str, payload: &[u8]) {
-    let mut record: BaseRecord<'_, [u8], [u8], Box<Instant>> =
-        BaseRecord::with_opaque_to(topic, Box::new(Instant::now())).partition(0).payload(payload);
-    loop {
-        match producer.send(record) {
-            Ok(()) => {
-                producer.poll(Duration::ZERO);
-                return;
-            }
-            Err((e, back)) if e.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull) => {
-                producer.poll(Duration::from_millis(1));
-                record = back;
-            }
-            Err((e, _)) => panic!("send: {e}"),
-        }
-    }
+/// Waits until every message sent was acknowledged, in librdkafka's `rd_kafka_flush`, which
+/// sends what lingers at once, as librdkafka's own commit does first. rust-rdkafka's
+/// `flush` (which its `commit_transaction` runs first) only peeks at it and then polls up
+/// to 100 ms: a pause per transaction that C and Python applications do not have, and a
+/// plain wait for deliveries would add the 5 ms linger instead.
+fn flush(producer: &ThreadedProducer<Acks>) {
+    let timeout_ms = TIMEOUT.as_millis() as i32;
+    // SAFETY: the handle is the live producer's; librdkafka's flush is thread-safe and
+    // only waits (delivery reports are served by the producer's own thread).
+    let err = unsafe { rdkafka::bindings::rd_kafka_flush(producer.client().native_ptr(), timeout_ms) };
+    assert_eq!(err, rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR, "flush");
 }
 
 /// Reads the `env.messages` records of `topic` at `isolation`.
