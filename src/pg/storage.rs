@@ -23,7 +23,7 @@ use pg_kafka_core::storage::{
 
 use super::{cleaning, copy_in, index_read};
 use pg_kafka_core::storage::offsets_topic::OffsetCommitRecord;
-use pg_kafka_core::storage::transactions::{AbortedTxn, OpenTxn, PartitionTransactions, TxnLogChanges, TxnRecord};
+use pg_kafka_core::storage::transactions::{AbortedTxn, Durability, OpenTxn, PartitionTransactions, TxnLogChanges, TxnRecord};
 
 const ALL_TOPICS: &str = include_str!("../../sql/queries/all_topics.sql");
 const TOPIC_BY_NAME: &str = include_str!("../../sql/queries/topic_by_name.sql");
@@ -462,8 +462,8 @@ impl Storage for PgStorage {
         super::transactions::transactions()
     }
 
-    fn save_transaction(&mut self, record: &TxnRecord) -> Result<(), StorageError> {
-        super::transactions::save_transaction(record)
+    fn save_transaction(&mut self, record: &TxnRecord, durability: Durability) -> Result<(), StorageError> {
+        super::transactions::save_transaction(record, durability)
     }
 
     fn partition_transactions(&mut self, key: (i32, i32), from: i64, below: i64) -> Result<PartitionTransactions, StorageError> {

@@ -2,7 +2,9 @@
 //! log's open transactions and aborted ranges (`kafka.open_transactions`,
 //! `kafka.aborted_transactions`). The storage engine's trait methods call these.
 
-use pg_kafka_core::storage::transactions::{AbortedTxn, OpenTxn, PartitionTransactions, PendingOffset, TxnLogChanges, TxnRecord, TxnState};
+use pg_kafka_core::storage::transactions::{
+    AbortedTxn, Durability, OpenTxn, PartitionTransactions, PendingOffset, TxnLogChanges, TxnRecord, TxnState,
+};
 use pg_kafka_core::storage::{OffsetCommit, StorageError};
 use pgrx::spi::SpiHeapTupleData;
 
@@ -104,7 +106,10 @@ fn from_hex(hex: &str) -> Result<Vec<u8>, StorageError> {
     hex.as_bytes().chunks(2).map(|pair| Ok((digit(pair[0])? * 16 + digit(*pair.get(1).unwrap_or(&b'?'))?) as u8)).collect()
 }
 
-pub fn save_transaction(record: &TxnRecord) -> Result<(), StorageError> {
+pub fn save_transaction(record: &TxnRecord, durability: Durability) -> Result<(), StorageError> {
+    if durability == Durability::Deferred {
+        pgrx::Spi::run("SELECT pg_catalog.set_config('synchronous_commit', 'off', true)").map_err(database_error)?;
+    }
     storable(record.groups.iter().chain(record.pending_offsets.iter().map(|p| &p.group)).map(String::as_str))?;
     let offsets = &record.pending_offsets;
     let of = |f: fn(&OffsetCommit) -> i32| -> Vec<i32> { offsets.iter().map(|p| f(&p.commit)).collect() };

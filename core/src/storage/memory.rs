@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use super::offsets_topic::OffsetCommitRecord;
-use super::transactions::{AbortedTxn, OpenTxn, PartitionTransactions, TxnLogChanges, TxnRecord};
+use super::transactions::{AbortedTxn, Durability, OpenTxn, PartitionTransactions, TxnLogChanges, TxnRecord};
 use super::{
     batches, is_valid_topic_name, payload_bytes, ActiveProducer, BatchRow, CommittedOffset, LogDirUsage, LoginRole, MessageRows,
     OffsetCommit, PartitionCleaning, ProducerKey, ProducerState, ReadLimit, Storage, StorageError, StorageLayout, StoredRecord, Topic,
@@ -399,7 +399,7 @@ impl Storage for MemoryStorage {
         Ok(self.transactions.values().cloned().collect())
     }
 
-    fn save_transaction(&mut self, record: &TxnRecord) -> Result<(), StorageError> {
+    fn save_transaction(&mut self, record: &TxnRecord, _: Durability) -> Result<(), StorageError> {
         self.transactions.insert(record.transactional_id.clone(), record.clone());
         Ok(())
     }

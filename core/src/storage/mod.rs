@@ -372,8 +372,8 @@ pub trait Storage {
     /// Every transactional id's record, sorted by id.
     fn transactions(&mut self) -> Result<Vec<transactions::TxnRecord>, StorageError>;
     /// Stores a transactional id's record (replacing the one stored), in the caller's
-    /// transaction.
-    fn save_transaction(&mut self, record: &transactions::TxnRecord) -> Result<(), StorageError>;
+    /// transaction, which commits as `durability` says.
+    fn save_transaction(&mut self, record: &transactions::TxnRecord, durability: transactions::Durability) -> Result<(), StorageError>;
     /// What compaction must know of a partition's transactions: the first offset of its
     /// oldest open one, and the aborted ranges that reach into `from..below`.
     fn partition_transactions(

@@ -19,6 +19,21 @@ use kafka_protocol::ResponseError;
 use super::watermarks::PartitionKey;
 use super::OffsetCommit;
 
+/// Whether storing a transactional id's record waits for its WAL flush.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Durability {
+    /// Committed and flushed before the call returns: what a producer is told it has (an
+    /// epoch, an ended transaction).
+    Flushed,
+    /// Committed without waiting for the flush (`synchronous_commit = off` for that one
+    /// transaction): the changes of an open transaction (partitions, groups, pending
+    /// offsets). WAL is flushed in order, so the records produced into the transaction and
+    /// its end, both flushed, carry the change to disk with them; and a crash that loses it
+    /// leaves nothing of the transaction durable but its earlier state, which the start
+    /// after the crash aborts (its producer was never told it committed).
+    Deferred,
+}
+
 /// Where a transactional id stands (Kafka's `TransactionState`, less `Dead`: an id is
 /// kept until deleted with SQL).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

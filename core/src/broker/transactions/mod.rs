@@ -38,7 +38,7 @@ use parking_lot::Mutex;
 use super::{storage_call, Broker};
 use crate::logging;
 use crate::storage::batches::marker;
-use crate::storage::transactions::{PendingOffset, TxnLog, TxnRecord, TxnState};
+use crate::storage::transactions::{Durability, PendingOffset, TxnLog, TxnRecord, TxnState};
 use crate::storage::watermarks::PartitionKey;
 use crate::storage::{now_ms, OffsetCommit, Topic};
 use crate::writer::group_commit::PartitionAppend;
@@ -201,7 +201,7 @@ impl TxnCoordinator {
             }
         };
         let record = TxnRecord { state: TxnState::Empty, timeout_ms, started_ms: None, updated_ms: now, ..record };
-        self.store(broker, &mut slot, record).await?;
+        self.store(broker, &mut slot, record, Durability::Flushed).await?;
         let record = slot.record.as_ref().expect("just stored");
         Ok((record.producer_id, record.producer_epoch))
     }
@@ -300,7 +300,7 @@ impl TxnCoordinator {
                 self.finish(broker, &mut slot, bumped, commit, successor).await?;
             } else {
                 let done = records::completed(&bumped, false, now_ms());
-                self.store(broker, &mut slot, records::succeeded_by(done, successor)).await?;
+                self.store(broker, &mut slot, records::succeeded_by(done, successor), Durability::Flushed).await?;
             }
         }
         let record = slot.record.as_ref().expect("stored");
@@ -393,13 +393,14 @@ impl TxnCoordinator {
         }
         apply(&mut slot, &mut record)?;
         record.updated_ms = now;
-        self.store(broker, &mut slot, record).await
+        let durability = records::change_durability(&record);
+        self.store(broker, &mut slot, record, durability).await
     }
 
     /// Stores `record` as the id's state, then keeps it.
-    async fn store(&self, broker: &Broker, slot: &mut Slot, record: TxnRecord) -> Result<(), ResponseError> {
+    async fn store(&self, broker: &Broker, slot: &mut Slot, record: TxnRecord, durability: Durability) -> Result<(), ResponseError> {
         let stored = record.clone();
-        storage_call(broker, move |s| s.save_transaction(&stored)).await.map_err(unavailable)?;
+        storage_call(broker, move |s| s.save_transaction(&stored, durability)).await.map_err(unavailable)?;
         self.publish(&record);
         slot.record = Some(record);
         Ok(())
@@ -442,7 +443,7 @@ impl TxnCoordinator {
         let offsets = if commit { records::offsets_by_group(&prepared) } else { Vec::new() };
         let stored = complete.clone();
         let then = Box::new(move |s: &mut dyn crate::storage::Storage| {
-            s.save_transaction(&stored)?;
+            s.save_transaction(&stored, Durability::Flushed)?;
             offsets.iter().try_for_each(|(group, commits)| s.commit_offsets(group, commits))
         });
         let generation = broker.topics.generation();

@@ -3,7 +3,7 @@
 
 use kafka_protocol::ResponseError;
 
-use crate::storage::transactions::{TxnRecord, TxnState};
+use crate::storage::transactions::{Durability, TxnRecord, TxnState};
 use crate::storage::OffsetCommit;
 
 /// A transactional id's first record.
@@ -151,10 +151,33 @@ impl FencedAs for ResponseError {
     }
 }
 
+/// How an open transaction's change is stored. With a partition in the transaction the
+/// change waits for no flush: its producer cannot commit before a Produce to that
+/// partition is acknowledged, a flush that carries the change with it (WAL is flushed in
+/// order), and a change lost before that leaves a Produce the writer refuses
+/// (INVALID_TXN_STATE) or an open transaction the next start aborts. Without one (offsets
+/// only) nothing else would flush it, and a lost change would let a V1 EndTxn read as a
+/// retry of the previous commit: it is flushed.
+pub fn change_durability(record: &TxnRecord) -> Durability {
+    if record.partitions.is_empty() {
+        Durability::Flushed
+    } else {
+        Durability::Deferred
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::storage::transactions::PendingOffset;
+
+    #[test]
+    fn only_changes_a_produce_will_flush_skip_the_wait() {
+        let offsets_only = TxnRecord { groups: vec!["g".into()], ..begun(fresh("t", 9, 0), 1) };
+        assert_eq!(change_durability(&offsets_only), Durability::Flushed);
+        let with_partition = TxnRecord { partitions: vec![(1, 0)], ..offsets_only };
+        assert_eq!(change_durability(&with_partition), Durability::Deferred);
+    }
 
     #[test]
     fn only_the_current_producer_may_change_a_transaction() {

@@ -18,7 +18,7 @@ use crate::broker::Broker;
 use crate::config::Config;
 use crate::protocol::records::{decode_batches, encode_producer_batch, seal_crc, Record, CRC_START, TRANSACTIONAL};
 use crate::storage::memory::MemoryStorage;
-use crate::storage::transactions::{OpenTxn, TxnLogChanges, TxnRecord, TxnState};
+use crate::storage::transactions::{Durability, OpenTxn, TxnLogChanges, TxnRecord, TxnState};
 use crate::storage::{Storage, StorageLayout};
 
 const TXN: &str = "tx-1";
@@ -258,7 +258,7 @@ async fn a_spent_epoch_moves_the_transactional_id_to_a_new_producer_id() {
     storage.create_topic_as("t", 1, StorageLayout::Batches).unwrap();
     let last_epoch = i16::MAX - 1;
     let record = TxnRecord { producer_epoch: last_epoch, ..super::records::fresh(TXN, 5, 1) };
-    storage.save_transaction(&record).unwrap();
+    storage.save_transaction(&record, Durability::Flushed).unwrap();
     let broker = broker_on(storage, Config::default());
     assert_eq!(produce_at(&broker, 12, "t", 0, transactional_batch((5, last_epoch), 0, 1)).await, (0, 0));
     let (code, (producer_id, epoch)) = end_at(&broker, 5, (5, last_epoch), true).await;
@@ -289,7 +289,7 @@ async fn a_transaction_left_open_by_a_crash_is_aborted_at_start_and_a_timed_out_
         started_ms: Some(1),
         updated_ms: 1,
     };
-    storage.save_transaction(&open).unwrap();
+    storage.save_transaction(&open, Durability::Flushed).unwrap();
     let batch = crate::storage::batches::checked(
         &decode_batches(transactional_batch((5, 2), 0, 2), 1 << 20).unwrap()[0],
         transactional_batch((5, 2), 0, 2),
