@@ -77,7 +77,14 @@ class ConsumerTest {
                     consumer.subscribe(List.of(topic), new ConsumerRebalanceListener() {
                         @Override
                         public void onPartitionsRevoked(Collection<TopicPartition> revoked) {
-                            consumer.commitSync();
+                            try {
+                                consumer.commitSync();
+                            } catch (RebalanceInProgressException rebalancing) {
+                                // The client's own check: a member closing while a cooperative
+                                // rebalance is under way may not commit from this callback
+                                // (it failed CI once, with the broker never asked). Members
+                                // close only once every record was read, so nothing is lost.
+                            }
                         }
 
                         @Override
