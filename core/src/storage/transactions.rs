@@ -26,11 +26,9 @@ pub enum Durability {
     /// epoch, an ended transaction).
     Flushed,
     /// Committed without waiting for the flush (`synchronous_commit = off` for that one
-    /// transaction): the changes of an open transaction (partitions, groups, pending
-    /// offsets). WAL is flushed in order, so the records produced into the transaction and
-    /// its end, both flushed, carry the change to disk with them; and a crash that loses it
-    /// leaves nothing of the transaction durable but its earlier state, which the start
-    /// after the crash aborts (its producer was never told it committed).
+    /// transaction): a change that a later, flushed commit carries to disk (WAL is
+    /// flushed in order). Which changes qualify is the coordinator's rule
+    /// (`records::change_durability`: those of a transaction with a partition).
     Deferred,
 }
 

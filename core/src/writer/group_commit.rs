@@ -93,6 +93,14 @@ pub struct ProduceJob {
     queued_at: Instant,
 }
 
+impl ProduceJob {
+    /// 1 for a job that ends a transaction (its storage work runs after its appends), else
+    /// 0: what [`GroupCommitter`]'s `queued_ends` counts.
+    fn ends(&self) -> usize {
+        usize::from(self.then.is_some())
+    }
+}
+
 #[derive(Clone, Copy, Debug)]
 pub struct CommitSettings {
     /// Flush at most this often (0: whenever anything is queued).
@@ -149,10 +157,11 @@ impl CommitQueue {
         then: Option<AfterAppend>,
     ) -> impl std::future::Future<Output = Result<Vec<AppendResult>, Unavailable>> + use<> {
         let (reply, result) = oneshot::channel();
-        let ends = usize::from(then.is_some());
+        let job = ProduceJob { appends, then, bytes, reply, queued_at: Instant::now() };
+        let ends = job.ends();
         self.queued_bytes.fetch_add(bytes, Ordering::Relaxed);
         self.queued_ends.fetch_add(ends, Ordering::Relaxed);
-        let queued = match self.jobs.send(ProduceJob { appends, then, bytes, reply, queued_at: Instant::now() }) {
+        let queued = match self.jobs.send(job) {
             Ok(()) => {
                 (self.wake)();
                 Ok(())
@@ -382,7 +391,7 @@ impl GroupCommitter {
     fn drain_all(&mut self) -> Vec<ProduceJob> {
         let queued: Vec<ProduceJob> = self.jobs.try_iter().collect();
         self.queued_bytes.fetch_sub(queued.iter().map(|j| j.bytes).sum(), Ordering::Relaxed);
-        self.queued_ends.fetch_sub(queued.iter().filter(|j| j.then.is_some()).count(), Ordering::Relaxed);
+        self.queued_ends.fetch_sub(queued.iter().map(ProduceJob::ends).sum(), Ordering::Relaxed);
         self.deferred.drain(..).chain(queued).collect()
     }
 
@@ -396,7 +405,7 @@ impl GroupCommitter {
                 None => match self.jobs.try_recv() {
                     Ok(job) => {
                         from_queue += job.bytes;
-                        ends += usize::from(job.then.is_some());
+                        ends += job.ends();
                         job
                     }
                     Err(_) => break,
