@@ -216,6 +216,7 @@ mod tests {
             batch_bytes: 0,
             producer: None,
             log_append_time: None,
+            row_txn: None,
         };
         // Queued at once (the future only waits for the answer).
         let produced = tokio::spawn(broker.commit_queue().enqueue(vec![append], 1));

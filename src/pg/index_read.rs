@@ -20,7 +20,7 @@ use std::ptr::null_mut;
 use bytes::Bytes;
 use pgrx::pg_sys;
 
-use pg_kafka_core::storage::{kafka_timestamp_ms, record_bytes, ReadLimit, StorageError, StorageLayout, StoredRecord};
+use pg_kafka_core::storage::{kafka_timestamp_ms, record_bytes, ReadLimit, RowTxn, StorageError, StorageLayout, StoredRecord};
 
 use super::storage::database_error;
 
@@ -58,6 +58,10 @@ struct Columns {
     key: usize,
     value: usize,
     headers: usize,
+    /// The row's transaction (0.9.0): producer id and epoch, and whether it is a marker.
+    producer_id: usize,
+    producer_epoch: usize,
+    control: usize,
     /// The highest of them: how far a tuple must be deformed.
     last: i32,
 }
@@ -68,8 +72,10 @@ impl Columns {
         let attnum = |name: &CStr| unsafe { attnum(relation, name) };
         let (offset, timestamp, key, value, headers) =
             (attnum(c"offset")?, attnum(c"timestamp")?, attnum(c"key")?, attnum(c"value")?, attnum(c"headers")?);
-        let last = [offset, timestamp, key, value, headers].into_iter().max().unwrap_or(0) as i32;
-        Ok(Columns { offset, timestamp, key, value, headers, last })
+        let (producer_id, producer_epoch, control) = (attnum(c"producer_id")?, attnum(c"producer_epoch")?, attnum(c"control")?);
+        let all = [offset, timestamp, key, value, headers, producer_id, producer_epoch, control];
+        let last = all.into_iter().max().unwrap_or(0) as i32;
+        Ok(Columns { offset, timestamp, key, value, headers, producer_id, producer_epoch, control, last })
     }
 }
 
@@ -258,6 +264,11 @@ unsafe fn collect(
                 key: value_at(columns.key).map(|d| bytea(d)),
                 value: value_at(columns.value).map(|d| bytea(d)),
                 headers: value_at(columns.headers).map(|d| bytea(d)),
+                txn: value_at(columns.producer_id).map(|id| RowTxn {
+                    producer_id: id.value() as i64,
+                    producer_epoch: value_at(columns.producer_epoch).map_or(-1, |e| e.value() as i16),
+                    control: value_at(columns.control).is_some_and(|c| c.value() != 0),
+                }),
             };
             bytes += record_bytes(&record);
             if !limit.admits(records.len(), bytes) {

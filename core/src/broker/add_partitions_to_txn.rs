@@ -3,9 +3,8 @@
 //!
 //! As Kafka: WRITE on the transactional id (else every partition fails with
 //! TRANSACTIONAL_ID_AUTHORIZATION_FAILED), WRITE on each topic; one refused or unknown
-//! partition fails the request, the others answer OPERATION_NOT_ATTEMPTED. Only topics in
-//! the batch layout take part in transactions: a row-layout topic's partition answers
-//! INVALID_TXN_STATE with a line in the log (docs/deviations.md).
+//! partition fails the request, the others answer OPERATION_NOT_ATTEMPTED. Topics of
+//! either layout take part (a row-layout partition keeps the producer on its rows).
 
 use kafka_protocol::messages::add_partitions_to_txn_response::{AddPartitionsToTxnPartitionResult, AddPartitionsToTxnTopicResult};
 use kafka_protocol::messages::{AddPartitionsToTxnRequest, AddPartitionsToTxnResponse};
@@ -18,7 +17,7 @@ use crate::logging;
 use crate::protocol::header::RequestFrame;
 use crate::security::acl::Operation;
 use crate::storage::topics::TopicRef;
-use crate::storage::{StorageLayout, Topic};
+use crate::storage::Topic;
 
 pub async fn handle(broker: &Broker, request: &RequestFrame) -> Outcome {
     let body: AddPartitionsToTxnRequest = match decode(request) {
@@ -71,14 +70,6 @@ async fn checked_partitions(broker: &Broker, body: &AddPartitionsToTxnRequest) -
                 .map(|&p| match &checked {
                     Err(error) => Some(*error),
                     Ok(topic) if !(0..topic.partitions).contains(&p) => Some(ResponseError::UnknownTopicOrPartition),
-                    Ok(topic) if topic.layout == StorageLayout::Rows => {
-                        logging::warning(format!(
-                            "pg_kafka: a transaction cannot include topic \"{}\": transactions need the batch layout \
-                             (pg_kafka.storage=batches)",
-                            topic.name
-                        ));
-                        Some(ResponseError::InvalidTxnState)
-                    }
                     Ok(topic) => {
                         partitions.push((topic.clone(), p));
                         None

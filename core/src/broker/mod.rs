@@ -746,6 +746,7 @@ pub mod testing {
             batch_bytes: 0,
             producer: None,
             log_append_time: None,
+            row_txn: None,
         };
         broker.commits.submit(vec![append], 1).await.unwrap()[0].unwrap()
     }

@@ -31,7 +31,7 @@ use crate::security::acl::Operation;
 use crate::storage::batches::checked;
 use crate::storage::topics::TopicRef;
 use crate::storage::{now_ms, StorageLayout, Topic};
-use crate::writer::group_commit::{AppendResult, PartitionAppend};
+use crate::writer::group_commit::{AppendResult, PartitionAppend, TxnPart};
 use crate::writer::sequences::{add_sequence, ProducerBatch};
 
 pub async fn handle(broker: &Broker, request: &RequestFrame, mut order: InOrder) -> Outcome {
@@ -246,11 +246,8 @@ fn partition_append(
     if batch.is_control() {
         return Err(ResponseError::InvalidRecord.into());
     }
-    if batch.is_transactional() && topic.layout == StorageLayout::Rows {
-        logging::warning(format!("pg_kafka: rejected transactional produce to \"{}\": transactions need the batch layout", topic.name));
-        return Err(ResponseError::InvalidTxnState.into());
-    }
     let producer = producer_batch(&batch)?;
+    let (transactional, producer_id, producer_epoch) = (batch.is_transactional(), batch.producer_id, batch.producer_epoch);
     let now_ms = now_ms();
     let settings = &topic.settings;
     if let Some(record) = batch.records.iter().find(|r| !settings.timestamp_in_range(r.timestamp, now_ms)) {
@@ -280,18 +277,18 @@ fn partition_append(
         }
     };
     let log_append_time = log_append_time.then_some(now_ms);
-    Ok(PartitionAppend { topic, topics_generation, partition, records, batch, batch_bytes, producer, log_append_time })
+    let row_txn = (batch.is_none() && transactional).then_some(TxnPart { producer_id, producer_epoch, marker: None });
+    Ok(PartitionAppend { topic, topics_generation, partition, records, batch, batch_bytes, producer, log_append_time, row_txn })
 }
 
 /// A transactional batch may only come with a transactional id, from the producer whose
-/// transaction is open on the partition (AddPartitionsToTxn), at its current epoch; a
-/// row-layout partition is never in a transaction.
+/// transaction is open on the partition (AddPartitionsToTxn), at its current epoch.
 fn admitted_in_transaction(broker: &Broker, append: PartitionAppend, in_transaction: bool) -> Result<PartitionAppend, Refusal> {
-    let Some(batch) = append.batch.as_ref().filter(|b| b.transactional) else { return Ok(append) };
+    let Some(txn) = append.txn() else { return Ok(append) };
     if !in_transaction {
         return Err(ResponseError::InvalidRecord.into());
     }
-    broker.txns.admits(batch.producer_id, batch.producer_epoch, (append.topic.id, append.partition))?;
+    broker.txns.admits(txn.producer_id, txn.producer_epoch, (append.topic.id, append.partition))?;
     Ok(append)
 }
 
@@ -299,11 +296,11 @@ fn admitted_in_transaction(broker: &Broker, append: PartitionAppend, in_transact
 /// producer's transaction join it; where that is refused, so are their batches.
 async fn add_to_transaction(broker: &Broker, id: &str, decoded: &mut [Result<PartitionAppend, Refusal>]) {
     let outside = |append: &PartitionAppend| {
-        let batch = append.batch.as_ref().filter(|b| b.transactional)?;
+        let txn = append.txn()?;
         // Whatever Produce's view says (it is filled once the coordinator loaded its state),
         // the coordinator decides.
-        let admitted = broker.txns.admits(batch.producer_id, batch.producer_epoch, (append.topic.id, append.partition));
-        admitted.is_err().then_some((batch.producer_id, batch.producer_epoch))
+        let admitted = broker.txns.admits(txn.producer_id, txn.producer_epoch, (append.topic.id, append.partition));
+        admitted.is_err().then_some((txn.producer_id, txn.producer_epoch))
     };
     let joining: Vec<(usize, (i64, i16))> =
         decoded.iter().enumerate().filter_map(|(i, append)| Some((i, outside(append.as_ref().ok()?)?))).collect();

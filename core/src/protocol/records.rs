@@ -449,9 +449,26 @@ pub fn encode_batch(base_offset: i64, records: &[Record]) -> Bytes {
 /// Like [`encode_batch`], from an idempotent producer: its id, epoch and the batch's
 /// first sequence number.
 pub fn encode_producer_batch(base_offset: i64, records: &[Record], producer_id: i64, epoch: i16, base_sequence: i32) -> Bytes {
+    encode_with_attributes(base_offset, records, (producer_id, epoch, base_sequence), 0)
+}
+
+/// Records of a transaction as one uncompressed batch: transactional, and a control batch
+/// when they are its end marker (what a row-layout partition's transactional rows are
+/// fetched as, so that every client's aborted-record filter sees them as Kafka sends them).
+pub fn encode_transactional_batch(base_offset: i64, records: &[Record], producer_id: i64, epoch: i16, control: bool) -> Bytes {
+    let attributes = if control { TRANSACTIONAL | CONTROL } else { TRANSACTIONAL };
+    encode_with_attributes(base_offset, records, (producer_id, epoch, -1), attributes)
+}
+
+fn encode_with_attributes(
+    base_offset: i64,
+    records: &[Record],
+    (producer_id, epoch, base_sequence): (i64, i16, i32),
+    attributes: i16,
+) -> Bytes {
     let head = Head {
         base_offset,
-        attributes: 0,
+        attributes,
         last_offset_delta: records.last().map_or(0, |r| r.offset_delta),
         base_timestamp: records.iter().map(|r| r.timestamp).min().unwrap_or(-1),
         max_timestamp: records.iter().map(|r| r.timestamp).max().unwrap_or(-1),
@@ -470,9 +487,7 @@ pub const CONTROL: i16 = 0x20;
 /// 0 and the type, 0 abort or 1 commit; value: version 0 and the coordinator epoch, 0
 /// here), from the transaction's producer, at `base_offset`.
 pub fn encode_marker_batch(base_offset: i64, producer_id: i64, epoch: i16, commit: bool, timestamp_ms: i64) -> Bytes {
-    let key = Bytes::copy_from_slice(&[0, 0, 0, u8::from(commit)]);
-    let value = Bytes::from_static(&[0, 0, 0, 0, 0, 0]);
-    let record = Record { offset_delta: 0, timestamp: timestamp_ms, key: Some(key), value: Some(value), headers: None };
+    let record = marker_record(commit, timestamp_ms);
     let head = Head {
         base_offset,
         attributes: TRANSACTIONAL | CONTROL,
@@ -484,6 +499,14 @@ pub fn encode_marker_batch(base_offset: i64, producer_id: i64, epoch: i16, commi
         base_sequence: -1,
     };
     encode(&head, &[record])
+}
+
+/// The control record of a transaction's end marker (a row-layout partition stores it as
+/// a row).
+pub fn marker_record(commit: bool, timestamp_ms: i64) -> Record {
+    let key = Bytes::copy_from_slice(&[0, 0, 0, u8::from(commit)]);
+    let value = Bytes::from_static(&[0, 0, 0, 0, 0, 0]);
+    Record { offset_delta: 0, timestamp: timestamp_ms, key: Some(key), value: Some(value), headers: None }
 }
 
 /// Whether a control record's key says commit (`Some(true)`), abort (`Some(false)`), or

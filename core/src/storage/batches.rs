@@ -252,6 +252,7 @@ pub fn unpack(bytes: &[u8]) -> Result<Vec<StoredRecord>, RecordsError> {
                 key: r.key,
                 value: r.value,
                 headers: r.headers,
+                txn: None,
             })
         })
         .collect())

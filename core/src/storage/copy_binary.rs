@@ -2,18 +2,22 @@
 //! `kafka.messages` (or `kafka.batches`) order: what the Postgres engine feeds its COPY
 //! with. Pure, so it is unit-tested here without Postgres.
 
+#[cfg(test)]
+use super::RowTxn;
 use super::{postgres_timestamp_us, BatchRow, MessageRows, StorageError};
 
 /// COPY binary signature, then flags and header-extension length (both 0).
 const HEADER: &[u8] = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";
-const COLUMNS: i16 = 7;
+/// Columns of `kafka.messages`: topic, partition, offset, timestamp, key, value, headers,
+/// then (0.9.0) producer_id, producer_epoch and control, NULL outside transactions.
+const COLUMNS: i16 = 10;
 const TRAILER: i16 = -1;
 
 /// Rows in COPY's binary format, columns in `kafka.messages` order.
 pub fn encode_binary(rows: &MessageRows) -> Result<Vec<u8>, StorageError> {
     let len = |b: &Option<bytes::Bytes>| b.as_ref().map_or(0, bytes::Bytes::len);
     let payload: usize = (0..rows.len()).map(|i| len(&rows.keys[i]) + len(&rows.values[i]) + len(&rows.headers[i])).sum();
-    let mut out = Vec::with_capacity(HEADER.len() + payload + rows.len() * 58 + 2);
+    let mut out = Vec::with_capacity(HEADER.len() + payload + rows.len() * 70 + 2);
     out.extend_from_slice(HEADER);
     for i in 0..rows.len() {
         let ms = rows.timestamps_ms[i];
@@ -26,6 +30,14 @@ pub fn encode_binary(rows: &MessageRows) -> Result<Vec<u8>, StorageError> {
         field(&mut out, rows.keys[i].as_deref());
         field(&mut out, rows.values[i].as_deref());
         field(&mut out, rows.headers[i].as_deref());
+        match rows.txn(i) {
+            Some(txn) => {
+                field(&mut out, Some(&txn.producer_id.to_be_bytes()));
+                field(&mut out, Some(&txn.producer_epoch.to_be_bytes()));
+                field(&mut out, Some(&[u8::from(txn.control)]));
+            }
+            None => (0..3).for_each(|_| field(&mut out, None)),
+        }
     }
     out.extend_from_slice(&TRAILER.to_be_bytes());
     Ok(out)
@@ -84,10 +96,11 @@ mod tests {
             keys: vec![None],
             values: vec![Some(Bytes::from_static(b"hi"))],
             headers: vec![Some(Bytes::new())],
+            txns: Vec::new(),
         };
         let mut want = b"PGCOPY\n\xff\r\n\0".to_vec();
         want.extend_from_slice(&[0; 8]);
-        want.extend_from_slice(&[0, 7]);
+        want.extend_from_slice(&[0, 10]);
         want.extend_from_slice(&[0, 0, 0, 4, 0, 0, 0, 3]);
         want.extend_from_slice(&[0, 0, 0, 4, 0, 0, 0, 1]);
         want.extend_from_slice(&[0, 0, 0, 8, 0, 0, 0, 0, 0, 0, 0, 9]);
@@ -95,8 +108,19 @@ mod tests {
         want.extend_from_slice(&[0xff, 0xff, 0xff, 0xff]);
         want.extend_from_slice(&[0, 0, 0, 2, b'h', b'i']);
         want.extend_from_slice(&[0, 0, 0, 0]);
+        want.extend_from_slice(&[0xff; 12]); // no transaction: three NULLs
         want.extend_from_slice(&[0xff, 0xff]);
         assert_eq!(encode_binary(&rows).unwrap(), want);
+    }
+
+    #[test]
+    fn a_transactional_row_carries_its_producer_and_control_flag() {
+        let mut rows = crate::storage::empty_rows(3, 1, &[9]);
+        rows.set_last_txn(Some(RowTxn { producer_id: 5, producer_epoch: 2, control: true }));
+        let encoded = encode_binary(&rows).unwrap();
+        let mut tail = vec![0, 0, 0, 8, 0, 0, 0, 0, 0, 0, 0, 5, 0, 0, 0, 2, 0, 2, 0, 0, 0, 1, 1];
+        tail.extend_from_slice(&[0xff, 0xff]);
+        assert!(encoded.ends_with(&tail), "{encoded:?}");
     }
 
     #[test]
@@ -139,6 +163,7 @@ mod tests {
             keys: vec![None],
             values: vec![None],
             headers: vec![None],
+            txns: Vec::new(),
         };
         assert_eq!(encode_binary(&rows), Err(StorageError::TimestampOutOfRange(i64::MAX)));
     }

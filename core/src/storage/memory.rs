@@ -113,13 +113,7 @@ impl Storage for MemoryStorage {
                 });
             }
         }
-        m.topic_ids.extend_from_slice(&rows.topic_ids);
-        m.partitions.extend_from_slice(&rows.partitions);
-        m.offsets.extend_from_slice(&rows.offsets);
-        m.timestamps_ms.extend_from_slice(&rows.timestamps_ms);
-        m.keys.extend(rows.keys.iter().cloned());
-        m.values.extend(rows.values.iter().cloned());
-        m.headers.extend(rows.headers.iter().cloned());
+        (0..rows.len()).for_each(|i| m.push_from(rows, i));
         Ok(())
     }
 
@@ -487,13 +481,7 @@ impl MemoryStorage {
         let m = std::mem::take(&mut self.messages);
         for i in 0..m.len() {
             if keep(m.topic_ids[i], m.partitions[i], m.offsets[i]) {
-                self.messages.topic_ids.push(m.topic_ids[i]);
-                self.messages.partitions.push(m.partitions[i]);
-                self.messages.offsets.push(m.offsets[i]);
-                self.messages.timestamps_ms.push(m.timestamps_ms[i]);
-                self.messages.keys.push(m.keys[i].clone());
-                self.messages.values.push(m.values[i].clone());
-                self.messages.headers.push(m.headers[i].clone());
+                self.messages.push_from(&m, i);
             }
         }
     }
@@ -520,6 +508,7 @@ impl MemoryStorage {
                 key: m.keys[i].clone(),
                 value: m.values[i].clone(),
                 headers: m.headers[i].clone(),
+                txn: m.txn(i),
             })
             .chain(unpacked)
     }

@@ -167,9 +167,47 @@ pub struct MessageRows {
     pub keys: Vec<Option<Bytes>>,
     pub values: Vec<Option<Bytes>>,
     pub headers: Vec<Option<Bytes>>,
+    /// Per row, its transaction (`kafka.messages`' producer_id, producer_epoch and
+    /// control columns); empty when no row of the write has one.
+    pub txns: Vec<Option<RowTxn>>,
+}
+
+/// A row-layout message's place in a transaction: written by a transactional producer
+/// (held from read_committed consumers until its transaction ends), or, with `control`,
+/// the transaction's end marker (its key and value those of Kafka's control record).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RowTxn {
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub control: bool,
 }
 
 impl MessageRows {
+    /// Row `i`'s transaction.
+    pub fn txn(&self, i: usize) -> Option<RowTxn> {
+        self.txns.get(i).copied().flatten()
+    }
+
+    /// Gives the last row pushed its transaction (`txns` stays empty while no row has one).
+    pub fn set_last_txn(&mut self, txn: Option<RowTxn>) {
+        if txn.is_some() || !self.txns.is_empty() {
+            self.txns.resize(self.len().saturating_sub(1), None);
+            self.txns.push(txn);
+        }
+    }
+
+    /// Appends row `i` of `other`.
+    pub fn push_from(&mut self, other: &MessageRows, i: usize) {
+        self.topic_ids.push(other.topic_ids[i]);
+        self.partitions.push(other.partitions[i]);
+        self.offsets.push(other.offsets[i]);
+        self.timestamps_ms.push(other.timestamps_ms[i]);
+        self.keys.push(other.keys[i].clone());
+        self.values.push(other.values[i].clone());
+        self.headers.push(other.headers[i].clone());
+        self.set_last_txn(other.txn(i));
+    }
+
     pub fn len(&self) -> usize {
         self.offsets.len()
     }
@@ -191,6 +229,8 @@ pub struct StoredRecord {
     pub key: Option<Bytes>,
     pub value: Option<Bytes>,
     pub headers: Option<Bytes>,
+    /// Its transaction, if a transactional producer wrote it.
+    pub txn: Option<RowTxn>,
 }
 
 /// Which messages a read returns: offsets in `from..below`, in order, while their
@@ -435,6 +475,7 @@ pub fn empty_rows(topic_id: i32, partition: i32, offsets: &[i64]) -> MessageRows
         keys: vec![None; n],
         values: vec![None; n],
         headers: vec![None; n],
+        txns: Vec::new(),
     }
 }
 
@@ -451,6 +492,7 @@ pub fn retention_scenario_rows(topic_id: i32, now_ms: i64) -> MessageRows {
         keys: vec![None; 2 * n],
         values: vec![Some(Bytes::from_static(b"0123456789")); 2 * n],
         headers: vec![None; 2 * n],
+        txns: Vec::new(),
     }
 }
 

@@ -93,6 +93,7 @@ pub fn stored(commit: &OffsetCommitRecord) -> Option<StoredRecord> {
         key: Some(key.freeze()),
         value: Some(value.freeze()),
         headers: None,
+        txn: None,
     })
 }
 

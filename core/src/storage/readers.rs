@@ -251,6 +251,7 @@ mod tests {
             keys: vec![None; 3],
             values: vec![Some(Bytes::from_static(b"abc")); 3],
             headers: vec![None; 3],
+            txns: Vec::new(),
         };
         storage.append(&rows).unwrap();
         (storage, topic.id)

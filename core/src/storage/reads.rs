@@ -19,7 +19,7 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use super::batches::record_count;
 use super::readers::ReaderJob;
 use super::{offsets_topic, ReadLimit, Storage, StorageError, StorageLayout, StoredRecord};
-use crate::protocol::records::{compress_batch, encode_batch, Compression, Record};
+use crate::protocol::records::{compress_batch, encode_batch, encode_transactional_batch, Compression, Record};
 
 /// One partition's part of a Fetch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -165,25 +165,40 @@ const READ_BYTES: usize = 4 + 4 + 8 + 8 + 8 + 1 + 1 + 4;
 /// The codec byte of a read whose rows go uncompressed.
 const NO_CODEC: u8 = u8::MAX;
 
-/// Stored rows as one batch, offsets kept as stored (gaps stay gaps), compressed with
-/// `codec` when one is given; nothing when there are no rows.
+/// Stored rows as batches, offsets kept as stored (gaps stay gaps), compressed with
+/// `codec` when one is given; nothing when there are no rows. One batch per run of rows
+/// of the same transaction (or of none): a transaction's records go as a transactional
+/// batch of its producer, its marker as a control batch, as Kafka stores them.
 fn rows_answer(records: Vec<StoredRecord>, codec: Option<(Compression, i32)>) -> PartitionAnswer {
-    let Some(base_offset) = records.first().map(|r| r.offset) else { return PartitionAnswer::default() };
     let count = records.len();
-    let records: Vec<Record> = records
-        .into_iter()
-        .map(|r| Record {
-            offset_delta: (r.offset - base_offset) as i32,
-            timestamp: r.timestamp_ms,
-            key: r.key,
-            value: r.value,
-            headers: r.headers,
-        })
-        .collect();
-    let plain = encode_batch(base_offset, &records);
-    // An encoder that fails (it does not on bytes it made) leaves the batch uncompressed.
-    let batch = codec.and_then(|(codec, level)| compress_batch(plain.clone(), codec, level).ok()).unwrap_or(plain);
-    PartitionAnswer { records: count, batches: vec![batch] }
+    let mut batches = Vec::new();
+    let mut records = records.into_iter().peekable();
+    while let Some(first) = records.next() {
+        let (base_offset, txn) = (first.offset, first.txn);
+        let mut run = vec![first];
+        while let Some(next) = records.next_if(|r| r.txn == txn && !txn.is_some_and(|t| t.control)) {
+            run.push(next);
+        }
+        let run: Vec<Record> = run
+            .into_iter()
+            .map(|r| Record {
+                offset_delta: (r.offset - base_offset) as i32,
+                timestamp: r.timestamp_ms,
+                key: r.key,
+                value: r.value,
+                headers: r.headers,
+            })
+            .collect();
+        batches.push(match txn {
+            None => {
+                let plain = encode_batch(base_offset, &run);
+                // An encoder that fails (it does not on bytes it made) leaves the batch uncompressed.
+                codec.and_then(|(codec, level)| compress_batch(plain.clone(), codec, level).ok()).unwrap_or(plain)
+            }
+            Some(t) => encode_transactional_batch(base_offset, &run, t.producer_id, t.producer_epoch, t.control),
+        });
+    }
+    PartitionAnswer { records: count, batches }
 }
 
 /// Stored batches, as they were read.
@@ -311,6 +326,7 @@ mod tests {
             keys: (0..n).map(|i| (i % 3 == 0).then(|| Bytes::from(vec![b'k'; i]))).collect(),
             values: (0..n).map(|i| Some(Bytes::from(vec![b'v'; 50 + i]))).collect(),
             headers: vec![None; n],
+            txns: Vec::new(),
         };
         storage.append(&rows).unwrap();
         (storage, topic.id)

@@ -25,7 +25,7 @@
 //!    (same offsets, last offset delta and producer fields) or deleted when emptied;
 //! 5. stores where it reached (`kafka.partition_cleaning`).
 //!
-//! Transactions (batch layout), as Kafka's cleaner treats them: the cleanable part ends
+//! Transactions (either layout), as Kafka's cleaner treats them: the cleanable part ends
 //! at the partition's last stable offset (a record of an open transaction may yet be
 //! aborted), and a record of an aborted transaction supersedes nothing (it is removed
 //! once a later record of its key is committed; markers stay).
@@ -157,13 +157,29 @@ struct Seen {
     bytes: usize,
     /// Written by a transaction that aborted: it supersedes nothing.
     aborted: bool,
+    /// A transaction's marker (a row-layout control row): kept, its key not the topic's.
+    marker: bool,
 }
 
 impl Seen {
     fn of(record: StoredRecord) -> Seen {
         let bytes = payload_bytes(&record);
         let (offset, tombstone, timestamp_ms) = (record.offset, record.value.is_none(), record.timestamp_ms);
-        Seen { offset, tombstone, key: record.key, timestamp_ms, bytes, aborted: false }
+        Seen { offset, tombstone, key: record.key, timestamp_ms, bytes, aborted: false, marker: false }
+    }
+
+    /// A row of the row layout, which says itself whether it is of a transaction.
+    fn of_row(record: StoredRecord, aborted: &[AbortedTxn]) -> Seen {
+        match record.txn {
+            None => Seen::of(record),
+            Some(txn) if txn.control => Seen { key: None, marker: true, ..Seen::of(record) },
+            Some(txn) => {
+                let offset = record.offset;
+                let aborted =
+                    aborted.iter().any(|t| t.producer_id == txn.producer_id && t.first_offset <= offset && offset <= t.last_offset);
+                Seen { aborted, ..Seen::of(record) }
+            }
+        }
     }
 }
 
@@ -203,10 +219,7 @@ fn compact_from(
     let Some(start) = storage.first_offset(topic.id, partition)? else { return Ok(nothing_cleanable) };
     let from = state.cleaned_to.max(start);
     let resuming = state.round_end > from;
-    let (first_open, aborted) = match topic.layout {
-        StorageLayout::Rows => (None, Vec::new()),
-        StorageLayout::Batches => storage.partition_transactions((topic.id, partition), from, high)?,
-    };
+    let (first_open, aborted) = storage.partition_transactions((topic.id, partition), from, high)?;
     let end = if resuming { state.round_end } else { cleanable_end(storage, topic.id, partition, from, high, &settings, now_ms)? };
     // Nothing at or past the last stable offset: an open transaction's record may abort.
     let end = first_open.map_or(end, |open| end.min(open));
@@ -402,7 +415,7 @@ fn read_seen(
             StorageLayout::Rows => {
                 let rows = storage.read(topic.id, partition, limit)?;
                 let read_to = rows.last().map(|r| r.offset + 1);
-                (rows.into_iter().map(Seen::of).collect(), read_to)
+                (rows.into_iter().map(|r| Seen::of_row(r, aborted)).collect(), read_to)
             }
             StorageLayout::Batches => {
                 let batches = storage.read_batches(topic.id, partition, limit)?;
@@ -462,8 +475,8 @@ fn clean_rows(storage: &mut dyn Storage, walk: &Walk, decide: impl Fn(i64, Optio
         let Some(last) = rows.last().map(|r| r.offset) else { return Ok(None) };
         let mut done = Walked { removed: 0, kept_bytes: 0, reached: last + 1 };
         let mut gone = Vec::new();
-        for row in rows.into_iter().map(Seen::of) {
-            if decide(row.offset, row.key.as_ref(), row.tombstone) {
+        for row in rows.into_iter().map(|r| Seen::of_row(r, &[])) {
+            if !row.marker && decide(row.offset, row.key.as_ref(), row.tombstone) {
                 gone.push(row.offset);
             } else {
                 done.kept_bytes += row.bytes as i64;

@@ -6,7 +6,7 @@ use crate::protocol::records::{encode_batch, Batch, Record, TRANSACTIONAL};
 use crate::storage::batches::checked;
 use crate::storage::memory::MemoryStorage;
 use crate::storage::transactions::{AbortedTxn, OpenTxn, TxnLogChanges};
-use crate::storage::{now_ms, MessageRows};
+use crate::storage::{now_ms, MessageRows, RowTxn};
 
 const HOUR: i64 = 3_600_000;
 
@@ -36,7 +36,7 @@ impl Partition {
     }
 
     /// Appends `messages` as one batch of producer 7, transactional when `transactional`
-    /// names its producer id instead (batch layout).
+    /// names its producer id instead (as rows of that producer in the row layout).
     fn append_as(&mut self, timestamp_ms: i64, messages: &[Message], transactional: Option<i64>) {
         let bytes = |s: Option<&'static str>| s.map(|s| Bytes::from_static(s.as_bytes()));
         match self.topic.layout {
@@ -50,6 +50,7 @@ impl Partition {
                     keys: messages.iter().map(|(k, _)| bytes(*k)).collect(),
                     values: messages.iter().map(|(_, v)| bytes(*v)).collect(),
                     headers: vec![None; n],
+                    txns: vec![transactional.map(|producer_id| RowTxn { producer_id, producer_epoch: 1, control: false }); n],
                 };
                 self.storage.append(&rows).unwrap();
             }
@@ -82,19 +83,48 @@ impl Partition {
         self.next += messages.len() as i64;
     }
 
+    /// Appends the abort marker of `producer_id`'s transaction: a control row or batch.
+    fn abort_marker(&mut self, timestamp_ms: i64, producer_id: i64) {
+        match self.topic.layout {
+            StorageLayout::Rows => {
+                let mut rows = crate::storage::empty_rows(self.topic.id, 0, &[self.next]);
+                rows.keys[0] = Some(Bytes::from_static(&[0, 0, 0, 0]));
+                rows.timestamps_ms[0] = timestamp_ms;
+                rows.set_last_txn(Some(RowTxn { producer_id, producer_epoch: 1, control: true }));
+                self.storage.append(&rows).unwrap();
+            }
+            StorageLayout::Batches => {
+                let row = crate::storage::batches::marker(producer_id, 1, false, timestamp_ms).placed(self.topic.id, 0, self.next);
+                self.storage.append_batches(&[row]).unwrap();
+            }
+        }
+        self.next += 1;
+    }
+
     fn compact(&mut self, now: i64) -> Option<Cleaned> {
         compact_partition(&mut self.storage, &self.topic, 0, now, Instant::now() + PASS_BUDGET).unwrap()
     }
 
-    /// What a consumer reading from the start sees: (offset, key, value).
+    /// What a consumer reading from the start sees: (offset, key, value), markers too.
     fn log(&mut self) -> Vec<(i64, Option<String>, Option<String>)> {
+        let mut markers = Vec::new();
         let limit = ReadLimit { from: 0, below: i64::MAX, max_bytes: usize::MAX, at_least_one: true };
         let records = match self.topic.layout {
             StorageLayout::Rows => self.storage.read(self.topic.id, 0, limit).unwrap(),
-            StorageLayout::Batches => unpacked(&self.storage.read_batches(self.topic.id, 0, limit).unwrap()).unwrap(),
+            StorageLayout::Batches => {
+                let batches = self.storage.read_batches(self.topic.id, 0, limit).unwrap();
+                batches
+                    .iter()
+                    .filter(|b| decode_batches((*b).clone(), 1 << 20).unwrap()[0].is_control())
+                    .for_each(|b| markers.push(base_offset_of(b)));
+                unpacked(&batches).unwrap()
+            }
         };
-        let text = |b: Option<Bytes>| b.map(|b| String::from_utf8(b.to_vec()).unwrap());
-        records.into_iter().map(|r| (r.offset, text(r.key), text(r.value))).collect()
+        let mut records: Vec<_> = records.into_iter().map(|r| (r.offset, r.key, r.value)).collect();
+        records.extend(markers.into_iter().map(|offset| (offset, Some(Bytes::from_static(&[0, 0, 0, 0])), None)));
+        records.sort_by_key(|r| r.0);
+        let text = |b: Option<Bytes>| b.map(|b| String::from_utf8_lossy(&b).into_owned());
+        records.into_iter().map(|(offset, key, value)| (offset, text(key), text(value))).collect()
     }
 
     fn offsets(&mut self) -> Vec<i64> {
@@ -321,29 +351,32 @@ fn a_paced_pass_rests_as_long_as_its_share_asks_and_never_past_its_deadline() {
 
 #[test]
 fn an_aborted_record_supersedes_nothing_and_an_open_transaction_stops_the_cleaner() {
-    let mut p = Partition::new(StorageLayout::Batches, EAGER);
-    let then = now_ms() - HOUR;
-    let key = (p.topic.id, 0);
-    p.append(then, &[(Some("a"), Some("1"))]);
-    // Producer 9's transaction wrote a=2 at offset 1 and aborted (its marker would be at 2).
-    p.append_as(then, &[(Some("a"), Some("2"))], Some(9));
-    let aborted = AbortedTxn { partition: key, producer_id: 9, first_offset: 1, last_offset: 2 };
-    p.storage.save_txn_log(&TxnLogChanges { ended: vec![(key, 9)], aborted: vec![aborted], ..Default::default() }).unwrap();
-    p.next += 1;
-    p.append(then, &[(Some("b"), Some("1"))]);
-    p.compact(now_ms());
-    assert_eq!(p.offsets(), vec![0, 1, 3], "a=1 stays: the aborted a=2 does not supersede it");
+    both_layouts(|layout| {
+        let mut p = Partition::new(layout, EAGER);
+        let then = now_ms() - HOUR;
+        let key = (p.topic.id, 0);
+        p.append(then, &[(Some("a"), Some("1"))]);
+        // Producer 9's transaction wrote a=2 at offset 1 and aborted with its marker at 2.
+        p.append_as(then, &[(Some("a"), Some("2"))], Some(9));
+        p.abort_marker(then, 9);
+        let aborted = AbortedTxn { partition: key, producer_id: 9, first_offset: 1, last_offset: 2 };
+        p.storage.save_txn_log(&TxnLogChanges { ended: vec![(key, 9)], aborted: vec![aborted], ..Default::default() }).unwrap();
+        p.append(then, &[(Some("b"), Some("1"))]);
+        p.compact(now_ms());
+        assert_eq!(p.offsets(), vec![0, 1, 2, 3], "a=1 stays: the aborted a=2 does not supersede it ({layout:?})");
 
-    // Producer 10's transaction is open from offset 4: nothing from there on is cleaned.
-    p.append_as(then, &[(Some("b"), Some("2"))], Some(10));
-    let open = OpenTxn { partition: key, producer_id: 10, first_offset: 4 };
-    p.storage.save_txn_log(&TxnLogChanges { begun: vec![open], ..Default::default() }).unwrap();
-    p.append(then, &[(Some("a"), Some("3")), (Some("c"), Some("1"))]);
-    p.compact(now_ms());
-    assert_eq!(p.offsets(), vec![0, 1, 3, 4, 5, 6], "b=1 stays while b=2's transaction may abort");
+        // Producer 10's transaction is open from offset 4: nothing from there on is cleaned.
+        p.append_as(then, &[(Some("b"), Some("2"))], Some(10));
+        let open = OpenTxn { partition: key, producer_id: 10, first_offset: 4 };
+        p.storage.save_txn_log(&TxnLogChanges { begun: vec![open], ..Default::default() }).unwrap();
+        p.append(then, &[(Some("a"), Some("3")), (Some("c"), Some("1"))]);
+        p.compact(now_ms());
+        assert_eq!(p.offsets(), vec![0, 1, 2, 3, 4, 5, 6], "b=1 stays while b=2's transaction may abort ({layout:?})");
 
-    p.storage.save_txn_log(&TxnLogChanges { ended: vec![(key, 10)], ..Default::default() }).unwrap();
-    p.append(then, &[(Some("d"), Some("1"))]);
-    p.compact(now_ms());
-    assert_eq!(p.offsets(), vec![4, 5, 6, 7], "committed: a=3 and b=2 supersede, the aborted a=2 goes with a=1");
+        p.storage.save_txn_log(&TxnLogChanges { ended: vec![(key, 10)], ..Default::default() }).unwrap();
+        p.append(then, &[(Some("d"), Some("1"))]);
+        p.compact(now_ms());
+        let kept = vec![2, 4, 5, 6, 7];
+        assert_eq!(p.offsets(), kept, "committed: a=3 and b=2 supersede, the aborted a=2 goes with a=1, the marker stays ({layout:?})");
+    });
 }

@@ -51,7 +51,7 @@ use crate::storage::sql_appends::{SqlAppendLog, SqlAppends};
 use crate::storage::topics::TopicCache;
 use crate::storage::transactions::TxnLog;
 use crate::storage::watermarks::Watermarks;
-use crate::storage::{postgres_timestamp_us, BatchRow, MessageRows, Storage, StorageError, Topic};
+use crate::storage::{postgres_timestamp_us, BatchRow, MessageRows, RowTxn, Storage, StorageError, Topic};
 
 /// Records for one partition, as one producer sent them.
 #[derive(Clone, Debug)]
@@ -73,6 +73,29 @@ pub struct PartitionAppend {
     /// The broker's time given to the records of a `LogAppendTime` topic, answered to the
     /// producer in `log_append_time_ms` (`None`: CreateTime, answered -1).
     pub log_append_time: Option<i64>,
+    /// A row-layout append's transaction (a batch-layout append's batch says it itself).
+    pub row_txn: Option<TxnPart>,
+}
+
+/// An append's part in a transaction: its producer, and whether it is the marker that
+/// ends the transaction on the partition (`Some(commit)`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TxnPart {
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub marker: Option<bool>,
+}
+
+impl PartitionAppend {
+    /// The transaction the append belongs to, whatever its topic's layout.
+    pub fn txn(&self) -> Option<TxnPart> {
+        match &self.batch {
+            Some(b) => {
+                b.transactional.then_some(TxnPart { producer_id: b.producer_id, producer_epoch: b.producer_epoch, marker: b.marker })
+            }
+            None => self.row_txn,
+        }
+    }
 }
 
 /// The base offset given to an append, or why it was refused.
@@ -597,8 +620,9 @@ impl GroupCommitter {
         // Asked again here, not only by Produce: its batch may reach the writer after the
         // transaction's marker (a V1 producer keeps its epoch), and would open a
         // transaction nobody ends.
-        if let Some(batch) = append.batch.as_ref().filter(|b| b.transactional && b.marker.is_none()) {
-            if let Err(error) = self.txns.admits(batch.producer_id, batch.producer_epoch, key) {
+        let txn = append.txn();
+        if let Some(t) = txn.filter(|t| t.marker.is_none()) {
+            if let Err(error) = self.txns.admits(t.producer_id, t.producer_epoch, key) {
                 return Ok(Placement::Refused(error));
             }
         }
@@ -609,19 +633,20 @@ impl GroupCommitter {
         if let Some((producer_key, batch)) = &producer {
             self.sequences.record(*producer_key, batch, base_offset);
         }
+        match txn {
+            Some(TxnPart { producer_id, producer_epoch, marker: Some(commit) }) => {
+                self.sequences.marker(storage, (producer_id, topic.id, append.partition), producer_epoch)?;
+                self.txns.marker(key, producer_id, base_offset, commit);
+            }
+            Some(t) => self.txns.records(key, t.producer_id, base_offset),
+            None => {}
+        }
         let mut offset = base_offset;
         if let Some(batch) = &append.batch {
-            match batch.marker {
-                Some(commit) => {
-                    self.sequences.marker(storage, (batch.producer_id, topic.id, append.partition), batch.producer_epoch)?;
-                    self.txns.marker(key, batch.producer_id, base_offset, commit);
-                }
-                None if batch.transactional => self.txns.records(key, batch.producer_id, base_offset),
-                None => {}
-            }
             rows.batches.push(batch.placed(topic.id, append.partition, base_offset));
             offset += i64::from(batch.record_count);
         }
+        let row_txn = txn.map(|t| RowTxn { producer_id: t.producer_id, producer_epoch: t.producer_epoch, control: t.marker.is_some() });
         let rows = &mut rows.messages;
         for record in &append.records {
             rows.topic_ids.push(topic.id);
@@ -631,6 +656,7 @@ impl GroupCommitter {
             rows.keys.push(record.key.clone());
             rows.values.push(record.value.clone());
             rows.headers.push(record.headers.clone());
+            rows.set_last_txn(row_txn);
             offset += 1;
         }
         self.next_offsets.insert(key, offset);

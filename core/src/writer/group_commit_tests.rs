@@ -51,6 +51,7 @@ fn append(topic: &str, partition: i32, n: usize) -> PartitionAppend {
         batch_bytes: 0,
         producer: None,
         log_append_time: None,
+        row_txn: None,
     }
 }
 

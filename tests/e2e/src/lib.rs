@@ -743,10 +743,15 @@ pub mod transactions {
 
     use super::consume::{consumer, receive};
 
-    /// Creates a topic in the batch layout (transactions need it).
+    /// Creates a topic in the batch layout.
     pub fn create_batch_topic(name: &str, partitions: i32) {
+        create_topic_in(name, partitions, "batches");
+    }
+
+    /// Creates a topic in `layout` (`rows` or `batches`).
+    pub fn create_topic_in(name: &str, partitions: i32, layout: &str) {
         super::psql(&format!(
-            "INSERT INTO kafka.topics (name, partitions, storage) VALUES ('{name}', {partitions}, 'batches') ON CONFLICT DO NOTHING"
+            "INSERT INTO kafka.topics (name, partitions, storage) VALUES ('{name}', {partitions}, '{layout}') ON CONFLICT DO NOTHING"
         ));
     }
 

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use pg_kafka_e2e::transactions::{create_batch_topic, numbered, producer, send, values};
+use pg_kafka_e2e::transactions::{create_batch_topic, create_topic_in, numbered, producer, send, values};
 use pg_kafka_e2e::*;
 use rdkafka::consumer::{Consumer, ConsumerGroupMetadata};
 use rdkafka::producer::Producer;
@@ -16,9 +16,15 @@ const QUIET: Duration = Duration::from_secs(2);
 
 #[test]
 fn librdkafka_commits_and_aborts_as_read_committed_consumers_see_them() {
-    let topic = format!("e2e-txn-{}", std::process::id());
-    create_batch_topic(&topic, 1);
-    let producer = producer(&format!("e2e-txn-{}", std::process::id()), &[]);
+    for layout in ["batches", "rows"] {
+        librdkafka_commits_and_aborts_on(layout);
+    }
+}
+
+fn librdkafka_commits_and_aborts_on(layout: &str) {
+    let topic = format!("e2e-txn-{layout}-{}", std::process::id());
+    create_topic_in(&topic, 1, layout);
+    let producer = producer(&format!("e2e-txn-{layout}-{}", std::process::id()), &[]);
     producer.begin_transaction().unwrap();
     send(&producer, &topic, &numbered("a", 20));
     producer.commit_transaction(Duration::from_secs(30)).unwrap();
@@ -28,18 +34,23 @@ fn librdkafka_commits_and_aborts_as_read_committed_consumers_see_them() {
     producer.begin_transaction().unwrap();
     send(&producer, &topic, &numbered("c", 3));
     // Open: read_committed stops before it.
-    assert_eq!(values(&topic, "read_committed", QUIET), numbered("a", 20));
+    assert_eq!(values(&topic, "read_committed", QUIET), numbered("a", 20), "{layout}");
     producer.commit_transaction(Duration::from_secs(30)).unwrap();
     let committed: Vec<String> = [numbered("a", 20), numbered("c", 3)].concat();
-    assert_eq!(values(&topic, "read_committed", QUIET), committed);
-    assert_eq!(values(&topic, "read_uncommitted", QUIET), [numbered("a", 20), numbered("b", 7), numbered("c", 3)].concat());
+    assert_eq!(values(&topic, "read_committed", QUIET), committed, "{layout}");
+    let all = [numbered("a", 20), numbered("b", 7), numbered("c", 3)].concat();
+    assert_eq!(values(&topic, "read_uncommitted", QUIET), all, "{layout}");
     let sql = psql(&format!("SELECT string_agg(value_text, ',' ORDER BY \"offset\") FROM kafka.topic_messages WHERE topic = '{topic}'"));
-    assert_eq!(sql, committed.join(","), "SQL readers see committed records only");
+    assert_eq!(sql, committed.join(","), "{layout}: SQL readers see committed records only");
+    let consumed = psql(&format!(
+        "SELECT string_agg(convert_from(value, 'UTF8'), ',' ORDER BY \"offset\") FROM kafka.consume('g-{topic}', '{topic}', 1000)"
+    ));
+    assert_eq!(consumed, committed.join(","), "{layout}: kafka.consume() takes committed records only");
     let aborted = psql(&format!(
         "SELECT first_offset || '-' || last_offset FROM kafka.aborted_transactions a JOIN kafka.topics t ON t.id = a.topic_id \
          WHERE t.name = '{topic}'"
     ));
-    assert_eq!(aborted, "21-28", "20 records and a marker, then 7 aborted ones and their marker");
+    assert_eq!(aborted, "21-28", "{layout}: 20 records and a marker, then 7 aborted ones and their marker");
 }
 
 #[test]
@@ -47,9 +58,9 @@ fn python_clients_commit_and_abort_with_offsets_as_their_own_consumers_see_it() 
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/clients/transactions.py");
     let committed: Vec<String> = [numbered("a", 10), numbered("c", 3)].concat();
     let all: Vec<String> = [numbered("a", 10), numbered("b", 5), numbered("c", 3)].concat();
-    for client in ["ck", "kp", "aio"] {
-        let name = format!("e2e-txn-py-{client}-{}", std::process::id());
-        create_batch_topic(&name, 1);
+    for (client, layout) in [("ck", "batches"), ("kp", "batches"), ("aio", "batches"), ("ck", "rows"), ("kp", "rows"), ("aio", "rows")] {
+        let name = format!("e2e-txn-py-{client}-{layout}-{}", std::process::id());
+        create_topic_in(&name, 1, layout);
         let output = std::process::Command::new("timeout")
             .args(["120", "python3", script, client, &bootstrap(), &name, &name, &name])
             .output()

@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use pg_kafka_e2e::transactions::{create_batch_topic, numbered, producer, send, values};
+use pg_kafka_e2e::transactions::{create_topic_in, numbered, producer, send, values};
 use pg_kafka_e2e::*;
 use rdkafka::producer::Producer;
 
@@ -33,10 +33,10 @@ fn state_after_recovery(id: &str) -> String {
     }
 }
 
-fn crash_mid_transaction(how: &str, crash: impl FnOnce()) {
-    let topic = format!("e2e-txn-crash-{how}-{}", std::process::id());
-    let id = format!("e2e-txn-crash-{how}-{}", std::process::id());
-    create_batch_topic(&topic, 1);
+fn crash_mid_transaction(how: &str, layout: &str, crash: impl FnOnce()) {
+    let topic = format!("e2e-txn-crash-{how}-{layout}-{}", std::process::id());
+    let id = format!("e2e-txn-crash-{how}-{layout}-{}", std::process::id());
+    create_topic_in(&topic, 1, layout);
     {
         let zombie = producer(&id, &[]);
         zombie.begin_transaction().unwrap();
@@ -45,27 +45,29 @@ fn crash_mid_transaction(how: &str, crash: impl FnOnce()) {
         zombie.begin_transaction().unwrap();
         send(&zombie, &topic, &numbered("open", 5));
         crash();
-        assert_eq!(state_after_recovery(&id), "CompleteAbort", "{how}");
+        assert_eq!(state_after_recovery(&id), "CompleteAbort", "{how} {layout}");
         // The producer that was open at the crash is fenced: its commit fails.
-        assert!(zombie.commit_transaction(Duration::from_secs(10)).is_err(), "{how}: the zombie's commit fails");
+        assert!(zombie.commit_transaction(Duration::from_secs(10)).is_err(), "{how} {layout}: the zombie's commit fails");
     }
     let next = producer(&id, &[]);
     next.begin_transaction().unwrap();
     send(&next, &topic, &numbered("after", 3));
     next.commit_transaction(Duration::from_secs(30)).unwrap();
-    assert_eq!(values(&topic, "read_committed", QUIET), [numbered("before", 2), numbered("after", 3)].concat(), "{how}");
+    assert_eq!(values(&topic, "read_committed", QUIET), [numbered("before", 2), numbered("after", 3)].concat(), "{how} {layout}");
     assert_eq!(
         psql(&format!("SELECT count(*) FROM kafka.open_transactions o JOIN kafka.topics t ON t.id = o.topic_id WHERE t.name = '{topic}'")),
         "0",
-        "{how}: nothing holds the last stable offset back"
+        "{how} {layout}: nothing holds the last stable offset back"
     );
 }
 
 #[test]
 fn a_transaction_open_at_a_crash_is_aborted_when_the_worker_is_back() {
-    crash_mid_transaction("sigkill", || {
-        let pid = psql("SELECT pid FROM pg_stat_activity WHERE backend_type = 'pg_kafka'");
-        assert!(std::process::Command::new("kill").args(["-9", &pid]).status().unwrap().success());
-    });
-    crash_mid_transaction("restart", restart_postgres);
+    for layout in ["batches", "rows"] {
+        crash_mid_transaction("sigkill", layout, || {
+            let pid = psql("SELECT pid FROM pg_stat_activity WHERE backend_type = 'pg_kafka'");
+            assert!(std::process::Command::new("kill").args(["-9", &pid]).status().unwrap().success());
+        });
+        crash_mid_transaction("restart", layout, restart_postgres);
+    }
 }

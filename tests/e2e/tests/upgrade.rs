@@ -47,7 +47,7 @@ fn update_from(version: &str) -> String {
     psql_in(&database, &format!("CREATE EXTENSION pg_kafka VERSION '{version}'"));
     psql_in(&database, "INSERT INTO kafka.topics (name, partitions) VALUES ('kept', 2)");
     psql_in(&database, "ALTER EXTENSION pg_kafka UPDATE");
-    assert_eq!(psql_in(&database, "SELECT extversion FROM pg_extension WHERE extname = 'pg_kafka'"), "0.8.0");
+    assert_eq!(psql_in(&database, "SELECT extversion FROM pg_extension WHERE extname = 'pg_kafka'"), "0.9.0");
     psql_in(&fresh, "CREATE EXTENSION pg_kafka");
     let (updated, installed) = (shape_of(&database), shape_of(&fresh));
     assert!(installed.contains("table kafka.acls") && installed.contains("view kafka.connections"), "{installed}");
@@ -58,6 +58,7 @@ fn update_from(version: &str) -> String {
     assert!(installed.contains("table kafka.batches") && installed.contains("topics.storage text"), "{installed}");
     assert!(installed.contains("table kafka.partition_cleaning"), "{installed}");
     assert!(installed.contains("table kafka.transaction_state") && installed.contains("view kafka.transactions"), "{installed}");
+    assert!(installed.contains("messages.producer_id bigint") && installed.contains("messages.control boolean"), "{installed}");
     assert_eq!(updated, installed, "an install updated from {version} differs from a fresh one");
     assert_eq!(psql_in(&database, "SELECT name || ' ' || partitions FROM kafka.topics"), "kept 2");
     psql(&format!("DROP DATABASE {fresh}"));
@@ -137,6 +138,18 @@ fn updating_from_0_7_0_matches_a_fresh_install_and_reads_batches_as_before() {
     assert_eq!(psql_in(&database, "SELECT string_agg(value_text, ',') FROM kafka.topic_messages WHERE topic = 'packed'"), "v");
     assert_eq!(psql_in(&database, "SELECT count(*) FROM kafka.consume('g', 'packed')"), "1");
     assert_eq!(psql_in(&database, "SELECT count(*) FROM kafka.transactions"), "0");
+    psql(&format!("DROP DATABASE {database}"));
+}
+
+/// The update users of the last release run: 0.8.0's rows read as before (they hold no
+/// transaction: the new columns are NULL), in kafka.messages and through the views.
+#[test]
+fn updating_from_0_8_0_matches_a_fresh_install_and_reads_rows_as_before() {
+    let database = update_from("0.8.0");
+    assert_eq!(psql_in(&database, "SELECT kafka.produce('kept', 'k', 'v', partition => 0)"), "0");
+    assert_eq!(psql_in(&database, "SELECT string_agg(value_text, ',') FROM kafka.topic_messages WHERE topic = 'kept'"), "v");
+    assert_eq!(psql_in(&database, "SELECT count(*) FROM kafka.consume('g', 'kept')"), "1");
+    assert_eq!(psql_in(&database, "SELECT count(*) FROM kafka.messages WHERE producer_id IS NULL AND control IS NULL"), "1");
     psql(&format!("DROP DATABASE {database}"));
 }
 

@@ -37,11 +37,12 @@ use parking_lot::Mutex;
 
 use super::{storage_call, Broker};
 use crate::logging;
+use crate::protocol::records::marker_record;
 use crate::storage::batches::marker;
 use crate::storage::transactions::{Durability, PendingOffset, TxnLog, TxnRecord, TxnState};
 use crate::storage::watermarks::PartitionKey;
-use crate::storage::{now_ms, OffsetCommit, Topic};
-use crate::writer::group_commit::PartitionAppend;
+use crate::storage::{now_ms, OffsetCommit, StorageLayout, Topic};
+use crate::writer::group_commit::{PartitionAppend, TxnPart};
 use records::EndV2;
 pub use records::{as_produce_error, check_producer, FencedAs};
 
@@ -481,18 +482,27 @@ impl TxnCoordinator {
     }
 }
 
-/// The marker of `record`'s transaction for one partition, as an append.
+/// The marker of `record`'s transaction for one partition, as an append: a control batch
+/// for a batch-layout topic, a control row (Kafka's control record) for a row-layout one.
 fn marker_append(topic: Topic, generation: u64, partition: i32, record: &TxnRecord, commit: bool, now: i64) -> PartitionAppend {
-    let batch = marker(record.producer_id, record.producer_epoch, commit, now);
+    let (producer_id, producer_epoch) = (record.producer_id, record.producer_epoch);
+    let (records, batch, row_txn) = match topic.layout {
+        StorageLayout::Batches => (Vec::new(), Some(marker(producer_id, producer_epoch, commit, now)), None),
+        StorageLayout::Rows => {
+            let txn = TxnPart { producer_id, producer_epoch, marker: Some(commit) };
+            (vec![marker_record(commit, now)], None, Some(txn))
+        }
+    };
     PartitionAppend {
         topic,
         topics_generation: generation,
         partition,
-        records: Vec::new(),
+        records,
         batch_bytes: 0,
-        batch: Some(batch),
+        batch,
         producer: None,
         log_append_time: None,
+        row_txn,
     }
 }
 

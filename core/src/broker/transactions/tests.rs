@@ -105,8 +105,18 @@ async fn end_at(broker: &Broker, version: i16, (id, epoch): (i64, i16), committe
 /// stable offset, aborted (producer, first offset), offsets of data records, offsets of
 /// control batches).
 async fn fetch(broker: &Broker, partition: i32, isolation: i8) -> (i64, i64, Vec<(i64, i64)>, Vec<i64>, Vec<i64>) {
+    fetch_from(broker, "t", partition, isolation).await
+}
+
+/// [`fetch`] of a partition of `topic`.
+async fn fetch_from(
+    broker: &Broker,
+    topic: &'static str,
+    partition: i32,
+    isolation: i8,
+) -> (i64, i64, Vec<(i64, i64)>, Vec<i64>, Vec<i64>) {
     let p = FetchPartition::default().with_partition(partition).with_fetch_offset(0).with_partition_max_bytes(1 << 20);
-    let topic = FetchTopic::default().with_topic(TopicName(name("t"))).with_partitions(vec![p]);
+    let topic = FetchTopic::default().with_topic(TopicName(name(topic))).with_partitions(vec![p]);
     let request = FetchRequest::default()
         .with_max_wait_ms(0)
         .with_max_bytes(1 << 20)
@@ -130,25 +140,48 @@ async fn fetch(broker: &Broker, partition: i32, isolation: i8) -> (i64, i64, Vec
 
 #[tokio::test]
 async fn read_committed_sees_a_transaction_after_its_commit_and_never_an_aborted_ones_records() {
+    committed_and_aborted_transactions_read_as_in_kafka("t").await;
+}
+
+#[tokio::test]
+async fn row_layout_partitions_take_part_in_transactions_as_batch_layout_ones_do() {
+    let (broker, producer) = committed_and_aborted_transactions_read_as_in_kafka("rows").await;
+    // Fetched as Kafka stores them: each transaction's records a transactional batch of its
+    // producer, each marker a control batch; the rows keep the producer.
+    let p = FetchPartition::default().with_partition(0).with_fetch_offset(0).with_partition_max_bytes(1 << 20);
+    let topic = FetchTopic::default().with_topic(TopicName(name("rows"))).with_partitions(vec![p]);
+    let request = FetchRequest::default().with_max_wait_ms(0).with_max_bytes(1 << 20).with_session_epoch(-1).with_topics(vec![topic]);
+    let r: FetchResponse = round_trip(&broker, ApiKey::Fetch, 12, &request).await;
+    let batches = decode_batches(r.responses[0].partitions[0].records.clone().unwrap_or_default(), 1 << 20).unwrap();
+    let shape: Vec<(i64, usize, bool, bool, i64)> =
+        batches.iter().map(|b| (b.base_offset, b.records.len(), b.is_transactional(), b.is_control(), b.producer_id)).collect();
+    let p = producer.0;
+    assert_eq!(shape, vec![(0, 3, true, false, p), (3, 1, true, true, p), (4, 2, true, false, p), (6, 1, true, true, p)]);
+}
+
+/// A transaction committed, then one aborted, on partition 0 of `topic`, fetched at both
+/// isolation levels; the broker and the producer.
+async fn committed_and_aborted_transactions_read_as_in_kafka(topic: &'static str) -> (Broker, (i64, i16)) {
     let broker = broker();
     let producer = init(&broker, 60_000).await;
-    assert_eq!(add_partitions(&broker, producer, "t", vec![0]).await, vec![0]);
-    assert_eq!(produce(&broker, "t", 0, transactional_batch(producer, 0, 3)).await, (0, 0));
+    assert_eq!(add_partitions(&broker, producer, topic, vec![0]).await, vec![0]);
+    assert_eq!(produce(&broker, topic, 0, transactional_batch(producer, 0, 3)).await, (0, 0));
     // Open: read_uncommitted sees the records, read_committed stops at the stable offset 0.
-    assert_eq!(fetch(&broker, 0, 0).await, (3, 0, vec![], vec![0, 1, 2], vec![]));
-    assert_eq!(fetch(&broker, 0, 1).await, (3, 0, vec![], vec![], vec![]));
+    assert_eq!(fetch_from(&broker, topic, 0, 0).await, (3, 0, vec![], vec![0, 1, 2], vec![]));
+    assert_eq!(fetch_from(&broker, topic, 0, 1).await, (3, 0, vec![], vec![], vec![]));
     assert_eq!(end(&broker, producer, true).await, 0);
-    assert_eq!(fetch(&broker, 0, 1).await, (4, 4, vec![], vec![0, 1, 2], vec![3]), "the commit marker at offset 3");
+    assert_eq!(fetch_from(&broker, topic, 0, 1).await, (4, 4, vec![], vec![0, 1, 2], vec![3]), "the commit marker at offset 3");
     assert_eq!(end(&broker, producer, true).await, 0, "a retried EndTxn succeeds");
 
-    assert_eq!(add_partitions(&broker, producer, "t", vec![0]).await, vec![0]);
-    assert_eq!(produce(&broker, "t", 0, transactional_batch(producer, 3, 2)).await, (0, 4));
+    assert_eq!(add_partitions(&broker, producer, topic, vec![0]).await, vec![0]);
+    assert_eq!(produce(&broker, topic, 0, transactional_batch(producer, 3, 2)).await, (0, 4));
     assert_eq!(end(&broker, producer, false).await, 0);
-    let (high, stable, aborted, records, markers) = fetch(&broker, 0, 1).await;
+    let (high, stable, aborted, records, markers) = fetch_from(&broker, topic, 0, 1).await;
     assert_eq!((high, stable, markers), (7, 7, vec![3, 6]));
     assert_eq!(aborted, vec![(producer.0, 4)], "the client skips the producer's records from offset 4");
     assert_eq!(records, vec![0, 1, 2, 4, 5], "aborted records stay in the log, as in Kafka");
     assert_eq!(end(&broker, producer, true).await, ResponseError::InvalidTxnState.code(), "nothing open to commit");
+    (broker, producer)
 }
 
 #[tokio::test]
@@ -168,14 +201,12 @@ async fn a_newer_producer_of_the_id_fences_the_older_and_aborts_its_transaction(
 }
 
 #[tokio::test]
-async fn row_layout_partitions_and_unknown_ones_are_refused_whole() {
+async fn unknown_partitions_are_refused_whole() {
     let broker = broker();
     let producer = init(&broker, 60_000).await;
-    assert_eq!(add_partitions(&broker, producer, "rows", vec![0]).await, vec![ResponseError::InvalidTxnState.code()]);
     let not_attempted = ResponseError::OperationNotAttempted.code();
     let unknown = ResponseError::UnknownTopicOrPartition.code();
     assert_eq!(add_partitions(&broker, producer, "t", vec![0, 7]).await, vec![not_attempted, unknown]);
-    assert_eq!(produce(&broker, "rows", 0, transactional_batch(producer, 0, 1)).await.0, ResponseError::InvalidTxnState.code());
 }
 
 #[tokio::test]
@@ -367,6 +398,7 @@ async fn reaching_the_writer_late(broker: &Broker, producer: (i64, i16), sequenc
         batch_bytes: raw.len(),
         producer: Some(sequenced),
         log_append_time: None,
+        row_txn: None,
     };
     broker.commit_queue().submit(vec![append], raw.len()).await.unwrap()
 }

@@ -34,10 +34,14 @@ import org.junit.jupiter.api.Test;
  * transaction.version 2; V1 when it is set to 1): commit and
  * abort seen by read_committed and read_uncommitted consumers, an open transaction holding
  * read_committed back, zombie fencing, consume-transform-produce with offsets in the
- * transaction, a timed-out transaction aborted by the coordinator. Topics in the batch layout.
+ * transaction, a timed-out transaction aborted by the coordinator. Topics in the batch layout
+ * here, in the row layout in {@link RowLayoutTransactionsTest}.
  */
 class TransactionsTest {
-    private static final Map<String, String> BATCHES = Map.of("pg_kafka.storage", "batches");
+    /** The configs of the topics the tests create: their storage layout. */
+    protected Map<String, String> layout() {
+        return Map.of("pg_kafka.storage", "batches");
+    }
 
     private static KafkaProducer<String, String> transactional(String id, Map<String, String> more) {
         Map<String, String> props = new HashMap<>(Map.of("transactional.id", id, "linger.ms", "0"));
@@ -78,7 +82,7 @@ class TransactionsTest {
     @Test
     void readCommittedSeesCommittedTransactionsOnlyAndReadUncommittedSeesAll() throws Exception {
         String topic = Cluster.uniqueTopic("txn-commit-abort");
-        Cluster.createTopic(topic, 1, BATCHES);
+        Cluster.createTopic(topic, 1, layout());
         String id = "txn-" + UUID.randomUUID();
         try (KafkaProducer<String, String> producer = transactional(id, Map.of())) {
             producer.beginTransaction();
@@ -102,8 +106,7 @@ class TransactionsTest {
         assertEquals("CompleteCommit|", Cluster.psql("SELECT state || '|' || array_to_string(partitions, ',') FROM kafka.transactions "
                 + "WHERE transactional_id = '" + id + "'"));
         // 10 + marker + 5 + marker + 3 + marker
-        assertEquals("21", Cluster.psql("SELECT max(last_offset) + 1 FROM kafka.batches b JOIN kafka.topics t ON t.id = b.topic_id "
-                + "WHERE t.name = '" + topic + "'"));
+        assertEquals("21", Cluster.psql("SELECT kafka.high_watermark(t.id, 0) FROM kafka.topics t WHERE t.name = '" + topic + "'"));
         assertEquals("13", Cluster.psql("SELECT count(*) FROM kafka.topic_messages WHERE topic = '" + topic + "'"),
                 "SQL reads records, not markers");
         // DeleteRecords past the aborted transaction's marker (offset 16) forgets its range.
@@ -121,7 +124,7 @@ class TransactionsTest {
     @Test
     void anOpenTransactionHoldsReadCommittedConsumersAtItsFirstOffset() throws Exception {
         String topic = Cluster.uniqueTopic("txn-open");
-        Cluster.createTopic(topic, 1, BATCHES);
+        Cluster.createTopic(topic, 1, layout());
         TopicPartition partition = new TopicPartition(topic, 0);
         try (KafkaProducer<String, String> producer = transactional("txn-" + UUID.randomUUID(), Map.of());
                 Admin admin = Cluster.admin()) {
@@ -160,7 +163,7 @@ class TransactionsTest {
     @Test
     void aSecondProducerWithTheSameTransactionalIdFencesTheFirst() throws Exception {
         String topic = Cluster.uniqueTopic("txn-fence");
-        Cluster.createTopic(topic, 1, BATCHES);
+        Cluster.createTopic(topic, 1, layout());
         String id = "txn-" + UUID.randomUUID();
         try (KafkaProducer<String, String> zombie = transactional(id, Map.of())) {
             zombie.beginTransaction();
@@ -188,8 +191,8 @@ class TransactionsTest {
     void consumeTransformProduceCommitsOffsetsWithTheOutputExactlyOnce() throws Exception {
         String input = Cluster.uniqueTopic("txn-input");
         String output = Cluster.uniqueTopic("txn-output");
-        Cluster.createTopic(input, 1, BATCHES);
-        Cluster.createTopic(output, 1, BATCHES);
+        Cluster.createTopic(input, 1, layout());
+        Cluster.createTopic(output, 1, layout());
         try (KafkaProducer<String, String> plain = Cluster.producer(Map.of())) {
             send(plain, input, "in", 100);
             plain.flush();
@@ -236,7 +239,7 @@ class TransactionsTest {
     @Test
     void aTransactionOpenLongerThanItsTimeoutIsAbortedAndItsProducerFenced() throws Exception {
         String topic = Cluster.uniqueTopic("txn-timeout");
-        Cluster.createTopic(topic, 1, BATCHES);
+        Cluster.createTopic(topic, 1, layout());
         String id = "txn-" + UUID.randomUUID();
         try (KafkaProducer<String, String> producer = transactional(id, Map.of("transaction.timeout.ms", "1500"))) {
             producer.beginTransaction();
@@ -255,16 +258,27 @@ class TransactionsTest {
     }
 
     @Test
-    void aRowLayoutTopicCannotJoinATransaction() throws Exception {
+    void aRowLayoutTopicKeepsATransactionsProducerOnItsRowsAndItsMarkersAsRowsOfTheirOwn() throws Exception {
         String topic = Cluster.uniqueTopic("txn-rows");
         Cluster.createTopic(topic, 1, Map.of("pg_kafka.storage", "rows"));
         try (KafkaProducer<String, String> producer = transactional("txn-" + UUID.randomUUID(), Map.of())) {
             producer.beginTransaction();
-            send(producer, topic, "x", 1);
-            assertThrows(KafkaException.class, producer::commitTransaction);
+            send(producer, topic, "x", 2);
+            producer.commitTransaction();
+            producer.beginTransaction();
+            send(producer, topic, "y", 1);
+            producer.flush();
+            producer.abortTransaction();
         }
-        assertEquals(List.of(), readValues(topic, "read_uncommitted"));
-        assertEquals(Set.of(), Set.copyOf(readValues(topic, "read_committed")));
+        String rows = "SELECT string_agg(\"offset\" || ':' || coalesce(convert_from(value, 'UTF8'), '') || ':' || (producer_id IS NOT NULL)"
+                + " || ':' || coalesce(control, false), ',' ORDER BY \"offset\") FROM kafka.messages m JOIN kafka.topics t ON t.id = m.topic_id"
+                + " WHERE t.name = '" + topic + "'";
+        assertEquals("0:x0:true:false,1:x1:true:false,2::true:true,3:y0:true:false,4::true:true", Cluster.psql(rows),
+                "records with their producer, a marker row after each transaction");
+        assertEquals("x0,x1", Cluster.psql("SELECT string_agg(value_text, ',' ORDER BY \"offset\") FROM kafka.topic_messages"
+                + " WHERE topic = '" + topic + "'"), "SQL readers see committed records only");
+        assertEquals(List.of("x0", "x1"), readValues(topic, "read_committed"));
+        assertEquals(List.of("x0", "x1", "y0"), readValues(topic, "read_uncommitted"));
     }
 
     private static int epoch(String id) {
@@ -303,7 +317,7 @@ class TransactionsTest {
     @Test
     void transactionsV2BumpTheEpochAtEveryCommitAndVersion1KeepsTheJavaClientOnV1() throws Exception {
         String topic = Cluster.uniqueTopic("txn-versions");
-        Cluster.createTopic(topic, 1, BATCHES);
+        Cluster.createTopic(topic, 1, layout());
         try (Admin admin = Cluster.admin()) {
             assertEquals(2, transactionVersion(admin), "Transactions V2 by default");
             assertEquals(3, epochBumpsOverThreeCommits("txn-" + UUID.randomUUID(), topic, "v2-"),
