@@ -14,6 +14,21 @@ ALTER TABLE kafka.messages
 COMMENT ON COLUMN kafka.messages.producer_id IS 'The transactional producer that wrote the row (NULL outside transactions)';
 COMMENT ON COLUMN kafka.messages.control IS 'A transaction marker (commit or abort), not a message';
 
+-- The messages of batch-layout topics, shaped like kafka.messages again: a transaction's
+-- records with its producer (control false), others with NULLs, as the row layout keeps
+-- them. Markers hold no records; open and aborted transactions' records are left out.
+CREATE OR REPLACE VIEW kafka.batch_messages AS
+SELECT b.topic_id, b.partition, r."offset", r."timestamp", r.key, r.value, r.headers,
+       CASE WHEN pg_catalog.get_byte(b.batch, 22) & 16 <> 0 THEN b.producer_id END AS producer_id,
+       CASE WHEN pg_catalog.get_byte(b.batch, 22) & 16 <> 0 THEN b.producer_epoch END AS producer_epoch,
+       CASE WHEN pg_catalog.get_byte(b.batch, 22) & 16 <> 0 THEN false END AS control
+FROM kafka.batches b
+CROSS JOIN LATERAL kafka.batch_records(b.batch) r
+WHERE r."offset" >= coalesce((SELECT s.log_start_offset FROM kafka.partition_starts s
+                              WHERE s.topic_id = b.topic_id AND s.partition = b.partition), 0)
+  AND (pg_catalog.get_byte(b.batch, 22) & 16 = 0
+       OR kafka.transaction_committed(b.topic_id, b.partition, b.producer_id, b.base_offset));
+
 -- Whether a row-layout row is a message a reader of committed records sees: not a
 -- marker, and outside a transaction or in one that committed.
 CREATE FUNCTION kafka.row_committed(p_topic_id integer, p_partition integer, p_producer_id bigint, p_control boolean,

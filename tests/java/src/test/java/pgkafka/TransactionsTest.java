@@ -270,7 +270,7 @@ class TransactionsTest {
             producer.flush();
             producer.abortTransaction();
         }
-        String rows = "SELECT string_agg(\"offset\" || ':' || coalesce(convert_from(value, 'UTF8'), '') || ':' || (producer_id IS NOT NULL)"
+        String rows = "SELECT string_agg(\"offset\" || ':' || CASE WHEN control THEN '' ELSE convert_from(value, 'UTF8') END || ':' || (producer_id IS NOT NULL)"
                 + " || ':' || coalesce(control, false), ',' ORDER BY \"offset\") FROM kafka.messages m JOIN kafka.topics t ON t.id = m.topic_id"
                 + " WHERE t.name = '" + topic + "'";
         assertEquals("0:x0:true:false,1:x1:true:false,2::true:true,3:y0:true:false,4::true:true", Cluster.psql(rows),
