@@ -174,9 +174,7 @@ impl Seen {
             None => Seen::of(record),
             Some(txn) if txn.control => Seen { key: None, marker: true, ..Seen::of(record) },
             Some(txn) => {
-                let offset = record.offset;
-                let aborted =
-                    aborted.iter().any(|t| t.producer_id == txn.producer_id && t.first_offset <= offset && offset <= t.last_offset);
+                let aborted = in_aborted(aborted, txn.producer_id, (record.offset, record.offset));
                 Seen { aborted, ..Seen::of(record) }
             }
         }
@@ -186,8 +184,13 @@ impl Seen {
 /// Whether a stored batch holds records of a transaction that aborted.
 fn is_aborted(batch: &[u8], aborted: &[AbortedTxn]) -> bool {
     let Some(producer_id) = transactional_producer_of(batch) else { return false };
-    let (base, last) = (base_offset_of(batch), last_offset_of(batch));
-    aborted.iter().any(|t| t.producer_id == producer_id && t.first_offset <= base && last <= t.last_offset)
+    in_aborted(aborted, producer_id, (base_offset_of(batch), last_offset_of(batch)))
+}
+
+/// Whether `producer_id`'s records at offsets `first..=last` lie in one of its `aborted`
+/// transactions.
+fn in_aborted(aborted: &[AbortedTxn], producer_id: i64, (first, last): (i64, i64)) -> bool {
+    aborted.iter().any(|t| t.producer_id == producer_id && t.first_offset <= first && last <= t.last_offset)
 }
 
 /// Compacts one partition if it is due (or goes on with its round); `None` when it was not.

@@ -3,6 +3,7 @@
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::fetch_response::PartitionData;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::txn_offset_commit_request::{TxnOffsetCommitRequestPartition, TxnOffsetCommitRequestTopic};
 use kafka_protocol::messages::{
@@ -16,7 +17,7 @@ use kafka_protocol::ResponseError;
 use crate::broker::testing::{broker_on, round_trip, with_storage};
 use crate::broker::Broker;
 use crate::config::Config;
-use crate::protocol::records::{decode_batches, encode_producer_batch, seal_crc, Record, CRC_START, TRANSACTIONAL};
+use crate::protocol::records::{decode_batches, encode_producer_batch, seal_crc, Batch, Record, CRC_START, TRANSACTIONAL};
 use crate::storage::memory::MemoryStorage;
 use crate::storage::transactions::{Durability, OpenTxn, TxnLogChanges, TxnRecord, TxnState};
 use crate::storage::{Storage, StorageLayout};
@@ -108,13 +109,8 @@ async fn fetch(broker: &Broker, partition: i32, isolation: i8) -> (i64, i64, Vec
     fetch_from(broker, "t", partition, isolation).await
 }
 
-/// [`fetch`] of a partition of `topic`.
-async fn fetch_from(
-    broker: &Broker,
-    topic: &'static str,
-    partition: i32,
-    isolation: i8,
-) -> (i64, i64, Vec<(i64, i64)>, Vec<i64>, Vec<i64>) {
+/// Partition `partition` of `topic` fetched from 0 at `isolation`, as the response has it.
+async fn fetched(broker: &Broker, topic: &'static str, partition: i32, isolation: i8) -> PartitionData {
     let p = FetchPartition::default().with_partition(partition).with_fetch_offset(0).with_partition_max_bytes(1 << 20);
     let topic = FetchTopic::default().with_topic(TopicName(name(topic))).with_partitions(vec![p]);
     let request = FetchRequest::default()
@@ -123,11 +119,27 @@ async fn fetch_from(
         .with_isolation_level(isolation)
         .with_session_epoch(-1)
         .with_topics(vec![topic]);
-    let r: FetchResponse = round_trip(broker, ApiKey::Fetch, 12, &request).await;
-    let data = &r.responses[0].partitions[0];
+    let mut r: FetchResponse = round_trip(broker, ApiKey::Fetch, 12, &request).await;
+    let data = r.responses.swap_remove(0).partitions.swap_remove(0);
     assert_eq!(data.error_code, 0);
+    data
+}
+
+/// The record batches of a [`fetched`] partition.
+fn batches_of(data: &PartitionData) -> Vec<Batch> {
+    decode_batches(data.records.clone().unwrap_or_default(), 1 << 20).unwrap()
+}
+
+/// [`fetch`] of a partition of `topic`.
+async fn fetch_from(
+    broker: &Broker,
+    topic: &'static str,
+    partition: i32,
+    isolation: i8,
+) -> (i64, i64, Vec<(i64, i64)>, Vec<i64>, Vec<i64>) {
+    let data = fetched(broker, topic, partition, isolation).await;
     let aborted = data.aborted_transactions.iter().flatten().map(|a| (a.producer_id.0, a.first_offset)).collect();
-    let batches = decode_batches(data.records.clone().unwrap_or_default(), 1 << 20).unwrap();
+    let batches = batches_of(&data);
     let offsets = |control: bool| -> Vec<i64> {
         batches
             .iter()
@@ -148,11 +160,7 @@ async fn row_layout_partitions_take_part_in_transactions_as_batch_layout_ones_do
     let (broker, producer) = committed_and_aborted_transactions_read_as_in_kafka("rows").await;
     // Fetched as Kafka stores them: each transaction's records a transactional batch of its
     // producer, each marker a control batch; the rows keep the producer.
-    let p = FetchPartition::default().with_partition(0).with_fetch_offset(0).with_partition_max_bytes(1 << 20);
-    let topic = FetchTopic::default().with_topic(TopicName(name("rows"))).with_partitions(vec![p]);
-    let request = FetchRequest::default().with_max_wait_ms(0).with_max_bytes(1 << 20).with_session_epoch(-1).with_topics(vec![topic]);
-    let r: FetchResponse = round_trip(&broker, ApiKey::Fetch, 12, &request).await;
-    let batches = decode_batches(r.responses[0].partitions[0].records.clone().unwrap_or_default(), 1 << 20).unwrap();
+    let batches = batches_of(&fetched(&broker, "rows", 0, 0).await);
     let shape: Vec<(i64, usize, bool, bool, i64)> =
         batches.iter().map(|b| (b.base_offset, b.records.len(), b.is_transactional(), b.is_control(), b.producer_id)).collect();
     let p = producer.0;
