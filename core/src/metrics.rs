@@ -87,6 +87,8 @@ struct Inner {
     fetched_bytes: AtomicU64,
     compacted_partitions: AtomicU64,
     compacted_records: AtomicU64,
+    reads_ahead: AtomicU64,
+    reads_ahead_used: AtomicU64,
     /// Where compaction stands on each compacted partition, as of the last pass.
     cleaner: Mutex<Vec<CleanerFigures>>,
     /// When each partition was last appended to (ms since the Unix epoch).
@@ -206,6 +208,16 @@ impl Metrics {
         self.inner.fetched_bytes.fetch_add(bytes as u64, Ordering::Relaxed);
     }
 
+    /// Fetch started a read ahead of a consumer's next Fetch (`broker::read_ahead`).
+    pub fn read_ahead_started(&self) {
+        self.inner.reads_ahead.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A Fetch was answered with what was read ahead for it.
+    pub fn read_ahead_used(&self) {
+        self.inner.reads_ahead_used.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// A compaction pass cleaned `partitions` partitions, removing `records` records.
     pub fn compacted(&self, partitions: usize, records: i64) {
         self.inner.compacted_partitions.fetch_add(partitions as u64, Ordering::Relaxed);
@@ -279,6 +291,8 @@ impl Metrics {
         out.push(counter("produce_bytes_total", &self.inner.produced_bytes, "payload bytes acknowledged to producers"));
         out.push(counter("fetch_messages_total", &self.inner.fetched_messages, "messages returned to consumers"));
         out.push(counter("fetch_bytes_total", &self.inner.fetched_bytes, "record bytes returned to consumers"));
+        out.push(counter("fetch_reads_ahead_total", &self.inner.reads_ahead, "reads started ahead of a consumer's next Fetch"));
+        out.push(counter("fetch_reads_ahead_used_total", &self.inner.reads_ahead_used, "Fetches answered with what was read ahead"));
         out.push(counter(
             "compacted_partitions_total",
             &self.inner.compacted_partitions,

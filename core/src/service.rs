@@ -17,6 +17,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
+
 use tokio::sync::watch;
 
 use crate::broker::figures::Figures;
@@ -29,7 +31,7 @@ use crate::metrics::Metrics;
 use crate::server::{ListenError, Listener, Server};
 use crate::storage::bridge::{self, in_transaction, JobQueue, JobRunner, Waker};
 use crate::storage::readers::{ReaderJob, Readers};
-use crate::storage::reads::{encode_answer, ReadPlan, WireError};
+use crate::storage::reads::{answer_parts, ReadPlan, WireError};
 use crate::storage::sql_appends::SqlAppendLog;
 use crate::storage::topics::TopicCache;
 use crate::storage::transactions::TxnLog;
@@ -163,16 +165,16 @@ pub fn start(config: Config, wake: Waker) -> Result<(Server, StorageSide, String
 /// What a reader process answers to one job frame (`[u8 kind][job]`, see
 /// [`crate::storage::readers`]): the job run through `runner` in one transaction, its
 /// answer encoded. A frame that does not decode is an error: the reader stops.
-pub fn answer_reader_job(frame: &[u8], runner: &mut dyn JobRunner) -> Result<Vec<u8>, WireError> {
+pub fn answer_reader_job(frame: &[u8], runner: &mut dyn JobRunner) -> Result<Vec<Bytes>, WireError> {
     let (&kind, job) = frame.split_first().ok_or(WireError::Truncated(1))?;
     match kind {
         ReadPlan::KIND => {
             let plan = ReadPlan::decode(job)?;
-            Ok(encode_answer(&in_transaction(runner, |storage| plan.run(storage))))
+            Ok(answer_parts(&in_transaction(runner, |storage| plan.run(storage))))
         }
         RetentionPass::KIND => {
             let pass = RetentionPass::decode(job)?;
-            Ok(RetentionPass::encode_answer(&in_transaction(runner, |storage| pass.run(storage))))
+            Ok(vec![Bytes::from(RetentionPass::encode_answer(&in_transaction(runner, |storage| pass.run(storage))))])
         }
         other => Err(WireError::UnknownTag(other)),
     }
@@ -245,26 +247,16 @@ mod tests {
     /// Reader processes in threads: each answers jobs with [`answer_reader_job`] on a
     /// storage of its own and reports partition 0's first offset after each answer.
     fn readers_answering(name: &str, count: usize) -> (Arc<Readers>, watch::Sender<bool>, std::sync::mpsc::Receiver<Option<i64>>) {
-        use std::io::{Read, Write};
         let path = std::env::temp_dir().join(format!("pg_kafka-service-{}-{name}.sock", std::process::id()));
         let readers = Arc::new(Readers::default());
         let (stop, shutdown) = watch::channel(false);
         tokio::spawn(readers.clone().accept(crate::storage::readers::bind(&path).unwrap(), shutdown));
         let (report, reports) = std::sync::mpsc::channel();
         for _ in 0..count {
-            let (path, report) = (path.clone(), report.clone());
-            std::thread::spawn(move || {
-                let (storage, topic_id) = retention_storage();
-                let mut runner = DirectRunner(storage);
-                let mut stream = std::os::unix::net::UnixStream::connect(path).unwrap();
-                let mut size = [0u8; 4];
-                while stream.read_exact(&mut size).is_ok() {
-                    let mut frame = vec![0u8; u32::from_be_bytes(size) as usize];
-                    stream.read_exact(&mut frame).unwrap();
-                    let answer = answer_reader_job(&frame, &mut runner).unwrap();
-                    stream.write_all(&(answer.len() as u32).to_be_bytes()).and_then(|()| stream.write_all(&answer)).unwrap();
-                    let _ = report.send(runner.0.first_offset(topic_id, 0).unwrap());
-                }
+            let (storage, topic_id) = retention_storage();
+            let report = report.clone();
+            crate::storage::readers::fake::reader(&path, storage, usize::MAX, move |storage| {
+                let _ = report.send(storage.first_offset(topic_id, 0).unwrap());
             });
         }
         (readers, stop, reports)

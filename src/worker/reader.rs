@@ -13,12 +13,13 @@
 //! most every 10 s, see [`Keeper`]), and while none is connected the worker's main thread
 //! reads, as it did before readers.
 
-use std::io::{ErrorKind, Read, Write};
+use std::io::{ErrorKind, Read};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
 use pg_kafka_core::service::answer_reader_job;
+use pg_kafka_core::storage::readers::write_answer;
 use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, SignalWakeFlags};
 use pgrx::prelude::*;
 
@@ -89,6 +90,7 @@ impl Keeper {
 #[unsafe(no_mangle)]
 pub extern "C-unwind" fn pg_kafka_reader_main(_arg: pg_sys::Datum) {
     BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGTERM);
+    super::keep_freed_memory();
     let config = gucs::config();
     BackgroundWorker::connect_worker_to_spi(Some(&config.database), None);
     // Before any statement: a database owner may have set the path (src/pg/privileged.rs).
@@ -120,10 +122,7 @@ pub extern "C-unwind" fn pg_kafka_reader_main(_arg: pg_sys::Datum) {
             Ok(answer) => answer,
             Err(e) => return log!("pg_kafka: reader got a malformed job: {e}"),
         };
-        let sent = stream
-            .set_nonblocking(false)
-            .and_then(|()| stream.write_all(&(answer.len() as u32).to_be_bytes()))
-            .and_then(|()| stream.write_all(&answer));
+        let sent = stream.set_nonblocking(false).and_then(|()| write_answer(&mut stream, &answer));
         if let Err(e) = sent {
             return log!("pg_kafka: reader cannot answer the worker: {e}");
         }

@@ -227,7 +227,19 @@ async fn gather(broker: &Broker, wanted: &[Wanted], limits: Limits) -> Result<Ga
     let mut held = None;
     if !reads.is_empty() {
         let (response_bytes, reserved) = reserve_response(broker, limits.response_bytes).await?;
-        let read = read_plan(broker, ReadPlan { reads, response_bytes }).await?;
+        let plan = ReadPlan { reads, response_bytes };
+        let ahead = super::CONNECTION_RESPONSES.try_with(|turn| turn.responses.read_ahead.clone()).ok();
+        let read_ahead = match &ahead {
+            Some(ahead) => ahead.take(broker, &plan).await,
+            None => None,
+        };
+        let read = match read_ahead {
+            Some(read) => read,
+            None => read_plan(broker, plan.clone()).await?,
+        };
+        if let Some(ahead) = ahead {
+            ahead.start(broker, &plan, &read);
+        }
         for (index, answer) in indexes.into_iter().zip(read) {
             if !answer.is_empty() {
                 broker.metrics().fetched(answer.records, answer.len());
@@ -250,15 +262,21 @@ async fn gather(broker: &Broker, wanted: &[Wanted], limits: Limits) -> Result<Ga
 
 /// Runs `plan` in a reader process if one is connected, else as a job on the main thread.
 async fn read_plan(broker: &Broker, plan: ReadPlan) -> Result<ReadResult, StorageCallError> {
+    let (max_answer_bytes, timeout) = reader_limits(broker, &plan);
+    if let Some(answer) = broker.readers.run(&plan, max_answer_bytes, timeout).await {
+        return Ok(answer?);
+    }
+    broker.storage.try_call(move |storage| plan.run(storage)).await
+}
+
+/// The largest answer a reader may give for `plan`, and how long it may take.
+pub(super) fn reader_limits(broker: &Broker, plan: &ReadPlan) -> (usize, Duration) {
     let config = broker.config();
     // An answer holds the plan's bytes plus framing; a first message larger than the
     // response (KIP-74) may add up to a frame. Anything beyond is a reader gone wrong.
     let max_answer_bytes = plan.response_bytes.saturating_mul(2).saturating_add(config.max_frame_bytes).saturating_add(1 << 16);
     let timeout = Duration::from_millis(config.statement_timeout_ms.max(config.request_timeout_ms)).saturating_add(Duration::from_secs(5));
-    if let Some(answer) = broker.readers.run(&plan, max_answer_bytes, timeout).await {
-        return Ok(answer?);
-    }
-    broker.storage.try_call(move |storage| plan.run(storage)).await
+    (max_answer_bytes, timeout)
 }
 
 /// Reserves what a response may hold until written: first from its connection's allowance

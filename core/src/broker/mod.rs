@@ -46,6 +46,7 @@ pub mod offset_commit;
 pub mod offset_delete;
 pub mod offset_fetch;
 pub mod produce;
+pub mod read_ahead;
 pub mod sasl;
 pub mod sasl_authenticate;
 pub mod sasl_handshake;
@@ -82,16 +83,18 @@ tokio::task_local! {
     pub static CONNECTION_RESPONSES: ResponseTurn;
 }
 
-/// A connection's allowance of unwritten response bytes, and its size.
+/// A connection's allowance of unwritten response bytes, and its size; and its Fetch's
+/// read ahead.
 #[derive(Clone)]
 pub struct ConnectionResponses {
     pub allowance: Arc<tokio::sync::Semaphore>,
     pub size: usize,
+    pub read_ahead: Arc<read_ahead::ReadAhead>,
 }
 
 impl ConnectionResponses {
     pub fn new(size: usize) -> ConnectionResponses {
-        ConnectionResponses { allowance: Arc::new(tokio::sync::Semaphore::new(size)), size }
+        ConnectionResponses { allowance: Arc::new(tokio::sync::Semaphore::new(size)), size, read_ahead: read_ahead::ReadAhead::new() }
     }
 
     /// One request's access to the allowance, at `link`'s place in request order.

@@ -31,7 +31,7 @@ pub const RECORD_COUNT_AT: usize = 57;
 /// Attribute bit: the batch's timestamps are the broker's append time.
 pub const LOG_APPEND_TIME: i16 = 0x08;
 /// `baseOffset` and `batchLength` are not counted in `batchLength`.
-const LOG_OVERHEAD: usize = 12;
+pub const LOG_OVERHEAD: usize = 12;
 /// The smallest possible record: length, attributes, three varints, null key, null value, 0 headers.
 const MIN_RECORD_BYTES: usize = 7;
 

@@ -88,6 +88,11 @@ impl Readers {
         self.connected.load(Ordering::Relaxed)
     }
 
+    /// How many connected readers are free for a job now.
+    pub fn idle(&self) -> usize {
+        self.available.available_permits()
+    }
+
     /// The runtime that talks to readers, for a thread outside it (the main thread) that
     /// hands a job over; `None` before readers are accepted.
     pub fn runtime(&self) -> Option<&tokio::runtime::Handle> {
@@ -190,6 +195,25 @@ impl Readers {
     }
 }
 
+/// A reader's side: writes an answer frame, `u32` length and the pieces, gathered in as
+/// few writes as the socket takes (a batch is not copied again on its way).
+pub fn write_answer(stream: &mut impl std::io::Write, parts: &[Bytes]) -> std::io::Result<()> {
+    let size: usize = parts.iter().map(Bytes::len).sum();
+    let size = u32::try_from(size).map_err(|_| std::io::Error::other(format!("an answer of {size} bytes")))?.to_be_bytes();
+    let mut slices: Vec<std::io::IoSlice> =
+        std::iter::once(&size[..]).chain(parts.iter().map(|p| &p[..])).map(std::io::IoSlice::new).collect();
+    let mut left = &mut slices[..];
+    while !left.is_empty() {
+        match stream.write_vectored(left) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => std::io::IoSlice::advance_slices(&mut left, n),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
 /// Sends `request` (kind and job) and reads the answer.
 async fn exchange<A>(
     stream: &mut UnixStream,
@@ -203,36 +227,64 @@ async fn exchange<A>(
     if size > max_answer_bytes {
         return Err(std::io::Error::other(format!("an answer of {size} bytes (at most {max_answer_bytes})")));
     }
-    let mut answer = BytesMut::zeroed(size);
-    stream.read_exact(&mut answer).await?;
+    // Read into spare capacity: zeroing a megabyte first would cost as much as reading it.
+    let mut answer = BytesMut::with_capacity(size);
+    let mut body = stream.take(size as u64);
+    while answer.len() < size {
+        if body.read_buf(&mut answer).await? == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+    }
     decode(Bytes::from(answer)).map_err(|e| std::io::Error::other(format!("a malformed answer: {e}")))
 }
 
+/// Reader processes for tests: the reader's loop in a thread, on MemoryStorage.
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::storage::memory::MemoryStorage;
-    use crate::storage::reads::{encode_answer, PartitionRead, ReadPlan};
-    use crate::storage::{MessageRows, Storage};
-    use std::io::{Read, Write};
+pub(crate) mod fake {
+    use std::io::Read;
 
-    /// A reader process in a thread: the same loop the glue runs, on MemoryStorage.
-    fn fake_reader(path: std::path::PathBuf, mut storage: MemoryStorage, answers: usize) -> std::thread::JoinHandle<()> {
+    use crate::storage::bridge::DirectRunner;
+    use crate::storage::memory::MemoryStorage;
+
+    /// Connects to `path` and answers up to `answers` jobs with
+    /// [`crate::service::answer_reader_job`], as the glue's reader does, calling
+    /// `after_each` with its storage after each; ends when the worker side hangs up.
+    pub fn reader(
+        path: &std::path::Path,
+        storage: MemoryStorage,
+        answers: usize,
+        mut after_each: impl FnMut(&mut MemoryStorage) + Send + 'static,
+    ) -> std::thread::JoinHandle<()> {
+        let path = path.to_path_buf();
         std::thread::spawn(move || {
+            let mut runner = DirectRunner(storage);
             let mut stream = std::os::unix::net::UnixStream::connect(path).unwrap();
             for _ in 0..answers {
                 let mut size = [0u8; 4];
                 if stream.read_exact(&mut size).is_err() {
                     return;
                 }
-                let mut request = vec![0u8; u32::from_be_bytes(size) as usize];
-                stream.read_exact(&mut request).unwrap();
-                assert_eq!(request[0], ReadPlan::KIND);
-                let answer = encode_answer(&ReadPlan::decode(&request[1..]).unwrap().run(&mut storage));
-                stream.write_all(&(answer.len() as u32).to_be_bytes()).unwrap();
-                stream.write_all(&answer).unwrap();
+                let mut frame = vec![0u8; u32::from_be_bytes(size) as usize];
+                stream.read_exact(&mut frame).unwrap();
+                let answer = crate::service::answer_reader_job(&frame, &mut runner).unwrap();
+                if super::write_answer(&mut stream, &answer).is_err() {
+                    return;
+                }
+                after_each(&mut runner.0);
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::memory::MemoryStorage;
+    use crate::storage::reads::{PartitionRead, ReadPlan};
+    use crate::storage::{MessageRows, Storage};
+
+    fn fake_reader(path: std::path::PathBuf, storage: MemoryStorage, answers: usize) -> std::thread::JoinHandle<()> {
+        fake::reader(&path, storage, answers, |_| {})
     }
 
     /// A socket path of its own for each test.

@@ -16,10 +16,12 @@
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
-use super::batches::record_count;
+use super::batches::{last_offset_of, record_count};
 use super::readers::ReaderJob;
 use super::{offsets_topic, ReadLimit, Storage, StorageError, StorageLayout, StoredRecord};
-use crate::protocol::records::{compress_batch, encode_batch, encode_transactional_batch, Compression, Record};
+use crate::protocol::records::{
+    compress_batch, encode_batch, encode_transactional_batch, Compression, Record, BATCH_HEADER_BYTES, LOG_OVERHEAD,
+};
 
 /// One partition's part of a Fetch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -62,6 +64,22 @@ impl PartitionAnswer {
 
     pub fn is_empty(&self) -> bool {
         self.batches.iter().all(Bytes::is_empty)
+    }
+
+    /// The offset after the last batch's last offset: where a client reading on from this
+    /// answer fetches next. `None` for an empty answer. Batches that travelled the reader
+    /// socket come back to back in one `Bytes`: each is walked by its header's length.
+    pub fn next_offset(&self) -> Option<i64> {
+        let mut next = None;
+        for mut rest in self.batches.iter().map(|b| &b[..]) {
+            while rest.len() >= BATCH_HEADER_BYTES {
+                next = Some(last_offset_of(rest).saturating_add(1));
+                let length = i32::from_be_bytes([rest[8], rest[9], rest[10], rest[11]]);
+                let Some(size) = usize::try_from(length).ok().and_then(|l| l.checked_add(LOG_OVERHEAD)) else { break };
+                rest = rest.get(size..).unwrap_or_default();
+            }
+        }
+        next
     }
 
     /// The Fetch response's records field: the batches back to back.
@@ -208,21 +226,32 @@ fn batches_answer(batches: Vec<Bytes>) -> PartitionAnswer {
 
 /// A plan's answer on the wire: its batches, or the error that stopped it.
 pub fn encode_answer(answer: &Result<ReadResult, StorageError>) -> Vec<u8> {
-    let mut out = Vec::new();
+    answer_parts(answer).concat()
+}
+
+/// [`encode_answer`] in pieces: the framing, and the batches as they were read (not
+/// copied: a reader process writes each piece to its socket as it is).
+pub fn answer_parts(answer: &Result<ReadResult, StorageError>) -> Vec<Bytes> {
+    let (mut parts, mut framing) = (Vec::new(), Vec::new());
     match answer {
         Ok(read) => {
-            out.reserve(5 + read.iter().map(|a| 8 + a.len()).sum::<usize>());
-            out.put_u8(0);
-            out.put_u32(read.len() as u32);
+            framing.put_u8(0);
+            framing.put_u32(read.len() as u32);
             for answer in read {
-                out.put_u32(answer.records as u32);
-                out.put_u32(answer.len() as u32);
-                answer.batches.iter().for_each(|b| out.put_slice(b));
+                framing.put_u32(answer.records as u32);
+                framing.put_u32(answer.len() as u32);
+                if !answer.is_empty() {
+                    parts.push(Bytes::from(std::mem::take(&mut framing)));
+                    parts.extend(answer.batches.iter().filter(|b| !b.is_empty()).cloned());
+                }
             }
         }
-        Err(error) => put_error(&mut out, error),
+        Err(error) => put_error(&mut framing, error),
     }
-    out
+    if !framing.is_empty() {
+        parts.push(Bytes::from(framing));
+    }
+    parts
 }
 
 /// The failure branch of every answer on the reader socket: `u8 1` and the message.
