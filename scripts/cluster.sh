@@ -42,13 +42,15 @@ port_answers() {
 
 # Waits until this cluster's worker listens on the Kafka port: its "listening" line in the
 # log written since byte $2 of server.log, and the port answering. Another process holding
-# the port would answer too, while the worker logs "cannot start the Kafka listeners":
-# that fails at once, with the log's line.
+# the port would answer too, while the worker logs "cannot start the Kafka listeners" and
+# tries again every 5 s: a port held for a moment (a client's outgoing connection given
+# it as its local port: the test ports lie in Linux's ephemeral range) is waited out; a
+# fourth refusal fails, with the log's lines.
 wait_for_worker() {
     local port=$1 from=$2 written
     for _ in $(seq 1 120); do
         written=$(tail -c +"$((from + 1))" "$datadir/server.log" 2>/dev/null || true)
-        if grep -q "pg_kafka: cannot start the Kafka listeners" <<<"$written"; then
+        if [ "$(grep -c "pg_kafka: cannot start the Kafka listeners" <<<"$written")" -ge 4 ]; then
             echo "cluster: the pg_kafka worker cannot listen on its port (in use by another process?); last server log lines:" >&2
             grep "pg_kafka: cannot start the Kafka listeners" <<<"$written" | tail -n 3 >&2
             return 1
