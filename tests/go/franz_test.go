@@ -185,13 +185,16 @@ func TestFranzAdmin(t *testing.T) {
 	retention := "86400000"
 	createTopic(t, admin, topic, 1, map[string]*string{"retention.ms": &retention})
 	producer := franzClient(t, kgo.DefaultProduceTopic(topic))
+	// An hour old: well inside retention.ms, so that no retention pass (every second in
+	// the e2e cluster) deletes them while the test looks at the log start.
+	base := time.Now().Add(-time.Hour).UnixMilli()
 	for i := 0; i < 10; i++ {
-		r := &kgo.Record{Value: []byte(fmt.Sprint(i)), Timestamp: time.UnixMilli(1_600_000_000_000 + int64(i)*1000)}
+		r := &kgo.Record{Value: []byte(fmt.Sprint(i)), Timestamp: time.UnixMilli(base + int64(i)*1000)}
 		if err := producer.ProduceSync(ctx, r).FirstErr(); err != nil {
 			t.Fatal(err)
 		}
 	}
-	byTime, err := admin.ListOffsetsAfterMilli(ctx, 1_600_000_004_500, topic)
+	byTime, err := admin.ListOffsetsAfterMilli(ctx, base+4_500, topic)
 	if err != nil {
 		t.Fatal(err)
 	}
