@@ -18,7 +18,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-
 use tokio::sync::watch;
 
 use crate::broker::figures::Figures;

@@ -31,7 +31,7 @@ pub const RECORD_COUNT_AT: usize = 57;
 /// Attribute bit: the batch's timestamps are the broker's append time.
 pub const LOG_APPEND_TIME: i16 = 0x08;
 /// `baseOffset` and `batchLength` are not counted in `batchLength`.
-pub const LOG_OVERHEAD: usize = 12;
+const LOG_OVERHEAD: usize = 12;
 /// The smallest possible record: length, attributes, three varints, null key, null value, 0 headers.
 const MIN_RECORD_BYTES: usize = 7;
 
@@ -158,12 +158,7 @@ pub fn decode_batches_within(mut data: Bytes, budget: &mut dyn InflateBudget) ->
         if data.len() < BATCH_HEADER_BYTES {
             return Err(RecordsError::Corrupt("batch shorter than its header"));
         }
-        let batch_length = i32::from_be_bytes(data[8..12].try_into().unwrap());
-        let total = usize::try_from(batch_length)
-            .ok()
-            .and_then(|len| len.checked_add(LOG_OVERHEAD))
-            .filter(|total| (BATCH_HEADER_BYTES..=data.len()).contains(total))
-            .ok_or(RecordsError::Corrupt("batch length does not match the bytes present"))?;
+        let total = whole_batch_size(&data).ok_or(RecordsError::Corrupt("batch length does not match the bytes present"))?;
         batches.push(decode_batch(data.split_to(total), budget)?);
     }
     Ok(batches)
@@ -178,15 +173,21 @@ pub fn is_plain(mut data: &[u8]) -> bool {
         if data.len() < BATCH_HEADER_BYTES {
             return false;
         }
-        let batch_length = i32::from_be_bytes(data[8..12].try_into().unwrap());
         let attributes = i16::from_be_bytes(data[CRC_START..CRC_START + 2].try_into().unwrap());
-        let total = usize::try_from(batch_length).ok().and_then(|len| len.checked_add(LOG_OVERHEAD));
-        match total {
-            Some(total) if (BATCH_HEADER_BYTES..=data.len()).contains(&total) && attributes & 0x07 == 0 => data = &data[total..],
+        match whole_batch_size(data) {
+            Some(total) if attributes & 0x07 == 0 => data = &data[total..],
             _ => return false,
         }
     }
     true
+}
+
+/// The size of the batch `data` starts with, header and length field included, when its
+/// header is there and its length names a whole batch within `data`; `None` otherwise.
+pub fn whole_batch_size(data: &[u8]) -> Option<usize> {
+    let length = i32::from_be_bytes(data.get(8..12)?.try_into().ok()?);
+    let total = usize::try_from(length).ok()?.checked_add(LOG_OVERHEAD)?;
+    (BATCH_HEADER_BYTES..=data.len()).contains(&total).then_some(total)
 }
 
 fn decode_batch(mut batch: Bytes, budget: &mut dyn InflateBudget) -> Result<Batch, RecordsError> {

@@ -19,9 +19,7 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use super::batches::{last_offset_of, record_count};
 use super::readers::ReaderJob;
 use super::{offsets_topic, ReadLimit, Storage, StorageError, StorageLayout, StoredRecord};
-use crate::protocol::records::{
-    compress_batch, encode_batch, encode_transactional_batch, Compression, Record, BATCH_HEADER_BYTES, LOG_OVERHEAD,
-};
+use crate::protocol::records::{compress_batch, encode_batch, encode_transactional_batch, whole_batch_size, Compression, Record};
 
 /// One partition's part of a Fetch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -66,17 +64,15 @@ impl PartitionAnswer {
         self.batches.iter().all(Bytes::is_empty)
     }
 
-    /// The offset after the last batch's last offset: where a client reading on from this
-    /// answer fetches next. `None` for an empty answer. Batches that travelled the reader
-    /// socket come back to back in one `Bytes`: each is walked by its header's length.
+    /// The offset after the last whole batch's last offset: where a client reading on from
+    /// this answer fetches next. `None` for an empty answer. Batches that travelled the
+    /// reader socket come back to back in one `Bytes`: each is walked by its length.
     pub fn next_offset(&self) -> Option<i64> {
         let mut next = None;
         for mut rest in self.batches.iter().map(|b| &b[..]) {
-            while rest.len() >= BATCH_HEADER_BYTES {
+            while let Some(size) = whole_batch_size(rest) {
                 next = Some(last_offset_of(rest).saturating_add(1));
-                let length = i32::from_be_bytes([rest[8], rest[9], rest[10], rest[11]]);
-                let Some(size) = usize::try_from(length).ok().and_then(|l| l.checked_add(LOG_OVERHEAD)) else { break };
-                rest = rest.get(size..).unwrap_or_default();
+                rest = &rest[size..];
             }
         }
         next
@@ -224,13 +220,9 @@ fn batches_answer(batches: Vec<Bytes>) -> PartitionAnswer {
     PartitionAnswer { records: batches.iter().map(|b| record_count(b)).sum(), batches }
 }
 
-/// A plan's answer on the wire: its batches, or the error that stopped it.
-pub fn encode_answer(answer: &Result<ReadResult, StorageError>) -> Vec<u8> {
-    answer_parts(answer).concat()
-}
-
-/// [`encode_answer`] in pieces: the framing, and the batches as they were read (not
-/// copied: a reader process writes each piece to its socket as it is).
+/// A plan's answer on the wire (its batches, or the error that stopped it), in pieces:
+/// the framing, and the batches as they were read (not copied: a reader process writes
+/// each piece to its socket as it is; the pieces back to back are the answer).
 pub fn answer_parts(answer: &Result<ReadResult, StorageError>) -> Vec<Bytes> {
     let (mut parts, mut framing) = (Vec::new(), Vec::new());
     match answer {
@@ -272,7 +264,7 @@ pub fn split_answer(mut bytes: Bytes) -> Result<Result<Bytes, StorageError>, Wir
     }
 }
 
-/// The answer [`encode_answer`] wrote. Values are slices of `bytes` (no copies).
+/// The answer [`answer_parts`] wrote. Values are slices of `bytes` (no copies).
 pub fn decode_answer(bytes: Bytes) -> Result<Result<ReadResult, StorageError>, WireError> {
     let mut rest = match split_answer(bytes)? {
         Ok(rest) => rest,
@@ -431,9 +423,9 @@ mod tests {
         };
         assert_eq!(ReadPlan::decode(&plan.encode()), Ok(plan.clone()));
         let answer = plan.run(&mut storage);
-        assert_eq!(decode_answer(Bytes::from(encode_answer(&answer))), Ok(answer));
+        assert_eq!(decode_answer(Bytes::from(answer_parts(&answer).concat())), Ok(answer));
         let failed = Err(StorageError::Database { sqlstate: Some("57014".into()), message: "cancelled".into() });
-        let Ok(Err(StorageError::Database { message, .. })) = decode_answer(Bytes::from(encode_answer(&failed))) else {
+        let Ok(Err(StorageError::Database { message, .. })) = decode_answer(Bytes::from(answer_parts(&failed).concat())) else {
             panic!("an error comes back as an error")
         };
         assert!(message.contains("cancelled"), "{message}");
@@ -497,7 +489,7 @@ mod tests {
             }],
             response_bytes: 1 << 20,
         };
-        let encoded = encode_answer(&plan.run(&mut storage));
+        let encoded = answer_parts(&plan.run(&mut storage)).concat();
         for cut in 1..encoded.len() {
             assert!(decode_answer(Bytes::copy_from_slice(&encoded[..encoded.len() - cut])).is_err(), "cut {cut}");
         }
