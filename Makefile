@@ -172,14 +172,16 @@ E2E_ENV = PGKAFKA_E2E_BOOTSTRAP=127.0.0.1:$(E2E_PORT) PGKAFKA_E2E_PG_PORT=$(E2E_
 E2E_CLIENTS ?= java go
 
 # Installs the release build (pg-test installs its own test build first), starts a
-# cluster on the e2e ports, runs the client tests, and always stops the cluster.
+# cluster on the e2e ports, runs the client tests, and always stops the cluster; it ends by
+# naming the Rust tests that failed, since the end of a CI log is the part that gets read.
 e2e-test: install
 	$(MAKE) --no-print-directory e2e-start
 	{ $(E2E_ENV) cargo test -p pg_kafka_e2e $(E2E_ARGS) --no-fail-fast -- --test-threads=4 --show-output; \
 	  echo $$? > target/e2e-rust.status; } 2>&1 | tee target/e2e-rust.log; \
 	status=$$(cat target/e2e-rust.status); \
 	for tier in $(E2E_CLIENTS); do $(E2E_ENV) scripts/client-tier.sh $$tier || status=1; done; \
-	scripts/cluster.sh stop $(E2E_DATA); exit $$status
+	scripts/cluster.sh stop $(E2E_DATA); \
+	grep -a -E '^test .* FAILED$$|^error: test failed' target/e2e-rust.log || true; exit $$status
 
 # One client tier alone, on a cluster of its own (or on the running e2e cluster with
 # E2E_RUNNING=1). JAVA_TESTS / GO_TESTS pick tests (Surefire's -Dtest, go test -run).

@@ -35,6 +35,7 @@ use crate::storage::sql_appends::SqlAppendLog;
 use crate::storage::topics::TopicCache;
 use crate::storage::transactions::TxnLog;
 use crate::storage::watermarks::Watermarks;
+use crate::storage::{Storage, StorageError};
 use crate::writer::group_commit::{self, CommitSettings, GroupCommitter};
 use crate::writer::retention::{Retention, RetentionPass, RetentionTiming};
 
@@ -161,22 +162,62 @@ pub fn start(config: Config, wake: Waker) -> Result<(Server, StorageSide, String
     Ok((server, storage_side, described))
 }
 
-/// What a reader process answers to one job frame (`[u8 kind][job]`, see
-/// [`crate::storage::readers`]): the job run through `runner` in one transaction, its
-/// answer encoded. A frame that does not decode is an error: the reader stops.
-pub fn answer_reader_job(frame: &[u8], runner: &mut dyn JobRunner) -> Result<Vec<Bytes>, WireError> {
+/// What can end a reader's job other than an answer.
+#[derive(Debug, thiserror::Error)]
+pub enum ReaderJobError {
+    #[error("a malformed job: {0}")]
+    Malformed(#[from] WireError),
+    #[error("the answer cannot be sent: {0}")]
+    Send(#[from] std::io::Error),
+}
+
+/// What a reader process does with one job frame (`[u8 kind][job]`, see
+/// [`crate::storage::readers`]): runs the job through `runner` in one transaction and
+/// hands its encoded answer to `send`. A job that succeeded is sent before its
+/// transaction ends, so that a reader may lend the batches it read from the
+/// transaction's memory instead of copying them (src/pg/index_read.rs); one that failed
+/// is sent after the rollback, its error in the answer. A frame that does not decode is
+/// an error: the reader stops.
+pub fn answer_reader_job(
+    frame: &[u8],
+    runner: &mut dyn JobRunner,
+    send: &mut dyn FnMut(&[Bytes]) -> std::io::Result<()>,
+) -> Result<(), ReaderJobError> {
     let (&kind, job) = frame.split_first().ok_or(WireError::Truncated(1))?;
     match kind {
         ReadPlan::KIND => {
             let plan = ReadPlan::decode(job)?;
-            Ok(answer_parts(&in_transaction(runner, |storage| plan.run(storage))))
+            answer_within(runner, send, |storage| plan.run(storage), answer_parts)
         }
         RetentionPass::KIND => {
             let pass = RetentionPass::decode(job)?;
-            Ok(vec![Bytes::from(RetentionPass::encode_answer(&in_transaction(runner, |storage| pass.run(storage))))])
+            answer_within(runner, send, |storage| pass.run(storage), |answer| vec![Bytes::from(RetentionPass::encode_answer(answer))])
         }
-        other => Err(WireError::UnknownTag(other)),
+        other => Err(WireError::UnknownTag(other).into()),
     }
+}
+
+/// Runs `job` in one transaction and sends its answer, encoded by `encode`: inside the
+/// transaction when the job succeeded, after the rollback when it failed. Sent once:
+/// should the commit of a job already answered fail (a read-only transaction's seldom
+/// does), the answer stands.
+fn answer_within<T>(
+    runner: &mut dyn JobRunner,
+    send: &mut dyn FnMut(&[Bytes]) -> std::io::Result<()>,
+    mut job: impl FnMut(&mut dyn Storage) -> Result<T, StorageError>,
+    encode: impl Fn(&Result<T, StorageError>) -> Vec<Bytes>,
+) -> Result<(), ReaderJobError> {
+    let mut sent = None;
+    let outcome = in_transaction(runner, |storage| {
+        let answer = Ok(job(storage)?);
+        sent = Some(send(&encode(&answer)));
+        Ok(())
+    });
+    if let Some(sent) = sent {
+        return Ok(sent?);
+    }
+    let error = outcome.err().unwrap_or_else(|| StorageError::Database { sqlstate: None, message: "the job did not run".into() });
+    Ok(send(&encode(&Err(error)))?)
 }
 
 #[cfg(test)]
@@ -298,5 +339,93 @@ mod tests {
             Retention::new(RetentionTiming::every_look(Duration::from_secs(5)), Watermarks::default(), Metrics::default(), readers);
         retention.run_if_due(&mut runner);
         assert_eq!(runner.0.first_offset(topic_id, 0).unwrap(), Some(7));
+    }
+
+    /// A runner that tells whether its transaction is open and can fail a job before it
+    /// runs or at its commit.
+    struct Observed {
+        storage: MemoryStorage,
+        open: Arc<std::sync::atomic::AtomicBool>,
+        fail_begin: bool,
+        fail_commit: bool,
+    }
+
+    impl JobRunner for Observed {
+        fn run(&mut self, job: &mut dyn FnMut(&mut dyn Storage) -> Result<(), StorageError>) -> Result<(), StorageError> {
+            let failed = || StorageError::Database { sqlstate: Some("57014".into()), message: "canceled".into() };
+            if self.fail_begin {
+                return Err(failed());
+            }
+            self.open.store(true, std::sync::atomic::Ordering::SeqCst);
+            let result = job(&mut self.storage);
+            self.open.store(false, std::sync::atomic::Ordering::SeqCst);
+            result.and_then(|()| if self.fail_commit { Err(failed()) } else { Ok(()) })
+        }
+    }
+
+    /// Answers one read plan of partition 0 of a topic holding two records through a
+    /// runner failing as told; returns each answer sent, with whether its transaction was
+    /// open then.
+    fn answers_of_a_read(fail_begin: bool, fail_commit: bool) -> Vec<(bool, Result<crate::storage::reads::ReadResult, StorageError>)> {
+        let mut storage = MemoryStorage::default();
+        let topic = storage.create_topic("t", 1).unwrap();
+        storage.append(&crate::storage::empty_rows(topic.id, 0, &[0, 1])).unwrap();
+        let open = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut runner = Observed { storage, open: open.clone(), fail_begin, fail_commit };
+        let read = crate::storage::reads::PartitionRead {
+            topic_id: topic.id,
+            partition: 0,
+            from: 0,
+            below: 2,
+            max_bytes: 1 << 20,
+            layout: topic.layout,
+            codec: None,
+        };
+        let mut frame = vec![ReadPlan::KIND];
+        frame.extend(ReadPlan { reads: vec![read], response_bytes: 1 << 20 }.encode());
+        let mut sent = Vec::new();
+        let mut send = |parts: &[Bytes]| {
+            let answer = crate::storage::reads::decode_answer(Bytes::from(parts.concat())).unwrap();
+            sent.push((open.load(std::sync::atomic::Ordering::SeqCst), answer));
+            Ok(())
+        };
+        answer_reader_job(&frame, &mut runner, &mut send).unwrap();
+        sent
+    }
+
+    #[test]
+    fn a_reader_sends_what_it_read_before_its_transaction_ends() {
+        let sent = answers_of_a_read(false, false);
+        assert_eq!(sent.len(), 1);
+        assert!(sent[0].0, "sent while the transaction was open");
+        assert_eq!(sent[0].1.as_ref().map(|read| read[0].records), Ok(2));
+    }
+
+    #[test]
+    fn a_failed_job_is_answered_with_its_error_after_the_rollback() {
+        let sent = answers_of_a_read(true, false);
+        assert_eq!(sent.len(), 1);
+        assert!(!sent[0].0, "sent after the rollback");
+        let message = sent[0].1.as_ref().map(|_| ()).unwrap_err().to_string();
+        assert!(message.contains("SQLSTATE 57014") && message.contains("canceled"), "{message}");
+    }
+
+    #[test]
+    fn an_answer_sent_stands_when_the_commit_then_fails() {
+        let sent = answers_of_a_read(false, true);
+        assert_eq!(sent.len(), 1, "one answer per job, or the worker reads the next job's answer for this one");
+        assert!(sent[0].1.is_ok());
+    }
+
+    #[test]
+    fn a_job_of_an_unknown_kind_is_refused_and_nothing_is_sent() {
+        let mut runner = DirectRunner(MemoryStorage::default());
+        let mut sent = 0;
+        let outcome = answer_reader_job(&[9, 0, 0], &mut runner, &mut |_| {
+            sent += 1;
+            Ok(())
+        });
+        assert!(matches!(outcome, Err(ReaderJobError::Malformed(WireError::UnknownTag(9)))));
+        assert_eq!(sent, 0);
     }
 }

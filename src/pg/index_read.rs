@@ -16,6 +16,7 @@
 
 use std::ffi::CStr;
 use std::ptr::null_mut;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::Bytes;
 use pgrx::pg_sys;
@@ -280,16 +281,60 @@ unsafe fn collect(
     Ok(records)
 }
 
-/// A bytea value's bytes, detoasted (decompressed, fetched) if need be.
+/// A bytea value's bytes, detoasted (decompressed, fetched) if need be. A value detoasted
+/// into memory of its own is lent while [`lend_detoasted`] is in force, else copied.
 unsafe fn bytea(datum: pg_sys::Datum) -> Bytes {
     // SAFETY: `datum` is a non-null bytea of a tuple the caller's slot holds.
     unsafe {
         let stored = datum.cast_mut_ptr::<pg_sys::varlena>();
         let plain = pg_sys::pg_detoast_datum_packed(stored);
-        let bytes = Bytes::copy_from_slice(pgrx::varlena::varlena_to_byte_slice(plain));
+        let slice = pgrx::varlena::varlena_to_byte_slice(plain);
+        if plain != stored && LENDING.load(Ordering::Relaxed) {
+            return Bytes::from_owner(Lent { start: slice.as_ptr(), len: slice.len() });
+        }
+        let bytes = Bytes::copy_from_slice(slice);
         if plain != stored {
             pg_sys::pfree(plain.cast());
         }
         bytes
+    }
+}
+
+/// Whether [`bytea`] lends detoasted values instead of copying them.
+static LENDING: AtomicBool = AtomicBool::new(false);
+
+/// Lends detoasted values while it lives: [`bytea`] hands out the value Postgres
+/// detoasted into the transaction's memory instead of a copy (a megabyte-sized batch was
+/// copied once more for nothing). Only for a reader process, which writes a job's answer
+/// to the worker before the job's transaction ends and keeps none of it after: a lent
+/// value is freed with that memory, whoever still holds it.
+pub fn lend_detoasted() -> Lending {
+    LENDING.store(true, Ordering::Relaxed);
+    Lending(())
+}
+
+/// See [`lend_detoasted`]; copying resumes when it is dropped.
+pub struct Lending(());
+
+impl Drop for Lending {
+    fn drop(&mut self) {
+        LENDING.store(false, Ordering::Relaxed);
+    }
+}
+
+/// A detoasted value in the current transaction's memory, lent as [`Bytes`]: nothing to
+/// free (the transaction's end frees it).
+struct Lent {
+    start: *const u8,
+    len: usize,
+}
+
+// SAFETY: only read, on the thread that owns Postgres, before the transaction ends.
+unsafe impl Send for Lent {}
+
+impl AsRef<[u8]> for Lent {
+    fn as_ref(&self) -> &[u8] {
+        // SAFETY: palloc'd by the detoast in the transaction that is still running.
+        unsafe { std::slice::from_raw_parts(self.start, self.len) }
     }
 }

@@ -19,7 +19,8 @@ use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
 use pg_kafka_core::service::answer_reader_job;
-use pg_kafka_core::storage::readers::write_answer;
+use pg_kafka_core::storage::readers::{write_answer, ReaderJob};
+use pg_kafka_core::storage::reads::ReadPlan;
 use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, SignalWakeFlags};
 use pgrx::prelude::*;
 
@@ -118,13 +119,18 @@ pub extern "C-unwind" fn pg_kafka_reader_main(_arg: pg_sys::Datum) {
             Err(e) if e.kind() == ErrorKind::UnexpectedEof => return,
             Err(e) => return log!("pg_kafka: reader stops: {e}"),
         };
-        let answer = match answer_reader_job(&plan, &mut runner) {
-            Ok(answer) => answer,
-            Err(e) => return log!("pg_kafka: reader got a malformed job: {e}"),
-        };
-        let sent = stream.set_nonblocking(false).and_then(|()| write_answer(&mut stream, &answer));
-        if let Err(e) = sent {
+        if let Err(e) = stream.set_nonblocking(false) {
             return log!("pg_kafka: reader cannot answer the worker: {e}");
+        }
+        // A Fetch's batches are lent from its transaction's memory, not copied: its answer
+        // is written before the transaction ends (answer_reader_job), and what it holds
+        // is bounded by the response. Not a retention or cleaning pass's: those walk far
+        // more than they keep, and lent values stay until the transaction ends.
+        let lent = (plan.first() == Some(&ReadPlan::KIND)).then(crate::pg::index_read::lend_detoasted);
+        let answered = answer_reader_job(&plan, &mut runner, &mut |parts| write_answer(&mut stream, parts));
+        drop(lent);
+        if let Err(e) = answered {
+            return log!("pg_kafka: reader stops: {e}");
         }
     }
 }

@@ -266,8 +266,8 @@ pub(crate) mod fake {
                 }
                 let mut frame = vec![0u8; u32::from_be_bytes(size) as usize];
                 stream.read_exact(&mut frame).unwrap();
-                let answer = crate::service::answer_reader_job(&frame, &mut runner).unwrap();
-                if super::write_answer(&mut stream, &answer).is_err() {
+                let mut send = |parts: &[bytes::Bytes]| super::write_answer(&mut stream, parts);
+                if crate::service::answer_reader_job(&frame, &mut runner, &mut send).is_err() {
                     return;
                 }
                 after_each(&mut runner.0);
