@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use kafka_protocol::messages::fetch_response::{AbortedTransaction, FetchableTopicResponse, PartitionData};
-use kafka_protocol::messages::{FetchRequest, FetchResponse, ProducerId};
+use kafka_protocol::messages::{ApiKey, FetchRequest, FetchResponse, ProducerId};
 use kafka_protocol::ResponseError;
 use tokio::time::Instant;
 
@@ -27,7 +27,8 @@ use super::authorize::access;
 use super::{decode, respond, Broker, Outcome};
 use crate::logging;
 use crate::protocol::compress;
-use crate::protocol::header::RequestFrame;
+use crate::protocol::header::{encode_response, RequestFrame};
+use crate::protocol::parts::{splice, LengthPrefix, Markers, LEND_FROM_BYTES};
 use crate::security::acl::Operation;
 use crate::storage::bridge::{StorageCallError, Unavailable};
 use crate::storage::reads::{PartitionRead, ReadPlan, ReadResult};
@@ -92,9 +93,13 @@ pub async fn handle(broker: &Broker, request: &RequestFrame) -> Outcome {
         };
         let stopping = *shutdown.borrow();
         if gathered.bytes >= limits.min_bytes || gathered.has_error || stopping || Instant::now() >= deadline {
-            return match (respond(request, &response(&body, version, gathered.partitions)), gathered.held) {
-                (Outcome::Respond(frame), Some(held)) => Outcome::RespondHolding(frame, held),
-                (outcome, _) => outcome,
+            let response = response(&body, version, gathered.partitions);
+            return match gathered.held {
+                Some(held) => match respond_lending(request, response) {
+                    Ok(parts) => Outcome::RespondHolding(parts, held),
+                    Err(outcome) => outcome,
+                },
+                None => respond(request, &response),
             };
         }
         tokio::select! {
@@ -353,6 +358,47 @@ fn response(body: &FetchRequest, version: i16, partitions: Vec<PartitionData>) -
     FetchResponse::default().with_session_id(0).with_responses(topics)
 }
 
+/// The frame of `response` in parts, its larger record batches sent as they are
+/// (`protocol::parts`); the frame whole where that cannot be (a classic version translated
+/// back, markers not found as written). `Err`: what to do instead of responding.
+fn respond_lending(request: &RequestFrame, mut response: FetchResponse) -> Result<Vec<Bytes>, Outcome> {
+    let whole = |response: &FetchResponse| match respond(request, response) {
+        Outcome::Respond(frame) => Ok(vec![frame]),
+        other => Err(other),
+    };
+    if request.legacy_version.is_some() {
+        return whole(&response);
+    }
+    // (topic, partition) of each lent batch, in the order the encoder writes them.
+    let (markers, mut lent, mut places) = (Markers::new(), Vec::new(), Vec::new());
+    for (t, topic) in response.responses.iter_mut().enumerate() {
+        for (p, partition) in topic.partitions.iter_mut().enumerate() {
+            if let Some(records) = partition.records.as_mut().filter(|r| r.len() >= LEND_FROM_BYTES) {
+                lent.push(std::mem::replace(records, markers.marker(lent.len() as u32)));
+                places.push((t, p));
+            }
+        }
+    }
+    if lent.is_empty() {
+        return whole(&response);
+    }
+    let version = request.version();
+    let flexible = ApiKey::Fetch.response_header_version(version) >= 1;
+    let prefix = if flexible { LengthPrefix::Compact } else { LengthPrefix::Int32 };
+    let spliced = encode_response(ApiKey::Fetch, version, request.header.correlation_id, &response)
+        .ok()
+        .and_then(|frame| splice(&frame, &markers, prefix, &lent));
+    if let Some(parts) = spliced {
+        return Ok(parts);
+    }
+    for ((t, p), records) in places.into_iter().zip(lent) {
+        if let Some(partition) = response.responses.get_mut(t).and_then(|topic| topic.partitions.get_mut(p)) {
+            partition.records = Some(records);
+        }
+    }
+    whole(&response)
+}
+
 /// Every partition answered with `error`.
 fn error_response(body: &FetchRequest, version: i16, error: ResponseError) -> FetchResponse {
     let partitions = body
@@ -416,6 +462,7 @@ mod tests {
         append_values(&broker, 0, &[value]).await;
         let outcome = broker.handle(request_frame(ApiKey::Fetch, 12, &fetch(topic("t", &[(0, 0)], 1 << 20), 0))).await;
         let Outcome::RespondHolding(frame, held) = outcome else { panic!("a response holding its bytes: {outcome:?}") };
+        let frame = frame.concat();
         let held_bytes: usize = held.iter().map(|p| p.num_permits()).sum();
         assert!(frame.len() > 5000, "the record is returned");
         assert!(held_bytes >= 5000, "held {held_bytes} of a {} byte response", frame.len());
@@ -437,6 +484,7 @@ mod tests {
         append_values(&broker, 0, &[value; 10]).await;
         let outcome = broker.handle(request_frame(ApiKey::Fetch, 12, &fetch(topic("t", &[(0, 0)], 1 << 20), 0))).await;
         let Outcome::RespondHolding(frame, held) = outcome else { panic!("a response holding its bytes: {outcome:?}") };
+        let frame = Bytes::from(frame.concat());
         let held_bytes: usize = held.iter().map(|p| p.num_permits()).sum();
         assert!(held_bytes > 0 && held_bytes <= frame.len());
         assert_eq!(broker.responses().available_permits(), budget - held_bytes);
@@ -516,6 +564,33 @@ mod tests {
         let records = records_of(&response.responses[0].partitions[0]);
         assert_eq!(records.len(), 1);
         assert_eq!(records[0].1.len(), 4000);
+    }
+
+    /// A batch of 16 KiB or more goes as a part of its own, not copied into the frame;
+    /// the frame is the same at classic and flexible versions.
+    #[tokio::test]
+    async fn large_batches_are_sent_as_they_are_read() {
+        use crate::broker::testing::request_frame;
+        let broker = broker_with_writer(1);
+        let large: &'static [u8] = &[9; LEND_FROM_BYTES];
+        append_values(&broker, 0, &[large]).await;
+        append_values(&broker, 0, &[b"small"]).await;
+        // By topic name: up to v12 (v12 is flexible, v4 and v11 classic).
+        for version in [4, 11, 12] {
+            let body = fetch(topic("t", &[(0, 0)], 1 << 20), 0);
+            let outcome = broker.handle(request_frame(ApiKey::Fetch, version, &body)).await;
+            let Outcome::RespondHolding(parts, _held) = outcome else { panic!("v{version}: a response with records: {outcome:?}") };
+            let largest = parts.iter().map(Bytes::len).max().unwrap_or(0);
+            assert!(
+                parts.len() >= 2 && largest > LEND_FROM_BYTES,
+                "v{version}: the batch is a part of its own: {:?}",
+                parts.iter().map(Bytes::len).collect::<Vec<_>>()
+            );
+            let frame = Bytes::from(parts.concat());
+            let response: FetchResponse = crate::broker::testing::decode_response(Outcome::Respond(frame), ApiKey::Fetch, version);
+            let values: Vec<Bytes> = records_of(&response.responses[0].partitions[0]).into_iter().map(|(_, v)| v).collect();
+            assert_eq!(values, vec![Bytes::from_static(large), Bytes::from_static(b"small")], "v{version}");
+        }
     }
 
     #[tokio::test]

@@ -127,8 +127,10 @@ pub const NODE_ID: i32 = 1;
 pub enum Outcome {
     /// Send this frame (already size-prefixed).
     Respond(Bytes),
-    /// Send this frame, holding its bytes from the response budgets until it is written.
-    RespondHolding(Bytes, Vec<tokio::sync::OwnedSemaphorePermit>),
+    /// Send this frame, given in parts (back to back they are the frame: Fetch's record
+    /// batches sent as they are), holding its bytes from the response budgets until it
+    /// is written.
+    RespondHolding(Vec<Bytes>, Vec<tokio::sync::OwnedSemaphorePermit>),
     /// Send nothing (Produce with acks=0).
     Silent,
     /// Send this frame, then close the connection; the reason goes to the server log

@@ -6,7 +6,7 @@ use crate::service;
 use crate::storage::bridge::DirectRunner;
 use crate::storage::memory::MemoryStorage;
 use crate::writer::group_commit;
-use bytes::{Buf, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use kafka_protocol::messages::{RequestHeader, ResponseHeader};
 use kafka_protocol::protocol::StrBytes;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -145,7 +145,11 @@ pub async fn round_trip<M: Encodable, R: Decodable>(broker: &Broker, key: ApiKey
 /// The response body of an outcome that must be a response.
 pub fn decode_response<R: Decodable>(outcome: Outcome, key: ApiKey, version: i16) -> R {
     match outcome {
-        Outcome::Respond(mut frame) | Outcome::RespondHolding(mut frame, _) | Outcome::RespondThenClose(mut frame, _) => {
+        Outcome::RespondHolding(parts, held) => {
+            drop(held);
+            decode_response(Outcome::Respond(Bytes::from(parts.concat())), key, version)
+        }
+        Outcome::Respond(mut frame) | Outcome::RespondThenClose(mut frame, _) => {
             let size = frame.get_i32() as usize;
             assert_eq!(size, frame.len());
             let header_version = if key == ApiKey::ApiVersions { 0 } else { key.response_header_version(version) };

@@ -85,9 +85,12 @@ impl FrameBody {
     }
 }
 
-/// Writes a frame whose body is already prefixed with its size (see `header::encode_response`).
-pub async fn write_frame<W: AsyncWrite + Unpin>(writer: &mut W, frame: &[u8]) -> std::io::Result<()> {
-    writer.write_all(frame).await?;
+/// Writes a frame already prefixed with its size (see `header::encode_response`), given in
+/// parts that back to back are the frame, and flushes it.
+pub async fn write_frame<W: AsyncWrite + Unpin>(writer: &mut W, parts: &[Bytes]) -> std::io::Result<()> {
+    for part in parts {
+        writer.write_all(part).await?;
+    }
     writer.flush().await
 }
 

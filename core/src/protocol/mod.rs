@@ -2,6 +2,7 @@
 //!
 //! - [`frame`]: the 4-byte size prefix, read without allocating what a client merely announces.
 //! - [`header`]: request headers in, response headers out, for every header version.
+//! - [`parts`]: response frames in parts, Fetch's record batches sent as they are.
 //! - [`partitioner`]: Kafka's murmur2 key partitioner, for messages produced from SQL.
 //! - [`versions`]: the one table of APIs and versions we serve; ApiVersions and request
 //!   validation both read it.
@@ -16,6 +17,7 @@ pub mod frame;
 pub mod header;
 pub mod legacy;
 pub mod partitioner;
+pub mod parts;
 pub mod records;
 #[cfg(any(test, feature = "testing"))]
 pub mod samples;

@@ -391,11 +391,14 @@ async fn write_responses(
     write_timeout: Duration,
 ) -> Result<(), ConnectionError> {
     while let Some(request) = answers.recv().await {
-        let outcome =
+        let mut outcome =
             request.outcome.await.unwrap_or_else(|e| Outcome::Close(format!("{} handler failed: {}", request.what, panic_message(e))));
+        // A response's held budget (RespondHolding's permits) stays in `outcome` until the
+        // end of this turn: after the frame is written.
         let (response, then_close) = match outcome {
-            Outcome::Respond(response) | Outcome::RespondHolding(response, _) => (response, None),
-            Outcome::RespondThenClose(response, reason) => (response, Some(reason)),
+            Outcome::Respond(response) => (vec![response], None),
+            Outcome::RespondHolding(ref mut parts, _) => (std::mem::take(parts), None),
+            Outcome::RespondThenClose(response, reason) => (vec![response], Some(reason)),
             Outcome::Silent => continue,
             Outcome::Close(reason) => return Err(ConnectionError::Refused(reason)),
         };
