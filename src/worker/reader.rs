@@ -104,6 +104,7 @@ pub extern "C-unwind" fn pg_kafka_reader_main(_arg: pg_sys::Datum) {
     if let Err(e) = stream.set_write_timeout(Some(Duration::from_secs(30))) {
         return log!("pg_kafka: reader cannot set a socket timeout: {e}");
     }
+    hold_whole_answers(&stream);
     let mut runner = TransactionRunner::new(config.statement_timeout_ms);
     if let Err(e) = apply_session_settings(&mut runner, config.synchronous_commit, config.lock_timeout_ms) {
         return log!("pg_kafka: reader cannot prepare its session: {e}");
@@ -134,6 +135,27 @@ pub extern "C-unwind" fn pg_kafka_reader_main(_arg: pg_sys::Datum) {
         }
     }
 }
+
+/// Asks for a send buffer that holds a megabyte answer whole ([`ANSWER_BUFFER_BYTES`],
+/// capped by the kernel at `net.core.wmem_max`): with the default (about 200 KB) a reader
+/// wrote each answer in five turns, waiting between them for the worker's network thread
+/// to drain the socket, and a consumer catching up waited for every turn. Best effort.
+fn hold_whole_answers(stream: &UnixStream) {
+    let bytes = ANSWER_BUFFER_BYTES;
+    // SAFETY: an open socket, and an option value of the size given.
+    unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_SNDBUF,
+            std::ptr::addr_of!(bytes).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+    }
+}
+
+/// The send buffer a reader asks for: a megabyte batch and its framing, twice over.
+const ANSWER_BUFFER_BYTES: libc::c_int = 4 << 20;
 
 /// Sleeps until the socket is readable, the latch is set, or POLL_MS passed, then serves
 /// interrupts: a reader must absorb Postgres's process-signal barriers (DROP DATABASE
