@@ -366,21 +366,21 @@ fn respond_lending(request: &RequestFrame, mut response: FetchResponse) -> Resul
         Outcome::Respond(frame) => Ok(vec![frame]),
         other => Err(other),
     };
-    if request.legacy_version.is_some() {
+    let lendable = |records: &Bytes| records.len() >= LEND_FROM_BYTES;
+    let any_lendable = response.responses.iter().flat_map(|t| &t.partitions).any(|p| p.records.as_ref().is_some_and(lendable));
+    // Markers cost a random draw (a syscall): only for responses with a batch to lend.
+    if request.legacy_version.is_some() || !any_lendable {
         return whole(&response);
     }
     // (topic, partition) of each lent batch, in the order the encoder writes them.
     let (markers, mut lent, mut places) = (Markers::new(), Vec::new(), Vec::new());
     for (t, topic) in response.responses.iter_mut().enumerate() {
         for (p, partition) in topic.partitions.iter_mut().enumerate() {
-            if let Some(records) = partition.records.as_mut().filter(|r| r.len() >= LEND_FROM_BYTES) {
+            if let Some(records) = partition.records.as_mut().filter(|r| lendable(r)) {
                 lent.push(std::mem::replace(records, markers.marker(lent.len() as u32)));
                 places.push((t, p));
             }
         }
-    }
-    if lent.is_empty() {
-        return whole(&response);
     }
     let version = request.version();
     let flexible = ApiKey::Fetch.response_header_version(version) >= 1;
