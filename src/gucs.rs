@@ -12,7 +12,7 @@ use std::ffi::CString;
 
 use pg_kafka_core::config::{defaults, ClientAuth, Config, SynchronousCommit};
 use pg_kafka_core::storage::StorageLayout;
-use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting, PostgresGucEnum};
+use pgrx::{pg_sys, GucContext, GucFlags, GucRegistry, GucSetting, PostgresGucEnum};
 
 static HOST: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(defaults::HOST));
 static PORT: GucSetting<i32> = GucSetting::<i32>::new(defaults::PORT);
@@ -230,6 +230,8 @@ pub fn config() -> Config {
         readers: unsigned(&READERS) as usize,
         // The worker sets it (it knows the data directory); readers find it the same way.
         reader_socket: String::new(),
+        // SAFETY: reads the shared recovery state; callable in any process.
+        standby: unsafe { pg_sys::RecoveryInProgress() },
     }
 }
 

@@ -43,6 +43,9 @@ use crate::writer::retention::{Retention, RetentionPass, RetentionTiming};
 /// commit gets its turn.
 pub const JOBS_PER_TURN: Duration = Duration::from_millis(20);
 
+/// When a hot standby, which runs no retention, is next due for it: never soon.
+const IDLE_RETENTION: Duration = Duration::from_secs(3600);
+
 /// What the thread that owns storage runs: bridge jobs, group commits, refreshes, retention.
 pub struct StorageSide {
     jobs: JobQueue,
@@ -56,6 +59,8 @@ pub struct StorageSide {
     readers: Arc<Readers>,
     /// What the worker publishes for `kafka.broker_stats`, `kafka.groups` and the rest.
     figures: Figures,
+    /// A hot standby: no retention passes (see [`Config::standby`]).
+    standby: bool,
 }
 
 impl StorageSide {
@@ -70,7 +75,8 @@ impl StorageSide {
         self.committer.catch_up_with_sql(runner);
         let next_flush = self.committer.poll(runner);
         let next_refresh = self.committer.refresh_if_due(runner);
-        let next_retention = self.retention.run_if_due(runner);
+        // A hot standby deletes nothing: the primary's retention reaches it by replay.
+        let next_retention = if self.standby { IDLE_RETENTION } else { self.retention.run_if_due(runner) };
         let next_periodic = next_refresh.min(next_retention);
         let next = next_flush.map_or(next_periodic, |flush| flush.min(next_periodic));
         if jobs_left {
@@ -130,6 +136,7 @@ pub fn assemble(config: Config, wake: Waker, shutdown: watch::Receiver<bool>) ->
         max_batch_bytes: config.max_batch_bytes,
         refresh_interval: Duration::from_millis(config.refresh_interval_ms),
         max_lock_wait: Duration::from_millis(config.request_timeout_ms),
+        follow_replay: config.standby,
     };
     let watermarks = Watermarks::default();
     let topics = TopicCache::default();
@@ -140,6 +147,7 @@ pub fn assemble(config: Config, wake: Waker, shutdown: watch::Receiver<bool>) ->
     committer.set_txn_log(txn_log.clone());
     let txns = TxnCoordinator::new(txn_log);
     let groups = GroupCoordinator::new(GroupSettings::from_config(&config));
+    let standby = config.standby;
     let retention_timing = RetentionTiming::of(&config);
     let retention_watermarks = watermarks.clone();
     let config = SharedConfig::new(config);
@@ -149,7 +157,7 @@ pub fn assemble(config: Config, wake: Waker, shutdown: watch::Receiver<bool>) ->
     let readers = broker.readers().clone();
     let retention = Retention::new(retention_timing, retention_watermarks, retention_metrics, readers.clone());
     let figures = broker.figures();
-    (broker, StorageSide { jobs, committer, retention, config, connections, readers, figures })
+    (broker, StorageSide { jobs, committer, retention, config, connections, readers, figures, standby })
 }
 
 /// Binds the listeners from `config`, assembles the broker on them and starts serving;

@@ -7,7 +7,7 @@ use pg_kafka_core::storage::offsets_topic::OffsetCommitRecord;
 use pg_kafka_core::storage::{ActiveProducer, LogDirUsage, StorageError, DESCRIBED_PRODUCERS_LIMIT};
 use pgrx::prelude::*;
 
-use super::storage::database_error;
+use super::storage::{database_error, query_one};
 
 const ACTIVE_PRODUCERS: &str = include_str!("../../sql/queries/active_producers.sql");
 const LOG_DIR_USAGE: &str = include_str!("../../sql/queries/log_dir_usage.sql");
@@ -80,11 +80,8 @@ pub fn log_dir_usage() -> Result<LogDirUsage, StorageError> {
         let rows = row.get::<i64>(2).map_err(database_error)?.unwrap_or(-1);
         Ok::<_, StorageError>((bytes, rows))
     })?;
-    let table_rows = if estimate >= 0 {
-        estimate
-    } else {
-        Spi::get_one_with_args::<i64>(COUNT_MESSAGES_BOUNDED, &[COUNTED_ROWS_LIMIT.into()]).map_err(database_error)?.unwrap_or_default()
-    };
+    let table_rows =
+        if estimate >= 0 { estimate } else { query_one::<i64>(COUNT_MESSAGES_BOUNDED, &[COUNTED_ROWS_LIMIT.into()])?.unwrap_or_default() };
     let path = data_directory();
     let (volume_bytes, usable_bytes) = volume(&path).unwrap_or((-1, -1));
     Ok(LogDirUsage { path, table_bytes, table_rows, volume_bytes, usable_bytes })

@@ -149,6 +149,20 @@ fn batches_literal(state: &ProducerState) -> String {
     format!("{{{}}}", rows.join(","))
 }
 
+/// The first column of a query's first row, run as a read: pgrx's `Spi::get_one*` run
+/// every statement as a write, which assigns a transaction id, which a hot standby
+/// refuses ("cannot assign TransactionIds during recovery").
+pub(super) fn query_one<T: pgrx::FromDatum + pgrx::IntoDatum>(
+    sql: &str,
+    args: &[pgrx::datum::DatumWithOid<'_>],
+) -> Result<Option<T>, StorageError> {
+    with_client(|client| match client.select(sql, Some(1), args).map_err(database_error)?.first().get_one::<T>() {
+        Ok(value) => Ok(value),
+        Err(pgrx::spi::SpiError::InvalidPosition) => Ok(None),
+        Err(e) => Err(database_error(e)),
+    })
+}
+
 pub(super) fn with_client<R>(f: impl FnOnce(&mut SpiClient<'_>) -> Result<R, StorageError>) -> Result<R, StorageError> {
     Spi::connect_mut(f)
 }
@@ -455,7 +469,7 @@ impl Storage for PgStorage {
     }
 
     fn batch_bytes_per_record(&mut self, topic_id: i32, partition: i32) -> Result<Option<f64>, StorageError> {
-        Spi::get_one_with_args::<f64>(BATCH_BYTES_PER_RECORD, &[topic_id.into(), partition.into()]).map_err(database_error)
+        query_one::<f64>(BATCH_BYTES_PER_RECORD, &[topic_id.into(), partition.into()])
     }
 
     fn transactions(&mut self) -> Result<Vec<TxnRecord>, StorageError> {
@@ -690,30 +704,48 @@ fn sqlstate(packed: i32) -> String {
 /// Prepares the worker's session: creates the extension (schema and tables) in its
 /// database if missing, and sets the writer's `synchronous_commit` and the session's
 /// `lock_timeout`.
-pub fn prepare_session(synchronous_commit: SynchronousCommit, lock_timeout_ms: u64) -> Result<(), StorageError> {
+pub fn prepare_session(synchronous_commit: SynchronousCommit, lock_timeout_ms: u64, standby: bool) -> Result<(), StorageError> {
     let mut runner = TransactionRunner::default();
-    runner.run(&mut |_| Spi::run(include_str!("../../sql/queries/create_extension.sql")).map_err(database_error))?;
-    runner.run(&mut |_| {
-        warn_if_outdated();
-        Ok(())
-    })?;
+    if standby {
+        // A hot standby creates nothing: the extension comes from the primary, by replay.
+        runner.run(&mut |_| match query_one::<bool>(
+            "SELECT true FROM pg_catalog.pg_extension WHERE extname OPERATOR(pg_catalog.=) 'pg_kafka'",
+            &[],
+        )? {
+            Some(true) => Ok(()),
+            _ => Err(database_error("pg_kafka is not installed in this database on the primary yet (a hot standby cannot create it)")),
+        })?;
+    } else {
+        runner.run(&mut |_| Spi::run(include_str!("../../sql/queries/create_extension.sql")).map_err(database_error))?;
+    }
+    runner.run(&mut |_| warn_if_outdated())?;
     apply_session_settings(&mut runner, synchronous_commit, lock_timeout_ms)
 }
 
 /// The worker does not upgrade the extension's SQL objects behind the DBA's back: when they
 /// are older than the library (a new pg_kafka installed, the database not updated), it
 /// says what to run.
-fn warn_if_outdated() {
-    let versions = Spi::get_two::<String, String>(
-        "SELECT e.extversion::text, a.default_version::text FROM pg_extension e JOIN pg_available_extensions a ON a.name = e.extname WHERE e.extname = 'pg_kafka'",
-    );
-    if let Ok((Some(installed), Some(available))) = versions {
+fn warn_if_outdated() -> Result<(), StorageError> {
+    let versions = with_client(|client| {
+        let rows = client
+            .select(
+                "SELECT e.extversion::text, a.default_version::text FROM pg_catalog.pg_extension e \
+                 JOIN pg_catalog.pg_available_extensions a ON a.name OPERATOR(pg_catalog.=) e.extname \
+                 WHERE e.extname OPERATOR(pg_catalog.=) 'pg_kafka'",
+                Some(1),
+                &[],
+            )
+            .map_err(database_error)?;
+        Ok(rows.first().get_two::<String, String>().ok())
+    })?;
+    if let Some((Some(installed), Some(available))) = versions {
         if installed != available {
             pgrx::warning!(
                 "pg_kafka: the extension's SQL objects are version {installed}, the library is {available}: run ALTER EXTENSION pg_kafka UPDATE"
             );
         }
     }
+    Ok(())
 }
 
 /// Sets the worker session's `synchronous_commit` and `lock_timeout` (at start and after
@@ -725,9 +757,16 @@ pub fn apply_session_settings(
 ) -> Result<(), StorageError> {
     let lock_timeout = format!("{lock_timeout_ms}ms");
     runner.run(&mut |_| {
-        Spi::run_with_args("SELECT set_config('synchronous_commit', $1, false)", &[synchronous_commit.as_setting().into()])
-            .and_then(|_| Spi::run_with_args("SELECT set_config('lock_timeout', $1, false)", &[lock_timeout.as_str().into()]))
-            .map_err(database_error)
+        // As reads (select): a hot standby's worker and readers run them too.
+        with_client(|client| {
+            client
+                .select("SELECT pg_catalog.set_config('synchronous_commit', $1, false)", None, &[synchronous_commit.as_setting().into()])
+                .and_then(|_| {
+                    client.select("SELECT pg_catalog.set_config('lock_timeout', $1, false)", None, &[lock_timeout.as_str().into()])
+                })
+                .map(drop)
+                .map_err(database_error)
+        })
     })
 }
 

@@ -8,7 +8,7 @@ use pg_kafka_core::storage::transactions::{
 use pg_kafka_core::storage::{OffsetCommit, StorageError};
 use pgrx::spi::SpiHeapTupleData;
 
-use super::storage::{database_error, execute, storable, with_client};
+use super::storage::{database_error, execute, query_one, storable, with_client};
 
 const TRANSACTIONS: &str = include_str!("../../sql/queries/transactions.sql");
 const SAVE_TRANSACTION: &str = include_str!("../../sql/queries/save_transaction.sql");
@@ -27,12 +27,13 @@ const PARTITION_ABORTED: &str = include_str!("../../sql/queries/partition_aborte
 /// start warns about) has none, so it holds no transaction, and reads of committed
 /// records must not wait for state that cannot exist.
 fn tables_exist() -> Result<bool, StorageError> {
-    let exists = pgrx::Spi::get_one::<bool>(
+    let exists = query_one::<bool>(
         "SELECT pg_catalog.to_regclass('kafka.transaction_state') IS NOT NULL \
          AND pg_catalog.to_regclass('kafka.open_transactions') IS NOT NULL \
          AND pg_catalog.to_regclass('kafka.aborted_transactions') IS NOT NULL",
+        &[],
     );
-    Ok(exists.map_err(database_error)?.unwrap_or(false))
+    Ok(exists?.unwrap_or(false))
 }
 
 /// Drops the aborted ranges of a partition that end below `log_start` (its records are
@@ -169,7 +170,7 @@ pub fn partition_transactions((topic_id, partition): (i32, i32), from: i64, belo
         return Ok((None, Vec::new()));
     }
     let key = [topic_id.into(), partition.into()];
-    let open = pgrx::Spi::get_one_with_args::<i64>(PARTITION_TRANSACTIONS, &key).map_err(database_error)?;
+    let open = query_one::<i64>(PARTITION_TRANSACTIONS, &key)?;
     let aborted = with_client(|client| {
         let args = [topic_id.into(), partition.into(), from.into(), below.into()];
         let rows = client.select(PARTITION_ABORTED, None, &args).map_err(database_error)?;

@@ -13,6 +13,8 @@
 //!   on SIGTERM: stop accepting, keep serving jobs until connections finish
 //!               (pg_kafka.shutdown_timeout_ms), then fail what is left and exit.
 //! ```
+//! On a hot standby the worker serves reads only (`Config::standby`); once Postgres is
+//! promoted it shuts down as on SIGTERM and the postmaster starts it again, as the primary's.
 //! Postmaster death ends the process at once (`WL_EXIT_ON_PM_DEATH`). If start-up fails
 //! (no such database, port in use) the worker logs why and exits; the postmaster starts
 //! it again after `RESTART_SECONDS`.
@@ -43,7 +45,10 @@ pub fn register() {
         .set_library("pg_kafka")
         .set_function("pg_kafka_worker_main")
         .enable_spi_access()
-        .set_start_time(BgWorkerStartTime::RecoveryFinished)
+        // On a hot standby too, from the moment it is consistent: it serves reads there
+        // (docs/replication.md). A primary's worker starts once recovery finished, as
+        // before: crash recovery never enters the consistent (hot standby) state.
+        .set_start_time(BgWorkerStartTime::ConsistentState)
         .set_restart_time(Some(Duration::from_secs(RESTART_SECONDS)))
         .load();
 }
@@ -65,7 +70,7 @@ pub extern "C-unwind" fn pg_kafka_worker_main(_arg: pg_sys::Datum) {
     }
     let log_lines = logging::install();
 
-    if let Err(e) = prepare_session(config.synchronous_commit, config.lock_timeout_ms) {
+    if let Err(e) = prepare_session(config.synchronous_commit, config.lock_timeout_ms, config.standby) {
         log!("pg_kafka: cannot prepare database \"{}\": {e}; retrying in {RESTART_SECONDS}s", config.database);
         exit_to_be_restarted();
     }
@@ -85,7 +90,8 @@ pub extern "C-unwind" fn pg_kafka_worker_main(_arg: pg_sys::Datum) {
             exit_to_be_restarted();
         }
     };
-    log!("pg_kafka: listening for Kafka clients on {listeners} (database \"{}\")", config.database);
+    let role = if config.standby { ", a hot standby: reads only" } else { "" };
+    log!("pg_kafka: listening for Kafka clients on {listeners} (database \"{}\"{role})", config.database);
 
     // kafka.produce() in SQL sessions: what they committed reaches the writer's counters
     // and Fetch's watermarks at once (they set this process's latch).
@@ -97,6 +103,10 @@ pub extern "C-unwind" fn pg_kafka_worker_main(_arg: pg_sys::Datum) {
     let mut main = MainLoop { wakeup, storage_side, runner, log_lines, next_wake: None, connections, readers };
     while main.wait() {
         main.turn();
+        if config.standby && !in_recovery() {
+            log!("pg_kafka: this standby was promoted: restarting the worker as the primary's (in {RESTART_SECONDS}s)");
+            break;
+        }
     }
 
     log!("pg_kafka: shutting down");
@@ -128,6 +138,12 @@ pub extern "C-unwind" fn pg_kafka_worker_main(_arg: pg_sys::Datum) {
 fn exit_to_be_restarted() -> ! {
     unsafe { pg_sys::proc_exit(1) };
     unreachable!("proc_exit returned")
+}
+
+/// Whether Postgres is in recovery (a hot standby, here): false once it was promoted.
+fn in_recovery() -> bool {
+    // SAFETY: reads the shared recovery state.
+    unsafe { pg_sys::RecoveryInProgress() }
 }
 
 struct MainLoop {

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use pg_kafka_core::service::answer_reader_job;
 use pg_kafka_core::storage::readers::{write_answer, ReaderJob};
 use pg_kafka_core::storage::reads::ReadPlan;
-use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, SignalWakeFlags};
+use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, BgWorkerStartTime, SignalWakeFlags};
 use pgrx::prelude::*;
 
 use crate::gucs;
@@ -75,6 +75,8 @@ impl Keeper {
                 .set_library("pg_kafka")
                 .set_function("pg_kafka_reader_main")
                 .enable_spi_access()
+                // Readers serve Fetch on a hot standby too (the worker runs there).
+                .set_start_time(BgWorkerStartTime::ConsistentState)
                 .set_restart_time(None)
                 .load_dynamic();
             if let Err(e) = started {

@@ -36,7 +36,20 @@ pub async fn handle(broker: &Broker, request: &RequestFrame) -> Outcome {
     let error = if !known_key_type(body.key_type) { Some(ResponseError::InvalidRequest) } else { denied };
     let code = error.map_or(0, |e| e.code());
     let (node, host, port) = if error.is_some() { (-1, StrBytes::default(), -1) } else { (NODE_ID, host, port) };
-    let response = if request.version() >= 4 {
+    let response = response(request.version(), &body, code, (node, host, port));
+    respond(request, &response)
+}
+
+/// The answer for every key asked, in the version's shape: from v4 one entry per key,
+/// before it one at the top. `code` 0 with the coordinator's (node, host, port), or the
+/// error with (-1, "", -1).
+pub(super) fn response(
+    version: i16,
+    body: &FindCoordinatorRequest,
+    code: i16,
+    (node, host, port): (i32, StrBytes, i32),
+) -> FindCoordinatorResponse {
+    if version >= 4 {
         let coordinators = body
             .coordinator_keys
             .iter()
@@ -52,8 +65,7 @@ pub async fn handle(broker: &Broker, request: &RequestFrame) -> Outcome {
         FindCoordinatorResponse::default().with_coordinators(coordinators)
     } else {
         FindCoordinatorResponse::default().with_error_code(code).with_node_id(BrokerId(node)).with_host(host).with_port(port)
-    };
-    respond(request, &response)
+    }
 }
 
 #[cfg(test)]

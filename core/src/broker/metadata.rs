@@ -50,8 +50,10 @@ pub async fn handle(broker: &Broker, request: &RequestFrame) -> Outcome {
         }
         Wanted::All => false,
     };
-    let auto_create = (broker.config().auto_create_topics && (version < 4 || body.allow_auto_topic_creation) && may_create)
-        .then_some((broker.config().default_partitions, broker.config().default_topic_storage));
+    // A hot standby creates nothing (the primary does, at the client's next request there).
+    let auto_create =
+        (broker.config().auto_create_topics && !broker.config().standby && (version < 4 || body.allow_auto_topic_creation) && may_create)
+            .then_some((broker.config().default_partitions, broker.config().default_topic_storage));
     let lookup = wanted.clone();
     let mut resolved = match broker.storage.call(move |storage| resolve(storage, &lookup, auto_create)).await {
         Ok(Ok(resolved)) => resolved,

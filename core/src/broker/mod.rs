@@ -53,6 +53,7 @@ pub mod sasl_handshake;
 #[cfg(test)]
 mod security_tests;
 pub mod session;
+pub mod standby;
 pub mod sync_group;
 pub mod topic_configs;
 pub mod transactions;
@@ -398,6 +399,11 @@ impl Broker {
         }
         if let Err(refused) = admit(&mut request) {
             return refused;
+        }
+        if self.config().standby {
+            if let Some(refused) = standby::refusal(&request) {
+                return refused;
+            }
         }
         match request.api_key {
             // Produce takes its turn itself: after decoding (in parallel with the

@@ -390,6 +390,11 @@ fn keyed_if_compacted(topic: &Topic, batch: &Batch) -> Result<(), Refusal> {
     Err(Refusal { error: ResponseError::InvalidRecord, record_errors: keyless, message: Some(message) })
 }
 
+/// Every partition of `body` refused with `error` (a hot standby's answer).
+pub(super) fn refused_everywhere(body: &ProduceRequest, error: ResponseError) -> ProduceResponse {
+    response(body, |_| Err(error.into()))
+}
+
 /// A response with one entry per requested partition, in request order.
 /// Success is the base offset and, for a `LogAppendTime` topic, the time given.
 fn response(body: &ProduceRequest, mut result_of: impl FnMut(i32) -> Result<(i64, Option<i64>), Refusal>) -> ProduceResponse {

@@ -192,6 +192,10 @@ pub struct Config {
     /// Where reader processes connect (a Unix socket in the data directory, set by the
     /// worker); empty: no readers.
     pub reader_socket: String,
+    /// Whether this node is a hot standby (Postgres in recovery when the worker started):
+    /// it serves reads only, and writes and groups are the primary's (docs/replication.md).
+    /// Set by the worker, not a setting.
+    pub standby: bool,
 }
 
 fn text(value: &CStr) -> String {
@@ -252,6 +256,7 @@ impl Default for Config {
             connections_max_reauth_ms: count(d::CONNECTIONS_MAX_REAUTH_MS),
             readers: count(d::READERS) as usize,
             reader_socket: String::new(),
+            standby: false,
         }
     }
 }

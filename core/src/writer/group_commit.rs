@@ -136,6 +136,9 @@ pub struct CommitSettings {
     /// How long a job may wait for a partition whose append lock a SQL transaction holds
     /// before it fails with REQUEST_TIMED_OUT.
     pub max_lock_wait: Duration,
+    /// On a hot standby nothing is written here: each refresh also re-reads the log's
+    /// transaction state, which the primary's writes change as they are replayed.
+    pub follow_replay: bool,
 }
 
 /// The handlers' end: submit appends, await their offsets.
@@ -380,6 +383,11 @@ impl GroupCommitter {
             // Cached topics are re-read, so configs changed with SQL take effect.
             self.topics.refresh(storage)?;
             moved = self.watermarks.refresh(storage)?;
+            // After the bounds: a transaction begun before they were read is still open
+            // in what follows, or has ended with its range recorded; never missing.
+            if self.settings.follow_replay {
+                self.txns.reload(storage)?;
+            }
             Ok(())
         });
         if refreshed.is_ok() {

@@ -12,6 +12,7 @@ fn settings(flush_ms: u64) -> CommitSettings {
         max_batch_bytes: 1 << 20,
         refresh_interval: Duration::from_secs(60),
         max_lock_wait: Duration::from_secs(30),
+        follow_replay: false,
     }
 }
 
@@ -396,4 +397,31 @@ async fn jobs_held_back_do_not_count_as_a_full_batch() {
     tokio::time::sleep(next).await;
     assert_eq!(committer.poll(&mut runner), None);
     assert_eq!(handle.await.unwrap(), vec![Ok(0)]);
+}
+
+#[tokio::test]
+async fn a_standbys_refresh_follows_the_replayed_transactions() {
+    use crate::storage::transactions::{OpenTxn, TxnLog, TxnLogChanges};
+    let watermarks = Watermarks::default();
+    let settings = CommitSettings { refresh_interval: Duration::ZERO, follow_replay: true, ..settings(0) };
+    let (_queue, mut committer) = channel(settings, Arc::new(|| {}), watermarks.clone(), TopicCache::default());
+    let log = TxnLog::default();
+    committer.set_txn_log(log.clone());
+    let mut runner = runner_with_topic(1);
+    watermarks.load(&mut runner.0, &[(1, 0)]).unwrap();
+    // The primary's writer stored a transaction open from offset 0, then three rows.
+    let begun = TxnLogChanges { begun: vec![OpenTxn { partition: (1, 0), producer_id: 7, first_offset: 0 }], ..TxnLogChanges::default() };
+    runner.0.save_txn_log(&begun).unwrap();
+    runner.0.append(&crate::storage::empty_rows(1, 0, &[0, 1, 2])).unwrap();
+    assert!(!log.is_loaded());
+    committer.refresh_if_due(&mut runner);
+    assert_eq!(watermarks.get(1, 0).map(|b| b.high), Some(3), "replayed rows are readable");
+    assert!(log.is_loaded());
+    assert_eq!(log.stable_offset((1, 0), 3), 0, "the open transaction holds the stable offset back");
+    // Its marker is replayed: the transaction ended (committed), the stable offset follows.
+    let ended = TxnLogChanges { ended: vec![((1, 0), 7)], ..TxnLogChanges::default() };
+    runner.0.save_txn_log(&ended).unwrap();
+    runner.0.append(&crate::storage::empty_rows(1, 0, &[3])).unwrap();
+    committer.refresh_if_due(&mut runner);
+    assert_eq!(log.stable_offset((1, 0), 4), 4);
 }

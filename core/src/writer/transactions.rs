@@ -77,6 +77,14 @@ impl TxnWrites {
         }
     }
 
+    /// Replaces the shared state with what storage holds now (a hot standby follows
+    /// the primary's transactions this way: it writes none itself).
+    pub fn reload(&self, storage: &mut dyn Storage) -> Result<(), StorageError> {
+        let (open, aborted) = storage.txn_log_state()?;
+        self.log.load(&open, &aborted);
+        Ok(())
+    }
+
     /// The write rolled back: nothing of it happened.
     pub fn rolled_back(&mut self) {
         self.pending = TxnLogChanges::default();

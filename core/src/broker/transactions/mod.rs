@@ -98,7 +98,12 @@ impl TxnCoordinator {
 
     /// Loads the stored state once: every record, the log's open transactions and aborted
     /// ranges; aborts the transactions a crash left open.
+    /// On a hot standby nothing is recovered (the primary does that, and its outcome is
+    /// replayed): the log's state is ready once the writer's refresh has read it.
     pub async fn ready(&self, broker: &Broker) -> Result<(), ResponseError> {
+        if broker.config().standby {
+            return if self.inner.log.is_loaded() { Ok(()) } else { Err(ResponseError::CoordinatorLoadInProgress) };
+        }
         self.inner.ready.get_or_try_init(|| self.recover(broker)).await.map(drop)
     }
 

@@ -1,0 +1,363 @@
+//! What a hot standby answers to requests only the primary can serve.
+//!
+//! A standby's worker serves reads (ApiVersions, Metadata, Fetch, ListOffsets, the
+//! Describe APIs) from what Postgres has replayed. Everything that writes, and everything
+//! of consumer groups and transactions (their coordinator is the primary's), is refused
+//! here before its handler runs, with the code a Kafka broker gives for a request sent to
+//! the wrong broker, so that clients refresh their metadata and go to the primary:
+//!
+//! | requests | answer |
+//! |---|---|
+//! | Produce, DeleteRecords | NOT_LEADER_OR_FOLLOWER per partition |
+//! | FindCoordinator | COORDINATOR_NOT_AVAILABLE (this node coordinates nothing) |
+//! | group and transaction requests, InitProducerId | NOT_COORDINATOR |
+//! | CreateTopics, DeleteTopics, CreatePartitions, configs and ACL changes | NOT_CONTROLLER |
+//! | ListGroups, ListTransactions | an empty list: this node coordinates none |
+//!
+//! A refused request never reaches storage: Postgres would refuse its writes anyway (a
+//! read-only transaction), with an error no client retries elsewhere.
+
+use kafka_protocol::messages::add_partitions_to_txn_response::{AddPartitionsToTxnPartitionResult, AddPartitionsToTxnTopicResult};
+use kafka_protocol::messages::create_acls_response::AclCreationResult;
+use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
+use kafka_protocol::messages::create_topics_response::CreatableTopicResult;
+use kafka_protocol::messages::delete_acls_response::DeleteAclsFilterResult;
+use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
+use kafka_protocol::messages::delete_records_response::{DeleteRecordsPartitionResult, DeleteRecordsTopicResult};
+use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
+use kafka_protocol::messages::describe_groups_response::DescribedGroup;
+use kafka_protocol::messages::describe_transactions_response::TransactionState;
+use kafka_protocol::messages::offset_commit_response::{OffsetCommitResponsePartition, OffsetCommitResponseTopic};
+use kafka_protocol::messages::offset_fetch_response::{OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponseTopic};
+use kafka_protocol::messages::txn_offset_commit_response::{TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic};
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::ResponseError;
+
+use super::{decode, respond, Outcome};
+use crate::protocol::header::RequestFrame;
+
+const NOT_LEADER: i16 = ResponseError::NotLeaderOrFollower.code();
+const NOT_COORDINATOR: i16 = ResponseError::NotCoordinator.code();
+const NOT_CONTROLLER: i16 = ResponseError::NotController.code();
+
+/// The answer a hot standby gives `request`, or `None` when it serves it itself.
+pub fn refusal(request: &RequestFrame) -> Option<Outcome> {
+    let answer = match request.api_key {
+        ApiKey::Produce => produce(request),
+        ApiKey::DeleteRecords => answer(request, |b: DeleteRecordsRequest| {
+            let topics = b.topics.iter().map(|t| {
+                let partitions = t.partitions.iter().map(|p| {
+                    DeleteRecordsPartitionResult::default()
+                        .with_partition_index(p.partition_index)
+                        .with_low_watermark(-1)
+                        .with_error_code(NOT_LEADER)
+                });
+                DeleteRecordsTopicResult::default().with_name(t.name.clone()).with_partitions(partitions.collect())
+            });
+            DeleteRecordsResponse::default().with_topics(topics.collect())
+        }),
+        ApiKey::FindCoordinator => answer(request, |b: FindCoordinatorRequest| {
+            let code = ResponseError::CoordinatorNotAvailable.code();
+            super::find_coordinator::response(request.version(), &b, code, (-1, StrBytes::default(), -1))
+        }),
+        ApiKey::JoinGroup => {
+            answer(request, |_: JoinGroupRequest| JoinGroupResponse::default().with_error_code(NOT_COORDINATOR).with_generation_id(-1))
+        }
+        ApiKey::SyncGroup => answer(request, |_: SyncGroupRequest| SyncGroupResponse::default().with_error_code(NOT_COORDINATOR)),
+        ApiKey::Heartbeat => answer(request, |_: HeartbeatRequest| HeartbeatResponse::default().with_error_code(NOT_COORDINATOR)),
+        ApiKey::LeaveGroup => answer(request, |_: LeaveGroupRequest| LeaveGroupResponse::default().with_error_code(NOT_COORDINATOR)),
+        ApiKey::OffsetCommit => answer(request, |b: OffsetCommitRequest| {
+            let topics = b.topics.iter().map(|t| {
+                let partitions = t.partitions.iter().map(|p| {
+                    OffsetCommitResponsePartition::default().with_partition_index(p.partition_index).with_error_code(NOT_COORDINATOR)
+                });
+                OffsetCommitResponseTopic::default()
+                    .with_name(t.name.clone())
+                    .with_topic_id(t.topic_id)
+                    .with_partitions(partitions.collect())
+            });
+            OffsetCommitResponse::default().with_topics(topics.collect())
+        }),
+        ApiKey::OffsetFetch => answer(request, offset_fetch),
+        ApiKey::OffsetDelete => answer(request, |_: OffsetDeleteRequest| OffsetDeleteResponse::default().with_error_code(NOT_COORDINATOR)),
+        ApiKey::DescribeGroups => answer(request, |b: DescribeGroupsRequest| {
+            let groups = b.groups.iter().map(|g| DescribedGroup::default().with_group_id(g.clone()).with_error_code(NOT_COORDINATOR));
+            DescribeGroupsResponse::default().with_groups(groups.collect())
+        }),
+        ApiKey::DeleteGroups => answer(request, |b: DeleteGroupsRequest| {
+            let results =
+                b.groups_names.iter().map(|g| DeletableGroupResult::default().with_group_id(g.clone()).with_error_code(NOT_COORDINATOR));
+            DeleteGroupsResponse::default().with_results(results.collect())
+        }),
+        ApiKey::ListGroups => answer(request, |_: ListGroupsRequest| ListGroupsResponse::default()),
+        ApiKey::InitProducerId => answer(request, |_: InitProducerIdRequest| {
+            InitProducerIdResponse::default().with_error_code(NOT_COORDINATOR).with_producer_id(ProducerId(-1)).with_producer_epoch(-1)
+        }),
+        ApiKey::AddPartitionsToTxn => answer(request, |b: AddPartitionsToTxnRequest| {
+            let topics = b.v3_and_below_topics.iter().map(|t| {
+                let partitions = t.partitions.iter().map(|&p| {
+                    AddPartitionsToTxnPartitionResult::default().with_partition_index(p).with_partition_error_code(NOT_COORDINATOR)
+                });
+                AddPartitionsToTxnTopicResult::default().with_name(t.name.clone()).with_results_by_partition(partitions.collect())
+            });
+            AddPartitionsToTxnResponse::default().with_error_code(NOT_COORDINATOR).with_results_by_topic_v3_and_below(topics.collect())
+        }),
+        ApiKey::AddOffsetsToTxn => {
+            answer(request, |_: AddOffsetsToTxnRequest| AddOffsetsToTxnResponse::default().with_error_code(NOT_COORDINATOR))
+        }
+        ApiKey::EndTxn => answer(request, |_: EndTxnRequest| {
+            EndTxnResponse::default().with_error_code(NOT_COORDINATOR).with_producer_id(ProducerId(-1)).with_producer_epoch(-1)
+        }),
+        ApiKey::TxnOffsetCommit => answer(request, |b: TxnOffsetCommitRequest| {
+            let topics = b.topics.iter().map(|t| {
+                let partitions = t.partitions.iter().map(|p| {
+                    TxnOffsetCommitResponsePartition::default().with_partition_index(p.partition_index).with_error_code(NOT_COORDINATOR)
+                });
+                TxnOffsetCommitResponseTopic::default().with_name(t.name.clone()).with_partitions(partitions.collect())
+            });
+            TxnOffsetCommitResponse::default().with_topics(topics.collect())
+        }),
+        ApiKey::DescribeTransactions => answer(request, |b: DescribeTransactionsRequest| {
+            let states = b.transactional_ids.iter().map(|id| {
+                TransactionState::default()
+                    .with_transactional_id(id.clone())
+                    .with_error_code(NOT_COORDINATOR)
+                    .with_producer_id(ProducerId(-1))
+                    .with_producer_epoch(-1)
+            });
+            DescribeTransactionsResponse::default().with_transaction_states(states.collect())
+        }),
+        ApiKey::ListTransactions => answer(request, |_: ListTransactionsRequest| ListTransactionsResponse::default()),
+        ApiKey::CreateTopics => answer(request, |b: CreateTopicsRequest| {
+            let topics = b.topics.iter().map(|t| {
+                CreatableTopicResult::default()
+                    .with_name(t.name.clone())
+                    .with_error_code(NOT_CONTROLLER)
+                    .with_num_partitions(-1)
+                    .with_replication_factor(-1)
+            });
+            CreateTopicsResponse::default().with_topics(topics.collect())
+        }),
+        ApiKey::DeleteTopics => answer(request, |b: DeleteTopicsRequest| {
+            let by_name = b
+                .topic_names
+                .iter()
+                .map(|name| DeletableTopicResult::default().with_name(Some(name.clone())).with_error_code(NOT_CONTROLLER));
+            let by_state = b.topics.iter().map(|t| {
+                DeletableTopicResult::default().with_name(t.name.clone()).with_topic_id(t.topic_id).with_error_code(NOT_CONTROLLER)
+            });
+            DeleteTopicsResponse::default().with_responses(by_name.chain(by_state).collect())
+        }),
+        ApiKey::CreatePartitions => answer(request, |b: CreatePartitionsRequest| {
+            let results =
+                b.topics.iter().map(|t| CreatePartitionsTopicResult::default().with_name(t.name.clone()).with_error_code(NOT_CONTROLLER));
+            CreatePartitionsResponse::default().with_results(results.collect())
+        }),
+        ApiKey::AlterConfigs => answer(request, |b: AlterConfigsRequest| {
+            use kafka_protocol::messages::alter_configs_response::AlterConfigsResourceResponse;
+            let responses = b.resources.iter().map(|r| {
+                AlterConfigsResourceResponse::default()
+                    .with_resource_type(r.resource_type)
+                    .with_resource_name(r.resource_name.clone())
+                    .with_error_code(NOT_CONTROLLER)
+            });
+            AlterConfigsResponse::default().with_responses(responses.collect())
+        }),
+        ApiKey::IncrementalAlterConfigs => answer(request, |b: IncrementalAlterConfigsRequest| {
+            use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse;
+            let responses = b.resources.iter().map(|r| {
+                AlterConfigsResourceResponse::default()
+                    .with_resource_type(r.resource_type)
+                    .with_resource_name(r.resource_name.clone())
+                    .with_error_code(NOT_CONTROLLER)
+            });
+            IncrementalAlterConfigsResponse::default().with_responses(responses.collect())
+        }),
+        ApiKey::CreateAcls => answer(request, |b: CreateAclsRequest| {
+            CreateAclsResponse::default()
+                .with_results(b.creations.iter().map(|_| AclCreationResult::default().with_error_code(NOT_CONTROLLER)).collect())
+        }),
+        ApiKey::DeleteAcls => answer(request, |b: DeleteAclsRequest| {
+            DeleteAclsResponse::default()
+                .with_filter_results(b.filters.iter().map(|_| DeleteAclsFilterResult::default().with_error_code(NOT_CONTROLLER)).collect())
+        }),
+        _ => return None,
+    };
+    crate::metrics::note_error();
+    Some(answer)
+}
+
+/// Decodes `request` as `R` and answers what `refuse` makes of it.
+fn answer<R: kafka_protocol::protocol::Decodable, A: kafka_protocol::protocol::Encodable>(
+    request: &RequestFrame,
+    refuse: impl FnOnce(R) -> A,
+) -> Outcome {
+    match decode::<R>(request) {
+        Ok(body) => respond(request, &refuse(body)),
+        Err(outcome) => outcome,
+    }
+}
+
+/// Produce: every partition NOT_LEADER_OR_FOLLOWER; nothing at all for acks=0, as for
+/// any Produce with acks=0 (the client learns of the new leader from its next Metadata).
+fn produce(request: &RequestFrame) -> Outcome {
+    let body: ProduceRequest = match decode(request) {
+        Ok(body) => body,
+        Err(outcome) => return outcome,
+    };
+    if body.acks == 0 {
+        return Outcome::Silent;
+    }
+    respond(request, &super::produce::refused_everywhere(&body, ResponseError::NotLeaderOrFollower))
+}
+
+/// OffsetFetch: the group's error at every version's place for it (per partition before
+/// v2, at the top from v2, per group from v8).
+fn offset_fetch(body: OffsetFetchRequest) -> OffsetFetchResponse {
+    let topics = body.topics.iter().flatten().map(|t| {
+        let partitions = t.partition_indexes.iter().map(|&p| {
+            OffsetFetchResponsePartition::default()
+                .with_partition_index(p)
+                .with_committed_offset(-1)
+                .with_error_code(NOT_COORDINATOR)
+                .with_metadata(Some(StrBytes::default()))
+        });
+        OffsetFetchResponseTopic::default().with_name(t.name.clone()).with_partitions(partitions.collect())
+    });
+    let groups =
+        body.groups.iter().map(|g| OffsetFetchResponseGroup::default().with_group_id(g.group_id.clone()).with_error_code(NOT_COORDINATOR));
+    OffsetFetchResponse::default().with_error_code(NOT_COORDINATOR).with_topics(topics.collect()).with_groups(groups.collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::broker::testing::{append_values, broker_on, decode_response, request_frame, round_trip};
+    use crate::broker::Broker;
+    use crate::config::Config;
+    use crate::protocol::records::{encode_batch, Record};
+    use crate::storage::memory::MemoryStorage;
+    use crate::storage::Storage;
+    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+    use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+
+    fn standby_with_topic_t() -> Broker {
+        let mut storage = MemoryStorage::default();
+        storage.create_topic("t", 1).unwrap();
+        broker_on(storage, Config { standby: true, ..Config::default() })
+    }
+
+    fn name(text: &'static str) -> TopicName {
+        TopicName(StrBytes::from_static_str(text))
+    }
+
+    fn produce(acks: i16) -> ProduceRequest {
+        let record = Record {
+            offset_delta: 0,
+            timestamp: 1_700_000_000_000,
+            key: None,
+            value: Some(bytes::Bytes::from_static(b"v")),
+            headers: None,
+        };
+        let partition = PartitionProduceData::default().with_index(0).with_records(Some(encode_batch(0, &[record])));
+        ProduceRequest::default()
+            .with_acks(acks)
+            .with_timeout_ms(1000)
+            .with_topic_data(vec![TopicProduceData::default().with_name(name("t")).with_partition_data(vec![partition])])
+    }
+
+    #[tokio::test]
+    async fn writes_go_to_the_leader_groups_and_transactions_to_the_coordinator() {
+        let broker = standby_with_topic_t();
+        let produced: ProduceResponse = round_trip(&broker, ApiKey::Produce, 9, &produce(-1)).await;
+        assert_eq!(produced.responses[0].partition_responses[0].error_code, NOT_LEADER);
+        assert!(matches!(broker.handle(request_frame(ApiKey::Produce, 9, &produce(0))).await, Outcome::Silent), "acks=0: no answer");
+
+        let found: FindCoordinatorResponse =
+            round_trip(&broker, ApiKey::FindCoordinator, 3, &FindCoordinatorRequest::default().with_key(StrBytes::from_static_str("g")))
+                .await;
+        assert_eq!((found.error_code, found.node_id.0), (ResponseError::CoordinatorNotAvailable.code(), -1));
+        let keys = FindCoordinatorRequest::default().with_coordinator_keys(vec![StrBytes::from_static_str("g")]);
+        let found: FindCoordinatorResponse = round_trip(&broker, ApiKey::FindCoordinator, 4, &keys).await;
+        assert_eq!(found.coordinators[0].error_code, ResponseError::CoordinatorNotAvailable.code());
+
+        let join = JoinGroupRequest::default()
+            .with_group_id(GroupId(StrBytes::from_static_str("g")))
+            .with_protocol_type(StrBytes::from_static_str("consumer"));
+        let joined: JoinGroupResponse = round_trip(&broker, ApiKey::JoinGroup, 5, &join).await;
+        assert_eq!(joined.error_code, NOT_COORDINATOR);
+        let init: InitProducerIdResponse =
+            round_trip(&broker, ApiKey::InitProducerId, 4, &InitProducerIdRequest::default().with_transaction_timeout_ms(60_000)).await;
+        assert_eq!((init.error_code, init.producer_id.0), (NOT_COORDINATOR, -1));
+        let fetch_offsets = OffsetFetchRequest::default().with_groups(vec![
+            offset_fetch_request::OffsetFetchRequestGroup::default().with_group_id(GroupId(StrBytes::from_static_str("g")))
+        ]);
+        let offsets: OffsetFetchResponse = round_trip(&broker, ApiKey::OffsetFetch, 8, &fetch_offsets).await;
+        assert_eq!(offsets.groups[0].error_code, NOT_COORDINATOR);
+        let listed: ListGroupsResponse = round_trip(&broker, ApiKey::ListGroups, 4, &ListGroupsRequest::default()).await;
+        assert_eq!((listed.error_code, listed.groups.len()), (0, 0), "a standby coordinates no group");
+
+        let create = CreateTopicsRequest::default().with_topics(vec![create_topics_request::CreatableTopic::default()
+            .with_name(name("new"))
+            .with_num_partitions(1)
+            .with_replication_factor(1)]);
+        let created: CreateTopicsResponse = round_trip(&broker, ApiKey::CreateTopics, 7, &create).await;
+        assert_eq!(created.topics[0].error_code, NOT_CONTROLLER);
+        let topics = crate::broker::testing::with_storage(&broker, |s| s.all_topics().unwrap().len()).await;
+        assert_eq!(topics, 1, "nothing was created");
+    }
+
+    #[tokio::test]
+    async fn reads_are_served_and_metadata_creates_no_topic() {
+        let broker = standby_with_topic_t();
+        // What the primary wrote, replayed (the writer's path stands in for replay here).
+        append_values(&broker, 0, &[b"a", b"b"]).await;
+        let partition = FetchPartition::default().with_partition(0).with_fetch_offset(0).with_partition_max_bytes(1 << 20);
+        let fetch = FetchRequest::default()
+            .with_max_wait_ms(0)
+            .with_max_bytes(1 << 20)
+            .with_session_epoch(-1)
+            .with_topics(vec![FetchTopic::default().with_topic(name("t")).with_partitions(vec![partition])]);
+        let fetched: FetchResponse = round_trip(&broker, ApiKey::Fetch, 11, &fetch).await;
+        let data = &fetched.responses[0].partitions[0];
+        assert_eq!((data.error_code, data.high_watermark), (0, 2));
+        assert!(data.records.as_ref().is_some_and(|r| !r.is_empty()));
+
+        let wanted = |topic: &'static str| MetadataRequestTopic::default().with_name(Some(name(topic)));
+        let request =
+            MetadataRequest::default().with_topics(Some(vec![wanted("t"), wanted("unknown")])).with_allow_auto_topic_creation(true);
+        let outcome = broker.handle(request_frame(ApiKey::Metadata, 9, &request)).await;
+        let metadata: MetadataResponse = decode_response(outcome, ApiKey::Metadata, 9);
+        let codes: Vec<i16> = metadata.topics.iter().map(|t| t.error_code).collect();
+        assert_eq!(codes, vec![0, ResponseError::UnknownTopicOrPartition.code()]);
+    }
+}
+
+#[cfg(test)]
+mod every_version {
+    use super::*;
+    use crate::protocol::header::parse_request;
+    use crate::protocol::samples::sample_request;
+    use crate::protocol::versions::SERVED_APIS;
+
+    /// A refusal is a response in the request's own version: a field set that the version
+    /// lacks would fail to encode and close the connection instead.
+    #[test]
+    fn every_refusal_encodes_at_every_served_version() {
+        let mut refused = 0;
+        for api in SERVED_APIS {
+            for version in api.min_served..=api.max {
+                let Some(frame) = sample_request(api.key, version) else { continue };
+                let request = parse_request(frame).expect("samples parse");
+                match refusal(&request) {
+                    Some(Outcome::Close(reason)) => panic!("{:?} v{version}: {reason}", api.key),
+                    Some(_) => refused += 1,
+                    None => {}
+                }
+            }
+        }
+        assert!(refused > 100, "only {refused} refusals checked");
+    }
+}

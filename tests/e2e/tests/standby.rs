@@ -1,0 +1,163 @@
+//! A hot standby made with `pg_basebackup` is a broker too: its worker serves Fetch,
+//! ListOffsets and Metadata from what Postgres has replayed, answers writes, groups and
+//! transactions with the codes that send clients to the primary, and serves them itself
+//! once Postgres is promoted. Two clusters of their own (primary and standby), on ports no
+//! other test uses.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::{
+    ApiKey, CreateTopicsRequest, CreateTopicsResponse, FindCoordinatorRequest, FindCoordinatorResponse, ProduceRequest, ProduceResponse,
+    TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
+use pg_kafka_e2e::consume::{consumer, receive};
+use pg_kafka_e2e::produce::{produce, Message};
+use pg_kafka_e2e::{one_record_batch, RawClient};
+use rdkafka::Offset;
+
+const PRIMARY: Node = Node { name: "pg_kafka_e2e_primary", pg_port: "55451", kafka_port: "59111" };
+const STANDBY: Node = Node { name: "pg_kafka_e2e_standby", pg_port: "55452", kafka_port: "59112" };
+
+struct Node {
+    name: &'static str,
+    pg_port: &'static str,
+    kafka_port: &'static str,
+}
+
+impl Node {
+    fn data(&self) -> String {
+        std::env::temp_dir().join(self.name).to_string_lossy().into_owned()
+    }
+
+    fn bootstrap(&self) -> String {
+        format!("127.0.0.1:{}", self.kafka_port)
+    }
+
+    fn cluster(&self, action: &str) -> bool {
+        let mut command = Command::new("scripts/cluster.sh");
+        command.current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../..")).args([action, &self.data(), self.pg_port, self.kafka_port]);
+        command.status().expect("cluster.sh runs").success()
+    }
+
+    fn psql(&self, sql: &str) -> String {
+        let output = Command::new("psql")
+            .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-U", "postgres", "-p", self.pg_port, "-c", sql])
+            .output()
+            .expect("psql runs");
+        assert!(output.status.success(), "psql failed: {}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8(output.stdout).unwrap().trim().to_owned()
+    }
+
+    fn server_log(&self) -> String {
+        std::fs::read_to_string(PathBuf::from(self.data()).join("server.log")).unwrap_or_default()
+    }
+}
+
+/// A server program of the Postgres the clusters run (cluster.sh's `PG_BIN`, the Makefile's
+/// `PG=`), as the postgres user.
+fn as_postgres(program: &str, args: &[&str]) {
+    let bin = std::env::var("PG_BIN").unwrap_or_else(|_| "/usr/lib/postgresql/15/bin".into());
+    let status =
+        Command::new("runuser").args(["-u", "postgres", "--", &format!("{bin}/{program}")]).args(args).status().expect("runuser runs");
+    assert!(status.success(), "{program} {args:?} failed");
+}
+
+fn values(prefix: &str, range: std::ops::Range<usize>) -> Vec<Message> {
+    range.map(|i| Message { value: format!("{prefix}{i}").into_bytes(), ..Message::default() }).collect()
+}
+
+fn produce_to(node: &Node, topic: &str, messages: Vec<Message>) -> (usize, usize) {
+    let bootstrap = node.bootstrap();
+    produce(topic, &[("bootstrap.servers", &bootstrap), ("message.timeout.ms", "10000")], messages)
+}
+
+fn produce_request(topic: &'static str) -> ProduceRequest {
+    let partition = PartitionProduceData::default().with_index(0).with_records(Some(one_record_batch(b"refused")));
+    let data = TopicProduceData::default().with_name(TopicName(StrBytes::from_static_str(topic))).with_partition_data(vec![partition]);
+    ProduceRequest::default().with_acks(-1).with_timeout_ms(5000).with_topic_data(vec![data])
+}
+
+#[test]
+fn a_standby_serves_what_it_replayed_sends_writes_to_the_primary_and_takes_over_when_promoted() {
+    for node in [&STANDBY, &PRIMARY] {
+        node.cluster("stop");
+        let _ = std::fs::remove_dir_all(node.data());
+    }
+    assert!(PRIMARY.cluster("start"), "the primary starts");
+    let result = std::panic::catch_unwind(|| {
+        let topic = "replicated";
+        PRIMARY.psql(&format!("INSERT INTO kafka.topics (name, partitions) VALUES ('{topic}', 1)"));
+        assert_eq!(produce_to(&PRIMARY, topic, values("a", 0..100)), (100, 0));
+
+        as_postgres(
+            "pg_basebackup",
+            &["-h", "127.0.0.1", "-p", PRIMARY.pg_port, "-U", "postgres", "-D", &STANDBY.data(), "-R", "-X", "stream", "-c", "fast"],
+        );
+        assert!(STANDBY.cluster("start"), "the standby's worker listens");
+        assert!(STANDBY.server_log().contains("a hot standby: reads only"), "the standby's worker says what it is");
+        assert_eq!(STANDBY.psql("SELECT pg_is_in_recovery()"), "t");
+
+        // Reads: what was there at the backup, then what the primary takes after it.
+        let standby_bootstrap = STANDBY.bootstrap();
+        let reader = consumer(topic, &[0], Offset::Beginning, &[("bootstrap.servers", &standby_bootstrap)]);
+        let first = receive(&reader, 100, Duration::from_secs(30));
+        assert_eq!(
+            first.iter().map(|m| String::from_utf8_lossy(&m.value).into_owned()).collect::<Vec<_>>(),
+            (0..100).map(|i| format!("a{i}")).collect::<Vec<_>>()
+        );
+        assert_eq!(produce_to(&PRIMARY, topic, values("b", 0..50)), (50, 0));
+        let replayed = receive(&reader, 50, Duration::from_secs(30));
+        assert_eq!(replayed.len(), 50, "the standby serves what it replays");
+        assert_eq!((replayed[0].offset, replayed[49].offset), (100, 149));
+        drop(reader);
+
+        // Writes, groups and topic changes are the primary's: the codes that send a client
+        // there. Nothing was written on the standby (it could not be).
+        let mut raw = RawClient::connect_to(&standby_bootstrap);
+        raw.send_message(ApiKey::Produce, 9, &produce_request(topic));
+        let produced: ProduceResponse = raw.read_response(ApiKey::Produce, 9);
+        assert_eq!(produced.responses[0].partition_responses[0].error_code, 6, "NOT_LEADER_OR_FOLLOWER");
+        raw.send_message(ApiKey::FindCoordinator, 3, &FindCoordinatorRequest::default().with_key(StrBytes::from_static_str("g")));
+        let found: FindCoordinatorResponse = raw.read_response(ApiKey::FindCoordinator, 3);
+        assert_eq!(found.error_code, 15, "COORDINATOR_NOT_AVAILABLE");
+        let create =
+            CreateTopicsRequest::default().with_topics(vec![kafka_protocol::messages::create_topics_request::CreatableTopic::default()
+                .with_name(TopicName(StrBytes::from_static_str("not-here")))
+                .with_num_partitions(1)
+                .with_replication_factor(1)]);
+        raw.send_message(ApiKey::CreateTopics, 7, &create);
+        let created: CreateTopicsResponse = raw.read_response(ApiKey::CreateTopics, 7);
+        assert_eq!(created.topics[0].error_code, 41, "NOT_CONTROLLER");
+        assert!(!STANDBY.server_log().contains("cannot assign TransactionIds"), "the standby's worker never tried to write");
+
+        // Promotion: the worker restarts as the primary's and takes writes after what it
+        // replayed (offsets go on from 150).
+        let promoted_at = Instant::now();
+        as_postgres("pg_ctl", &["-D", &STANDBY.data(), "promote", "-w"]);
+        let listening = |log: &str| log.lines().filter(|l| l.contains("pg_kafka: listening for Kafka clients")).count();
+        let before = listening(&STANDBY.server_log());
+        while listening(&STANDBY.server_log()) == before && promoted_at.elapsed() < Duration::from_secs(60) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let log = STANDBY.server_log();
+        assert!(log.contains("this standby was promoted"), "the worker saw the promotion");
+        let restarted = log.lines().rev().find(|l| l.contains("pg_kafka: listening for Kafka clients")).unwrap_or_default();
+        assert!(!restarted.contains("hot standby"), "restarted as the primary's: {restarted}");
+        assert_eq!(produce_to(&STANDBY, topic, values("c", 0..10)), (10, 0), "the promoted standby takes writes");
+        println!("promotion to the first write acknowledged by the promoted node: {:.1} s", promoted_at.elapsed().as_secs_f64());
+        let offsets = STANDBY.psql(&format!(
+            "SELECT min(m.\"offset\") || ' ' || max(m.\"offset\") FROM kafka.topic_messages m WHERE m.topic = '{topic}' AND convert_from(m.value, 'UTF8') LIKE 'c%'"
+        ));
+        assert_eq!(offsets, "150 159");
+    });
+    for node in [&STANDBY, &PRIMARY] {
+        node.cluster("stop");
+    }
+    if let Err(panic) = result {
+        std::panic::resume_unwind(panic);
+    }
+}
