@@ -10,7 +10,7 @@
 
 use std::ffi::CString;
 
-use pg_kafka_core::config::{defaults, ClientAuth, Config, SynchronousCommit};
+use pg_kafka_core::config::{defaults, nodes, ClientAuth, Config, SynchronousCommit};
 use pg_kafka_core::storage::StorageLayout;
 use pgrx::{pg_sys, GucContext, GucFlags, GucRegistry, GucSetting, PostgresGucEnum};
 
@@ -54,6 +54,8 @@ static SSL_CA_FILE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>:
 static SSL_CLIENT_AUTH: GucSetting<ClientAuthGuc> = GucSetting::<ClientAuthGuc>::new(ClientAuthGuc::from_core(defaults::SSL_CLIENT_AUTH));
 static CONNECTIONS_MAX_REAUTH_MS: GucSetting<i32> = GucSetting::<i32>::new(defaults::CONNECTIONS_MAX_REAUTH_MS);
 static READERS: GucSetting<i32> = GucSetting::<i32>::new(defaults::READERS);
+static NODE_ID: GucSetting<i32> = GucSetting::<i32>::new(defaults::NODE_ID);
+static CLUSTER_NODES: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(defaults::CLUSTER_NODES));
 static DEFAULT_TOPIC_STORAGE: GucSetting<TopicStorageGuc> =
     GucSetting::<TopicStorageGuc>::new(TopicStorageGuc::from_core(defaults::DEFAULT_TOPIC_STORAGE));
 static SYNCHRONOUS_COMMIT: GucSetting<SynchronousCommitGuc> =
@@ -232,7 +234,16 @@ pub fn config() -> Config {
         reader_socket: String::new(),
         // SAFETY: reads the shared recovery state; callable in any process.
         standby: unsafe { pg_sys::RecoveryInProgress() },
+        node_id: NODE_ID.get(),
+        // The worker checks the list at start and at each reload (cluster_nodes_problem);
+        // a list it cannot read counts as none.
+        cluster_nodes: nodes::parse(&string_setting(&CLUSTER_NODES).unwrap_or_default()).unwrap_or_default(),
     }
+}
+
+/// Why `pg_kafka.cluster_nodes` cannot be read, if it cannot (the worker logs it).
+pub fn cluster_nodes_problem() -> Option<String> {
+    nodes::parse(&string_setting(&CLUSTER_NODES).unwrap_or_default()).err().map(|e| e.to_string())
 }
 
 /// Declares every `pg_kafka.*` GUC. Called from `_PG_init` while preloading.
@@ -623,6 +634,24 @@ pub fn init() {
         0,
         64,
         GucContext::Postmaster,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"pg_kafka.node_id",
+        c"This node's Kafka node id: what Metadata calls it among pg_kafka.cluster_nodes.",
+        c"Different on each node of a primary and its standbys (docs/replication.md).",
+        &NODE_ID,
+        0,
+        i32::MAX,
+        GucContext::Postmaster,
+        GucFlags::default(),
+    );
+    GucRegistry::define_string_guc(
+        c"pg_kafka.cluster_nodes",
+        c"Every node of a primary and its standbys as clients reach it: ID@HOST:PORT or ID@PROTOCOL://HOST:PORT, comma-separated.",
+        c"The same on every node. Empty (the default): this node alone. Metadata lists them all; the primary leads every partition.",
+        &CLUSTER_NODES,
+        GucContext::Sighup,
         GucFlags::default(),
     );
 }

@@ -61,6 +61,8 @@ pub struct StorageSide {
     figures: Figures,
     /// A hot standby: no retention passes (see [`Config::standby`]).
     standby: bool,
+    /// Whether this primary has recorded that it leads (`kafka.cluster_leader`).
+    leads: bool,
 }
 
 impl StorageSide {
@@ -71,6 +73,12 @@ impl StorageSide {
     /// clients' Metadata requests, say) is spread over turns, and the group commit still
     /// runs in every one, so producers are acknowledged on time.
     pub fn turn(&mut self, runner: &mut dyn JobRunner) -> Duration {
+        if !self.standby && !self.leads {
+            // Once per start (tried again next turn if it failed): standbys tell clients
+            // this node leads once they have replayed it (broker/cluster.rs).
+            let node_id = self.config.current().node_id;
+            self.leads = runner.run(&mut |storage| storage.claim_leadership(node_id)).is_ok();
+        }
         let jobs_left = self.jobs.run_pending_within(runner, JOBS_PER_TURN);
         self.committer.catch_up_with_sql(runner);
         let next_flush = self.committer.poll(runner);
@@ -157,7 +165,7 @@ pub fn assemble(config: Config, wake: Waker, shutdown: watch::Receiver<bool>) ->
     let readers = broker.readers().clone();
     let retention = Retention::new(retention_timing, retention_watermarks, retention_metrics, readers.clone());
     let figures = broker.figures();
-    (broker, StorageSide { jobs, committer, retention, config, connections, readers, figures, standby })
+    (broker, StorageSide { jobs, committer, retention, config, connections, readers, figures, standby, leads: false })
 }
 
 /// Binds the listeners from `config`, assembles the broker on them and starts serving;

@@ -512,6 +512,14 @@ impl Storage for PgStorage {
         Ok(roles(names)?.into_iter().map(|role| role.principal).collect())
     }
 
+    fn cluster_leader(&mut self) -> Result<Option<i32>, StorageError> {
+        super::leadership::cluster_leader()
+    }
+
+    fn claim_leadership(&mut self, node_id: i32) -> Result<(), StorageError> {
+        super::leadership::claim_leadership(node_id)
+    }
+
     fn acls(&mut self) -> Result<Vec<AclBinding>, StorageError> {
         with_client(|client| {
             let rows = client.select(ACLS, None, &[]).map_err(database_error)?;

@@ -90,6 +90,9 @@ pub extern "C-unwind" fn pg_kafka_worker_main(_arg: pg_sys::Datum) {
             exit_to_be_restarted();
         }
     };
+    if let Some(problem) = gucs::cluster_nodes_problem() {
+        warning!("pg_kafka: {problem}: Metadata names this node alone");
+    }
     let role = if config.standby { ", a hot standby: reads only" } else { "" };
     log!("pg_kafka: listening for Kafka clients on {listeners} (database \"{}\"{role})", config.database);
 
@@ -200,6 +203,9 @@ impl MainLoop {
     fn reload(&mut self) {
         unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
         let config = gucs::config();
+        if let Some(problem) = gucs::cluster_nodes_problem() {
+            warning!("pg_kafka: {problem}: Metadata names this node alone");
+        }
         if let Err(e) = apply_session_settings(&mut self.runner, config.synchronous_commit, config.lock_timeout_ms) {
             warning!("pg_kafka: reloaded settings could not be applied to the worker's session: {e}");
         }

@@ -26,7 +26,7 @@ pub async fn handle(broker: &Broker, request: &RequestFrame) -> Outcome {
         .map(|t| match access.check_topic(Operation::Alter, t.name.as_str()) {
             Err(denied) => Err((denied, "ALTER on the topic is needed".into())),
             Ok(()) if repeated.contains(t.name.as_str()) => Err(named_twice()),
-            Ok(()) => check(t),
+            Ok(()) => check(t, broker.config().node_id),
         })
         .collect();
     let asked: Vec<Option<(String, i32, usize)>> = body
@@ -85,12 +85,12 @@ pub async fn handle(broker: &Broker, request: &RequestFrame) -> Outcome {
 }
 
 /// Checks what can be checked without the topic.
-fn check(topic: &CreatePartitionsTopic) -> Result<(), Refusal> {
+fn check(topic: &CreatePartitionsTopic, node_id: i32) -> Result<(), Refusal> {
     if !(1..=MAX_PARTITIONS).contains(&topic.count) {
         return Err((ResponseError::InvalidPartitions, format!("partitions must be between 1 and {MAX_PARTITIONS}")));
     }
-    if topic.assignments.as_ref().is_some_and(|all| !all.iter().all(|a| on_this_broker_alone(&a.broker_ids))) {
-        return Err(not_on_this_broker());
+    if topic.assignments.as_ref().is_some_and(|all| !all.iter().all(|a| on_this_broker_alone(&a.broker_ids, node_id))) {
+        return Err(not_on_this_broker(node_id));
     }
     Ok(())
 }

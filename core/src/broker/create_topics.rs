@@ -13,7 +13,7 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
 use super::topic_configs::{effective, invalid};
-use super::{decode, respond, storage_call, Broker, Outcome, NODE_ID};
+use super::{decode, respond, storage_call, Broker, Outcome};
 use crate::protocol::header::RequestFrame;
 use crate::storage::batches::LAYOUT_CONFIG;
 use crate::storage::{is_valid_topic_name, StorageError, StorageLayout, Topic};
@@ -49,7 +49,7 @@ pub async fn handle(broker: &Broker, request: &RequestFrame) -> Outcome {
             _ if !may_create(t.name.as_str()) => {
                 Err((ResponseError::TopicAuthorizationFailed, "CREATE on the cluster or on the topic is needed".into()))
             }
-            false => plan(t, broker.config().default_partitions, broker.config().default_topic_storage),
+            false => plan(t, &broker.config()),
             true => Err(named_twice()),
         })
         .collect();
@@ -121,17 +121,18 @@ pub fn named_twice() -> Refusal {
     (ResponseError::InvalidRequest, "topic named more than once in the request".into())
 }
 
-/// Whether a partition's replica list is this broker and nothing else.
-pub fn on_this_broker_alone(broker_ids: &[BrokerId]) -> bool {
-    matches!(broker_ids, [only] if only.0 == NODE_ID)
+/// Whether a partition's replica list is this broker (`node_id`) and nothing else.
+pub fn on_this_broker_alone(broker_ids: &[BrokerId], node_id: i32) -> bool {
+    matches!(broker_ids, [only] if only.0 == node_id)
 }
 
-pub fn not_on_this_broker() -> Refusal {
-    (ResponseError::InvalidReplicaAssignment, format!("every partition must be on broker {NODE_ID} alone"))
+pub fn not_on_this_broker(node_id: i32) -> Refusal {
+    (ResponseError::InvalidReplicaAssignment, format!("every partition must be on broker {node_id} alone"))
 }
 
 /// Checks one requested topic.
-fn plan(topic: &CreatableTopic, default_partitions: i32, default_layout: StorageLayout) -> Result<Plan, Refusal> {
+fn plan(topic: &CreatableTopic, config: &crate::config::Config) -> Result<Plan, Refusal> {
+    let (default_partitions, default_layout) = (config.default_partitions, config.default_topic_storage);
     if !is_valid_topic_name(&topic.name) {
         return Err((ResponseError::InvalidTopicException, format!("invalid topic name \"{}\"", topic.name.as_str())));
     }
@@ -157,8 +158,8 @@ fn plan(topic: &CreatableTopic, default_partitions: i32, default_layout: Storage
         let mut indexes: Vec<i32> = topic.assignments.iter().map(|a| a.partition_index).collect();
         indexes.sort_unstable();
         let consecutive = indexes.iter().enumerate().all(|(i, &p)| p == i as i32);
-        if !consecutive || !topic.assignments.iter().all(|a| on_this_broker_alone(&a.broker_ids)) {
-            return Err(not_on_this_broker());
+        if !consecutive || !topic.assignments.iter().all(|a| on_this_broker_alone(&a.broker_ids, config.node_id)) {
+            return Err(not_on_this_broker(config.node_id));
         }
         i32::try_from(indexes.len()).unwrap_or(i32::MAX)
     };

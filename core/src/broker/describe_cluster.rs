@@ -1,4 +1,4 @@
-//! DescribeCluster (v0-v1): one broker, which is also the controller.
+//! DescribeCluster (v0-v1): the nodes (broker/cluster.rs); the primary is the controller.
 
 use super::authorize::access;
 use crate::security::acl::{Operation, ResourceType, CLUSTER_NAME};
@@ -8,7 +8,7 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
 use super::metadata::CLUSTER_ID;
-use super::{decode, respond, Broker, Outcome, NODE_ID};
+use super::{cluster, decode, respond, Broker, Outcome};
 use crate::protocol::header::RequestFrame;
 
 /// Endpoint types (v1+): 1 brokers, 2 controllers.
@@ -29,12 +29,17 @@ pub async fn handle(broker: &Broker, request: &RequestFrame) -> Outcome {
     if request.version() >= 1 && body.endpoint_type != BROKERS_ENDPOINT {
         return respond(request, &response.with_error_code(ResponseError::MismatchedEndpointType.code()));
     }
-    let (host, port) = broker.advertised_address();
-    let this_broker =
-        DescribeClusterBroker::default().with_broker_id(BrokerId(NODE_ID)).with_host(StrBytes::from_string(host)).with_port(port);
+    let cluster = cluster::view(broker).await;
+    let brokers = cluster
+        .brokers
+        .iter()
+        .map(|(id, host, port)| {
+            DescribeClusterBroker::default().with_broker_id(BrokerId(*id)).with_host(StrBytes::from_string(host.clone())).with_port(*port)
+        })
+        .collect();
     let response = response
         .with_cluster_id(StrBytes::from_static_str(CLUSTER_ID))
-        .with_controller_id(BrokerId(NODE_ID))
-        .with_brokers(vec![this_broker]);
+        .with_controller_id(BrokerId(cluster.leader.unwrap_or(-1)))
+        .with_brokers(brokers);
     respond(request, &response)
 }

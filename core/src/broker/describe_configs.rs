@@ -12,7 +12,7 @@ use kafka_protocol::ResponseError;
 
 use super::alter_configs::{BROKER_RESOURCE, TOPIC_RESOURCE};
 use super::topic_configs::{effective, ConfigType, DEFAULT_CONFIG, DYNAMIC_TOPIC_CONFIG, STATIC_BROKER_CONFIG};
-use super::{decode, respond, storage_call, Broker, Outcome, NODE_ID};
+use super::{decode, respond, storage_call, Broker, Outcome};
 use crate::protocol::header::RequestFrame;
 
 /// One config line before encoding.
@@ -126,7 +126,7 @@ fn broker_lines(broker: &Broker) -> Vec<Line> {
     let mut lines = vec![
         fixed("advertised.listeners", advertised, Text),
         fixed("auto.create.topics.enable", config.auto_create_topics.to_string(), Boolean),
-        fixed("broker.id", NODE_ID.to_string(), Int),
+        fixed("broker.id", config.node_id.to_string(), Int),
         fixed("compression.type", "producer".into(), Text),
         fixed("connections.max.idle.ms", config.connections_max_idle_ms.to_string(), Long),
         fixed("connections.max.reauth.ms", config.connections_max_reauth_ms.to_string(), Long),
@@ -144,7 +144,7 @@ fn broker_lines(broker: &Broker) -> Vec<Line> {
         fixed("log.retention.ms", "-1".into(), Long),
         fixed("message.max.bytes", config.max_frame_bytes.to_string(), Int),
         fixed("min.insync.replicas", one(), Int),
-        fixed("node.id", NODE_ID.to_string(), Int),
+        fixed("node.id", config.node_id.to_string(), Int),
         fixed("num.partitions", config.default_partitions.to_string(), Int),
         fixed("offsets.topic.num.partitions", one(), Int),
         fixed("offsets.topic.replication.factor", one(), Int),

@@ -8,7 +8,7 @@ use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinator
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
-use super::{decode, respond, Broker, Outcome, NODE_ID};
+use super::{cluster, decode, respond, Broker, Outcome};
 use crate::protocol::header::RequestFrame;
 
 /// Key types: 0 a consumer group, 1 a transactional id.
@@ -21,8 +21,6 @@ pub async fn handle(broker: &Broker, request: &RequestFrame) -> Outcome {
         Ok(body) => body,
         Err(outcome) => return outcome,
     };
-    let (host, port) = broker.advertised_address();
-    let host = StrBytes::from_string(host);
     let access = access(broker).await;
     let keys: Vec<&str> =
         if request.version() >= 4 { body.coordinator_keys.iter().map(|k| k.as_str()).collect() } else { vec![body.key.as_str()] };
@@ -33,10 +31,20 @@ pub async fn handle(broker: &Broker, request: &RequestFrame) -> Outcome {
         1 => access.check_transactional_id(Operation::Describe, key).err(),
         _ => None,
     });
-    let error = if !known_key_type(body.key_type) { Some(ResponseError::InvalidRequest) } else { denied };
+    // The primary coordinates every group and transactional id; a standby names it (or,
+    // not knowing it yet, says COORDINATOR_NOT_AVAILABLE and the client asks again).
+    let coordinator = cluster::view(broker).await.leader_address();
+    let error = if !known_key_type(body.key_type) {
+        Some(ResponseError::InvalidRequest)
+    } else {
+        denied.or(coordinator.is_none().then_some(ResponseError::CoordinatorNotAvailable))
+    };
     let code = error.map_or(0, |e| e.code());
-    let (node, host, port) = if error.is_some() { (-1, StrBytes::default(), -1) } else { (NODE_ID, host, port) };
-    let response = response(request.version(), &body, code, (node, host, port));
+    let found = match (error, coordinator) {
+        (None, Some((node, host, port))) => (node, StrBytes::from_string(host), port),
+        _ => (-1, StrBytes::default(), -1),
+    };
+    let response = response(request.version(), &body, code, found);
     respond(request, &response)
 }
 
@@ -80,12 +88,12 @@ mod tests {
         for version in 0..=3 {
             let r: FindCoordinatorResponse =
                 round_trip(&broker, ApiKey::FindCoordinator, version, &FindCoordinatorRequest::default().with_key("g".into())).await;
-            assert_eq!((r.error_code, r.node_id, r.port), (0, BrokerId(NODE_ID), 9092), "v{version}");
+            assert_eq!((r.error_code, r.node_id, r.port), (0, BrokerId(crate::config::defaults::NODE_ID), 9092), "v{version}");
         }
         let batched = FindCoordinatorRequest::default().with_key_type(1).with_coordinator_keys(vec!["a".into(), "b".into()]);
         let r: FindCoordinatorResponse = round_trip(&broker, ApiKey::FindCoordinator, 4, &batched).await;
         let keys: Vec<(&str, i32, i16)> = r.coordinators.iter().map(|c| (c.key.as_str(), c.node_id.0, c.error_code)).collect();
-        assert_eq!(keys, vec![("a", NODE_ID, 0), ("b", NODE_ID, 0)]);
+        assert_eq!(keys, vec![("a", crate::config::defaults::NODE_ID, 0), ("b", crate::config::defaults::NODE_ID, 0)]);
         let bad = FindCoordinatorRequest::default().with_key_type(7).with_key("g".into());
         let r: FindCoordinatorResponse = round_trip(&broker, ApiKey::FindCoordinator, 3, &bad).await;
         assert_eq!(r.error_code, ResponseError::InvalidRequest.code());

@@ -10,7 +10,8 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
 use super::authorize::{access, Access};
-use super::{decode, respond, Broker, Outcome, NODE_ID};
+use super::cluster::{self, ClusterView};
+use super::{decode, respond, Broker, Outcome};
 use crate::protocol::header::RequestFrame;
 use crate::security::acl::{Operation, ResourceType, CLUSTER_NAME};
 use crate::storage::{is_valid_topic_name, Storage, StorageError, StorageLayout, Topic};
@@ -73,7 +74,7 @@ pub async fn handle(broker: &Broker, request: &RequestFrame) -> Outcome {
         }
     }
     resolved.extend(denied.into_iter().map(|r| Resolved::Failed(r, ResponseError::TopicAuthorizationFailed)));
-    let mut response = response(broker, resolved);
+    let mut response = response(&cluster::view(broker).await, resolved);
     if body.include_topic_authorized_operations {
         for topic in &mut response.topics {
             let name = topic.name.as_ref().map(|n| n.0.to_string()).unwrap_or_default();
@@ -198,39 +199,48 @@ fn unavailable(wanted: &Wanted) -> Vec<Resolved> {
     }
 }
 
-fn response(broker: &Broker, resolved: Vec<Resolved>) -> MetadataResponse {
-    let (host, port) = broker.advertised_address();
-    let this_broker =
-        MetadataResponseBroker::default().with_node_id(BrokerId(NODE_ID)).with_host(StrBytes::from_string(host)).with_port(port);
+fn response(cluster: &ClusterView, resolved: Vec<Resolved>) -> MetadataResponse {
+    let brokers = cluster
+        .brokers
+        .iter()
+        .map(|(id, host, port)| {
+            MetadataResponseBroker::default().with_node_id(BrokerId(*id)).with_host(StrBytes::from_string(host.clone())).with_port(*port)
+        })
+        .collect();
     MetadataResponse::default()
-        .with_brokers(vec![this_broker])
+        .with_brokers(brokers)
         .with_cluster_id(Some(StrBytes::from_static_str(CLUSTER_ID)))
-        .with_controller_id(BrokerId(NODE_ID))
-        .with_topics(resolved.into_iter().map(topic_metadata).collect())
+        .with_controller_id(BrokerId(cluster.leader.unwrap_or(-1)))
+        .with_topics(resolved.into_iter().map(|r| topic_metadata(cluster, r)).collect())
 }
 
-fn topic_metadata(resolved: Resolved) -> MetadataResponseTopic {
+fn topic_metadata(cluster: &ClusterView, resolved: Resolved) -> MetadataResponseTopic {
     let name = |n: &str| Some(TopicName(StrBytes::from_string(n.to_owned())));
     match resolved {
         Resolved::Found(topic) => MetadataResponseTopic::default()
             .with_name(name(&topic.name))
             .with_topic_id(topic.uuid)
             .with_is_internal(topic.id == crate::storage::offsets_topic::TOPIC_ID)
-            .with_partitions((0..topic.partitions).map(partition_metadata).collect()),
+            .with_partitions((0..topic.partitions).map(|p| partition_metadata(cluster, p)).collect()),
         Resolved::Failed(TopicRef::Name(n), error) => MetadataResponseTopic::default().with_name(name(&n)).with_error_code(error.code()),
         Resolved::Failed(TopicRef::Id(id), error) => MetadataResponseTopic::default().with_topic_id(id).with_error_code(error.code()),
     }
 }
 
-/// One replica, this broker, leads every partition. There is no leader epoch to offer
-/// (no OffsetForLeaderEpoch), so it is -1, which clients read as "unknown".
-fn partition_metadata(index: i32) -> MetadataResponsePartition {
-    MetadataResponsePartition::default()
+/// The primary leads every partition, and every node is a replica: a standby holds what
+/// Postgres replayed. The in-sync replicas named are the leader alone (which standbys are
+/// synchronous is not told yet). A standby that does not know the leader says
+/// LEADER_NOT_AVAILABLE, and the client asks again. There is no leader epoch to offer (no
+/// OffsetForLeaderEpoch), so it is -1, which clients read as "unknown".
+fn partition_metadata(cluster: &ClusterView, index: i32) -> MetadataResponsePartition {
+    let partition = MetadataResponsePartition::default()
         .with_partition_index(index)
-        .with_leader_id(BrokerId(NODE_ID))
         .with_leader_epoch(-1)
-        .with_replica_nodes(vec![BrokerId(NODE_ID)])
-        .with_isr_nodes(vec![BrokerId(NODE_ID)])
+        .with_replica_nodes(cluster.replicas.iter().copied().map(BrokerId).collect());
+    match cluster.leader {
+        Some(leader) => partition.with_leader_id(BrokerId(leader)).with_isr_nodes(vec![BrokerId(leader)]),
+        None => partition.with_leader_id(BrokerId(-1)).with_error_code(ResponseError::LeaderNotAvailable.code()),
+    }
 }
 
 #[cfg(test)]
@@ -271,12 +281,12 @@ mod tests {
         for version in 0..=12 {
             let response = metadata(&b, version, &request(Some(&["demo"]))).await;
             assert_eq!(response.brokers.len(), 1);
-            assert_eq!(response.brokers[0].node_id.0, NODE_ID);
+            assert_eq!(response.brokers[0].node_id.0, crate::config::defaults::NODE_ID);
             assert_eq!(response.brokers[0].port, 9092);
             let topic = &response.topics[0];
             assert_eq!(topic.error_code, 0, "v{version}");
             assert_eq!(topic.partitions.len(), 1);
-            assert_eq!(topic.partitions[0].isr_nodes, vec![BrokerId(NODE_ID)]);
+            assert_eq!(topic.partitions[0].isr_nodes, vec![BrokerId(crate::config::defaults::NODE_ID)]);
         }
         let all = b.storage.call(|s| s.all_topics()).await.unwrap().unwrap();
         assert_eq!(all.len(), 1, "created once, found afterwards");

@@ -10,6 +10,7 @@ pub mod api_versions;
 pub mod authorize;
 #[cfg(test)]
 mod batch_layout_tests;
+pub mod cluster;
 pub mod create_acls;
 pub mod create_partitions;
 pub mod create_topics;
@@ -120,9 +121,6 @@ impl ResponseTurn {
     }
 }
 
-/// The single broker pg_kafka presents itself as.
-pub const NODE_ID: i32 = 1;
-
 /// What the connection should do after a request.
 #[derive(Debug)]
 pub enum Outcome {
@@ -191,6 +189,8 @@ pub struct Broker {
     connections: session::Registry,
     /// Requests, errors and latencies per API, and what the writer and Fetch moved.
     metrics: Metrics,
+    /// Who leads, as a standby last read it.
+    leader: Arc<cluster::LeaderCache>,
 }
 
 /// Requests of at most this size may use the small-request reserve.
@@ -244,6 +244,7 @@ impl Broker {
             mock_secret,
             connections,
             metrics,
+            leader: Arc::default(),
         }
     }
 

@@ -9,12 +9,12 @@
 //! | requests | answer |
 //! |---|---|
 //! | Produce, DeleteRecords | NOT_LEADER_OR_FOLLOWER per partition |
-//! | FindCoordinator | COORDINATOR_NOT_AVAILABLE (this node coordinates nothing) |
 //! | group and transaction requests, InitProducerId | NOT_COORDINATOR |
 //! | CreateTopics, DeleteTopics, CreatePartitions, configs and ACL changes | NOT_CONTROLLER |
 //! | ListGroups, ListTransactions | an empty list: this node coordinates none |
 //!
-//! A refused request never reaches storage: Postgres would refuse its writes anyway (a
+//! FindCoordinator is served: it names the primary (broker/cluster.rs). A refused request
+//! never reaches storage: Postgres would refuse its writes anyway (a
 //! read-only transaction), with an error no client retries elsewhere.
 
 use kafka_protocol::messages::add_partitions_to_txn_response::{AddPartitionsToTxnPartitionResult, AddPartitionsToTxnTopicResult};
@@ -56,10 +56,6 @@ pub fn refusal(request: &RequestFrame) -> Option<Outcome> {
                 DeleteRecordsTopicResult::default().with_name(t.name.clone()).with_partitions(partitions.collect())
             });
             DeleteRecordsResponse::default().with_topics(topics.collect())
-        }),
-        ApiKey::FindCoordinator => answer(request, |b: FindCoordinatorRequest| {
-            let code = ResponseError::CoordinatorNotAvailable.code();
-            super::find_coordinator::response(request.version(), &b, code, (-1, StrBytes::default(), -1))
         }),
         ApiKey::JoinGroup => {
             answer(request, |_: JoinGroupRequest| JoinGroupResponse::default().with_error_code(NOT_COORDINATOR).with_generation_id(-1))
@@ -275,14 +271,6 @@ mod tests {
         assert_eq!(produced.responses[0].partition_responses[0].error_code, NOT_LEADER);
         assert!(matches!(broker.handle(request_frame(ApiKey::Produce, 9, &produce(0))).await, Outcome::Silent), "acks=0: no answer");
 
-        let found: FindCoordinatorResponse =
-            round_trip(&broker, ApiKey::FindCoordinator, 3, &FindCoordinatorRequest::default().with_key(StrBytes::from_static_str("g")))
-                .await;
-        assert_eq!((found.error_code, found.node_id.0), (ResponseError::CoordinatorNotAvailable.code(), -1));
-        let keys = FindCoordinatorRequest::default().with_coordinator_keys(vec![StrBytes::from_static_str("g")]);
-        let found: FindCoordinatorResponse = round_trip(&broker, ApiKey::FindCoordinator, 4, &keys).await;
-        assert_eq!(found.coordinators[0].error_code, ResponseError::CoordinatorNotAvailable.code());
-
         let join = JoinGroupRequest::default()
             .with_group_id(GroupId(StrBytes::from_static_str("g")))
             .with_protocol_type(StrBytes::from_static_str("consumer"));
@@ -307,6 +295,37 @@ mod tests {
         assert_eq!(created.topics[0].error_code, NOT_CONTROLLER);
         let topics = crate::broker::testing::with_storage(&broker, |s| s.all_topics().unwrap().len()).await;
         assert_eq!(topics, 1, "nothing was created");
+    }
+
+    #[tokio::test]
+    async fn the_primary_is_named_coordinator_and_leader() {
+        let mut storage = MemoryStorage::default();
+        storage.leader = Some(1);
+        let cluster_nodes = crate::config::nodes::parse("1@10.0.0.1:9092,2@10.0.0.2:9092").unwrap();
+        let broker = broker_on(storage, Config { standby: true, node_id: 2, cluster_nodes, ..Config::default() });
+        let found: FindCoordinatorResponse =
+            round_trip(&broker, ApiKey::FindCoordinator, 3, &FindCoordinatorRequest::default().with_key(StrBytes::from_static_str("g")))
+                .await;
+        assert_eq!((found.error_code, found.node_id.0, found.host.as_str(), found.port), (0, 1, "10.0.0.1", 9092));
+        let keys = FindCoordinatorRequest::default().with_coordinator_keys(vec![StrBytes::from_static_str("g")]);
+        let found: FindCoordinatorResponse = round_trip(&broker, ApiKey::FindCoordinator, 4, &keys).await;
+        assert_eq!((found.coordinators[0].error_code, found.coordinators[0].node_id.0), (0, 1));
+        let metadata: MetadataResponse = round_trip(&broker, ApiKey::Metadata, 9, &MetadataRequest::default().with_topics(None)).await;
+        let brokers: Vec<(i32, &str)> = metadata.brokers.iter().map(|b| (b.node_id.0, b.host.as_str())).collect();
+        assert_eq!(brokers, vec![(1, "10.0.0.1"), (2, "127.0.0.1")]);
+        assert_eq!(metadata.controller_id.0, 1);
+    }
+
+    #[tokio::test]
+    async fn without_a_known_primary_there_is_no_coordinator_and_no_leader() {
+        let broker = standby_with_topic_t();
+        let found: FindCoordinatorResponse =
+            round_trip(&broker, ApiKey::FindCoordinator, 3, &FindCoordinatorRequest::default().with_key(StrBytes::from_static_str("g")))
+                .await;
+        assert_eq!((found.error_code, found.node_id.0), (ResponseError::CoordinatorNotAvailable.code(), -1));
+        let metadata: MetadataResponse = round_trip(&broker, ApiKey::Metadata, 9, &MetadataRequest::default().with_topics(None)).await;
+        let partition = &metadata.topics.iter().find(|t| t.name.as_ref().is_some_and(|n| n.as_str() == "t")).unwrap().partitions[0];
+        assert_eq!((partition.error_code, partition.leader_id.0), (ResponseError::LeaderNotAvailable.code(), -1));
     }
 
     #[tokio::test]

@@ -5,6 +5,7 @@
 //! network side owns that snapshot. Tests build a `Config` with `Config::default()`, which
 //! reads the same table, so a default is written down exactly once.
 
+pub mod nodes;
 pub mod topic;
 
 use std::ffi::CStr;
@@ -17,6 +18,9 @@ pub mod defaults {
     use std::ffi::CStr;
 
     pub const HOST: &CStr = c"127.0.0.1";
+    /// The node id a broker alone (or the first of a replicated set) has.
+    pub const NODE_ID: i32 = 1;
+    pub const CLUSTER_NODES: &CStr = c"";
     pub const PORT: i32 = 9092;
     pub const DATABASE: &CStr = c"postgres";
     pub const LOG_CONNECTIONS: bool = false;
@@ -196,6 +200,11 @@ pub struct Config {
     /// it serves reads only, and writes and groups are the primary's (docs/replication.md).
     /// Set by the worker, not a setting.
     pub standby: bool,
+    /// This node's id (`pg_kafka.node_id`): Kafka's `node.id`.
+    pub node_id: i32,
+    /// Every node clients may reach (`pg_kafka.cluster_nodes`, parsed); empty for a node
+    /// alone.
+    pub cluster_nodes: Vec<nodes::NodeAddress>,
 }
 
 fn text(value: &CStr) -> String {
@@ -257,6 +266,8 @@ impl Default for Config {
             readers: count(d::READERS) as usize,
             reader_socket: String::new(),
             standby: false,
+            node_id: d::NODE_ID,
+            cluster_nodes: Vec::new(),
         }
     }
 }

@@ -70,7 +70,7 @@ pub enum ListenerError {
 }
 
 /// Splits `PROTOCOL://host:port`; `[v6]` hosts keep their brackets off.
-fn parse_one(entry: &str) -> Result<(SecurityProtocol, String, u16), ListenerError> {
+pub(crate) fn parse_address(entry: &str) -> Result<(SecurityProtocol, String, u16), ListenerError> {
     let syntax = || ListenerError::Syntax(entry.to_owned());
     let (scheme, address) = entry.split_once("://").ok_or_else(syntax)?;
     let protocol = SecurityProtocol::parse(scheme.trim()).ok_or_else(syntax)?;
@@ -88,14 +88,14 @@ fn entries(list: &str) -> impl Iterator<Item = &str> {
 pub fn parse(listeners: &str, advertised: &str) -> Result<Vec<ListenerSpec>, ListenerError> {
     let mut specs: Vec<ListenerSpec> = Vec::new();
     for entry in entries(listeners) {
-        let (protocol, host, port) = parse_one(entry)?;
+        let (protocol, host, port) = parse_address(entry)?;
         if specs.iter().any(|s| s.protocol == protocol) {
             return Err(ListenerError::Duplicate(protocol.name()));
         }
         specs.push(ListenerSpec { protocol, host, port, advertised: None });
     }
     for entry in entries(advertised) {
-        let (protocol, host, port) = parse_one(entry)?;
+        let (protocol, host, port) = parse_address(entry)?;
         let spec = specs.iter_mut().find(|s| s.protocol == protocol).ok_or_else(|| ListenerError::UnknownAdvertised(entry.to_owned()))?;
         spec.advertised = Some((host, port));
     }

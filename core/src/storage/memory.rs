@@ -30,6 +30,8 @@ pub struct MemoryStorage {
     transactions: BTreeMap<String, TxnRecord>,
     open_txns: BTreeMap<((i32, i32), i64), OpenTxn>,
     aborted_txns: Vec<AbortedTxn>,
+    /// `kafka.cluster_leader`.
+    pub leader: Option<i32>,
     /// Every appended row, in insertion order.
     pub messages: MessageRows,
     /// Every appended batch (batch layout), in insertion order.
@@ -457,6 +459,15 @@ impl Storage for MemoryStorage {
 
     fn acls(&mut self) -> Result<Vec<AclBinding>, StorageError> {
         Ok(self.acls.clone())
+    }
+
+    fn cluster_leader(&mut self) -> Result<Option<i32>, StorageError> {
+        Ok(self.leader)
+    }
+
+    fn claim_leadership(&mut self, node_id: i32) -> Result<(), StorageError> {
+        self.leader = Some(node_id);
+        Ok(())
     }
 
     fn create_acls(&mut self, acls: &[AclBinding]) -> Result<(), StorageError> {

@@ -448,6 +448,12 @@ pub trait Storage {
     fn create_acls(&mut self, acls: &[AclBinding]) -> Result<(), StorageError>;
     /// Deletes the ACLs each filter matches; returns them, per filter.
     fn delete_acls(&mut self, filters: &[AclFilter]) -> Result<Vec<Vec<AclBinding>>, StorageError>;
+
+    /// The node whose Postgres is the primary, as it last said (`kafka.cluster_leader`,
+    /// replayed on standbys); `None` before any did.
+    fn cluster_leader(&mut self) -> Result<Option<i32>, StorageError>;
+    /// Records that `node_id` leads now (the primary's worker, when it starts).
+    fn claim_leadership(&mut self, node_id: i32) -> Result<(), StorageError>;
 }
 
 /// A role as authentication sees it: `pg_authid`'s columns, and its memberships.

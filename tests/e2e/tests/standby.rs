@@ -1,8 +1,9 @@
 //! A hot standby made with `pg_basebackup` is a broker too: its worker serves Fetch,
 //! ListOffsets and Metadata from what Postgres has replayed, answers writes, groups and
 //! transactions with the codes that send clients to the primary, and serves them itself
-//! once Postgres is promoted. Two clusters of their own (primary and standby), on ports no
-//! other test uses.
+//! once Postgres is promoted. Both name each other (`pg_kafka.cluster_nodes`), so clients
+//! that know only the standby are sent to the primary. Two clusters of their own (primary
+//! node 1, standby node 2), on ports no other test uses.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -10,19 +11,23 @@ use std::time::{Duration, Instant};
 
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
-    ApiKey, CreateTopicsRequest, CreateTopicsResponse, FindCoordinatorRequest, FindCoordinatorResponse, ProduceRequest, ProduceResponse,
-    TopicName,
+    ApiKey, CreateTopicsRequest, CreateTopicsResponse, FindCoordinatorRequest, FindCoordinatorResponse, MetadataRequest, MetadataResponse,
+    ProduceRequest, ProduceResponse, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use pg_kafka_e2e::consume::{consumer, receive};
 use pg_kafka_e2e::produce::{produce, Message};
 use pg_kafka_e2e::{one_record_batch, RawClient};
-use rdkafka::Offset;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::{ClientConfig, Offset};
 
-const PRIMARY: Node = Node { name: "pg_kafka_e2e_primary", pg_port: "55451", kafka_port: "59111" };
-const STANDBY: Node = Node { name: "pg_kafka_e2e_standby", pg_port: "55452", kafka_port: "59112" };
+const PRIMARY: Node = Node { id: 1, name: "pg_kafka_e2e_primary", pg_port: "55451", kafka_port: "59111" };
+const STANDBY: Node = Node { id: 2, name: "pg_kafka_e2e_standby", pg_port: "55452", kafka_port: "59112" };
+/// `pg_kafka.cluster_nodes`, the same on both.
+const CLUSTER_NODES: &str = "1@127.0.0.1:59111,2@127.0.0.1:59112";
 
 struct Node {
+    id: i32,
     name: &'static str,
     pg_port: &'static str,
     kafka_port: &'static str,
@@ -37,9 +42,13 @@ impl Node {
         format!("127.0.0.1:{}", self.kafka_port)
     }
 
+    /// cluster.sh `action` on this node, with its node id and the node list.
     fn cluster(&self, action: &str) -> bool {
+        let conf = std::env::temp_dir().join(format!("{}.conf", self.name));
+        std::fs::write(&conf, format!("pg_kafka.node_id = {}\npg_kafka.cluster_nodes = '{CLUSTER_NODES}'\n", self.id)).unwrap();
         let mut command = Command::new("scripts/cluster.sh");
         command.current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../..")).args([action, &self.data(), self.pg_port, self.kafka_port]);
+        command.env("PGKAFKA_EXTRA_CONF", conf);
         command.status().expect("cluster.sh runs").success()
     }
 
@@ -115,15 +124,23 @@ fn a_standby_serves_what_it_replayed_sends_writes_to_the_primary_and_takes_over_
         assert_eq!((replayed[0].offset, replayed[49].offset), (100, 149));
         drop(reader);
 
-        // Writes, groups and topic changes are the primary's: the codes that send a client
-        // there. Nothing was written on the standby (it could not be).
+        // Every node is named, the primary leads and coordinates.
         let mut raw = RawClient::connect_to(&standby_bootstrap);
+        raw.send_message(ApiKey::Metadata, 9, &MetadataRequest::default().with_topics(None));
+        let metadata: MetadataResponse = raw.read_response(ApiKey::Metadata, 9);
+        let brokers: Vec<(i32, i32)> = metadata.brokers.iter().map(|b| (b.node_id.0, b.port)).collect();
+        assert_eq!(brokers, vec![(1, 59111), (2, 59112)]);
+        let partition = &metadata.topics.iter().find(|t| t.name.as_ref().is_some_and(|n| n.as_str() == topic)).unwrap().partitions[0];
+        assert_eq!((partition.leader_id.0, partition.replica_nodes.len(), metadata.controller_id.0), (1, 2, 1));
+        raw.send_message(ApiKey::FindCoordinator, 3, &FindCoordinatorRequest::default().with_key(StrBytes::from_static_str("g")));
+        let found: FindCoordinatorResponse = raw.read_response(ApiKey::FindCoordinator, 3);
+        assert_eq!((found.error_code, found.node_id.0, found.port), (0, 1, 59111));
+
+        // Writes and topic changes sent to the standby anyway: the codes that send a client
+        // to the primary. Nothing was written on the standby (it could not be).
         raw.send_message(ApiKey::Produce, 9, &produce_request(topic));
         let produced: ProduceResponse = raw.read_response(ApiKey::Produce, 9);
         assert_eq!(produced.responses[0].partition_responses[0].error_code, 6, "NOT_LEADER_OR_FOLLOWER");
-        raw.send_message(ApiKey::FindCoordinator, 3, &FindCoordinatorRequest::default().with_key(StrBytes::from_static_str("g")));
-        let found: FindCoordinatorResponse = raw.read_response(ApiKey::FindCoordinator, 3);
-        assert_eq!(found.error_code, 15, "COORDINATOR_NOT_AVAILABLE");
         let create =
             CreateTopicsRequest::default().with_topics(vec![kafka_protocol::messages::create_topics_request::CreatableTopic::default()
                 .with_name(TopicName(StrBytes::from_static_str("not-here")))
@@ -133,6 +150,29 @@ fn a_standby_serves_what_it_replayed_sends_writes_to_the_primary_and_takes_over_
         let created: CreateTopicsResponse = raw.read_response(ApiKey::CreateTopics, 7);
         assert_eq!(created.topics[0].error_code, 41, "NOT_CONTROLLER");
         assert!(!STANDBY.server_log().contains("cannot assign TransactionIds"), "the standby's worker never tried to write");
+
+        // Clients that know only the standby produce and consume in a group: Metadata and
+        // FindCoordinator send them to the primary.
+        assert_eq!(produce_to(&STANDBY, topic, values("s", 0..10)), (10, 0), "produced through the standby's metadata");
+        let member: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &standby_bootstrap)
+            .set("group.id", "standby-group")
+            .set("enable.auto.commit", "false")
+            .set("auto.offset.reset", "earliest")
+            .create()
+            .expect("consumer");
+        member.subscribe(&[topic]).unwrap();
+        let consumed = receive(&member, 160, Duration::from_secs(60));
+        assert_eq!(consumed.len(), 160, "the group consumed everything");
+        member.commit_consumer_state(CommitMode::Sync).expect("offsets committed at the primary");
+        drop(member);
+        let committed = "SELECT committed_offset FROM kafka.consumer_offsets WHERE group_id = 'standby-group'";
+        assert_eq!(PRIMARY.psql(committed), "160");
+        let replayed_all = Instant::now();
+        while STANDBY.psql(committed) != "160" && replayed_all.elapsed() < Duration::from_secs(30) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert_eq!(STANDBY.psql(&format!("SELECT count(*) FROM kafka.topic_messages WHERE topic = '{topic}'")), "160");
 
         // Promotion: the worker restarts as the primary's and takes writes after what it
         // replayed (offsets go on from 150).
@@ -148,11 +188,16 @@ fn a_standby_serves_what_it_replayed_sends_writes_to_the_primary_and_takes_over_
         let restarted = log.lines().rev().find(|l| l.contains("pg_kafka: listening for Kafka clients")).unwrap_or_default();
         assert!(!restarted.contains("hot standby"), "restarted as the primary's: {restarted}");
         assert_eq!(produce_to(&STANDBY, topic, values("c", 0..10)), (10, 0), "the promoted standby takes writes");
+        let mut raw = RawClient::connect_to(&standby_bootstrap);
+        raw.send_message(ApiKey::Metadata, 9, &MetadataRequest::default().with_topics(None));
+        let metadata: MetadataResponse = raw.read_response(ApiKey::Metadata, 9);
+        assert_eq!(metadata.controller_id.0, 2, "the promoted node leads");
+        assert_eq!(STANDBY.psql("SELECT node_id FROM kafka.cluster_leader"), "2");
         println!("promotion to the first write acknowledged by the promoted node: {:.1} s", promoted_at.elapsed().as_secs_f64());
         let offsets = STANDBY.psql(&format!(
             "SELECT min(m.\"offset\") || ' ' || max(m.\"offset\") FROM kafka.topic_messages m WHERE m.topic = '{topic}' AND convert_from(m.value, 'UTF8') LIKE 'c%'"
         ));
-        assert_eq!(offsets, "150 159");
+        assert_eq!(offsets, "160 169");
     });
     for node in [&STANDBY, &PRIMARY] {
         node.cluster("stop");

@@ -47,7 +47,7 @@ fn update_from(version: &str) -> String {
     psql_in(&database, &format!("CREATE EXTENSION pg_kafka VERSION '{version}'"));
     psql_in(&database, "INSERT INTO kafka.topics (name, partitions) VALUES ('kept', 2)");
     psql_in(&database, "ALTER EXTENSION pg_kafka UPDATE");
-    assert_eq!(psql_in(&database, "SELECT extversion FROM pg_extension WHERE extname = 'pg_kafka'"), "0.9.0");
+    assert_eq!(psql_in(&database, "SELECT extversion FROM pg_extension WHERE extname = 'pg_kafka'"), "0.10.0");
     psql_in(&fresh, "CREATE EXTENSION pg_kafka");
     let (updated, installed) = (shape_of(&database), shape_of(&fresh));
     assert!(installed.contains("table kafka.acls") && installed.contains("view kafka.connections"), "{installed}");
@@ -59,6 +59,7 @@ fn update_from(version: &str) -> String {
     assert!(installed.contains("table kafka.partition_cleaning"), "{installed}");
     assert!(installed.contains("table kafka.transaction_state") && installed.contains("view kafka.transactions"), "{installed}");
     assert!(installed.contains("messages.producer_id bigint") && installed.contains("messages.control boolean"), "{installed}");
+    assert!(installed.contains("table kafka.cluster_leader"), "{installed}");
     assert_eq!(updated, installed, "an install updated from {version} differs from a fresh one");
     assert_eq!(psql_in(&database, "SELECT name || ' ' || partitions FROM kafka.topics"), "kept 2");
     psql(&format!("DROP DATABASE {fresh}"));
@@ -152,6 +153,22 @@ fn updating_from_0_8_0_matches_a_fresh_install_and_reads_rows_as_before() {
     assert_eq!(psql_in(&database, "SELECT string_agg(value_text, ',') FROM kafka.topic_messages WHERE topic = 'plain'"), "v");
     assert_eq!(psql_in(&database, "SELECT count(*) FROM kafka.consume('g', 'plain')"), "1");
     assert_eq!(psql_in(&database, "SELECT count(*) FROM kafka.messages WHERE producer_id IS NULL AND control IS NULL"), "1");
+    psql(&format!("DROP DATABASE {database}"));
+}
+
+/// The update users of the last release run: 0.9.0 gains the table a primary records
+/// that it leads in (one row at most), empty until a primary's worker writes it.
+#[test]
+fn updating_from_0_9_0_matches_a_fresh_install_and_adds_the_leader_record() {
+    let database = update_from("0.9.0");
+    assert_eq!(psql_in(&database, "SELECT count(*) FROM kafka.cluster_leader"), "0");
+    psql_in(&database, "INSERT INTO kafka.cluster_leader (node_id) VALUES (3)");
+    let second = Command::new("psql")
+        .args(["-X", "-q", "-h", "127.0.0.1", "-U", "postgres", "-d", &database, "-p", &std::env::var("PGKAFKA_E2E_PG_PORT").unwrap()])
+        .args(["-c", "INSERT INTO kafka.cluster_leader (node_id) VALUES (4)"])
+        .output()
+        .expect("psql runs");
+    assert!(!second.status.success(), "one leader record at most");
     psql(&format!("DROP DATABASE {database}"));
 }
 

@@ -1,0 +1,153 @@
+//! The nodes a client is told of, and which of them leads.
+//!
+//! A node alone (no `pg_kafka.cluster_nodes`) is every partition's leader and replica, as
+//! before. With a list, set the same on a primary and its hot standbys (docs/replication.md),
+//! every node's Metadata names them all: each at its address for the client's listener
+//! protocol (this node at its own advertised address), every node a replica of every
+//! partition, and the primary the leader, the controller and every group's coordinator.
+//!
+//! The primary knows it leads. A standby learns who does from `kafka.cluster_leader`,
+//! which the primary's worker writes when it starts and Postgres replays; it re-reads it
+//! at most every `pg_kafka.refresh_interval_ms`, when a request needs it.
+
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+
+use super::{session, storage_call, Broker};
+use crate::config::nodes;
+use crate::security::listeners::SecurityProtocol;
+
+/// The leader a standby last read (-1: none known) and when.
+#[derive(Debug)]
+pub struct LeaderCache {
+    leader: AtomicI32,
+    read_at: Mutex<Option<Instant>>,
+    reading: AtomicBool,
+}
+
+impl Default for LeaderCache {
+    fn default() -> Self {
+        LeaderCache { leader: AtomicI32::new(-1), read_at: Mutex::new(None), reading: AtomicBool::new(false) }
+    }
+}
+
+impl LeaderCache {
+    fn known(&self) -> Option<i32> {
+        Some(self.leader.load(Ordering::Relaxed)).filter(|id| *id >= 0)
+    }
+
+    /// The leader, re-read first when the last read is older than `max_age` (one request
+    /// re-reads at a time; the others go on with what was read last).
+    async fn current(&self, broker: &Broker, max_age: Duration) -> Option<i32> {
+        let stale = self.read_at.lock().is_none_or(|at| at.elapsed() >= max_age);
+        if stale && !self.reading.swap(true, Ordering::AcqRel) {
+            if let Ok(leader) = storage_call(broker, |s| s.cluster_leader()).await {
+                self.leader.store(leader.unwrap_or(-1), Ordering::Relaxed);
+                *self.read_at.lock() = Some(Instant::now());
+            }
+            self.reading.store(false, Ordering::Release);
+        }
+        self.known()
+    }
+}
+
+/// What one request is told of the cluster.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClusterView {
+    /// The leader of every partition (the node whose Postgres is the primary); `None`
+    /// while a standby does not know it.
+    pub leader: Option<i32>,
+    /// Every node with an address for this client's listener: (id, host, port), by id.
+    pub brokers: Vec<(i32, String, i32)>,
+    /// Every node: the replicas of every partition.
+    pub replicas: Vec<i32>,
+}
+
+impl ClusterView {
+    /// Where this client reaches node `id`, if it can.
+    pub fn address_of(&self, id: i32) -> Option<(String, i32)> {
+        self.brokers.iter().find(|(node, ..)| *node == id).map(|(_, host, port)| (host.clone(), *port))
+    }
+
+    /// The leader, with where this client reaches it.
+    pub fn leader_address(&self) -> Option<(i32, String, i32)> {
+        let leader = self.leader?;
+        self.address_of(leader).map(|(host, port)| (leader, host, port))
+    }
+}
+
+/// The cluster as the current request's client sees it.
+pub async fn view(broker: &Broker) -> ClusterView {
+    let config = broker.config();
+    let leader = if config.standby {
+        // A standby never leads: its own id there is a stale record (or two nodes given
+        // one id), and clients sent to it would be sent back.
+        broker.leader.current(broker, Duration::from_millis(config.refresh_interval_ms)).await.filter(|id| *id != config.node_id)
+    } else {
+        Some(config.node_id)
+    };
+    let protocol = session::current().map_or(SecurityProtocol::Plaintext, |s| s.listener.protocol);
+    let (host, port) = broker.advertised_address();
+    let replicas = nodes::ids(&config.cluster_nodes, config.node_id);
+    let brokers = replicas
+        .iter()
+        .filter_map(|&id| match id == config.node_id {
+            true => Some((id, host.clone(), port)),
+            false => nodes::address_of(&config.cluster_nodes, id, protocol).map(|(h, p)| (id, h.to_owned(), i32::from(p))),
+        })
+        .collect();
+    ClusterView { leader, brokers, replicas }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::broker::testing::{broker_on, with_storage};
+    use crate::config::Config;
+    use crate::storage::memory::MemoryStorage;
+
+    fn config(standby: bool, node_id: i32) -> Config {
+        let cluster_nodes = nodes::parse("1@10.0.0.1:9092,2@10.0.0.2:9092,3@SSL://10.0.0.3:9093").unwrap();
+        Config { standby, node_id, cluster_nodes, refresh_interval_ms: 0, ..Config::default() }
+    }
+
+    #[tokio::test]
+    async fn a_node_alone_leads_and_is_the_only_replica() {
+        let view = view(&broker_on(MemoryStorage::default(), Config::default())).await;
+        assert_eq!(view, ClusterView { leader: Some(1), brokers: vec![(1, "127.0.0.1".into(), 9092)], replicas: vec![1] });
+    }
+
+    #[tokio::test]
+    async fn the_primary_leads_and_names_the_nodes_its_clients_can_reach() {
+        let view = view(&broker_on(MemoryStorage::default(), config(false, 2))).await;
+        assert_eq!(view.leader, Some(2));
+        assert_eq!(view.replicas, vec![1, 2, 3]);
+        let ids: Vec<i32> = view.brokers.iter().map(|b| b.0).collect();
+        assert_eq!(ids, vec![1, 2], "node 3 has no PLAINTEXT address");
+        assert_eq!(view.address_of(2), Some(("127.0.0.1".into(), 9092)), "this node at its own advertised address");
+        assert_eq!(view.address_of(1), Some(("10.0.0.1".into(), 9092)));
+    }
+
+    #[tokio::test]
+    async fn a_standby_follows_the_leader_the_primary_recorded() {
+        let broker = broker_on(MemoryStorage::default(), config(true, 2));
+        assert_eq!(view(&broker).await.leader, None, "no primary has said it leads");
+        assert_eq!(view(&broker).await.replicas, vec![1, 2, 3]);
+        let claim = |id: i32| {
+            let broker = broker.clone();
+            async move {
+                with_storage(&broker, move |s| s.claim_leadership(id)).await.unwrap();
+                *broker.leader.read_at.lock() = None; // as if the refresh interval had passed
+            }
+        };
+        claim(1).await;
+        assert_eq!(view(&broker).await.leader_address(), Some((1, "10.0.0.1".into(), 9092)));
+        claim(2).await;
+        assert_eq!(view(&broker).await.leader, None, "a standby never leads, whatever the record says");
+        claim(3).await;
+        let view = view(&broker).await;
+        assert_eq!((view.leader, view.leader_address()), (Some(3), None), "a failover: node 3 has no address for this client");
+    }
+}

@@ -1,0 +1,29 @@
+//! `kafka.cluster_leader`: the primary's worker records its node id there when it starts;
+//! a standby's worker reads it, as replayed, to tell clients who leads
+//! (pg_kafka_core::broker::cluster). A database still at an extension version older than
+//! 0.10.0 has no such table: nothing is recorded, and nobody is known to lead.
+
+use pg_kafka_core::storage::StorageError;
+
+use super::storage::{execute, query_one};
+
+const CLUSTER_LEADER: &str = include_str!("../../sql/queries/cluster_leader.sql");
+const CLAIM_LEADERSHIP: &str = include_str!("../../sql/queries/claim_leadership.sql");
+
+fn table_exists() -> Result<bool, StorageError> {
+    Ok(query_one::<bool>("SELECT pg_catalog.to_regclass('kafka.cluster_leader') IS NOT NULL", &[])?.unwrap_or(false))
+}
+
+pub fn cluster_leader() -> Result<Option<i32>, StorageError> {
+    if !table_exists()? {
+        return Ok(None);
+    }
+    query_one::<i32>(CLUSTER_LEADER, &[])
+}
+
+pub fn claim_leadership(node_id: i32) -> Result<(), StorageError> {
+    if !table_exists()? {
+        return Ok(());
+    }
+    execute(CLAIM_LEADERSHIP, &[node_id.into()])
+}
