@@ -14,7 +14,7 @@
 //!               (pg_kafka.shutdown_timeout_ms), then fail what is left and exit.
 //! ```
 //! On a hot standby the worker serves reads only (`Config::standby`); once Postgres is
-//! promoted it shuts down as on SIGTERM and the postmaster starts it again, as the primary's.
+//! promoted its broker shuts down as on SIGTERM and the primary's starts in the same process.
 //! Postmaster death ends the process at once (`WL_EXIT_ON_PM_DEATH`). If start-up fails
 //! (no such database, port in use) the worker logs why and exits; the postmaster starts
 //! it again after `RESTART_SECONDS`.
@@ -58,27 +58,52 @@ pub fn register() {
 pub extern "C-unwind" fn pg_kafka_worker_main(_arg: pg_sys::Datum) {
     BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
     keep_freed_memory();
-    let mut config = gucs::config();
-    BackgroundWorker::connect_worker_to_spi(Some(&config.database), None);
+    let database = gucs::config().database;
+    BackgroundWorker::connect_worker_to_spi(Some(&database), None);
     // Before any statement: a database owner may have set the path (src/pg/privileged.rs).
     crate::pg::privileged::fix_session_search_path();
+    let mut log_lines = logging::install();
+    // A standby's broker ends when Postgres is promoted; the primary's starts in its place
+    // at once, in this process (the listeners were closed: the ports are free again).
+    while let Ending::Promoted(lines) = serve(startup_config(), log_lines) {
+        log_lines = lines;
+        log!("pg_kafka: this node is the primary now: starting its broker");
+    }
+    exit_to_be_restarted();
+}
+
+/// The settings a broker starts with, with the readers' socket.
+fn startup_config() -> pg_kafka_core::config::Config {
+    let mut config = gucs::config();
     if config.readers > 0 {
         match reader::socket_path() {
             Some(path) => config.reader_socket = path,
             None => log!("pg_kafka: the data directory's path is too long for the readers' Unix socket: Fetch reads on the main thread"),
         }
     }
-    let log_lines = logging::install();
+    config
+}
 
+/// How [`serve`] ended.
+enum Ending {
+    /// SIGTERM, or the broker could not start (the postmaster starts the worker again).
+    Stopped,
+    /// This standby's Postgres was promoted, and its broker has stopped in time: the
+    /// primary's may start. The log queue goes to it.
+    Promoted(Option<flume::Receiver<(Level, String)>>),
+}
+
+/// Runs a broker until SIGTERM, or until a standby's Postgres is promoted.
+fn serve(config: pg_kafka_core::config::Config, log_lines: Option<flume::Receiver<(Level, String)>>) -> Ending {
     if let Err(e) = prepare_session(config.synchronous_commit, config.lock_timeout_ms, config.standby) {
         log!("pg_kafka: cannot prepare database \"{}\": {e}; retrying in {RESTART_SECONDS}s", config.database);
-        exit_to_be_restarted();
+        return Ending::Stopped;
     }
     let wakeup = match Wakeup::new() {
         Ok(wakeup) => Arc::new(wakeup),
         Err(e) => {
             log!("pg_kafka: cannot create eventfd: {e}");
-            exit_to_be_restarted();
+            return Ending::Stopped;
         }
     };
     let notify = wakeup.clone();
@@ -87,7 +112,7 @@ pub extern "C-unwind" fn pg_kafka_worker_main(_arg: pg_sys::Datum) {
         Ok(started) => started,
         Err(e) => {
             log!("pg_kafka: cannot start the Kafka listeners: {e}; retrying in {RESTART_SECONDS}s");
-            exit_to_be_restarted();
+            return Ending::Stopped;
         }
     };
     if let Some(problem) = gucs::cluster_nodes_problem() {
@@ -104,10 +129,12 @@ pub extern "C-unwind" fn pg_kafka_worker_main(_arg: pg_sys::Datum) {
     let connections = crate::monitor::Publisher::default();
     let readers = reader::Keeper::new(if config.reader_socket.is_empty() { 0 } else { config.readers });
     let mut main = MainLoop { wakeup, storage_side, runner, log_lines, next_wake: None, connections, readers };
+    let mut promoted = false;
     while main.wait() {
         main.turn();
         if config.standby && !in_recovery() {
-            log!("pg_kafka: this standby was promoted: restarting the worker as the primary's (in {RESTART_SECONDS}s)");
+            log!("pg_kafka: this standby was promoted: its broker stops, and the primary's starts");
+            promoted = true;
             break;
         }
     }
@@ -130,7 +157,12 @@ pub extern "C-unwind" fn pg_kafka_worker_main(_arg: pg_sys::Datum) {
     crate::outbox::appends::detach_worker();
     main.forward_logs();
     log!("pg_kafka: stopped{}", if finished { "" } else { " (network thread did not finish in time)" });
-    exit_to_be_restarted();
+    // A network thread still running may hold the ports: then the postmaster's restart
+    // starts the primary's broker instead.
+    match promoted && finished && !BackgroundWorker::sigterm_received() {
+        true => Ending::Promoted(main.log_lines.take()),
+        false => Ending::Stopped,
+    }
 }
 
 /// Ends the worker with exit code 1, never 0: the postmaster restarts a worker that exits

@@ -43,13 +43,24 @@ impl LeaderCache {
     async fn current(&self, broker: &Broker, max_age: Duration) -> Option<i32> {
         let stale = self.read_at.lock().is_none_or(|at| at.elapsed() >= max_age);
         if stale && !self.reading.swap(true, Ordering::AcqRel) {
+            // Released however this ends: a request whose connection closes is dropped
+            // mid-read (FindCoordinator), and the next one must read again.
+            let _reading = Reading(&self.reading);
             if let Ok(leader) = storage_call(broker, |s| s.cluster_leader()).await {
                 self.leader.store(leader.unwrap_or(-1), Ordering::Relaxed);
                 *self.read_at.lock() = Some(Instant::now());
             }
-            self.reading.store(false, Ordering::Release);
         }
         self.known()
+    }
+}
+
+/// The one read in progress; dropping it lets the next request read.
+struct Reading<'a>(&'a AtomicBool);
+
+impl Drop for Reading<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
     }
 }
 
@@ -107,6 +118,7 @@ mod tests {
     use crate::broker::testing::{broker_on, with_storage};
     use crate::config::Config;
     use crate::storage::memory::MemoryStorage;
+    use std::future::Future;
 
     fn config(standby: bool, node_id: i32) -> Config {
         let cluster_nodes = nodes::parse("1@10.0.0.1:9092,2@10.0.0.2:9092,3@SSL://10.0.0.3:9093").unwrap();
@@ -128,6 +140,19 @@ mod tests {
         assert_eq!(ids, vec![1, 2], "node 3 has no PLAINTEXT address");
         assert_eq!(view.address_of(2), Some(("127.0.0.1".into(), 9092)), "this node at its own advertised address");
         assert_eq!(view.address_of(1), Some(("10.0.0.1".into(), 9092)));
+    }
+
+    #[tokio::test]
+    async fn a_read_dropped_midway_lets_the_next_request_read() {
+        let mut storage = MemoryStorage::default();
+        storage.leader = Some(1);
+        let broker = broker_on(storage, config(true, 2));
+        // A request dropped before its read was answered (its connection closed).
+        let mut first = Box::pin(view(&broker));
+        let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+        assert!(first.as_mut().poll(&mut context).is_pending(), "reading");
+        drop(first);
+        assert_eq!(view(&broker).await.leader, Some(1));
     }
 
     #[tokio::test]

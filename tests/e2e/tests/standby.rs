@@ -3,7 +3,8 @@
 //! transactions with the codes that send clients to the primary, and serves them itself
 //! once Postgres is promoted. Both name each other (`pg_kafka.cluster_nodes`), so clients
 //! that know only the standby are sent to the primary. Two clusters of their own (primary
-//! node 1, standby node 2), on ports no other test uses.
+//! node 1, standby node 2), on ports no other test uses, below Linux's ephemeral range:
+//! a client connection of an earlier test (pg_basebackup's own, say) never holds them.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -21,10 +22,10 @@ use pg_kafka_e2e::{one_record_batch, RawClient};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::{ClientConfig, Offset};
 
-const PRIMARY: Node = Node { id: 1, name: "pg_kafka_e2e_primary", pg_port: "55451", kafka_port: "59111" };
-const STANDBY: Node = Node { id: 2, name: "pg_kafka_e2e_standby", pg_port: "55452", kafka_port: "59112" };
+const PRIMARY: Node = Node { id: 1, name: "pg_kafka_e2e_primary", pg_port: "25451", kafka_port: "29111" };
+const STANDBY: Node = Node { id: 2, name: "pg_kafka_e2e_standby", pg_port: "25452", kafka_port: "29112" };
 /// `pg_kafka.cluster_nodes`, the same on both.
-const CLUSTER_NODES: &str = "1@127.0.0.1:59111,2@127.0.0.1:59112";
+const CLUSTER_NODES: &str = "1@127.0.0.1:29111,2@127.0.0.1:29112";
 
 struct Node {
     id: i32,
@@ -129,12 +130,19 @@ fn a_standby_serves_what_it_replayed_sends_writes_to_the_primary_and_takes_over_
         raw.send_message(ApiKey::Metadata, 9, &MetadataRequest::default().with_topics(None));
         let metadata: MetadataResponse = raw.read_response(ApiKey::Metadata, 9);
         let brokers: Vec<(i32, i32)> = metadata.brokers.iter().map(|b| (b.node_id.0, b.port)).collect();
-        assert_eq!(brokers, vec![(1, 59111), (2, 59112)]);
+        assert_eq!(brokers, vec![(1, 29111), (2, 29112)]);
         let partition = &metadata.topics.iter().find(|t| t.name.as_ref().is_some_and(|n| n.as_str() == topic)).unwrap().partitions[0];
-        assert_eq!((partition.leader_id.0, partition.replica_nodes.len(), metadata.controller_id.0), (1, 2, 1));
+        assert_eq!(
+            (partition.leader_id.0, partition.replica_nodes.len(), metadata.controller_id.0),
+            (1, 2, 1),
+            "{metadata:?}\nleader on the primary: {:?}, on the standby: {:?}\nstandby log: {}",
+            PRIMARY.psql("SELECT node_id FROM kafka.cluster_leader"),
+            STANDBY.psql("SELECT node_id FROM kafka.cluster_leader"),
+            STANDBY.server_log()
+        );
         raw.send_message(ApiKey::FindCoordinator, 3, &FindCoordinatorRequest::default().with_key(StrBytes::from_static_str("g")));
         let found: FindCoordinatorResponse = raw.read_response(ApiKey::FindCoordinator, 3);
-        assert_eq!((found.error_code, found.node_id.0, found.port), (0, 1, 59111));
+        assert_eq!((found.error_code, found.node_id.0, found.port), (0, 1, 29111));
 
         // Writes and topic changes sent to the standby anyway: the codes that send a client
         // to the primary. Nothing was written on the standby (it could not be).
@@ -193,6 +201,13 @@ fn a_standby_serves_what_it_replayed_sends_writes_to_the_primary_and_takes_over_
         let metadata: MetadataResponse = raw.read_response(ApiKey::Metadata, 9);
         assert_eq!(metadata.controller_id.0, 2, "the promoted node leads");
         assert_eq!(STANDBY.psql("SELECT node_id FROM kafka.cluster_leader"), "2");
+        // The standby's reader processes ended with its broker; the primary's has its own.
+        let readers = "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pg_kafka reader'";
+        let since = Instant::now();
+        while STANDBY.psql(readers) != "2" && since.elapsed() < Duration::from_secs(30) {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert_eq!(STANDBY.psql(readers), "2", "the promoted node's broker has its readers");
         println!("promotion to the first write acknowledged by the promoted node: {:.1} s", promoted_at.elapsed().as_secs_f64());
         let offsets = STANDBY.psql(&format!(
             "SELECT min(m.\"offset\") || ' ' || max(m.\"offset\") FROM kafka.topic_messages m WHERE m.topic = '{topic}' AND convert_from(m.value, 'UTF8') LIKE 'c%'"
