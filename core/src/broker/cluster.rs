@@ -67,19 +67,42 @@ impl Drop for Reading<'_> {
 /// What one request is told of the cluster.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ClusterView {
+    /// This node.
+    pub this: i32,
     /// The leader of every partition (the node whose Postgres is the primary); `None`
     /// while a standby does not know it.
     pub leader: Option<i32>,
-    /// Every node with an address for this client's listener: (id, host, port), by id.
-    pub brokers: Vec<(i32, String, i32)>,
+    /// Every node with an address for this client's listener, by id.
+    pub brokers: Vec<Node>,
     /// Every node: the replicas of every partition.
     pub replicas: Vec<i32>,
+}
+
+/// A node as a client reaches it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Node {
+    pub id: i32,
+    pub host: String,
+    pub port: i32,
+    pub rack: Option<String>,
 }
 
 impl ClusterView {
     /// Where this client reaches node `id`, if it can.
     pub fn address_of(&self, id: i32) -> Option<(String, i32)> {
-        self.brokers.iter().find(|(node, ..)| *node == id).map(|(_, host, port)| (host.clone(), *port))
+        self.brokers.iter().find(|n| n.id == id).map(|n| (n.host.clone(), n.port))
+    }
+
+    /// KIP-392: the node a consumer in `client_rack` should fetch from instead of this
+    /// one, when this node leads and another node it can reach is in its rack (the one
+    /// of lowest id) while this one is not. Its data is what it has replayed; a consumer
+    /// ahead of it is answered OFFSET_OUT_OF_RANGE there and comes back to the leader.
+    pub fn preferred_read_replica(&self, client_rack: &str) -> Option<i32> {
+        let rack_of = |id: i32| self.brokers.iter().find(|n| n.id == id).and_then(|n| n.rack.as_deref());
+        if client_rack.is_empty() || self.leader != Some(self.this) || rack_of(self.this) == Some(client_rack) {
+            return None;
+        }
+        self.brokers.iter().find(|n| n.id != self.this && n.rack.as_deref() == Some(client_rack)).map(|n| n.id)
     }
 
     /// The leader, with where this client reaches it.
@@ -102,14 +125,20 @@ pub async fn view(broker: &Broker) -> ClusterView {
     let protocol = session::current().map_or(SecurityProtocol::Plaintext, |s| s.listener.protocol);
     let (host, port) = broker.advertised_address();
     let replicas = nodes::ids(&config.cluster_nodes, config.node_id);
+    let rack = |id: i32| nodes::rack_of(&config.cluster_nodes, id).map(str::to_owned);
     let brokers = replicas
         .iter()
         .filter_map(|&id| match id == config.node_id {
-            true => Some((id, host.clone(), port)),
-            false => nodes::address_of(&config.cluster_nodes, id, protocol).map(|(h, p)| (id, h.to_owned(), i32::from(p))),
+            true => Some(Node { id, host: host.clone(), port, rack: rack(id) }),
+            false => nodes::address_of(&config.cluster_nodes, id, protocol).map(|(h, p)| Node {
+                id,
+                host: h.to_owned(),
+                port: i32::from(p),
+                rack: rack(id),
+            }),
         })
         .collect();
-    ClusterView { leader, brokers, replicas }
+    ClusterView { this: config.node_id, leader, brokers, replicas }
 }
 
 #[cfg(test)]
@@ -128,7 +157,8 @@ mod tests {
     #[tokio::test]
     async fn a_node_alone_leads_and_is_the_only_replica() {
         let view = view(&broker_on(MemoryStorage::default(), Config::default())).await;
-        assert_eq!(view, ClusterView { leader: Some(1), brokers: vec![(1, "127.0.0.1".into(), 9092)], replicas: vec![1] });
+        let this = Node { id: 1, host: "127.0.0.1".into(), port: 9092, rack: None };
+        assert_eq!(view, ClusterView { this: 1, leader: Some(1), brokers: vec![this], replicas: vec![1] });
     }
 
     #[tokio::test]
@@ -136,10 +166,26 @@ mod tests {
         let view = view(&broker_on(MemoryStorage::default(), config(false, 2))).await;
         assert_eq!(view.leader, Some(2));
         assert_eq!(view.replicas, vec![1, 2, 3]);
-        let ids: Vec<i32> = view.brokers.iter().map(|b| b.0).collect();
+        let ids: Vec<i32> = view.brokers.iter().map(|b| b.id).collect();
         assert_eq!(ids, vec![1, 2], "node 3 has no PLAINTEXT address");
         assert_eq!(view.address_of(2), Some(("127.0.0.1".into(), 9092)), "this node at its own advertised address");
         assert_eq!(view.address_of(1), Some(("10.0.0.1".into(), 9092)));
+    }
+
+    #[tokio::test]
+    async fn a_consumer_in_a_standbys_rack_is_sent_there_by_the_leader_only() {
+        let cluster_nodes = nodes::parse("1:a@10.0.0.1:9092,2:b@10.0.0.2:9092,3:b@10.0.0.3:9092").unwrap();
+        let on = |standby: bool, node_id: i32| {
+            let mut storage = MemoryStorage::default();
+            storage.leader = Some(1);
+            broker_on(storage, Config { standby, node_id, cluster_nodes: cluster_nodes.clone(), ..Config::default() })
+        };
+        let leader = view(&on(false, 1)).await;
+        assert_eq!(leader.preferred_read_replica("b"), Some(2), "the first node of the client's rack");
+        assert_eq!(leader.preferred_read_replica("a"), None, "the leader is in the client's rack");
+        assert_eq!(leader.preferred_read_replica("c"), None, "no node in the client's rack");
+        assert_eq!(leader.preferred_read_replica(""), None, "a client without a rack");
+        assert_eq!(view(&on(true, 3)).await.preferred_read_replica("b"), None, "a standby sends nobody elsewhere");
     }
 
     #[tokio::test]

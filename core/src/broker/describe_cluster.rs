@@ -33,8 +33,12 @@ pub async fn handle(broker: &Broker, request: &RequestFrame) -> Outcome {
     let brokers = cluster
         .brokers
         .iter()
-        .map(|(id, host, port)| {
-            DescribeClusterBroker::default().with_broker_id(BrokerId(*id)).with_host(StrBytes::from_string(host.clone())).with_port(*port)
+        .map(|n| {
+            DescribeClusterBroker::default()
+                .with_broker_id(BrokerId(n.id))
+                .with_host(StrBytes::from_string(n.host.clone()))
+                .with_port(n.port)
+                .with_rack(n.rack.clone().map(StrBytes::from_string))
         })
         .collect();
     let response = response

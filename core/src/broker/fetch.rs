@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use kafka_protocol::messages::fetch_response::{AbortedTransaction, FetchableTopicResponse, PartitionData};
-use kafka_protocol::messages::{ApiKey, FetchRequest, FetchResponse, ProducerId};
+use kafka_protocol::messages::{ApiKey, BrokerId, FetchRequest, FetchResponse, ProducerId};
 use kafka_protocol::ResponseError;
 use tokio::time::Instant;
 
@@ -67,10 +67,16 @@ pub async fn handle(broker: &Broker, request: &RequestFrame) -> Outcome {
     if read_committed && broker.txns.ready(broker).await.is_err() {
         return respond(request, &error_response(&body, version, ResponseError::KafkaStorageError));
     }
+    // KIP-392 (v11+): a consumer that names its rack may be sent to a node there.
+    let preferred_replica = match version >= 11 && !body.rack_id.is_empty() {
+        true => super::cluster::view(broker).await.preferred_read_replica(&body.rack_id),
+        false => None,
+    };
     let limits = Limits {
         response_bytes: (body.max_bytes.max(0) as usize).min(broker.config().fetch_max_bytes),
         min_bytes: body.min_bytes.max(0) as usize,
         read_committed,
+        preferred_replica,
     };
     // Fetches of one connection reserve (and long-poll) one after another, as Kafka
     // handles a connection's requests; the turn passes on when this one returns.
@@ -92,7 +98,8 @@ pub async fn handle(broker: &Broker, request: &RequestFrame) -> Outcome {
             }
         };
         let stopping = *shutdown.borrow();
-        if gathered.bytes >= limits.min_bytes || gathered.has_error || stopping || Instant::now() >= deadline {
+        let answered = gathered.has_error || limits.preferred_replica.is_some();
+        if gathered.bytes >= limits.min_bytes || answered || stopping || Instant::now() >= deadline {
             let response = response(&body, version, gathered.partitions);
             return match gathered.held {
                 Some(held) => match respond_lending(request, response) {
@@ -118,6 +125,9 @@ struct Limits {
     /// isolation_level 1: nothing at or after the last stable offset, and the aborted
     /// transactions of the range read.
     read_committed: bool,
+    /// The node the consumer should fetch from instead (KIP-392): every partition in
+    /// range is answered with it and no records, at once.
+    preferred_replica: Option<i32>,
 }
 
 /// Fetch's isolation_level for read_committed.
@@ -184,14 +194,18 @@ async fn gather(broker: &Broker, wanted: &[Wanted], limits: Limits) -> Result<Ga
             Ok(topic) => with_bounds(data, b, broker.txns.log().stable_offset((topic.id, w.partition), b.high)),
             Err(_) => data,
         };
-        let status = match (&w.topic, bounds) {
-            (Err(error), _) => Err(*error),
-            (Ok(_), None) => Err(ResponseError::UnknownTopicOrPartition),
-            (Ok(_), Some(b)) if !(b.log_start..=b.high).contains(&w.fetch_offset) => {
+        let status = match (&w.topic, bounds, limits.preferred_replica) {
+            (Err(error), ..) => Err(*error),
+            (Ok(_), None, _) => Err(ResponseError::UnknownTopicOrPartition),
+            (Ok(_), Some(b), _) if !(b.log_start..=b.high).contains(&w.fetch_offset) => {
                 data = with_bounds(data, b);
                 Err(ResponseError::OffsetOutOfRange)
             }
-            (Ok(topic), Some(b)) => {
+            (Ok(_), Some(b), Some(replica)) => {
+                data = with_bounds(data, b).with_preferred_read_replica(BrokerId(replica));
+                Ok(())
+            }
+            (Ok(topic), Some(b), None) => {
                 data = with_bounds(data, b);
                 let below = if limits.read_committed { data.last_stable_offset } else { b.high };
                 if limits.read_committed {
@@ -521,6 +535,31 @@ mod tests {
         drop(first); // written
         let second = tokio::time::timeout(Duration::from_secs(5), second).await.expect("then the later one").unwrap();
         assert!(matches!(second, Outcome::RespondHolding(..)), "{second:?}");
+    }
+
+    /// KIP-392: the leader sends a consumer of another rack to a node of its rack, with no
+    /// records and without waiting; a consumer of the leader's rack is served.
+    #[tokio::test]
+    async fn a_consumer_is_sent_to_a_node_of_its_rack_at_once() {
+        use crate::broker::testing::broker_on;
+        use crate::storage::memory::MemoryStorage;
+        use crate::storage::Storage;
+        let mut storage = MemoryStorage::default();
+        storage.create_topic("t", 1).unwrap();
+        let cluster_nodes = crate::config::nodes::parse("1:a@10.0.0.1:9092,2:b@10.0.0.2:9092").unwrap();
+        let broker = broker_on(storage, crate::config::Config { cluster_nodes, ..crate::config::Config::default() });
+        append_values(&broker, 0, &[b"a"]).await;
+        let in_rack = |rack: &'static str| fetch(topic("t", &[(0, 1)], 1 << 20), 5_000).with_rack_id(StrBytes::from_static_str(rack));
+        let started = std::time::Instant::now();
+        let response: FetchResponse = round_trip(&broker, ApiKey::Fetch, 11, &in_rack("b")).await;
+        let data = &response.responses[0].partitions[0];
+        assert_eq!((data.error_code, data.preferred_read_replica.0, data.high_watermark), (0, 2, 1));
+        assert!(records_of(data).is_empty());
+        assert!(started.elapsed() < Duration::from_secs(4), "answered without the long poll");
+        let at_start = fetch(topic("t", &[(0, 0)], 1 << 20), 0).with_rack_id(StrBytes::from_static_str("a"));
+        let response: FetchResponse = round_trip(&broker, ApiKey::Fetch, 11, &at_start).await;
+        let data = &response.responses[0].partitions[0];
+        assert_eq!((data.preferred_read_replica.0, records_of(data).len()), (-1, 1), "the leader's own rack");
     }
 
     #[tokio::test]

@@ -203,8 +203,12 @@ fn response(cluster: &ClusterView, resolved: Vec<Resolved>) -> MetadataResponse 
     let brokers = cluster
         .brokers
         .iter()
-        .map(|(id, host, port)| {
-            MetadataResponseBroker::default().with_node_id(BrokerId(*id)).with_host(StrBytes::from_string(host.clone())).with_port(*port)
+        .map(|n| {
+            MetadataResponseBroker::default()
+                .with_node_id(BrokerId(n.id))
+                .with_host(StrBytes::from_string(n.host.clone()))
+                .with_port(n.port)
+                .with_rack(n.rack.clone().map(StrBytes::from_string))
         })
         .collect();
     MetadataResponse::default()

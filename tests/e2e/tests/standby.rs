@@ -17,16 +17,16 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::RecordBatchDecoder;
-use pg_kafka_e2e::consume::receive;
+use pg_kafka_e2e::consume::{consumer, receive};
 use pg_kafka_e2e::produce::{produce, Message};
 use pg_kafka_e2e::{fetch_from_start, one_record_batch, RawClient};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
-use rdkafka::ClientConfig;
+use rdkafka::{ClientConfig, Offset};
 
 const PRIMARY: Node = Node { id: 1, name: "pg_kafka_e2e_primary", pg_port: "25451", kafka_port: "29111" };
 const STANDBY: Node = Node { id: 2, name: "pg_kafka_e2e_standby", pg_port: "25452", kafka_port: "29112" };
 /// `pg_kafka.cluster_nodes`, the same on both.
-const CLUSTER_NODES: &str = "1@127.0.0.1:29111,2@127.0.0.1:29112";
+const CLUSTER_NODES: &str = "1:rack-a@127.0.0.1:29111,2:rack-b@127.0.0.1:29112";
 
 struct Node {
     id: i32,
@@ -193,6 +193,22 @@ fn a_standby_serves_what_it_replayed_sends_writes_to_the_primary_and_takes_over_
         drop(member);
         let committed = "SELECT committed_offset FROM kafka.consumer_offsets WHERE group_id = 'standby-group'";
         assert_eq!(PRIMARY.psql(committed), "160");
+        // A consumer in the standby's rack (KIP-392) is sent there by the leader and reads
+        // everything from it.
+        let fetches = "SELECT requests FROM kafka.api_stats WHERE api = 'Fetch'";
+        let fetches_before: i64 = STANDBY.psql(fetches).parse().unwrap();
+        let primary_bootstrap = PRIMARY.bootstrap();
+        let follower = consumer(topic, &[0], Offset::Beginning, &[("bootstrap.servers", &primary_bootstrap), ("client.rack", "rack-b")]);
+        assert_eq!(receive(&follower, 160, Duration::from_secs(60)).len(), 160, "read through the standby of its rack");
+        drop(follower);
+        // kafka.api_stats is published every second or so: wait for it.
+        let published = Instant::now();
+        let mut fetches_after: i64 = STANDBY.psql(fetches).parse().unwrap();
+        while fetches_after == fetches_before && published.elapsed() < Duration::from_secs(10) {
+            std::thread::sleep(Duration::from_millis(100));
+            fetches_after = STANDBY.psql(fetches).parse().unwrap();
+        }
+        assert!(fetches_after > fetches_before, "the rack-b consumer fetched from the standby ({fetches_before} -> {fetches_after})");
         let replayed_all = Instant::now();
         while STANDBY.psql(committed) != "160" && replayed_all.elapsed() < Duration::from_secs(30) {
             std::thread::sleep(Duration::from_millis(50));
