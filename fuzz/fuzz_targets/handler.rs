@@ -8,7 +8,9 @@
 //!
 //! Handlers that wait (long polls, rebalances) are given a few milliseconds, then dropped,
 //! as a closed connection's are. A fresh broker every few thousand inputs keeps the state
-//! the inputs leave behind (groups, produced records) small.
+//! the inputs leave behind (groups, produced records) small. Every other broker is a hot
+//! standby of a primary and another node (its refusals and the cluster view, racks
+//! included: follower fetching).
 #![no_main]
 
 use std::sync::Mutex;
@@ -16,8 +18,11 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
-use pg_kafka_core::broker::testing::broker_with_writer;
+use pg_kafka_core::broker::testing::{broker_on, broker_with_writer};
 use pg_kafka_core::broker::Broker;
+use pg_kafka_core::config::{nodes, Config};
+use pg_kafka_core::storage::memory::MemoryStorage;
+use pg_kafka_core::storage::Storage;
 use pg_kafka_core::protocol::header::parse_request;
 
 /// Inputs one broker serves before it is replaced.
@@ -29,6 +34,17 @@ struct State {
     runtime: tokio::runtime::Runtime,
     broker: Broker,
     served: usize,
+    /// Brokers made so far: odd ones are standbys.
+    generation: usize,
+}
+
+/// A hot standby (node 2) of node 1, with node 3 in its rack, holding topic "t".
+fn standby() -> Broker {
+    let mut storage = MemoryStorage::default();
+    storage.create_topic("t", 2).expect("a topic");
+    storage.leader = Some(1);
+    let cluster_nodes = nodes::parse("1:a@10.0.0.1:9092,2:b@10.0.0.2:9092,3:b@SSL://10.0.0.3:9093").expect("a list");
+    broker_on(storage, Config { standby: true, node_id: 2, cluster_nodes, ..Config::default() })
 }
 
 static STATE: Mutex<Option<State>> = Mutex::new(None);
@@ -37,9 +53,10 @@ fuzz_target!(|data: &[u8]| {
     let Ok(request) = parse_request(Bytes::copy_from_slice(data)) else { return };
     let mut state = STATE.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     if state.as_ref().is_none_or(|s| s.served >= INPUTS_PER_BROKER) {
+        let generation = state.as_ref().map_or(0, |s| s.generation + 1);
         let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("a runtime");
-        let broker = runtime.block_on(async { broker_with_writer(2) });
-        *state = Some(State { runtime, broker, served: 0 });
+        let broker = runtime.block_on(async { if generation % 2 == 1 { standby() } else { broker_with_writer(2) } });
+        *state = Some(State { runtime, broker, served: 0, generation });
     }
     let Some(state) = state.as_mut() else { return };
     state.served += 1;
