@@ -15,7 +15,7 @@
 //! PGKAFKA_BENCH_SASL_SSL, PGKAFKA_BENCH_CA_FILE, PGKAFKA_BENCH_RDKAFKA_PERFORMANCE;
 //! BENCH_MESSAGES (default 1,000,000), BENCH_ROUNDS (default 3), BENCH_SUSTAINED_MESSAGES
 //! (default 50,000,000), BENCH_ONLY (one group of cases: `sustained`, `partitions`,
-//! `idempotent`, `mixed`, `layouts`, `kafka`, `compaction`, `transactions`) with BENCH_SIZE (its message size, 100),
+//! `idempotent`, `mixed`, `layouts`, `kafka`, `compaction`, `transactions`, `replication`) with BENCH_SIZE (its message size, 100),
 //! BENCH_SQL (a SQL file run first, e.g. tuning/autovacuum.sql). `kafka` and the full run
 //! measure Apache Kafka too (module `versus`).
 
@@ -26,6 +26,7 @@ mod idle;
 mod latency;
 mod perf_tool;
 mod produce;
+mod replication;
 mod report;
 mod sql_produce;
 mod transactions;
@@ -73,6 +74,9 @@ pub enum Only {
     /// Transactional produce (a commit every 1,000) against idempotent; read_committed
     /// consume against read_uncommitted.
     Transactions,
+    /// With a hot standby of the bench cluster: acks=all with it synchronous against the
+    /// node alone, and a consumer sent to it (KIP-392) against one reading the leader.
+    Replication,
 }
 
 impl Only {
@@ -86,8 +90,11 @@ impl Only {
             "kafka" => Only::Kafka,
             "compaction" => Only::Compaction,
             "transactions" => Only::Transactions,
+            "replication" => Only::Replication,
             other => {
-                panic!("BENCH_ONLY={other}: expected sustained, partitions, idempotent, mixed, layouts, kafka, compaction or transactions")
+                panic!(
+                    "BENCH_ONLY={other}: expected sustained, partitions, idempotent, mixed, layouts, kafka, compaction, transactions or replication"
+                )
             }
         }
     }
@@ -306,6 +313,7 @@ fn run_only(env: &Env, report: &mut Report, only: Only) {
         Only::Kafka => versus::run(env, report, &[size]),
         Only::Compaction => compaction::run(env, report),
         Only::Transactions => transactions::run(env, report, size),
+        Only::Replication => replication::run(env, report, size),
         Only::Layouts => {
             for shape in [one, ProduceShape { idempotent: true, ..one }, ProduceShape::plain(size, 8)] {
                 let rows = report.case(|r| fresh(&|| perf_tool::produce(env, shape, &perf_topic("rows", r))));

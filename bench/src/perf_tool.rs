@@ -148,8 +148,22 @@ pub fn start_consumer(env: &Env, topic: &str, partitions: i32, offset: &str, mes
     start_consumer_on(&env.bootstrap, topic, partitions, offset, messages)
 }
 
+/// A consumer of partition 0 of `topic` from `offset` with client `settings` (`-X`),
+/// stopping after `messages`.
+pub fn start_consumer_with(bootstrap: &str, topic: &str, offset: &str, messages: usize, settings: &[(&str, &str)]) -> Child {
+    let mut command = consumer_command(bootstrap, topic, 1, offset, Some(messages));
+    for (key, value) in settings {
+        command.args(["-X", &format!("{key}={value}")]);
+    }
+    command.stdout(Stdio::piped()).spawn().expect("start rdkafka_performance")
+}
+
 /// [`start_consumer`] on the broker at `bootstrap`.
 pub fn start_consumer_on(bootstrap: &str, topic: &str, partitions: i32, offset: &str, messages: Option<usize>) -> Child {
+    consumer_command(bootstrap, topic, partitions, offset, messages).stdout(Stdio::piped()).spawn().expect("start rdkafka_performance")
+}
+
+fn consumer_command(bootstrap: &str, topic: &str, partitions: i32, offset: &str, messages: Option<usize>) -> Command {
     let mut command = tool();
     command.args(["-C", "-t", topic, "-b", bootstrap, "-o", offset]);
     for partition in 0..partitions {
@@ -158,7 +172,7 @@ pub fn start_consumer_on(bootstrap: &str, topic: &str, partitions: i32, offset: 
     if let Some(messages) = messages {
         command.args(["-c", &messages.to_string()]);
     }
-    command.stdout(Stdio::piped()).spawn().expect("start rdkafka_performance")
+    command
 }
 
 /// Reads partition 0 of `topic` from offset 0 with the tool's consumer.
