@@ -166,8 +166,8 @@ fn tls_file(setting: &GucSetting<Option<CString>>, postgres_setting: &std::ffi::
     format!("{data_dir}/{path}")
 }
 
-/// A Postgres setting's current value, by name.
-fn postgres_option(name: &std::ffi::CStr) -> Option<String> {
+/// A Postgres setting's current value, by name (`None` when unset or empty).
+pub fn postgres_option(name: &std::ffi::CStr) -> Option<String> {
     let value = unsafe { pgrx::pg_sys::GetConfigOption(name.as_ptr(), true, false) };
     (!value.is_null()).then(|| unsafe { std::ffi::CStr::from_ptr(value) }.to_string_lossy().into_owned()).filter(|v| !v.is_empty())
 }

@@ -2,7 +2,7 @@
 //! trait with SPI, [`copy_in`] feeds the group-commit writer's rows to COPY,
 //! [`index_read`] reads Fetch's messages straight off the primary key index,
 //! [`described`] reads what DescribeLogDirs and DescribeProducers show,
-//! [`leadership`] records which node leads a primary and its standbys,
+//! [`replication`] records which node leads a primary and its standbys and counts those in sync,
 //! [`partition_lock`] is the append lock the writer and `kafka.produce()` share, and
 //! [`cleaning`] does compaction's storage work, [`transactions`] keeps transactions' state,
 //! [`storage::TransactionRunner`] runs each unit of storage work in its own transaction,
@@ -13,8 +13,8 @@ pub mod cleaning;
 pub mod copy_in;
 pub mod described;
 pub mod index_read;
-pub mod leadership;
 pub mod partition_lock;
 pub mod privileged;
+pub mod replication;
 pub mod storage;
 pub mod transactions;

@@ -513,11 +513,19 @@ impl Storage for PgStorage {
     }
 
     fn cluster_leader(&mut self) -> Result<Option<i32>, StorageError> {
-        super::leadership::cluster_leader()
+        super::replication::cluster_leader()
     }
 
     fn claim_leadership(&mut self, node_id: i32) -> Result<(), StorageError> {
-        super::leadership::claim_leadership(node_id)
+        super::replication::claim_leadership(node_id)
+    }
+
+    fn in_sync_standbys(&mut self) -> Result<Option<i64>, StorageError> {
+        super::replication::in_sync_standbys()
+    }
+
+    fn commit_locally(&mut self) -> Result<(), StorageError> {
+        super::replication::commit_locally()
     }
 
     fn acls(&mut self) -> Result<Vec<AclBinding>, StorageError> {

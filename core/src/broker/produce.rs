@@ -114,7 +114,7 @@ pub async fn handle(broker: &Broker, request: &RequestFrame, mut order: InOrder)
         // Decoding ran in parallel with the connection's other requests; reaching the
         // writer happens in request order, so offsets follow send order.
         order.wait_turn().await;
-        let committed = broker.commits.enqueue(appends, bytes);
+        let committed = broker.commits.enqueue_produce(appends, bytes, body.acks == -1);
         order.pass();
         match committed.await {
             Ok(results) => results,

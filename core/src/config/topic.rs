@@ -259,6 +259,9 @@ pub struct TopicSettings {
     pub compaction: CompactionSettings,
     /// The codec stored batches (and, in the row layout, fetched ones) are in.
     pub compression: TopicCompression,
+    /// `min.insync.replicas`: copies an acks=all produce needs while synchronous
+    /// replication is on (writer/replicas.rs).
+    pub min_insync_replicas: i64,
 }
 
 /// The configs that say when and how far a compacted partition is cleaned.
@@ -306,6 +309,7 @@ impl TopicSettings {
             },
             timestamp_before_max_ms: number("message.timestamp.before.max.ms"),
             timestamp_after_max_ms: number("message.timestamp.after.max.ms"),
+            min_insync_replicas: text("min.insync.replicas").trim().parse().unwrap_or(1),
             compaction: CompactionSettings {
                 min_lag_ms: number("min.compaction.lag.ms"),
                 max_lag_ms: number("max.compaction.lag.ms"),

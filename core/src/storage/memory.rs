@@ -32,6 +32,10 @@ pub struct MemoryStorage {
     aborted_txns: Vec<AbortedTxn>,
     /// `kafka.cluster_leader`.
     pub leader: Option<i32>,
+    /// What `in_sync_standbys` answers (synchronous replication off: `None`).
+    pub in_sync: Option<i64>,
+    /// Transactions told to commit locally.
+    pub local_commits: usize,
     /// Every appended row, in insertion order.
     pub messages: MessageRows,
     /// Every appended batch (batch layout), in insertion order.
@@ -467,6 +471,15 @@ impl Storage for MemoryStorage {
 
     fn claim_leadership(&mut self, node_id: i32) -> Result<(), StorageError> {
         self.leader = Some(node_id);
+        Ok(())
+    }
+
+    fn in_sync_standbys(&mut self) -> Result<Option<i64>, StorageError> {
+        Ok(self.in_sync)
+    }
+
+    fn commit_locally(&mut self) -> Result<(), StorageError> {
+        self.local_commits += 1;
         Ok(())
     }
 

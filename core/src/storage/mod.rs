@@ -454,6 +454,11 @@ pub trait Storage {
     fn cluster_leader(&mut self) -> Result<Option<i32>, StorageError>;
     /// Records that `node_id` leads now (the primary's worker, when it starts).
     fn claim_leadership(&mut self, node_id: i32) -> Result<(), StorageError>;
+    /// The standbys in sync now (`pg_stat_replication.sync_state` sync or quorum), or
+    /// `None` when commits do not wait for standbys (writer/replicas.rs).
+    fn in_sync_standbys(&mut self) -> Result<Option<i64>, StorageError>;
+    /// Makes this transaction's commit wait for no standby (`synchronous_commit = local`).
+    fn commit_locally(&mut self) -> Result<(), StorageError>;
 }
 
 /// A role as authentication sees it: `pg_authid`'s columns, and its memberships.

@@ -41,6 +41,7 @@ use std::time::{Duration, Instant};
 use kafka_protocol::ResponseError;
 use tokio::sync::oneshot;
 
+use super::replicas;
 use super::sequences::{ProducerBatch, SequenceCheck, Sequences};
 use super::transactions::TxnWrites;
 use crate::metrics::Metrics;
@@ -109,6 +110,8 @@ pub type AfterAppend = Box<dyn Fn(&mut dyn Storage) -> Result<(), StorageError> 
 /// One Produce request's appends, waiting for the writer.
 pub struct ProduceJob {
     appends: Vec<PartitionAppend>,
+    /// Produce with acks=all (writer/replicas.rs).
+    acks_all: bool,
     /// Run in the transaction that stores the appends, after them.
     then: Option<AfterAppend>,
     bytes: usize,
@@ -171,7 +174,18 @@ impl CommitQueue {
         appends: Vec<PartitionAppend>,
         bytes: usize,
     ) -> impl std::future::Future<Output = Result<Vec<AppendResult>, Unavailable>> + use<> {
-        self.enqueue_then(appends, bytes, None)
+        self.enqueue_job(appends, bytes, None, false)
+    }
+
+    /// Like [`enqueue`](Self::enqueue), for a Produce: with `acks_all`, `min.insync.replicas`
+    /// applies (writer/replicas.rs).
+    pub fn enqueue_produce(
+        &self,
+        appends: Vec<PartitionAppend>,
+        bytes: usize,
+        acks_all: bool,
+    ) -> impl std::future::Future<Output = Result<Vec<AppendResult>, Unavailable>> + use<> {
+        self.enqueue_job(appends, bytes, None, acks_all)
     }
 
     /// Like [`enqueue`](Self::enqueue), with storage work `then` done in the same
@@ -182,8 +196,18 @@ impl CommitQueue {
         bytes: usize,
         then: Option<AfterAppend>,
     ) -> impl std::future::Future<Output = Result<Vec<AppendResult>, Unavailable>> + use<> {
+        self.enqueue_job(appends, bytes, then, false)
+    }
+
+    fn enqueue_job(
+        &self,
+        appends: Vec<PartitionAppend>,
+        bytes: usize,
+        then: Option<AfterAppend>,
+        acks_all: bool,
+    ) -> impl std::future::Future<Output = Result<Vec<AppendResult>, Unavailable>> + use<> {
         let (reply, result) = oneshot::channel();
-        let job = ProduceJob { appends, then, bytes, reply, queued_at: Instant::now() };
+        let job = ProduceJob { appends, acks_all, then, bytes, reply, queued_at: Instant::now() };
         let ends = job.ends();
         self.queued_bytes.fetch_add(bytes, Ordering::Relaxed);
         self.queued_ends.fetch_add(ends, Ordering::Relaxed);
@@ -506,6 +530,7 @@ impl GroupCommitter {
         let (mut stored_rows, mut stored_bytes) = (0, 0);
         let started = Instant::now();
         let committed = runner.run(&mut |storage| {
+            let copies = replicas::copies_now(storage)?;
             let writable = lock_partitions(storage, jobs)?;
             self.forget_counters_sql_moved();
             let mut rows = Appended::default();
@@ -519,7 +544,10 @@ impl GroupCommitter {
                     let placements = job
                         .appends
                         .iter()
-                        .map(|append| self.place(storage, append, &mut rows, &mut touched))
+                        .map(|append| match replicas::too_few(job.acks_all, &append.topic, copies) {
+                            Some(refused) => Ok(Placement::Refused(refused)),
+                            None => self.place(storage, append, &mut rows, &mut touched),
+                        })
                         .collect::<Result<Vec<Placement>, StorageError>>()?;
                     if let Some(then) = &job.then {
                         then(storage)?;

@@ -425,3 +425,22 @@ async fn a_standbys_refresh_follows_the_replayed_transactions() {
     committer.refresh_if_due(&mut runner);
     assert_eq!(log.stable_offset((1, 0), 4), 4);
 }
+
+/// Synchronous replication with no standby in sync: the commit is local (it never waits
+/// for a standby that is gone), and an acks=all append to a topic that wants two copies is
+/// refused NOT_ENOUGH_REPLICAS while the rest of the group is written.
+#[tokio::test]
+async fn with_no_standby_in_sync_commits_are_local_and_too_few_copies_are_refused() {
+    let (queue, mut committer) = channel(settings(0), Arc::new(|| {}), Watermarks::default(), TopicCache::default());
+    let mut runner = runner_with_topic(2);
+    runner.0.in_sync = Some(0);
+    let mut wants_two = append("t", 0, 2);
+    wants_two.topic.settings = crate::config::topic::TopicSettings::from_stored(&[("min.insync.replicas".into(), "2".into())]);
+    let acks_all = queue.enqueue_produce(vec![wants_two.clone(), append("t", 1, 1)], 10, true);
+    let acks_one = queue.enqueue_produce(vec![wants_two], 10, false);
+    committer.poll(&mut runner);
+    assert_eq!(acks_all.await.unwrap(), vec![Err(ResponseError::NotEnoughReplicas), Ok(0)]);
+    assert_eq!(acks_one.await.unwrap(), vec![Ok(0)], "acks=1 is not held to min.insync.replicas");
+    assert_eq!(runner.0.local_commits, 1, "one group commit, local");
+    assert_eq!(runner.0.messages.len(), 3, "nothing of the refused append was written");
+}

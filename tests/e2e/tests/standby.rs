@@ -246,6 +246,34 @@ fn a_standby_serves_what_it_replayed_sends_writes_to_the_primary_and_takes_over_
             "SELECT min(m.\"offset\") || ' ' || max(m.\"offset\") FROM kafka.topic_messages m WHERE m.topic = '{topic}' AND convert_from(m.value, 'UTF8') LIKE 'c%'"
         ));
         assert_eq!(offsets, "160 169");
+
+        // The old primary, which no standby follows now, told to replicate synchronously:
+        // its commits do not wait for a standby that is gone (as Kafka's ISR shrinks to the
+        // leader), and acks=all to a topic that wants two copies is NOT_ENOUGH_REPLICAS.
+        PRIMARY.psql(
+            "WITH t AS (INSERT INTO kafka.topics (name, partitions) VALUES ('durable', 1) RETURNING id) \
+             INSERT INTO kafka.topic_configs SELECT id, 'min.insync.replicas', '2' FROM t",
+        );
+        PRIMARY.psql("INSERT INTO kafka.topics (name, partitions) VALUES ('relaxed', 1)");
+        // Last: from now on a SQL session's commit on it waits for a standby (Postgres).
+        PRIMARY.psql("ALTER SYSTEM SET synchronous_standby_names = '*'");
+        PRIMARY.psql("SELECT pg_reload_conf()");
+        let mut raw = RawClient::connect_to(&PRIMARY.bootstrap());
+        let mut code = 0;
+        let since = Instant::now();
+        while code != 19 && since.elapsed() < Duration::from_secs(20) {
+            raw.send_message(ApiKey::Produce, 9, &produce_request("durable"));
+            let produced: ProduceResponse = raw.read_response(ApiKey::Produce, 9);
+            code = produced.responses[0].partition_responses[0].error_code;
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert_eq!(code, 19, "NOT_ENOUGH_REPLICAS once the worker reloaded");
+        let started = Instant::now();
+        assert_eq!(produce_to(&PRIMARY, "relaxed", values("r", 0..10)), (10, 0), "acks=all with one copy wanted");
+        assert!(started.elapsed() < Duration::from_secs(5), "no commit waited for the gone standby");
+        let bootstrap = PRIMARY.bootstrap();
+        let one = produce("durable", &[("bootstrap.servers", &bootstrap), ("acks", "1")], values("d", 0..10));
+        assert_eq!(one, (10, 0), "acks=1 is not held to min.insync.replicas");
     });
     for node in [&STANDBY, &PRIMARY] {
         node.cluster("stop");
