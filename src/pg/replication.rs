@@ -5,6 +5,7 @@
 //! nobody is known to lead. And the standbys in sync now, before each group commit
 //! (pg_kafka_core::writer::replicas).
 
+use pg_kafka_core::config::SynchronousCommit;
 use pg_kafka_core::storage::StorageError;
 
 use super::storage::{execute, query_one};
@@ -29,6 +30,20 @@ pub fn claim_leadership(node_id: i32) -> Result<(), StorageError> {
         return Ok(());
     }
     execute(CLAIM_LEADERSHIP, &[node_id.into()])
+}
+
+/// The writer session's `synchronous_commit` for the configured one (at start and at each
+/// reload): `local` while this process sees no `synchronous_standby_names`. The same
+/// thing then (no standby to wait for), except while a reload is on its way: the
+/// checkpointer may already have told every backend that standbys are named (shared
+/// memory) before this process has read the new names, and a commit made with `on` would
+/// wait for a standby that no count before it saw (seen on PostgreSQL 18).
+pub fn session_synchronous_commit(configured: SynchronousCommit) -> &'static str {
+    let waits_for_standbys = matches!(configured, SynchronousCommit::On | SynchronousCommit::RemoteWrite | SynchronousCommit::RemoteApply);
+    match waits_for_standbys && crate::gucs::postgres_option(c"synchronous_standby_names").is_none() {
+        true => SynchronousCommit::Local.as_setting(),
+        false => configured.as_setting(),
+    }
 }
 
 /// Before every group commit: without synchronous replication (the common case) the

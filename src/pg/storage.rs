@@ -772,11 +772,12 @@ pub fn apply_session_settings(
     lock_timeout_ms: u64,
 ) -> Result<(), StorageError> {
     let lock_timeout = format!("{lock_timeout_ms}ms");
+    let synchronous_commit = super::replication::session_synchronous_commit(synchronous_commit);
     runner.run(&mut |_| {
         // As reads (select): a hot standby's worker and readers run them too.
         with_client(|client| {
             client
-                .select("SELECT pg_catalog.set_config('synchronous_commit', $1, false)", None, &[synchronous_commit.as_setting().into()])
+                .select("SELECT pg_catalog.set_config('synchronous_commit', $1, false)", None, &[synchronous_commit.into()])
                 .and_then(|_| {
                     client.select("SELECT pg_catalog.set_config('lock_timeout', $1, false)", None, &[lock_timeout.as_str().into()])
                 })
