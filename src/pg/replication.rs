@@ -8,14 +8,14 @@
 use pg_kafka_core::config::SynchronousCommit;
 use pg_kafka_core::storage::StorageError;
 
-use super::storage::{execute, query_one};
+use super::storage::{execute, query_one, relations_exist};
 
 const CLUSTER_LEADER: &str = include_str!("../../sql/queries/cluster_leader.sql");
 const CLAIM_LEADERSHIP: &str = include_str!("../../sql/queries/claim_leadership.sql");
 const IN_SYNC_STANDBYS: &str = include_str!("../../sql/queries/in_sync_standbys.sql");
 
 fn table_exists() -> Result<bool, StorageError> {
-    Ok(query_one::<bool>("SELECT pg_catalog.to_regclass('kafka.cluster_leader') IS NOT NULL", &[])?.unwrap_or(false))
+    relations_exist(&["kafka.cluster_leader"])
 }
 
 pub fn cluster_leader() -> Result<Option<i32>, StorageError> {

@@ -163,6 +163,17 @@ pub(super) fn query_one<T: pgrx::FromDatum + pgrx::IntoDatum>(
     })
 }
 
+/// Whether every named relation exists: a database whose extension is older than the
+/// library (its DBA has not run ALTER EXTENSION pg_kafka UPDATE) lacks the newer tables.
+pub(super) fn relations_exist(names: &[&str]) -> Result<bool, StorageError> {
+    let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
+    let exist = query_one::<bool>(
+        "SELECT pg_catalog.bool_and(pg_catalog.to_regclass(n) IS NOT NULL) FROM pg_catalog.unnest($1::text[]) n",
+        &[names.into()],
+    );
+    Ok(exist?.unwrap_or(false))
+}
+
 pub(super) fn with_client<R>(f: impl FnOnce(&mut SpiClient<'_>) -> Result<R, StorageError>) -> Result<R, StorageError> {
     Spi::connect_mut(f)
 }

@@ -8,7 +8,7 @@ use pg_kafka_core::storage::transactions::{
 use pg_kafka_core::storage::{OffsetCommit, StorageError};
 use pgrx::spi::SpiHeapTupleData;
 
-use super::storage::{database_error, execute, query_one, storable, with_client};
+use super::storage::{database_error, execute, query_one, relations_exist, storable, with_client};
 
 const TRANSACTIONS: &str = include_str!("../../sql/queries/transactions.sql");
 const SAVE_TRANSACTION: &str = include_str!("../../sql/queries/save_transaction.sql");
@@ -27,13 +27,7 @@ const PARTITION_ABORTED: &str = include_str!("../../sql/queries/partition_aborte
 /// start warns about) has none, so it holds no transaction, and reads of committed
 /// records must not wait for state that cannot exist.
 fn tables_exist() -> Result<bool, StorageError> {
-    let exists = query_one::<bool>(
-        "SELECT pg_catalog.to_regclass('kafka.transaction_state') IS NOT NULL \
-         AND pg_catalog.to_regclass('kafka.open_transactions') IS NOT NULL \
-         AND pg_catalog.to_regclass('kafka.aborted_transactions') IS NOT NULL",
-        &[],
-    );
-    Ok(exists?.unwrap_or(false))
+    relations_exist(&["kafka.transaction_state", "kafka.open_transactions", "kafka.aborted_transactions"])
 }
 
 /// Drops the aborted ranges of a partition that end below `log_start` (its records are

@@ -115,9 +115,7 @@ fn serve(config: pg_kafka_core::config::Config, log_lines: Option<flume::Receive
             return Ending::Stopped;
         }
     };
-    if let Some(problem) = gucs::cluster_nodes_problem() {
-        warning!("pg_kafka: {problem}: Metadata names this node alone");
-    }
+    warn_if_cluster_nodes_unreadable();
     let role = if config.standby { ", a hot standby: reads only" } else { "" };
     log!("pg_kafka: listening for Kafka clients on {listeners} (database \"{}\"{role})", config.database);
 
@@ -173,6 +171,14 @@ fn serve(config: pg_kafka_core::config::Config, log_lines: Option<flume::Receive
 fn exit_to_be_restarted() -> ! {
     unsafe { pg_sys::proc_exit(1) };
     unreachable!("proc_exit returned")
+}
+
+/// Says so when `pg_kafka.cluster_nodes` does not parse (at start and at each reload):
+/// Metadata then names this node alone.
+fn warn_if_cluster_nodes_unreadable() {
+    if let Some(problem) = gucs::cluster_nodes_problem() {
+        warning!("pg_kafka: {problem}: Metadata names this node alone");
+    }
 }
 
 /// Whether Postgres is in recovery (a hot standby, here): false once it was promoted.
@@ -235,9 +241,7 @@ impl MainLoop {
     fn reload(&mut self) {
         unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
         let config = gucs::config();
-        if let Some(problem) = gucs::cluster_nodes_problem() {
-            warning!("pg_kafka: {problem}: Metadata names this node alone");
-        }
+        warn_if_cluster_nodes_unreadable();
         if let Err(e) = apply_session_settings(&mut self.runner, config.synchronous_commit, config.lock_timeout_ms) {
             warning!("pg_kafka: reloaded settings could not be applied to the worker's session: {e}");
         }

@@ -51,12 +51,7 @@ pub async fn handle(broker: &Broker, request: &RequestFrame) -> Outcome {
 /// The answer for every key asked, in the version's shape: from v4 one entry per key,
 /// before it one at the top. `code` 0 with the coordinator's (node, host, port), or the
 /// error with (-1, "", -1).
-pub(super) fn response(
-    version: i16,
-    body: &FindCoordinatorRequest,
-    code: i16,
-    (node, host, port): (i32, StrBytes, i32),
-) -> FindCoordinatorResponse {
+fn response(version: i16, body: &FindCoordinatorRequest, code: i16, (node, host, port): (i32, StrBytes, i32)) -> FindCoordinatorResponse {
     if version >= 4 {
         let coordinators = body
             .coordinator_keys
