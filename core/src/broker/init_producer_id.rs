@@ -2,7 +2,7 @@
 //! producer.
 //!
 //! Ids come from the `kafka.producer_ids` sequence, so none is handed out twice, even
-//! after a crash. As in Kafka, a request without a transactional id always gets a fresh
+//! after a crash; a hot standby hands out ids of a range of its own (standby.rs). As in Kafka, a request without a transactional id always gets a fresh
 //! id (also when it names its current id and epoch to bump them, KIP-360). With a
 //! transactional id the [transaction coordinator](super::transactions) answers: the id's
 //! producer id with its epoch bumped (an open transaction of the previous producer is
@@ -45,7 +45,13 @@ pub async fn handle(broker: &Broker, request: &RequestFrame) -> Outcome {
         let denied = access.check_cluster(Operation::IdempotentWrite).err().unwrap_or(ResponseError::ClusterAuthorizationFailed);
         return respond(request, &refused(denied));
     }
-    let response = match storage_call(broker, |s| s.next_producer_id()).await {
+    // A standby cannot write the sequence: it hands out ids of its own (broker/standby.rs).
+    let id = if broker.config().standby {
+        Ok(broker.standby_producer_ids.next(broker.config().node_id))
+    } else {
+        storage_call(broker, |s| s.next_producer_id()).await
+    };
+    let response = match id {
         Ok(id) => InitProducerIdResponse::default().with_producer_id(ProducerId(id)).with_producer_epoch(0),
         Err(reason) => {
             logging::warning(format!("pg_kafka: cannot allocate a producer id: {reason}"));

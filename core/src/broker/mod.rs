@@ -191,6 +191,8 @@ pub struct Broker {
     metrics: Metrics,
     /// Who leads, as a standby last read it.
     leader: Arc<cluster::LeaderCache>,
+    /// The producer ids a standby hands to idempotent producers itself.
+    standby_producer_ids: Arc<standby::ProducerIds>,
 }
 
 /// Requests of at most this size may use the small-request reserve.
@@ -245,6 +247,7 @@ impl Broker {
             connections,
             metrics,
             leader: Arc::default(),
+            standby_producer_ids: Arc::default(),
         }
     }
 

@@ -9,11 +9,14 @@
 //! | requests | answer |
 //! |---|---|
 //! | Produce, DeleteRecords | NOT_LEADER_OR_FOLLOWER per partition |
-//! | group and transaction requests, InitProducerId | NOT_COORDINATOR |
+//! | group and transaction requests, a transactional InitProducerId | NOT_COORDINATOR |
 //! | CreateTopics, DeleteTopics, CreatePartitions, configs and ACL changes | NOT_CONTROLLER |
 //! | ListGroups, ListTransactions | an empty list: this node coordinates none |
 //!
-//! FindCoordinator is served: it names the primary (broker/cluster.rs). A refused request
+//! FindCoordinator is served: it names the primary (broker/cluster.rs). An idempotent
+//! producer's InitProducerId is served too, from [`ProducerIds`]: any Kafka broker hands out
+//! producer ids, and librdkafka asks only a broker it is already connected to, so a standby
+//! that refused would keep a producer that bootstrapped from it from ever producing. A refused request
 //! never reaches storage: Postgres would refuse its writes anyway (a
 //! read-only transaction), with an error no client retries elsewhere.
 
@@ -87,9 +90,7 @@ pub fn refusal(request: &RequestFrame) -> Option<Outcome> {
             DeleteGroupsResponse::default().with_results(results.collect())
         }),
         ApiKey::ListGroups => answer(request, |_: ListGroupsRequest| ListGroupsResponse::default()),
-        ApiKey::InitProducerId => answer(request, |_: InitProducerIdRequest| {
-            InitProducerIdResponse::default().with_error_code(NOT_COORDINATOR).with_producer_id(ProducerId(-1)).with_producer_epoch(-1)
-        }),
+        ApiKey::InitProducerId => return init_producer_id(request),
         ApiKey::AddPartitionsToTxn => answer(request, |b: AddPartitionsToTxnRequest| {
             let topics = b.v3_and_below_topics.iter().map(|t| {
                 let partitions = t.partitions.iter().map(|&p| {
@@ -195,6 +196,50 @@ fn answer<R: kafka_protocol::protocol::Decodable, A: kafka_protocol::protocol::E
     }
 }
 
+/// A transactional producer's InitProducerId: NOT_COORDINATOR (its coordinator is the
+/// primary); an idempotent producer's is served (`None`), as is one that does not decode
+/// (its handler answers that).
+fn init_producer_id(request: &RequestFrame) -> Option<Outcome> {
+    let body: InitProducerIdRequest = decode(request).ok()?;
+    body.transactional_id.as_ref().filter(|id| !id.is_empty())?;
+    Some(respond(
+        request,
+        &InitProducerIdResponse::default().with_error_code(NOT_COORDINATOR).with_producer_id(ProducerId(-1)).with_producer_epoch(-1),
+    ))
+}
+
+/// Producer ids a standby hands out without writing: Postgres cannot take the next value of
+/// `kafka.producer_ids` there. They are disjoint from the sequence's and from every other
+/// node's: bit 62 set, this node's id (its low 10 bits) in bits 52-61, and below them the
+/// time in microseconds since 1970 (which fits 52 bits until 2112), never less than the
+/// last id given plus one. A standby restarted later starts above every id it gave before
+/// as long as its clock did not go back by more than the restart took. Node ids that differ
+/// in their low 10 bits (0-1023) get disjoint ranges. The primary accepts such an id like
+/// any id it has no state for: from sequence 0 (writer/sequences.rs).
+#[derive(Debug, Default)]
+pub struct ProducerIds {
+    last: std::sync::atomic::AtomicI64,
+}
+
+const STANDBY_PRODUCER_IDS: i64 = 1 << 62;
+const MICROS_BITS: u32 = 52;
+
+impl ProducerIds {
+    /// The next id for node `node_id`.
+    pub fn next(&self, node_id: i32) -> i64 {
+        let micros = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros());
+        self.next_at(node_id, i64::try_from(micros).unwrap_or(i64::MAX))
+    }
+
+    fn next_at(&self, node_id: i32, micros: i64) -> i64 {
+        use std::sync::atomic::Ordering;
+        let floor = STANDBY_PRODUCER_IDS | ((i64::from(node_id) & 0x3FF) << MICROS_BITS) | (micros & ((1 << MICROS_BITS) - 1));
+        let given = |last: i64| floor.max(last.saturating_add(1));
+        let last = self.last.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |last| Some(given(last))).unwrap_or_else(|last| last);
+        given(last)
+    }
+}
+
 /// Produce: every partition NOT_LEADER_OR_FOLLOWER; nothing at all for acks=0, as for
 /// any Produce with acks=0 (the client learns of the new leader from its next Metadata).
 fn produce(request: &RequestFrame) -> Outcome {
@@ -239,6 +284,32 @@ mod tests {
     use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
     use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 
+    #[tokio::test]
+    async fn an_idempotent_producer_gets_an_id_from_the_standbys_own_range() {
+        let broker = standby_with_topic_t();
+        let request = InitProducerIdRequest::default().with_transactional_id(None).with_transaction_timeout_ms(60_000);
+        let first: InitProducerIdResponse = round_trip(&broker, ApiKey::InitProducerId, 4, &request).await;
+        let second: InitProducerIdResponse = round_trip(&broker, ApiKey::InitProducerId, 4, &request).await;
+        assert_eq!((first.error_code, first.producer_epoch, second.error_code), (0, 0, 0));
+        assert!(first.producer_id.0 >= STANDBY_PRODUCER_IDS, "{:?}", first.producer_id);
+        assert!(second.producer_id.0 > first.producer_id.0, "never the same id twice");
+    }
+
+    #[test]
+    fn standby_producer_ids_keep_to_their_nodes_range_and_never_repeat() {
+        let ids = ProducerIds::default();
+        let at = 1_796_000_000_000_000; // December 2026, in microseconds
+        let first = ids.next_at(2, at);
+        assert_eq!(first, (1 << 62) | (2 << 52) | at);
+        assert_eq!(ids.next_at(2, at), first + 1, "two in the same microsecond");
+        assert_eq!(ids.next_at(2, at - 1_000_000), first + 2, "the clock went back: still above the last");
+        assert_eq!(ids.next_at(2, at + 10), first + 10);
+        let other = ProducerIds::default().next_at(3, at);
+        assert_eq!(other >> 52, (1 << 10) | 3, "node 3's range");
+        assert_ne!(other >> 52, first >> 52);
+        assert!(first > 0 && other > 0, "never negative (-1 means none)");
+    }
+
     fn standby_with_topic_t() -> Broker {
         let mut storage = MemoryStorage::default();
         storage.create_topic("t", 1).unwrap();
@@ -276,8 +347,10 @@ mod tests {
             .with_protocol_type(StrBytes::from_static_str("consumer"));
         let joined: JoinGroupResponse = round_trip(&broker, ApiKey::JoinGroup, 5, &join).await;
         assert_eq!(joined.error_code, NOT_COORDINATOR);
-        let init: InitProducerIdResponse =
-            round_trip(&broker, ApiKey::InitProducerId, 4, &InitProducerIdRequest::default().with_transaction_timeout_ms(60_000)).await;
+        let transactional = InitProducerIdRequest::default()
+            .with_transactional_id(Some(TransactionalId(StrBytes::from_static_str("tx"))))
+            .with_transaction_timeout_ms(60_000);
+        let init: InitProducerIdResponse = round_trip(&broker, ApiKey::InitProducerId, 4, &transactional).await;
         assert_eq!((init.error_code, init.producer_id.0), (NOT_COORDINATOR, -1));
         let fetch_offsets = OffsetFetchRequest::default().with_groups(vec![
             offset_fetch_request::OffsetFetchRequestGroup::default().with_group_id(GroupId(StrBytes::from_static_str("g")))
