@@ -306,7 +306,7 @@ mod tests {
         let path = std::env::temp_dir().join(format!("pg_kafka-service-{}-{name}.sock", std::process::id()));
         let readers = Arc::new(Readers::default());
         let (stop, shutdown) = watch::channel(false);
-        tokio::spawn(readers.clone().accept(crate::storage::readers::bind(&path).unwrap(), shutdown));
+        tokio::spawn(readers.clone().accept(crate::storage::readers::bind(path.to_str().unwrap()).unwrap(), shutdown));
         let (report, reports) = std::sync::mpsc::channel();
         for _ in 0..count {
             let (storage, topic_id) = retention_storage();

@@ -76,10 +76,7 @@ pub extern "C-unwind" fn pg_kafka_worker_main(_arg: pg_sys::Datum) {
 fn startup_config() -> pg_kafka_core::config::Config {
     let mut config = gucs::config();
     if config.readers > 0 {
-        match reader::socket_path() {
-            Some(path) => config.reader_socket = path,
-            None => log!("pg_kafka: the data directory's path is too long for the readers' Unix socket: Fetch reads on the main thread"),
-        }
+        config.reader_socket = reader::socket_name();
     }
     config
 }

@@ -4,7 +4,7 @@
 //! ```text
 //! pg_kafka worker ── once its listeners are up ──▶ pg_kafka.readers dynamic bgworkers
 //! pg_kafka_reader_main:
-//!   connect to pg_kafka.database, then to the worker's socket in the data directory
+//!   connect to pg_kafka.database, then to the worker's abstract socket (socket_name)
 //!   loop: [u32 len][u8 kind][job] ─▶ run it in a transaction (a Fetch's index walk, or
 //!         a retention pass; statement timeout) ─▶ [u32 len][answer]
 //!   end of file (the worker went away) or SIGTERM: exit
@@ -27,20 +27,24 @@ use pgrx::prelude::*;
 use crate::gucs;
 use crate::pg::storage::{apply_session_settings, TransactionRunner};
 
-/// Unix socket paths are limited to 107 bytes on Linux.
-const MAX_SOCKET_PATH: usize = 100;
 /// Longest a reader waits for a plan before it looks at SIGTERM again.
 const POLL_MS: i64 = 250;
 /// A plan is 32 bytes a partition; no Fetch the worker accepts makes one this large.
 const MAX_PLAN_BYTES: usize = 64 << 20;
 
-/// The socket readers connect to: in the data directory, which only the cluster's OS user
-/// can enter. `None` when its path would be too long for a Unix socket.
-pub fn socket_path() -> Option<String> {
-    // SAFETY: DataDir is set by the postmaster before any worker starts, and not changed.
-    let data_dir = unsafe { std::ffi::CStr::from_ptr(pg_sys::DataDir) }.to_string_lossy().into_owned();
-    let path = format!("{data_dir}/pg_kafka_readers.sock");
-    (path.len() <= MAX_SOCKET_PATH).then_some(path)
+/// The socket readers connect to: an abstract one, named after this cluster's postmaster
+/// and data directory, so that clusters on one machine never share it, and nothing lands
+/// in the data directory for pg_basebackup or pg_rewind to trip on (why, and who may
+/// connect: `pg_kafka_core::storage::readers`).
+pub fn socket_name() -> String {
+    use std::hash::{Hash, Hasher};
+    // SAFETY: DataDir and PostmasterPid are set by the postmaster before any worker
+    // starts, and not changed.
+    let (data_dir, postmaster) = unsafe { (std::ffi::CStr::from_ptr(pg_sys::DataDir), pg_sys::PostmasterPid) };
+    // The worker and its readers run the same library, so they hash alike.
+    let mut hasher = std::hash::DefaultHasher::new();
+    data_dir.hash(&mut hasher);
+    format!("@pg_kafka_readers.{postmaster}.{:016x}", hasher.finish())
 }
 
 /// Keeps `pg_kafka.readers` reader processes connected: starts the missing ones at once,
@@ -98,8 +102,8 @@ pub extern "C-unwind" fn pg_kafka_reader_main(_arg: pg_sys::Datum) {
     BackgroundWorker::connect_worker_to_spi(Some(&config.database), None);
     // Before any statement: a database owner may have set the path (src/pg/privileged.rs).
     crate::pg::privileged::fix_session_search_path();
-    let Some(path) = socket_path() else { return };
-    let mut stream = match UnixStream::connect(&path) {
+    let path = socket_name();
+    let mut stream = match pg_kafka_core::storage::readers::connect(&path) {
         Ok(stream) => stream,
         Err(e) => return log!("pg_kafka: reader cannot reach the worker at {path}: {e}"),
     };

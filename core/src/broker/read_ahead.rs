@@ -194,7 +194,7 @@ mod tests {
         crate::broker::testing::append_values(&broker, 0, &vec![&b"b"[..]; count]).await;
         let path = std::env::temp_dir().join(format!("pg_kafka-read-ahead-{}-{name}.sock", std::process::id()));
         let (stop, shutdown) = tokio::sync::watch::channel(false);
-        tokio::spawn(broker.readers().clone().accept(crate::storage::readers::bind(&path).unwrap(), shutdown));
+        tokio::spawn(broker.readers().clone().accept(crate::storage::readers::bind(path.to_str().unwrap()).unwrap(), shutdown));
         for _ in 0..2 {
             let mut storage = MemoryStorage::default();
             let topic = storage.create_topic("t", 1).unwrap();

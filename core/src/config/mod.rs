@@ -193,8 +193,8 @@ pub struct Config {
     pub connections_max_reauth_ms: u64,
     /// Reader processes the worker starts for Fetch's reads (`pg_kafka.readers`).
     pub readers: usize,
-    /// Where reader processes connect (a Unix socket in the data directory, set by the
-    /// worker); empty: no readers.
+    /// Where reader processes connect (an abstract Unix socket `@NAME` set by the worker,
+    /// or a socket file in tests); empty: no readers.
     pub reader_socket: String,
     /// Whether this node is a hot standby (Postgres in recovery when the worker started):
     /// it serves reads only, and writes and groups are the primary's (docs/replication.md).

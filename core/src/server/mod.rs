@@ -220,7 +220,7 @@ fn bind_reader_socket(config: &Config) -> Option<std::os::unix::net::UnixListene
     if config.readers == 0 || config.reader_socket.is_empty() {
         return None;
     }
-    match crate::storage::readers::bind(std::path::Path::new(&config.reader_socket)) {
+    match crate::storage::readers::bind(&config.reader_socket) {
         Ok(socket) => Some(socket),
         Err(e) => {
             logging::warning(format!("pg_kafka: cannot listen for reader processes on {}: {e}", config.reader_socket));

@@ -6,8 +6,7 @@
 //! waited for the whole commit, so a consumer replaying a partition got one response per
 //! commit while producers wrote. Reader processes are background workers with Postgres
 //! sessions of their own (started by the worker, `pg_kafka.readers` of them); each
-//! connects to a Unix socket in the data directory (only the cluster's OS user can reach
-//! it) and then runs one job at a time in its own transaction: a [`ReaderJob`], framed
+//! connects to the worker's Unix socket and then runs one job at a time in its own transaction: a [`ReaderJob`], framed
 //! as `[u32 length][u8 kind][job]` (a Fetch's `ReadPlan`, a retention pass).
 //!
 //! ```text
@@ -19,8 +18,15 @@
 //! ```
 //! A reader sees what is committed, like the main thread's own read, and Fetch never
 //! reads past the high watermark the writer publishes after its commit.
+//!
+//! The socket is an abstract one (a name starting with `@`, Linux): nothing in the file
+//! system. It used to be a file in the data directory, which `pg_basebackup` skips with a
+//! warning and on which `pg_rewind` fails, leaving a half-rewound data directory: a
+//! primary that failed over could not rejoin as a standby. An abstract socket has no file
+//! permissions, so the worker accepts only a peer running as its own OS user (the one
+//! that owns the data directory, as the file's permissions required before). Tests use
+//! socket files.
 
-use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -59,16 +65,40 @@ pub struct Readers {
     runtime: std::sync::OnceLock<tokio::runtime::Handle>,
 }
 
-/// Binds the reader socket at `path`, replacing a stale one a crashed worker left.
-pub fn bind(path: &Path) -> std::io::Result<std::os::unix::net::UnixListener> {
-    match std::fs::remove_file(path) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e),
-    }
-    let listener = std::os::unix::net::UnixListener::bind(path)?;
+/// Binds the reader socket `name`: an abstract socket when it starts with `@`, else a
+/// socket file, replacing a stale one a crashed worker left.
+pub fn bind(name: &str) -> std::io::Result<std::os::unix::net::UnixListener> {
+    let listener = match name.strip_prefix('@') {
+        Some(abstract_name) => std::os::unix::net::UnixListener::bind_addr(&abstract_address(abstract_name)?)?,
+        None => {
+            match std::fs::remove_file(name) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+            std::os::unix::net::UnixListener::bind(name)?
+        }
+    };
     listener.set_nonblocking(true)?;
     Ok(listener)
+}
+
+/// A reader's connection to the socket [`bind`] made under `name`.
+pub fn connect(name: &str) -> std::io::Result<std::os::unix::net::UnixStream> {
+    match name.strip_prefix('@') {
+        Some(abstract_name) => std::os::unix::net::UnixStream::connect_addr(&abstract_address(abstract_name)?),
+        None => std::os::unix::net::UnixStream::connect(name),
+    }
+}
+
+fn abstract_address(name: &str) -> std::io::Result<std::os::unix::net::SocketAddr> {
+    use std::os::linux::net::SocketAddrExt;
+    std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())
+}
+
+/// Whether a connected peer may be a reader: it runs as this process's OS user.
+fn is_own_user(stream: &UnixStream) -> bool {
+    stream.peer_cred().is_ok_and(|peer| peer.uid() == nix::unistd::geteuid().as_raw())
 }
 
 impl Default for Readers {
@@ -110,7 +140,11 @@ impl Readers {
         loop {
             tokio::select! {
                 accepted = listener.accept() => match accepted {
-                    Ok((stream, _)) => self.add(stream),
+                    Ok((stream, _)) if is_own_user(&stream) => self.add(stream),
+                    Ok((stream, _)) => logging::warning(format!(
+                        "pg_kafka: refused a connection to the reader socket from a process of another OS user ({:?})",
+                        stream.peer_cred().ok()
+                    )),
                     Err(e) => {
                         logging::warning(format!("pg_kafka: accepting a reader failed: {e}"));
                         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -258,7 +292,7 @@ pub(crate) mod fake {
         let path = path.to_path_buf();
         std::thread::spawn(move || {
             let mut runner = DirectRunner(storage);
-            let mut stream = std::os::unix::net::UnixStream::connect(path).unwrap();
+            let mut stream = super::connect(path.to_str().unwrap()).unwrap();
             for _ in 0..answers {
                 let mut size = [0u8; 4];
                 if stream.read_exact(&mut size).is_err() {
@@ -287,9 +321,20 @@ mod tests {
         fake::reader(&path, storage, answers, |_| {})
     }
 
-    /// A socket path of its own for each test.
+    /// An abstract socket of its own for each test, as the worker binds (other tests of
+    /// readers use socket files, which `bind` takes too).
     fn socket_path(name: &str) -> std::path::PathBuf {
-        std::env::temp_dir().join(format!("pg_kafka-readers-{}-{name}.sock", std::process::id()))
+        std::path::PathBuf::from(format!("@pg_kafka-readers-test-{}-{name}", std::process::id()))
+    }
+
+    #[tokio::test]
+    async fn an_abstract_socket_leaves_nothing_in_the_file_system_and_takes_its_own_user() {
+        let (readers, path, _stop) = accepting("abstract");
+        assert!(!std::path::Path::new(&path).exists() && !std::path::Path::new(&path.to_str().unwrap()[1..]).exists());
+        let _reader = connect(path.to_str().unwrap()).unwrap();
+        until_connected(&readers).await;
+        assert_eq!(readers.connected(), 1, "a peer of this process's own user is a reader");
+        assert!(bind(path.to_str().unwrap()).is_err(), "the name is taken while the worker listens");
     }
 
     fn storage_with_messages() -> (MemoryStorage, i32) {
@@ -314,7 +359,7 @@ mod tests {
         let path = socket_path(name);
         let readers = Arc::new(Readers::default());
         let (stop, shutdown) = watch::channel(false);
-        tokio::spawn(readers.clone().accept(bind(&path).unwrap(), shutdown));
+        tokio::spawn(readers.clone().accept(bind(path.to_str().unwrap()).unwrap(), shutdown));
         (readers, path, stop)
     }
 
