@@ -39,15 +39,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kafka_protocol::ResponseError;
-use tokio::sync::oneshot;
 
-use super::replicas;
+use super::commit_queue::ProduceJob;
+pub use super::commit_queue::{AfterAppend, AppendResult, CommitQueue};
+use super::replicas::{self, Durability};
 use super::sequences::{ProducerBatch, SequenceCheck, Sequences};
 use super::transactions::TxnWrites;
 use crate::metrics::Metrics;
 use crate::protocol::records::Record;
 use crate::storage::batches::CheckedBatch;
-use crate::storage::bridge::{JobRunner, Unavailable, Waker};
+use crate::storage::bridge::{JobRunner, Waker};
 use crate::storage::sql_appends::{SqlAppendLog, SqlAppends};
 use crate::storage::topics::TopicCache;
 use crate::storage::transactions::TxnLog;
@@ -99,34 +100,6 @@ impl PartitionAppend {
     }
 }
 
-/// The base offset given to an append, or why it was refused.
-pub type AppendResult = Result<i64, ResponseError>;
-
-/// Storage work that goes into the same transaction as a job's appends (a transaction's
-/// end: its state and offsets with its markers). It may run more than once if the write
-/// is retried, each time in a new transaction.
-pub type AfterAppend = Box<dyn Fn(&mut dyn Storage) -> Result<(), StorageError> + Send + Sync>;
-
-/// One Produce request's appends, waiting for the writer.
-pub struct ProduceJob {
-    appends: Vec<PartitionAppend>,
-    /// Produce with acks=all (writer/replicas.rs).
-    acks_all: bool,
-    /// Run in the transaction that stores the appends, after them.
-    then: Option<AfterAppend>,
-    bytes: usize,
-    reply: oneshot::Sender<Vec<AppendResult>>,
-    queued_at: Instant,
-}
-
-impl ProduceJob {
-    /// 1 for a job that ends a transaction (its storage work runs after its appends), else
-    /// 0: what [`GroupCommitter`]'s `queued_ends` counts.
-    fn ends(&self) -> usize {
-        usize::from(self.then.is_some())
-    }
-}
-
 #[derive(Clone, Copy, Debug)]
 pub struct CommitSettings {
     /// Flush at most this often (0: whenever anything is queued).
@@ -142,91 +115,6 @@ pub struct CommitSettings {
     /// On a hot standby nothing is written here: each refresh also re-reads the log's
     /// transaction state, which the primary's writes change as they are replayed.
     pub follow_replay: bool,
-}
-
-/// The handlers' end: submit appends, await their offsets.
-#[derive(Clone)]
-pub struct CommitQueue {
-    jobs: flume::Sender<ProduceJob>,
-    queued_bytes: Arc<AtomicUsize>,
-    queued_ends: Arc<AtomicUsize>,
-    wake: Waker,
-}
-
-impl CommitQueue {
-    /// Produce requests waiting for the writer, and their bytes (not those held back for a
-    /// partition a SQL transaction holds).
-    pub fn queued(&self) -> (usize, usize) {
-        (self.jobs.len(), self.queued_bytes.load(Ordering::Relaxed))
-    }
-
-    /// Queues `appends` for the next group commit and waits until it is committed (or failed).
-    /// `bytes` is the payload size, counted towards `max_batch_bytes`.
-    #[cfg(any(test, feature = "testing"))]
-    pub async fn submit(&self, appends: Vec<PartitionAppend>, bytes: usize) -> Result<Vec<AppendResult>, Unavailable> {
-        self.enqueue(appends, bytes).await
-    }
-
-    /// Queues `appends` now (the queue keeps the order of calls) and returns what to await
-    /// for the outcome.
-    pub fn enqueue(
-        &self,
-        appends: Vec<PartitionAppend>,
-        bytes: usize,
-    ) -> impl std::future::Future<Output = Result<Vec<AppendResult>, Unavailable>> + use<> {
-        self.enqueue_job(appends, bytes, None, false)
-    }
-
-    /// Like [`enqueue`](Self::enqueue), for a Produce: with `acks_all`, `min.insync.replicas`
-    /// applies (writer/replicas.rs).
-    pub fn enqueue_produce(
-        &self,
-        appends: Vec<PartitionAppend>,
-        bytes: usize,
-        acks_all: bool,
-    ) -> impl std::future::Future<Output = Result<Vec<AppendResult>, Unavailable>> + use<> {
-        self.enqueue_job(appends, bytes, None, acks_all)
-    }
-
-    /// Like [`enqueue`](Self::enqueue), with storage work `then` done in the same
-    /// transaction as the appends.
-    pub fn enqueue_then(
-        &self,
-        appends: Vec<PartitionAppend>,
-        bytes: usize,
-        then: Option<AfterAppend>,
-    ) -> impl std::future::Future<Output = Result<Vec<AppendResult>, Unavailable>> + use<> {
-        self.enqueue_job(appends, bytes, then, false)
-    }
-
-    fn enqueue_job(
-        &self,
-        appends: Vec<PartitionAppend>,
-        bytes: usize,
-        then: Option<AfterAppend>,
-        acks_all: bool,
-    ) -> impl std::future::Future<Output = Result<Vec<AppendResult>, Unavailable>> + use<> {
-        let (reply, result) = oneshot::channel();
-        let job = ProduceJob { appends, acks_all, then, bytes, reply, queued_at: Instant::now() };
-        let ends = job.ends();
-        self.queued_bytes.fetch_add(bytes, Ordering::Relaxed);
-        self.queued_ends.fetch_add(ends, Ordering::Relaxed);
-        let queued = match self.jobs.send(job) {
-            Ok(()) => {
-                (self.wake)();
-                Ok(())
-            }
-            Err(_) => {
-                self.queued_bytes.fetch_sub(bytes, Ordering::Relaxed);
-                self.queued_ends.fetch_sub(ends, Ordering::Relaxed);
-                Err(Unavailable("the writer has stopped"))
-            }
-        };
-        async move {
-            queued?;
-            result.await.map_err(|_| Unavailable("the writer stopped before committing"))
-        }
-    }
 }
 
 /// The writer's end, driven by the worker's main loop.
@@ -263,6 +151,8 @@ pub struct GroupCommitter {
     /// Jobs that found a partition locked by a SQL transaction, oldest first; they go
     /// before anything newer.
     deferred: VecDeque<ProduceJob>,
+    /// The last group ended where the jobs' [`Durability`] changed: the next one starts now.
+    kind_changed: bool,
     /// What SQL sessions produced; `None` where nothing but this writer appends.
     sql_log: Option<SqlAppendLog>,
     /// The [`SqlAppendLog`] generation the counters have caught up with.
@@ -294,6 +184,7 @@ pub fn channel(settings: CommitSettings, wake: Waker, watermarks: Watermarks, to
         sequences: Sequences::default(),
         txns: TxnWrites::default(),
         deferred: VecDeque::new(),
+        kind_changed: false,
         sql_log: None,
         counters_seen: 0,
         watermarks_seen: 0,
@@ -323,13 +214,17 @@ impl GroupCommitter {
         let since_last = self.last_flush.map_or(Duration::MAX, |t| now.duration_since(t));
         let full = self.queued_bytes.load(Ordering::Relaxed) >= self.settings.max_batch_bytes;
         let ending = self.queued_ends.load(Ordering::Relaxed) > 0;
-        if since_last < self.settings.flush_interval && !full && !ending {
+        let kind_changed = std::mem::take(&mut self.kind_changed);
+        if since_last < self.settings.flush_interval && !full && !ending && !kind_changed {
             return Some(self.settings.flush_interval - since_last);
         }
         self.last_flush = Some(now);
         let jobs = self.drain();
         let outcomes = self.write_isolating(runner, &jobs);
         self.acknowledge(jobs, outcomes);
+        if self.kind_changed {
+            return Some(Duration::ZERO);
+        }
         (!self.jobs.is_empty() || !self.deferred.is_empty()).then_some(self.settings.flush_interval.max(MIN_RETRY_INTERVAL))
     }
 
@@ -450,7 +345,9 @@ impl GroupCommitter {
         self.deferred.drain(..).chain(queued).collect()
     }
 
-    /// Takes deferred, then queued jobs, up to `max_batch_bytes` (always at least one).
+    /// Takes deferred, then queued jobs, up to `max_batch_bytes` (always at least one), and
+    /// only jobs of the first one's [`Durability`]: the first of the other kind goes back to
+    /// the front, for a group commit of its own right after this one.
     fn drain(&mut self) -> Vec<ProduceJob> {
         let mut jobs = Vec::new();
         let (mut bytes, mut from_queue, mut ends) = (0, 0, 0);
@@ -466,6 +363,11 @@ impl GroupCommitter {
                     Err(_) => break,
                 },
             };
+            if jobs.first().is_some_and(|first: &ProduceJob| first.durability != job.durability) {
+                self.deferred.push_front(job);
+                self.kind_changed = true;
+                break;
+            }
             bytes += job.bytes;
             jobs.push(job);
         }
@@ -530,7 +432,8 @@ impl GroupCommitter {
         let (mut stored_rows, mut stored_bytes) = (0, 0);
         let started = Instant::now();
         let committed = runner.run(&mut |storage| {
-            let copies = replicas::copies_now(storage)?;
+            let durability = jobs.first().map_or(Durability::Replicated, |job| job.durability);
+            let copies = replicas::copies_now(storage, durability)?;
             let writable = lock_partitions(storage, jobs)?;
             self.forget_counters_sql_moved();
             let mut rows = Appended::default();

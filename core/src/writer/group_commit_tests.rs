@@ -426,6 +426,28 @@ async fn a_standbys_refresh_follows_the_replayed_transactions() {
     assert_eq!(log.stable_offset((1, 0), 4), 4);
 }
 
+/// With a standby in sync, acks=1 and acks=all Produce requests go in group commits of
+/// their own, in the order they came: the acks=1 ones local, the acks=all ones waiting for
+/// the standby (and held to `min.insync.replicas`).
+#[tokio::test]
+async fn acks_one_and_acks_all_never_share_a_group_commit() {
+    let (queue, mut committer) = channel(settings(0), Arc::new(|| {}), Watermarks::default(), TopicCache::default());
+    let mut runner = runner_with_topic(1);
+    runner.0.in_sync = Some(1);
+    let first = queue.enqueue_produce(vec![append("t", 0, 1)], 10, false);
+    let second = queue.enqueue_produce(vec![append("t", 0, 1)], 10, false);
+    let third = queue.enqueue_produce(vec![append("t", 0, 1)], 10, true);
+    let fourth = queue.enqueue_produce(vec![append("t", 0, 1)], 10, false);
+    assert_eq!(committer.poll(&mut runner), Some(Duration::ZERO));
+    assert_eq!(runner.0.local_commits, 1, "the two acks=1 jobs: one local commit");
+    assert_eq!(committer.poll(&mut runner), Some(Duration::ZERO));
+    assert_eq!(runner.0.local_commits, 1, "the acks=all job waited for the standby");
+    assert_eq!(committer.poll(&mut runner), None);
+    assert_eq!(runner.0.local_commits, 2);
+    let offsets = [first.await.unwrap(), second.await.unwrap(), third.await.unwrap(), fourth.await.unwrap()];
+    assert_eq!(offsets, [vec![Ok(0)], vec![Ok(1)], vec![Ok(2)], vec![Ok(3)]], "in the order they came");
+}
+
 /// Synchronous replication with no standby in sync: the commit is local (it never waits
 /// for a standby that is gone), and an acks=all append to a topic that wants two copies is
 /// refused NOT_ENOUGH_REPLICAS while the rest of the group is written.
@@ -438,9 +460,10 @@ async fn with_no_standby_in_sync_commits_are_local_and_too_few_copies_are_refuse
     wants_two.topic.settings = crate::config::topic::TopicSettings::from_stored(&[("min.insync.replicas".into(), "2".into())]);
     let acks_all = queue.enqueue_produce(vec![wants_two.clone(), append("t", 1, 1)], 10, true);
     let acks_one = queue.enqueue_produce(vec![wants_two], 10, false);
-    committer.poll(&mut runner);
+    assert_eq!(committer.poll(&mut runner), Some(Duration::ZERO), "the acks=1 job is next, at once");
+    assert_eq!(committer.poll(&mut runner), None);
     assert_eq!(acks_all.await.unwrap(), vec![Err(ResponseError::NotEnoughReplicas), Ok(0)]);
     assert_eq!(acks_one.await.unwrap(), vec![Ok(0)], "acks=1 is not held to min.insync.replicas");
-    assert_eq!(runner.0.local_commits, 1, "one group commit, local");
+    assert_eq!(runner.0.local_commits, 2, "two group commits (acks=all, then acks=1), both local");
     assert_eq!(runner.0.messages.len(), 3, "nothing of the refused append was written");
 }

@@ -3,6 +3,7 @@
 //! producers' sequence checks it applies, how many copies a commit can have (synchronous
 //! replication), and the periodic retention pass.
 
+pub mod commit_queue;
 pub mod compaction;
 pub mod group_commit;
 pub mod replicas;

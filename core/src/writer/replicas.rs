@@ -11,7 +11,11 @@
 //!   wait for standbys): nothing changes; there is one copy and no topic is refused;
 //! - none in sync: the commit is local (`synchronous_commit = local` for this
 //!   transaction), as Kafka's ISR shrunk to the leader; one copy;
-//! - n in sync: the commit waits for them, as configured; n + 1 copies.
+//! - n in sync: the commit waits for them, as configured; n + 1 copies;
+//! - a commit of acks=1 (and acks=0) Produce requests alone is local whatever the count:
+//!   Kafka answers acks=1 once the leader has the records. Group commits of the two kinds
+//!   never mix (the committer ends a group where the kind changes), so an acks=1 producer
+//!   never waits for a standby behind an acks=all one, and an acks=all producer always does.
 //!
 //! With a count, acks=all appends to a topic whose `min.insync.replicas` exceeds the copies
 //! are refused NOT_ENOUGH_REPLICAS, nothing written. A standby that stops answering but
@@ -22,16 +26,26 @@ use kafka_protocol::ResponseError;
 
 use crate::storage::{Storage, StorageError, Topic};
 
+/// What a group commit's producers asked for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Durability {
+    /// Produce with acks=1 or 0: answered once the commit is flushed here.
+    Local,
+    /// Produce with acks=all, and everything else the writer commits (transaction ends,
+    /// SQL-side work): answered once the synchronous standbys have it too.
+    Replicated,
+}
+
 /// The copies this commit will have (`None`: synchronous replication is off), after
-/// making it local when no standby is in sync.
-pub fn copies_now(storage: &mut dyn Storage) -> Result<Option<i64>, StorageError> {
-    Ok(match storage.in_sync_standbys()? {
-        None => None,
-        Some(0) => {
+/// making it local when no standby is in sync or its producers asked for no more.
+pub fn copies_now(storage: &mut dyn Storage, durability: Durability) -> Result<Option<i64>, StorageError> {
+    Ok(match (storage.in_sync_standbys()?, durability) {
+        (None, _) => None,
+        (Some(0), _) | (Some(_), Durability::Local) => {
             storage.commit_locally()?;
             Some(1)
         }
-        Some(standbys) => Some(1 + standbys),
+        (Some(standbys), Durability::Replicated) => Some(1 + standbys),
     })
 }
 
@@ -55,9 +69,20 @@ mod tests {
     }
 
     #[test]
+    fn an_acks_one_commit_is_local_with_standbys_in_sync_and_has_one_copy() {
+        let mut storage = MemoryStorage::default();
+        storage.in_sync = Some(2);
+        assert_eq!(copies_now(&mut storage, Durability::Local).unwrap(), Some(1));
+        assert_eq!(storage.local_commits, 1);
+        storage.in_sync = None;
+        assert_eq!(copies_now(&mut storage, Durability::Local).unwrap(), None, "no synchronous replication: nothing to change");
+        assert_eq!(storage.local_commits, 1);
+    }
+
+    #[test]
     fn without_synchronous_replication_nothing_changes() {
         let mut storage = MemoryStorage::default();
-        assert_eq!(copies_now(&mut storage).unwrap(), None);
+        assert_eq!(copies_now(&mut storage, Durability::Replicated).unwrap(), None);
         assert_eq!(storage.local_commits, 0);
         assert_eq!(too_few(true, &topic("3"), None), None);
     }
@@ -66,7 +91,7 @@ mod tests {
     fn with_no_standby_in_sync_the_commit_is_local_and_one_copy_is_too_few_for_two() {
         let mut storage = MemoryStorage::default();
         storage.in_sync = Some(0);
-        let copies = copies_now(&mut storage).unwrap();
+        let copies = copies_now(&mut storage, Durability::Replicated).unwrap();
         assert_eq!((copies, storage.local_commits), (Some(1), 1));
         assert_eq!(too_few(true, &topic("2"), copies), Some(ResponseError::NotEnoughReplicas));
         assert_eq!(too_few(true, &topic("1"), copies), None);
@@ -77,7 +102,7 @@ mod tests {
     fn standbys_in_sync_count_and_the_commit_waits_for_them() {
         let mut storage = MemoryStorage::default();
         storage.in_sync = Some(1);
-        let copies = copies_now(&mut storage).unwrap();
+        let copies = copies_now(&mut storage, Durability::Replicated).unwrap();
         assert_eq!((copies, storage.local_commits), (Some(2), 0));
         assert_eq!(too_few(true, &topic("2"), copies), None);
         assert_eq!(too_few(true, &topic("3"), copies), Some(ResponseError::NotEnoughReplicas));
