@@ -49,7 +49,7 @@ BENCH_CONF    ?=
 
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 
-.PHONY: setup install run stop test lint unit-test pg-test e2e-test e2e-start e2e-stop java-test go-test conformance compatibility fuzz fuzz-seeds bench clean-data
+.PHONY: setup install run stop test lint unit-test pg-test e2e-test e2e-start e2e-stop java-test go-test ha-test conformance compatibility fuzz fuzz-seeds bench clean-data
 
 setup:
 	scripts/setup.sh $(PG)
@@ -191,6 +191,14 @@ java-test go-test: install
 	@if [ -z "$(E2E_RUNNING)" ]; then $(MAKE) --no-print-directory e2e-start; fi
 	$(E2E_ENV) scripts/client-tier.sh $(@:-test=); \
 	status=$$?; if [ -z "$(E2E_RUNNING)" ]; then scripts/cluster.sh stop $(E2E_DATA); fi; exit $$status
+
+# Failover with Patroni (tests/e2e/tests/ha.rs): three nodes and a local etcd on
+# loopback ports (scripts/ha-cluster.sh), an idempotent acks=all producer and a consumer
+# group through a kill -9 of the primary, its rejoin, and a switchover. CI runs it on 15.
+HA_DIR ?= target/ha$(PG_SUFFIX)
+ha-test: setup install
+	PGKAFKA_HA_DIR=$(abspath $(HA_DIR)) PATH="$(PG_BIN):$$PATH" \
+		cargo test -p pg_kafka_e2e --test ha -- --ignored --nocapture
 
 # Clients' own test suites against pg_kafka, on a cluster of their own whose auto-created
 # topics have 4 partitions (the suites' default scenario): librdkafka's (every broker

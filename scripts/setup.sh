@@ -12,7 +12,8 @@ PG_CONFIG=/usr/lib/postgresql/$PG_MAJOR/bin/pg_config
 PGRX_VERSION=0.18.0
 APT_PACKAGES=(postgresql-$PG_MAJOR postgresql-server-dev-$PG_MAJOR libclang-dev clang sudo kcat
               cmake pkg-config libcurl4-openssl-dev libssl-dev zlib1g-dev openssl iproute2
-              openjdk-17-jdk-headless maven)
+              openjdk-17-jdk-headless maven
+              patroni etcd-server curl) # the last three for `make ha-test`
 if [ "$TEST_MAJOR" != "$PG_MAJOR" ]; then
     APT_PACKAGES+=(bison flex) # PostgreSQL 18's tarball no longer carries generated parsers
 fi
