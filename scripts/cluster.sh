@@ -17,22 +17,8 @@ datadir=${2:?datadir required}
 mkdir -p "$datadir"
 datadir=$(cd "$datadir" && pwd)
 
-as_postgres() {
-    if [ "$(id -un)" = postgres ]; then "$@"; else runuser -u postgres -- "$@"; fi
-}
-
-# Postgres refuses to run as root: the cluster belongs to the postgres user, who must be
-# able to reach the data directory through every parent.
-give_to_postgres() {
-    chown postgres:postgres "$datadir"
-    chmod 700 "$datadir"
-    local dir
-    dir=$(dirname "$datadir")
-    while [ "$dir" != / ]; do
-        chmod o+x "$dir" 2>/dev/null || true
-        dir=$(dirname "$dir")
-    done
-}
+# as_postgres, give_to_postgres
+source "$(dirname "$0")/postgres-user.sh"
 
 # Whether something accepts connections on 127.0.0.1:$1 (bounded: a listener that never
 # accepts would otherwise hold a connect for minutes once its backlog is full).
@@ -88,7 +74,7 @@ case "$cmd" in
 start)
     pg_port=${3:?pg port required}
     kafka_port=${4:?kafka port required}
-    give_to_postgres
+    give_to_postgres "$datadir"
     if [ ! -f "$datadir/PG_VERSION" ]; then
         as_postgres "$PG_BIN/initdb" -D "$datadir" -U postgres --auth=trust -E UTF8 >/dev/null
         echo "include_if_exists = 'pg_kafka.conf'" >> "$datadir/postgresql.conf"

@@ -35,20 +35,8 @@ pg_port() { echo $((25460 + $1)); }
 kafka_port() { echo $((29120 + $1)); }
 rest_port() { echo $((28010 + $1)); }
 
-as_postgres() {
-    if [ "$(id -un)" = postgres ]; then "$@"; else runuser -u postgres -- "$@"; fi
-}
-
-# The postgres user must reach DIR through every parent.
-give_to_postgres() {
-    chown postgres:postgres "$1"
-    local dir
-    dir=$(dirname "$1")
-    while [ "$dir" != / ]; do
-        chmod o+x "$dir" 2>/dev/null || true
-        dir=$(dirname "$dir")
-    done
-}
+# as_postgres, give_to_postgres
+source "$(dirname "$0")/postgres-user.sh"
 
 # Polls "$@" every 0.5 s for up to $1 seconds.
 wait_until() {
@@ -81,7 +69,6 @@ worker_listens() {
 start_etcd() {
     mkdir -p "$dir/etcd"
     give_to_postgres "$dir/etcd"
-    chmod 700 "$dir/etcd"
     as_postgres setsid etcd --name pg_kafka_ha --data-dir "$dir/etcd/data" \
         --listen-client-urls "http://127.0.0.1:$ETCD_CLIENT" --advertise-client-urls "http://127.0.0.1:$ETCD_CLIENT" \
         --listen-peer-urls "http://127.0.0.1:$ETCD_PEER" --initial-advertise-peer-urls "http://127.0.0.1:$ETCD_PEER" \
