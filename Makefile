@@ -20,15 +20,18 @@ PGKAFKA_PG_PORT ?= 5432
 PGKAFKA_PORT    ?= 9092
 
 # The end-to-end tests run their own cluster on other ports, so `make run` can stay up.
+# Every test port lies below Linux's ephemeral range (32768-60999): a client's outgoing
+# connection (cargo's, a test's) can never hold one when a cluster starts (CI once failed
+# that way on 59094).
 E2E_DATA     ?= target/e2e-pgdata$(PG_SUFFIX)
-E2E_PG_PORT  ?= 55432
-E2E_PORT     ?= 59092
+E2E_PG_PORT  ?= 26432
+E2E_PORT     ?= 30092
 # Beside PLAINTEXT on E2E_PORT, the end-to-end cluster listens with SASL and TLS, using a
 # throwaway CA and certificates in E2E_CERTS (scripts/test-certs.sh).
-E2E_SASL_PLAINTEXT_PORT ?= 59094
-E2E_SASL_SSL_PORT       ?= 59095
-E2E_SSL_PORT            ?= 59096
-E2E_METRICS_PORT        ?= 59098
+E2E_SASL_PLAINTEXT_PORT ?= 30094
+E2E_SASL_SSL_PORT       ?= 30095
+E2E_SSL_PORT            ?= 30096
+E2E_METRICS_PORT        ?= 30098
 E2E_CERTS               ?= target/e2e-certs
 # e.g. E2E_ARGS='--test outbox' to run one end-to-end test binary
 E2E_ARGS                ?=
@@ -42,9 +45,9 @@ PGRX_TEST_DATA ?= target/pgrx-test-data$(PG_SUFFIX)
 # BENCH_ROUNDS: rounds per case, reported as medians (3). librdkafka's rdkafka_performance
 # is built once into target/rdkafka-performance.
 BENCH_DATA    ?= target/bench-pgdata
-BENCH_PG_PORT ?= 55433
-BENCH_PORT    ?= 59093
-BENCH_SASL_SSL_PORT ?= 59097
+BENCH_PG_PORT ?= 26433
+BENCH_PORT    ?= 30093
+BENCH_SASL_SSL_PORT ?= 30097
 BENCH_CONF    ?=
 
 export PATH := $(HOME)/.cargo/bin:$(PATH)
@@ -207,8 +210,8 @@ ha-test: setup install
 # full (default) is all of it. Then docs/compatibility.md is written anew from these and
 # the last e2e-test's results (`make compatibility` alone rewrites it).
 CONFORMANCE_DATA    ?= target/conformance-pgdata$(PG_SUFFIX)
-CONFORMANCE_PG_PORT ?= 55435
-CONFORMANCE_PORT    ?= 59102
+CONFORMANCE_PG_PORT ?= 26435
+CONFORMANCE_PORT    ?= 30102
 CONFORMANCE_MODE    ?= full
 conformance: install
 	scripts/cluster.sh stop $(CONFORMANCE_DATA)

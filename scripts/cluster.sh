@@ -30,7 +30,7 @@ port_answers() {
 # log written since byte $2 of server.log, and the port answering. Another process holding
 # the port would answer too, while the worker logs "cannot start the Kafka listeners" and
 # tries again every 5 s: a port held for a moment (a client's outgoing connection given
-# it as its local port: the test ports lie in Linux's ephemeral range) is waited out; a
+# it as its local port, were a port in Linux's ephemeral range) is waited out; a
 # fourth refusal fails, with the log's lines.
 wait_for_worker() {
     local port=$1 from=$2 written

@@ -8,8 +8,8 @@ use pg_kafka_e2e::groups::{member, Ledger};
 use pg_kafka_e2e::produce::{produce, Message};
 use pg_kafka_e2e::*;
 
-const NEW_PG_PORT: &str = "55439";
-const NEW_KAFKA_PORT: &str = "59099";
+const NEW_PG_PORT: &str = "26439";
+const NEW_KAFKA_PORT: &str = "30099";
 
 fn cluster(action: &str, data: &str, extra_conf: Option<&str>) {
     let mut command = Command::new("scripts/cluster.sh");

@@ -203,10 +203,10 @@ fn a_remote_unauthenticated_listener_refuses_to_start() {
     let _ = Command::new("bash").args([script, "stop", &data]).status();
     let _ = std::fs::remove_dir_all(&data);
     let conf = std::env::temp_dir().join("pg_kafka_e2e_open_listener.conf");
-    std::fs::write(&conf, "pg_kafka.listeners = 'PLAINTEXT://0.0.0.0:59101'\n").unwrap();
+    std::fs::write(&conf, "pg_kafka.listeners = 'PLAINTEXT://0.0.0.0:30101'\n").unwrap();
     // cluster.sh waits for the Kafka port, which never opens: give it up quickly.
     let started = Command::new("timeout")
-        .args(["20", "bash", script, "start", &data, "55441", "59101"])
+        .args(["20", "bash", script, "start", &data, "26441", "30101"])
         .env("PGKAFKA_EXTRA_CONF", &conf)
         .output()
         .expect("cluster.sh runs");
