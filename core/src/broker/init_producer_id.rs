@@ -2,7 +2,8 @@
 //! producer.
 //!
 //! Ids come from the `kafka.producer_ids` sequence, so none is handed out twice, even
-//! after a crash; a hot standby hands out ids of a range of its own (standby.rs). As in Kafka, a request without a transactional id always gets a fresh
+//! after a crash; a hot standby hands out ids of a range of its own (standby.rs). As in
+//! Kafka, a request without a transactional id always gets a fresh
 //! id (also when it names its current id and epoch to bump them, KIP-360). With a
 //! transactional id the [transaction coordinator](super::transactions) answers: the id's
 //! producer id with its epoch bumped (an open transaction of the previous producer is

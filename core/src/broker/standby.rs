@@ -16,7 +16,8 @@
 //! FindCoordinator is served: it names the primary (broker/cluster.rs). An idempotent
 //! producer's InitProducerId is served too, from [`ProducerIds`]: any Kafka broker hands out
 //! producer ids, and librdkafka asks only a broker it is already connected to, so a standby
-//! that refused would keep a producer that bootstrapped from it from ever producing. A refused request
+//! that refused would keep a producer that bootstrapped from it from ever producing. A
+//! refused request
 //! never reaches storage: Postgres would refuse its writes anyway (a
 //! read-only transaction), with an error no client retries elsewhere.
 

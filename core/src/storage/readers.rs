@@ -6,7 +6,8 @@
 //! waited for the whole commit, so a consumer replaying a partition got one response per
 //! commit while producers wrote. Reader processes are background workers with Postgres
 //! sessions of their own (started by the worker, `pg_kafka.readers` of them); each
-//! connects to the worker's Unix socket and then runs one job at a time in its own transaction: a [`ReaderJob`], framed
+//! connects to the worker's Unix socket and then runs one job at a time in its own
+//! transaction: a [`ReaderJob`], framed
 //! as `[u32 length][u8 kind][job]` (a Fetch's `ReadPlan`, a retention pass).
 //!
 //! ```text
