@@ -62,7 +62,8 @@ setup:
 # them so `ALTER EXTENSION pg_kafka UPDATE` can be tested from each.
 UPGRADES := sql/pg_kafka--0.1.0--0.2.0.sql sql/pg_kafka--0.2.0--0.3.0.sql sql/pg_kafka--0.3.0--0.4.0.sql \
 	sql/pg_kafka--0.4.0--0.5.0.sql sql/pg_kafka--0.5.0--0.6.0.sql sql/pg_kafka--0.6.0--0.7.0.sql \
-	sql/pg_kafka--0.7.0--0.8.0.sql sql/pg_kafka--0.8.0--0.9.0.sql sql/pg_kafka--0.9.0--0.10.0.sql
+	sql/pg_kafka--0.7.0--0.8.0.sql sql/pg_kafka--0.8.0--0.9.0.sql sql/pg_kafka--0.9.0--0.10.0.sql \
+	sql/pg_kafka--0.10.0--0.11.0.sql
 sql/pg_kafka--0.1.0--0.2.0.sql: sql/security.sql sql/connections.sql
 	{ echo "-- pg_kafka 0.1.0 to 0.2.0, written by make from $^"; cat $^; } > $@
 sql/pg_kafka--0.2.0--0.3.0.sql: sql/outbox.sql sql/monitor.sql
@@ -81,6 +82,8 @@ sql/pg_kafka--0.8.0--0.9.0.sql: sql/row_transactions.sql sql/hardening.sql
 	{ echo "-- pg_kafka 0.8.0 to 0.9.0, written by make from $^"; cat $^; } > $@
 sql/pg_kafka--0.9.0--0.10.0.sql: sql/replication.sql sql/hardening.sql
 	{ echo "-- pg_kafka 0.9.0 to 0.10.0, written by make from $^"; cat $^; } > $@
+sql/pg_kafka--0.10.0--0.11.0.sql: sql/in_sync.sql sql/hardening.sql
+	{ echo "-- pg_kafka 0.10.0 to 0.11.0, written by make from $^"; cat $^; } > $@
 
 install: setup $(UPGRADES)
 	cargo pgrx install --release --pg-config $(PG_CONFIG)

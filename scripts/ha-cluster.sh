@@ -21,7 +21,7 @@ set -euo pipefail
 PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
 ETCD_CLIENT=22379
 ETCD_PEER=22380
-CLUSTER_NODES="1:rack-1@127.0.0.1:29121,2:rack-2@127.0.0.1:29122,3:rack-3@127.0.0.1:29123"
+CLUSTER_NODES="1:rack-1/node1@127.0.0.1:29121,2:rack-2/node2@127.0.0.1:29122,3:rack-3/node3@127.0.0.1:29123"
 # Patroni's leader key lives this long without renewal: a dead primary is replaced after
 # about this many seconds (Patroni's default is 30).
 HA_TTL=${HA_TTL:-10}

@@ -37,13 +37,15 @@ use crate::storage::transactions::TxnLog;
 use crate::storage::watermarks::Watermarks;
 use crate::storage::{Storage, StorageError};
 use crate::writer::group_commit::{self, CommitSettings, GroupCommitter};
+use crate::writer::replicas::InSyncWatch;
 use crate::writer::retention::{Retention, RetentionPass, RetentionTiming};
 
 /// The time storage jobs may take in one turn of the storage thread before the group
 /// commit gets its turn.
 pub const JOBS_PER_TURN: Duration = Duration::from_millis(20);
 
-/// When a hot standby, which runs no retention, is next due for it: never soon.
+/// When a hot standby, which runs no retention and has no standbys of its own to look
+/// at, is next due for either: never soon.
 const IDLE_RETENTION: Duration = Duration::from_secs(3600);
 
 /// What the thread that owns storage runs: bridge jobs, group commits, refreshes, retention.
@@ -63,6 +65,8 @@ pub struct StorageSide {
     standby: bool,
     /// Whether this primary has recorded that it leads (`kafka.cluster_leader`).
     leads: bool,
+    /// The primary's look at its synchronous standbys (the in-sync replicas).
+    in_sync: InSyncWatch,
 }
 
 impl StorageSide {
@@ -85,7 +89,14 @@ impl StorageSide {
         let next_refresh = self.committer.refresh_if_due(runner);
         // A hot standby deletes nothing: the primary's retention reaches it by replay.
         let next_retention = if self.standby { IDLE_RETENTION } else { self.retention.run_if_due(runner) };
-        let next_periodic = next_refresh.min(next_retention);
+        let next_in_sync = match self.standby {
+            true => IDLE_RETENTION,
+            false => {
+                let config = self.config.current();
+                self.in_sync.run_if_due(runner, &config.cluster_nodes, config.node_id)
+            }
+        };
+        let next_periodic = next_refresh.min(next_retention).min(next_in_sync);
         let next = next_flush.map_or(next_periodic, |flush| flush.min(next_periodic));
         if jobs_left {
             Duration::ZERO
@@ -165,7 +176,8 @@ pub fn assemble(config: Config, wake: Waker, shutdown: watch::Receiver<bool>) ->
     let readers = broker.readers().clone();
     let retention = Retention::new(retention_timing, retention_watermarks, retention_metrics, readers.clone());
     let figures = broker.figures();
-    (broker, StorageSide { jobs, committer, retention, config, connections, readers, figures, standby, leads: false })
+    let in_sync = InSyncWatch::new(broker.in_sync_standbys().clone(), Duration::from_millis(config.current().refresh_interval_ms));
+    (broker, StorageSide { jobs, committer, retention, config, connections, readers, figures, standby, leads: false, in_sync })
 }
 
 /// Binds the listeners from `config`, assembles the broker on them and starts serving;

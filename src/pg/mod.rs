@@ -2,8 +2,8 @@
 //! trait with SPI, [`copy_in`] feeds the group-commit writer's rows to COPY,
 //! [`index_read`] reads Fetch's messages straight off the primary key index,
 //! [`described`] reads what DescribeLogDirs and DescribeProducers show,
-//! [`replication`] records which node leads a primary and its standbys and counts those in sync,
-//! [`partition_lock`] is the append lock the writer and `kafka.produce()` share, and
+//! [`replication`] records which node leads a primary and which standbys are in sync,
+//! [`roles`] reads roles for logins and principals, [`partition_lock`] is the append lock the writer and `kafka.produce()` share, and
 //! [`cleaning`] does compaction's storage work, [`transactions`] keeps transactions' state,
 //! [`storage::TransactionRunner`] runs each unit of storage work in its own transaction,
 //! and [`privileged`] is how SQL runs with more privilege than its caller.
@@ -16,5 +16,6 @@ pub mod index_read;
 pub mod partition_lock;
 pub mod privileged;
 pub mod replication;
+pub mod roles;
 pub mod storage;
 pub mod transactions;

@@ -21,6 +21,7 @@ use pg_kafka_core::storage::{
     StorageError, StorageLayout, StoredRecord, Topic, TopicSettings,
 };
 
+use super::roles::roles;
 use super::{cleaning, copy_in, index_read};
 use pg_kafka_core::storage::offsets_topic::OffsetCommitRecord;
 use pg_kafka_core::storage::transactions::{AbortedTxn, Durability, OpenTxn, PartitionTransactions, TxnLogChanges, TxnRecord};
@@ -51,7 +52,6 @@ const RETENTION_BY_TIME: &str = include_str!("../../sql/queries/retention_by_tim
 const RETENTION_BY_SIZE: &str = include_str!("../../sql/queries/retention_by_size.sql");
 const SAVE_PRODUCER_STATES: &str = include_str!("../../sql/queries/save_producer_states.sql");
 const BATCH_BYTES_PER_RECORD: &str = include_str!("../../sql/queries/batch_bytes_per_record.sql");
-const ROLES: &str = include_str!("../../sql/queries/roles.sql");
 const ACLS: &str = include_str!("../../sql/queries/acls.sql");
 const CREATE_ACLS: &str = include_str!("../../sql/queries/create_acls.sql");
 const DELETE_ACLS: &str = include_str!("../../sql/queries/delete_acls.sql");
@@ -531,8 +531,20 @@ impl Storage for PgStorage {
         super::replication::claim_leadership(node_id)
     }
 
-    fn in_sync_standbys(&mut self) -> Result<Option<i64>, StorageError> {
+    fn in_sync_standbys(&mut self) -> Result<Option<Vec<String>>, StorageError> {
         super::replication::in_sync_standbys()
+    }
+
+    fn recorded_in_sync(&mut self) -> Result<Vec<i32>, StorageError> {
+        super::replication::recorded_in_sync()
+    }
+
+    fn copies_of_last_commit(&mut self) -> Result<i64, StorageError> {
+        super::replication::copies_of_last_commit()
+    }
+
+    fn record_in_sync(&mut self, node_ids: &[i32]) -> Result<(), StorageError> {
+        super::replication::record_in_sync(node_ids)
     }
 
     fn commit_locally(&mut self) -> Result<(), StorageError> {
@@ -590,34 +602,6 @@ fn acl_columns(acls: &[AclBinding]) -> [pgrx::datum::DatumWithOid<'static>; 7] {
         code(|a| a.operation as i8).into(),
         code(|a| a.permission as i8).into(),
     ]
-}
-
-/// The named roles that exist, as authentication sees them (one query for logins and for
-/// the principals the ACL cache refreshes).
-fn roles(names: &[String]) -> Result<Vec<LoginRole>, StorageError> {
-    with_client(|client| {
-        let rows = client.select(ROLES, None, &[names.to_vec().into()]).map_err(database_error)?;
-        rows.into_iter()
-            .map(|row| {
-                let name: String = row.get(1).map_err(database_error)?.unwrap_or_default();
-                let superuser: bool = row.get(2).map_err(database_error)?.unwrap_or(false);
-                let members: String = row.get(3).map_err(database_error)?.unwrap_or_default();
-                Ok(LoginRole {
-                    password: row.get(4).map_err(database_error)?,
-                    can_login: row.get(5).map_err(database_error)?.unwrap_or(false),
-                    valid_until_ms: row.get(6).map_err(database_error)?,
-                    principal: principal(name, superuser, &members),
-                })
-            })
-            .collect()
-    })
-}
-
-/// A principal from its name, superuser flag and `chr(1)`-separated memberships.
-fn principal(name: String, superuser: bool, members: &str) -> Principal {
-    let mut roles: std::collections::BTreeSet<String> = members.split('\u{1}').filter(|r| !r.is_empty()).map(str::to_owned).collect();
-    roles.insert(name.clone());
-    Principal { name, superuser, roles }
 }
 
 /// Runs each bridge job in its own transaction on the worker's main thread.

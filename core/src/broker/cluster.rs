@@ -9,6 +9,10 @@
 //! The primary knows it leads. A standby learns who does from `kafka.cluster_leader`,
 //! which the primary's worker writes when it starts and Postgres replays; it re-reads it
 //! at most every `pg_kafka.refresh_interval_ms`, when a request needs it.
+//!
+//! The in-sync replicas are the leader and the standbys synchronous now: the primary's
+//! storage side looks at them every refresh interval (writer/replicas.rs) and records
+//! them in `kafka.cluster_in_sync`, which a standby reads with the leader.
 
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::time::{Duration, Instant};
@@ -18,18 +22,26 @@ use parking_lot::Mutex;
 use super::{session, storage_call, Broker};
 use crate::config::nodes;
 use crate::security::listeners::SecurityProtocol;
+use crate::writer::replicas::InSyncStandbys;
 
-/// The leader a standby last read (-1: none known) and when.
+/// The leader a standby last read (-1: none known) and when; and the standbys in sync,
+/// which a standby reads with it and the primary's storage side writes.
 #[derive(Debug)]
 pub struct LeaderCache {
     leader: AtomicI32,
     read_at: Mutex<Option<Instant>>,
     reading: AtomicBool,
+    in_sync: InSyncStandbys,
 }
 
 impl Default for LeaderCache {
     fn default() -> Self {
-        LeaderCache { leader: AtomicI32::new(-1), read_at: Mutex::new(None), reading: AtomicBool::new(false) }
+        LeaderCache {
+            leader: AtomicI32::new(-1),
+            read_at: Mutex::new(None),
+            reading: AtomicBool::new(false),
+            in_sync: InSyncStandbys::default(),
+        }
     }
 }
 
@@ -46,12 +58,18 @@ impl LeaderCache {
             // Released however this ends: a request whose connection closes is dropped
             // mid-read (FindCoordinator), and the next one must read again.
             let _reading = Reading(&self.reading);
-            if let Ok(leader) = storage_call(broker, |s| s.cluster_leader()).await {
+            if let Ok((leader, in_sync)) = storage_call(broker, |s| Ok((s.cluster_leader()?, s.recorded_in_sync()?))).await {
                 self.leader.store(leader.unwrap_or(-1), Ordering::Relaxed);
+                self.in_sync.set(in_sync);
                 *self.read_at.lock() = Some(Instant::now());
             }
         }
         self.known()
+    }
+
+    /// Where the standbys in sync are kept.
+    pub(crate) fn in_sync(&self) -> &InSyncStandbys {
+        &self.in_sync
     }
 }
 
@@ -76,6 +94,9 @@ pub struct ClusterView {
     pub brokers: Vec<Node>,
     /// Every node: the replicas of every partition.
     pub replicas: Vec<i32>,
+    /// The leader, then the standbys in sync now: the in-sync replicas of every partition
+    /// (none while the leader is unknown).
+    pub in_sync: Vec<i32>,
 }
 
 /// A node as a client reaches it.
@@ -138,7 +159,15 @@ pub async fn view(broker: &Broker) -> ClusterView {
             }),
         })
         .collect();
-    ClusterView { this: config.node_id, leader, brokers, replicas }
+    let in_sync = in_sync_replicas(leader, &broker.leader.in_sync().get(), &replicas);
+    ClusterView { this: config.node_id, leader, brokers, replicas, in_sync }
+}
+
+/// The leader and, after it, the standbys in sync that are replicas.
+fn in_sync_replicas(leader: Option<i32>, standbys: &[i32], replicas: &[i32]) -> Vec<i32> {
+    let Some(leader) = leader else { return Vec::new() };
+    let standbys = standbys.iter().copied().filter(|id| *id != leader && replicas.contains(id));
+    std::iter::once(leader).chain(standbys).collect()
 }
 
 #[cfg(test)]
@@ -158,7 +187,7 @@ mod tests {
     async fn a_node_alone_leads_and_is_the_only_replica() {
         let view = view(&broker_on(MemoryStorage::default(), Config::default())).await;
         let this = Node { id: 1, host: "127.0.0.1".into(), port: 9092, rack: None };
-        assert_eq!(view, ClusterView { this: 1, leader: Some(1), brokers: vec![this], replicas: vec![1] });
+        assert_eq!(view, ClusterView { this: 1, leader: Some(1), brokers: vec![this], replicas: vec![1], in_sync: vec![1] });
     }
 
     #[tokio::test]
@@ -220,5 +249,25 @@ mod tests {
         claim(3).await;
         let view = view(&broker).await;
         assert_eq!((view.leader, view.leader_address()), (Some(3), None), "a failover: node 3 has no address for this client");
+    }
+
+    #[tokio::test]
+    async fn the_in_sync_replicas_are_the_leader_and_the_standbys_in_sync() {
+        let primary = broker_on(MemoryStorage::default(), config(false, 1));
+        assert_eq!(view(&primary).await.in_sync, vec![1], "no standby in sync");
+        primary.leader.in_sync().set(vec![3, 7]);
+        assert_eq!(view(&primary).await.in_sync, vec![1, 3], "as the storage side saw them; node 7 is no replica");
+
+        let mut storage = MemoryStorage::default();
+        storage.leader = Some(1);
+        storage.recorded_in_sync = vec![1, 2];
+        let standby = broker_on(storage, config(true, 2));
+        assert_eq!(view(&standby).await.in_sync, vec![1, 2], "as the primary recorded them, the leader first once");
+        with_storage(&standby, |s| s.record_in_sync(&[])).await.unwrap();
+        *standby.leader.read_at.lock() = None;
+        assert_eq!(view(&standby).await.in_sync, vec![1]);
+        with_storage(&standby, |s| s.claim_leadership(2)).await.unwrap();
+        *standby.leader.read_at.lock() = None;
+        assert_eq!(view(&standby).await.in_sync, Vec::<i32>::new(), "no leader known: no in-sync replicas");
     }
 }

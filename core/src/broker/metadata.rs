@@ -232,8 +232,8 @@ fn topic_metadata(cluster: &ClusterView, resolved: Resolved) -> MetadataResponse
 }
 
 /// The primary leads every partition, and every node is a replica: a standby holds what
-/// Postgres replayed. The in-sync replicas named are the leader alone (which standbys are
-/// synchronous is not told yet). A standby that does not know the leader says
+/// Postgres replayed. The in-sync replicas are the leader and the standbys synchronous
+/// now (`pg_stat_replication.sync_state`). A standby that does not know the leader says
 /// LEADER_NOT_AVAILABLE, and the client asks again. There is no leader epoch to offer (no
 /// OffsetForLeaderEpoch), so it is -1, which clients read as "unknown".
 fn partition_metadata(cluster: &ClusterView, index: i32) -> MetadataResponsePartition {
@@ -242,7 +242,7 @@ fn partition_metadata(cluster: &ClusterView, index: i32) -> MetadataResponsePart
         .with_leader_epoch(-1)
         .with_replica_nodes(cluster.replicas.iter().copied().map(BrokerId).collect());
     match cluster.leader {
-        Some(leader) => partition.with_leader_id(BrokerId(leader)).with_isr_nodes(vec![BrokerId(leader)]),
+        Some(leader) => partition.with_leader_id(BrokerId(leader)).with_isr_nodes(cluster.in_sync.iter().copied().map(BrokerId).collect()),
         None => partition.with_leader_id(BrokerId(-1)).with_error_code(ResponseError::LeaderNotAvailable.code()),
     }
 }

@@ -291,6 +291,12 @@ impl Broker {
         &self.readers
     }
 
+    /// The standbys in sync now, as Metadata names them (the primary's storage side keeps
+    /// them current).
+    pub(crate) fn in_sync_standbys(&self) -> &crate::writer::replicas::InSyncStandbys {
+        self.leader.in_sync()
+    }
+
     /// Consumer-group membership, whose session expiry the server drives.
     pub fn groups(&self) -> &GroupCoordinator {
         &self.groups

@@ -8,7 +8,10 @@
 //! a default: it advertises its own listeners' addresses. `ID:RACK@...` also gives the
 //! node's rack (Kafka's `broker.rack`), which follower fetching (KIP-392) matches with a
 //! consumer's `client.rack`: the leader must know every node's rack, so racks are in the
-//! one list every node has.
+//! one list every node has. `ID[:RACK]/NAME@...` gives the `application_name` the node's
+//! standby connects to its primary with (Patroni: the member's name), which is how the
+//! primary tells which nodes `pg_stat_replication` lists as synchronous (the in-sync
+//! replicas); a node without a name is known by its id as its `application_name`.
 
 use crate::security::listeners::{parse_address, SecurityProtocol};
 
@@ -23,16 +26,20 @@ pub struct NodeAddress {
     pub port: u16,
     /// The node's rack, if the entry gives one.
     pub rack: Option<String>,
+    /// The `application_name` of the node's walreceiver, if the entry gives one.
+    pub name: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum NodesError {
-    #[error("pg_kafka.cluster_nodes entry \"{0}\" is not ID[:RACK]@HOST:PORT or ID[:RACK]@PROTOCOL://HOST:PORT")]
+    #[error("pg_kafka.cluster_nodes entry \"{0}\" is not ID[:RACK][/NAME]@HOST:PORT or ID[:RACK][/NAME]@PROTOCOL://HOST:PORT")]
     Syntax(String),
     #[error("pg_kafka.cluster_nodes gives node {0} twice for the same listener protocol")]
     Duplicate(i32),
     #[error("pg_kafka.cluster_nodes gives node {0} two racks")]
     TwoRacks(i32),
+    #[error("pg_kafka.cluster_nodes gives node {0} two names, or its name to another node too")]
+    TwoNames(i32),
 }
 
 /// Parses the list; an empty one is a node alone.
@@ -46,6 +53,9 @@ pub fn parse(list: &str) -> Result<Vec<NodeAddress>, NodesError> {
         if nodes.iter().any(|n| n.id == node.id && n.rack.is_some() && node.rack.is_some() && n.rack != node.rack) {
             return Err(NodesError::TwoRacks(node.id));
         }
+        if node.name.is_some() && nodes.iter().any(|n| n.name.is_some() && (n.id == node.id) != (n.name == node.name)) {
+            return Err(NodesError::TwoNames(node.id));
+        }
         nodes.push(node);
     }
     Ok(nodes)
@@ -53,6 +63,10 @@ pub fn parse(list: &str) -> Result<Vec<NodeAddress>, NodesError> {
 
 fn parse_entry(entry: &str) -> Option<NodeAddress> {
     let (node, address) = entry.split_once('@')?;
+    let (node, name) = match node.split_once('/') {
+        Some((node, name)) => (node, Some(name.trim().to_owned()).filter(|n| !n.is_empty())),
+        None => (node, None),
+    };
     let (id, rack) = match node.split_once(':') {
         Some((id, rack)) => (id, Some(rack.trim().to_owned()).filter(|r| !r.is_empty())),
         None => (node, None),
@@ -65,7 +79,7 @@ fn parse_entry(entry: &str) -> Option<NodeAddress> {
         let (host, port) = address.rsplit_once(':')?;
         (None, host.trim_start_matches('[').trim_end_matches(']').to_owned(), port.parse().ok()?)
     };
-    (!host.is_empty() && port != 0).then_some(NodeAddress { id, protocol, host, port, rack })
+    (!host.is_empty() && port != 0).then_some(NodeAddress { id, protocol, host, port, rack, name })
 }
 
 /// Where clients of a `protocol` listener reach node `id`: its entry for that protocol,
@@ -79,6 +93,18 @@ pub fn address_of(nodes: &[NodeAddress], id: i32, protocol: SecurityProtocol) ->
 /// Node `id`'s rack, from whichever of its entries gives one.
 pub fn rack_of(nodes: &[NodeAddress], id: i32) -> Option<&str> {
     nodes.iter().find(|n| n.id == id && n.rack.is_some()).and_then(|n| n.rack.as_deref())
+}
+
+/// The node whose standby connects as `application_name`: the one of that name, else
+/// the one whose id it is (a node without a name of its own).
+pub fn id_named(nodes: &[NodeAddress], application_name: &str) -> Option<i32> {
+    let named = nodes.iter().find(|n| n.name.as_deref() == Some(application_name)).map(|n| n.id);
+    let by_id = || {
+        let id = application_name.parse::<i32>().ok()?;
+        let unnamed = nodes.iter().any(|n| n.id == id) && !nodes.iter().any(|n| n.id == id && n.name.is_some());
+        unnamed.then_some(id)
+    };
+    named.or_else(by_id)
 }
 
 /// The node ids of the list and `this` one, ascending, each once.
@@ -112,6 +138,17 @@ mod tests {
         assert_eq!(address_of(&nodes, 2, SecurityProtocol::Ssl), Some(("10.0.0.2", 9093)));
         assert_eq!(parse("1:a@h:1,1:b@SSL://h:2"), Err(NodesError::TwoRacks(1)));
         assert!(matches!(parse("x:a@h:1"), Err(NodesError::Syntax(_))));
+    }
+
+    #[test]
+    fn a_standby_is_known_by_its_name_or_else_by_its_id() {
+        let nodes = parse("1/pg1@h:1,2:r/node2@h:2,2@SSL://h:3,3@h:4").unwrap();
+        assert_eq!(rack_of(&nodes, 2), Some("r"));
+        let named: Vec<Option<i32>> = ["pg1", "node2", "3", "1", "2", "walreceiver", ""].iter().map(|n| id_named(&nodes, n)).collect();
+        assert_eq!(named, [Some(1), Some(2), Some(3), None, None, None, None], "a named node is known by its name only");
+        assert_eq!(parse("1/a@h:1,1/b@SSL://h:2"), Err(NodesError::TwoNames(1)));
+        assert_eq!(parse("1/a@h:1,2/a@h:2"), Err(NodesError::TwoNames(2)));
+        assert!(parse("1/a@h:1,1/a@SSL://h:2,1@SASL_SSL://h:3").is_ok(), "the same name again, or none");
     }
 
     #[test]

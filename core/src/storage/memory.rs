@@ -33,7 +33,12 @@ pub struct MemoryStorage {
     /// `kafka.cluster_leader`.
     pub leader: Option<i32>,
     /// What `in_sync_standbys` answers (synchronous replication off: `None`).
-    pub in_sync: Option<i64>,
+    pub in_sync: Option<Vec<String>>,
+    /// `kafka.cluster_in_sync`, and how many times it was written.
+    pub recorded_in_sync: Vec<i32>,
+    pub in_sync_records: usize,
+    /// Every standby leaves while rows are appended (a commit let go without them).
+    pub standbys_leave_on_append: bool,
     /// Transactions told to commit locally.
     pub local_commits: usize,
     /// Every appended row, in insertion order.
@@ -104,6 +109,9 @@ impl Storage for MemoryStorage {
     fn append(&mut self, rows: &MessageRows) -> Result<(), StorageError> {
         if self.fail_appends {
             return Err(StorageError::Database { sqlstate: None, message: "appends are failing (test)".into() });
+        }
+        if self.standbys_leave_on_append {
+            self.in_sync = Some(Vec::new());
         }
         if (0..rows.len()).any(|i| Some((rows.topic_ids[i], rows.partitions[i])) == self.refuse_partition) {
             return Err(StorageError::Database { sqlstate: Some("P0001".into()), message: "refused by a trigger (test)".into() });
@@ -474,8 +482,22 @@ impl Storage for MemoryStorage {
         Ok(())
     }
 
-    fn in_sync_standbys(&mut self) -> Result<Option<i64>, StorageError> {
-        Ok(self.in_sync)
+    fn in_sync_standbys(&mut self) -> Result<Option<Vec<String>>, StorageError> {
+        Ok(self.in_sync.clone())
+    }
+
+    fn copies_of_last_commit(&mut self) -> Result<i64, StorageError> {
+        Ok(1 + self.in_sync.as_ref().map_or(0, |names| names.len() as i64))
+    }
+
+    fn recorded_in_sync(&mut self) -> Result<Vec<i32>, StorageError> {
+        Ok(self.recorded_in_sync.clone())
+    }
+
+    fn record_in_sync(&mut self, node_ids: &[i32]) -> Result<(), StorageError> {
+        self.recorded_in_sync = node_ids.to_vec();
+        self.in_sync_records += 1;
+        Ok(())
     }
 
     fn commit_locally(&mut self) -> Result<(), StorageError> {

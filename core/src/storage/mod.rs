@@ -454,9 +454,18 @@ pub trait Storage {
     fn cluster_leader(&mut self) -> Result<Option<i32>, StorageError>;
     /// Records that `node_id` leads now (the primary's worker, when it starts).
     fn claim_leadership(&mut self, node_id: i32) -> Result<(), StorageError>;
-    /// The standbys in sync now (`pg_stat_replication.sync_state` sync or quorum), or
-    /// `None` when commits do not wait for standbys (writer/replicas.rs).
-    fn in_sync_standbys(&mut self) -> Result<Option<i64>, StorageError>;
+    /// The `application_name`s of the standbys in sync now (`pg_stat_replication.sync_state`
+    /// sync or quorum), or `None` when commits do not wait for standbys (writer/replicas.rs).
+    fn in_sync_standbys(&mut self) -> Result<Option<Vec<String>>, StorageError>;
+    /// The copies the last commit of this session has now: this node's, and one per
+    /// standby that has it as `synchronous_commit` asks (writer/replicas.rs).
+    fn copies_of_last_commit(&mut self) -> Result<i64, StorageError>;
+    /// The standbys (node ids) the primary last recorded in sync (`kafka.cluster_in_sync`,
+    /// replayed on standbys); none in a database whose extension predates 0.11.0.
+    fn recorded_in_sync(&mut self) -> Result<Vec<i32>, StorageError>;
+    /// Records the standbys in sync now (the primary, when they changed); this
+    /// transaction commits without waiting for them.
+    fn record_in_sync(&mut self, node_ids: &[i32]) -> Result<(), StorageError>;
     /// Makes this transaction's commit wait for no standby (`synchronous_commit = local`).
     fn commit_locally(&mut self) -> Result<(), StorageError>;
 }

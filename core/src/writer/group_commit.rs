@@ -431,9 +431,11 @@ impl GroupCommitter {
         let mut results = Vec::new();
         let (mut stored_rows, mut stored_bytes) = (0, 0);
         let started = Instant::now();
+        let mut waited_for = None;
         let committed = runner.run(&mut |storage| {
             let durability = jobs.first().map_or(Durability::Replicated, |job| job.durability);
             let copies = replicas::copies_now(storage, durability)?;
+            waited_for = copies;
             let writable = lock_partitions(storage, jobs)?;
             self.forget_counters_sql_moved();
             let mut rows = Appended::default();
@@ -478,6 +480,9 @@ impl GroupCommitter {
             self.txns.committed();
             self.publish(&touched);
             self.written_since_refresh.extend(touched);
+            if let Some(copies_after) = replicas::copies_lost_during(runner, waited_for) {
+                answer_copies_lost(jobs, &mut results, copies_after);
+            }
             return Ok(results);
         }
         // Rolled back: forget every counter and producer state this write moved or loaded;
@@ -666,6 +671,20 @@ impl Appended {
         let batch_records: usize = self.batches.iter().map(|b| b.record_count as usize).sum();
         let batch_bytes: usize = self.batches.iter().map(|b| b.bytes.len()).sum();
         (m.len() + batch_records, len(&m.keys) + len(&m.values) + len(&m.headers) + batch_bytes)
+    }
+}
+
+/// A commit that waited for standbys ended with only `copies_after` left: its acks=all
+/// appends to topics that want more are answered NOT_ENOUGH_REPLICAS_AFTER_APPEND (they
+/// are written).
+fn answer_copies_lost(jobs: &[ProduceJob], results: &mut [JobOutcome], copies_after: i64) {
+    for (job, outcome) in jobs.iter().zip(results.iter_mut()) {
+        let Some(answers) = outcome else { continue };
+        for (append, answer) in job.appends.iter().zip(answers.iter_mut()) {
+            if let (Ok(_), Some(error)) = (&answer, replicas::too_few_after(job.acks_all, &append.topic, copies_after)) {
+                *answer = Err(error);
+            }
+        }
     }
 }
 

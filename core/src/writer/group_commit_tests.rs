@@ -433,7 +433,7 @@ async fn a_standbys_refresh_follows_the_replayed_transactions() {
 async fn acks_one_and_acks_all_never_share_a_group_commit() {
     let (queue, mut committer) = channel(settings(0), Arc::new(|| {}), Watermarks::default(), TopicCache::default());
     let mut runner = runner_with_topic(1);
-    runner.0.in_sync = Some(1);
+    runner.0.in_sync = Some(vec!["node2".into()]);
     let first = queue.enqueue_produce(vec![append("t", 0, 1)], 10, false);
     let second = queue.enqueue_produce(vec![append("t", 0, 1)], 10, false);
     let third = queue.enqueue_produce(vec![append("t", 0, 1)], 10, true);
@@ -455,7 +455,7 @@ async fn acks_one_and_acks_all_never_share_a_group_commit() {
 async fn with_no_standby_in_sync_commits_are_local_and_too_few_copies_are_refused() {
     let (queue, mut committer) = channel(settings(0), Arc::new(|| {}), Watermarks::default(), TopicCache::default());
     let mut runner = runner_with_topic(2);
-    runner.0.in_sync = Some(0);
+    runner.0.in_sync = Some(vec![]);
     let mut wants_two = append("t", 0, 2);
     wants_two.topic.settings = crate::config::topic::TopicSettings::from_stored(&[("min.insync.replicas".into(), "2".into())]);
     let acks_all = queue.enqueue_produce(vec![wants_two.clone(), append("t", 1, 1)], 10, true);
@@ -466,4 +466,22 @@ async fn with_no_standby_in_sync_commits_are_local_and_too_few_copies_are_refuse
     assert_eq!(acks_one.await.unwrap(), vec![Ok(0)], "acks=1 is not held to min.insync.replicas");
     assert_eq!(runner.0.local_commits, 2, "two group commits (acks=all, then acks=1), both local");
     assert_eq!(runner.0.messages.len(), 3, "nothing of the refused append was written");
+}
+
+/// A commit that waited for a standby and was let go without it (Patroni cleared
+/// `synchronous_standby_names`): written, and its acks=all appends to a topic that wants
+/// two copies are answered NOT_ENOUGH_REPLICAS_AFTER_APPEND; the others succeed.
+#[tokio::test]
+async fn a_commit_let_go_without_its_standby_is_answered_not_enough_replicas_after_append() {
+    let (queue, mut committer) = channel(settings(0), Arc::new(|| {}), Watermarks::default(), TopicCache::default());
+    let mut runner = runner_with_topic(2);
+    runner.0.in_sync = Some(vec!["node2".into()]);
+    runner.0.standbys_leave_on_append = true;
+    let mut wants_two = append("t", 0, 2);
+    wants_two.topic.settings = crate::config::topic::TopicSettings::from_stored(&[("min.insync.replicas".into(), "2".into())]);
+    let acks_all = queue.enqueue_produce(vec![wants_two, append("t", 1, 1)], 10, true);
+    assert_eq!(committer.poll(&mut runner), None);
+    assert_eq!(acks_all.await.unwrap(), vec![Err(ResponseError::NotEnoughReplicasAfterAppend), Ok(0)]);
+    assert_eq!(runner.0.messages.len(), 3, "everything was written");
+    assert_eq!(runner.0.local_commits, 0, "the commit waited for the standby");
 }

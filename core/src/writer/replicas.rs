@@ -20,10 +20,27 @@
 //! With a count, acks=all appends to a topic whose `min.insync.replicas` exceeds the copies
 //! are refused NOT_ENOUGH_REPLICAS, nothing written. A standby that stops answering but
 //! is still connected holds commits until `wal_sender_timeout` ends its connection (Kafka's
-//! `replica.lag.time.max.ms`).
+//! `replica.lag.time.max.ms`). A commit that waited can also be let go without its
+//! standbys: a failover manager (Patroni) that gives a dead synchronous standby up clears
+//! `synchronous_standby_names`, and Postgres releases every waiting commit. So after a
+//! commit that waited the writer counts again, and acks=all appends it made to a topic
+//! whose `min.insync.replicas` now exceeds the copies are answered
+//! NOT_ENOUGH_REPLICAS_AFTER_APPEND, as Kafka answers when its ISR shrank during the
+//! wait: the records are written, and a retry of an idempotent producer is a duplicate.
+//!
+//! The same standbys are the in-sync replicas Metadata names: [`InSyncWatch`] maps their
+//! `application_name`s to node ids (`pg_kafka.cluster_nodes`), publishes them to the
+//! network side, and records them in `kafka.cluster_in_sync` when they change, for the
+//! standbys to replay and name too.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use kafka_protocol::ResponseError;
+use parking_lot::Mutex;
 
+use crate::config::nodes::{self, NodeAddress};
+use crate::storage::bridge::{in_transaction, JobRunner};
 use crate::storage::{Storage, StorageError, Topic};
 
 /// What a group commit's producers asked for.
@@ -39,14 +56,21 @@ pub enum Durability {
 /// The copies this commit will have (`None`: synchronous replication is off), after
 /// making it local when no standby is in sync or its producers asked for no more.
 pub fn copies_now(storage: &mut dyn Storage, durability: Durability) -> Result<Option<i64>, StorageError> {
-    Ok(match (storage.in_sync_standbys()?, durability) {
+    Ok(match (copies_in_sync(storage)?, durability) {
         (None, _) => None,
-        (Some(0), _) | (Some(_), Durability::Local) => {
+        (Some(1), _) | (Some(_), Durability::Local) => {
             storage.commit_locally()?;
             Some(1)
         }
-        (Some(standbys), Durability::Replicated) => Some(1 + standbys),
+        (Some(copies), Durability::Replicated) => Some(copies),
     })
+}
+
+/// The leader's copy and one per standby in sync now; `None` without synchronous
+/// replication.
+fn copies_in_sync(storage: &mut dyn Storage) -> Result<Option<i64>, StorageError> {
+    let standbys = storage.in_sync_standbys()?;
+    Ok(standbys.map(|names| 1 + i64::try_from(names.len()).unwrap_or(i64::MAX - 1)))
 }
 
 /// Why an append to `topic` is refused with `copies`, if it is.
@@ -55,11 +79,99 @@ pub fn too_few(acks_all: bool, topic: &Topic, copies: Option<i64>) -> Option<Res
     (topic.settings.min_insync_replicas > copies).then_some(ResponseError::NotEnoughReplicas)
 }
 
+/// After a commit that waited for standbys (`copies` above one): the copies it has now,
+/// if fewer (`None`: as many, or the count failed: the commit's answer stands). Counted
+/// by how far each standby has come, not by who is in sync, which can lag behind the
+/// release of the commit.
+pub fn copies_lost_during(runner: &mut dyn JobRunner, copies: Option<i64>) -> Option<i64> {
+    let before = copies.filter(|c| *c > 1)?;
+    let after = in_transaction(runner, |storage| storage.copies_of_last_commit()).ok()?;
+    (after < before).then_some(after)
+}
+
+/// Why an acks=all append to `topic`, made with the copies a commit waited for, is
+/// answered an error once only `copies_after` are left.
+pub fn too_few_after(acks_all: bool, topic: &Topic, copies_after: i64) -> Option<ResponseError> {
+    (acks_all && topic.settings.min_insync_replicas > copies_after).then_some(ResponseError::NotEnoughReplicasAfterAppend)
+}
+
+/// The standbys (node ids) in sync now, as the network side names them in Metadata:
+/// written by the primary's [`InSyncWatch`], or by a standby's read of what the primary
+/// recorded (broker/cluster.rs).
+#[derive(Clone, Debug, Default)]
+pub struct InSyncStandbys(Arc<Mutex<Vec<i32>>>);
+
+impl InSyncStandbys {
+    pub fn get(&self) -> Vec<i32> {
+        self.0.lock().clone()
+    }
+
+    pub fn set(&self, node_ids: Vec<i32>) {
+        *self.0.lock() = node_ids;
+    }
+}
+
+/// The primary's look at its synchronous standbys, every `interval`.
+pub struct InSyncWatch {
+    shared: InSyncStandbys,
+    /// What `kafka.cluster_in_sync` holds, as this worker last wrote or found it.
+    recorded: Option<Vec<i32>>,
+    interval: Duration,
+    next: Instant,
+}
+
+impl InSyncWatch {
+    pub fn new(shared: InSyncStandbys, interval: Duration) -> InSyncWatch {
+        InSyncWatch { shared, recorded: None, interval, next: Instant::now() }
+    }
+
+    /// Looks if a look is due; returns the time until the next one. Without
+    /// `pg_kafka.cluster_nodes` no standby is a broker, and there is nothing to look at.
+    pub fn run_if_due(&mut self, runner: &mut dyn JobRunner, nodes: &[NodeAddress], this: i32) -> Duration {
+        let now = Instant::now();
+        if now < self.next {
+            return self.next - now;
+        }
+        self.next = now + self.interval;
+        if nodes.is_empty() {
+            return self.interval;
+        }
+        let recorded = self.recorded.clone();
+        let looked = in_transaction(runner, |storage| {
+            let names = storage.in_sync_standbys()?.unwrap_or_default();
+            let ids = standby_ids(nodes, this, &names);
+            if recorded.as_ref() != Some(&ids) {
+                storage.record_in_sync(&ids)?;
+            }
+            Ok(ids)
+        });
+        if let Ok(ids) = looked {
+            self.shared.set(ids.clone());
+            self.recorded = Some(ids);
+        }
+        self.interval
+    }
+}
+
+/// The nodes of the standbys named, ascending, each once; names of no node, and this
+/// node's own, are left out.
+fn standby_ids(nodes: &[NodeAddress], this: i32, application_names: &[String]) -> Vec<i32> {
+    let mut ids: Vec<i32> = application_names.iter().filter_map(|n| nodes::id_named(nodes, n)).filter(|id| *id != this).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::topic::TopicSettings;
+    use crate::storage::bridge::DirectRunner;
     use crate::storage::memory::MemoryStorage;
+
+    fn standbys(n: usize) -> Option<Vec<String>> {
+        Some((0..n).map(|i| format!("standby{i}")).collect())
+    }
 
     fn topic(min_insync: &str) -> Topic {
         let mut storage = MemoryStorage::default();
@@ -71,7 +183,7 @@ mod tests {
     #[test]
     fn an_acks_one_commit_is_local_with_standbys_in_sync_and_has_one_copy() {
         let mut storage = MemoryStorage::default();
-        storage.in_sync = Some(2);
+        storage.in_sync = standbys(2);
         assert_eq!(copies_now(&mut storage, Durability::Local).unwrap(), Some(1));
         assert_eq!(storage.local_commits, 1);
         storage.in_sync = None;
@@ -90,7 +202,7 @@ mod tests {
     #[test]
     fn with_no_standby_in_sync_the_commit_is_local_and_one_copy_is_too_few_for_two() {
         let mut storage = MemoryStorage::default();
-        storage.in_sync = Some(0);
+        storage.in_sync = standbys(0);
         let copies = copies_now(&mut storage, Durability::Replicated).unwrap();
         assert_eq!((copies, storage.local_commits), (Some(1), 1));
         assert_eq!(too_few(true, &topic("2"), copies), Some(ResponseError::NotEnoughReplicas));
@@ -101,10 +213,46 @@ mod tests {
     #[test]
     fn standbys_in_sync_count_and_the_commit_waits_for_them() {
         let mut storage = MemoryStorage::default();
-        storage.in_sync = Some(1);
+        storage.in_sync = standbys(1);
         let copies = copies_now(&mut storage, Durability::Replicated).unwrap();
         assert_eq!((copies, storage.local_commits), (Some(2), 0));
         assert_eq!(too_few(true, &topic("2"), copies), None);
         assert_eq!(too_few(true, &topic("3"), copies), Some(ResponseError::NotEnoughReplicas));
+    }
+
+    #[test]
+    fn a_commit_let_go_without_its_standbys_is_answered_after_append() {
+        let mut runner = DirectRunner(MemoryStorage::default());
+        runner.0.in_sync = standbys(0);
+        assert_eq!(copies_lost_during(&mut runner, Some(2)), Some(1), "the standby it waited for is gone");
+        assert_eq!(copies_lost_during(&mut runner, Some(1)), None, "it waited for none");
+        assert_eq!(copies_lost_during(&mut runner, None), None);
+        runner.0.in_sync = None;
+        assert_eq!(copies_lost_during(&mut runner, Some(3)), Some(1), "no standby has it");
+        runner.0.in_sync = standbys(2);
+        assert_eq!(copies_lost_during(&mut runner, Some(3)), None);
+        assert_eq!(too_few_after(true, &topic("2"), 1), Some(ResponseError::NotEnoughReplicasAfterAppend));
+        assert_eq!(too_few_after(true, &topic("1"), 1), None);
+        assert_eq!(too_few_after(false, &topic("2"), 1), None);
+    }
+
+    #[test]
+    fn the_watch_names_the_synchronous_standbys_by_node_and_records_them_when_they_change() {
+        let nodes = nodes::parse("1/node1@h:1,2/node2@h:2,3@h:3").unwrap();
+        let shared = InSyncStandbys::default();
+        let mut watch = InSyncWatch::new(shared.clone(), Duration::ZERO);
+        let mut runner = DirectRunner(MemoryStorage::default());
+        runner.0.in_sync = Some(vec!["node2".into(), "3".into(), "node1".into(), "walreceiver".into()]);
+        watch.run_if_due(&mut runner, &nodes, 1);
+        assert_eq!((shared.get(), runner.0.recorded_in_sync.clone(), runner.0.in_sync_records), (vec![2, 3], vec![2, 3], 1));
+        watch.run_if_due(&mut runner, &nodes, 1);
+        assert_eq!(runner.0.in_sync_records, 1, "unchanged: not written again");
+        runner.0.in_sync = None;
+        watch.run_if_due(&mut runner, &nodes, 1);
+        assert_eq!((shared.get(), runner.0.recorded_in_sync.clone(), runner.0.in_sync_records), (vec![], vec![], 2));
+        let mut alone = InSyncWatch::new(shared.clone(), Duration::ZERO);
+        runner.0.in_sync = standbys(1);
+        alone.run_if_due(&mut runner, &[], 1);
+        assert_eq!(runner.0.in_sync_records, 2, "a node alone looks at nothing");
     }
 }

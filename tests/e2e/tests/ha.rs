@@ -6,6 +6,8 @@
 //! acknowledged message is in the log exactly once, the group resumes from its committed
 //! offsets, the dead node rejoins as a standby (pg_rewind where its timeline diverged), and
 //! a controlled switchover moves the leader back, under the same load, with the same checks.
+//! Before and after, every node names the leader and Patroni's synchronous standby as the
+//! in-sync replicas.
 //! `make ha-test` runs it (it needs Debian's patroni and etcd-server, which it installs).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -17,6 +19,8 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use kafka_protocol::messages::{ApiKey, MetadataRequest, MetadataResponse};
+use pg_kafka_e2e::RawClient;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::message::Message as _;
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
@@ -91,6 +95,25 @@ fn psql(node: u32, sql: &str) -> String {
         .expect("psql runs");
     assert!(output.status.success(), "psql on node {node} failed: {}", String::from_utf8_lossy(&output.stderr));
     String::from_utf8(output.stdout).unwrap().trim().to_owned()
+}
+
+/// The in-sync replicas `node` names for the topic's first partition.
+fn in_sync_named_by(node: u32) -> Vec<i32> {
+    let mut raw = RawClient::connect_to(&kafka_address(node));
+    raw.send_message(ApiKey::Metadata, 9, &MetadataRequest::default().with_topics(None));
+    let metadata: MetadataResponse = raw.read_response(ApiKey::Metadata, 9);
+    let topic = metadata.topics.iter().find(|t| t.name.as_ref().is_some_and(|n| n.as_str() == TOPIC));
+    topic.map(|t| t.partitions[0].isr_nodes.iter().map(|b| b.0).collect()).unwrap_or_default()
+}
+
+/// Every node names the leader and Patroni's synchronous standby as the in-sync replicas.
+fn assert_every_node_names_in_sync(leader: u32) {
+    wait_for("a synchronous standby", Duration::from_secs(60), || node_in_role("/sync").is_some());
+    let sync = node_in_role("/sync").unwrap();
+    let expected = vec![leader as i32, sync as i32];
+    wait_for(&format!("every node to name {expected:?} in sync"), Duration::from_secs(30), || {
+        NODES.into_iter().all(|node| in_sync_named_by(node) == expected)
+    });
 }
 
 /// Acknowledgements as they arrive: the value and when.
@@ -387,6 +410,7 @@ fn acknowledged_messages_and_committed_offsets_survive_failover_switchover_and_r
 fn scenario() {
     assert_eq!(node_in_role("/primary"), Some(1));
     psql(1, &format!("INSERT INTO kafka.topics (name, partitions) VALUES ('{TOPIC}', {PARTITIONS})"));
+    assert_every_node_names_in_sync(1);
 
     acks_one_never_waits_for_a_stalled_standby();
 
@@ -444,4 +468,5 @@ fn scenario() {
     failover.assert_exactly_once_in(&log, "failover, after the switchover");
     switchover.assert_exactly_once_in(&log, "switchover");
     switchover.assert_resumed_from_committed_offsets("switchover");
+    assert_every_node_names_in_sync(candidate);
 }

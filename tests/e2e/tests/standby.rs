@@ -2,7 +2,8 @@
 //! ListOffsets and Metadata from what Postgres has replayed, answers writes, groups and
 //! transactions with the codes that send clients to the primary, and serves them itself
 //! once Postgres is promoted. Both name each other (`pg_kafka.cluster_nodes`), so clients
-//! that know only the standby are sent to the primary. Two clusters of their own (primary
+//! that know only the standby are sent to the primary, and both name the standby an in-sync
+//! replica while it is synchronous. Two clusters of their own (primary
 //! node 1, standby node 2), on ports no other test uses, below Linux's ephemeral range:
 //! a client connection of an earlier test (pg_basebackup's own, say) never holds them.
 
@@ -25,8 +26,9 @@ use rdkafka::{ClientConfig, Offset};
 
 const PRIMARY: Node = Node { id: 1, name: "pg_kafka_e2e_primary", pg_port: "25451", kafka_port: "29111" };
 const STANDBY: Node = Node { id: 2, name: "pg_kafka_e2e_standby", pg_port: "25452", kafka_port: "29112" };
-/// `pg_kafka.cluster_nodes`, the same on both.
-const CLUSTER_NODES: &str = "1:rack-a@127.0.0.1:29111,2:rack-b@127.0.0.1:29112";
+/// `pg_kafka.cluster_nodes`, the same on both. The standby connects to the primary as its
+/// `cluster_name`, which names it here.
+const CLUSTER_NODES: &str = "1:rack-a@127.0.0.1:29111,2:rack-b/pg_kafka_e2e_standby@127.0.0.1:29112";
 
 struct Node {
     id: i32,
@@ -47,7 +49,9 @@ impl Node {
     /// cluster.sh `action` on this node, with its node id and the node list.
     fn cluster(&self, action: &str) -> bool {
         let conf = std::env::temp_dir().join(format!("{}.conf", self.name));
-        std::fs::write(&conf, format!("pg_kafka.node_id = {}\npg_kafka.cluster_nodes = '{CLUSTER_NODES}'\n", self.id)).unwrap();
+        let settings =
+            format!("pg_kafka.node_id = {}\npg_kafka.cluster_nodes = '{CLUSTER_NODES}'\ncluster_name = '{}'\n", self.id, self.name);
+        std::fs::write(&conf, settings).unwrap();
         let mut command = Command::new("scripts/cluster.sh");
         command.current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../..")).args([action, &self.data(), self.pg_port, self.kafka_port]);
         command.env("PGKAFKA_EXTRA_CONF", conf);
@@ -84,6 +88,67 @@ fn values(prefix: &str, range: std::ops::Range<usize>) -> Vec<Message> {
 fn produce_to(node: &Node, topic: &str, messages: Vec<Message>) -> (usize, usize) {
     let bootstrap = node.bootstrap();
     produce(topic, &[("bootstrap.servers", &bootstrap), ("message.timeout.ms", "10000")], messages)
+}
+
+/// The in-sync replicas `node` names for `topic`'s first partition.
+fn in_sync_named_by(node: &Node, topic: &str) -> Vec<i32> {
+    let mut raw = RawClient::connect_to(&node.bootstrap());
+    raw.send_message(ApiKey::Metadata, 9, &MetadataRequest::default().with_topics(None));
+    let metadata: MetadataResponse = raw.read_response(ApiKey::Metadata, 9);
+    let topic = metadata.topics.iter().find(|t| t.name.as_ref().is_some_and(|n| n.as_str() == topic));
+    topic.map(|t| t.partitions[0].isr_nodes.iter().map(|b| b.0).collect()).unwrap_or_default()
+}
+
+fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let since = Instant::now();
+    while !done() {
+        assert!(since.elapsed() < Duration::from_secs(30), "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn signal(signal: &str, pid: &str) {
+    assert!(Command::new("kill").args([signal, pid]).status().expect("kill runs").success(), "kill {signal} {pid}");
+}
+
+/// The standby made synchronous: both nodes name it an in-sync replica. Its WAL receiver
+/// stopped: an acks=all Produce to a topic that wants two copies waits for it, until
+/// synchronous replication is turned off (as Patroni does when it gives a standby up) and
+/// the commit is let go with one copy: NOT_ENOUGH_REPLICAS_AFTER_APPEND, the record written.
+fn a_commit_let_go_without_its_standby_is_answered_after_append(topic: &str) {
+    PRIMARY.psql(
+        "WITH t AS (INSERT INTO kafka.topics (name, partitions) VALUES ('two-copies', 1) RETURNING id) \
+         INSERT INTO kafka.topic_configs SELECT id, 'min.insync.replicas', '2' FROM t",
+    );
+    assert_eq!(in_sync_named_by(&PRIMARY, topic), vec![1], "asynchronous: the leader alone is in sync");
+    PRIMARY.psql("ALTER SYSTEM SET synchronous_standby_names = '*'");
+    PRIMARY.psql("SELECT pg_reload_conf()");
+    wait_until("the standby to be synchronous", || PRIMARY.psql("SELECT sync_state FROM pg_stat_replication") == "sync");
+    wait_until("both nodes to name the standby in sync", || {
+        in_sync_named_by(&PRIMARY, topic) == [1, 2] && in_sync_named_by(&STANDBY, topic) == [1, 2]
+    });
+    assert_eq!(PRIMARY.psql("SELECT string_agg(node_id::text, ',') FROM kafka.cluster_in_sync"), "2");
+
+    let receiver = STANDBY.psql("SELECT pid FROM pg_stat_wal_receiver");
+    signal("-STOP", &receiver);
+    let waiting = std::thread::spawn(|| {
+        let mut raw = RawClient::connect_to(&PRIMARY.bootstrap());
+        raw.send_message(ApiKey::Produce, 9, &produce_request("two-copies"));
+        let produced: ProduceResponse = raw.read_response(ApiKey::Produce, 9);
+        produced.responses[0].partition_responses[0].error_code
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    let waited = !waiting.is_finished();
+    PRIMARY.psql("ALTER SYSTEM RESET synchronous_standby_names");
+    PRIMARY.psql("SELECT pg_reload_conf()");
+    let code = waiting.join();
+    signal("-CONT", &receiver);
+    assert!(waited, "the acks=all commit waited for the stopped standby");
+    assert_eq!(code.expect("answered"), 20, "NOT_ENOUGH_REPLICAS_AFTER_APPEND");
+    assert_eq!(PRIMARY.psql("SELECT count(*) FROM kafka.topic_messages WHERE topic = 'two-copies'"), "1", "written");
+    wait_until("both nodes to name the leader alone in sync", || {
+        in_sync_named_by(&PRIMARY, topic) == [1] && in_sync_named_by(&STANDBY, topic) == [1]
+    });
 }
 
 fn produce_request(topic: &'static str) -> ProduceRequest {
@@ -214,6 +279,8 @@ fn a_standby_serves_what_it_replayed_sends_writes_to_the_primary_and_takes_over_
             std::thread::sleep(Duration::from_millis(50));
         }
         assert_eq!(STANDBY.psql(&format!("SELECT count(*) FROM kafka.topic_messages WHERE topic = '{topic}'")), "160");
+
+        a_commit_let_go_without_its_standby_is_answered_after_append(topic);
 
         // Promotion: the worker restarts as the primary's and takes writes after what it
         // replayed (offsets go on from 150).
