@@ -193,6 +193,17 @@ pub fn zigzag_varint(out: &mut impl BufMut, value: i64) {
 
 /// A Fetch of partition 0 of `topic` from offset 0, waiting up to `max_wait_ms` for a
 /// byte and taking at most `max_bytes` (for the partition and the response).
+/// The in-sync replicas the broker at `address` names for `topic`'s first partition (none
+/// when it does not list the topic).
+pub fn in_sync_replicas(address: &str, topic: &str) -> Vec<i32> {
+    use kafka_protocol::messages::{MetadataRequest, MetadataResponse};
+    let mut raw = RawClient::connect_to(address);
+    raw.send_message(ApiKey::Metadata, 9, &MetadataRequest::default().with_topics(None));
+    let metadata: MetadataResponse = raw.read_response(ApiKey::Metadata, 9);
+    let topic = metadata.topics.iter().find(|t| t.name.as_ref().is_some_and(|n| n.as_str() == topic));
+    topic.map(|t| t.partitions[0].isr_nodes.iter().map(|b| b.0).collect()).unwrap_or_default()
+}
+
 pub fn fetch_from_start(topic: &str, max_wait_ms: i32, max_bytes: i32) -> kafka_protocol::messages::FetchRequest {
     use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
     let partition = FetchPartition::default().with_partition(0).with_fetch_offset(0).with_partition_max_bytes(max_bytes);

@@ -19,8 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use kafka_protocol::messages::{ApiKey, MetadataRequest, MetadataResponse};
-use pg_kafka_e2e::RawClient;
+use pg_kafka_e2e::in_sync_replicas;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::message::Message as _;
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
@@ -97,22 +96,13 @@ fn psql(node: u32, sql: &str) -> String {
     String::from_utf8(output.stdout).unwrap().trim().to_owned()
 }
 
-/// The in-sync replicas `node` names for the topic's first partition.
-fn in_sync_named_by(node: u32) -> Vec<i32> {
-    let mut raw = RawClient::connect_to(&kafka_address(node));
-    raw.send_message(ApiKey::Metadata, 9, &MetadataRequest::default().with_topics(None));
-    let metadata: MetadataResponse = raw.read_response(ApiKey::Metadata, 9);
-    let topic = metadata.topics.iter().find(|t| t.name.as_ref().is_some_and(|n| n.as_str() == TOPIC));
-    topic.map(|t| t.partitions[0].isr_nodes.iter().map(|b| b.0).collect()).unwrap_or_default()
-}
-
 /// Every node names the leader and Patroni's synchronous standby as the in-sync replicas.
 fn assert_every_node_names_in_sync(leader: u32) {
     wait_for("a synchronous standby", Duration::from_secs(60), || node_in_role("/sync").is_some());
     let sync = node_in_role("/sync").unwrap();
     let expected = vec![leader as i32, sync as i32];
     wait_for(&format!("every node to name {expected:?} in sync"), Duration::from_secs(30), || {
-        NODES.into_iter().all(|node| in_sync_named_by(node) == expected)
+        NODES.into_iter().all(|node| in_sync_replicas(&kafka_address(node), TOPIC) == expected)
     });
 }
 

@@ -20,7 +20,7 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::RecordBatchDecoder;
 use pg_kafka_e2e::consume::{consumer, receive};
 use pg_kafka_e2e::produce::{produce, Message};
-use pg_kafka_e2e::{fetch_from_start, one_record_batch, RawClient};
+use pg_kafka_e2e::{fetch_from_start, in_sync_replicas, one_record_batch, RawClient};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::{ClientConfig, Offset};
 
@@ -90,15 +90,6 @@ fn produce_to(node: &Node, topic: &str, messages: Vec<Message>) -> (usize, usize
     produce(topic, &[("bootstrap.servers", &bootstrap), ("message.timeout.ms", "10000")], messages)
 }
 
-/// The in-sync replicas `node` names for `topic`'s first partition.
-fn in_sync_named_by(node: &Node, topic: &str) -> Vec<i32> {
-    let mut raw = RawClient::connect_to(&node.bootstrap());
-    raw.send_message(ApiKey::Metadata, 9, &MetadataRequest::default().with_topics(None));
-    let metadata: MetadataResponse = raw.read_response(ApiKey::Metadata, 9);
-    let topic = metadata.topics.iter().find(|t| t.name.as_ref().is_some_and(|n| n.as_str() == topic));
-    topic.map(|t| t.partitions[0].isr_nodes.iter().map(|b| b.0).collect()).unwrap_or_default()
-}
-
 fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
     let since = Instant::now();
     while !done() {
@@ -120,12 +111,12 @@ fn a_commit_let_go_without_its_standby_is_answered_after_append(topic: &str) {
         "WITH t AS (INSERT INTO kafka.topics (name, partitions) VALUES ('two-copies', 1) RETURNING id) \
          INSERT INTO kafka.topic_configs SELECT id, 'min.insync.replicas', '2' FROM t",
     );
-    assert_eq!(in_sync_named_by(&PRIMARY, topic), vec![1], "asynchronous: the leader alone is in sync");
+    assert_eq!(in_sync_replicas(&PRIMARY.bootstrap(), topic), vec![1], "asynchronous: the leader alone is in sync");
     PRIMARY.psql("ALTER SYSTEM SET synchronous_standby_names = '*'");
     PRIMARY.psql("SELECT pg_reload_conf()");
     wait_until("the standby to be synchronous", || PRIMARY.psql("SELECT sync_state FROM pg_stat_replication") == "sync");
     wait_until("both nodes to name the standby in sync", || {
-        in_sync_named_by(&PRIMARY, topic) == [1, 2] && in_sync_named_by(&STANDBY, topic) == [1, 2]
+        in_sync_replicas(&PRIMARY.bootstrap(), topic) == [1, 2] && in_sync_replicas(&STANDBY.bootstrap(), topic) == [1, 2]
     });
     assert_eq!(PRIMARY.psql("SELECT string_agg(node_id::text, ',') FROM kafka.cluster_in_sync"), "2");
 
@@ -147,7 +138,7 @@ fn a_commit_let_go_without_its_standby_is_answered_after_append(topic: &str) {
     assert_eq!(code.expect("answered"), 20, "NOT_ENOUGH_REPLICAS_AFTER_APPEND");
     assert_eq!(PRIMARY.psql("SELECT count(*) FROM kafka.topic_messages WHERE topic = 'two-copies'"), "1", "written");
     wait_until("both nodes to name the leader alone in sync", || {
-        in_sync_named_by(&PRIMARY, topic) == [1] && in_sync_named_by(&STANDBY, topic) == [1]
+        in_sync_replicas(&PRIMARY.bootstrap(), topic) == [1] && in_sync_replicas(&STANDBY.bootstrap(), topic) == [1]
     });
 }
 
