@@ -14,6 +14,7 @@ import java.util.Map;
 import java.util.Set;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.CopyOnWriteArrayList;
+import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.Future;
@@ -67,6 +68,9 @@ class ConsumerTest {
         List<String> seen = new CopyOnWriteArrayList<>();
         AtomicBoolean done = new AtomicBoolean();
         Map<Integer, Set<TopicPartition>> finalAssignments = new ConcurrentHashMap<>();
+        // Every member notes its assignment before any leaves: a member that closed first
+        // would hand its partitions to one still polling, which would then note them too.
+        CountDownLatch noted = new CountDownLatch(members);
         ExecutorService pool = Executors.newFixedThreadPool(members);
         List<Future<?>> running = new ArrayList<>();
         for (int m = 0; m < members; m++) {
@@ -109,6 +113,8 @@ class ConsumerTest {
                         Thread.sleep(member == 0 && records.count() > 0 ? 100 : 0);
                     }
                     finalAssignments.put(member, new HashSet<>(consumer.assignment()));
+                    noted.countDown();
+                    noted.await(60, TimeUnit.SECONDS);
                 }
                 return null;
             }));
