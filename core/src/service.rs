@@ -39,6 +39,7 @@ use crate::storage::{Storage, StorageError};
 use crate::writer::group_commit::{self, CommitSettings, GroupCommitter};
 use crate::writer::replicas::InSyncWatch;
 use crate::writer::retention::{Retention, RetentionPass, RetentionTiming};
+use crate::writer::standby_acks::ReplicationProgress;
 
 /// The time storage jobs may take in one turn of the storage thread before the group
 /// commit gets its turn.
@@ -122,6 +123,12 @@ impl StorageSide {
     /// writer's counters and Fetch's watermarks follow them at once.
     pub fn set_sql_log(&mut self, log: SqlAppendLog) {
         self.committer.set_sql_log(log);
+    }
+
+    /// Where the writer reads its commits' WAL positions and the synchronous standbys'
+    /// confirmations (acks=all answered apart from the commit, writer/standby_acks.rs).
+    pub fn set_replication_progress(&mut self, progress: Box<dyn ReplicationProgress>) {
+        self.committer.set_replication_progress(progress);
     }
 
     /// How many reader processes are connected now.

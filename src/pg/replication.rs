@@ -4,10 +4,13 @@
 //! an extension version older than 0.10.0 has no such table: nothing is recorded, and
 //! nobody is known to lead. And the standbys in sync now, before each group commit
 //! (pg_kafka_core::writer::replicas), which the primary records in `kafka.cluster_in_sync`
-//! (0.11.0) for standbys to name as in-sync replicas too.
+//! (0.11.0) for standbys to name as in-sync replicas too; and how far they confirmed the
+//! writer's local commits ([`WalSenders`]).
 
 use pg_kafka_core::config::SynchronousCommit;
 use pg_kafka_core::storage::StorageError;
+use pg_kafka_core::writer::standby_acks::ReplicationProgress;
+use pgrx::pg_sys;
 
 use super::storage::{execute, query_one, relations_exist};
 
@@ -81,15 +84,66 @@ pub fn record_in_sync(node_ids: &[i32]) -> Result<(), StorageError> {
     execute(RECORD_IN_SYNC, &[node_ids.to_vec().into()])
 }
 
-/// The copies this session's last commit has now: compared by position, not by
+/// The copies a commit that ended at `commit_end` has now: compared by position, not by
 /// `sync_state`, which a walsender changes only once it has reloaded its settings, after
 /// the checkpointer may have let the commit go.
-pub fn copies_of_last_commit() -> Result<i64, StorageError> {
-    // SAFETY: a backend-local variable, read on the thread that runs this session.
-    let end: u64 = unsafe { pgrx::pg_sys::XactLastCommitEnd };
-    let position = format!("{:X}/{:X}", end >> 32, end & 0xFFFF_FFFF);
+pub fn copies_of_commit(commit_end: u64) -> Result<i64, StorageError> {
+    let position = format!("{:X}/{:X}", commit_end >> 32, commit_end & 0xFFFF_FFFF);
     let commit = crate::gucs::postgres_option(c"synchronous_commit").unwrap_or_default();
     Ok(query_one::<i64>(COPIES_OF_COMMIT, &[position.into(), commit.into()])?.unwrap_or(1))
+}
+
+/// The writer's commits and the synchronous standbys' confirmations, from this backend's
+/// variables and the walsenders' shared memory (pg_kafka_core::writer::standby_acks).
+pub struct WalSenders;
+
+impl ReplicationProgress for WalSenders {
+    fn last_commit_end(&mut self) -> u64 {
+        // SAFETY: a backend-local variable, read on the thread that runs this session.
+        unsafe { pg_sys::XactLastCommitEnd }
+    }
+
+    fn confirmed(&self) -> Option<u64> {
+        // SAFETY: this session's GUC, read on its thread; WalSndCtl points into shared
+        // memory set up before any background worker starts. `lsn[]` is what the
+        // walsenders write under SyncRepLock and what SyncRepWaitForLSN reads: an aligned
+        // 64-bit position that only moves forward, read whole without the lock.
+        unsafe {
+            let mode = match pg_sys::synchronous_commit as u32 {
+                pg_sys::SyncCommitLevel::SYNCHRONOUS_COMMIT_REMOTE_WRITE => pg_sys::SYNC_REP_WAIT_WRITE,
+                pg_sys::SyncCommitLevel::SYNCHRONOUS_COMMIT_REMOTE_FLUSH => pg_sys::SYNC_REP_WAIT_FLUSH,
+                pg_sys::SyncCommitLevel::SYNCHRONOUS_COMMIT_REMOTE_APPLY => pg_sys::SYNC_REP_WAIT_APPLY,
+                _ => return None,
+            };
+            let control = pg_sys::WalSndCtl;
+            if control.is_null() || !standbys_defined(control) {
+                return None;
+            }
+            Some(std::ptr::read_volatile(std::ptr::addr_of!((*control).lsn[mode as usize])))
+        }
+    }
+}
+
+/// Whether commits wait for standbys now, as the checkpointer last told every backend
+/// (before it has, as this process's settings say: Postgres's own rule).
+///
+/// # Safety
+/// `control` is the walsenders' shared memory.
+unsafe fn standbys_defined(control: *mut pg_sys::WalSndCtlData) -> bool {
+    #[cfg(feature = "pg16")]
+    // SAFETY: as the caller promises; a flag only the checkpointer writes.
+    unsafe {
+        std::ptr::read_volatile(std::ptr::addr_of!((*control).sync_standbys_defined))
+    }
+    #[cfg(not(feature = "pg16"))]
+    {
+        // SAFETY: as the caller promises; a byte only the checkpointer writes.
+        let status = u32::from(unsafe { std::ptr::read_volatile(std::ptr::addr_of!((*control).sync_standbys_status)) });
+        match status & pg_sys::SYNC_STANDBY_INIT {
+            0 => crate::gucs::postgres_option(c"synchronous_standby_names").is_some(),
+            _ => status & pg_sys::SYNC_STANDBY_DEFINED != 0,
+        }
+    }
 }
 
 /// This transaction commits without waiting for standbys.

@@ -539,8 +539,8 @@ impl Storage for PgStorage {
         super::replication::recorded_in_sync()
     }
 
-    fn copies_of_last_commit(&mut self) -> Result<i64, StorageError> {
-        super::replication::copies_of_last_commit()
+    fn copies_of_commit(&mut self, commit_end: u64) -> Result<i64, StorageError> {
+        super::replication::copies_of_commit(commit_end)
     }
 
     fn record_in_sync(&mut self, node_ids: &[i32]) -> Result<(), StorageError> {

@@ -119,6 +119,7 @@ fn serve(config: pg_kafka_core::config::Config, log_lines: Option<flume::Receive
     // kafka.produce() in SQL sessions: what they committed reaches the writer's counters
     // and Fetch's watermarks at once (they set this process's latch).
     storage_side.set_sql_log(Arc::new(crate::outbox::appends::since));
+    storage_side.set_replication_progress(Box::new(crate::pg::replication::WalSenders));
     crate::outbox::appends::attach_worker();
     let runner = TransactionRunner::new(config.statement_timeout_ms);
     let connections = crate::monitor::Publisher::default();

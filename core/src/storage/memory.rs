@@ -37,8 +37,6 @@ pub struct MemoryStorage {
     /// `kafka.cluster_in_sync`, and how many times it was written.
     pub recorded_in_sync: Vec<i32>,
     pub in_sync_records: usize,
-    /// Every standby leaves while rows are appended (a commit let go without them).
-    pub standbys_leave_on_append: bool,
     /// Transactions told to commit locally.
     pub local_commits: usize,
     /// Every appended row, in insertion order.
@@ -109,9 +107,6 @@ impl Storage for MemoryStorage {
     fn append(&mut self, rows: &MessageRows) -> Result<(), StorageError> {
         if self.fail_appends {
             return Err(StorageError::Database { sqlstate: None, message: "appends are failing (test)".into() });
-        }
-        if self.standbys_leave_on_append {
-            self.in_sync = Some(Vec::new());
         }
         if (0..rows.len()).any(|i| Some((rows.topic_ids[i], rows.partitions[i])) == self.refuse_partition) {
             return Err(StorageError::Database { sqlstate: Some("P0001".into()), message: "refused by a trigger (test)".into() });
@@ -486,7 +481,7 @@ impl Storage for MemoryStorage {
         Ok(self.in_sync.clone())
     }
 
-    fn copies_of_last_commit(&mut self) -> Result<i64, StorageError> {
+    fn copies_of_commit(&mut self, _commit_end: u64) -> Result<i64, StorageError> {
         Ok(1 + self.in_sync.as_ref().map_or(0, |names| names.len() as i64))
     }
 

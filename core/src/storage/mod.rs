@@ -457,9 +457,10 @@ pub trait Storage {
     /// The `application_name`s of the standbys in sync now (`pg_stat_replication.sync_state`
     /// sync or quorum), or `None` when commits do not wait for standbys (writer/replicas.rs).
     fn in_sync_standbys(&mut self) -> Result<Option<Vec<String>>, StorageError>;
-    /// The copies the last commit of this session has now: this node's, and one per
-    /// standby that has it as `synchronous_commit` asks (writer/replicas.rs).
-    fn copies_of_last_commit(&mut self) -> Result<i64, StorageError>;
+    /// The copies a commit that ended at WAL position `commit_end` has now: this node's,
+    /// and one per standby that has it as `synchronous_commit` asks
+    /// (writer/standby_acks.rs).
+    fn copies_of_commit(&mut self, commit_end: u64) -> Result<i64, StorageError>;
     /// The standbys (node ids) the primary last recorded in sync (`kafka.cluster_in_sync`,
     /// replayed on standbys); none in a database whose extension predates 0.11.0.
     fn recorded_in_sync(&mut self) -> Result<Vec<i32>, StorageError>;

@@ -8,6 +8,11 @@
 //! after each commit ([`Watermarks::advance`]), and by the periodic refresh that notices
 //! rows written by SQL ([`Watermarks::set`]). So an entry never shows a state older than one
 //! already published. Fetch reads them from any thread; an empty poll costs no database work.
+//!
+//! A partition may be *held* at an offset ([`Watermarks::hold`]): rows the writer committed
+//! there that its synchronous standbys have not confirmed yet (writer/standby_acks.rs). No
+//! high watermark passes a hold, whoever moves it (a commit, a refresh, a first load), as
+//! Kafka's high watermark never passes what every in-sync replica has.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -36,6 +41,9 @@ pub struct Watermarks {
 struct Inner {
     /// (topic id, partition) → bounds.
     bounds: RwLock<HashMap<(i32, i32), Bounds>>,
+    /// (topic id, partition) → the offset no high watermark passes for now. Written (and
+    /// read by writers of `bounds`) on the main thread only.
+    holds: RwLock<HashMap<(i32, i32), i64>>,
     changed: Notify,
 }
 
@@ -60,7 +68,9 @@ impl Watermarks {
     pub fn load(&self, storage: &mut dyn Storage, partitions: &[(i32, i32)]) -> Result<(), StorageError> {
         for &(topic_id, partition) in partitions {
             if self.get(topic_id, partition).is_none() {
-                let bounds = read_bounds(storage, topic_id, partition)?;
+                let mut bounds = read_bounds(storage, topic_id, partition)?;
+                bounds.high = self.held((topic_id, partition), bounds.high);
+                bounds.log_start = bounds.log_start.min(bounds.high);
                 self.inner.bounds.write().entry((topic_id, partition)).or_insert(bounds);
             }
         }
@@ -71,9 +81,30 @@ impl Watermarks {
     /// yet stay unknown (they are loaded from the table when first read). Does not wake
     /// waiters: call [`notify`](Self::notify) once per commit.
     pub fn advance(&self, topic_id: i32, partition: i32, high: i64) {
+        let high = self.held((topic_id, partition), high);
         if let Some(bounds) = self.inner.bounds.write().get_mut(&(topic_id, partition)) {
             bounds.high = bounds.high.max(high);
         }
+    }
+
+    /// Keeps the partition's high watermark at `offset` at most until [`unhold`](Self::unhold)
+    /// or a later `hold` moves it; an earlier (lower) hold stays unless `replace`.
+    pub fn hold(&self, key: PartitionKey, offset: i64, replace: bool) {
+        let mut holds = self.inner.holds.write();
+        let held = holds.entry(key).or_insert(offset);
+        if replace {
+            *held = offset;
+        }
+    }
+
+    /// Lets the partition's high watermark move freely again.
+    pub fn unhold(&self, key: PartitionKey) {
+        self.inner.holds.write().remove(&key);
+    }
+
+    /// `high`, or the partition's hold if that is lower.
+    fn held(&self, key: PartitionKey, high: i64) -> i64 {
+        self.inner.holds.read().get(&key).map_or(high, |&hold| high.min(hold))
     }
 
     /// Re-reads every known partition from storage (rows written or deleted by SQL).
@@ -99,7 +130,8 @@ impl Watermarks {
     fn reread_known(&self, storage: &mut dyn Storage, known: &[PartitionKey]) -> Result<Vec<(PartitionKey, i64)>, StorageError> {
         let mut moved = Vec::new();
         for &key in known {
-            let fresh = read_bounds(storage, key.0, key.1)?;
+            let mut fresh = read_bounds(storage, key.0, key.1)?;
+            fresh.high = self.held(key, fresh.high);
             let mut map = self.inner.bounds.write();
             let Some(bounds) = map.get_mut(&key) else { continue };
             if fresh.high > bounds.high {
@@ -188,6 +220,25 @@ mod tests {
         storage.append(&rows_at(&[1, 2])).unwrap();
         assert_eq!(w.refresh(&mut storage).unwrap(), vec![((1, 0), 3)]);
         assert_eq!(w.get(1, 0), Some(Bounds { log_start: 0, high: 3 }));
+    }
+
+    #[test]
+    fn a_hold_keeps_every_way_of_moving_the_high_watermark_below_it() {
+        let mut storage = storage_with_rows(&[0, 1, 2, 3, 4]);
+        let w = Watermarks::default();
+        w.hold((1, 0), 2, false);
+        w.hold((1, 0), 4, false); // the earlier, lower hold stays
+        w.load(&mut storage, &[(1, 0)]).unwrap();
+        assert_eq!(w.get(1, 0), Some(Bounds { log_start: 0, high: 2 }));
+        w.advance(1, 0, 5);
+        assert!(w.refresh(&mut storage).unwrap().is_empty());
+        assert_eq!(w.get(1, 0).unwrap().high, 2);
+        w.hold((1, 0), 4, true);
+        w.advance(1, 0, 5);
+        assert_eq!(w.get(1, 0).unwrap().high, 4);
+        w.unhold((1, 0));
+        w.advance(1, 0, 5);
+        assert_eq!(w.get(1, 0).unwrap().high, 5);
     }
 
     #[tokio::test]

@@ -13,7 +13,10 @@
 //! ```
 //!
 //! Invariants:
-//! - A producer hears success only after the transaction that holds its rows committed.
+//! - A producer hears success only after the transaction that holds its rows committed, and
+//!   an acks=all producer only once the synchronous standbys have it too (a commit that
+//!   waits for them is local, and its answers wait in [`StandbyAcks`] while the writer goes
+//!   on with the next group).
 //! - Offsets per (topic, partition) are strictly increasing without gaps: counters are
 //!   loaded once from the table (`max(offset)+1`) and advanced in memory; when a write
 //!   fails, the counters it touched are forgotten and reloaded from the table next time,
@@ -44,6 +47,7 @@ use super::commit_queue::ProduceJob;
 pub use super::commit_queue::{AfterAppend, AppendResult, CommitQueue};
 use super::replicas::{self, Durability};
 use super::sequences::{ProducerBatch, SequenceCheck, Sequences};
+use super::standby_acks::{LocalCommit, ReplicationProgress, StandbyAcks, WaitingAnswer};
 use super::transactions::TxnWrites;
 use crate::metrics::Metrics;
 use crate::protocol::records::Record;
@@ -161,6 +165,10 @@ pub struct GroupCommitter {
     watermarks_seen: u64,
     /// Group-commit sizes and times, messages stored.
     metrics: Metrics,
+    /// Answers of group commits waiting for the synchronous standbys.
+    standby_acks: StandbyAcks,
+    /// What this turn's writes committed locally for the standbys to confirm.
+    local_commit: Option<LocalCommit>,
 }
 
 pub fn channel(settings: CommitSettings, wake: Waker, watermarks: Watermarks, topics: TopicCache) -> (CommitQueue, GroupCommitter) {
@@ -175,6 +183,8 @@ pub fn channel(settings: CommitSettings, wake: Waker, watermarks: Watermarks, to
         settings,
         last_flush: None,
         last_refresh: Instant::now(),
+        standby_acks: StandbyAcks::new(watermarks.clone()),
+        local_commit: None,
         watermarks,
         next_offsets: HashMap::new(),
         written_since_refresh: HashSet::new(),
@@ -204,9 +214,26 @@ enum Placement {
 }
 
 impl GroupCommitter {
-    /// Flushes if a flush is due. Returns how long until the next one is due while work is
-    /// queued (the main loop sleeps no longer than that), `None` when idle.
+    /// Answers what the synchronous standbys confirmed, and flushes if a flush is due.
+    /// Returns how long until the next look is due while work is queued or answers wait
+    /// (the main loop sleeps no longer than that), `None` when idle.
     pub fn poll(&mut self, runner: &mut dyn JobRunner) -> Option<Duration> {
+        self.standby_acks.release_confirmed(runner, &self.next_offsets);
+        // With too many groups waiting, nothing more is written before the oldest is released.
+        let next_flush = if self.standby_acks.is_full() { None } else { self.flush_if_due(runner) };
+        let next_release = (!self.standby_acks.is_empty()).then_some(STANDBY_POLL_INTERVAL);
+        match (next_flush, next_release) {
+            (Some(flush), Some(release)) => Some(flush.min(release)),
+            (flush, release) => flush.or(release),
+        }
+    }
+
+    /// Where the writer's commits and the synchronous standbys' confirmations are read.
+    pub fn set_replication_progress(&mut self, progress: Box<dyn ReplicationProgress>) {
+        self.standby_acks.set_progress(progress);
+    }
+
+    fn flush_if_due(&mut self, runner: &mut dyn JobRunner) -> Option<Duration> {
         if self.jobs.is_empty() && self.deferred.is_empty() {
             return None;
         }
@@ -326,13 +353,15 @@ impl GroupCommitter {
         self.settings.refresh_interval
     }
 
-    /// True once every queue handle is gone and nothing is left to write.
+    /// True once every queue handle is gone and nothing is left to write or answer.
     pub fn is_disconnected(&self) -> bool {
-        self.jobs.is_disconnected() && self.jobs.is_empty() && self.deferred.is_empty()
+        self.jobs.is_disconnected() && self.jobs.is_empty() && self.deferred.is_empty() && self.standby_acks.is_empty()
     }
 
-    /// Stops accepting work: jobs still queued fail with KAFKA_STORAGE_ERROR at once.
+    /// Stops accepting work: jobs still queued fail with KAFKA_STORAGE_ERROR at once, and
+    /// those waiting for standbys with REQUEST_TIMED_OUT.
     pub fn fail_pending(&mut self) {
+        self.standby_acks.abandon();
         let jobs = self.drain_all();
         let results = all_failed(&jobs);
         self.acknowledge(jobs, results);
@@ -383,11 +412,17 @@ impl GroupCommitter {
     /// have waited too long.
     fn acknowledge(&mut self, jobs: Vec<ProduceJob>, outcomes: Vec<JobOutcome>) {
         let mut waiting = Vec::new();
+        let local_commit = self.local_commit.take();
+        let mut for_standbys = Vec::new();
         for (job, outcome) in jobs.into_iter().zip(outcomes) {
             match outcome {
                 Some(results) => {
-                    // A producer that went away (connection closed) no longer needs its answer.
-                    let _ = job.reply.send(results);
+                    let min_insync = job.appends.iter().map(|a| a.topic.settings.min_insync_replicas).collect();
+                    let answer = WaitingAnswer { reply: job.reply, results, acks_all: job.acks_all, min_insync };
+                    match local_commit {
+                        Some(_) => for_standbys.push(answer),
+                        None => answer.send(),
+                    }
                 }
                 None if job.queued_at.elapsed() >= self.settings.max_lock_wait => {
                     let _ = job.reply.send(vec![Err(ResponseError::RequestTimedOut); job.appends.len()]);
@@ -397,6 +432,9 @@ impl GroupCommitter {
         }
         for job in waiting.into_iter().rev() {
             self.deferred.push_front(job);
+        }
+        if let Some(commit) = local_commit {
+            self.standby_acks.wait(commit, for_standbys);
         }
     }
 
@@ -426,8 +464,9 @@ impl GroupCommitter {
     /// one transaction.
     fn write(&mut self, runner: &mut dyn JobRunner, jobs: &[ProduceJob]) -> Result<Vec<JobOutcome>, StorageError> {
         self.forget_changed_topics();
-        // Partitions whose counter this write loaded or moved.
-        let mut touched = HashSet::new();
+        // Partitions whose counter this write loaded or moved, and the first offset it
+        // wrote there.
+        let mut touched = HashMap::new();
         let mut results = Vec::new();
         let (mut stored_rows, mut stored_bytes) = (0, 0);
         let started = Instant::now();
@@ -435,6 +474,9 @@ impl GroupCommitter {
         let committed = runner.run(&mut |storage| {
             let durability = jobs.first().map_or(Durability::Replicated, |job| job.durability);
             let copies = replicas::copies_now(storage, durability)?;
+            if durability == Durability::Replicated {
+                self.standby_acks.note_copies(copies);
+            }
             waited_for = copies;
             let writable = lock_partitions(storage, jobs)?;
             self.forget_counters_sql_moved();
@@ -478,16 +520,16 @@ impl GroupCommitter {
             self.metrics.produced(stored_rows, stored_bytes);
             self.sequences.committed();
             self.txns.committed();
-            self.publish(&touched);
-            self.written_since_refresh.extend(touched);
-            if let Some(copies_after) = replicas::copies_lost_during(runner, waited_for) {
-                answer_copies_lost(jobs, &mut results, copies_after);
+            match waited_for.filter(|&copies| copies > 1) {
+                Some(copies) => self.wait_for_standbys(copies, &touched),
+                None => self.publish(&touched),
             }
+            self.written_since_refresh.extend(touched.into_keys());
             return Ok(results);
         }
         // Rolled back: forget every counter and producer state this write moved or loaded;
         // they are re-read from the table.
-        self.next_offsets.retain(|key, _| !touched.contains(key));
+        self.next_offsets.retain(|key, _| !touched.contains_key(key));
         self.sequences.rolled_back();
         self.txns.rolled_back();
         committed.map(|()| results)
@@ -522,10 +564,10 @@ impl GroupCommitter {
         }
     }
 
-    /// Publishes the high watermarks of the partitions a commit wrote, and wakes waiting
-    /// Fetches.
-    fn publish(&self, touched: &HashSet<(i32, i32)>) {
-        for &(topic_id, partition) in touched {
+    /// A commit that waited for no standby: publishes the high watermarks of the
+    /// partitions it wrote (up to a hold, writer/standby_acks.rs), and wakes waiting Fetches.
+    fn publish(&self, touched: &HashMap<(i32, i32), i64>) {
+        for &(topic_id, partition) in touched.keys() {
             self.watermarks.advance(topic_id, partition, self.next_offsets[&(topic_id, partition)]);
             self.metrics.appended((topic_id, partition));
         }
@@ -534,13 +576,24 @@ impl GroupCommitter {
         }
     }
 
+    /// A local commit whose producers wait for `copies`: its partitions' high watermarks
+    /// are held at what it wrote, its answers wait (in [`acknowledge`](Self::acknowledge)).
+    fn wait_for_standbys(&mut self, copies: i64, touched: &HashMap<(i32, i32), i64>) {
+        let commit_end = self.standby_acks.last_commit_end();
+        let ranges = touched.iter().map(|(&key, &first)| (key, (first, self.next_offsets[&key])));
+        let commit = self.local_commit.get_or_insert_default();
+        commit.add(commit_end, copies, ranges);
+        self.standby_acks.hold(commit);
+        touched.keys().for_each(|&key| self.metrics.appended(key));
+    }
+
     /// Decides where one append goes and adds its rows.
     fn place(
         &mut self,
         storage: &mut dyn Storage,
         append: &PartitionAppend,
         rows: &mut Appended,
-        touched: &mut HashSet<(i32, i32)>,
+        touched: &mut HashMap<(i32, i32), i64>,
     ) -> Result<Placement, StorageError> {
         let Some(topic) = self.current_topic(storage, append)? else {
             return Ok(Placement::Refused(ResponseError::UnknownTopicOrPartition));
@@ -604,7 +657,7 @@ impl GroupCommitter {
             offset += 1;
         }
         self.next_offsets.insert(key, offset);
-        touched.insert(key);
+        touched.entry(key).or_insert(base_offset);
         Ok(Placement::Rows { base_offset })
     }
 
@@ -674,20 +727,6 @@ impl Appended {
     }
 }
 
-/// A commit that waited for standbys ended with only `copies_after` left: its acks=all
-/// appends to topics that want more are answered NOT_ENOUGH_REPLICAS_AFTER_APPEND (they
-/// are written).
-fn answer_copies_lost(jobs: &[ProduceJob], results: &mut [JobOutcome], copies_after: i64) {
-    for (job, outcome) in jobs.iter().zip(results.iter_mut()) {
-        let Some(answers) = outcome else { continue };
-        for (append, answer) in job.appends.iter().zip(answers.iter_mut()) {
-            if let (Ok(_), Some(error)) = (&answer, replicas::too_few_after(job.acks_all, &append.topic, copies_after)) {
-                *answer = Err(error);
-            }
-        }
-    }
-}
-
 fn placement_result(placement: Placement) -> AppendResult {
     match placement {
         Placement::Rows { base_offset } => Ok(base_offset),
@@ -719,6 +758,9 @@ fn is_data_error(error: &StorageError) -> bool {
 /// shared lock table holds about `max_locks_per_transaction` × connections entries in all
 /// (6,400 with default settings), and a full one would fail the whole commit.
 const MAX_PARTITIONS_PER_WRITE: usize = 1024;
+
+/// How often the standbys' confirmations are looked at while answers wait for them.
+const STANDBY_POLL_INTERVAL: Duration = Duration::from_millis(1);
 
 /// How soon jobs waiting for a partition lock are tried again, at the earliest.
 const MIN_RETRY_INTERVAL: Duration = Duration::from_millis(1);

@@ -427,26 +427,134 @@ async fn a_standbys_refresh_follows_the_replayed_transactions() {
     assert_eq!(log.stable_offset((1, 0), 4), 4);
 }
 
+/// What the standbys have confirmed, as a test sets it: each commit ends one position
+/// further on.
+#[derive(Clone, Default)]
+struct Standbys {
+    commits: Arc<std::sync::atomic::AtomicU64>,
+    confirmed: Arc<parking_lot::Mutex<Option<u64>>>,
+}
+
+impl Standbys {
+    fn confirm(&self, position: Option<u64>) {
+        *self.confirmed.lock() = position;
+    }
+}
+
+impl ReplicationProgress for Standbys {
+    fn last_commit_end(&mut self) -> u64 {
+        self.commits.load(Ordering::Relaxed)
+    }
+
+    fn confirmed(&self) -> Option<u64> {
+        *self.confirmed.lock()
+    }
+}
+
+/// A committer whose commits, one standby in sync, wait for what `Standbys` confirms.
+fn with_a_standby(watermarks: Watermarks) -> (CommitQueue, GroupCommitter, DirectRunner<MemoryStorage>, Standbys) {
+    let (queue, mut committer) = channel(settings(0), Arc::new(|| {}), watermarks, TopicCache::default());
+    let mut runner = runner_with_topic(2);
+    runner.0.in_sync = Some(vec!["node2".into()]);
+    let standbys = Standbys::default();
+    standbys.confirm(Some(0));
+    committer.set_replication_progress(Box::new(standbys.clone()));
+    (queue, committer, runner, standbys)
+}
+
+/// Whether an answer has not come yet (polled once, nobody woken).
+fn is_pending<F: std::future::Future + Unpin>(answer: &mut F) -> bool {
+    let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+    std::pin::Pin::new(answer).poll(&mut context).is_pending()
+}
+
+/// Polls once, as the worker's turn does, with the next commit ending one position on.
+fn turn(committer: &mut GroupCommitter, runner: &mut DirectRunner<MemoryStorage>, standbys: &Standbys) -> Option<Duration> {
+    standbys.commits.fetch_add(1, Ordering::Relaxed);
+    committer.poll(runner)
+}
+
 /// With a standby in sync, acks=1 and acks=all Produce requests go in group commits of
-/// their own, in the order they came: the acks=1 ones local, the acks=all ones waiting for
-/// the standby (and held to `min.insync.replicas`).
+/// their own, in the order they came: the acks=1 ones answered at their commit, the
+/// acks=all ones once the standby confirmed theirs (and held to `min.insync.replicas`).
 #[tokio::test]
 async fn acks_one_and_acks_all_never_share_a_group_commit() {
-    let (queue, mut committer) = channel(settings(0), Arc::new(|| {}), Watermarks::default(), TopicCache::default());
-    let mut runner = runner_with_topic(1);
-    runner.0.in_sync = Some(vec!["node2".into()]);
+    let (queue, mut committer, mut runner, standbys) = with_a_standby(Watermarks::default());
     let first = queue.enqueue_produce(vec![append("t", 0, 1)], 10, false);
     let second = queue.enqueue_produce(vec![append("t", 0, 1)], 10, false);
-    let third = queue.enqueue_produce(vec![append("t", 0, 1)], 10, true);
+    let mut third = Box::pin(queue.enqueue_produce(vec![append("t", 0, 1)], 10, true));
     let fourth = queue.enqueue_produce(vec![append("t", 0, 1)], 10, false);
-    assert_eq!(committer.poll(&mut runner), Some(Duration::ZERO));
-    assert_eq!(runner.0.local_commits, 1, "the two acks=1 jobs: one local commit");
-    assert_eq!(committer.poll(&mut runner), Some(Duration::ZERO));
-    assert_eq!(runner.0.local_commits, 1, "the acks=all job waited for the standby");
-    assert_eq!(committer.poll(&mut runner), None);
-    assert_eq!(runner.0.local_commits, 2);
-    let offsets = [first.await.unwrap(), second.await.unwrap(), third.await.unwrap(), fourth.await.unwrap()];
-    assert_eq!(offsets, [vec![Ok(0)], vec![Ok(1)], vec![Ok(2)], vec![Ok(3)]], "in the order they came");
+    assert_eq!(turn(&mut committer, &mut runner, &standbys), Some(Duration::ZERO));
+    assert_eq!(turn(&mut committer, &mut runner, &standbys), Some(Duration::ZERO), "the acks=all job, committed at 2");
+    assert_eq!(turn(&mut committer, &mut runner, &standbys), Some(STANDBY_POLL_INTERVAL), "its answer waits");
+    assert_eq!(runner.0.local_commits, 3, "every commit is local");
+    let offsets = [first.await.unwrap(), second.await.unwrap(), fourth.await.unwrap()];
+    assert_eq!(offsets, [vec![Ok(0)], vec![Ok(1)], vec![Ok(3)]], "in the order they came");
+    assert!(is_pending(&mut third), "the standby has not confirmed it");
+    standbys.confirm(Some(2));
+    assert_eq!(turn(&mut committer, &mut runner, &standbys), None);
+    assert_eq!(third.await.unwrap(), vec![Ok(2)]);
+}
+
+/// While the standby has not confirmed a group, the writer goes on with the next ones, and
+/// Fetch sees nothing past the first unconfirmed offset of each partition (rows committed
+/// without waiting behind it included); confirmations release the groups in order.
+#[tokio::test]
+async fn the_writer_goes_on_while_answers_wait_and_the_high_watermark_waits_with_them() {
+    let watermarks = Watermarks::default();
+    let (queue, mut committer, mut runner, standbys) = with_a_standby(watermarks.clone());
+    watermarks.load(&mut runner.0, &[(1, 0), (1, 1)]).unwrap();
+    let mut first = Box::pin(queue.enqueue_produce(vec![append("t", 0, 2)], 10, true));
+    turn(&mut committer, &mut runner, &standbys); // commit 1
+    let mut second = Box::pin(queue.enqueue_produce(vec![append("t", 0, 1), append("t", 1, 1)], 10, true));
+    turn(&mut committer, &mut runner, &standbys); // commit 2
+    let acks_one = queue.enqueue_produce(vec![append("t", 1, 3)], 10, false);
+    turn(&mut committer, &mut runner, &standbys); // commit 3, answered at once
+    assert_eq!(acks_one.await.unwrap(), vec![Ok(1)]);
+    assert_eq!(runner.0.messages.len(), 7, "everything is written");
+    let high = |partition| watermarks.get(1, partition).unwrap().high;
+    assert_eq!((high(0), high(1)), (0, 0), "held at the first unconfirmed offsets");
+    standbys.confirm(Some(1));
+    turn(&mut committer, &mut runner, &standbys);
+    assert_eq!(first.as_mut().await.unwrap(), vec![Ok(0)]);
+    assert!(is_pending(&mut second));
+    assert_eq!((high(0), high(1)), (2, 0), "the second group still holds both");
+    standbys.confirm(Some(2));
+    assert_eq!(turn(&mut committer, &mut runner, &standbys), None, "nothing waits any more");
+    assert_eq!(second.await.unwrap(), vec![Ok(2), Ok(0)]);
+    assert_eq!((high(0), high(1)), (3, 4), "the acks=1 rows behind it are readable with it");
+}
+
+/// No more than MAX_WAITING_GROUPS wait: the writer then writes nothing until one is released.
+#[tokio::test]
+async fn a_standby_that_falls_far_behind_holds_the_writer() {
+    use super::super::standby_acks::MAX_WAITING_GROUPS;
+    let (queue, mut committer, mut runner, standbys) = with_a_standby(Watermarks::default());
+    let mut answers = Vec::new();
+    for _ in 0..=MAX_WAITING_GROUPS {
+        answers.push(queue.enqueue_produce(vec![append("t", 0, 1)], 10, true));
+        turn(&mut committer, &mut runner, &standbys);
+    }
+    assert_eq!(runner.0.messages.len(), MAX_WAITING_GROUPS, "the last job waits to be written");
+    standbys.confirm(Some(1));
+    turn(&mut committer, &mut runner, &standbys);
+    assert_eq!(runner.0.messages.len(), MAX_WAITING_GROUPS + 1);
+    standbys.confirm(Some(u64::MAX));
+    turn(&mut committer, &mut runner, &standbys);
+    for (offset, answer) in answers.into_iter().enumerate() {
+        assert_eq!(answer.await.unwrap(), vec![Ok(offset as i64)]);
+    }
+}
+
+/// Shutdown with answers waiting: REQUEST_TIMED_OUT (written, not confirmed).
+#[tokio::test]
+async fn answers_still_waiting_at_shutdown_time_out() {
+    let (queue, mut committer, mut runner, standbys) = with_a_standby(Watermarks::default());
+    let waiting = queue.enqueue_produce(vec![append("t", 0, 1)], 10, true);
+    turn(&mut committer, &mut runner, &standbys);
+    committer.fail_pending();
+    assert_eq!(waiting.await.unwrap(), vec![Err(ResponseError::RequestTimedOut)]);
+    assert!(committer.standby_acks.is_empty());
 }
 
 /// Synchronous replication with no standby in sync: the commit is local (it never waits
@@ -469,20 +577,36 @@ async fn with_no_standby_in_sync_commits_are_local_and_too_few_copies_are_refuse
     assert_eq!(runner.0.messages.len(), 3, "nothing of the refused append was written");
 }
 
-/// A commit that waited for a standby and was let go without it (Patroni cleared
+/// A group waiting for a standby that is let go without it (Patroni cleared
 /// `synchronous_standby_names`): written, and its acks=all appends to a topic that wants
 /// two copies are answered NOT_ENOUGH_REPLICAS_AFTER_APPEND; the others succeed.
 #[tokio::test]
 async fn a_commit_let_go_without_its_standby_is_answered_not_enough_replicas_after_append() {
-    let (queue, mut committer) = channel(settings(0), Arc::new(|| {}), Watermarks::default(), TopicCache::default());
-    let mut runner = runner_with_topic(2);
-    runner.0.in_sync = Some(vec!["node2".into()]);
-    runner.0.standbys_leave_on_append = true;
+    let (queue, mut committer, mut runner, standbys) = with_a_standby(Watermarks::default());
     let mut wants_two = append("t", 0, 2);
     wants_two.topic.settings = crate::config::topic::TopicSettings::from_stored(&[("min.insync.replicas".into(), "2".into())]);
     let acks_all = queue.enqueue_produce(vec![wants_two, append("t", 1, 1)], 10, true);
-    assert_eq!(committer.poll(&mut runner), None);
+    assert_eq!(turn(&mut committer, &mut runner, &standbys), Some(STANDBY_POLL_INTERVAL));
+    runner.0.in_sync = Some(Vec::new());
+    standbys.confirm(None);
+    assert_eq!(turn(&mut committer, &mut runner, &standbys), None);
     assert_eq!(acks_all.await.unwrap(), vec![Err(ResponseError::NotEnoughReplicasAfterAppend), Ok(0)]);
     assert_eq!(runner.0.messages.len(), 3, "everything was written");
-    assert_eq!(runner.0.local_commits, 0, "the commit waited for the standby");
+}
+
+/// A group waiting for a standby that leaves while synchronous replication stays on: the
+/// next acks=all group counts one copy, and the waiting one is let go with what it has.
+#[tokio::test]
+async fn a_group_waiting_for_a_standby_that_left_is_let_go_when_the_next_group_counts_fewer() {
+    let (queue, mut committer, mut runner, standbys) = with_a_standby(Watermarks::default());
+    let mut wants_two = append("t", 0, 1);
+    wants_two.topic.settings = crate::config::topic::TopicSettings::from_stored(&[("min.insync.replicas".into(), "2".into())]);
+    let first = queue.enqueue_produce(vec![wants_two], 10, true);
+    turn(&mut committer, &mut runner, &standbys);
+    runner.0.in_sync = Some(Vec::new());
+    let second = queue.enqueue_produce(vec![append("t", 0, 1)], 10, true);
+    turn(&mut committer, &mut runner, &standbys);
+    assert_eq!(turn(&mut committer, &mut runner, &standbys), None);
+    assert_eq!(first.await.unwrap(), vec![Err(ResponseError::NotEnoughReplicasAfterAppend)]);
+    assert_eq!(second.await.unwrap(), vec![Ok(1)], "one copy was all it could have");
 }

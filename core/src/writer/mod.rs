@@ -9,4 +9,5 @@ pub mod group_commit;
 pub mod replicas;
 pub mod retention;
 pub mod sequences;
+pub mod standby_acks;
 pub mod transactions;

@@ -11,7 +11,8 @@
 //!   wait for standbys): nothing changes; there is one copy and no topic is refused;
 //! - none in sync: the commit is local (`synchronous_commit = local` for this
 //!   transaction), as Kafka's ISR shrunk to the leader; one copy;
-//! - n in sync: the commit waits for them, as configured; n + 1 copies;
+//! - n in sync: the commit's producers wait for them, as configured (writer/standby_acks.rs:
+//!   the commit itself is local, the answers wait); n + 1 copies;
 //! - a commit of acks=1 (and acks=0) Produce requests alone is local whatever the count:
 //!   Kafka answers acks=1 once the leader has the records. Group commits of the two kinds
 //!   never mix (the committer ends a group where the kind changes), so an acks=1 producer
@@ -19,14 +20,10 @@
 //!
 //! With a count, acks=all appends to a topic whose `min.insync.replicas` exceeds the copies
 //! are refused NOT_ENOUGH_REPLICAS, nothing written. A standby that stops answering but
-//! is still connected holds commits until `wal_sender_timeout` ends its connection (Kafka's
-//! `replica.lag.time.max.ms`). A commit that waited can also be let go without its
-//! standbys: a failover manager (Patroni) that gives a dead synchronous standby up clears
-//! `synchronous_standby_names`, and Postgres releases every waiting commit. So after a
-//! commit that waited the writer counts again, and acks=all appends it made to a topic
-//! whose `min.insync.replicas` now exceeds the copies are answered
-//! NOT_ENOUGH_REPLICAS_AFTER_APPEND, as Kafka answers when its ISR shrank during the
-//! wait: the records are written, and a retry of an idempotent producer is a duplicate.
+//! is still connected holds acks=all answers until `wal_sender_timeout` ends its connection
+//! (Kafka's `replica.lag.time.max.ms`). A commit waiting can also be let go without its standbys
+//! (a failover manager clears `synchronous_standby_names`): writer/standby_acks.rs counts
+//! its copies again, and answers NOT_ENOUGH_REPLICAS_AFTER_APPEND where too few are left.
 //!
 //! The same standbys are the in-sync replicas Metadata names: [`InSyncWatch`] maps their
 //! `application_name`s to node ids (`pg_kafka.cluster_nodes`), publishes them to the
@@ -53,17 +50,17 @@ pub enum Durability {
     Replicated,
 }
 
-/// The copies this commit will have (`None`: synchronous replication is off), after
-/// making it local when no standby is in sync or its producers asked for no more.
+/// The copies this commit will have (`None`: synchronous replication is off). The commit
+/// itself is local then: its producers, if they asked for the standbys in sync, wait for
+/// them apart from it (writer/standby_acks.rs).
 pub fn copies_now(storage: &mut dyn Storage, durability: Durability) -> Result<Option<i64>, StorageError> {
-    Ok(match (copies_in_sync(storage)?, durability) {
-        (None, _) => None,
-        (Some(1), _) | (Some(_), Durability::Local) => {
-            storage.commit_locally()?;
-            Some(1)
-        }
-        (Some(copies), Durability::Replicated) => Some(copies),
-    })
+    let copies = match (copies_in_sync(storage)?, durability) {
+        (None, _) => return Ok(None),
+        (Some(_), Durability::Local) => 1,
+        (Some(copies), Durability::Replicated) => copies,
+    };
+    storage.commit_locally()?;
+    Ok(Some(copies))
 }
 
 /// The leader's copy and one per standby in sync now; `None` without synchronous
@@ -79,20 +76,10 @@ pub fn too_few(acks_all: bool, topic: &Topic, copies: Option<i64>) -> Option<Res
     (topic.settings.min_insync_replicas > copies).then_some(ResponseError::NotEnoughReplicas)
 }
 
-/// After a commit that waited for standbys (`copies` above one): the copies it has now,
-/// if fewer (`None`: as many, or the count failed: the commit's answer stands). Counted
-/// by how far each standby has come, not by who is in sync, which can lag behind the
-/// release of the commit.
-pub fn copies_lost_during(runner: &mut dyn JobRunner, copies: Option<i64>) -> Option<i64> {
-    let before = copies.filter(|c| *c > 1)?;
-    let after = in_transaction(runner, |storage| storage.copies_of_last_commit()).ok()?;
-    (after < before).then_some(after)
-}
-
-/// Why an acks=all append to `topic`, made with the copies a commit waited for, is
-/// answered an error once only `copies_after` are left.
-pub fn too_few_after(acks_all: bool, topic: &Topic, copies_after: i64) -> Option<ResponseError> {
-    (acks_all && topic.settings.min_insync_replicas > copies_after).then_some(ResponseError::NotEnoughReplicasAfterAppend)
+/// Why an acks=all append to a topic that wants `min_insync` copies, made with the copies a
+/// commit waited for, is answered an error once only `copies_after` are left.
+pub fn too_few_after(acks_all: bool, min_insync: i64, copies_after: i64) -> Option<ResponseError> {
+    (acks_all && min_insync > copies_after).then_some(ResponseError::NotEnoughReplicasAfterAppend)
 }
 
 /// The standbys (node ids) in sync now, as the network side names them in Metadata:
@@ -211,29 +198,20 @@ mod tests {
     }
 
     #[test]
-    fn standbys_in_sync_count_and_the_commit_waits_for_them() {
+    fn standbys_in_sync_count_and_the_commit_is_local_all_the_same() {
         let mut storage = MemoryStorage::default();
         storage.in_sync = standbys(1);
         let copies = copies_now(&mut storage, Durability::Replicated).unwrap();
-        assert_eq!((copies, storage.local_commits), (Some(2), 0));
+        assert_eq!((copies, storage.local_commits), (Some(2), 1));
         assert_eq!(too_few(true, &topic("2"), copies), None);
         assert_eq!(too_few(true, &topic("3"), copies), Some(ResponseError::NotEnoughReplicas));
     }
 
     #[test]
-    fn a_commit_let_go_without_its_standbys_is_answered_after_append() {
-        let mut runner = DirectRunner(MemoryStorage::default());
-        runner.0.in_sync = standbys(0);
-        assert_eq!(copies_lost_during(&mut runner, Some(2)), Some(1), "the standby it waited for is gone");
-        assert_eq!(copies_lost_during(&mut runner, Some(1)), None, "it waited for none");
-        assert_eq!(copies_lost_during(&mut runner, None), None);
-        runner.0.in_sync = None;
-        assert_eq!(copies_lost_during(&mut runner, Some(3)), Some(1), "no standby has it");
-        runner.0.in_sync = standbys(2);
-        assert_eq!(copies_lost_during(&mut runner, Some(3)), None);
-        assert_eq!(too_few_after(true, &topic("2"), 1), Some(ResponseError::NotEnoughReplicasAfterAppend));
-        assert_eq!(too_few_after(true, &topic("1"), 1), None);
-        assert_eq!(too_few_after(false, &topic("2"), 1), None);
+    fn an_append_left_with_too_few_copies_is_answered_after_append() {
+        assert_eq!(too_few_after(true, 2, 1), Some(ResponseError::NotEnoughReplicasAfterAppend));
+        assert_eq!(too_few_after(true, 1, 1), None);
+        assert_eq!(too_few_after(false, 2, 1), None, "acks=1 is not held to it");
     }
 
     #[test]

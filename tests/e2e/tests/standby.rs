@@ -130,6 +130,10 @@ fn a_commit_let_go_without_its_standby_is_answered_after_append(topic: &str) {
     });
     std::thread::sleep(Duration::from_millis(1500));
     let waited = !waiting.is_finished();
+    // The commit is local; what waits is the answer, and the high watermark with it: no
+    // consumer reads a record the standby does not have.
+    let written_while_waiting = PRIMARY.psql("SELECT count(*) FROM kafka.topic_messages WHERE topic = 'two-copies'");
+    let high_while_waiting = primary_high_watermark("two-copies");
     PRIMARY.psql("ALTER SYSTEM RESET synchronous_standby_names");
     PRIMARY.psql("SELECT pg_reload_conf()");
     let code = waiting.join();
@@ -137,9 +141,21 @@ fn a_commit_let_go_without_its_standby_is_answered_after_append(topic: &str) {
     assert!(waited, "the acks=all commit waited for the stopped standby");
     assert_eq!(code.expect("answered"), 20, "NOT_ENOUGH_REPLICAS_AFTER_APPEND");
     assert_eq!(PRIMARY.psql("SELECT count(*) FROM kafka.topic_messages WHERE topic = 'two-copies'"), "1", "written");
+    assert_eq!((written_while_waiting.as_str(), high_while_waiting), ("1", 0), "committed, but not readable while it waited");
+    assert_eq!(primary_high_watermark("two-copies"), 1, "readable once let go");
     wait_until("both nodes to name the leader alone in sync", || {
         in_sync_replicas(&PRIMARY.bootstrap(), topic) == [1] && in_sync_replicas(&STANDBY.bootstrap(), topic) == [1]
     });
+}
+
+/// The high watermark of the primary's partition 0 of `topic`, as Fetch answers it.
+fn primary_high_watermark(topic: &str) -> i64 {
+    let mut reader = RawClient::connect_to(&PRIMARY.bootstrap());
+    reader.send_message(ApiKey::Fetch, 11, &fetch_from_start(topic, 100, 1 << 20));
+    let response: FetchResponse = reader.read_response(ApiKey::Fetch, 11);
+    let partition = &response.responses[0].partitions[0];
+    assert_eq!(partition.error_code, 0, "fetched");
+    partition.high_watermark
 }
 
 fn produce_request(topic: &'static str) -> ProduceRequest {
