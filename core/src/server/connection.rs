@@ -436,6 +436,18 @@ mod tests {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::{TcpListener, TcpStream};
 
+    /// Polls `done` every 20 ms until it holds or `limit` has passed; whether it held.
+    async fn wait_for(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        while !done() {
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        true
+    }
+
     fn loopback_listener() -> Arc<ListenerInfo> {
         Arc::new(ListenerInfo::plaintext("127.0.0.1", 9092))
     }
@@ -572,10 +584,7 @@ mod tests {
         // Until the server has read (nearly) all four frames: a busy machine takes a while.
         let held = || crate::broker::UNAUTHENTICATED_BUDGET_BYTES - broker.unauthenticated_budget().available_permits();
         let expected = 4 * (MAX_UNAUTHENTICATED_FRAME_BYTES - 1024) - 4 * 65536;
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-        while held() < expected && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        wait_for(Duration::from_secs(20), || held() >= expected).await;
         assert!(held() >= expected, "held {}", held());
         assert_eq!(broker.budget().available_permits(), shared, "the shared budget is untouched");
     }
@@ -610,17 +619,15 @@ mod tests {
         for _ in 0..16 {
             greedy.write_all(&request).await.unwrap();
         }
-        // Responses of 4 MiB each fill the socket buffers; the rest wait in the budget.
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        assert!(broker.responses().available_permits() < budget, "responses hold budget");
-        let mut released = false;
-        for _ in 0..50 {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            if broker.budget().available_permits() == budget && broker.responses().available_permits() == budget {
-                released = true;
-                break;
-            }
-        }
+        // Responses of 4 MiB each fill the socket buffers; the rest wait in the budget. (A
+        // busy machine, the unit tier's other tests beside it, may take seconds to get there:
+        // each step is awaited, not timed.)
+        let held = wait_for(Duration::from_secs(20), || broker.responses().available_permits() < budget).await;
+        assert!(held, "responses hold budget");
+        let released = wait_for(Duration::from_secs(30), || {
+            broker.budget().available_permits() == budget && broker.responses().available_permits() == budget
+        })
+        .await;
         assert!(released, "the budget came back once the connection was cut off");
         drop(greedy);
     }
