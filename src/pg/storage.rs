@@ -219,6 +219,20 @@ impl Storage for PgStorage {
         Ok(locked)
     }
 
+    fn see_latest_commits(&mut self) -> Result<(), StorageError> {
+        // SAFETY: inside the runner's transaction, between statements: the snapshot it
+        // pushed is replaced by the latest one (whatever the isolation level), which the
+        // runner pops at the end as before. Reads that follow (pgrx runs a transaction's
+        // reads before its first write read-only, under the active snapshot) see what was
+        // committed before the locks were granted.
+        unsafe {
+            pg_sys::CommandCounterIncrement();
+            pg_sys::PopActiveSnapshot();
+            pg_sys::PushActiveSnapshot(pg_sys::GetLatestSnapshot());
+        }
+        Ok(())
+    }
+
     fn append(&mut self, rows: &MessageRows) -> Result<(), StorageError> {
         copy_in::copy_into(c"messages", encode_binary(rows)?);
         Ok(())

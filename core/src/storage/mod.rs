@@ -328,6 +328,13 @@ pub trait Storage {
     /// offsets: the group-commit writer for one commit, or a SQL session that called
     /// `kafka.produce()` until its transaction ends.
     fn try_lock_partition(&mut self, topic_id: i32, partition: i32) -> Result<bool, StorageError>;
+    /// Makes what follows in this transaction see every commit made before now: called
+    /// once the append locks are taken, so that offsets read under them see the rows of
+    /// whoever held a lock before (a SQL session that committed after this transaction's
+    /// snapshot was taken, but before its lock was granted).
+    fn see_latest_commits(&mut self) -> Result<(), StorageError> {
+        Ok(())
+    }
     /// Inserts the rows, all in the caller's transaction.
     fn append(&mut self, rows: &MessageRows) -> Result<(), StorageError>;
     /// Inserts record batches (topics in the batch layout), in the caller's transaction.

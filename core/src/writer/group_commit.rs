@@ -479,6 +479,7 @@ impl GroupCommitter {
             }
             waited_for = copies;
             let writable = lock_partitions(storage, jobs)?;
+            storage.see_latest_commits()?;
             self.forget_counters_sql_moved();
             let mut rows = Appended::default();
             results = jobs
