@@ -416,13 +416,11 @@ impl GroupCommitter {
         let mut for_standbys = Vec::new();
         for (job, outcome) in jobs.into_iter().zip(outcomes) {
             match outcome {
+                // A producer that went away (connection closed) no longer needs its answer.
+                Some(results) if local_commit.is_none() => drop(job.reply.send(results)),
                 Some(results) => {
                     let min_insync = job.appends.iter().map(|a| a.topic.settings.min_insync_replicas).collect();
-                    let answer = WaitingAnswer { reply: job.reply, results, acks_all: job.acks_all, min_insync };
-                    match local_commit {
-                        Some(_) => for_standbys.push(answer),
-                        None => answer.send(),
-                    }
+                    for_standbys.push(WaitingAnswer { reply: job.reply, results, acks_all: job.acks_all, min_insync });
                 }
                 None if job.queued_at.elapsed() >= self.settings.max_lock_wait => {
                     let _ = job.reply.send(vec![Err(ResponseError::RequestTimedOut); job.appends.len()]);
