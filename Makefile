@@ -52,7 +52,7 @@ BENCH_CONF    ?=
 
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 
-.PHONY: setup install run stop test lint unit-test pg-test e2e-test e2e-start e2e-stop java-test go-test ha-test conformance compatibility fuzz fuzz-seeds bench clean-data
+.PHONY: setup install run stop test lint unit-test pg-test e2e-test e2e-start e2e-stop java-test go-test ha-test shadow-test conformance compatibility fuzz fuzz-seeds bench clean-data
 
 setup:
 	scripts/setup.sh $(PG)
@@ -63,7 +63,7 @@ setup:
 UPGRADES := sql/pg_kafka--0.1.0--0.2.0.sql sql/pg_kafka--0.2.0--0.3.0.sql sql/pg_kafka--0.3.0--0.4.0.sql \
 	sql/pg_kafka--0.4.0--0.5.0.sql sql/pg_kafka--0.5.0--0.6.0.sql sql/pg_kafka--0.6.0--0.7.0.sql \
 	sql/pg_kafka--0.7.0--0.8.0.sql sql/pg_kafka--0.8.0--0.9.0.sql sql/pg_kafka--0.9.0--0.10.0.sql \
-	sql/pg_kafka--0.10.0--0.11.0.sql
+	sql/pg_kafka--0.10.0--0.11.0.sql sql/pg_kafka--0.11.0--0.12.0.sql
 sql/pg_kafka--0.1.0--0.2.0.sql: sql/security.sql sql/connections.sql
 	{ echo "-- pg_kafka 0.1.0 to 0.2.0, written by make from $^"; cat $^; } > $@
 sql/pg_kafka--0.2.0--0.3.0.sql: sql/outbox.sql sql/monitor.sql
@@ -84,6 +84,8 @@ sql/pg_kafka--0.9.0--0.10.0.sql: sql/replication.sql sql/hardening.sql
 	{ echo "-- pg_kafka 0.9.0 to 0.10.0, written by make from $^"; cat $^; } > $@
 sql/pg_kafka--0.10.0--0.11.0.sql: sql/in_sync.sql sql/hardening.sql
 	{ echo "-- pg_kafka 0.10.0 to 0.11.0, written by make from $^"; cat $^; } > $@
+sql/pg_kafka--0.11.0--0.12.0.sql: sql/shadow.sql sql/hardening.sql
+	{ echo "-- pg_kafka 0.11.0 to 0.12.0, written by make from $^"; cat $^; } > $@
 
 install: setup $(UPGRADES)
 	cargo pgrx install --release --pg-config $(PG_CONFIG)
@@ -111,9 +113,11 @@ lint:
 		echo "pg_kafka_core depends on pgrx: the core must build without Postgres"; exit 1; \
 	else echo "lint: pg_kafka_core does not depend on pgrx"; fi
 
-# The core's tests need no Postgres and never build pgrx; the glue's few pure tests do.
+# The core's and the forwarder's tests need no Postgres and never build pgrx; the glue's few
+# pure tests do.
 unit-test:
 	cargo test -p pg_kafka_core
+	cargo test -p pg_kafka_shadow
 	cargo test -p pg_kafka --lib -- --skip tests::pg_
 
 pg-test:
@@ -205,6 +209,18 @@ HA_DIR ?= target/ha$(PG_SUFFIX)
 ha-test: setup install
 	PGKAFKA_HA_DIR=$(abspath $(HA_DIR)) PATH="$(PG_BIN):$$PATH" \
 		cargo test -p pg_kafka_e2e --test ha -- --ignored --nocapture
+
+# Shadow topics (tests/e2e/tests/shadow.rs): the pg_kafka_shadow forwarder between the
+# end-to-end cluster and a real Apache Kafka (scripts/kafka-broker.sh, Maven's jars) on
+# SHADOW_KAFKA_PORT (and the port after it), through kill -9 of the forwarder and of the
+# worker and an outage of Kafka. CI runs it on 15.
+SHADOW_KAFKA_PORT ?= 30200
+shadow-test: install
+	cargo build -p pg_kafka_shadow
+	$(MAKE) --no-print-directory e2e-start
+	$(E2E_ENV) PGKAFKA_SHADOW_BIN=$(abspath target/debug/pg_kafka_shadow) PGKAFKA_SHADOW_KAFKA_PORT=$(SHADOW_KAFKA_PORT) \
+		cargo test -p pg_kafka_e2e --test shadow -- --ignored --nocapture; \
+	status=$$?; scripts/cluster.sh stop $(E2E_DATA); scripts/kafka-broker.sh stop target/shadow-kafka; exit $$status
 
 # Clients' own test suites against pg_kafka, on a cluster of their own whose auto-created
 # topics have 4 partitions (the suites' default scenario): librdkafka's (every broker

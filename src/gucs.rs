@@ -181,6 +181,11 @@ fn unsigned(setting: &GucSetting<i32>) -> u64 {
     u64::try_from(setting.get()).unwrap_or(0)
 }
 
+/// The database the worker serves (`pg_kafka.database`), in any backend.
+pub fn served_database() -> String {
+    string_setting(&DATABASE).unwrap_or_else(|| Config::default().database)
+}
+
 /// Reads the GUCs into the core's settings. Main thread only.
 pub fn config() -> Config {
     let default = Config::default();

@@ -325,6 +325,9 @@ mod kafka {
             name!(last_append_time, Option<TimestampWithTimeZone>),
         ),
     > {
+        if !serves_this_database() {
+            return TableIterator::new(Vec::new());
+        }
         let published = PUBLISHED.share();
         notice_left_out("partitions", published.partitions.more, MAX_PARTITIONS);
         let known = |v: i64| (v >= 0).then_some(v);
@@ -339,4 +342,18 @@ mod kafka {
             .collect();
         TableIterator::new(rows)
     }
+}
+
+/// Whether the calling backend is in the database the worker serves. Its published
+/// partition figures are keyed by topic id, and another database with the extension has
+/// topics of its own under the same ids: there, the views compute their figures in SQL.
+fn serves_this_database() -> bool {
+    // SAFETY: a backend connected to a database; the name is palloc'd in the current context.
+    let name = unsafe { pg_sys::get_database_name(pg_sys::MyDatabaseId) };
+    if name.is_null() {
+        return false;
+    }
+    // SAFETY: get_database_name returns a NUL-terminated string or NULL (checked above).
+    let current = unsafe { std::ffi::CStr::from_ptr(name) };
+    current.to_bytes() == crate::gucs::served_database().as_bytes()
 }

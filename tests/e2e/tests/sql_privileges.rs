@@ -130,6 +130,10 @@ fn calls(allowed: &str, denied: &str) -> Vec<String> {
         "SELECT count(*) FROM kafka.connections".into(),
         "SELECT count(*) FROM kafka.consumer_lag".into(),
         "SELECT count(*) FROM kafka.acl_bindings".into(),
+        format!("SELECT kafka.shadow_topic('{allowed}', '127.0.0.1:1')"),
+        format!("SELECT kafka.unshadow_topic('{allowed}')"),
+        "SELECT count(*) FROM kafka.shadow_lag".into(),
+        "SELECT count(*) FROM kafka.shadow_topics".into(),
     ]
 }
 

@@ -47,7 +47,7 @@ fn update_from(version: &str) -> String {
     psql_in(&database, &format!("CREATE EXTENSION pg_kafka VERSION '{version}'"));
     psql_in(&database, "INSERT INTO kafka.topics (name, partitions) VALUES ('kept', 2)");
     psql_in(&database, "ALTER EXTENSION pg_kafka UPDATE");
-    assert_eq!(psql_in(&database, "SELECT extversion FROM pg_extension WHERE extname = 'pg_kafka'"), "0.11.0");
+    assert_eq!(psql_in(&database, "SELECT extversion FROM pg_extension WHERE extname = 'pg_kafka'"), "0.12.0");
     psql_in(&fresh, "CREATE EXTENSION pg_kafka");
     let (updated, installed) = (shape_of(&database), shape_of(&fresh));
     assert!(installed.contains("table kafka.acls") && installed.contains("view kafka.connections"), "{installed}");
@@ -58,6 +58,7 @@ fn update_from(version: &str) -> String {
     assert!(installed.contains("table kafka.batches") && installed.contains("topics.storage text"), "{installed}");
     assert!(installed.contains("table kafka.partition_cleaning"), "{installed}");
     assert!(installed.contains("table kafka.transaction_state") && installed.contains("view kafka.transactions"), "{installed}");
+    assert!(installed.contains("table kafka.shadow_topics") && installed.contains("view kafka.shadow_lag"), "{installed}");
     assert!(installed.contains("messages.producer_id bigint") && installed.contains("messages.control boolean"), "{installed}");
     assert!(installed.contains("table kafka.cluster_leader") && installed.contains("table kafka.cluster_in_sync"), "{installed}");
     assert_eq!(updated, installed, "an install updated from {version} differs from a fresh one");
@@ -156,7 +157,18 @@ fn updating_from_0_8_0_matches_a_fresh_install_and_reads_rows_as_before() {
     psql(&format!("DROP DATABASE {database}"));
 }
 
-/// The update users of the last release run: 0.10.0 gains the table a primary records its
+/// The update users of the last release run: 0.11.0 gains the shadow topics' tables, and a
+/// topic can be shadowed at once.
+#[test]
+fn updating_from_0_11_0_matches_a_fresh_install_and_can_shadow_a_topic() {
+    let database = update_from("0.11.0");
+    assert_eq!(psql_in(&database, "SELECT count(*) FROM kafka.shadow_topics"), "0");
+    assert_eq!(psql_in(&database, "SELECT kafka.shadow_topic('kept', 'kafka.example:9092')"), format!("pg_kafka-shadow-{database}-kept"));
+    assert_eq!(psql_in(&database, "SELECT count(*) FROM kafka.shadow_lag WHERE topic = 'kept' AND lag = 0"), "2");
+    psql(&format!("DROP DATABASE {database}"));
+}
+
+/// The update users of 0.10.0 run: it gains the table a primary records its
 /// synchronous standbys in, empty until a primary's worker writes it.
 #[test]
 fn updating_from_0_10_0_matches_a_fresh_install_and_adds_the_in_sync_record() {

@@ -1,0 +1,349 @@
+//! One shadowed topic, forwarded exactly once.
+//!
+//! The forward cursor lives on the external cluster, in the transaction that carries the
+//! messages: each batch read from pg_kafka is produced inside an external transaction
+//! (`transactional.id` of the topic's shadow row) together with the cursor past it,
+//! committed as the offsets of the shadow's consumer group (`sendOffsetsToTransaction`,
+//! what Kafka's consume-transform-produce does). Either both become visible or neither.
+//!
+//! A session starts with `initTransactions`, which fences any earlier instance and aborts
+//! the transaction it left open (a kill -9 mid-batch), then reads the cursor back with
+//! read_committed semantics, and goes on from there. Every error ends the session: the next
+//! one starts over from the cursor after a pause that doubles up to 30 s. Nothing is kept
+//! in between, so a crash anywhere (this process, pg_kafka's worker, Postgres, the external
+//! cluster) costs a redo of at most one uncommitted batch, never a duplicate a
+//! read_committed consumer of the external topic sees.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+
+use crate::catalog::ShadowSpec;
+use crate::log_line;
+use crate::metrics::Stats;
+use crate::options::Options;
+
+/// How long a call to either cluster may take before the session is given up.
+const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+/// The longest pause between sessions.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// The external transaction's timeout: an abandoned one is aborted by the external
+/// coordinator after this long even if no new session fences it.
+const TRANSACTION_TIMEOUT_MS: &str = "60000";
+/// How often pg_kafka's high watermarks are asked for (lag), and how long each may take.
+const WATERMARK_INTERVAL: Duration = Duration::from_secs(1);
+const WATERMARK_TIMEOUT: Duration = Duration::from_millis(500);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ForwardError {
+    #[error("{step}: {source}")]
+    Kafka {
+        step: &'static str,
+        #[source]
+        source: KafkaError,
+    },
+    #[error("the external cluster has no topic {0}: create it with as many partitions as the topic it shadows")]
+    NoExternalTopic(String),
+    #[error("{topic} has {source_partitions} partitions in pg_kafka and {external_topic} {external_partitions} in the external cluster: shadowing keeps each message's partition, so the counts must be the same")]
+    PartitionCounts { topic: String, source_partitions: usize, external_topic: String, external_partitions: usize },
+    #[error("pg_kafka has no topic {0}")]
+    NoSourceTopic(String),
+    #[error("the pg_kafka reader has no group metadata to commit the cursor under")]
+    NoGroupMetadata,
+}
+
+/// `step` as the context of an rdkafka error.
+fn at(step: &'static str) -> impl FnOnce(KafkaError) -> ForwardError {
+    move |source| ForwardError::Kafka { step, source }
+}
+
+pub struct Forwarding {
+    spec: ShadowSpec,
+    source_bootstrap: String,
+    source_properties: Vec<(String, String)>,
+    batch_messages: usize,
+    batch_wait: Duration,
+    stats: Arc<Stats>,
+    stop: Arc<AtomicBool>,
+    watermarks_asked: Mutex<Option<Instant>>,
+}
+
+impl Forwarding {
+    pub fn new(spec: ShadowSpec, options: &Options, stats: Arc<Stats>, stop: Arc<AtomicBool>) -> Forwarding {
+        Forwarding {
+            spec,
+            source_bootstrap: options.source_bootstrap.clone(),
+            source_properties: options.source_properties.clone(),
+            batch_messages: options.batch_messages,
+            batch_wait: options.batch_wait,
+            stats,
+            stop,
+            watermarks_asked: Mutex::new(None),
+        }
+    }
+
+    /// Sessions, one after another, until stopped.
+    pub fn run(self) {
+        let mut backoff = Duration::from_secs(1);
+        while !self.stopped() {
+            let started = Instant::now();
+            let result = self.session();
+            self.stats.session(&self.spec.topic, false);
+            match result {
+                Ok(()) => return,
+                Err(error) => log_line!("forwarding {} stopped, starting again in {backoff:?}: {error}", self.spec.topic),
+            }
+            if started.elapsed() > MAX_BACKOFF {
+                backoff = Duration::from_secs(1);
+            }
+            self.pause(backoff);
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+    }
+
+    fn stopped(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+
+    fn pause(&self, length: Duration) {
+        let until = Instant::now() + length;
+        while !self.stopped() && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The external cluster's client settings of this shadow.
+    fn external_config(&self) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        for (name, value) in &self.spec.properties {
+            config.set(name, value);
+        }
+        config.set("bootstrap.servers", &self.spec.bootstrap_servers);
+        config
+    }
+
+    /// One session: fence, read the cursor, forward until stopped or an error.
+    fn session(&self) -> Result<(), ForwardError> {
+        let producer: BaseProducer = self
+            .external_config()
+            .set("transactional.id", &self.spec.transactional_id)
+            .set("enable.idempotence", "true")
+            .set("transaction.timeout.ms", TRANSACTION_TIMEOUT_MS)
+            .set("linger.ms", "5")
+            .set("client.id", "pg_kafka_shadow")
+            .create()
+            .map_err(at("creating the external producer"))?;
+        producer.init_transactions(CALL_TIMEOUT).map_err(at("initTransactions on the external cluster"))?;
+        let partitions = self.partition_count(&producer)?;
+        let cursor = self.read_cursor(partitions)?;
+        let source = self.source_reader(&cursor)?;
+        self.stats.started_at(&self.spec.topic, self.spec.topic_id, &cursor);
+        self.stats.session(&self.spec.topic, true);
+        log_line!("forwarding {} from {:?}", self.spec.topic, cursor);
+        while !self.stopped() {
+            self.forward_one_batch(&source, &producer)?;
+        }
+        Ok(())
+    }
+
+    /// The partitions both sides have (they must agree).
+    fn partition_count(&self, producer: &BaseProducer) -> Result<usize, ForwardError> {
+        let external = producer
+            .client()
+            .fetch_metadata(Some(&self.spec.external_topic), CALL_TIMEOUT)
+            .map_err(at("metadata of the external topic"))?;
+        let external_partitions = match external.topics().first() {
+            Some(topic) if topic.error().is_none() && !topic.partitions().is_empty() => topic.partitions().len(),
+            _ => return Err(ForwardError::NoExternalTopic(self.spec.external_topic.clone())),
+        };
+        let reader: BaseConsumer = self.source_config().create().map_err(at("creating the pg_kafka reader"))?;
+        let source = reader.fetch_metadata(Some(&self.spec.topic), CALL_TIMEOUT).map_err(at("metadata of the pg_kafka topic"))?;
+        let source_partitions = match source.topics().first() {
+            Some(topic) if topic.error().is_none() && !topic.partitions().is_empty() => topic.partitions().len(),
+            _ => return Err(ForwardError::NoSourceTopic(self.spec.topic.clone())),
+        };
+        if source_partitions != external_partitions {
+            return Err(ForwardError::PartitionCounts {
+                topic: self.spec.topic.clone(),
+                source_partitions,
+                external_topic: self.spec.external_topic.clone(),
+                external_partitions,
+            });
+        }
+        Ok(source_partitions)
+    }
+
+    /// The next offset to forward of every partition, as the last committed external
+    /// transaction left it (0 where none did: the partition's log start).
+    fn read_cursor(&self, partitions: usize) -> Result<BTreeMap<i32, i64>, ForwardError> {
+        let reader: BaseConsumer = self
+            .external_config()
+            .set("group.id", &self.spec.transactional_id)
+            .set("enable.auto.commit", "false")
+            .set("isolation.level", "read_committed")
+            .create()
+            .map_err(at("creating the external cursor reader"))?;
+        let mut wanted = TopicPartitionList::new();
+        for partition in 0..partitions as i32 {
+            wanted.add_partition(&self.spec.external_topic, partition);
+        }
+        let committed = reader.committed_offsets(wanted, CALL_TIMEOUT).map_err(at("reading the cursor from the external cluster"))?;
+        Ok((0..partitions as i32)
+            .map(|partition| {
+                let offset = committed.find_partition(&self.spec.external_topic, partition).map(|e| e.offset());
+                (partition, if let Some(Offset::Offset(next)) = offset { next } else { 0 })
+            })
+            .collect())
+    }
+
+    fn source_config(&self) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        for (name, value) in &self.source_properties {
+            config.set(name, value);
+        }
+        config.set("bootstrap.servers", &self.source_bootstrap);
+        config
+    }
+
+    /// A reader of every partition of the pg_kafka topic from the cursor on, committed
+    /// records only. It carries the shadow's group id, which `sendOffsetsToTransaction`
+    /// names; it never joins the group nor commits on pg_kafka.
+    fn source_reader(&self, cursor: &BTreeMap<i32, i64>) -> Result<BaseConsumer, ForwardError> {
+        let reader: BaseConsumer = self
+            .source_config()
+            .set("group.id", &self.spec.transactional_id)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("isolation.level", "read_committed")
+            // A cursor below the log start (retention removed what was never forwarded):
+            // start from what is there; docs/shadow.md says to keep retention above outages.
+            .set("auto.offset.reset", "earliest")
+            .set("enable.partition.eof", "false")
+            .set("client.id", "pg_kafka_shadow")
+            .create()
+            .map_err(at("creating the pg_kafka reader"))?;
+        let mut assignment = TopicPartitionList::new();
+        for (&partition, &next) in cursor {
+            assignment
+                .add_partition_offset(&self.spec.topic, partition, Offset::Offset(next))
+                .map_err(at("assigning the pg_kafka partitions"))?;
+        }
+        reader.assign(&assignment).map_err(at("assigning the pg_kafka partitions"))?;
+        Ok(reader)
+    }
+
+    /// Reads up to a batch's worth from pg_kafka and commits it to the external cluster in
+    /// one transaction with the cursor past it. Returns with nothing done when nothing came.
+    fn forward_one_batch(&self, source: &BaseConsumer, producer: &BaseProducer) -> Result<(), ForwardError> {
+        let Some(first) = self.next_message(source, Duration::from_millis(200)) else {
+            self.note_high_watermarks(source);
+            return Ok(());
+        };
+        producer.begin_transaction().map_err(at("beginning an external transaction"))?;
+        let mut cursor: BTreeMap<i32, i64> = BTreeMap::new();
+        let mut count = 0u64;
+        let deadline = Instant::now() + self.batch_wait;
+        let mut next = Some(first);
+        while let Some(message) = next {
+            self.send(producer, &message)?;
+            cursor.insert(message.partition(), message.offset() + 1);
+            count += 1;
+            if count as usize >= self.batch_messages {
+                break;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            next = self.next_message(source, left);
+        }
+        let mut offsets = TopicPartitionList::new();
+        for (&partition, &next_offset) in &cursor {
+            offsets
+                .add_partition_offset(&self.spec.external_topic, partition, Offset::Offset(next_offset))
+                .map_err(at("the cursor's offsets"))?;
+        }
+        let group = source.group_metadata().ok_or(ForwardError::NoGroupMetadata)?;
+        producer
+            .send_offsets_to_transaction(&offsets, &group, CALL_TIMEOUT)
+            .map_err(at("adding the cursor to the external transaction"))?;
+        producer.commit_transaction(CALL_TIMEOUT).map_err(at("committing the external transaction"))?;
+        self.stats.committed(&self.spec.topic, self.spec.topic_id, count, &cursor);
+        self.note_high_watermarks(source);
+        Ok(())
+    }
+
+    /// The next record from pg_kafka within `wait`; transient read errors (a restarting
+    /// worker, a failover) are librdkafka's to retry and are logged, not fatal.
+    fn next_message<'a>(&self, source: &'a BaseConsumer, wait: Duration) -> Option<BorrowedMessage<'a>> {
+        let deadline = Instant::now() + wait;
+        loop {
+            match source.poll(deadline.saturating_duration_since(Instant::now())) {
+                Some(Ok(message)) => return Some(message),
+                Some(Err(error)) => log_line!("reading {} from pg_kafka: {error} (retrying)", self.spec.topic),
+                None => return None,
+            }
+            if Instant::now() >= deadline || self.stopped() {
+                return None;
+            }
+        }
+    }
+
+    /// Produces one record to the same partition of the external topic, key, value,
+    /// headers and timestamp as they were; waits for room when the producer's queue is full.
+    fn send(&self, producer: &BaseProducer, message: &BorrowedMessage<'_>) -> Result<(), ForwardError> {
+        let headers = message.headers().map(|stored| {
+            stored.iter().fold(OwnedHeaders::new_with_capacity(stored.count()), |all, header| {
+                all.insert(Header { key: header.key, value: header.value })
+            })
+        });
+        let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(&self.spec.external_topic).partition(message.partition());
+        if let Some(key) = message.key() {
+            record = record.key(key);
+        }
+        if let Some(value) = message.payload() {
+            record = record.payload(value);
+        }
+        if let Some(headers) = headers {
+            record = record.headers(headers);
+        }
+        if let Some(timestamp) = message.timestamp().to_millis() {
+            record = record.timestamp(timestamp);
+        }
+        loop {
+            match producer.send(record) {
+                Ok(()) => {
+                    producer.poll(Duration::ZERO);
+                    return Ok(());
+                }
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
+                    record = returned;
+                    producer.poll(Duration::from_millis(10));
+                }
+                Err((error, _)) => return Err(ForwardError::Kafka { step: "producing to the external topic", source: error }),
+            }
+        }
+    }
+
+    /// pg_kafka's high watermarks, for lag: asked for at most once a second.
+    fn note_high_watermarks(&self, source: &BaseConsumer) {
+        let mut last = self.watermarks_asked.lock().unwrap_or_else(|e| e.into_inner());
+        if last.is_some_and(|at| at.elapsed() < WATERMARK_INTERVAL) {
+            return;
+        }
+        *last = Some(Instant::now());
+        let Ok(assignment) = source.assignment() else { return };
+        for element in assignment.elements() {
+            if let Ok((_, high)) = source.fetch_watermarks(&self.spec.topic, element.partition(), WATERMARK_TIMEOUT) {
+                self.stats.high_watermark(&self.spec.topic, element.partition(), high);
+            }
+        }
+    }
+}
