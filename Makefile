@@ -219,7 +219,7 @@ shadow-test: install
 	cargo build -p pg_kafka_shadow
 	$(MAKE) --no-print-directory e2e-start
 	$(E2E_ENV) PGKAFKA_SHADOW_BIN=$(abspath target/debug/pg_kafka_shadow) PGKAFKA_SHADOW_KAFKA_PORT=$(SHADOW_KAFKA_PORT) \
-		cargo test -p pg_kafka_e2e --test shadow -- --ignored --nocapture; \
+		cargo test -p pg_kafka_e2e --test shadow -- --ignored --nocapture --test-threads=1; \
 	status=$$?; scripts/cluster.sh stop $(E2E_DATA); scripts/kafka-broker.sh stop target/shadow-kafka; exit $$status
 
 # Clients' own test suites against pg_kafka, on a cluster of their own whose auto-created
@@ -248,6 +248,7 @@ compatibility:
 
 bench: install
 	scripts/build-rdkafka-performance.sh target/rdkafka-performance
+	cargo build --release -p pg_kafka_shadow
 	scripts/cluster.sh stop $(BENCH_DATA)
 	rm -rf $(BENCH_DATA)
 	scripts/test-certs.sh $(E2E_CERTS) && chown -R postgres:postgres $(E2E_CERTS)
@@ -262,6 +263,7 @@ bench: install
 	PGKAFKA_BENCH_BOOTSTRAP=127.0.0.1:$(BENCH_PORT) PGKAFKA_BENCH_PG_PORT=$(BENCH_PG_PORT) \
 	PGKAFKA_BENCH_SASL_SSL=127.0.0.1:$(BENCH_SASL_SSL_PORT) PGKAFKA_BENCH_CA_FILE=$(abspath $(E2E_CERTS))/ca.crt \
 	PGKAFKA_BENCH_RDKAFKA_PERFORMANCE=$(abspath target/rdkafka-performance/rdkafka_performance) \
+	PGKAFKA_BENCH_SHADOW_BIN=$(abspath target/release/pg_kafka_shadow) \
 	$(if $(BENCH_SQL),BENCH_SQL=$(abspath $(BENCH_SQL))) \
 	cargo run --release -p pg_kafka_bench; \
 	status=$$?; scripts/cluster.sh stop $(BENCH_DATA); exit $$status

@@ -15,7 +15,7 @@
 //! PGKAFKA_BENCH_SASL_SSL, PGKAFKA_BENCH_CA_FILE, PGKAFKA_BENCH_RDKAFKA_PERFORMANCE;
 //! BENCH_MESSAGES (default 1,000,000), BENCH_ROUNDS (default 3), BENCH_SUSTAINED_MESSAGES
 //! (default 50,000,000), BENCH_ONLY (one group of cases: `sustained`, `partitions`,
-//! `idempotent`, `mixed`, `layouts`, `kafka`, `compaction`, `transactions`, `replication`) with BENCH_SIZE (its message size, 100),
+//! `idempotent`, `mixed`, `layouts`, `kafka`, `compaction`, `transactions`, `replication`, `shadow`) with BENCH_SIZE (its message size, 100),
 //! BENCH_SQL (a SQL file run first, e.g. tuning/autovacuum.sql). `kafka` and the full run
 //! measure Apache Kafka too (module `versus`).
 
@@ -28,6 +28,7 @@ mod perf_tool;
 mod produce;
 mod replication;
 mod report;
+mod shadow;
 mod sql_produce;
 mod transactions;
 mod versus;
@@ -77,6 +78,8 @@ pub enum Only {
     /// With a hot standby of the bench cluster: acks=all with it synchronous against the
     /// node alone, and a consumer sent to it (KIP-392) against one reading the leader.
     Replication,
+    /// pg_kafka_shadow forwarding a topic to Apache Kafka against producing it.
+    Shadow,
 }
 
 impl Only {
@@ -91,6 +94,7 @@ impl Only {
             "compaction" => Only::Compaction,
             "transactions" => Only::Transactions,
             "replication" => Only::Replication,
+            "shadow" => Only::Shadow,
             other => {
                 panic!(
                     "BENCH_ONLY={other}: expected sustained, partitions, idempotent, mixed, layouts, kafka, compaction, transactions or replication"
@@ -279,6 +283,8 @@ fn main() {
     report.once(env.round(None, || perf_tool::sustained(&env, sustained, 20_000, "bench-sustained")));
     // Compaction of a large partition, and produce beside it.
     compaction::run(&env, &mut report);
+    // Forwarding a shadowed topic to Apache Kafka against producing it.
+    shadow::run(&env, &mut report, 100);
     // Thousands of idle consumers in long poll (needs pg_kafka.max_connections above it).
     let idle = idle::long_polls(&env, IDLE_CONSUMERS);
     report.finish(&[vec![idle], env.peak_memory()].concat());
@@ -314,6 +320,7 @@ fn run_only(env: &Env, report: &mut Report, only: Only) {
         Only::Compaction => compaction::run(env, report),
         Only::Transactions => transactions::run(env, report, size),
         Only::Replication => replication::run(env, report, size),
+        Only::Shadow => shadow::run(env, report, size),
         Only::Layouts => {
             for shape in [one, ProduceShape { idempotent: true, ..one }, ProduceShape::plain(size, 8)] {
                 let rows = report.case(|r| fresh(&|| perf_tool::produce(env, shape, &perf_topic("rows", r))));

@@ -7,10 +7,21 @@ use postgres::{Client, NoTls};
 
 use crate::metrics::Progress;
 
+/// Which way a shadow row forwards.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    /// pg_kafka's topic to the external cluster (`kafka.shadow_topic()`).
+    Export,
+    /// The external cluster's topic into pg_kafka (`kafka.mirror_topic()`).
+    Import,
+}
+
 /// One row of `kafka.shadow_topics`: what a forwarder is started with.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ShadowSpec {
     pub topic_id: i32,
+    pub direction: Direction,
+    /// The topic's name in pg_kafka.
     pub topic: String,
     pub external_topic: String,
     pub bootstrap_servers: String,
@@ -26,18 +37,23 @@ pub enum CatalogError {
     Postgres(#[from] postgres::Error),
     #[error("kafka.shadow_topics row of topic {topic}: properties: {reason}")]
     Properties { topic: String, reason: String },
+    #[error("kafka.shadow_topics row of topic {topic}: unknown direction {direction}")]
+    Direction { topic: String, direction: String },
 }
 
-const SHADOWED: &str = "SELECT s.topic_id, t.name, s.external_topic, s.bootstrap_servers, s.properties::text, s.transactional_id \
+const SHADOWED: &str =
+    "SELECT s.topic_id, t.name, s.external_topic, s.bootstrap_servers, s.properties::text, s.transactional_id, s.direction \
      FROM kafka.shadow_topics s JOIN kafka.topics t ON t.id OPERATOR(pg_catalog.=) s.topic_id ORDER BY s.topic_id";
 
 // Rows of a topic unshadowed meanwhile are skipped (their parent row is gone); the offset
 // only moves forward, whatever order records arrive in.
-const RECORD_PROGRESS: &str = "INSERT INTO kafka.shadow_progress AS p (topic_id, partition, next_offset, updated_at) \
-     SELECT u.t, u.p, u.o, pg_catalog.now() FROM ROWS FROM (pg_catalog.unnest($1::int4[]), pg_catalog.unnest($2::int4[]), pg_catalog.unnest($3::int8[])) AS u(t, p, o) \
+const RECORD_PROGRESS: &str = "INSERT INTO kafka.shadow_progress AS p (topic_id, partition, next_offset, source_high_watermark, updated_at) \
+     SELECT u.t, u.p, u.o, u.h, pg_catalog.now() \
+     FROM ROWS FROM (pg_catalog.unnest($1::int4[]), pg_catalog.unnest($2::int4[]), pg_catalog.unnest($3::int8[]), pg_catalog.unnest($4::int8[])) AS u(t, p, o, h) \
      WHERE EXISTS (SELECT FROM kafka.shadow_topics s WHERE s.topic_id OPERATOR(pg_catalog.=) u.t) \
      ON CONFLICT (topic_id, partition) DO UPDATE \
-     SET next_offset = pg_catalog.int8larger(p.next_offset, excluded.next_offset), updated_at = excluded.updated_at";
+     SET next_offset = pg_catalog.int8larger(p.next_offset, excluded.next_offset), \
+         source_high_watermark = excluded.source_high_watermark, updated_at = excluded.updated_at";
 
 pub struct Catalog {
     conninfo: String,
@@ -55,10 +71,16 @@ impl Catalog {
         rows.iter()
             .map(|row| {
                 let topic: String = row.get(1);
+                let direction = match row.get::<_, &str>(6) {
+                    "export" => Direction::Export,
+                    "import" => Direction::Import,
+                    other => return Err(CatalogError::Direction { topic, direction: other.to_owned() }),
+                };
                 let properties =
                     parse_properties(row.get(4)).map_err(|reason| CatalogError::Properties { topic: topic.clone(), reason })?;
                 Ok(ShadowSpec {
                     topic_id: row.get(0),
+                    direction,
                     topic,
                     external_topic: row.get(2),
                     bootstrap_servers: row.get(3),
@@ -77,7 +99,8 @@ impl Catalog {
         let topics: Vec<i32> = progress.iter().map(|p| p.topic_id).collect();
         let partitions: Vec<i32> = progress.iter().map(|p| p.partition).collect();
         let offsets: Vec<i64> = progress.iter().map(|p| p.next_offset).collect();
-        self.with_client(|client| client.execute(RECORD_PROGRESS, &[&topics, &partitions, &offsets]))?;
+        let highs: Vec<Option<i64>> = progress.iter().map(|p| p.source_high_watermark).collect();
+        self.with_client(|client| client.execute(RECORD_PROGRESS, &[&topics, &partitions, &offsets, &highs]))?;
         Ok(())
     }
 

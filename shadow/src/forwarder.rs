@@ -1,7 +1,10 @@
-//! One shadowed topic, forwarded exactly once.
+//! One shadowed topic, forwarded exactly once: pg_kafka to the external cluster
+//! (`export`, `kafka.shadow_topic()`) or the external cluster to pg_kafka (`import`,
+//! `kafka.mirror_topic()`). The two directions are one algorithm with the ends swapped;
+//! below, the source is where records are read and the target where they are written.
 //!
-//! The forward cursor lives on the external cluster, in the transaction that carries the
-//! messages: each batch read from pg_kafka is produced inside an external transaction
+//! The forward cursor lives on the target, in the transaction that carries the
+//! messages: each batch read from the source is produced inside a target transaction
 //! (`transactional.id` of the topic's shadow row) together with the cursor past it,
 //! committed as the offsets of the shadow's consumer group (`sendOffsetsToTransaction`,
 //! what Kafka's consume-transform-produce does). Either both become visible or neither.
@@ -12,7 +15,9 @@
 //! one starts over from the cursor after a pause that doubles up to 30 s. Nothing is kept
 //! in between, so a crash anywhere (this process, pg_kafka's worker, Postgres, the external
 //! cluster) costs a redo of at most one uncommitted batch, never a duplicate a
-//! read_committed consumer of the external topic sees.
+//! read_committed consumer of the target topic sees. On pg_kafka's side that transaction
+//! is pg_kafka's own (EndTxn commits the records, their markers and the cursor in one
+//! Postgres transaction).
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -25,7 +30,7 @@ use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
-use crate::catalog::ShadowSpec;
+use crate::catalog::{Direction, ShadowSpec};
 use crate::log_line;
 use crate::metrics::Stats;
 use crate::options::Options;
@@ -49,13 +54,18 @@ pub enum ForwardError {
         #[source]
         source: KafkaError,
     },
-    #[error("the external cluster has no topic {0}: create it with as many partitions as the topic it shadows")]
-    NoExternalTopic(String),
-    #[error("{topic} has {source_partitions} partitions in pg_kafka and {external_topic} {external_partitions} in the external cluster: shadowing keeps each message's partition, so the counts must be the same")]
-    PartitionCounts { topic: String, source_partitions: usize, external_topic: String, external_partitions: usize },
-    #[error("pg_kafka has no topic {0}")]
-    NoSourceTopic(String),
-    #[error("the pg_kafka reader has no group metadata to commit the cursor under")]
+    #[error("{0} has no topic {1}: create it with as many partitions as the topic it mirrors")]
+    NoTopic(&'static str, String),
+    #[error("{source_topic} has {source_partitions} partitions in {source_side} and {target_topic} {target_partitions} in {target_side}: forwarding keeps each message's partition, so the counts must be the same")]
+    PartitionCounts {
+        source_side: &'static str,
+        source_topic: String,
+        source_partitions: usize,
+        target_side: &'static str,
+        target_topic: String,
+        target_partitions: usize,
+    },
+    #[error("the reader has no group metadata to commit the cursor under")]
     NoGroupMetadata,
 }
 
@@ -64,10 +74,31 @@ fn at(step: &'static str) -> impl FnOnce(KafkaError) -> ForwardError {
     move |source| ForwardError::Kafka { step, source }
 }
 
+/// One side of a forwarding: a cluster, how to reach it, and the topic there.
+#[derive(Clone, Debug)]
+struct End {
+    /// "pg_kafka" or "the external cluster", for messages.
+    side: &'static str,
+    bootstrap: String,
+    properties: Vec<(String, String)>,
+    topic: String,
+}
+
+impl End {
+    fn config(&self) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        for (name, value) in &self.properties {
+            config.set(name, value);
+        }
+        config.set("bootstrap.servers", &self.bootstrap);
+        config
+    }
+}
+
 pub struct Forwarding {
     spec: ShadowSpec,
-    source_bootstrap: String,
-    source_properties: Vec<(String, String)>,
+    source: End,
+    target: End,
     batch_messages: usize,
     batch_wait: Duration,
     stats: Arc<Stats>,
@@ -77,10 +108,26 @@ pub struct Forwarding {
 
 impl Forwarding {
     pub fn new(spec: ShadowSpec, options: &Options, stats: Arc<Stats>, stop: Arc<AtomicBool>) -> Forwarding {
+        let pg_kafka = End {
+            side: "pg_kafka",
+            bootstrap: options.source_bootstrap.clone(),
+            properties: options.source_properties.clone(),
+            topic: spec.topic.clone(),
+        };
+        let external = End {
+            side: "the external cluster",
+            bootstrap: spec.bootstrap_servers.clone(),
+            properties: spec.properties.clone(),
+            topic: spec.external_topic.clone(),
+        };
+        let (source, target) = match spec.direction {
+            Direction::Export => (pg_kafka, external),
+            Direction::Import => (external, pg_kafka),
+        };
         Forwarding {
             spec,
-            source_bootstrap: options.source_bootstrap.clone(),
-            source_properties: options.source_properties.clone(),
+            source,
+            target,
             batch_messages: options.batch_messages,
             batch_wait: options.batch_wait,
             stats,
@@ -119,28 +166,19 @@ impl Forwarding {
         }
     }
 
-    /// The external cluster's client settings of this shadow.
-    fn external_config(&self) -> ClientConfig {
-        let mut config = ClientConfig::new();
-        for (name, value) in &self.spec.properties {
-            config.set(name, value);
-        }
-        config.set("bootstrap.servers", &self.spec.bootstrap_servers);
-        config
-    }
-
     /// One session: fence, read the cursor, forward until stopped or an error.
     fn session(&self) -> Result<(), ForwardError> {
         let producer: BaseProducer = self
-            .external_config()
+            .target
+            .config()
             .set("transactional.id", &self.spec.transactional_id)
             .set("enable.idempotence", "true")
             .set("transaction.timeout.ms", TRANSACTION_TIMEOUT_MS)
             .set("linger.ms", "5")
             .set("client.id", "pg_kafka_shadow")
             .create()
-            .map_err(at("creating the external producer"))?;
-        producer.init_transactions(CALL_TIMEOUT).map_err(at("initTransactions on the external cluster"))?;
+            .map_err(at("creating the target's producer"))?;
+        producer.init_transactions(CALL_TIMEOUT).map_err(at("initTransactions on the target"))?;
         let partitions = self.partition_count(&producer)?;
         let cursor = self.read_cursor(partitions)?;
         let source = self.source_reader(&cursor)?;
@@ -155,69 +193,53 @@ impl Forwarding {
 
     /// The partitions both sides have (they must agree).
     fn partition_count(&self, producer: &BaseProducer) -> Result<usize, ForwardError> {
-        let external = producer
-            .client()
-            .fetch_metadata(Some(&self.spec.external_topic), CALL_TIMEOUT)
-            .map_err(at("metadata of the external topic"))?;
-        let external_partitions = match external.topics().first() {
-            Some(topic) if topic.error().is_none() && !topic.partitions().is_empty() => topic.partitions().len(),
-            _ => return Err(ForwardError::NoExternalTopic(self.spec.external_topic.clone())),
-        };
-        let reader: BaseConsumer = self.source_config().create().map_err(at("creating the pg_kafka reader"))?;
-        let source = reader.fetch_metadata(Some(&self.spec.topic), CALL_TIMEOUT).map_err(at("metadata of the pg_kafka topic"))?;
-        let source_partitions = match source.topics().first() {
-            Some(topic) if topic.error().is_none() && !topic.partitions().is_empty() => topic.partitions().len(),
-            _ => return Err(ForwardError::NoSourceTopic(self.spec.topic.clone())),
-        };
-        if source_partitions != external_partitions {
+        let target_partitions = partitions_of(producer.client(), &self.target)?;
+        let reader: BaseConsumer = self.source.config().create().map_err(at("creating the source's reader"))?;
+        let source_partitions = partitions_of(reader.client(), &self.source)?;
+        if source_partitions != target_partitions {
             return Err(ForwardError::PartitionCounts {
-                topic: self.spec.topic.clone(),
+                source_side: self.source.side,
+                source_topic: self.source.topic.clone(),
                 source_partitions,
-                external_topic: self.spec.external_topic.clone(),
-                external_partitions,
+                target_side: self.target.side,
+                target_topic: self.target.topic.clone(),
+                target_partitions,
             });
         }
         Ok(source_partitions)
     }
 
-    /// The next offset to forward of every partition, as the last committed external
+    /// The next offset to forward of every partition, as the last committed target
     /// transaction left it (0 where none did: the partition's log start).
     fn read_cursor(&self, partitions: usize) -> Result<BTreeMap<i32, i64>, ForwardError> {
         let reader: BaseConsumer = self
-            .external_config()
+            .target
+            .config()
             .set("group.id", &self.spec.transactional_id)
             .set("enable.auto.commit", "false")
             .set("isolation.level", "read_committed")
             .create()
-            .map_err(at("creating the external cursor reader"))?;
+            .map_err(at("creating the target's cursor reader"))?;
         let mut wanted = TopicPartitionList::new();
         for partition in 0..partitions as i32 {
-            wanted.add_partition(&self.spec.external_topic, partition);
+            wanted.add_partition(&self.target.topic, partition);
         }
-        let committed = reader.committed_offsets(wanted, CALL_TIMEOUT).map_err(at("reading the cursor from the external cluster"))?;
+        let committed = reader.committed_offsets(wanted, CALL_TIMEOUT).map_err(at("reading the cursor from the target"))?;
         Ok((0..partitions as i32)
             .map(|partition| {
-                let offset = committed.find_partition(&self.spec.external_topic, partition).map(|e| e.offset());
+                let offset = committed.find_partition(&self.target.topic, partition).map(|e| e.offset());
                 (partition, if let Some(Offset::Offset(next)) = offset { next } else { 0 })
             })
             .collect())
     }
 
-    fn source_config(&self) -> ClientConfig {
-        let mut config = ClientConfig::new();
-        for (name, value) in &self.source_properties {
-            config.set(name, value);
-        }
-        config.set("bootstrap.servers", &self.source_bootstrap);
-        config
-    }
-
-    /// A reader of every partition of the pg_kafka topic from the cursor on, committed
+    /// A reader of every partition of the source topic from the cursor on, committed
     /// records only. It carries the shadow's group id, which `sendOffsetsToTransaction`
-    /// names; it never joins the group nor commits on pg_kafka.
+    /// names; it never joins the group nor commits on the source.
     fn source_reader(&self, cursor: &BTreeMap<i32, i64>) -> Result<BaseConsumer, ForwardError> {
         let reader: BaseConsumer = self
-            .source_config()
+            .source
+            .config()
             .set("group.id", &self.spec.transactional_id)
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
@@ -228,25 +250,25 @@ impl Forwarding {
             .set("enable.partition.eof", "false")
             .set("client.id", "pg_kafka_shadow")
             .create()
-            .map_err(at("creating the pg_kafka reader"))?;
+            .map_err(at("creating the source's reader"))?;
         let mut assignment = TopicPartitionList::new();
         for (&partition, &next) in cursor {
             assignment
-                .add_partition_offset(&self.spec.topic, partition, Offset::Offset(next))
-                .map_err(at("assigning the pg_kafka partitions"))?;
+                .add_partition_offset(&self.source.topic, partition, Offset::Offset(next))
+                .map_err(at("assigning the source's partitions"))?;
         }
-        reader.assign(&assignment).map_err(at("assigning the pg_kafka partitions"))?;
+        reader.assign(&assignment).map_err(at("assigning the source's partitions"))?;
         Ok(reader)
     }
 
-    /// Reads up to a batch's worth from pg_kafka and commits it to the external cluster in
-    /// one transaction with the cursor past it. Returns with nothing done when nothing came.
+    /// Reads up to a batch's worth from the source and commits it to the target in one
+    /// transaction with the cursor past it. Returns with nothing done when nothing came.
     fn forward_one_batch(&self, source: &BaseConsumer, producer: &BaseProducer) -> Result<(), ForwardError> {
         let Some(first) = self.next_message(source, Duration::from_millis(200)) else {
             self.note_high_watermarks(source);
             return Ok(());
         };
-        producer.begin_transaction().map_err(at("beginning an external transaction"))?;
+        producer.begin_transaction().map_err(at("beginning a transaction on the target"))?;
         let mut cursor: BTreeMap<i32, i64> = BTreeMap::new();
         let mut count = 0u64;
         let deadline = Instant::now() + self.batch_wait;
@@ -266,28 +288,26 @@ impl Forwarding {
         }
         let mut offsets = TopicPartitionList::new();
         for (&partition, &next_offset) in &cursor {
-            offsets
-                .add_partition_offset(&self.spec.external_topic, partition, Offset::Offset(next_offset))
-                .map_err(at("the cursor's offsets"))?;
+            offsets.add_partition_offset(&self.target.topic, partition, Offset::Offset(next_offset)).map_err(at("the cursor's offsets"))?;
         }
         let group = source.group_metadata().ok_or(ForwardError::NoGroupMetadata)?;
         producer
             .send_offsets_to_transaction(&offsets, &group, CALL_TIMEOUT)
-            .map_err(at("adding the cursor to the external transaction"))?;
-        producer.commit_transaction(CALL_TIMEOUT).map_err(at("committing the external transaction"))?;
+            .map_err(at("adding the cursor to the target's transaction"))?;
+        producer.commit_transaction(CALL_TIMEOUT).map_err(at("committing the target's transaction"))?;
         self.stats.committed(&self.spec.topic, self.spec.topic_id, count, &cursor);
         self.note_high_watermarks(source);
         Ok(())
     }
 
-    /// The next record from pg_kafka within `wait`; transient read errors (a restarting
+    /// The next record from the source within `wait`; transient read errors (a restarting
     /// worker, a failover) are librdkafka's to retry and are logged, not fatal.
     fn next_message<'a>(&self, source: &'a BaseConsumer, wait: Duration) -> Option<BorrowedMessage<'a>> {
         let deadline = Instant::now() + wait;
         loop {
             match source.poll(deadline.saturating_duration_since(Instant::now())) {
                 Some(Ok(message)) => return Some(message),
-                Some(Err(error)) => log_line!("reading {} from pg_kafka: {error} (retrying)", self.spec.topic),
+                Some(Err(error)) => log_line!("reading {} from {}: {error} (retrying)", self.source.topic, self.source.side),
                 None => return None,
             }
             if Instant::now() >= deadline || self.stopped() {
@@ -296,7 +316,7 @@ impl Forwarding {
         }
     }
 
-    /// Produces one record to the same partition of the external topic, key, value,
+    /// Produces one record to the same partition of the target topic, key, value,
     /// headers and timestamp as they were; waits for room when the producer's queue is full.
     fn send(&self, producer: &BaseProducer, message: &BorrowedMessage<'_>) -> Result<(), ForwardError> {
         let headers = message.headers().map(|stored| {
@@ -304,7 +324,7 @@ impl Forwarding {
                 all.insert(Header { key: header.key, value: header.value })
             })
         });
-        let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(&self.spec.external_topic).partition(message.partition());
+        let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(&self.target.topic).partition(message.partition());
         if let Some(key) = message.key() {
             record = record.key(key);
         }
@@ -327,12 +347,12 @@ impl Forwarding {
                     record = returned;
                     producer.poll(Duration::from_millis(10));
                 }
-                Err((error, _)) => return Err(ForwardError::Kafka { step: "producing to the external topic", source: error }),
+                Err((error, _)) => return Err(ForwardError::Kafka { step: "producing to the target topic", source: error }),
             }
         }
     }
 
-    /// pg_kafka's high watermarks, for lag: asked for at most once a second.
+    /// The source's high watermarks, for lag: asked for at most once a second.
     fn note_high_watermarks(&self, source: &BaseConsumer) {
         let mut last = self.watermarks_asked.lock().unwrap_or_else(|e| e.into_inner());
         if last.is_some_and(|at| at.elapsed() < WATERMARK_INTERVAL) {
@@ -341,9 +361,18 @@ impl Forwarding {
         *last = Some(Instant::now());
         let Ok(assignment) = source.assignment() else { return };
         for element in assignment.elements() {
-            if let Ok((_, high)) = source.fetch_watermarks(&self.spec.topic, element.partition(), WATERMARK_TIMEOUT) {
+            if let Ok((_, high)) = source.fetch_watermarks(&self.source.topic, element.partition(), WATERMARK_TIMEOUT) {
                 self.stats.high_watermark(&self.spec.topic, element.partition(), high);
             }
         }
+    }
+}
+
+/// How many partitions `end`'s topic has, as its cluster says.
+fn partitions_of<C: rdkafka::client::ClientContext>(client: &rdkafka::client::Client<C>, end: &End) -> Result<usize, ForwardError> {
+    let metadata = client.fetch_metadata(Some(&end.topic), CALL_TIMEOUT).map_err(at("metadata of a forwarded topic"))?;
+    match metadata.topics().first() {
+        Some(topic) if topic.error().is_none() && !topic.partitions().is_empty() => Ok(topic.partitions().len()),
+        _ => Err(ForwardError::NoTopic(end.side, end.topic.clone())),
     }
 }

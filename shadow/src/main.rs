@@ -1,5 +1,5 @@
 //! `pg_kafka_shadow`: forwards every topic `kafka.shadow_topics` names to its external Kafka
-//! cluster, exactly once, and keeps doing so across its own crashes, pg_kafka's and the
+//! cluster (or, for a mirrored topic, from it into pg_kafka), exactly once, and keeps doing so across its own crashes, pg_kafka's and the
 //! external cluster's outages (docs/shadow.md).
 //!
 //! Why a process of its own: forwarding waits on a network it does not control, and the
@@ -102,7 +102,10 @@ fn reconcile(running: &mut BTreeMap<i32, Running>, specs: Vec<ShadowSpec>, optio
         if running.contains_key(&id) {
             continue;
         }
-        log_line!("forwarding {} to {} at {}", spec.topic, spec.external_topic, spec.bootstrap_servers);
+        match spec.direction {
+            catalog::Direction::Export => log_line!("forwarding {} to {} at {}", spec.topic, spec.external_topic, spec.bootstrap_servers),
+            catalog::Direction::Import => log_line!("mirroring {} at {} into {}", spec.external_topic, spec.bootstrap_servers, spec.topic),
+        }
         let stop = Arc::new(AtomicBool::new(false));
         let forwarding = forwarder::Forwarding::new(spec.clone(), options, Arc::clone(stats), Arc::clone(&stop));
         let thread = std::thread::Builder::new()

@@ -17,13 +17,16 @@ pub struct Progress {
     pub topic_id: i32,
     pub partition: i32,
     pub next_offset: i64,
+    /// The source's high watermark as last fetched (the lag of an import is on the
+    /// external side, where SQL cannot see).
+    pub source_high_watermark: Option<i64>,
 }
 
 #[derive(Default)]
 struct PartitionFigures {
     topic_id: i32,
     next_offset: i64,
-    high_watermark: i64,
+    high_watermark: Option<i64>,
     recorded: bool,
 }
 
@@ -88,7 +91,10 @@ impl Stats {
     pub fn high_watermark(&self, topic: &str, partition: i32, high_watermark: i64) {
         let mut partitions = self.partitions.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(figures) = partitions.get_mut(&(topic.to_owned(), partition)) {
-            figures.high_watermark = high_watermark;
+            if figures.high_watermark != Some(high_watermark) {
+                figures.high_watermark = Some(high_watermark);
+                figures.recorded = false;
+            }
         }
     }
 
@@ -100,7 +106,12 @@ impl Stats {
             .filter(|(_, figures)| !figures.recorded)
             .map(|((_, partition), figures)| {
                 figures.recorded = true;
-                Progress { topic_id: figures.topic_id, partition: *partition, next_offset: figures.next_offset }
+                Progress {
+                    topic_id: figures.topic_id,
+                    partition: *partition,
+                    next_offset: figures.next_offset,
+                    source_high_watermark: figures.high_watermark,
+                }
             })
             .collect()
     }
@@ -118,7 +129,7 @@ impl Stats {
         out.push_str("# TYPE pg_kafka_shadow_lag_messages gauge\n");
         let partitions = self.partitions.lock().unwrap_or_else(|e| e.into_inner());
         for ((topic, partition), figures) in partitions.iter() {
-            let lag = (figures.high_watermark - figures.next_offset).max(0);
+            let lag = (figures.high_watermark.unwrap_or(figures.next_offset) - figures.next_offset).max(0);
             out.push_str(&format!("pg_kafka_shadow_lag_messages{{topic=\"{topic}\",partition=\"{partition}\"}} {lag}\n"));
         }
         out.push_str("# HELP pg_kafka_shadow_forwarded_offset Next offset of a partition committed to the external cluster\n");
@@ -182,7 +193,10 @@ mod tests {
         assert!(stats.unrecorded_progress().is_empty());
         stats.committed("t", 7, 10, &BTreeMap::from([(0, 10)]));
         stats.high_watermark("t", 0, 12);
-        assert_eq!(stats.unrecorded_progress(), vec![Progress { topic_id: 7, partition: 0, next_offset: 10 }]);
+        assert_eq!(
+            stats.unrecorded_progress(),
+            vec![Progress { topic_id: 7, partition: 0, next_offset: 10, source_high_watermark: Some(12) }]
+        );
         let page = stats.render();
         assert!(page.contains("pg_kafka_shadow_lag_messages{topic=\"t\",partition=\"0\"} 2\n"), "{page}");
         assert!(page.contains("pg_kafka_shadow_messages_total{topic=\"t\"} 10\n"), "{page}");
