@@ -58,7 +58,7 @@ fn forward(env: &Env, size: usize, topic: &str) -> Row {
     println!("shadow: the forwarder's session was up {up:?} after its start");
     Row::new(
         "shadow",
-        format!("pg_kafka_shadow to Apache Kafka, transactions of up to 10,000, {size} B"),
+        format!("pg_kafka_shadow to Apache Kafka, transactions of up to 50,000, {size} B"),
         env.messages,
         env.messages * size,
         seconds,

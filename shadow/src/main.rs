@@ -9,11 +9,13 @@
 //!
 //! One thread per shadowed topic ([`forwarder`]); this thread re-reads the set every few
 //! seconds, starts and stops forwarders as it changes, and records their progress in
-//! `kafka.shadow_progress` ([`catalog`]); [`metrics`] serves the same figures to Prometheus.
+//! `kafka.shadow_progress` ([`catalog`]); [`metrics`] serves the same figures to Prometheus;
+//! [`offsets`] translates consumer groups' committed offsets to the other side.
 
 mod catalog;
 mod forwarder;
 mod metrics;
+mod offsets;
 mod options;
 
 use std::collections::BTreeMap;

@@ -13,8 +13,8 @@ pub const USAGE: &str = "usage: pg_kafka_shadow --postgres CONNINFO --source HOS
   --source           pg_kafka's Kafka listeners (every node of a replicated cluster)
   --source-property  a librdkafka setting for reading pg_kafka (security.protocol, sasl.*)
   --metrics          serve Prometheus metrics on this address
-  --batch-messages   messages per external transaction at most (10000)
-  --batch-ms         how long a transaction gathers messages at most (100)
+  --batch-messages   messages per transaction at most (50000)
+  --batch-ms         how long a transaction gathers messages at most (500)
   --refresh-ms       how often kafka.shadow_topics is read and progress recorded (2000)";
 
 #[derive(Clone, Debug)]
@@ -35,8 +35,8 @@ impl Options {
             source_bootstrap: String::new(),
             source_properties: Vec::new(),
             metrics: None,
-            batch_messages: 10_000,
-            batch_wait: Duration::from_millis(100),
+            batch_messages: 50_000,
+            batch_wait: Duration::from_millis(500),
             refresh: Duration::from_millis(2_000),
         };
         while let Some(flag) = args.next() {

@@ -162,6 +162,18 @@ type Record = (Option<Vec<u8>>, Option<Vec<u8>>, Vec<(String, Option<Vec<u8>>)>,
 /// Every record of every partition of `topic`, in offset order, as a consumer at
 /// `isolation` reads it, waiting until `expected` (per partition) arrived and 3 s passed without a record.
 fn read_all(bootstrap: &str, topic: &str, isolation: &str, expected: &BTreeMap<i32, usize>) -> BTreeMap<i32, Vec<Record>> {
+    let starts = (0..PARTITIONS).map(|p| (p, Offset::Beginning)).collect();
+    read_from(bootstrap, topic, isolation, &starts, expected)
+}
+
+/// Like [`read_all`], each partition from its offset in `starts`.
+fn read_from(
+    bootstrap: &str,
+    topic: &str,
+    isolation: &str,
+    starts: &BTreeMap<i32, Offset>,
+    expected: &BTreeMap<i32, usize>,
+) -> BTreeMap<i32, Vec<Record>> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("group.id", "e2e-shadow-reader")
@@ -170,8 +182,8 @@ fn read_all(bootstrap: &str, topic: &str, isolation: &str, expected: &BTreeMap<i
         .create()
         .expect("consumer");
     let mut assignment = TopicPartitionList::new();
-    for partition in 0..PARTITIONS {
-        assignment.add_partition_offset(topic, partition, Offset::Beginning).unwrap();
+    for (&partition, &start) in starts {
+        assignment.add_partition_offset(topic, partition, start).unwrap();
     }
     consumer.assign(&assignment).unwrap();
     let mut read: BTreeMap<i32, Vec<Record>> = (0..PARTITIONS).map(|p| (p, Vec::new())).collect();
@@ -244,6 +256,35 @@ fn watermark_reader(bootstrap: &str, isolation: &str) -> BaseConsumer {
         .set("isolation.level", isolation)
         .create()
         .expect("consumer")
+}
+
+/// Commits `offsets` of `topic` for `group` (not joined: no generation), as a consumer
+/// that read that far would.
+fn commit_group(bootstrap: &str, topic: &str, group: &str, offsets: &BTreeMap<i32, i64>) {
+    let consumer: BaseConsumer = ClientConfig::new().set("bootstrap.servers", bootstrap).set("group.id", group).create().expect("consumer");
+    let mut list = TopicPartitionList::new();
+    for (&partition, &offset) in offsets {
+        list.add_partition_offset(topic, partition, Offset::Offset(offset)).unwrap();
+    }
+    consumer.commit(&list, rdkafka::consumer::CommitMode::Sync).expect("OffsetCommit");
+}
+
+/// The offsets `group` has committed for the partitions of `topic` that have one.
+fn committed_offsets(bootstrap: &str, topic: &str, group: &str) -> BTreeMap<i32, i64> {
+    let consumer: BaseConsumer = ClientConfig::new().set("bootstrap.servers", bootstrap).set("group.id", group).create().expect("consumer");
+    let mut wanted = TopicPartitionList::new();
+    for partition in 0..PARTITIONS {
+        wanted.add_partition(topic, partition);
+    }
+    let Ok(committed) = consumer.committed_offsets(wanted, Duration::from_secs(10)) else { return BTreeMap::new() };
+    committed
+        .elements()
+        .iter()
+        .filter_map(|e| match e.offset() {
+            Offset::Offset(offset) => Some((e.partition(), offset)),
+            _ => None,
+        })
+        .collect()
 }
 
 /// A fresh Apache Kafka with `topics` created, each with PARTITIONS partitions.
@@ -354,6 +395,32 @@ fn a_shadowed_topic_reaches_kafka_exactly_once_through_crashes_and_an_outage() {
          {sessions} sessions since the kill",
         stored.values().sum::<usize>()
     );
+
+    // A consumer group of pg_kafka, translated: caught up on partition 0, in the middle of a
+    // transaction's records on 1, near the end on 2. On Kafka it resumes from where it was
+    // (or a little before: from the last checkpoint at or below it), never after.
+    let committed: BTreeMap<i32, i64> =
+        BTreeMap::from([(0, stored[&0] as i64), (1, stored[&1] as i64 - 1_050), (2, stored[&2] as i64 - 10)]);
+    commit_group(&pg_kafka, TOPIC, "e2e-shadow-app", &committed);
+    let translated = wait_until("the group's offsets on Kafka", Duration::from_secs(60), || {
+        committed_offsets(&external_bootstrap(), EXTERNAL_TOPIC, "e2e-shadow-app").len() == PARTITIONS as usize
+    });
+    let resumed = committed_offsets(&external_bootstrap(), EXTERNAL_TOPIC, "e2e-shadow-app");
+    let source = read_all(&pg_kafka, TOPIC, "read_committed", &stored);
+    let starts = resumed.iter().map(|(&p, &offset)| (p, Offset::Offset(offset))).collect();
+    let quiet: BTreeMap<i32, usize> = (0..PARTITIONS).map(|p| (p, 0)).collect();
+    let after = read_from(&external_bootstrap(), EXTERNAL_TOPIC, "read_committed", &starts, &quiet);
+    for partition in 0..PARTITIONS {
+        let rest = &source[&partition][committed[&partition] as usize..];
+        let again = after[&partition].len() - rest.len().min(after[&partition].len());
+        assert!(after[&partition].ends_with(rest), "partition {partition}: the group would miss records on Kafka");
+        eprintln!(
+            "shadow: group partition {partition}: committed {} on pg_kafka, {} on Kafka, {again} records read again",
+            committed[&partition], resumed[&partition]
+        );
+    }
+    assert!(after[&0].is_empty(), "a group that had caught up resumes at the end: {} records again", after[&0].len());
+    eprintln!("shadow: the group's offsets were on Kafka {translated:?} after its commit");
 
     // Unshadowing stops the forwarder and drops the progress record.
     assert_eq!(psql(&format!("SELECT kafka.unshadow_topic('{TOPIC}')")), "t");
