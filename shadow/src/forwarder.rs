@@ -19,9 +19,10 @@
 //! is pg_kafka's own (EndTxn commits the records, their markers and the cursor in one
 //! Postgres transaction).
 
+use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -33,7 +34,7 @@ use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use crate::catalog::{Direction, ShadowSpec};
 use crate::log_line;
 use crate::metrics::Stats;
-use crate::offsets::{Checkpoints, Delivered, GroupSync};
+use crate::offsets::{committed_offsets, Checkpoints, Delivered, GroupSync};
 use crate::options::Options;
 
 /// How long a call to either cluster may take before the session is given up.
@@ -109,7 +110,8 @@ pub struct Forwarding {
     batch_wait: Duration,
     stats: Arc<Stats>,
     stop: Arc<AtomicBool>,
-    watermarks_asked: Mutex<Option<Instant>>,
+    /// When the source's high watermarks were last asked for (this thread only).
+    watermarks_asked: Cell<Option<Instant>>,
 }
 
 impl Forwarding {
@@ -138,7 +140,7 @@ impl Forwarding {
             batch_wait: options.batch_wait,
             stats,
             stop,
-            watermarks_asked: Mutex::new(None),
+            watermarks_asked: Cell::new(None),
         }
     }
 
@@ -245,25 +247,11 @@ impl Forwarding {
     /// The next offset to forward of every partition, as the last committed target
     /// transaction left it (0 where none did: the partition's log start).
     fn read_cursor(&self, partitions: usize) -> Result<BTreeMap<i32, i64>, ForwardError> {
-        let reader: BaseConsumer = self
-            .target
-            .config()
-            .set("group.id", &self.spec.transactional_id)
-            .set("enable.auto.commit", "false")
-            .set("isolation.level", "read_committed")
-            .create()
-            .map_err(at("creating the target's cursor reader"))?;
-        let mut wanted = TopicPartitionList::new();
-        for partition in 0..partitions as i32 {
-            wanted.add_partition(&self.target.topic, partition);
-        }
-        let committed = reader.committed_offsets(wanted, CALL_TIMEOUT).map_err(at("reading the cursor from the target"))?;
-        Ok((0..partitions as i32)
-            .map(|partition| {
-                let offset = committed.find_partition(&self.target.topic, partition).map(|e| e.offset());
-                (partition, if let Some(Offset::Offset(next)) = offset { next } else { 0 })
-            })
-            .collect())
+        let mut reader = self.target.config();
+        reader.set("group.id", &self.spec.transactional_id).set("enable.auto.commit", "false").set("isolation.level", "read_committed");
+        let committed = committed_offsets(&reader, &self.target.topic, partitions as i32, CALL_TIMEOUT)
+            .map_err(at("reading the cursor from the target"))?;
+        Ok((0..partitions as i32).map(|partition| (partition, committed.get(&partition).copied().unwrap_or(0))).collect())
     }
 
     /// A reader of every partition of the source topic from the cursor on, committed
@@ -406,11 +394,10 @@ impl Forwarding {
 
     /// The source's high watermarks, for lag: asked for at most once a second.
     fn note_high_watermarks(&self, source: &BaseConsumer) {
-        let mut last = self.watermarks_asked.lock().unwrap_or_else(|e| e.into_inner());
-        if last.is_some_and(|at| at.elapsed() < WATERMARK_INTERVAL) {
+        if self.watermarks_asked.get().is_some_and(|at| at.elapsed() < WATERMARK_INTERVAL) {
             return;
         }
-        *last = Some(Instant::now());
+        self.watermarks_asked.set(Some(Instant::now()));
         let Ok(assignment) = source.assignment() else { return };
         for element in assignment.elements() {
             if let Ok((_, high)) = source.fetch_watermarks(&self.source.topic, element.partition(), WATERMARK_TIMEOUT) {

@@ -1,6 +1,7 @@
 //! `pg_kafka_shadow`: forwards every topic `kafka.shadow_topics` names to its external Kafka
-//! cluster (or, for a mirrored topic, from it into pg_kafka), exactly once, and keeps doing so across its own crashes, pg_kafka's and the
-//! external cluster's outages (docs/shadow.md).
+//! cluster (or, for a mirrored topic, from it into pg_kafka), exactly once, and keeps
+//! doing so across its own crashes, pg_kafka's and the external cluster's outages
+//! (docs/shadow.md).
 //!
 //! Why a process of its own: forwarding waits on a network it does not control, and the
 //! worker's one writer thread must never wait on anything but Postgres. As a Kafka client

@@ -68,8 +68,8 @@ impl Stats {
         for (&partition, &next_offset) in cursor {
             let figures = partitions.entry((topic.to_owned(), partition)).or_default();
             figures.topic_id = topic_id;
-            if next_offset > figures.next_offset || !figures.recorded {
-                figures.next_offset = next_offset.max(figures.next_offset);
+            if next_offset > figures.next_offset {
+                figures.next_offset = next_offset;
                 figures.recorded = false;
             }
         }

@@ -143,20 +143,7 @@ impl GroupSync<'_> {
 
     /// A group's committed offsets of `topic` on one side, by partition (those it has).
     fn committed(&self, side: &ClientConfig, topic: &str, group: &str) -> Result<BTreeMap<i32, i64>, rdkafka::error::KafkaError> {
-        let reader: BaseConsumer = self.with_group(side, group).create()?;
-        let mut wanted = TopicPartitionList::new();
-        for partition in 0..self.partitions {
-            wanted.add_partition(topic, partition);
-        }
-        let committed = reader.committed_offsets(wanted, TIMEOUT)?;
-        Ok(committed
-            .elements()
-            .iter()
-            .filter_map(|e| match e.offset() {
-                Offset::Offset(offset) => Some((e.partition(), offset)),
-                _ => None,
-            })
-            .collect())
+        committed_offsets(&self.with_group(side, group), topic, self.partitions, TIMEOUT)
     }
 
     fn with_group(&self, side: &ClientConfig, group: &str) -> ClientConfig {
@@ -164,6 +151,30 @@ impl GroupSync<'_> {
         config.set("group.id", group).set("enable.auto.commit", "false");
         config
     }
+}
+
+/// The offsets the group of `config` (its `group.id`) has committed for partitions
+/// `0..partitions` of `topic`, by partition: those that have one.
+pub fn committed_offsets(
+    config: &ClientConfig,
+    topic: &str,
+    partitions: i32,
+    timeout: Duration,
+) -> Result<BTreeMap<i32, i64>, rdkafka::error::KafkaError> {
+    let reader: BaseConsumer = config.create()?;
+    let mut wanted = TopicPartitionList::new();
+    for partition in 0..partitions {
+        wanted.add_partition(topic, partition);
+    }
+    let committed = reader.committed_offsets(wanted, timeout)?;
+    Ok(committed
+        .elements()
+        .iter()
+        .filter_map(|e| match e.offset() {
+            Offset::Offset(offset) => Some((e.partition(), offset)),
+            _ => None,
+        })
+        .collect())
 }
 
 #[cfg(test)]

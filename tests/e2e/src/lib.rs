@@ -20,15 +20,27 @@ pub fn bootstrap() -> String {
     env("PGKAFKA_E2E_BOOTSTRAP")
 }
 
-/// Runs SQL through psql against the test cluster; returns trimmed, unaligned output.
-pub fn psql(sql: &str) -> String {
-    let output = Command::new("psql")
+/// psql running `sql` against the test cluster: unaligned, tuples only, stopping at an error.
+fn psql_output(sql: &str) -> std::process::Output {
+    Command::new("psql")
         .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-U", "postgres", "-d", "postgres"])
         .args(["-p", &env("PGKAFKA_E2E_PG_PORT"), "-c", sql])
         .output()
-        .expect("psql runs");
+        .expect("psql runs")
+}
+
+/// Runs SQL through psql against the test cluster; returns trimmed, unaligned output.
+pub fn psql(sql: &str) -> String {
+    let output = psql_output(sql);
     assert!(output.status.success(), "psql failed: {}", String::from_utf8_lossy(&output.stderr));
     String::from_utf8(output.stdout).unwrap().trim().to_owned()
+}
+
+/// Like [`psql`], but `None` when psql fails: for the seconds after a crash, while
+/// Postgres reinitializes and refuses connections.
+pub fn try_psql(sql: &str) -> Option<String> {
+    let output = psql_output(sql);
+    output.status.success().then(|| String::from_utf8_lossy(&output.stdout).trim().to_owned())
 }
 
 /// The pg_kafka worker's pid and the postmaster's start time: unchanged means the worker

@@ -14,13 +14,7 @@ const MESSAGES: usize = 300_000;
 fn wait_for_worker(old_pid: &str) -> String {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let pid = std::process::Command::new("psql")
-            .args(["-X", "-A", "-t", "-h", "127.0.0.1", "-U", "postgres", "-d", "postgres"])
-            .args(["-p", &std::env::var("PGKAFKA_E2E_PG_PORT").unwrap()])
-            .args(["-c", "SELECT pid FROM pg_stat_activity WHERE backend_type = 'pg_kafka'"])
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-            .unwrap_or_default();
+        let pid = try_psql("SELECT pid FROM pg_stat_activity WHERE backend_type = 'pg_kafka'").unwrap_or_default();
         if !pid.is_empty() && pid != old_pid {
             return pid;
         }
@@ -33,14 +27,8 @@ fn wait_for_worker(old_pid: &str) -> String {
 fn stored_count_after_recovery(topic: &str) -> usize {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let output = std::process::Command::new("psql")
-            .args(["-X", "-A", "-t", "-h", "127.0.0.1", "-U", "postgres", "-d", "postgres"])
-            .args(["-p", &std::env::var("PGKAFKA_E2E_PG_PORT").unwrap()])
-            .arg("-c")
-            .arg(format!("SELECT count(*) FROM kafka.topic_messages m WHERE m.topic = '{topic}'"))
-            .output()
-            .unwrap();
-        if let Ok(count) = String::from_utf8_lossy(&output.stdout).trim().parse() {
+        let sql = format!("SELECT count(*) FROM kafka.topic_messages m WHERE m.topic = '{topic}'");
+        if let Some(count) = try_psql(&sql).and_then(|out| out.parse().ok()) {
             return count;
         }
         assert!(Instant::now() < deadline, "Postgres not back 60 s after the crash");

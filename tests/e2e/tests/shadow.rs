@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use pg_kafka_e2e::{block_on, bootstrap, create_topic, psql};
+use pg_kafka_e2e::{block_on, bootstrap, create_topic, psql, try_psql};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -304,11 +304,7 @@ fn kill_the_worker() {
     let worker = psql("SELECT pid FROM pg_stat_activity WHERE backend_type = 'pg_kafka'");
     assert!(Command::new("kill").args(["-9", &worker]).status().unwrap().success(), "kill -9 {worker}");
     wait_until("Postgres back after the worker's kill", Duration::from_secs(60), || {
-        let port = env("PGKAFKA_E2E_PG_PORT");
-        let state = Command::new("psql")
-            .args(["-X", "-q", "-A", "-t", "-h", "127.0.0.1", "-U", "postgres", "-p", &port, "-c", "SELECT pg_is_in_recovery()"])
-            .output();
-        state.is_ok_and(|out| out.status.success() && String::from_utf8_lossy(&out.stdout).trim() == "f")
+        try_psql("SELECT pg_is_in_recovery()").as_deref() == Some("f")
     });
 }
 

@@ -17,14 +17,7 @@ const QUIET: Duration = Duration::from_secs(2);
 fn state_after_recovery(id: &str) -> String {
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
-        let output = std::process::Command::new("psql")
-            .args(["-X", "-A", "-t", "-h", "127.0.0.1", "-U", "postgres", "-d", "postgres"])
-            .args(["-p", &std::env::var("PGKAFKA_E2E_PG_PORT").unwrap()])
-            .arg("-c")
-            .arg(format!("SELECT state FROM kafka.transactions WHERE transactional_id = '{id}'"))
-            .output()
-            .unwrap();
-        let state = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+        let state = try_psql(&format!("SELECT state FROM kafka.transactions WHERE transactional_id = '{id}'")).unwrap_or_default();
         if state == "CompleteAbort" {
             return state;
         }
